@@ -1,0 +1,36 @@
+"""Column names, Arrow types and file-name patterns: each named once, here."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- record batches flowing between stages -------------------------------------------
+TEXT = "text"          # document text (pretraining)
+SOURCE = "source"      # index of the input file in the run's input list (int32)
+LINE = "line"          # 1-based line (line formats) or 0-based record/row index (others) (int64)
+
+# --- output rows ---------------------------------------------------------------------
+INPUT_IDS = "input_ids"  # list<int32>
+SEQ_LENS = "seq_lens"    # list<int32>: lengths of the pieces in the row, summing to len(input_ids)
+NUM_PAD = "num_pad"      # int32: length of the trailing pad piece (0 when the row has none)
+LOSS_MASK = "loss_mask"  # list<uint8>: 1 = training target
+LABEL_ID = "label_id"    # int32 (classification)
+
+TOKEN_TYPE = pa.int32()
+PRETRAIN_ROW_SCHEMA = pa.schema(
+    [
+        pa.field(INPUT_IDS, pa.list_(TOKEN_TYPE)),
+        pa.field(SEQ_LENS, pa.list_(pa.int32())),
+        pa.field(NUM_PAD, pa.int32()),
+    ]
+)
+
+# Label value that loss functions ignore (PyTorch's cross_entropy default).
+IGNORE_INDEX = -100
+
+# --- files and folders ---------------------------------------------------------------
+SPLITS = ("train", "validation")
+MANIFEST_FILE = "manifest.json"
+SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.arrow"  # the `save_to_disk` naming
+TOKENIZER_DIR = "tokenizer"  # a tokenizer trained by the recipe is saved here
+INCOMPLETE_SUFFIX = ".incomplete"
