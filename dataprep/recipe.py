@@ -1,0 +1,194 @@
+"""Recipes: YAML -> overrides -> JSON Schema check (every issue at once) -> frozen dataclasses.
+
+A recipe says what to read, how to clean, tokenize, pack and split it. Defaults live in
+``schemas/recipe.schema.json`` and nowhere else; :func:`load_recipe` fills them in, so
+the resolved recipe recorded in the manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Issue, RecipeError
+from .read import InputSpec
+from .schema import iter_issues, load_schema, with_defaults
+from .tokenizer import TokenizerSpec
+
+SCHEMA = "recipe"
+
+
+@dataclass(frozen=True)
+class NormalizeSpec:
+    unicode: str = "NFC"
+    newlines: bool = True
+    strip_bom: bool = True
+    control_chars: bool = True
+    strip: bool = True
+    collapse_spaces: bool = False
+    max_blank_lines: int | None = None
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    min_chars: int = 1
+    max_chars: int | None = None
+    min_words: int = 0
+    dedup: str = "exact"
+
+
+@dataclass(frozen=True)
+class PackingSpec:
+    mode: str = "wrap"
+    seq_len: int = 2048
+    remainder: str = "drop"
+    pad_rows: bool = True
+    buffer_tokens: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    validation: float = 0.01
+    salt: str = ""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    shard_bytes: int = 256 * 1024 * 1024
+    chunk_records: int = 2048
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe with every default filled in."""
+
+    task: str
+    inputs: tuple[InputSpec, ...]
+    tokenizer: TokenizerSpec
+    normalize: NormalizeSpec
+    filter: FilterSpec
+    packing: PackingSpec
+    split: SplitSpec
+    output: OutputSpec
+    on_error: str
+    base_dir: Path
+    name: str = ""
+    resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the resolved recipe's canonical JSON."""
+        return recipe_hash(self.resolved)
+
+
+def recipe_hash(resolved: Mapping[str, Any]) -> str:
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override, check and freeze the recipe at ``path``.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.path=value`` strings (``--set`` on the command line); values are
+            parsed as YAML, so ``packing.seq_len=4096`` gives an int.
+
+    Raises:
+        RecipeError: with every problem found, each with its path in the YAML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(str(path), [Issue("", f"cannot read the recipe: {exc.strerror or exc}")]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(str(path), [Issue(where, f"invalid YAML: {problem}")]) from exc
+    return recipe_from_dict(data, base_dir=path.resolve().parent, source=str(path), overrides=overrides)
+
+
+def recipe_from_dict(
+    data: Any, *, base_dir: Path, source: str = "<recipe>", overrides: Sequence[str] = ()
+) -> Recipe:
+    """Like :func:`load_recipe` for a recipe already parsed into Python objects."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(source, [Issue("", f"a recipe is a mapping of keys, got {type(data).__name__}")])
+    issues: list[Issue] = []
+    for item in overrides:
+        try:
+            apply_override(data, item)
+        except ValueError as exc:
+            issues.append(Issue(f"--set {item}", str(exc)))
+    issues.extend(iter_issues(data, SCHEMA))
+    if issues:
+        raise RecipeError(source, issues)
+    resolved = with_defaults(data, load_schema(SCHEMA))
+    return _freeze(resolved, base_dir=base_dir)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override in place (``inputs.0.path=...`` indexes lists)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ValueError("expected KEY=VALUE, e.g. --set packing.seq_len=4096")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ValueError(f"cannot parse the value {raw!r}: {exc}") from exc
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _child(node, part, parts[: i + 1], create=True)
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, parts)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ValueError(f"{'.'.join(parts[:-1])} is a {type(node).__name__}, not a mapping")
+
+
+def _child(node: Any, part: str, so_far: list[str], *, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, so_far)]
+    if not isinstance(node, dict):
+        raise ValueError(f"{'.'.join(so_far[:-1])} is a {type(node).__name__}, not a mapping")
+    if part not in node and create:
+        node[part] = {}
+    return node[part]
+
+
+def _index(node: list[Any], part: str, so_far: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ValueError(f"{'.'.join(so_far)}: list index {part!r} is out of range (the list has {len(node)} items)")
+    return int(part)
+
+
+def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
+    return Recipe(
+        task=r["task"],
+        name=r.get("name", ""),
+        inputs=tuple(InputSpec(**spec) for spec in r["inputs"]),
+        tokenizer=TokenizerSpec(**r["tokenizer"]),
+        normalize=NormalizeSpec(**r["normalize"]),
+        filter=FilterSpec(**r["filter"]),
+        packing=PackingSpec(**r["packing"]),
+        split=SplitSpec(**r["split"]),
+        output=OutputSpec(**r["output"]),
+        on_error=r["on_error"],
+        base_dir=base_dir,
+        resolved=r,
+    )

@@ -1,0 +1,549 @@
+"""Load or train the recipe's tokenizer, and turn documents into flat token arrays.
+
+The recipe's ``tokenizer:`` section becomes a :class:`TokenizerSpec`. :func:`load_tokenizer`
+reads one of four layouts, all with the Hugging Face ``tokenizers`` library (no network):
+
+=========================================  =================================================
+``path`` points at                         what is built
+=========================================  =================================================
+``tokenizer.json`` (file, or its folder)   ``Tokenizer.from_file``; special tokens from a
+                                           ``tokenizer_config.json`` beside it, if any
+``vocab.json`` + ``merges.txt``            GPT-2 byte-level BPE (ids match GPT-2 exactly)
+``vocab.txt``                              BERT WordPiece, ``[CLS] ... [SEP]`` post-processor
+=========================================  =================================================
+
+:func:`train_tokenizer` trains a byte-level BPE instead. Either way the result is a
+:class:`LoadedTokenizer`, whose :meth:`~LoadedTokenizer.encode_docs` returns the flat
+``[bos]? + tokens + [eos]?`` layout the packer consumes::
+
+    texts   = ["Hi there", "Bye"]                 (add_bos=False, add_eos=True, eos=50256)
+    tokens  = [17250, 612, 50256, 3856, 68, 50256]
+    lengths = [3, 3]
+
+By default special-token strings inside documents (``"<|endoftext|>"``) are encoded as plain
+text (``split_special_tokens: true``), so a document can never inject an EOS.
+
+Multiprocessing: a :class:`LoadedTokenizer` pickles as its JSON (``to_str()``), a few MB for
+a 50k vocab. ``encode_batch_fast`` runs on the Rust thread pool; in worker processes that
+already give parallelism, set ``TOKENIZERS_PARALLELISM=false`` in the worker (before its first
+encode) to avoid oversubscription and the "process just got forked" warning. This module
+never touches the environment itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from .errors import TokenizerError
+
+__all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "train_tokenizer"]
+
+CONFIG_FILE = "tokenizer_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+EXPECTED = "a tokenizer.json, a folder with tokenizer.json, vocab.json + merges.txt, or vocab.txt"
+ENDOFTEXT = "<|endoftext|>"
+WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+BYTE_LEVEL_ALPHABET = 256
+TRAIN_KEYS = {"vocab_size", "min_frequency"}
+ROLES = ("bos", "eos", "pad")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """The recipe's ``tokenizer:`` section. Exactly one of ``path`` and ``train`` is set.
+
+    Args:
+        path: A ``tokenizer.json`` file or a folder holding one (with an optional
+            ``tokenizer_config.json``); a folder (or its ``vocab.json``) with GPT-2 style
+            ``vocab.json`` + ``merges.txt``; or a WordPiece ``vocab.txt`` (or its folder).
+            Relative paths are resolved against the recipe's folder.
+        train: ``{"vocab_size": int, "min_frequency": int = 2}``: train a byte-level BPE
+            with the special token ``<|endoftext|>``.
+        lowercase: Lowercase the text (WordPiece ``vocab.txt`` only).
+        bos_token: Override of the BOS token; must exist in the vocabulary.
+        eos_token: Override of the EOS token; must exist in the vocabulary.
+        pad_token: Override of the pad token; must exist in the vocabulary.
+        add_bos: Put BOS before every document.
+        add_eos: Put EOS after every document.
+        split_special_tokens: Encode special-token strings found in documents as ordinary
+            text. Set False to let them match the special ids.
+    """
+
+    path: str | None = None
+    train: dict | None = None
+    lowercase: bool = False
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    add_bos: bool = False
+    add_eos: bool = True
+    split_special_tokens: bool = True
+
+
+class LoadedTokenizer:
+    """A ready tokenizer plus the special ids and options the pipeline needs.
+
+    Attributes:
+        tokenizer: The underlying ``tokenizers.Tokenizer``.
+        bos_id, eos_id, pad_id, unk_id: Special ids, ``None`` where the tokenizer has none.
+        vocab_size: ``get_vocab_size(with_added_tokens=True)``.
+        special_ids: ``{"bos": .., "eos": .., "pad": ..}`` for the roles that exist.
+        source: The resolved path that was loaded, or ``"trained"``.
+        files: The files read to build it (for the manifest's checksums); empty when trained.
+        fingerprint: sha256 of ``tokenizer.to_str()``; equal across processes and after
+            :meth:`save` + :func:`load_tokenizer`.
+        add_bos, add_eos, split_special_tokens: The spec's options.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        *,
+        tokens: dict[str, str | None],
+        source: str,
+        files: Iterable[Path] = (),
+        add_bos: bool,
+        add_eos: bool,
+        split_special_tokens: bool,
+    ):
+        self.tokenizer = tokenizer
+        self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
+        self.tokenizer.encode_special_tokens = split_special_tokens
+        self.tokens = dict(tokens)  # role ("bos", "eos", "pad", "unk") -> token string or None
+        self.source = source
+        self.add_bos = add_bos
+        self.add_eos = add_eos
+        self.split_special_tokens = split_special_tokens
+        self._derive()
+
+    def _derive(self) -> None:
+        ids = {role: (None if tok is None else self.tokenizer.token_to_id(tok)) for role, tok in self.tokens.items()}
+        self.bos_id: int | None = ids.get("bos")
+        self.eos_id: int | None = ids.get("eos")
+        self.pad_id: int | None = ids.get("pad")
+        self.unk_id: int | None = ids.get("unk")
+        self.special_ids: dict[str, int] = {role: ids[role] for role in ROLES if ids.get(role) is not None}
+        self.vocab_size: int = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        self.fingerprint: str = hashlib.sha256(self.tokenizer.to_str().encode("utf-8")).hexdigest()
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedTokenizer(source={self.source!r}, vocab_size={self.vocab_size}, "
+            f"special_ids={self.special_ids}, add_bos={self.add_bos}, add_eos={self.add_eos})"
+        )
+
+    # Pickle as JSON text: compact, and independent of the Rust object's own pickling.
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "json": self.tokenizer.to_str(),
+            "tokens": self.tokens,
+            "source": self.source,
+            "files": [str(f) for f in self.files],
+            "add_bos": self.add_bos,
+            "add_eos": self.add_eos,
+            "split_special_tokens": self.split_special_tokens,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            Tokenizer.from_str(state["json"]),
+            tokens=state["tokens"],
+            source=state["source"],
+            files=state["files"],
+            add_bos=state["add_bos"],
+            add_eos=state["add_eos"],
+            split_special_tokens=state["split_special_tokens"],
+        )
+
+    def encode_docs(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode documents into one flat token array.
+
+        Each document becomes ``[bos]? + tokens(text) + [eos]?``. Texts are encoded with
+        ``add_special_tokens=False``, so the post-processor never adds its own BOS/CLS; a
+        document whose tokens already start with BOS (only possible with
+        ``split_special_tokens=False``) gets no second one.
+
+        Args:
+            texts: The documents.
+
+        Returns:
+            ``(tokens, lengths)``: int32 tokens of all documents back to back, and the
+            int64 length of each document's piece (BOS/EOS included).
+        """
+        if not isinstance(texts, list):
+            texts = list(texts)
+        if not texts:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        # Each `.ids` builds a fresh Python list, so read it exactly once.
+        ids = [enc.ids for enc in encodings]
+        bos = self.bos_id if self.add_bos else None
+        eos = self.eos_id if self.add_eos else None
+        # Measured on 3.3 MB (c4_demo + xquad_contexts: 2,700 docs, 1.42M GPT-2 tokens, 2 cores,
+        # best of 5): encode_batch_fast ~570 ms; reading `.ids` 40-60 ms; assembly (+EOS):
+        # np.fromiter over itertools.chain 20-24 ms, preallocated array + per-doc slice fill
+        # 21-38 ms, np.concatenate of per-doc arrays 24-40 ms, list.extend + np.array 23-42 ms.
+        # fromiter with a known count is at or near the best in every run and builds no
+        # per-doc arrays; the Rust encode dominates anyway (~95% of the time).
+        if bos is None and eos is None:
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            pieces: Iterable[list[int]] = ids
+        else:
+            head, tail = [bos], ([eos] if eos is not None else [])
+            needs_bos = [bos is not None and not (doc and doc[0] == bos) for doc in ids]
+            pieces = []
+            for doc, with_bos in zip(ids, needs_bos):
+                if with_bos:
+                    pieces.append(head)
+                pieces.append(doc)
+                if tail:
+                    pieces.append(tail)
+            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            lengths += np.asarray(needs_bos, dtype=np.int64) + len(tail)
+        total = int(lengths.sum())
+        tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int32, count=total)
+        return tokens, lengths
+
+    def save(self, folder: Path) -> None:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` so :func:`load_tokenizer` round-trips.
+
+        Args:
+            folder: Created if missing.
+
+        Raises:
+            TokenizerError: The folder cannot be written.
+        """
+        folder = Path(folder)
+        config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+        for role in (*ROLES, "unk"):
+            if self.tokens.get(role) is not None:
+                config[f"{role}_token"] = self.tokens[role]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.tokenizer.save(str(folder / TOKENIZER_FILE))
+            (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except Exception as exc:  # OSError, or the Rust side's own exception
+            raise TokenizerError(f"{folder}: cannot save the tokenizer ({exc}); check the folder is writable") from exc
+
+
+def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path) -> LoadedTokenizer:
+    """Load the tokenizer the spec names.
+
+    Args:
+        spec: The recipe's ``tokenizer:`` section, with ``path`` set.
+        base_dir: The recipe's folder; a relative ``path`` is resolved against it.
+
+    Returns:
+        The loaded tokenizer with its special ids resolved.
+
+    Raises:
+        TokenizerError: Both or neither of ``path``/``train`` set, ``train`` set (use
+            :func:`train_tokenizer`), missing or unreadable files, a special token that
+            is not in the vocabulary, or no BOS/EOS while ``add_bos``/``add_eos`` is set.
+    """
+    _check_spec(spec)
+    if spec.train is not None:
+        raise TokenizerError(
+            "tokenizer.train is set, so the tokenizer must be trained on the data: call "
+            "train_tokenizer(texts, spec) instead of load_tokenizer"
+        )
+    path = Path(spec.path).expanduser()  # type: ignore[arg-type]
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    tokenizer, kind, files, config, config_file = _read(path, lowercase=spec.lowercase)
+    if spec.lowercase and kind != "wordpiece":
+        raise TokenizerError(
+            f"{path}: `tokenizer.lowercase` only applies to a WordPiece vocab.txt; this tokenizer "
+            "has its own normalizer. Remove `tokenizer.lowercase` from the recipe"
+        )
+    tokens = _resolve_tokens(tokenizer, spec, kind=kind, config=config, config_file=config_file, source=str(path))
+    return LoadedTokenizer(
+        tokenizer,
+        tokens=tokens,
+        source=str(path),
+        files=[*files, *([config_file] if config_file else [])],
+        add_bos=spec.add_bos,
+        add_eos=spec.add_eos,
+        split_special_tokens=spec.split_special_tokens,
+    )
+
+
+def train_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> LoadedTokenizer:
+    """Train a byte-level BPE on ``texts`` as ``spec.train`` says; deterministic for the same texts.
+
+    The special token is ``<|endoftext|>`` (EOS and pad), plus any ``bos_token``/
+    ``eos_token``/``pad_token`` the spec names.
+
+    Args:
+        texts: The training documents.
+        spec: The recipe's ``tokenizer:`` section, with ``train`` set.
+
+    Returns:
+        The trained tokenizer; ``source`` is ``"trained"``.
+
+    Raises:
+        TokenizerError: ``train`` missing or invalid, or ``path``/``lowercase`` also set.
+    """
+    _check_spec(spec)
+    if spec.train is None:
+        raise TokenizerError("train_tokenizer needs `tokenizer.train` in the recipe; to load a file use load_tokenizer")
+    if spec.lowercase:
+        raise TokenizerError("`tokenizer.lowercase` only applies to a WordPiece vocab.txt; remove it from the recipe")
+    specials = list(dict.fromkeys([ENDOFTEXT, *(t for t in (spec.bos_token, spec.eos_token, spec.pad_token) if t)]))
+    vocab_size, min_frequency = _train_options(spec.train, minimum=BYTE_LEVEL_ALPHABET + len(specials))
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[AddedToken(t, special=True, normalized=False) for t in specials],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokens = _resolve_tokens(tokenizer, spec, kind="byte_level", config={}, config_file=None, source="trained")
+    return LoadedTokenizer(
+        tokenizer,
+        tokens=tokens,
+        source="trained",
+        add_bos=spec.add_bos,
+        add_eos=spec.add_eos,
+        split_special_tokens=spec.split_special_tokens,
+    )
+
+
+# --- reading files ----------------------------------------------------------------------
+
+
+def _check_spec(spec: TokenizerSpec) -> None:
+    if (spec.path is None) == (spec.train is None):
+        which = "both" if spec.path is not None else "neither"
+        raise TokenizerError(
+            f"the recipe's `tokenizer` section sets {which} of `path` and `train`; set exactly one: "
+            "`tokenizer.path` to load a tokenizer, or `tokenizer.train` to train one"
+        )
+
+
+def _train_options(train: dict, *, minimum: int) -> tuple[int, int]:
+    if not isinstance(train, dict):
+        raise TokenizerError(f"`tokenizer.train` must be a mapping like {{vocab_size: 32000}}, got {train!r}")
+    unknown = sorted(set(train) - TRAIN_KEYS)
+    if unknown:
+        raise TokenizerError(f"`tokenizer.train` has unknown key(s) {unknown}; valid keys are {sorted(TRAIN_KEYS)}")
+    vocab_size = train.get("vocab_size")
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < minimum:
+        raise TokenizerError(
+            f"`tokenizer.train.vocab_size` must be an integer >= {minimum} (256 byte symbols + "
+            f"special tokens), got {vocab_size!r}"
+        )
+    min_frequency = train.get("min_frequency", 2)
+    if not isinstance(min_frequency, int) or isinstance(min_frequency, bool) or min_frequency < 0:
+        raise TokenizerError(f"`tokenizer.train.min_frequency` must be an integer >= 0, got {min_frequency!r}")
+    return vocab_size, min_frequency
+
+
+def _read(path: Path, *, lowercase: bool) -> tuple[Tokenizer, str, list[Path], dict, Path | None]:
+    """Return (tokenizer, kind, files read, config dict, config file) for a file or folder."""
+    if path.is_dir():
+        folder = path
+        if (folder / TOKENIZER_FILE).is_file():
+            file = folder / TOKENIZER_FILE
+        elif (folder / "vocab.json").is_file() or (folder / "merges.txt").is_file():
+            file = folder / "vocab.json"
+        elif (folder / "vocab.txt").is_file():
+            file = folder / "vocab.txt"
+        else:
+            found = sorted(p.name for p in folder.iterdir())[:10]
+            raise TokenizerError(f"{folder}: no tokenizer files found (folder holds {found}); expected {EXPECTED}")
+    elif path.is_file():
+        folder, file = path.parent, path
+    else:
+        raise TokenizerError(f"{path}: no such file or folder; `tokenizer.path` must name {EXPECTED}")
+
+    config, config_file = _read_config(folder)
+    if file.name in ("vocab.json", "merges.txt"):
+        vocab, merges = folder / "vocab.json", folder / "merges.txt"
+        return _gpt2_bpe(vocab, merges), "byte_level", [vocab, merges], config, config_file
+    if file.suffix == ".txt":
+        return _wordpiece(file, lowercase=lowercase), "wordpiece", [file], config, config_file
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # the Rust side raises plain Exception on bad JSON
+        raise TokenizerError(f"{file}: cannot read it as a tokenizer.json ({exc}); expected {EXPECTED}") from exc
+    pre = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kind = "byte_level" if any(s.get("type") == "ByteLevel" for s in steps) else "json"
+    if isinstance(tokenizer.model, models.WordPiece):
+        kind = "wordpiece_json"
+    return tokenizer, kind, [file], config, config_file
+
+
+def _read_config(folder: Path) -> tuple[dict, Path | None]:
+    for name in (CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE):
+        file = folder / name
+        if file.is_file():
+            try:
+                config = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise TokenizerError(f"{file}: cannot read it as JSON ({exc}); fix or remove the file") from exc
+            if not isinstance(config, dict):
+                raise TokenizerError(
+                    f"{file}: expected a JSON object, got {type(config).__name__}; fix or remove the file"
+                )
+            return config, file
+    return {}, None
+
+
+def _gpt2_bpe(vocab: Path, merges: Path) -> Tokenizer:
+    """GPT-2 byte-level BPE, as transformers' GPT2TokenizerFast builds it."""
+    for file, other in ((vocab, merges), (merges, vocab)):
+        if not file.is_file():
+            raise TokenizerError(
+                f"{file}: missing; a GPT-2 style tokenizer needs both vocab.json and merges.txt "
+                f"(found {other.name}). Expected {EXPECTED}"
+            )
+    try:
+        model = models.BPE.from_file(str(vocab), str(merges))
+    except Exception as exc:
+        raise TokenizerError(f"{vocab.parent}: cannot read vocab.json + merges.txt as a BPE ({exc})") from exc
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def _wordpiece(vocab: Path, *, lowercase: bool) -> Tokenizer:
+    """BERT WordPiece, as ``tokenizers.implementations.BertWordPieceTokenizer`` builds it."""
+    try:
+        model = models.WordPiece.from_file(str(vocab), unk_token="[UNK]")
+    except Exception as exc:
+        raise TokenizerError(f"{vocab}: cannot read it as a WordPiece vocab.txt ({exc}); expected {EXPECTED}") from exc
+    tokenizer = Tokenizer(model)
+    if tokenizer.token_to_id("[UNK]") is None:
+        raise TokenizerError(f"{vocab}: a WordPiece vocab.txt needs an [UNK] token; add a line `[UNK]` to it")
+    tokenizer.add_special_tokens([t for t in WORDPIECE_SPECIALS if tokenizer.token_to_id(t) is not None])
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls is not None and sep is not None:
+        tokenizer.post_processor = processors.BertProcessing(("[SEP]", sep), ("[CLS]", cls))
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+# --- special tokens ---------------------------------------------------------------------
+
+
+def _config_token(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def _well_known(tokenizer: Tokenizer, kind: str) -> dict[str, str | None]:
+    def first(*names: str) -> str | None:
+        return next((n for n in names if tokenizer.token_to_id(n) is not None), None)
+
+    if kind.startswith("wordpiece"):
+        return {"bos": first("[CLS]"), "eos": first("[SEP]"), "pad": first("[PAD]"), "unk": first("[UNK]")}
+    found = {"bos": first("<s>"), "eos": first(ENDOFTEXT, "</s>"), "pad": first("<pad>"), "unk": first("<unk>")}
+    if found["pad"] is None and kind == "byte_level":  # GPT-2 pads with <|endoftext|>
+        found["pad"] = first(ENDOFTEXT)
+    return found
+
+
+def _resolve_tokens(
+    tokenizer: Tokenizer,
+    spec: TokenizerSpec,
+    *,
+    kind: str,
+    config: dict,
+    config_file: Path | None,
+    source: str,
+) -> dict[str, str | None]:
+    """role -> token: spec overrides, then the config file, then well-known names."""
+    well_known = _well_known(tokenizer, kind)
+    overrides = {"bos": spec.bos_token, "eos": spec.eos_token, "pad": spec.pad_token}
+    model_unk = getattr(tokenizer.model, "unk_token", None)
+    tokens: dict[str, str | None] = {}
+    for role in (*ROLES, "unk"):
+        override = overrides.get(role)
+        if override is not None:
+            _require_in_vocab(tokenizer, override, source, f"`tokenizer.{role}_token`", f"set `tokenizer.{role}_token`")
+            tokens[role] = override
+            continue
+        from_config = _config_token(config.get(f"{role}_token"))
+        if from_config is not None:
+            _require_in_vocab(
+                tokenizer,
+                from_config,
+                str(config_file),
+                f"{role}_token",
+                f"fix the file, or set `tokenizer.{role}_token` in the recipe" if role != "unk" else "fix the file",
+            )
+            tokens[role] = from_config
+        elif role == "unk" and isinstance(model_unk, str) and tokenizer.token_to_id(model_unk) is not None:
+            tokens[role] = model_unk
+        else:
+            tokens[role] = well_known[role]
+    for role, flag in (("bos", spec.add_bos), ("eos", spec.add_eos)):
+        if flag and tokens[role] is None:
+            raise TokenizerError(
+                f"{source}: tokenizer has no {role.upper()} token; set `tokenizer.{role}_token` in the recipe, "
+                f"or `tokenizer.add_{role}: false`"
+            )
+    _mark_special(tokenizer, [t for t in tokens.values() if t is not None])
+    return tokens
+
+
+def _require_in_vocab(tokenizer: Tokenizer, token: str, where: str, what: str, fix: str) -> None:
+    if tokenizer.token_to_id(token) is not None:
+        return
+    candidates = set(tokenizer.get_vocab(with_added_tokens=True))
+    close = difflib.get_close_matches(token, candidates, n=5, cutoff=0.5)
+    hint = f"close matches: {', '.join(repr(c) for c in close)}" if close else "no close matches"
+    raise TokenizerError(f"{where}: {what} {token!r} is not in the tokenizer's vocabulary ({hint}); {fix}")
+
+
+def _mark_special(tokenizer: Tokenizer, tokens: list[str]) -> None:
+    """Register the resolved special tokens as *special* added tokens.
+
+    Only special added tokens obey ``encode_special_tokens`` (split) and can be matched in raw
+    text when it is off. Tokens already registered as special are left untouched, so loading
+    a tokenizer.json whose specials are in order does not change its JSON (or fingerprint).
+    """
+    added = {t.content: t for t in tokenizer.get_added_tokens_decoder().values()}
+    new = []
+    for token in dict.fromkeys(tokens):
+        old = added.get(token)
+        if old is not None and old.special:
+            continue
+        if old is not None:
+            new.append(
+                AddedToken(
+                    token,
+                    single_word=old.single_word,
+                    lstrip=old.lstrip,
+                    rstrip=old.rstrip,
+                    normalized=old.normalized,
+                    special=True,
+                )
+            )
+        else:
+            new.append(AddedToken(token, special=True, normalized=False))
+    if new:
+        tokenizer.add_special_tokens(new)

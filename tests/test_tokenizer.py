@@ -1,0 +1,392 @@
+"""Tests of dataprep.tokenizer against the real tokenizers in shared/data/tokenizers.
+
+References, and why:
+- GPT-2 (vocab.json + merges.txt): transformers' ``GPT2TokenizerFast.from_pretrained(folder)``.
+  Under transformers 5.x, building it from the two files directly encodes everything to
+  ``[]`` (shared/data/README.md, "Notes for parity tests"), so the test first checks that the
+  reference is non-empty.
+- Phi-3: the ``tokenizers`` library's own ``Tokenizer.from_file(tokenizer.json)``, encoded
+  one document at a time. transformers 5.x rebuilds Llama-style tokenizers from their config
+  and changes the ids, so it is not the reference here.
+- BERT: ``tokenizers.implementations.BertWordPieceTokenizer(vocab.txt)``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from dataprep.errors import TokenizerError
+from dataprep.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer, train_tokenizer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TOKENIZERS = DATA / "tokenizers"
+GPT2 = TOKENIZERS / "gpt2"
+PHI3 = TOKENIZERS / "phi-3-mini"
+BERT = TOKENIZERS / "bert-base-cased"
+
+if not TOKENIZERS.is_dir():
+    pytest.skip(f"shared data not found at {DATA}", allow_module_level=True)
+
+
+def _jsonl_texts(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
+def _split(tokens: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    ends = np.cumsum(lengths)
+    return [tokens[e - n : e].tolist() for e, n in zip(ends, lengths)]
+
+
+@pytest.fixture(scope="module")
+def c4() -> list[str]:
+    return _jsonl_texts(DATA / "corpora" / "c4_demo.jsonl")
+
+
+@pytest.fixture(scope="module")
+def xquad() -> list[str]:
+    texts = _jsonl_texts(DATA / "corpora" / "multilingual" / "xquad_contexts.jsonl")
+    return texts[::12]  # 200 docs, 20 from each of the 10 languages
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> LoadedTokenizer:
+    return load_tokenizer(TokenizerSpec(path="tokenizers/gpt2"), base_dir=DATA)
+
+
+@pytest.fixture(scope="module")
+def phi3() -> LoadedTokenizer:
+    return load_tokenizer(TokenizerSpec(path=str(PHI3)), base_dir=Path("/nonexistent"))
+
+
+@pytest.fixture(scope="module")
+def trained(c4: list[str]) -> LoadedTokenizer:
+    return train_tokenizer(c4[:100], TokenizerSpec(train={"vocab_size": 600}))
+
+
+# --- GPT-2 ------------------------------------------------------------------------------
+
+
+class TestGpt2:
+    def test_hand_checked_ids(self, gpt2: LoadedTokenizer) -> None:
+        enc = gpt2.tokenizer.encode
+        assert enc("Hello world").ids == [15496, 995]
+        assert enc(" Claude").ids == [40559]
+        assert gpt2.eos_id == 50256 and gpt2.pad_id == 50256 and gpt2.bos_id is None and gpt2.unk_id is None
+        assert gpt2.special_ids == {"eos": 50256, "pad": 50256}
+        assert gpt2.vocab_size == 50257
+        assert gpt2.source == str(GPT2)
+        assert gpt2.files == (GPT2 / "vocab.json", GPT2 / "merges.txt")
+
+    def test_explicit_vocab_json_path(self, gpt2: LoadedTokenizer) -> None:
+        loaded = load_tokenizer(TokenizerSpec(path=str(GPT2 / "vocab.json")), base_dir=DATA)
+        assert loaded.fingerprint == gpt2.fingerprint
+
+    def test_matches_transformers(self, gpt2: LoadedTokenizer, c4: list[str], xquad: list[str]) -> None:
+        transformers = pytest.importorskip("transformers")
+        ref = transformers.GPT2TokenizerFast.from_pretrained(str(GPT2))
+        assert ref("Hello world", add_special_tokens=False)["input_ids"] == [15496, 995], "reference is broken"
+        texts = c4 + xquad
+        expected = ref(texts, add_special_tokens=False)["input_ids"]
+        assert all(expected), "the transformers reference encoded a document to []"
+        tokens, lengths = gpt2.encode_docs(texts)
+        assert _split(tokens, lengths) == [ids + [50256] for ids in expected]
+
+    def test_decode_round_trip_is_byte_exact(self, gpt2: LoadedTokenizer, c4: list[str], xquad: list[str]) -> None:
+        texts = c4 + xquad + ["emoji 🤗🧪 and\ttabs\n\n  spaces ", "ä\u0301 \u200b"]
+        spec = TokenizerSpec(path=str(GPT2), add_eos=False)
+        tokens, lengths = load_tokenizer(spec, base_dir=DATA).encode_docs(texts)
+        decoded = gpt2.tokenizer.decode_batch(_split(tokens, lengths), skip_special_tokens=False)
+        assert decoded == texts
+
+    def test_fingerprint_stable_across_processes(self, gpt2: LoadedTokenizer) -> None:
+        code = (
+            "from pathlib import Path; from dataprep.tokenizer import TokenizerSpec, load_tokenizer; "
+            f"print(load_tokenizer(TokenizerSpec(path={str(GPT2)!r}), base_dir=Path('.')).fingerprint)"
+        )
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+        assert out.stdout.strip() == gpt2.fingerprint
+
+
+# --- Phi-3 ------------------------------------------------------------------------------
+
+
+class TestPhi3:
+    def test_ids_and_special_tokens_from_config(self, phi3: LoadedTokenizer) -> None:
+        config = json.loads((PHI3 / "tokenizer_config.json").read_text(encoding="utf-8"))
+        raw = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
+        assert phi3.tokenizer.encode("Hello world", add_special_tokens=False).ids == [15043, 3186]
+        assert [config[f"{r}_token"] for r in ("bos", "eos", "pad")] == ["<s>", "<|endoftext|>", "<|endoftext|>"]
+        assert phi3.bos_id == raw.token_to_id("<s>") == 1
+        assert phi3.eos_id == raw.token_to_id("<|endoftext|>") == 32000
+        assert phi3.pad_id == 32000 and phi3.unk_id == 0
+        assert phi3.special_ids == {"bos": 1, "eos": 32000, "pad": 32000}
+        assert phi3.vocab_size == 32011
+        assert phi3.files == (PHI3 / "tokenizer.json", PHI3 / "tokenizer_config.json")
+        # Its specials are already special added tokens, so loading leaves the JSON as is.
+        assert phi3.tokenizer.to_str() == raw.to_str()
+
+    def test_encode_docs_matches_tokenizers(self, phi3: LoadedTokenizer, c4: list[str]) -> None:
+        raw = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
+        expected = [raw.encode(text, add_special_tokens=False).ids for text in c4]
+        tokens, lengths = phi3.encode_docs(c4)
+        assert tokens.dtype == np.int32 and lengths.dtype == np.int64
+        assert _split(tokens, lengths) == [ids + [32000] for ids in expected]
+
+    def test_add_bos_never_doubles(self) -> None:
+        texts = ["<s>Hello world", "Hello world"]
+        spec = TokenizerSpec(path=str(PHI3), add_bos=True, split_special_tokens=False)
+        tokens, lengths = load_tokenizer(spec, base_dir=DATA).encode_docs(texts)
+        assert _split(tokens, lengths) == [[1, 15043, 3186, 32000], [1, 15043, 3186, 32000]]
+        # Split (the default): the literal "<s>" is text, so the BOS is added in front of it.
+        spec = TokenizerSpec(path=str(PHI3), add_bos=True)
+        first = _split(*load_tokenizer(spec, base_dir=DATA).encode_docs(texts[:1]))[0]
+        assert first[0] == 1 and first.count(1) == 1 and len(first) > 4
+
+
+# --- encode_docs --------------------------------------------------------------------------
+
+
+class TestEncodeDocs:
+    def test_flat_layout_with_bos_and_eos(self) -> None:
+        spec = TokenizerSpec(path=str(PHI3), add_bos=True, add_eos=True)
+        tokens, lengths = load_tokenizer(spec, base_dir=DATA).encode_docs(["Hello world", "", "world"])
+        assert tokens.tolist() == [1, 15043, 3186, 32000, 1, 32000, 1, 3186, 32000]
+        assert lengths.tolist() == [4, 2, 3]
+
+    @pytest.mark.parametrize(
+        ("add_bos", "add_eos", "expected", "lengths"),
+        [
+            (False, False, [15496, 995, 40559], [2, 1, 0]),
+            (False, True, [15496, 995, 50256, 40559, 50256, 50256], [3, 2, 1]),
+            (True, False, [50256, 15496, 995, 50256, 40559, 50256], [3, 2, 1]),
+        ],
+    )
+    def test_flag_combinations(self, add_bos: bool, add_eos: bool, expected: list[int], lengths: list[int]) -> None:
+        spec = TokenizerSpec(path=str(GPT2), bos_token="<|endoftext|>", add_bos=add_bos, add_eos=add_eos)
+        tokens, lens = load_tokenizer(spec, base_dir=DATA).encode_docs(["Hello world", " Claude", ""])
+        assert tokens.tolist() == expected and lens.tolist() == lengths
+
+    def test_empty_list(self, gpt2: LoadedTokenizer) -> None:
+        tokens, lengths = gpt2.encode_docs([])
+        assert tokens.shape == (0,) and tokens.dtype == np.int32
+        assert lengths.shape == (0,) and lengths.dtype == np.int64
+
+    def test_split_special_tokens(self) -> None:
+        text = "a<|endoftext|>b"
+        split = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=DATA)
+        tokens, lengths = split.encode_docs([text])
+        assert 50256 not in tokens[:-1].tolist() and tokens[-1] == 50256
+        assert split.tokenizer.decode(tokens[:-1].tolist()) == text
+        matched = load_tokenizer(TokenizerSpec(path=str(GPT2), split_special_tokens=False), base_dir=DATA)
+        tokens, lengths = matched.encode_docs([text])
+        assert tokens.tolist() == [64, 50256, 65, 50256] and lengths.tolist() == [4]
+
+
+# --- WordPiece ------------------------------------------------------------------------------
+
+
+class TestWordPiece:
+    def test_readme_example_and_special_ids(self) -> None:
+        bert = load_tokenizer(TokenizerSpec(path=str(BERT / "vocab.txt")), base_dir=DATA)
+        enc = bert.tokenizer.encode("Hello world, unaffable tokenization!")
+        assert enc.tokens == "[CLS] Hello world , un ##af ##fa ##ble token ##ization ! [SEP]".split()
+        vocab = bert.tokenizer.get_vocab()
+        assert [vocab[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 100, 101, 102, 103]
+        assert bert.special_ids == {"bos": 101, "eos": 102, "pad": 0} and bert.unk_id == 100
+        assert bert.vocab_size == 28996
+        assert bert.files == (BERT / "vocab.txt",)
+
+    def test_matches_bert_wordpiece_tokenizer(self, c4: list[str]) -> None:
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        ref = BertWordPieceTokenizer(str(BERT / "vocab.txt"), lowercase=False)
+        bert = load_tokenizer(TokenizerSpec(path=str(BERT), add_eos=False), base_dir=DATA)
+        expected = [e.ids for e in ref.encode_batch(c4[:100], add_special_tokens=False)]
+        assert _split(*bert.encode_docs(c4[:100])) == expected
+
+    def test_lowercase(self) -> None:
+        bert = load_tokenizer(TokenizerSpec(path=str(BERT), lowercase=True), base_dir=DATA)
+        assert bert.tokenizer.encode("HELLO", add_special_tokens=False).tokens == ["hello"]
+
+
+# --- training, save/load, pickling ------------------------------------------------------
+
+
+class TestTrained:
+    def test_deterministic_and_vocab_size(self, trained: LoadedTokenizer, c4: list[str]) -> None:
+        again = train_tokenizer(c4[:100], TokenizerSpec(train={"vocab_size": 600}))
+        assert again.fingerprint == trained.fingerprint
+        assert trained.vocab_size == 600
+        assert trained.source == "trained" and trained.files == ()
+        assert trained.special_ids == {"eos": 0, "pad": 0}
+        tokens, lengths = trained.encode_docs(c4[100:110])
+        assert tokens.max() < trained.vocab_size and (tokens[np.cumsum(lengths) - 1] == 0).all()
+        assert trained.tokenizer.decode(tokens[: lengths[0] - 1].tolist()) == c4[100]
+
+    def test_override_tokens_become_specials(self, c4: list[str]) -> None:
+        spec = TokenizerSpec(train={"vocab_size": 300, "min_frequency": 1}, bos_token="<s>", add_bos=True)
+        loaded = train_tokenizer(c4[:20], spec)
+        assert loaded.special_ids == {"bos": 1, "eos": 0, "pad": 0}
+        assert loaded.vocab_size == 300
+
+    @pytest.mark.parametrize("which", ["trained", "gpt2", "phi3"])
+    def test_save_load_round_trip(
+        self, which: str, request: pytest.FixtureRequest, tmp_path: Path, c4: list[str]
+    ) -> None:
+        original: LoadedTokenizer = request.getfixturevalue(which)
+        original.save(tmp_path / "tok")
+        assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
+        loaded = load_tokenizer(TokenizerSpec(path="tok"), base_dir=tmp_path)
+        assert loaded.fingerprint == original.fingerprint
+        assert loaded.special_ids == original.special_ids and loaded.unk_id == original.unk_id
+        for got, want in zip(loaded.encode_docs(c4[:20]), original.encode_docs(c4[:20])):
+            np.testing.assert_array_equal(got, want)
+
+    def test_pickle_round_trip(self, trained: LoadedTokenizer, c4: list[str]) -> None:
+        spec = TokenizerSpec(path=str(GPT2), split_special_tokens=False, add_eos=False)
+        for original in (trained, load_tokenizer(spec, base_dir=DATA)):
+            blob = pickle.dumps(original)
+            assert len(blob) < len(original.tokenizer.to_str()) * 1.1 + 1000
+            copy = pickle.loads(blob)
+            assert copy.fingerprint == original.fingerprint and copy.special_ids == original.special_ids
+            assert (copy.add_bos, copy.add_eos) == (original.add_bos, original.add_eos)
+            assert (copy.source, copy.files) == (original.source, original.files)
+            assert copy.tokenizer.encode_special_tokens == original.split_special_tokens
+            texts = c4[:5] + ["x<|endoftext|>y"]
+            for got, want in zip(copy.encode_docs(texts), original.encode_docs(texts)):
+                np.testing.assert_array_equal(got, want)
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _word_level(folder: Path, vocab: dict[str, int]) -> Path:
+    from tokenizers import models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("spec", "word"),
+        [(TokenizerSpec(), "neither"), (TokenizerSpec(path="x", train={"vocab_size": 500}), "both")],
+    )
+    def test_exactly_one_of_path_and_train(self, spec: TokenizerSpec, word: str) -> None:
+        with pytest.raises(TokenizerError, match=f"sets {word} of `path` and `train`; set exactly one"):
+            load_tokenizer(spec, base_dir=DATA)
+        with pytest.raises(TokenizerError, match="set exactly one"):
+            train_tokenizer([], spec)
+
+    def test_missing_path(self, tmp_path: Path) -> None:
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path="nope/tokenizer.json"), base_dir=tmp_path)
+        message = str(info.value)
+        assert str(tmp_path / "nope" / "tokenizer.json") in message and "no such file or folder" in message
+        assert "a tokenizer.json, a folder with tokenizer.json, vocab.json + merges.txt, or vocab.txt" in message
+
+    def test_folder_without_tokenizer_files(self, tmp_path: Path) -> None:
+        (tmp_path / "readme.md").write_text("hi")
+        match = r"no tokenizer files found \(folder holds \['readme.md'\]\); expected a tokenizer.json"
+        with pytest.raises(TokenizerError, match=match):
+            load_tokenizer(TokenizerSpec(path=str(tmp_path)), base_dir=DATA)
+
+    def test_unreadable_tokenizer_json(self, tmp_path: Path) -> None:
+        (tmp_path / "tokenizer.json").write_text("{not json")
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path=str(tmp_path)), base_dir=DATA)
+        message = str(info.value)
+        assert str(tmp_path / "tokenizer.json") in message and "cannot read it as a tokenizer.json" in message
+
+    def test_vocab_json_without_merges(self, tmp_path: Path) -> None:
+        (tmp_path / "vocab.json").write_text('{"a": 0}')
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path=str(tmp_path)), base_dir=DATA)
+        message = str(info.value)
+        assert str(tmp_path / "merges.txt") in message and "needs both vocab.json and merges.txt" in message
+
+    def test_bad_tokenizer_config(self, tmp_path: Path) -> None:
+        folder = _word_level(tmp_path / "t", {"<unk>": 0, "</s>": 1})
+        (folder / "tokenizer_config.json").write_text("[1,")
+        with pytest.raises(TokenizerError, match="tokenizer_config.json: cannot read it as JSON"):
+            load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
+        (folder / "tokenizer_config.json").write_text('{"eos_token": {"content": "<eos>"}}')
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
+        message = str(info.value)
+        assert message.startswith(str(folder / "tokenizer_config.json"))
+        assert "eos_token '<eos>' is not in the tokenizer's vocabulary" in message
+        assert "'</s>'" in message  # a close match
+
+    def test_config_dict_tokens_and_well_known_fallback(self, tmp_path: Path) -> None:
+        folder = _word_level(tmp_path / "t", {"<unk>": 0, "</s>": 1, "<s>": 2, "<eos>": 3})
+        assert load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA).special_ids == {"bos": 2, "eos": 1}
+        (folder / "tokenizer_config.json").write_text('{"eos_token": {"content": "<eos>"}, "pad_token": null}')
+        loaded = load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
+        assert loaded.special_ids == {"bos": 2, "eos": 3} and loaded.unk_id == 0
+
+    def test_override_not_in_vocab_lists_close_matches(self) -> None:
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path=str(PHI3), eos_token="<|endoftxt|>"), base_dir=DATA)
+        message = str(info.value)
+        assert message.startswith(str(PHI3))
+        assert "`tokenizer.eos_token` '<|endoftxt|>' is not in the tokenizer's vocabulary" in message
+        assert "close matches: '<|endoftext|>'" in message
+
+    def test_no_eos(self, tmp_path: Path) -> None:
+        folder = _word_level(tmp_path / "t", {"<unk>": 0, "a": 1})
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
+        assert str(info.value) == (
+            f"{folder}: tokenizer has no EOS token; "
+            "set `tokenizer.eos_token` in the recipe, or `tokenizer.add_eos: false`"
+        )
+        assert load_tokenizer(TokenizerSpec(path=str(folder), add_eos=False), base_dir=DATA).eos_id is None
+
+    def test_no_bos(self) -> None:
+        match = r"has no BOS token; set `tokenizer.bos_token` in the recipe, or `tokenizer.add_bos: false`"
+        with pytest.raises(TokenizerError, match=match):
+            load_tokenizer(TokenizerSpec(path=str(GPT2), add_bos=True), base_dir=DATA)
+        with pytest.raises(TokenizerError, match=r"^trained: tokenizer has no BOS token"):
+            train_tokenizer(["some text"], TokenizerSpec(train={"vocab_size": 300}, add_bos=True))
+
+    def test_load_with_train_and_train_without_train(self) -> None:
+        with pytest.raises(TokenizerError, match=r"call train_tokenizer\(texts, spec\)"):
+            load_tokenizer(TokenizerSpec(train={"vocab_size": 500}), base_dir=DATA)
+        with pytest.raises(TokenizerError, match="train_tokenizer needs `tokenizer.train`"):
+            train_tokenizer(["text"], TokenizerSpec(path=str(GPT2)))
+        with pytest.raises(TokenizerError, match="`tokenizer.lowercase` only applies to a WordPiece vocab.txt"):
+            train_tokenizer(["text"], TokenizerSpec(train={"vocab_size": 500}, lowercase=True))
+
+    def test_lowercase_only_for_wordpiece(self) -> None:
+        with pytest.raises(TokenizerError, match="`tokenizer.lowercase` only applies to a WordPiece vocab.txt"):
+            load_tokenizer(TokenizerSpec(path=str(GPT2), lowercase=True), base_dir=DATA)
+
+    @pytest.mark.parametrize(
+        ("train", "match"),
+        [
+            ({"vocab_size": 100}, r"`tokenizer.train.vocab_size` must be an integer >= 257 .* got 100"),
+            ({}, r"vocab_size` must be an integer >= 257 .* got None"),
+            ({"vocab_size": 500, "min_frequency": -1}, r"min_frequency` must be an integer >= 0, got -1"),
+            (
+                {"vocab_size": 500, "vocab": 1},
+                r"unknown key\(s\) \['vocab'\]; valid keys are \['min_frequency', 'vocab_size'\]",
+            ),
+        ],
+    )
+    def test_bad_train_options(self, train: dict, match: str) -> None:
+        with pytest.raises(TokenizerError, match=match):
+            train_tokenizer(["text"], TokenizerSpec(train=train))
