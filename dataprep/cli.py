@@ -43,6 +43,7 @@ def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, 
 
     Example:
 
+    \b
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --set packing.seq_len=256
     """
     from .pipeline import run as run_pipeline
@@ -76,6 +77,7 @@ def schema(name: str | None) -> None:
 
     Example:
 
+    \b
         dataprep schema recipe
     """
     from .schema import load_schema, schema_names
@@ -94,6 +96,7 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
 
     Example:
 
+    \b
         dataprep check-recipe recipes/demo-pretrain.yaml --set packing.mode=bfd
     """
     import yaml
@@ -108,7 +111,7 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a DataprepError becomes 'error: ...' and exit status 1."""
     try:
-        cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
