@@ -32,6 +32,9 @@ class RecipeError(DataprepError):
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
         super().__init__(f"{source}: recipe has {len(self.issues)} problem(s):\n{lines}")
 
+    def __reduce__(self):  # pickle across worker processes with the original arguments
+        return (type(self), (self.source, self.issues))
+
 
 class InputError(DataprepError):
     """A record or file of the input cannot be read as the recipe says."""
@@ -46,6 +49,9 @@ class InputError(DataprepError):
         if fix:
             text += f"\n  fix: {fix}"
         super().__init__(text)
+
+    def __reduce__(self):  # pickle across worker processes with the original arguments
+        return (type(self), (self.path, self.location, self.reason_message, self.fix))
 
 
 class TokenizerError(DataprepError):

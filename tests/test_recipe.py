@@ -132,3 +132,15 @@ def test_schema_helpers():
     assert list(iter_issues(dict(MINIMAL), "recipe")) == []
     filled = with_defaults({"packing": {}}, load_schema("recipe"))
     assert filled["packing"]["seq_len"] == 2048 and filled["split"]["validation"] == 0.01
+
+
+def test_errors_pickle_across_processes():
+    import pickle
+
+    from dataprep.errors import InputError, Issue
+
+    err = InputError("a.jsonl", "line 3", "malformed JSON", "repair it")
+    back = pickle.loads(pickle.dumps(err))
+    assert str(back) == str(err) and back.location == "line 3" and back.fix == "repair it"
+    rec = RecipeError("r.yaml", [Issue("packing.seq_len", "too small")])
+    assert str(pickle.loads(pickle.dumps(rec))) == str(rec)
