@@ -324,12 +324,12 @@ def test_empty_folder_is_an_error(tmp_path):
 
 def test_unknown_extension_asks_for_format(tmp_path):
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "data.csv").write_text("a,b\n")
+    (tmp_path / "d" / "data.xlsx").write_text("a,b\n")
     with pytest.raises(InputError) as err:
         resolve_inputs([InputSpec("d")], base_dir=tmp_path)
     assert err.value.path == "d"
     assert (
-        "cannot infer the format of" in str(err.value) and "data.csv" in str(err.value) and "'.csv'" in str(err.value)
+        "cannot infer the format of" in str(err.value) and "data.xlsx" in str(err.value) and "'.xlsx'" in str(err.value)
     )
     assert err.value.fix == "set `format:` on this input"
 
@@ -341,7 +341,7 @@ def test_compressed_parquet_is_rejected(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("format", "csv"), ("txt_unit", "sentence"), ("text_field", "meta..body")]
+    ("option", "value"), [("format", "xlsx"), ("txt_unit", "sentence"), ("text_field", "meta..body")]
 )
 def test_unknown_option_values(tmp_path, option, value):
     (tmp_path / "a.txt").write_text("x")

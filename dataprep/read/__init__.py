@@ -1,0 +1,59 @@
+"""Input readers: files, folders and globs -> record batches of named fields plus ``(source, line)``.
+
+Two steps. :func:`resolve_inputs` turns a recipe's ``inputs:`` into a sorted,
+de-duplicated list of :class:`InputFile` with format and compression resolved.
+:func:`read_records` streams one of them as Arrow record batches, one
+``large_string`` column per :class:`FieldSpec`, whose ``source`` and ``line``
+columns say where every record came from; :func:`read_batches` is the pretraining
+case, the input's ``text_field`` as one ``text`` column (:data:`SCHEMA`)::
+
+    inputs: [{path: corpus/}]         corpus/a.jsonl      corpus/b.txt (txt_unit: line)
+                                            |                   |
+    resolve_inputs  ->  [InputFile(a.jsonl, jsonl, None), InputFile(b.txt, txt, None)]
+    read_batches(files[1], 1, ...)  ->  text="first line"  source=1  line=1
+                                        text="third line"  source=1  line=3   (line 2 blank)
+
+Text is passed through untouched (no stripping, no normalization: later stages
+do that). Bad records (invalid UTF-8, malformed JSON or rows, missing or
+wrong-typed fields, a JSON value that is not an object) either raise
+:class:`~dataprep.errors.InputError` or, with ``on_error="skip"``, are counted by
+reason (:data:`DROP_REASONS`) and logged (the first ``MAX_LOGGED`` per file, then
+one summary line).
+
+Modules, in the order data flows through them::
+
+    _inputs     InputSpec, InputFile, resolve_inputs: what to read
+    _fields     FieldSpec and the kinds (text, any, json, messages): what a record must hold
+    _messages   chat adapters: OpenAI / ShareGPT -> [{role, content}]
+    _text       txt: file / line / paragraph
+    _json       jsonl (streamed) and json arrays
+    _delimited  tsv and csv (streamed)
+    _columnar   parquet and arrow / HF datasets (column at a time)
+    _records    read_records, read_batches: batching and provenance
+    _common     opening files, the bad-record policy, message helpers
+"""
+
+from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR
+from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
+from ._inputs import FORMATS, TXT_UNITS, InputFile, InputSpec, resolve_inputs
+from ._messages import normalize_messages
+from ._records import SCHEMA, read_batches, read_records
+
+__all__ = [
+    "DROP_REASONS",
+    "FIELD_KINDS",
+    "FORMATS",
+    "MAX_LOGGED",
+    "ON_ERROR",
+    "SCHEMA",
+    "TXT_UNITS",
+    "FieldSpec",
+    "InputFile",
+    "InputSpec",
+    "iter_field",
+    "normalize_messages",
+    "read_batches",
+    "read_records",
+    "records_schema",
+    "resolve_inputs",
+]

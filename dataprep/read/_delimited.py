@@ -1,0 +1,151 @@
+"""tsv and csv readers, streamed row by row; fields address columns by name.
+
+::
+
+    sms.tsv (header: true)           sentiment.txt (format: tsv, header: false,
+    Label<TAB>SMS          line 1                   columns: [sentence, label])
+    ham<TAB>Ok lar...      line 2    Wow... Loved this place.<TAB>1   line 1
+    spam<TAB>Free entry... line 3    Crust is not good.<TAB>0         line 2
+
+Dialects: tsv splits at tabs and nothing else (``csv.QUOTE_NONE``: a quote is an
+ordinary character, as in the UCI corpora); csv is RFC 4180 (``"`` quotes values
+holding commas, quotes or newlines; ``""`` is a quote). ``line`` is the 1-based
+line where a record starts. Blank lines (only whitespace) are not records. A row
+with the wrong number of columns or broken quoting is a bad record (``bad_row``);
+invalid UTF-8 is ``invalid_utf8``. A UTF-8 byte-order mark is dropped, and the
+line ends (``\\n`` or ``\\r\\n``) are not part of the last value.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from dataprep.errors import InputError
+
+from ._common import FIX_UTF8, SKIP, BadRecords, names_list, open_binary, utf8_message
+from ._fields import Field, RowExtractor
+from ._inputs import InputFile
+from ._json import Piece, Rows
+
+_DIALECTS = {
+    "tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "strict": True},
+    "csv": {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": True},
+}
+_FIX_ROW = {
+    "tsv": f"give every row one value per column (a tsv value cannot hold a tab or a line break), {SKIP}",
+    "csv": f'give every row one value per column, quoting values that hold commas, quotes or line breaks, {SKIP}',
+}
+_FIELD_LIMIT = 1 << 30  # the csv module's default of 128 KiB per value is too small for documents
+
+
+class _Lines:
+    """Decoded lines for ``csv.reader``; remembers the first line with invalid UTF-8 since the last row."""
+
+    def __init__(self, fh):
+        self.fh, self.number, self.error = fh, 0, None  # error: (line number, message)
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.fh:
+            self.number += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if self.error is None:
+                    self.error = (self.number, utf8_message(exc, raw, "line"))
+                line = raw.decode("utf-8", "replace")
+            if self.number == 1 and line[:1] == "\ufeff":
+                line = line[1:]
+            yield line
+
+    def take_error(self) -> tuple[int, str] | None:
+        error, self.error = self.error, None
+        return error
+
+
+def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
+    fmt, spec = file.format, file.spec
+    if csv.field_size_limit() < _FIELD_LIMIT:
+        csv.field_size_limit(_FIELD_LIMIT)
+    names: tuple[str, ...] | None = spec.columns
+    fix_row = _FIX_ROW[fmt]
+    extract = None
+    rows = Rows(len(fields), batch_size)
+    with open_binary(file) as fh:
+        lines = _Lines(fh)
+        reader = csv.reader(lines, **_DIALECTS[fmt])
+        end = 0  # last line of the previous row
+        header_pending = spec.header
+        while True:
+            try:
+                row = next(reader)
+                error = None
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row, error = None, f"malformed {fmt} row: {_csv_error(exc)}"
+            start, end = end + 1, reader.line_num
+            utf8 = lines.take_error()
+            if utf8 is None and row is not None and _blank(row):
+                continue
+            location = f"line {start}"
+            if header_pending:
+                header_pending = False
+                if utf8 or error:
+                    line, message = utf8 or (start, error)
+                    fix = "fix the header row; it cannot be skipped like a record"
+                    raise InputError(str(file.path), f"line {line}", message, fix)
+                names = names or tuple(row)
+                _check_header(file, fields, row, names, location)
+                extract = _extractor(fields, bad, names)
+                continue
+            if utf8 is not None:
+                bad.report("invalid_utf8", f"line {utf8[0]}", utf8[1], FIX_UTF8)
+                continue
+            if error is not None:
+                bad.report("bad_row", location, error, fix_row)
+                continue
+            if len(row) != len(names):
+                message = f"row has {_count(len(row))}, expected {len(names)} ({names_list(names)})"
+                bad.report("bad_row", location, message, fix_row)
+                continue
+            if extract is None:
+                extract = _extractor(fields, bad, names)
+            values = extract(dict(zip(names, row)), location)
+            if values is not None and (piece := rows.add(values, start)):
+                yield piece
+    if rows.lines:
+        yield rows.take()
+
+
+def _blank(row: list[str]) -> bool:
+    """An empty or whitespace-only line, which is not a record."""
+    return not row or (len(row) == 1 and (not row[0] or row[0].isspace()))
+
+
+def _count(n: int) -> str:
+    return f"{n} column" if n == 1 else f"{n} columns"
+
+
+def _csv_error(exc: csv.Error) -> str:
+    if "new-line character" in str(exc):  # the csv module's hint about file modes does not apply here
+        return "a carriage return (\\r) inside an unquoted value"
+    return str(exc)
+
+
+def _extractor(fields: list[Field], bad: BadRecords, names: tuple[str, ...]):
+    present = f"columns present: {names_list(names)}"
+    return RowExtractor(fields, bad, whole_names=True, missing_hint=lambda record, parts: present).row
+
+
+def _check_header(file: InputFile, fields: list[Field], header: list[str], names: tuple[str, ...], location: str):
+    """Problems no record could be read past: a header that does not fit ``columns:``, a field named twice."""
+    path = str(file.path)
+    if file.spec.columns is not None and len(header) != len(names):
+        message = f"the header has {len(header)} columns ({names_list(header)}), but `columns:` names {len(names)}"
+        raise InputError(path, location, message, "make `columns:` name every column, in order")
+    for field in fields:
+        count = names.count(field.path)
+        if count > 1:
+            message = f"column {field.path!r} appears {count} times in the header"
+            raise InputError(path, location, message, "name the columns with `columns:` (it replaces the header)")

@@ -1,0 +1,209 @@
+"""What to read: a recipe's ``inputs:`` -> the sorted, de-duplicated list of files, formats resolved."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dataprep.errors import InputError
+
+from ._common import load_json_file
+
+FORMATS = ("txt", "jsonl", "json", "parquet", "arrow", "tsv", "csv")
+TABULAR = ("tsv", "csv")
+TXT_UNITS = ("file", "line", "paragraph")
+
+_EXTENSIONS = {
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".tsv": "tsv",
+    ".csv": "csv",
+}
+_COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
+_TEMP_SUFFIXES = (".incomplete", ".tmp")
+HF_STATE, _HF_DICT = "state.json", "dataset_dict.json"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One entry of a recipe's ``inputs:`` list.
+
+    Attributes:
+        path: A file, a folder (read recursively, sorted) or a glob (``**`` allowed).
+        format: ``auto`` (from the extension) or one of :data:`FORMATS`.
+        text_field: Field holding the text; dotted for nested fields (``meta.body``). Not used by txt.
+        txt_unit: txt only: ``file`` (one document per file), ``line`` or ``paragraph``.
+        header: tsv/csv only: the first row names the columns (skipped as a record either way).
+        columns: tsv/csv only: the column names, in order. Required when ``header`` is false
+            (e.g. ``["sentence", "label"]``); with a header, they replace the header's names.
+    """
+
+    path: str
+    format: str = "auto"
+    text_field: str = "text"
+    txt_unit: str = "file"
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.columns, list):  # from YAML; a tuple keeps the spec hashable
+            object.__setattr__(self, "columns", tuple(self.columns))
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to read (or one HF ``save_to_disk`` dataset folder), format resolved."""
+
+    path: Path
+    format: str  # never "auto"
+    compression: str | None  # None | "gzip" | "zstd"
+    spec: InputSpec
+
+
+def resolve_inputs(specs: Sequence[InputSpec], *, base_dir: Path) -> list[InputFile]:
+    """Expand the recipe's inputs into the sorted, de-duplicated list of files to read.
+
+    Folders are read recursively and globs expanded (``**`` allowed); the matches
+    of each input are sorted, inputs keep the recipe's order, and a file matched
+    twice is read once, under its first input. Hidden names and names ending in
+    ``.incomplete`` or ``.tmp`` are skipped in folders and glob matches (a path
+    named exactly is always read). A folder holding ``state.json`` (HF
+    ``save_to_disk``) is one arrow input; one holding ``dataset_dict.json``
+    gives one arrow input per split, in that file's order.
+
+    Args:
+        specs: The recipe's inputs.
+        base_dir: Folder that relative paths are resolved against (the recipe's folder).
+
+    Returns:
+        The files, in read order; a file's index here is its ``source`` value.
+
+    Raises:
+        InputError: A path does not exist, a pattern matches nothing, a format
+            cannot be inferred, or an option has an unknown value.
+    """
+    files: list[InputFile] = []
+    seen: set[str] = set()
+    for spec in specs:
+        _check_spec(spec)
+        for path in _expand(spec, Path(base_dir)):
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                files.append(_input_file(path, spec))
+    return files
+
+
+def _check_spec(spec: InputSpec) -> None:
+    if spec.format != "auto" and spec.format not in FORMATS:
+        fix = f"set `format:` to one of: auto, {', '.join(FORMATS)}"
+        raise InputError(spec.path, None, f"unknown format {spec.format!r}", fix)
+    if spec.txt_unit not in TXT_UNITS:
+        fix = f"set `txt_unit:` to one of: {', '.join(TXT_UNITS)}"
+        raise InputError(spec.path, None, f"unknown txt_unit {spec.txt_unit!r}", fix)
+    if not all(spec.text_field.split(".")):
+        fix = "name a field, dotted for nested ones (e.g. `meta.body`)"
+        raise InputError(spec.path, None, f"invalid text_field {spec.text_field!r}", fix)
+    if not isinstance(spec.header, bool):
+        raise InputError(spec.path, None, f"header must be true or false, got {spec.header!r}", "set `header:`")
+    if spec.columns is not None:
+        columns = spec.columns
+        fix = 'set `columns:` to a list of distinct, non-empty names, e.g. ["sentence", "label"]'
+        if isinstance(columns, str) or not columns or not all(isinstance(c, str) and c for c in columns):
+            raise InputError(spec.path, None, f"invalid columns {columns!r}", fix)
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise InputError(spec.path, None, f"`columns:` names {', '.join(map(repr, repeated))} more than once", fix)
+    if spec.format not in ("auto", *TABULAR) and (spec.columns is not None or not spec.header):
+        option = "columns" if spec.columns is not None else "header"
+        message = f"`{option}:` applies to tsv and csv inputs only, not {spec.format}"
+        raise InputError(spec.path, None, message, f"remove `{option}:` from this input")
+
+
+def _has_magic(part: str) -> bool:
+    return any(c in part for c in "*?[")
+
+
+def _expand(spec: InputSpec, base_dir: Path) -> list[Path]:
+    """The paths one input names: files, HF dataset folders; sorted, temp and hidden names left out."""
+    raw = os.path.expanduser(spec.path)
+    full = os.path.abspath(os.path.join(base_dir, raw))  # an absolute `raw` stays as it is
+    relative_fix = "check the path; relative paths are resolved against the recipe's folder"
+    if os.path.exists(full):
+        matches = [Path(full)]
+    elif _has_magic(raw):
+        parts = Path(raw).parts
+        magic = next(i for i, part in enumerate(parts) if _has_magic(part))
+        root = Path(os.path.abspath(os.path.join(base_dir, *parts[:magic])))
+        pattern = os.path.join(glob.escape(str(root)), *parts[magic:])
+        found = (Path(m) for m in glob.glob(pattern, recursive=True))  # `*` never matches hidden names
+        matches = sorted(
+            (m for m in found if not any(map(_skipped, m.parts[len(root.parts) :]))), key=lambda p: p.parts
+        )
+        if not matches:
+            raise InputError(spec.path, None, f"no files match this pattern (looked for {pattern})", relative_fix)
+    else:
+        raise InputError(spec.path, None, f"path does not exist (resolved to {full})", relative_fix)
+    out: list[Path] = []
+    for match in matches:
+        out.extend(_walk(match, spec) if match.is_dir() else [match])
+    if not out:
+        message = "no input files in this folder (hidden, *.incomplete and *.tmp names are skipped)"
+        raise InputError(spec.path, None, message, "point `path:` at a folder with data files")
+    return out
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_TEMP_SUFFIXES)
+
+
+def _walk(folder: Path, spec: InputSpec) -> list[Path]:
+    if spec.format in ("auto", "arrow"):
+        if (folder / _HF_DICT).is_file():  # a DatasetDict: one input per split, in its order
+            return [folder / split for split in load_json_file(folder / _HF_DICT).get("splits", [])]
+        if (folder / HF_STATE).is_file():
+            return [folder]
+    out: list[Path] = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if _skipped(entry.name):
+            continue
+        if entry.is_dir():
+            out.extend(_walk(Path(entry.path), spec))
+        elif entry.is_file():
+            out.append(Path(entry.path))
+    return out
+
+
+def _input_file(path: Path, spec: InputSpec) -> InputFile:
+    if path.is_dir():  # an HF dataset (split) folder
+        if not (path / HF_STATE).is_file():
+            message = f"dataset split folder {path} has no {HF_STATE}"
+            raise InputError(spec.path, None, message, "save the dataset again with `save_to_disk`")
+        return InputFile(path, "arrow", None, spec)
+    stem, ext = os.path.splitext(path.name)
+    compression = _COMPRESSIONS.get(ext.lower())
+    if compression:
+        ext = os.path.splitext(stem)[1]
+    fmt = spec.format if spec.format != "auto" else _EXTENSIONS.get(ext.lower())
+    if fmt is None:
+        message = (
+            f"cannot infer the format of {path} from its extension {ext or '(none)'!r}"
+            f" (known: {', '.join(_EXTENSIONS)}, each optionally + .gz/.zst)"
+        )
+        raise InputError(spec.path, None, message, "set `format:` on this input")
+    if compression and fmt in ("parquet", "arrow"):
+        message = f"{path} is a compressed {fmt} file, which cannot be read in place"
+        raise InputError(spec.path, None, message, f"decompress it; {fmt} files compress their columns internally")
+    if fmt in TABULAR and not spec.header and spec.columns is None:
+        message = f"{path} has no header row (`header: false`), so its columns have no names"
+        raise InputError(spec.path, None, message, 'name them with `columns:`, e.g. ["sentence", "label"]')
+    return InputFile(path, fmt, compression, spec)

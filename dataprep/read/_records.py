@@ -1,0 +1,164 @@
+"""Reading one input: :func:`read_records` (named fields) and :func:`read_batches` (pretraining text)."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Mapping
+
+import pyarrow as pa
+import zstandard
+
+from dataprep import columns
+from dataprep.errors import ConfigError, InputError
+
+from ._columnar import read_columnar
+from ._common import ON_ERROR, BadRecords
+from ._delimited import read_delimited
+from ._fields import Field, FieldSpec, compile_fields, records_schema
+from ._inputs import FORMATS, TABULAR, InputFile
+from ._json import read_json, read_jsonl
+from ._text import read_txt
+
+SCHEMA = records_schema({columns.TEXT: FieldSpec(columns.TEXT)})  # read_batches: text, source, line
+
+
+def read_records(
+    file: InputFile,
+    source_index: int,
+    *,
+    fields: Mapping[str, FieldSpec],
+    batch_size: int,
+    on_error: str,
+    drops: collections.Counter,
+) -> Iterator[pa.RecordBatch]:
+    """Stream one input as record batches with one large_string column per field.
+
+    Each output column holds the value at a field's path, checked and converted by
+    its kind (see :class:`FieldSpec`); ``source`` and ``line`` say where each record
+    came from, as in :func:`read_batches`. A record with any bad field is dropped
+    whole, for the first problem found (fields in the mapping's order)::
+
+        fields={"prompt": FieldSpec("instruction"), "input": FieldSpec("input", required=False),
+                "chat": FieldSpec("conversations", "messages")}
+        {"instruction": "Add", "conversations": [{"from": "human", "value": "1+1"}]}   line 3
+          -> prompt="Add"  input=""  chat='[{"role": "user", "content": "1+1"}]'  source=0  line=3
+
+    Every batch holds exactly ``batch_size`` records except the last. Memory stays
+    flat for jsonl, tsv, csv (also .gz/.zst), parquet and arrow; json arrays are
+    loaded whole. A txt input holds one text and takes exactly one field of kind text
+    (its path is not used).
+
+    Args:
+        file: The input, from :func:`resolve_inputs`.
+        source_index: Value of the ``source`` column (the file's index in the run).
+        fields: Output column name -> :class:`FieldSpec`, in column order.
+        batch_size: Most records per batch.
+        on_error: ``raise`` or ``skip`` bad records.
+        drops: Counter that skipped records are added to, by reason (see :data:`DROP_REASONS`).
+
+    Returns:
+        An iterator of record batches with :func:`records_schema` ``(fields)``.
+
+    Raises:
+        InputError: A bad record with ``on_error="raise"``; always for a json file or a
+            tsv/csv header that does not parse, or a file that cannot be read.
+        ConfigError: A bad field mapping, ``batch_size`` < 1 or an unknown ``on_error``.
+    """
+    compiled = compile_fields(fields, lambda name: f"fields.{name}.path")
+    return _read(file, source_index, compiled, batch_size, on_error, drops)
+
+
+def read_batches(
+    file: InputFile, source_index: int, *, batch_size: int, on_error: str, drops: collections.Counter
+) -> Iterator[pa.RecordBatch]:
+    """Stream one input as record batches of :data:`SCHEMA`: its ``text_field`` as ``text``.
+
+    :func:`read_records` with the one text field ``{"text": FieldSpec(file.spec.text_field)}``.
+
+    ``line`` is the 1-based line number for txt, jsonl, tsv and csv (where a record
+    or paragraph starts; 1 for a txt file read whole), the 0-based record index for
+    json arrays and the 0-based row index for parquet/arrow (counted across the
+    shards of a dataset). Blank lines (only whitespace) are not records in jsonl,
+    tsv, csv and txt line mode, and separate paragraphs in paragraph mode. A UTF-8
+    byte-order mark is dropped in json/jsonl/tsv/csv and kept in txt.
+
+    Args:
+        file: The input, from :func:`resolve_inputs`.
+        source_index: Value of the ``source`` column (the file's index in the run).
+        batch_size: Most records per batch.
+        on_error: ``raise`` or ``skip`` bad records.
+        drops: Counter that skipped records are added to, by reason (see :data:`DROP_REASONS`).
+
+    Returns:
+        An iterator of record batches with columns ``text`` (large_string), ``source`` (int32), ``line`` (int64).
+
+    Raises:
+        InputError: A bad record with ``on_error="raise"``; always for a json file that
+            does not parse as a whole or a file that cannot be read (corrupt, truncated).
+        ConfigError: ``batch_size`` < 1 or an unknown ``on_error``.
+    """
+    fields = {columns.TEXT: FieldSpec(file.spec.text_field)}
+    return _read(file, source_index, compile_fields(fields, lambda _: "text_field"), batch_size, on_error, drops)
+
+
+def _read(
+    file: InputFile, source_index: int, fields: list[Field], batch_size: int, on_error: str, drops: collections.Counter
+) -> Iterator[pa.RecordBatch]:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    if file.format not in FORMATS:
+        raise ConfigError(f"{file.path}: format must be one of {', '.join(FORMATS)}, got {file.format!r}")
+    if file.format == "txt" and (len(fields) != 1 or fields[0].kind != "text"):
+        raise ConfigError(f"{file.path}: a txt input holds plain text; read it with exactly one field of kind text")
+    bad = BadRecords(file, on_error, drops)
+    if file.format == "txt":
+        pieces = read_txt(file, bad, batch_size)
+    elif file.format in ("parquet", "arrow"):
+        pieces = _rebatch(read_columnar(file, fields, bad, batch_size), batch_size)
+    else:
+        pieces = _ROW_READERS[file.format](file, fields, bad, batch_size)
+    schema = records_schema(f.name for f in fields)
+    return _batches(file, source_index, pieces, bad, schema)  # options are checked now, the file is read lazily
+
+
+_ROW_READERS = {"jsonl": read_jsonl, "json": read_json, **{fmt: read_delimited for fmt in TABULAR}}
+
+
+def _batches(
+    file: InputFile, source_index: int, pieces: Iterator, bad: BadRecords, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    source = pa.scalar(source_index, pa.int32())
+    try:
+        for values, lines in pieces:
+            if not isinstance(lines, pa.Array):
+                values = [pa.array(column, pa.large_string()) for column in values]
+                lines = pa.array(lines, pa.int64())
+            yield pa.RecordBatch.from_arrays([*values, pa.repeat(source, len(lines)), lines], schema=schema)
+    except (OSError, EOFError, zstandard.ZstdError, pa.ArrowException) as exc:
+        fix = "check that the file is complete and not corrupt (re-download or re-create it)"
+        raise InputError(str(file.path), None, f"cannot read the file: {exc}", fix) from exc
+    finally:
+        bad.finish()
+
+
+def _rebatch(pieces: Iterator[tuple[list[pa.Array], pa.Array]], batch_size: int) -> Iterator[tuple[list, pa.Array]]:
+    """Cut pieces of any size into batches of exactly batch_size rows (the last may be shorter)."""
+    held: list[list[pa.Array]] = []  # each piece as [*values, lines]
+    count = 0
+    for values, lines in pieces:
+        held.append([*values, lines])
+        count += len(lines)
+        if count < batch_size:
+            continue
+        joined = [pa.concat_arrays(list(arrays)) for arrays in zip(*held)]
+        start = 0
+        while count - start >= batch_size:
+            sliced = [array.slice(start, batch_size) for array in joined]
+            yield sliced[:-1], sliced[-1]
+            start += batch_size
+        held, count = [[array.slice(start) for array in joined]], count - start
+    if count:
+        joined = [pa.concat_arrays(list(arrays)) for arrays in zip(*held)]
+        yield joined[:-1], joined[-1]
