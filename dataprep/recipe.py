@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import Issue, RecipeError
-from .read import InputSpec
+from .read import FieldSpec, InputSpec
 from .schema import iter_issues, load_schema, with_defaults
 from .tokenizer import TokenizerSpec
 
@@ -65,6 +65,25 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ClassificationSpec:
+    labels: tuple[str, ...] | None = None
+    unknown_label: str = "error"
+
+
+@dataclass(frozen=True)
+class SftSpec:
+    """The fine-tuning part of a recipe (``task: sft``)."""
+
+    template: str | Mapping[str, Any]
+    masking: str
+    max_length: int
+    overflow: str
+    classification: ClassificationSpec | None = None
+    # per input (same order as Recipe.inputs): template field -> where it is in a record; None = defaults
+    fields: tuple[Mapping[str, FieldSpec] | None, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe with every default filled in."""
 
@@ -79,6 +98,7 @@ class Recipe:
     on_error: str
     base_dir: Path
     name: str = ""
+    sft: SftSpec | None = None
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -178,10 +198,29 @@ def _index(node: list[Any], part: str, so_far: list[str]) -> int:
 
 
 def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
+    inputs, fields = [], []
+    for spec in r["inputs"]:
+        spec = dict(spec)
+        field_map = spec.pop("fields", None)
+        inputs.append(InputSpec(**spec))
+        fields.append(None if field_map is None else {name: _field(v) for name, v in field_map.items()})
+    sft = None
+    if r["task"] == "sft":
+        cls = r.get("classification")
+        sft = SftSpec(
+            template=r["template"],
+            masking=r["masking"],
+            max_length=r["max_length"],
+            overflow=r["overflow"],
+            classification=None
+            if cls is None
+            else ClassificationSpec(labels=None if cls["labels"] is None else tuple(cls["labels"]), unknown_label=cls["unknown_label"]),
+            fields=tuple(fields),
+        )
     return Recipe(
         task=r["task"],
         name=r.get("name", ""),
-        inputs=tuple(InputSpec(**spec) for spec in r["inputs"]),
+        inputs=tuple(inputs),
         tokenizer=TokenizerSpec(**r["tokenizer"]),
         normalize=NormalizeSpec(**r["normalize"]),
         filter=FilterSpec(**r["filter"]),
@@ -190,5 +229,10 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         output=OutputSpec(**r["output"]),
         on_error=r["on_error"],
         base_dir=base_dir,
+        sft=sft,
         resolved=r,
     )
+
+
+def _field(value: str | Mapping[str, Any]) -> FieldSpec:
+    return FieldSpec(path=value) if isinstance(value, str) else FieldSpec(**value)

@@ -59,7 +59,17 @@ def iter_issues(instance: Any, name: str) -> Iterator[Issue]:
     schema = load_schema(name)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    # A value can break a general enum and a narrower conditional one (packing.mode per task):
+    # report only the narrowest choice list for each place.
+    narrowest: dict[tuple, jsonschema.ValidationError] = {}
     for error in errors:
+        if error.validator == "enum":
+            key = tuple(error.absolute_path)
+            if key not in narrowest or len(error.validator_value) < len(narrowest[key].validator_value):
+                narrowest[key] = error
+    for error in errors:
+        if error.validator == "enum" and narrowest[tuple(error.absolute_path)] is not error:
+            continue
         yield from _explain(error)
 
 
@@ -81,6 +91,10 @@ def _explain(error: jsonschema.ValidationError) -> Iterator[Issue]:
             options = " or ".join(repr(r[0]) for r in required)
             yield Issue(where, f"set exactly one of {options}")
             return
+    if error.validator == "not" and error.schema.get("description"):
+        # e.g. sft-only keys in a pretrain recipe: the rule's description is the message.
+        yield Issue(where, error.schema["description"])
+        return
     if error.validator == "enum":
         choices = ", ".join(repr(v) for v in error.validator_value)
         yield Issue(where, f"{error.instance!r} is not one of {choices}")
@@ -119,6 +133,10 @@ def with_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | 
                     out[key] = {}
             if key in out:
                 out[key] = with_defaults(out[key], sub, root)
+        # Conditional defaults (`allOf: [{if, then}]`, e.g. per task) fill what is still missing.
+        for rule in schema.get("allOf", []):
+            if "if" in rule and "then" in rule and jsonschema.Draft202012Validator(rule["if"]).is_valid(instance):
+                out = with_defaults(out, rule["then"], root)
         return out
     if isinstance(instance, list) and "items" in schema:
         return [with_defaults(item, schema["items"], root) for item in instance]
