@@ -14,7 +14,8 @@ INPUT_IDS = "input_ids"  # list<int32>
 SEQ_LENS = "seq_lens"    # list<int32>: lengths of the pieces in the row, summing to len(input_ids)
 NUM_PAD = "num_pad"      # int32: length of the trailing pad piece (0 when the row has none)
 LOSS_MASK = "loss_mask"  # list<uint8>: 1 = training target
-LABEL_ID = "label_id"    # int32 (classification)
+LABEL_ID = "label_id"    # int32 (classification, one example per row)
+LABEL_IDS = "label_ids"  # list<int32> (classification, packed: one per example in the row)
 
 TOKEN_TYPE = pa.int32()
 PRETRAIN_ROW_SCHEMA = pa.schema(

@@ -1,17 +1,27 @@
-"""``run(recipe, out)``: build a dataset from a recipe, atomically, with its manifest."""
+"""``run(recipe, out)``: build a dataset from a recipe, atomically, with its manifest.
+
+Every task runs the same way: read chunks (main process) -> the task's chunk worker
+(worker processes, results in input order) -> :class:`~dataprep.ordered.OrderedStage`
+(dedup, split, pack, write) -> manifest. A task contributes a :class:`Plan`.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from . import __version__
 from . import columns as C
+from . import pretrain, sft
 from .engine import default_workers, ordered_map
-from .pretrain import OrderedStage, chunk_worker, iter_chunks, iter_clean_texts
+from .ordered import OrderedStage
 from .progress import Progress
 from .read import InputFile, resolve_inputs
 from .recipe import Recipe
@@ -19,6 +29,47 @@ from .tokenizer import LoadedTokenizer, load_tokenizer, train_tokenizer
 from .write import DatasetDir, SplitWriter, sha256_file
 
 log = logging.getLogger("dataprep.run")
+
+
+@dataclass
+class Plan:
+    """What a task plugs into the common run."""
+
+    format: str  # manifest "format", e.g. dataprep.pretrain/1
+    schema: pa.Schema  # row schema
+    chunks: Callable[[Counter, Counter], Iterator[Any]]  # (read_drops, counts) -> chunk items
+    worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args) for engine.ordered_map
+    make_packer: Callable[[], Any]
+    to_batch: Callable[[Any], pa.RecordBatch]
+    dedup: bool
+    manifest: Callable[[OrderedStage], dict[str, Any]]  # the task's own manifest section
+
+
+def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+    if recipe.task == "pretrain":
+        return Plan(
+            format="dataprep.pretrain/1",
+            schema=C.PRETRAIN_ROW_SCHEMA,
+            chunks=lambda drops, counts: pretrain.iter_chunks(files, recipe, drops, counts),
+            worker=(pretrain.chunk_worker, (recipe, tokenizer)),
+            make_packer=lambda: pretrain.make_packer(recipe, tokenizer),
+            to_batch=lambda rows: rows.to_record_batch(),
+            dedup=recipe.filter.dedup == "exact",
+            manifest=lambda stage: {},
+        )
+    labels = None
+    if recipe.sft.classification is not None:
+        labels = recipe.sft.classification.labels or sft.read_label_set(recipe, files)
+    return Plan(
+        format="dataprep.sft/1",
+        schema=sft.row_schema(recipe),
+        chunks=lambda drops, counts: sft.iter_chunks(files, recipe, drops, counts),
+        worker=(sft.sft_worker, (recipe, tokenizer, files, labels)),
+        make_packer=lambda: sft.make_packer(recipe, tokenizer),
+        to_batch=sft.to_batch(recipe),
+        dedup=recipe.filter.dedup == "exact",
+        manifest=lambda stage: {"sft": sft.manifest_section(recipe, stage, labels, tokenizer)},
+    )
 
 
 def run(
@@ -48,19 +99,20 @@ def run(
     target = DatasetDir(Path(out), overwrite=overwrite)
     try:
         tokenizer = _tokenizer(recipe, files, target.tmp)
+        plan = plan_for(recipe, tokenizer, files)
         counts: Counter = Counter()
         read_drops: Counter = Counter()
-        writers = {split: SplitWriter(target.tmp / split, C.PRETRAIN_ROW_SCHEMA, shard_bytes=recipe.output.shard_bytes) for split in C.SPLITS}
-        stage = OrderedStage(recipe, tokenizer, writers)
-        bar = Progress("tokenize+pack", total_bytes=sum(f.path.stat().st_size for f in files), enabled=progress)
-        chunks = iter_chunks(files, recipe, read_drops, counts)
-        for result in ordered_map(chunk_worker, (recipe, tokenizer), chunks, workers=workers):
+        writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes) for s in C.SPLITS}
+        stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
+        bar = Progress(recipe.task, enabled=progress)
+        for result in ordered_map(*plan.worker, plan.chunks(read_drops, counts), workers=workers):
             stage.add(result)
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
         stage.finish()
         bar.close()
         shards = {split: writer.close() for split, writer in writers.items()}
-        manifest = _manifest(recipe, tokenizer, files, counts, read_drops, stage, shards, time.perf_counter() - started, workers)
+        manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
+        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers}
         target.commit(manifest, list(C.SPLITS))
     except BaseException:
         target.abort()
@@ -71,35 +123,38 @@ def run(
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
     if recipe.tokenizer.train is None:
         return load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+    if recipe.task != "pretrain":
+        from .errors import ConfigError
+
+        raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")
     log.info("training a byte-level BPE (vocab %d) on the recipe's corpus", recipe.tokenizer.train["vocab_size"])
-    tokenizer = train_tokenizer(iter_clean_texts(files, recipe), recipe.tokenizer)
+    tokenizer = train_tokenizer(pretrain.iter_clean_texts(files, recipe), recipe.tokenizer)
     tokenizer.save(tmp / C.TOKENIZER_DIR)
     return tokenizer
 
 
-def _manifest(recipe, tokenizer, files, counts, read_drops, stage, shards, seconds, workers) -> dict[str, Any]:
+def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards) -> dict[str, Any]:
     dropped = Counter(read_drops)
     dropped.update(stage.drops)
     pack = stage.pack_stats()
     written = sum(stage.documents.values())
     content = sum(p["content_tokens"] for p in pack.values())
-    slots = sum(p["rows"] for p in pack.values()) * recipe.packing.seq_len
-    tokenizer_files = []
-    if recipe.tokenizer.train is None:
-        tokenizer_files = [{"path": str(p), "sha256": sha256_file(p)} for p in tokenizer.files]
-    return {
-        "format": "dataprep.pretrain/1",
+    rows = {split: pack[split]["rows"] for split in C.SPLITS}
+    slots = sum(p["rows"] * p["seq_len"] for p in pack.values())
+    trained = recipe.tokenizer.train is not None
+    manifest = {
+        "format": plan.format,
         "dataprep_version": __version__,
         "created_unix": int(time.time()),
         "recipe": dict(recipe.resolved),
         "recipe_hash": recipe.hash,
         "task": recipe.task,
-        "seq_len": recipe.packing.seq_len,
+        "seq_len": recipe.packing.seq_len if recipe.packing.mode != "none" else recipe.sft.max_length,
         "tokenizer": {
             "source": tokenizer.source,
-            "trained": recipe.tokenizer.train is not None,
-            "saved_as": C.TOKENIZER_DIR if recipe.tokenizer.train is not None else None,
-            "files": tokenizer_files,
+            "trained": trained,
+            "saved_as": C.TOKENIZER_DIR if trained else None,
+            "files": [] if trained else [{"path": str(p), "sha256": sha256_file(p)} for p in tokenizer.files],
             "fingerprint": tokenizer.fingerprint,
             "vocab_size": tokenizer.vocab_size,
             "special_ids": tokenizer.special_ids,
@@ -107,14 +162,9 @@ def _manifest(recipe, tokenizer, files, counts, read_drops, stage, shards, secon
             "add_eos": recipe.tokenizer.add_eos,
         },
         "inputs": [
-            {"path": str(f.path), "format": f.format, "bytes": f.path.stat().st_size, "sha256": sha256_file(f.path)}
-            for f in files
+            {"path": str(f.path), "format": f.format, "bytes": _size(f.path), "sha256": _digest(f.path)} for f in files
         ],
-        "padding": {
-            "pad_token_id": tokenizer.pad_id,
-            "trailing_piece": True,
-            "column": C.NUM_PAD,
-        },
+        "padding": {"pad_token_id": tokenizer.pad_id, "trailing_piece": True, "column": C.NUM_PAD},
         "counts": {
             "records_read": counts["records_read"],
             "records_written": written,
@@ -123,10 +173,27 @@ def _manifest(recipe, tokenizer, files, counts, read_drops, stage, shards, secon
             "tokens": content,
             "pad_tokens": sum(p["pad_tokens"] for p in pack.values()),
             "remainder_tokens_dropped": sum(p["dropped_tokens"] for p in pack.values()),
-            "rows": {split: pack[split]["rows"] for split in C.SPLITS},
+            "rows": rows,
             "packing_efficiency": (content / slots) if slots else 0.0,
         },
         "packing": pack,
         "splits": {split: {"shards": shards[split]} for split in C.SPLITS},
-        "run": {"seconds": round(seconds, 3), "workers": workers},
     }
+    manifest.update(plan.manifest(stage))
+    return manifest
+
+
+def _size(path: Path) -> int:
+    """Bytes of an input: a file, or every file of a dataset folder."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _digest(path: Path) -> str:
+    if not path.is_dir():
+        return sha256_file(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p).encode())
+    return digest.hexdigest()

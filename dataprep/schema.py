@@ -129,7 +129,12 @@ def with_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | 
             if key not in out:
                 if "default" in sub:
                     out[key] = copy.deepcopy(sub["default"])
-                elif sub.get("type") == "object" and "properties" in sub and not sub.get("required"):
+                elif (
+                    sub.get("type") == "object"
+                    and "properties" in sub
+                    and not sub.get("required")
+                    and not sub.get("x-presence-matters")  # e.g. `classification:` switches a mode on
+                ):
                     out[key] = {}
             if key in out:
                 out[key] = with_defaults(out[key], sub, root)

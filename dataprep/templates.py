@@ -48,7 +48,7 @@ __all__ = [
 POLICIES = ("completion", "all_assistant", "last_assistant", "all")
 PAIR_POLICY = "completion"  # default for pairs
 CHAT_POLICY = "all_assistant"  # default for chat
-SPEC_KEYS = ("prompt", "response", "prompt_no_input")
+SPEC_KEYS = ("name", "prompt", "response", "prompt_no_input")
 
 
 class TemplateError(DataprepError):
@@ -332,7 +332,7 @@ def get_template(name_or_spec: str | Mapping[str, Any] | PairTemplate) -> PairTe
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise TemplateError(
             f"unknown template {name_or_spec!r}{hint}; built-in templates are {sorted(TEMPLATES)}, "
-            "or give a custom one as {prompt: ..., response: ...}"
+            "'chat' uses the tokenizer's own chat template, or give a custom one as {prompt: ..., response: ...}"
         )
     if isinstance(name_or_spec, Mapping):
         unknown = sorted(set(name_or_spec) - set(SPEC_KEYS))
@@ -342,7 +342,7 @@ def get_template(name_or_spec: str | Mapping[str, Any] | PairTemplate) -> PairTe
         if missing:
             raise TemplateError(f"custom template lacks {missing}; it needs `prompt` and `response`")
         return PairTemplate(
-            name="custom",
+            name=name_or_spec.get("name", "custom"),
             prompt=name_or_spec["prompt"],
             response=name_or_spec["response"],
             prompt_no_input=name_or_spec.get("prompt_no_input"),

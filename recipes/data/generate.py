@@ -64,10 +64,59 @@ def pretrain_corpus(n: int = 600, seed: int = 0) -> list[dict]:
     return [{"id": i, "text": rng.choice(makers)(rng), "meta": {"kind": "sample"}} for i in range(n)]
 
 
-def main() -> None:
-    with open(HERE / "tiny_corpus.jsonl", "w", encoding="utf-8") as fh:
-        for record in pretrain_corpus():
+def sft_task(rng: random.Random) -> dict:
+    """One small task with a checkable answer: reverse letters, add two numbers, sort letters."""
+    kind = rng.choice(["reverse", "add", "sort"])
+    if kind == "add":
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        return {"task": kind, "prompt": f"add {a} {b}", "completion": str(a + b)}
+    letters = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 6)))
+    answer = letters[::-1] if kind == "reverse" else "".join(sorted(letters))
+    return {"task": kind, "prompt": f"{kind} {letters}", "completion": answer}
+
+
+def sft_tasks(n: int = 6000, seed: int = 1) -> list[dict]:
+    """``n`` distinct tasks (no prompt repeats, so held-out prompts are really unseen)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    records = []
+    while len(records) < n:
+        task = sft_task(rng)
+        if task["prompt"] not in seen:
+            seen.add(task["prompt"])
+            records.append(dict(id=len(records), **task))
+    return records
+
+
+def byte_tokenizer(folder: Path) -> None:
+    """A byte-level tokenizer with no merges (256 byte tokens + <|endoftext|>): tiny models learn
+    character-level tasks (reversal, sorting) far more easily than over BPE merges."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=257, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(["x"], trainer)
+    folder.mkdir(exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "tokenizer_class": "PreTrainedTokenizerFast"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in records:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    write_jsonl(HERE / "tiny_corpus.jsonl", pretrain_corpus())
+    write_jsonl(HERE / "sft_tasks.jsonl", sft_tasks())
+    byte_tokenizer(HERE / "byte_tokenizer")
 
 
 if __name__ == "__main__":

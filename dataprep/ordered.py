@@ -1,0 +1,111 @@
+"""The ordered stage: dedup, split, pack and write chunk results, in input order.
+
+Workers send one :class:`ChunkResult` per input chunk; this stage sees them in input
+order whatever the worker count, which is what makes shards byte-identical for any
+``--workers``. It is shared by every task: a task supplies its packer factory and the
+function that turns packed rows into an Arrow batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .filters import DUPLICATE
+from .pack import PackedRows
+from .write import SplitWriter
+
+
+@dataclass
+class ChunkResult:
+    """What a worker sends back for one chunk: kept documents (or examples), tokenized.
+
+    Attributes:
+        hashes: content hash of each kept document: the identity for dedup and the split.
+        validation: bool per kept document, True when it belongs to the validation split.
+        tokens: int32, the kept documents' tokens, flat.
+        lengths: int64, tokens per kept document.
+        extras: per-token arrays aligned with ``tokens`` (e.g. ``loss_mask``).
+        drops: dropped records of this chunk, by reason.
+        stats: task counters summed over the run (e.g. ``truncated``, ``straddles``).
+    """
+
+    hashes: list[bytes]
+    validation: np.ndarray
+    tokens: np.ndarray
+    lengths: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    drops: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+
+
+class OrderedStage:
+    """Dedup (first occurrence wins), split, pack and write, one chunk result at a time.
+
+    Args:
+        writers: one :class:`SplitWriter` per split name.
+        make_packer: builds a fresh packer (one per split).
+        to_batch: turns packed rows into the Arrow batch the writer stores.
+        dedup: drop a document whose hash was already seen (counted as ``duplicate``).
+    """
+
+    def __init__(
+        self,
+        writers: dict[str, SplitWriter],
+        *,
+        make_packer: Callable[[], Any],
+        to_batch: Callable[[PackedRows], pa.RecordBatch],
+        dedup: bool,
+    ):
+        self.writers = writers
+        self.packers = {split: make_packer() for split in writers}
+        self.to_batch = to_batch
+        self.dedup = dedup
+        self.seen: set[bytes] = set()
+        self.documents: Counter = Counter()
+        self.drops: Counter = Counter()
+        self.stats: Counter = Counter()
+
+    def add(self, result: ChunkResult) -> None:
+        self.drops.update(result.drops)
+        self.stats.update(result.stats)
+        n = len(result.hashes)
+        if n == 0:
+            return
+        keep = np.ones(n, dtype=bool)
+        if self.dedup:
+            for i, digest in enumerate(result.hashes):
+                if digest in self.seen:
+                    keep[i] = False
+                else:
+                    self.seen.add(digest)
+            self.drops[DUPLICATE] += int(n - keep.sum())
+        for split, in_split in (("train", ~result.validation), ("validation", result.validation)):
+            docs = keep & in_split
+            if not docs.any():
+                continue
+            self.documents[split] += int(docs.sum())
+            if docs.all():
+                tokens, lengths, extras = result.tokens, result.lengths, result.extras
+            else:
+                per_token = np.repeat(docs, result.lengths)
+                tokens, lengths = result.tokens[per_token], result.lengths[docs]
+                extras = {name: values[per_token] for name, values in result.extras.items()}
+            self._write(split, self.packers[split].add(tokens, lengths, extras or None))
+
+    def finish(self) -> None:
+        for split, packer in self.packers.items():
+            self._write(split, packer.finish())
+
+    def _write(self, split: str, rows: PackedRows) -> None:
+        if rows.num_rows:
+            content = int(len(rows.input_ids) - rows.num_pad.sum())
+            self.writers[split].write(self.to_batch(rows), tokens=content)
+
+    def pack_stats(self) -> dict[str, Any]:
+        return {split: packer.stats.as_dict() for split, packer in self.packers.items()}

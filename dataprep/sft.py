@@ -1,0 +1,404 @@
+"""The fine-tuning pipeline: labeled pairs or chats -> templated, tokenized rows with loss masks.
+
+::
+
+    read fields (main) -> [render template -> tokenize once with offsets -> mask -> overflow] (workers)
+                       -> dedup -> split -> pack (none | bfd) -> write (main)
+
+One example, GPT-2, ``prompt_completion`` (``1`` = target)::
+
+    text       "Reverse: abc\\n"    "cba"  "<|endoftext|>"
+    input_ids   ... 25 450 66 198   66 7012   50256
+    loss_mask    0  0   0  0   0     1   1      1
+
+The target is the response **and the stop token that closes it**. The first token of every
+example is never a target (nothing before it in the example predicts it), so packed examples
+never train across an example boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import columns as C
+from .chat import ChatTemplate, TemplateRaised
+from .errors import ConfigError, InputError
+from .filters import content_hashes, validation_flags
+from .masking import Encoded, encode_batch_with_mask
+from .normalize import normalize_array
+from .ordered import ChunkResult
+from .pack import BfdPacker, PackedRows, PackStats
+from .read import FieldSpec, InputFile, read_records
+from .recipe import Recipe
+from .templates import PairTemplate, RecordProblem, TemplateError, get_template
+
+log = logging.getLogger("dataprep.sft")
+
+CHAT = "chat"
+LABEL = "label"
+MESSAGES = "messages"
+LINE_FORMATS = ("jsonl", "txt", "tsv", "csv")
+
+# Drop reasons added by this stage (the readers and templates add their own).
+TOO_LONG = "too_long"
+RESPONSE_TOO_LONG = "response_too_long"
+NO_TARGET = "no_target"
+UNKNOWN_LABEL = "unknown_label"
+TEMPLATE_RAISED = "template_raised"
+
+
+def location(file: InputFile, line: int) -> str:
+    """How the readers number a record of this file: ``line N``, ``record N`` or ``row N``."""
+    if file.format in LINE_FORMATS:
+        return f"line {line}"
+    return f"record {line}" if file.format == "json" else f"row {line}"
+
+
+def template_of(recipe: Recipe) -> PairTemplate | None:
+    """The recipe's pair template, or None for the tokenizer's chat template."""
+    assert recipe.sft is not None
+    return None if recipe.sft.template == CHAT else get_template(recipe.sft.template)
+
+
+def fields_for(recipe: Recipe, index: int) -> dict[str, FieldSpec]:
+    """Template field -> where it is in input ``index``'s records.
+
+    Defaults: a field of the same name (optional fields such as Alpaca's ``input`` may be
+    absent); ``messages`` for chat. A recipe's ``fields:`` overrides by name.
+
+    Raises:
+        ConfigError: ``fields:`` names a field the template does not use.
+    """
+    assert recipe.sft is not None
+    template = template_of(recipe)
+    if template is None:
+        defaults = {MESSAGES: FieldSpec(MESSAGES, kind="messages")}
+    else:
+        defaults = {name: FieldSpec(name) for name in sorted(template.required_fields)}
+        defaults.update({name: FieldSpec(name, required=False) for name in sorted(template.optional_fields)})
+        if LABEL in defaults:
+            defaults[LABEL] = FieldSpec(defaults[LABEL].path, kind="any")
+    explicit = recipe.sft.fields[index] if index < len(recipe.sft.fields) else None
+    for name, spec in (explicit or {}).items():
+        if name not in defaults:
+            raise ConfigError(
+                f"inputs[{index}].fields names {name!r}, which the template does not use; "
+                f"its fields are {sorted(defaults)}"
+            )
+        defaults[name] = spec
+    return defaults
+
+
+def read_label_set(recipe: Recipe, files: list[InputFile]) -> tuple[str, ...]:
+    """The sorted set of labels in the data (``classification.labels: null``)."""
+    labels: set[str] = set()
+    for index, file in enumerate(files):
+        spec = fields_for(recipe, index)[LABEL]
+        for batch in read_records(file, index, fields={LABEL: spec}, batch_size=8192, on_error="skip", drops=Counter()):
+            labels.update(batch.column(LABEL).to_pylist())
+    labels.discard("")
+    return tuple(sorted(labels))
+
+
+def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Every input record, in input order, with the index of its file."""
+    for index, file in enumerate(files):
+        before = sum(read_drops.values())
+        fields = fields_for(recipe, index)
+        for batch in read_records(
+            file, index, fields=fields, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=read_drops
+        ):
+            counts["records_read"] += batch.num_rows
+            yield index, batch
+        counts["records_read"] += sum(read_drops.values()) - before
+
+
+class SftWorker:
+    """Renders, tokenizes and masks one chunk (built once per worker process)."""
+
+    def __init__(self, recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None):
+        assert recipe.sft is not None
+        self.recipe = recipe
+        self.sft = recipe.sft
+        self.tokenizer = tokenizer
+        self.files = files
+        self.pair = template_of(recipe)
+        self.chat = ChatTemplate.from_tokenizer(tokenizer) if self.pair is None else None
+        self.stop_text = tokenizer.tokens.get("eos")
+        if self.pair is not None and not self.stop_text:
+            raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
+        self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
+
+    def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
+        index, batch = item
+        file = self.files[index]
+        drops: Counter = Counter()
+        stats: Counter = Counter()
+        columns = self._columns(batch, index)
+        lines = batch.column(C.LINE).to_pylist()
+        rendered, label_ids, kept_lines = [], [], []
+        for row, line in enumerate(lines):
+            record = {name: values[row] for name, values in columns.items()}
+            try:
+                label = self._label(record[LABEL]) if self.label_ids is not None else None
+                rendered.append(self._render(record))
+            except RecordProblem as problem:
+                self._bad(file, line, problem.reason, problem.message, drops)
+                continue
+            label_ids.append(label)
+            kept_lines.append(line)
+        encoded = encode_batch_with_mask(self.tokenizer, rendered) if rendered else []
+        ids, masks, keep_labels, kept_text = [], [], [], []
+        for n, (enc, rend, line) in enumerate(zip(encoded, rendered, kept_lines)):
+            result = self._fit(enc, file, line, drops, stats)
+            if result is None:
+                continue
+            ids.append(result[0])
+            masks.append(result[1])
+            kept_text.append(rend.text)
+            if self.label_ids is not None:
+                keep_labels.append(label_ids[n])
+        return self._result(ids, masks, keep_labels, kept_text, drops, stats)
+
+    # --- per record ----------------------------------------------------------------------
+
+    def _columns(self, batch: pa.RecordBatch, index: int) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for name, spec in fields_for(self.recipe, index).items():
+            column = batch.column(name)
+            if spec.kind == "text":
+                out[name] = normalize_array(column, self.recipe.normalize).to_pylist()
+            elif spec.kind == "messages":
+                out[name] = [json.loads(v) for v in column.to_pylist()]
+            else:
+                out[name] = column.to_pylist()
+        return out
+
+    def _render(self, record: Mapping[str, Any]):
+        if self.pair is not None:
+            return self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+        try:
+            return self.chat.render_with_targets(record[MESSAGES], policy=self.sft.masking)
+        except TemplateRaised as exc:
+            raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
+
+    def _label(self, value: str) -> int:
+        if value not in self.label_ids:
+            known = ", ".join(list(self.label_ids)[:10])
+            raise RecordProblem(UNKNOWN_LABEL, f"label {value!r} is not one of the labels ({known})")
+        return self.label_ids[value]
+
+    def _bad(self, file: InputFile, line: int, reason: str, message: str, drops: Counter) -> None:
+        strict = self.recipe.on_error == "raise"
+        if reason == UNKNOWN_LABEL:
+            strict = self.sft.classification is not None and self.sft.classification.unknown_label == "error"
+        if strict:
+            fixes = {
+                UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
+                TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
+                RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
+            }
+            fix = fixes.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
+            raise InputError(str(file.path), location(file, line), message, fix)
+        drops[reason] += 1
+
+    def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter, stats: Counter):
+        """Apply the length policy; returns (ids, mask) or None when the example is dropped."""
+        ids, mask = enc.ids, enc.mask.copy()
+        mask[:1] = 0  # nothing in the example predicts its first token
+        if not mask.any():
+            self._bad(file, line, NO_TARGET, "the example has no target token after tokenization", drops)
+            return None
+        limit = self.sft.max_length
+        if len(ids) > limit:
+            over = len(ids) - limit
+            if self.sft.overflow == "error":
+                self._bad(file, line, TOO_LONG, f"example is {len(ids)} tokens, over max_length {limit}", drops)
+                return None
+            if self.sft.overflow == "drop":
+                drops[TOO_LONG] += 1
+                return None
+            # truncate_prompt: cut the prompt from the left, keep a leading BOS, never cut a target.
+            keep_head = 1 if self.tokenizer.bos_id is not None and ids[0] == self.tokenizer.bos_id else 0
+            first_target = int(np.argmax(mask))
+            if keep_head + over > first_target - 1:  # at least one prompt token must remain before the targets
+                self._bad(
+                    file, line, RESPONSE_TOO_LONG,
+                    f"example is {len(ids)} tokens and its response alone needs {len(ids) - first_target + 1 + keep_head}; max_length is {limit}",
+                    drops,
+                )
+                return None
+            ids = np.concatenate([ids[:keep_head], ids[keep_head + over :]])
+            mask = np.concatenate([mask[:keep_head], mask[keep_head + over :]])
+            stats["truncated"] += 1
+            stats["truncated_tokens"] += over
+        stats["straddles"] += enc.straddles
+        stats["examples_with_straddle"] += int(enc.straddles > 0)
+        stats["target_tokens"] += int(mask.sum())
+        return ids, mask
+
+    def _result(self, ids, masks, labels, texts, drops, stats) -> ChunkResult:
+        hashes = content_hashes(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        extras = {C.LOSS_MASK: np.concatenate(masks) if masks else np.zeros(0, np.uint8)}
+        if self.label_ids is not None:
+            extras[C.LABEL_ID] = np.repeat(np.asarray(labels, dtype=np.int32), lengths)
+        return ChunkResult(
+            hashes=hashes,
+            validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
+            tokens=np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32),
+            lengths=lengths,
+            extras=extras,
+            drops=drops,
+            stats=stats,
+        )
+
+
+def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
+    return SftWorker(recipe, tokenizer, files, labels)
+
+
+class OnePerRow:
+    """``packing: none``: each example is its own row (no padding), with the packer interface."""
+
+    def __init__(self, *, max_length: int, extra_dtypes: dict[str, np.dtype]):
+        self.extra_dtypes = extra_dtypes
+        # efficiency is reported against padding every row to max_length, the naive layout
+        self.stats = PackStats(seq_len=max_length)
+
+    def add(self, tokens: np.ndarray, lengths: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> PackedRows:
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        self.stats.documents += len(lengths)
+        self.stats.rows += len(lengths)
+        self.stats.content_tokens += int(lengths.sum())
+        return PackedRows(
+            input_ids=tokens.astype(np.int32, copy=False),
+            row_offsets=offsets,
+            seq_lens=lengths.astype(np.int32),
+            seq_offsets=np.arange(len(lengths) + 1, dtype=np.int64),
+            num_pad=np.zeros(len(lengths), dtype=np.int32),
+            extras=dict(extras or {}),
+        )
+
+    def finish(self) -> PackedRows:
+        return PackedRows.empty(self.extra_dtypes)
+
+
+def row_schema(recipe: Recipe) -> pa.Schema:
+    """Arrow schema of the rows this recipe writes."""
+    fields = [
+        pa.field(C.INPUT_IDS, pa.list_(C.TOKEN_TYPE)),
+        pa.field(C.SEQ_LENS, pa.list_(pa.int32())),
+        pa.field(C.NUM_PAD, pa.int32()),
+        pa.field(C.LOSS_MASK, pa.list_(pa.uint8())),
+    ]
+    if recipe.sft.classification is not None:
+        packed = recipe.packing.mode == "bfd"
+        fields.append(pa.field(C.LABEL_IDS if packed else C.LABEL_ID, pa.list_(pa.int32()) if packed else pa.int32()))
+    return pa.schema(fields)
+
+
+def make_packer(recipe: Recipe, tokenizer):
+    """The packer for ``packing.mode`` (``none`` or ``bfd``); bfd never splits an example."""
+    dtypes = {C.LOSS_MASK: np.dtype(np.uint8)}
+    if recipe.sft.classification is not None:
+        dtypes[C.LABEL_ID] = np.dtype(np.int32)
+    if recipe.packing.mode == "none":
+        return OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes)
+    if recipe.sft.max_length > recipe.packing.seq_len:
+        raise ConfigError(
+            f"max_length {recipe.sft.max_length} is longer than packing.seq_len {recipe.packing.seq_len}: "
+            "an example could not fit a row; lower max_length or raise packing.seq_len"
+        )
+    return BfdPacker(
+        seq_len=recipe.packing.seq_len,
+        buffer_tokens=recipe.packing.buffer_tokens,
+        pad_id=tokenizer.pad_id,
+        pad_rows=recipe.packing.pad_rows,
+        split_long=False,
+        extra_dtypes=dtypes,
+    )
+
+
+def to_batch(recipe: Recipe):
+    """Packed rows -> the Arrow batch of :func:`row_schema` (per-token labels become per-example)."""
+    schema = row_schema(recipe)
+
+    def convert(rows: PackedRows) -> pa.RecordBatch:
+        labels = rows.extras.pop(C.LABEL_ID, None)
+        batch = rows.to_record_batch()
+        arrays = list(batch.columns)
+        if labels is not None:
+            # the label of each example = the label at its first token (pad pieces excluded)
+            starts = np.concatenate(([0], np.cumsum(rows.seq_lens)[:-1])).astype(np.int64)
+            per_piece = labels[np.minimum(starts, max(len(labels) - 1, 0))] if len(labels) else labels
+            if recipe.packing.mode == "none":
+                arrays.append(pa.array(per_piece.astype(np.int32)))
+            else:
+                is_pad = np.zeros(len(rows.seq_lens), dtype=bool)
+                last = rows.seq_offsets[1:] - 1
+                is_pad[last[rows.num_pad > 0]] = True
+                counts = np.diff(rows.seq_offsets) - (rows.num_pad > 0)
+                offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+                arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(per_piece[~is_pad].astype(np.int32))))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return convert
+
+
+def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, tokenizer) -> dict[str, Any]:
+    """What a fine-tuning manifest adds: template, masking, examples, targets, straddles, labels."""
+    template = template_of(recipe)
+    content = sum(p["content_tokens"] for p in stage.pack_stats().values())
+    stats = stage.stats
+    if stats["examples_with_straddle"]:
+        name = template.name if template else CHAT
+        log.warning(
+            "template %r: %d example(s) have a token straddling the prompt/response boundary "
+            "(e.g. a template ending in a space merged into the response's first token); "
+            "such tokens are targets",
+            name,
+            stats["examples_with_straddle"],
+        )
+    return {
+        "template": {
+            "name": template.name if template else CHAT,
+            "text_sha256": template.fingerprint if template else _sha(ChatTemplate.from_tokenizer(tokenizer).source),
+        },
+        "masking": recipe.sft.masking,
+        "max_length": recipe.sft.max_length,
+        "overflow": recipe.sft.overflow,
+        "examples": {
+            "truncated": stats["truncated"],
+            "truncated_tokens": stats["truncated_tokens"],
+            "with_boundary_straddle": stats["examples_with_straddle"],
+        },
+        "target_tokens": stats["target_tokens"],
+        "target_ratio": stats["target_tokens"] / content if content else 0.0,
+        "labels": None if labels is None else {label: i for i, label in enumerate(labels)},
+    }
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+__all__ = [
+    "TemplateError",
+    "fields_for",
+    "iter_chunks",
+    "make_packer",
+    "manifest_section",
+    "read_label_set",
+    "row_schema",
+    "sft_worker",
+    "to_batch",
+]
