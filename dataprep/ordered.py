@@ -84,7 +84,9 @@ class OrderedStage:
                     keep[i] = False
                 else:
                     self.seen.add(digest)
-            self.drops[DUPLICATE] += int(n - keep.sum())
+            duplicates = int(n - keep.sum())
+            if duplicates:
+                self.drops[DUPLICATE] += duplicates
         for split, in_split in (("train", ~result.validation), ("validation", result.validation)):
             docs = keep & in_split
             if not docs.any():

@@ -124,28 +124,35 @@ def with_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | 
     schema = _deref(schema, root)
     if isinstance(instance, dict):
         out = copy.copy(instance)
-        for key, sub in schema.get("properties", {}).items():
-            sub = _deref(sub, root)
-            if key not in out:
-                if "default" in sub:
-                    out[key] = copy.deepcopy(sub["default"])
-                elif (
-                    sub.get("type") == "object"
-                    and "properties" in sub
-                    and not sub.get("required")
-                    and not sub.get("x-presence-matters")  # e.g. `classification:` switches a mode on
-                ):
-                    out[key] = {}
-            if key in out:
-                out[key] = with_defaults(out[key], sub, root)
-        # Conditional defaults (`allOf: [{if, then}]`, e.g. per task) fill what is still missing.
+        properties = {key: _deref(sub, root) for key, sub in schema.get("properties", {}).items()}
+        # 1. Absent sections become {} so that the rules below can fill them.
+        for key, sub in properties.items():
+            if key not in out and "default" not in sub and _is_section(sub):
+                out[key] = {}
+        # 2. Conditional defaults (`allOf: [{if, then}]`, e.g. per task) are the more specific: first.
         for rule in schema.get("allOf", []):
             if "if" in rule and "then" in rule and jsonschema.Draft202012Validator(rule["if"]).is_valid(instance):
                 out = with_defaults(out, rule["then"], root)
+        # 3. General defaults fill what is still missing.
+        for key, sub in properties.items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+            if key in out:
+                out[key] = with_defaults(out[key], sub, root)
         return out
     if isinstance(instance, list) and "items" in schema:
         return [with_defaults(item, schema["items"], root) for item in instance]
     return instance
+
+
+def _is_section(sub: dict[str, Any]) -> bool:
+    """An optional object of options, created empty when absent (unless its presence means something)."""
+    return (
+        sub.get("type") == "object"
+        and "properties" in sub
+        and not sub.get("required")
+        and not sub.get("x-presence-matters")  # e.g. `classification:` switches a mode on
+    )
 
 
 def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,316 @@
+"""Fine-tuning recipes end to end: exact tokens and masks on real tokenizers, every policy, every error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from tokenizers import Tokenizer
+
+from dataprep import columns as C
+from dataprep.errors import ConfigError, InputError
+from dataprep.pipeline import run
+from dataprep.recipe import load_recipe, recipe_from_dict
+
+from .conftest import DATA, RECIPES
+
+GPT2 = DATA / "tokenizers" / "gpt2"
+PHI3 = DATA / "tokenizers" / "phi-3-mini"
+EOT = 50256  # GPT-2 <|endoftext|>
+PHI3_END, PHI3_EOS = 32007, 32000  # <|end|>, <|endoftext|>
+
+
+def table(out: Path, split: str = "train") -> pa.Table:
+    state = json.loads((out / split / "state.json").read_text())
+    return pa.concat_tables(
+        pa.ipc.open_stream(pa.memory_map(str(out / split / f["filename"]))).read_all() for f in state["_data_files"]
+    )
+
+
+def all_rows(out: Path) -> list[dict]:
+    return [row for split in C.SPLITS for row in table(out, split).to_pylist()]
+
+
+def pairs_recipe(tmp_path: Path, records: list[dict], **extra) -> object:
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    data = {
+        "task": "sft",
+        "inputs": [{"path": str(src)}],
+        "tokenizer": {"path": str(GPT2)},
+        "template": "prompt_completion",
+        "split": {"validation": 0.0},
+    }
+    data.update(extra)
+    return recipe_from_dict(data, base_dir=tmp_path)
+
+
+def test_prompt_completion_exact_ids_and_mask_gpt2(tmp_path):
+    recipe = pairs_recipe(tmp_path, [{"prompt": "Reverse abc:", "completion": " cba"}])
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    row = table(tmp_path / "out").to_pylist()[0]
+    # "Reverse abc:" -> Reverse, ' abc', ':' ; " cba" -> ' c', 'ba' ; then <|endoftext|>
+    assert row[C.INPUT_IDS] == [49, 964, 325, 450, 66, 25, 269, 7012, EOT]
+    assert row[C.LOSS_MASK] == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+    assert row[C.SEQ_LENS] == [9] and row[C.NUM_PAD] == 0
+    assert manifest["sft"]["target_tokens"] == 3 and manifest["sft"]["masking"] == "completion"
+    assert manifest["format"] == "dataprep.sft/1"
+
+
+def test_demo_sft_rows_are_byte_exact(tmp_path):
+    manifest = run(load_recipe(RECIPES / "demo-sft.yaml"), tmp_path / "out", workers=1)
+    records = [json.loads(line) for line in (RECIPES / "data" / "sft_tasks.jsonl").read_text().splitlines()]
+    by_text = {}
+    for r in records:
+        by_text[f"Q: {r['prompt']}\nA: {r['completion']}"] = r
+    rows = all_rows(tmp_path / "out")
+    assert len(rows) == len(records) == manifest["counts"]["records_written"]
+    for row in rows[:200]:
+        ids, mask = row[C.INPUT_IDS], row[C.LOSS_MASK]
+        assert ids[-1] == 0 and mask[-1] == 1  # <|endoftext|> is id 0 in the byte tokenizer, and a target
+        text = bytes(_byte_decode(ids[:-1])).decode("utf-8")
+        record = by_text[text]
+        answer = record["completion"]
+        n = len(answer.encode())
+        assert mask == [0] * (len(ids) - n - 1) + [1] * (n + 1)
+        assert bytes(_byte_decode(ids[-n - 1 : -1])).decode() == answer
+
+
+def _byte_decode(ids: list[int]) -> list[int]:
+    """Byte-level tokenizer ids -> raw bytes, through the tokenizer's own byte alphabet."""
+    tok = Tokenizer.from_file(str(RECIPES / "data" / "byte_tokenizer" / "tokenizer.json"))
+    alphabet = {ch: b for b, ch in enumerate(_bytes_to_unicode())}
+    return [alphabet[tok.id_to_token(i)] for i in ids]
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2's byte -> printable character table (written out independently of tokenizers)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    table = dict(zip(bs, cs))
+    return [chr(table[b]) for b in range(256)]
+
+
+def test_alpaca_phi3_rows_match_reference_encoding(tmp_path):
+    reference = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
+    recipe = load_recipe(RECIPES / "alpaca.yaml", ["split.validation=0"])
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    records = json.loads((DATA / "pairs" / "instruction" / "alpaca_en_demo.json").read_text())
+    rows = table(tmp_path / "out").to_pylist()
+    from dataprep.templates import TEMPLATES
+
+    seen = set()
+    checked = 0
+    for record in records:
+        text = TEMPLATES["alpaca"].render(record, stop_text="<|endoftext|>").text
+        if text in seen:
+            continue
+        seen.add(text)
+        row = rows[len(seen) - 1]
+        expected = reference.encode(text, add_special_tokens=False).ids
+        assert row[C.INPUT_IDS] == expected
+        mask = np.array(row[C.LOSS_MASK])
+        target_ids = np.array(expected)[mask == 1].tolist()
+        assert target_ids[-1] == PHI3_EOS
+        assert reference.decode(target_ids, skip_special_tokens=False) == record["output"] + "<|endoftext|>"
+        first = int(np.argmax(mask))
+        assert mask[first:].all()  # one contiguous target: the response and its stop token
+        checked += 1
+        if checked == 50:
+            break
+    assert manifest["counts"]["dropped"].get("duplicate", 0) == 14
+    assert 0.0 < manifest["sft"]["target_ratio"] < 1.0
+
+
+def test_chat_recipe_matches_chat_template_and_ends_turns_with_end(tmp_path):
+    from dataprep.chat import ChatTemplate
+    from dataprep.read import normalize_messages
+
+    reference = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
+    template = ChatTemplate.from_tokenizer_folder(PHI3)
+    recipe = load_recipe(RECIPES / "chat.yaml", ["packing.mode=none", "split.validation=0"])
+    run(recipe, tmp_path / "out", workers=1)
+    records = json.loads((DATA / "pairs" / "chat" / "sharegpt_dummy_conversation.json").read_text())
+    rows = table(tmp_path / "out").to_pylist()
+    assert len(rows) == len(records)
+    for record, row in list(zip(records, rows))[:40]:
+        messages = normalize_messages(record["conversations"])
+        text = template.render(messages)
+        ids = reference.encode(text, add_special_tokens=False).ids
+        assert row[C.INPUT_IDS] == ids
+        mask = row[C.LOSS_MASK]
+        # each assistant turn's targets end with its <|end|>; the final <|endoftext|> is not trained
+        turns = sum(1 for m in messages if m["role"] == "assistant")
+        ends = [i for i, (t, m) in enumerate(zip(ids, mask)) if m and t == PHI3_END]
+        assert len(ends) == turns
+        assert ids[-1] == PHI3_EOS and mask[-1] == 0
+        # target runs = assistant turns; each run ends at an <|end|>
+        runs = np.flatnonzero(np.diff(np.concatenate(([0], mask, [0]))) == -1) - 1
+        assert runs.tolist() == ends
+
+
+@pytest.mark.parametrize("policy", ["all_assistant", "last_assistant", "all"])
+def test_multi_turn_policies(tmp_path, policy):
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye."},
+    ]
+    src = tmp_path / "chats.jsonl"
+    src.write_text(json.dumps({"messages": conversation}) + "\n")
+    recipe = recipe_from_dict(
+        {"task": "sft", "inputs": [{"path": str(src)}], "tokenizer": {"path": str(PHI3)}, "template": "chat",
+         "masking": policy, "split": {"validation": 0.0}},
+        base_dir=tmp_path,
+    )
+    run(recipe, tmp_path / "out", workers=1)
+    row = table(tmp_path / "out").to_pylist()[0]
+    reference = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
+    ids, mask = np.array(row[C.INPUT_IDS]), np.array(row[C.LOSS_MASK])
+    targets = ids[mask == 1].tolist()
+    # Phi-3: '▁Hello' 15043, '.' 29889, '<|end|>' 32007; '▁Good' 7197, 'bye' 26966
+    if policy == "all_assistant":
+        assert targets == [15043, 29889, PHI3_END, 7197, 26966, 29889, PHI3_END]
+        assert [reference.id_to_token(i) for i in targets[:3]] == ["▁Hello", ".", "<|end|>"]
+    elif policy == "last_assistant":
+        assert targets == [7197, 26966, 29889, PHI3_END]
+    else:
+        assert mask[0] == 0 and mask[1:].all()  # everything but the first token
+
+
+def test_classification_labels_and_manifest(tmp_path):
+    manifest = run(load_recipe(RECIPES / "classification.yaml"), tmp_path / "out", workers=1)
+    assert manifest["sft"]["labels"] == {"ham": 0, "spam": 1}
+    rows = all_rows(tmp_path / "out")
+    from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+
+    tok = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).tokenizer
+    for row in rows[:100]:
+        ids, mask = np.array(row[C.INPUT_IDS]), np.array(row[C.LOSS_MASK])
+        label = tok.decode(ids[mask == 1].tolist(), skip_special_tokens=False)
+        assert label == [" ham", " spam"][row[C.LABEL_ID]] + "<|endoftext|>"
+    counts = manifest["counts"]
+    assert counts["records_read"] == 5574
+    assert counts["records_read"] == counts["records_written"] + sum(counts["dropped"].values())
+    assert manifest["sft"]["examples"]["with_boundary_straddle"] == counts["records_written"] + counts["dropped"].get("duplicate", 0)
+
+
+def test_classification_labels_from_data_and_unknown_labels(tmp_path):
+    src = tmp_path / "labels.tsv"
+    src.write_text("label\ttext\npos\tgood film\nneg\tbad film\npos\tgreat film\nmeh\tok film\n")
+    base = {"task": "sft", "inputs": [{"path": str(src)}], "tokenizer": {"path": str(GPT2)}, "template": "classification",
+            "split": {"validation": 0.0}}
+    manifest = run(recipe_from_dict(dict(base, classification={}), base_dir=tmp_path), tmp_path / "a", workers=1)
+    assert manifest["sft"]["labels"] == {"meh": 0, "neg": 1, "pos": 2}
+    assert [r[C.LABEL_ID] for r in table(tmp_path / "a").to_pylist()] == [2, 1, 2, 0]
+    strict = dict(base, classification={"labels": ["neg", "pos"]})
+    with pytest.raises(InputError) as info:
+        run(recipe_from_dict(strict, base_dir=tmp_path), tmp_path / "b", workers=1)
+    assert "labels.tsv, line 5: label 'meh' is not one of the labels (neg, pos)" in str(info.value)
+    assert "classification.unknown_label: drop" in str(info.value)
+    lenient = dict(base, classification={"labels": ["neg", "pos"], "unknown_label": "drop"})
+    manifest = run(recipe_from_dict(lenient, base_dir=tmp_path), tmp_path / "c", workers=1)
+    assert manifest["counts"]["dropped"] == {"unknown_label": 1}
+
+
+def test_overflow_policies(tmp_path):
+    long_prompt = "word " * 60
+    records = [{"prompt": long_prompt + "Answer:", "completion": " yes"}, {"prompt": "Q:", "completion": " short"}]
+    # drop: counted
+    manifest = run(pairs_recipe(tmp_path, records, max_length=20, overflow="drop"), tmp_path / "drop", workers=1)
+    assert manifest["counts"]["dropped"]["too_long"] == 1 and manifest["counts"]["records_written"] == 1
+    # error: names file and line
+    with pytest.raises(InputError, match=r"pairs.jsonl, line 1: example is \d+ tokens, over max_length 20"):
+        run(pairs_recipe(tmp_path, records, max_length=20, overflow="error"), tmp_path / "err", workers=1)
+    # truncate_prompt: the prompt loses tokens from the left; the response and EOS stay whole
+    manifest = run(pairs_recipe(tmp_path, records, max_length=20, overflow="truncate_prompt"), tmp_path / "cut", workers=1)
+    rows = table(tmp_path / "cut").to_pylist()
+    assert len(rows[0][C.INPUT_IDS]) == 20
+    assert rows[0][C.INPUT_IDS][-2:] == [3763, EOT]  # ' yes' <|endoftext|>
+    assert rows[0][C.LOSS_MASK][-2:] == [1, 1] and sum(rows[0][C.LOSS_MASK]) == 2
+    assert manifest["sft"]["examples"]["truncated"] == 1
+    # a response that cannot fit is never cut: it is dropped (counted) ...
+    huge = [{"prompt": "Q:", "completion": " answer" * 40}]
+    manifest = run(pairs_recipe(tmp_path, huge, max_length=20, overflow="truncate_prompt", on_error="skip"), tmp_path / "huge", workers=1)
+    assert manifest["counts"]["dropped"] == {"response_too_long": 1}
+    # ... or an error naming the fix
+    with pytest.raises(InputError, match="raise `max_length`"):
+        run(pairs_recipe(tmp_path, huge, max_length=20, overflow="truncate_prompt"), tmp_path / "huge2", workers=1)
+
+
+def test_bfd_packs_whole_examples_and_never_trains_first_tokens(tmp_path):
+    recipe = load_recipe(RECIPES / "dialogsum.yaml")
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    unpacked = run(load_recipe(RECIPES / "dialogsum.yaml", ["packing.mode=none"]), tmp_path / "flat", workers=1)
+    examples = sorted(tuple(r[C.INPUT_IDS]) for r in all_rows(tmp_path / "flat"))
+    masks = {tuple(r[C.INPUT_IDS]): r[C.LOSS_MASK] for r in all_rows(tmp_path / "flat")}
+    pieces = []
+    for row in all_rows(tmp_path / "out"):
+        assert len(row[C.INPUT_IDS]) == 1024 and sum(row[C.SEQ_LENS]) == 1024
+        start = 0
+        lens = row[C.SEQ_LENS][:-1] if row[C.NUM_PAD] else row[C.SEQ_LENS]
+        for n in lens:
+            ids = tuple(row[C.INPUT_IDS][start : start + n])
+            mask = row[C.LOSS_MASK][start : start + n]
+            assert mask[0] == 0 and mask[-1] == 1 and ids[-1] == EOT
+            assert mask == masks[ids]  # the same example, packed or not, has the same mask
+            pieces.append(ids)
+            start += n
+        assert row[C.LOSS_MASK][start:] == [0] * row[C.NUM_PAD]
+    assert sorted(pieces) == examples
+    assert manifest["counts"]["packing_efficiency"] > 0.9
+    assert unpacked["sft"]["target_tokens"] == manifest["sft"]["target_tokens"]
+
+
+def test_identical_shards_for_any_worker_count_sft(tmp_path):
+    hashes = []
+    for workers in (1, 2):
+        recipe = load_recipe(RECIPES / "chat.yaml", ["output.chunk_records=64", "split.validation=0.2"])
+        manifest = run(recipe, tmp_path / f"w{workers}", workers=workers)
+        hashes.append({s: [sh["sha256"] for sh in manifest["splits"][s]["shards"]] for s in C.SPLITS})
+    assert hashes[0] == hashes[1]
+
+
+def test_bad_records_name_file_line_and_reason(tmp_path):
+    records = [{"prompt": "ok", "completion": " fine"}, {"prompt": "no completion"}, {"prompt": "x", "completion": ""}]
+    with pytest.raises(InputError) as info:
+        run(pairs_recipe(tmp_path, records), tmp_path / "a", workers=1)
+    assert "pairs.jsonl, line 2: missing field 'completion'" in str(info.value)
+    manifest = run(pairs_recipe(tmp_path, records, on_error="skip"), tmp_path / "b", workers=1)
+    assert manifest["counts"]["dropped"] == {"empty_field": 1, "missing_field": 1}
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}) + "\n")
+    recipe = recipe_from_dict({"task": "sft", "inputs": [{"path": str(chats)}], "tokenizer": {"path": str(PHI3)}, "template": "chat"}, base_dir=tmp_path)
+    with pytest.raises(InputError, match=r"chats.jsonl, line 1: message 1 has role 'robot'"):
+        run(recipe, tmp_path / "c", workers=1)
+
+
+def test_recipe_checks_for_sft(tmp_path):
+    from dataprep.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="template, masking, classification, overflow and max_length apply to task: sft only"):
+        recipe_from_dict({"task": "pretrain", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "alpaca"}, base_dir=tmp_path)
+    with pytest.raises(RecipeError, match=r"packing.mode: 'wrap' is not one of 'none', 'bfd'"):
+        recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "alpaca", "packing": {"mode": "wrap"}}, base_dir=tmp_path)
+    with pytest.raises(RecipeError, match="'template' is required"):
+        recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}}, base_dir=tmp_path)
+    chat = recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "chat"}, base_dir=tmp_path)
+    pair = recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "alpaca"}, base_dir=tmp_path)
+    assert chat.sft.masking == "all_assistant" and pair.sft.masking == "completion"
+    assert pair.packing.mode == "none" and pair.sft.max_length == 2048 and pair.sft.overflow == "drop"
+    pretrain = recipe_from_dict({"task": "pretrain", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}}, base_dir=tmp_path)
+    assert pretrain.packing.mode == "wrap" and "masking" not in pretrain.resolved and "classification" not in pretrain.resolved
+    bad_fields = pairs_recipe(tmp_path, [{"prompt": "a", "completion": "b"}], inputs=[{"path": str(tmp_path / "pairs.jsonl"), "fields": {"answer": "completion"}}])
+    with pytest.raises(ConfigError, match="names 'answer', which the template does not use"):
+        run(bad_fields, tmp_path / "o", workers=1)
