@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
+from . import chunks
 from . import columns as C
 from .filters import content_hashes, filter_mask, validation_flags
 from .normalize import normalize_array
@@ -30,14 +31,18 @@ from .tokenizer import LoadedTokenizer
 log = logging.getLogger("dataprep.pretrain")
 
 
+def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:
+    """Normalize and filter one batch; the kept texts, in order."""
+    texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
+    return texts.filter(pa.array(filter_mask(texts, recipe.filter, drops))).to_pylist()
+
+
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
     """Build the per-process chunk function (runs once in each worker)."""
 
-    def process(batch: pa.RecordBatch) -> ChunkResult:
+    def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
-        keep = filter_mask(texts, recipe.filter, drops)
-        kept = texts.filter(pa.array(keep)).to_pylist()
+        kept = clean_texts(item[1], recipe, drops)
         hashes = content_hashes(kept)
         tokens, lengths = tokenizer.encode_docs(kept)
         return ChunkResult(
@@ -51,24 +56,20 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
     return process
 
 
-def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[pa.RecordBatch]:
-    """Every input record, in input order, as batches of at most ``chunk_records``."""
-    for index, file in enumerate(files):
-        before = sum(read_drops.values())
-        for batch in read_batches(
-            file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=read_drops
-        ):
-            counts["records_read"] += batch.num_rows
-            yield batch
-        counts["records_read"] += sum(read_drops.values()) - before  # unreadable records were read too
+def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Every input record, in input order, as ``(file index, batch)`` of at most ``chunk_records``."""
+
+    def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
+        return read_batches(file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=drops)
+
+    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts)
 
 
 def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:
     """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from."""
     seen: set[bytes] = set()
-    for batch in iter_chunks(files, recipe, Counter(), Counter()):
-        texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
-        kept = texts.filter(pa.array(filter_mask(texts, recipe.filter, Counter()))).to_pylist()
+    for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
+        kept = clean_texts(batch, recipe, Counter())
         for text, digest in zip(kept, content_hashes(kept)):
             if recipe.filter.dedup == "none" or digest not in seen:
                 seen.add(digest)

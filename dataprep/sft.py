@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from . import chunks
 from . import columns as C
 from .chat import ChatTemplate, TemplateRaised
 from .errors import ConfigError, InputError
@@ -109,16 +110,15 @@ def read_label_set(recipe: Recipe, files: list[InputFile]) -> tuple[str, ...]:
 
 
 def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Every input record, in input order, with the index of its file."""
-    for index, file in enumerate(files):
-        before = sum(read_drops.values())
-        fields = fields_for(recipe, index)
-        for batch in read_records(
-            file, index, fields=fields, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=read_drops
-        ):
-            counts["records_read"] += batch.num_rows
-            yield index, batch
-        counts["records_read"] += sum(read_drops.values()) - before
+    """Every input record, in input order, as ``(file index, batch)`` of the recipe's fields."""
+
+    def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
+        return read_records(
+            file, index, fields=fields_for(recipe, index), batch_size=recipe.output.chunk_records,
+            on_error=recipe.on_error, drops=drops,
+        )
+
+    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts)
 
 
 class SftWorker:
