@@ -390,3 +390,16 @@ class TestErrors:
     def test_bad_train_options(self, train: dict, match: str) -> None:
         with pytest.raises(TokenizerError, match=match):
             train_tokenizer(["text"], TokenizerSpec(train=train))
+
+
+def test_encode_docs_groups_give_the_same_tokens(monkeypatch) -> None:
+    """Encoding in bounded groups (memory) changes nothing in the output."""
+    from dataprep import tokenizer as module
+
+    gpt2 = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=DATA)
+    texts = [f"document {i} " * (i % 7 + 1) for i in range(50)]
+    whole = gpt2.encode_docs(texts)
+    monkeypatch.setattr(module, "ENCODE_GROUP_CHARS", 40)
+    assert module._groups(texts, 40)[:3] == [(0, 2), (2, 3), (3, 4)]  # 11+22 chars, then 33, then 44
+    grouped = gpt2.encode_docs(texts)
+    assert np.array_equal(whole[0], grouped[0]) and np.array_equal(whole[1], grouped[1])
