@@ -6,7 +6,6 @@ Exit status: 0 success, 1 a dataprep error (the message says what, where and how
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 import click
@@ -16,18 +15,25 @@ from .errors import DataprepError
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s" if quiet else "%(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    """Log to stderr; the global `dataprep -q` / `--log-format json` apply to every command."""
+    from .progress import configure
+
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().params if ctx is not None else {}
+    configure(quiet=quiet or bool(root.get("quiet")), log_format=root.get("log_format") or "text")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dataprep")
-def cli() -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors, and no progress, for any command.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: logs and progress as one JSON object per line on stderr (for pipelines).")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, log_format: str) -> None:
     """Prepare pretraining and fine-tuning data for language models, and prove it before you train."""
+    if quiet:  # `dataprep -q CMD` means `dataprep CMD -q` for every command that has -q
+        quiet_commands = {name: {"quiet": True} for name, cmd in cli.commands.items() if any(p.name == "quiet" for p in cmd.params)}
+        ctx.default_map = {**(ctx.default_map or {}), **quiet_commands}
+    _setup_logging(quiet)
 
 
 @cli.command()
@@ -108,6 +114,108 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
     click.echo(f"# recipe_hash: {loaded.hash}")
 
 
+@cli.command("inspect")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--recipe", "-r", type=click.Path(dir_okay=False), help="PATH is a source file: render and mask its first records as `run` would with this recipe, writing nothing (no PATH: the recipe's inputs).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --recipe: override a recipe value. Repeatable.")
+@click.option("--split", default="train", show_default=True, help="The dataset split to show.")
+@click.option("--row", "rows", type=click.IntRange(min=0), multiple=True, metavar="N", help="Show row N. Repeatable.")
+@click.option("--random", "random_k", type=click.IntRange(min=1), metavar="K", help="Show K rows picked at random.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--head", "-n", type=click.IntRange(min=1), default=3, metavar="K", show_default=True, help="Without --row/--random: the first K rows (records, with --recipe).")
+@click.option("--ids", "show_ids", is_flag=True, help="Show each token's id beside it.")
+@click.option("--boundaries/--no-boundaries", default=True, show_default=True, help="Mark where each token starts and ends.")
+@click.option("--color/--no-color", default=None, help="Colors (default: on when stdout is a terminal and NO_COLOR is unset).")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True), help="Use this tokenizer instead of the dataset's (or, with --recipe, the recipe's).")
+def inspect_command(path: str | None, recipe: str | None, overrides: tuple[str, ...], split: str, rows: tuple[int, ...], random_k: int | None, seed: int, head: int, show_ids: bool, boundaries: bool, color: bool | None, tokenizer_path: str | None) -> None:
+    """Show rows of a dataset as tokens: targets and context in different colors, segment
+    boundaries in packed rows, special tokens marked, and per row its length, segments,
+    targets and pads.
+
+    With --recipe, show what `run` would make of a source file's first records instead.
+
+    Example:
+
+    \b
+        dataprep inspect out/demo-sft --random 3 --seed 1
+        dataprep inspect out/demo-sft --row 0 --ids --no-color
+        dataprep inspect recipes/data/sft_tasks.jsonl --recipe recipes/demo-sft.yaml -n 5
+    """
+    import os
+
+    from . import view
+
+    if color is None:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if recipe is not None:
+        if rows or random_k is not None:
+            raise click.UsageError("--row and --random pick rows of a built dataset; with --recipe, use --head K")
+        from .preview import rows_from_recipe
+        from .recipe import load_recipe
+        from .tokenizer import load_tokenizer
+
+        loaded = load_recipe(recipe, overrides)
+        if tokenizer_path is not None:  # e.g. the tokenizer a pretraining run trained: OUT/tokenizer
+            from dataclasses import replace
+
+            loaded = replace(loaded, tokenizer=replace(loaded.tokenizer, path=os.path.abspath(tokenizer_path), train=None))
+        shown = rows_from_recipe(loaded, source=path, head=head)
+        tokenizer = load_tokenizer(loaded.tokenizer, base_dir=loaded.base_dir)
+    else:
+        if path is None:
+            raise click.UsageError("give a DATASET folder, or a source file with --recipe R.yaml")
+        if overrides:
+            raise click.UsageError("--set changes a recipe: use it with --recipe")
+        from .dataset import open_dataset
+
+        ds = open_dataset(path)
+        n = ds.table(split).num_rows
+        if n == 0:
+            click.echo(f"{path}: split {split!r} has no rows")
+            return
+        shown = view.rows_from_dataset(ds, split, view.pick_rows(n, rows=rows, random=random_k, seed=seed, head=head))
+        tokenizer = ds.tokenizer(tokenizer_path)
+    for text in view.iter_formatted(shown, tokenizer, color=color, boundaries=boundaries, show_ids=show_ids):
+        click.echo(text, color=color)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Folder for report.html and the PNGs (default: DATASET/report).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: print the numbers alone, write no files.")
+def report(dataset: str, out: str | None, fmt: str) -> None:
+    """Summarize a DATASET: the numbers in the terminal, plus one self-contained HTML page with
+    plots (lengths, targets per example, row fill, drops, tokens per source) and the PNGs.
+
+    Example:
+
+    \b
+        dataprep report out/demo-sft
+        dataprep report out/demo-sft --format json > numbers.json
+    """
+    from pathlib import Path
+
+    from .dataset import open_dataset
+    from .report import compute, summary_text, write_report
+
+    result = compute(open_dataset(dataset))
+    if fmt == "json":
+        click.echo(json.dumps(result.summary, indent=2))
+        return
+    page = write_report(result, Path(out) if out else Path(dataset) / "report")
+    click.echo(summary_text(result.summary))
+    click.echo(f"wrote {page} (+ {len(list(page.parent.glob('*.png')))} PNGs)")
+
+
+def _echo_error(exc: DataprepError) -> None:
+    from .progress import json_logs
+
+    if json_logs():  # a pipeline reading JSON lines on stderr gets the error as one too
+        click.echo(json.dumps({"level": "error", "error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a DataprepError becomes 'error: ...' and exit status 1."""
     try:
@@ -119,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except DataprepError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

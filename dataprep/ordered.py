@@ -30,18 +30,21 @@ class ChunkResult:
         validation: bool per kept document, True when it belongs to the validation split.
         tokens: int32, the kept documents' tokens, flat.
         lengths: int64, tokens per kept document.
+        source: index of the input file the chunk came from.
         extras: per-token arrays aligned with ``tokens`` (e.g. ``loss_mask``).
+        doc_stats: per-document counters (e.g. ``target_tokens``); summed over the documents
+            actually written, so duplicates never count.
         drops: dropped records of this chunk, by reason.
-        stats: task counters summed over the run (e.g. ``truncated``, ``straddles``).
     """
 
     hashes: list[bytes]
     validation: np.ndarray
     tokens: np.ndarray
     lengths: np.ndarray
+    source: int = 0
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    doc_stats: dict[str, np.ndarray] = field(default_factory=dict)
     drops: Counter = field(default_factory=Counter)
-    stats: Counter = field(default_factory=Counter)
 
 
 class OrderedStage:
@@ -69,11 +72,13 @@ class OrderedStage:
         self.seen: set[bytes] = set()
         self.documents: Counter = Counter()
         self.drops: Counter = Counter()
-        self.stats: Counter = Counter()
+        self.stats: Counter = Counter()  # doc_stats summed over written documents
+        self.source_documents: Counter = Counter()  # input file index -> documents written
+        self.source_tokens: Counter = Counter()  # input file index -> their tokens, before packing
 
     def add(self, result: ChunkResult) -> None:
+        """Dedup, split, pack and write one chunk result."""
         self.drops.update(result.drops)
-        self.stats.update(result.stats)
         n = len(result.hashes)
         if n == 0:
             return
@@ -99,6 +104,10 @@ class OrderedStage:
                 tokens, lengths = result.tokens[per_token], result.lengths[docs]
                 extras = {name: values[per_token] for name, values in result.extras.items()}
             self._write(split, self.packers[split].add(tokens, lengths, extras or None))
+        for name, values in result.doc_stats.items():
+            self.stats[name] += int(values[keep].sum())
+        self.source_documents[result.source] += int(keep.sum())
+        self.source_tokens[result.source] += int(result.lengths[keep].sum())
 
     def finish(self) -> None:
         for split, packer in self.packers.items():

@@ -104,14 +104,16 @@ def run(
         read_drops: Counter = Counter()
         writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes) for s in C.SPLITS}
         stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
-        bar = Progress(recipe.task, enabled=progress)
-        for result in ordered_map(*plan.worker, plan.chunks(read_drops, counts), workers=workers):
+        bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files])
+        for result in ordered_map(*plan.worker, bar.track(plan.chunks(read_drops, counts)), workers=workers):
             stage.add(result)
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
+        bar.set_stage("finish")
         stage.finish()
-        bar.close()
         shards = {split: writer.close() for split, writer in writers.items()}
+        bar.set_stage("checksums")
         manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
+        bar.close()
         manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers}
         target.commit(manifest, list(C.SPLITS))
     except BaseException:
@@ -162,7 +164,15 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
             "add_eos": recipe.tokenizer.add_eos,
         },
         "inputs": [
-            {"path": str(f.path), "format": f.format, "bytes": _size(f.path), "sha256": _digest(f.path)} for f in files
+            {
+                "path": str(f.path),
+                "format": f.format,
+                "bytes": _size(f.path),
+                "sha256": _digest(f.path),
+                "documents": stage.source_documents[i],  # written from this file (after dedup)
+                "tokens": stage.source_tokens[i],  # their tokens before packing
+            }
+            for i, f in enumerate(files)
         ],
         "padding": {"pad_token_id": tokenizer.pad_id, "trailing_piece": True, "column": C.NUM_PAD},
         "counts": {

@@ -50,6 +50,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
             validation=validation_flags(hashes, fraction=recipe.split.validation, salt=recipe.split.salt),
             tokens=tokens,
             lengths=lengths,
+            source=item[0],
             drops=drops,
         )
 

@@ -55,6 +55,9 @@ NO_TARGET = "no_target"
 UNKNOWN_LABEL = "unknown_label"
 TEMPLATE_RAISED = "template_raised"
 
+# Per-example counters, summed in the manifest over the examples written (duplicates excluded).
+STAT_NAMES = ("truncated", "truncated_tokens", "straddles", "examples_with_straddle", "target_tokens")
+
 
 def location(file: InputFile, line: int) -> str:
     """How the readers number a record of this file: ``line N``, ``record N`` or ``row N``."""
@@ -141,7 +144,6 @@ class SftWorker:
         index, batch = item
         file = self.files[index]
         drops: Counter = Counter()
-        stats: Counter = Counter()
         columns = self._columns(batch, index)
         lines = batch.column(C.LINE).to_pylist()
         rendered, label_ids, kept_lines = [], [], []
@@ -156,17 +158,18 @@ class SftWorker:
             label_ids.append(label)
             kept_lines.append(line)
         encoded = encode_batch_with_mask(self.tokenizer, rendered) if rendered else []
-        ids, masks, keep_labels, kept_text = [], [], [], []
+        ids, masks, keep_labels, kept_text, stats = [], [], [], [], []
         for n, (enc, rend, line) in enumerate(zip(encoded, rendered, kept_lines)):
-            result = self._fit(enc, file, line, drops, stats)
+            result = self._fit(enc, file, line, drops)
             if result is None:
                 continue
             ids.append(result[0])
             masks.append(result[1])
+            stats.append(result[2])
             kept_text.append(rend.text)
             if self.label_ids is not None:
                 keep_labels.append(label_ids[n])
-        return self._result(ids, masks, keep_labels, kept_text, drops, stats)
+        return self._result(index, ids, masks, keep_labels, kept_text, drops, stats)
 
     # --- per record ----------------------------------------------------------------------
 
@@ -210,9 +213,10 @@ class SftWorker:
             raise InputError(str(file.path), location(file, line), message, fix)
         drops[reason] += 1
 
-    def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter, stats: Counter):
-        """Apply the length policy; returns (ids, mask) or None when the example is dropped."""
+    def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter):
+        """Apply the length policy; returns (ids, mask, per-example stats) or None when dropped."""
         ids, mask = enc.ids, enc.mask.copy()
+        truncated = 0
         mask[:1] = 0  # nothing in the example predicts its first token
         if not mask.any():
             self._bad(file, line, NO_TARGET, "the example has no target token after tokenization", drops)
@@ -238,14 +242,17 @@ class SftWorker:
                 return None
             ids = np.concatenate([ids[:keep_head], ids[keep_head + over :]])
             mask = np.concatenate([mask[:keep_head], mask[keep_head + over :]])
-            stats["truncated"] += 1
-            stats["truncated_tokens"] += over
-        stats["straddles"] += enc.straddles
-        stats["examples_with_straddle"] += int(enc.straddles > 0)
-        stats["target_tokens"] += int(mask.sum())
-        return ids, mask
+            truncated = over
+        stats = {
+            "truncated": int(truncated > 0),
+            "truncated_tokens": truncated,
+            "straddles": enc.straddles,
+            "examples_with_straddle": int(enc.straddles > 0),
+            "target_tokens": int(mask.sum()),
+        }
+        return ids, mask, stats
 
-    def _result(self, ids, masks, labels, texts, drops, stats) -> ChunkResult:
+    def _result(self, source, ids, masks, labels, texts, drops, stats) -> ChunkResult:
         hashes = content_hashes(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         extras = {C.LOSS_MASK: np.concatenate(masks) if masks else np.zeros(0, np.uint8)}
@@ -256,9 +263,10 @@ class SftWorker:
             validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
             tokens=np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32),
             lengths=lengths,
+            source=source,
             extras=extras,
+            doc_stats={name: np.array([s[name] for s in stats], dtype=np.int64) for name in STAT_NAMES},
             drops=drops,
-            stats=stats,
         )
 
 

@@ -143,7 +143,11 @@ def test_manifest_describes_the_files(tmp_path):
     out = tmp_path / "out"
     assert json.loads((out / C.MANIFEST_FILE).read_text()) == manifest
     assert manifest["recipe_hash"] and manifest["recipe"]["packing"]["seq_len"] == 128
-    assert manifest["inputs"] == [{"path": str(C4), "format": "jsonl", "bytes": C4.stat().st_size, "sha256": sha256_file(C4)}]
+    c = manifest["counts"]  # documents and tokens written per input: after dedup, before the wrap remainder
+    assert manifest["inputs"] == [
+        {"path": str(C4), "format": "jsonl", "bytes": C4.stat().st_size, "sha256": sha256_file(C4),
+         "documents": c["records_written"], "tokens": c["tokens"] + c["remainder_tokens_dropped"]}
+    ]
     tok = manifest["tokenizer"]
     assert tok["vocab_size"] == 50257 and tok["special_ids"]["eos"] == 50256
     assert {Path(f["path"]).name for f in tok["files"]} >= {"vocab.json", "merges.txt"}

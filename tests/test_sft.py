@@ -203,7 +203,10 @@ def test_classification_labels_and_manifest(tmp_path):
     counts = manifest["counts"]
     assert counts["records_read"] == 5574
     assert counts["records_read"] == counts["records_written"] + sum(counts["dropped"].values())
-    assert manifest["sft"]["examples"]["with_boundary_straddle"] == counts["records_written"] + counts["dropped"].get("duplicate", 0)
+    # every written example ends its prompt with ": " (one straddle each); duplicates never count
+    assert manifest["sft"]["examples"]["with_boundary_straddle"] == counts["records_written"]
+    written_targets = sum(sum(r[C.LOSS_MASK]) for r in rows)
+    assert manifest["sft"]["target_tokens"] == written_targets
 
 
 def test_classification_labels_from_data_and_unknown_labels(tmp_path):

@@ -1,0 +1,200 @@
+"""`dataprep report`: numbers equal an independent per-row recount; HTML self-contained; PNGs valid."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dataprep import report
+from dataprep.cli import cli
+from dataprep.dataset import open_dataset
+from dataprep.pipeline import run
+from dataprep.recipe import load_recipe
+
+from .conftest import RECIPES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sft_dataset(tmp_path_factory):
+    """demo-sft (bundled byte tokenizer), packed with bfd so rows hold several examples and pad."""
+    out = tmp_path_factory.mktemp("sft") / "out"
+    run(load_recipe(RECIPES / "demo-sft.yaml", ["packing.mode=bfd", "packing.seq_len=128"]), out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrain_dataset(tmp_path_factory):
+    """demo-pretrain (trains its tokenizer, wrap packing, remainder padded), read from two input files."""
+    folder = tmp_path_factory.mktemp("pre")
+    lines = (RECIPES / "data" / "tiny_corpus.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / "a.jsonl").write_text("".join(lines[:200]), encoding="utf-8")
+    (folder / "b.jsonl").write_text("".join(lines[200:]), encoding="utf-8")
+    recipe = load_recipe(RECIPES / "demo-pretrain.yaml", [f"inputs.0.path={folder}"])
+    out = folder / "out"
+    run(recipe, out, workers=1)
+    return out
+
+
+def recount(ds) -> dict:
+    """The report's numbers, recounted row by row in plain Python (the independent oracle)."""
+    eos = ds.manifest["tokenizer"]["special_ids"]["eos"]
+    out = {}
+    for split in ds.splits:
+        rows = ds.table(split).to_pylist()
+        lengths, targets, fills, docs, open_doc = [], [], [], [], 0
+        tokens = pad = 0
+        for row in rows:
+            pieces = row["seq_lens"][:-1] if row["num_pad"] else row["seq_lens"]
+            content = len(row["input_ids"]) - row["num_pad"]
+            tokens += content
+            pad += row["num_pad"]
+            fills.append(content / ds.seq_len)
+            at = 0
+            for n in pieces:
+                lengths.append(n)
+                if "loss_mask" in row:
+                    targets.append(sum(row["loss_mask"][at : at + n]))
+                at += n
+            for t in row["input_ids"][:content]:  # documents end at EOS, across rows (pretraining)
+                open_doc += 1
+                if t == eos:
+                    docs.append(open_doc)
+                    open_doc = 0
+        out[split] = dict(rows=len(rows), tokens=tokens, pad=pad, lengths=lengths, targets=targets, fills=fills, docs=docs)
+    return out
+
+
+def test_sft_numbers_equal_a_row_by_row_recount(sft_dataset):
+    ds = open_dataset(sft_dataset)
+    result = report.compute(ds)
+    s, expected = result.summary, recount(ds)
+    for split, e in expected.items():
+        got, arrays = s["splits"][split], result.arrays[split]
+        assert (got["rows"], got["tokens"], got["pad_tokens"]) == (e["rows"], e["tokens"], e["pad"])
+        assert arrays.lengths.tolist() == e["lengths"] and arrays.targets.tolist() == e["targets"]
+        assert np.allclose(arrays.fill, e["fills"])
+        assert got["documents"] == len(e["lengths"]) == ds.manifest["counts"]["documents"][split]
+        assert got["target_tokens"] == sum(e["targets"])
+        assert got["efficiency"] == round(e["tokens"] / (e["rows"] * ds.seq_len), 6)
+        assert got["length"]["max"] == max(e["lengths"]) and got["length"]["p50"] == float(np.median(e["lengths"]))
+        prompts = [n - t for n, t in zip(e["lengths"], e["targets"])]
+        assert got["prompt_length"]["mean"] == round(float(np.mean(prompts)), 4)
+    tokens = sum(e["tokens"] for e in expected.values())
+    targets = sum(sum(e["targets"]) for e in expected.values())
+    assert s["total"]["tokens"] == tokens and s["total"]["target_tokens"] == targets
+    assert s["total"]["target_ratio"] == round(targets / tokens, 6)
+    assert s["records"] == {"read": 6000, "written": 6000, "dropped": {}, "dropped_total": 0}
+    assert s["sources"][0]["tokens"] == tokens and s["sources"][0]["documents"] == 6000
+    assert s["mismatches"] == []
+    assert s["seq_len"] == 128 and s["packing"] == "bfd" and s["recipe_hash"] == ds.manifest["recipe_hash"]
+
+
+def test_pretrain_document_lengths_cross_rows_and_sources_add_up(pretrain_dataset):
+    ds = open_dataset(pretrain_dataset)
+    result = report.compute(ds)
+    s, expected = result.summary, recount(ds)
+    assert s["documents_are"] == "eos_delimited"
+    for split, e in expected.items():
+        assert result.arrays[split].lengths.tolist() == e["docs"]
+        # remainder: pad, so every kept document is whole and counted
+        assert s["splits"][split]["documents"] == ds.manifest["counts"]["documents"][split]
+        assert result.arrays[split].targets is None
+    assert s["total"]["tokens"] == sum(e["tokens"] for e in expected.values()) == ds.manifest["counts"]["tokens"]
+    # tokens per source: recorded by run, after dedup; they add up to the dataset's
+    sources = s["sources"]
+    assert [Path(x["path"]).name for x in sources] == ["a.jsonl", "b.jsonl"]
+    assert sum(x["tokens"] for x in sources) == s["total"]["tokens"] + s["remainder_tokens_dropped"]
+    assert sum(x["documents"] for x in sources) == ds.manifest["counts"]["records_written"]
+    assert all(x["tokens"] > 0 for x in sources)
+    assert s["records"]["dropped"] == ds.manifest["counts"]["dropped"] and s["mismatches"] == []
+
+
+def test_tokens_per_source_match_separate_runs(tmp_path):
+    """Each source's tokens equal the tokens of a dataset built from that source alone."""
+    lines = (RECIPES / "data" / "sft_tasks.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_text("".join(lines[:300]), encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text("".join(lines[300:700]), encoding="utf-8")
+    both = run(load_recipe(RECIPES / "demo-sft.yaml", [f"inputs.0.path={tmp_path}"]), tmp_path / "both", workers=1)
+    for entry in both["inputs"]:
+        alone = run(load_recipe(RECIPES / "demo-sft.yaml", [f"inputs.0.path={entry['path']}"]), tmp_path / Path(entry["path"]).stem, workers=1)
+        assert (entry["tokens"], entry["documents"]) == (alone["counts"]["tokens"], alone["counts"]["records_written"])
+
+
+def test_html_is_self_contained_and_pngs_are_valid(sft_dataset, tmp_path):
+    result = report.compute(open_dataset(sft_dataset))
+    page = report.write_report(result, tmp_path / "rep")
+    html = page.read_text(encoding="utf-8")
+    pngs = sorted(p.name for p in page.parent.glob("*.png"))
+    assert pngs == ["drops.png", "fill.png", "lengths.png", "sources.png", "targets.png"]
+    # nothing external: no URLs, no linked files, every image inline (base64 itself may hold "//")
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:", html)
+    assert not re.search(r"https?:|ftp:|//[a-z]|url\(", text, re.I)
+    assert not re.search(r"<(script|link|iframe|object|embed)\b", text, re.I)
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == len(pngs) and all(src.startswith("data:image/png;base64,") for src in sources)
+    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in sources)
+    assert embedded == sorted((page.parent / name).read_bytes() for name in pngs)
+    for name in pngs:
+        data = (page.parent / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE and 5_000 < len(data) < 300_000
+        width, height = struct.unpack(">II", data[16:24])  # IHDR
+        assert (width, height) == (800, 400)
+        with Image.open(page.parent / name) as image:
+            image.verify()
+    # the summary table is at the top, with the numbers
+    assert html.index("<table>") < html.index("<img")
+    assert f"{result.summary['total']['tokens']:,}" in html and result.summary["recipe_hash"] in html
+
+
+def test_cli_report_text_and_json(sft_dataset, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["report", str(sft_dataset), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "packing efficiency" in result.output and f"wrote {tmp_path / 'r' / 'report.html'} (+ 5 PNGs)" in result.output
+    numbers = runner.invoke(cli, ["report", str(sft_dataset), "--format", "json", "--out", str(tmp_path / "j")])
+    assert numbers.exit_code == 0
+    assert json.loads(numbers.output) == report.compute(open_dataset(sft_dataset)).summary
+    assert not (tmp_path / "j").exists()  # numbers alone: no files
+
+
+def test_mismatch_between_data_and_manifest_is_reported(sft_dataset, tmp_path):
+    ds = open_dataset(sft_dataset)
+    ds.manifest["counts"]["tokens"] += 1
+    assert report.compute(ds).summary["mismatches"] == [
+        f"tokens: the data has {ds.manifest['counts']['tokens'] - 1:,}, the manifest says {ds.manifest['counts']['tokens']:,}"
+    ]
+
+
+def test_one_million_rows_in_seconds(sft_dataset, tmp_path):
+    """Columnar scans: a 1M-row, 64M-token split is reported in a few seconds."""
+    ds = open_dataset(sft_dataset)
+    n, length = 1_000_000, 64
+    rng = np.random.default_rng(0)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * length)
+    pieces = np.stack([np.full(n, 20), np.full(n, 40), np.full(n, 4)], 1).reshape(-1).astype(np.int32)
+    table = pa.table(
+        {
+            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 200, n * length, dtype=np.int32))),
+            "seq_lens": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * 3), pa.array(pieces)),
+            "num_pad": pa.array(np.full(n, 4, dtype=np.int32)),
+            "loss_mask": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 2, n * length, dtype=np.uint8))),
+        }
+    )
+    ds._tables = {"train": table, "validation": table.slice(0, 0)}
+    started = time.perf_counter()
+    result = report.compute(ds)
+    report.write_report(result, tmp_path / "big")
+    assert time.perf_counter() - started < 15
+    assert result.summary["splits"]["train"]["documents"] == 2 * n and result.summary["total"]["pad_tokens"] == 4 * n
