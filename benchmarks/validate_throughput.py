@@ -1,0 +1,188 @@
+"""How fast `dataprep validate` checks a dataset, next to a plain pyarrow read of the same shards.
+
+Builds (once; reused while the recipe is unchanged) a pretraining dataset of at least 100M
+tokens from the benchmark corpus: ../shared/bench/corpus.jsonl.zst (61.8M tokens with
+bpe32k.json) is decompressed once and read ``--copies`` times (hard links, ``dedup: none``),
+packed with ``wrap`` into 2048-token rows. Then, in one process and alternating, best of
+``--repeat``:
+
+- plain read: ``pyarrow.ipc.open_stream(OSFile(shard)).read_all()`` for every shard;
+- validate, sha256: ``validate_dataset`` as today's manifests allow (it records sha256 only);
+- validate, xxh3_128: the same dataset with ``xxh3_128`` added to each shard entry, as the
+  writer could record it (a sibling folder of hard links and a patched manifest).
+
+Usage::
+
+    python benchmarks/validate_throughput.py                      # build (~3 min on 2 cores), then measure
+    python benchmarks/validate_throughput.py --limit-mb 60 --copies 1   # a quick, smaller run
+    python benchmarks/validate_throughput.py --cold               # also evict the shards from the page cache first
+
+The goal is validate >= 0.5x the plain read's tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import xxhash
+import zstandard
+
+from dataprep.pipeline import run
+from dataprep.recipe import recipe_from_dict
+from dataprep.validate import validate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO.parent / "shared" / "bench"
+
+
+def prepare_inputs(work: Path, corpus: Path, limit_mb: float | None, copies: int) -> list[Path]:
+    """The corpus as plain JSONL (first ``limit_mb`` MB of it), plus hard-linked copies."""
+    first = work / "corpus-0.jsonl"
+    marker = work / "corpus.json"
+    wanted = {"corpus": str(corpus), "limit_mb": limit_mb}
+    if not (first.is_file() and marker.is_file() and json.loads(marker.read_text()) == wanted):
+        limit = None if limit_mb is None else int(limit_mb * 1e6)
+        written = 0
+        with open(corpus, "rb") as raw, open(first, "wb") as out:
+            reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), 1 << 20)
+            for line in reader:
+                if limit is not None and written + len(line) > limit:
+                    break
+                out.write(line)
+                written += len(line)
+        marker.write_text(json.dumps(wanted))
+    paths = [first]
+    for i in range(1, copies):
+        path = work / f"corpus-{i}.jsonl"
+        if path.exists():
+            path.unlink()
+        os.link(first, path)
+        paths.append(path)
+    return paths
+
+
+def build(work: Path, inputs: list[Path], tokenizer: Path, workers: int | None) -> Path:
+    spec = {
+        "name": "validate-bench",
+        "task": "pretrain",
+        "inputs": [{"path": str(p)} for p in inputs],
+        "filter": {"dedup": "none"},  # the copies are the point
+        "tokenizer": {"path": str(tokenizer)},
+        "packing": {"mode": "wrap", "seq_len": 2048},
+        "split": {"validation": 0.01},
+    }
+    recipe = recipe_from_dict(spec, base_dir=work)
+    out = work / "dataset"
+    manifest = out / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text())["recipe_hash"] == recipe.hash:
+        print(f"reusing {out}")
+        return out
+    started = time.perf_counter()
+    run(recipe, out, workers=workers, overwrite=True, progress=None)
+    print(f"built {out} in {time.perf_counter() - started:.0f} s")
+    return out
+
+
+def with_xxh3(dataset: Path) -> Path:
+    """A sibling of hard links whose manifest also records each shard's xxh3_128."""
+    twin = dataset.with_name(dataset.name + "-xxh3")
+    if twin.exists():
+        shutil.rmtree(twin)
+    shutil.copytree(dataset, twin, copy_function=os.link)
+    (twin / "manifest.json").unlink()
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    for split, info in manifest["splits"].items():
+        for entry in info["shards"]:
+            hasher = xxhash.xxh3_128()
+            with open(twin / split / entry["file"], "rb") as fh:
+                while block := fh.read(1 << 24):
+                    hasher.update(block)
+            entry["xxh3_128"] = hasher.hexdigest()
+    (twin / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return twin
+
+
+def shards(dataset: Path) -> list[Path]:
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    return [dataset / split / s["file"] for split, info in manifest["splits"].items() for s in info["shards"]]
+
+
+def evict(paths: list[Path]) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def plain_read(paths: list[Path]) -> int:
+    rows = 0
+    for path in paths:
+        rows += pa.ipc.open_stream(pa.OSFile(str(path))).read_all().num_rows
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/dataprep-bench/validate"), help="where inputs and the dataset go")
+    parser.add_argument("--corpus", type=Path, default=BENCH / "corpus.jsonl.zst")
+    parser.add_argument("--tokenizer", type=Path, default=BENCH / "bpe32k.json")
+    parser.add_argument("--limit-mb", type=float, default=None, help="read only the first MB of the corpus (default: all)")
+    parser.add_argument("--copies", type=int, default=2, help="times the corpus is read (2 x 61.8M tokens)")
+    parser.add_argument("--workers", type=int, default=None, help="processes for the build (default: all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="validate's shard threads (0: its default)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cold", action="store_true", help="also measure with the shards evicted from the page cache before each run")
+    args = parser.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    dataset = build(args.work, prepare_inputs(args.work, args.corpus, args.limit_mb, args.copies), args.tokenizer, args.workers)
+    twin = with_xxh3(dataset)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    tokens = manifest["counts"]["tokens"]
+    paths = shards(dataset)
+    size = sum(p.stat().st_size for p in paths)
+    print(f"{tokens:,} tokens, {sum(manifest['counts']['rows'].values()):,} rows, {len(paths)} shards, {size / 1e6:,.0f} MB; "
+          f"{os.cpu_count()} cores; pyarrow {pa.__version__}")
+    if tokens < 100_000_000:
+        print("note: fewer than 100M tokens (raise --copies or drop --limit-mb for the full benchmark)")
+
+    modes = {
+        "plain pyarrow read": lambda: plain_read(paths),
+        "validate (sha256)": lambda: _validated(dataset, args.threads),
+        "validate (xxh3_128)": lambda: _validated(twin, args.threads),
+    }
+    for cold in (False, True) if args.cold else (False,):
+        times: dict[str, list[float]] = {name: [] for name in modes}
+        for _ in range(args.repeat):
+            for name, fn in modes.items():
+                if cold:
+                    evict(paths)  # the twin's shards are the same files (hard links)
+                started = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - started)
+        base = min(times["plain pyarrow read"])
+        print(f"\n{'cold' if cold else 'warm'} page cache, best of {args.repeat} (median in brackets):")
+        for name, seconds in times.items():
+            best = min(seconds)
+            print(f"  {name:22} {best:7.3f} s ({statistics.median(seconds):.3f})  {tokens / best / 1e6:9,.0f} M tokens/s  {base / best:5.2f}x plain read")
+
+
+def _validated(dataset: Path, threads: int) -> None:
+    report = validate_dataset(dataset, workers=threads)
+    if not report.ok:
+        raise SystemExit(f"the benchmark dataset does not validate:\n{report.to_text()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""``dataprep validate``: prove a dataset (or its raw inputs) before a training run.
+
+Two entry points, both returning a :class:`Report` of :class:`Finding` s (what, where, why)
+and never raising for bad data:
+
+- :func:`validate_dataset` checks a folder ``dataprep run`` wrote (:mod:`.check_dataset`):
+  the manifest and every shard file, row types, token ids, row structure, document or example
+  boundaries, train/validation overlap, and optionally re-made source records (:mod:`.recheck`).
+- :func:`validate_inputs` checks raw input records against the record schemas in ``schemas/``,
+  streamed (:mod:`.check_inputs`).
+
+Modules: ``findings`` (Finding, Report), ``contract`` (what a manifest promises), ``check_manifest``
+(check 1), ``check_rows`` (2-4), ``check_tokens`` (5-6), ``units`` (7), ``recheck`` (8),
+``check_dataset`` (runs 1-8), ``input_records`` and ``check_inputs`` (raw inputs).
+"""
+
+from .check_dataset import validate_dataset
+from .check_inputs import INPUT_KINDS, validate_inputs
+from .findings import Finding, Report
+
+__all__ = ["INPUT_KINDS", "Finding", "Report", "validate_dataset", "validate_inputs"]

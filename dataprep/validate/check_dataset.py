@@ -1,0 +1,212 @@
+"""``validate_dataset(out)``: every check on a dataset ``dataprep run`` built, in one read of each shard.
+
+::
+
+    manifest.json -> schema, recipe hash, totals (check 1)       folder -> missing / extra shards, state.json
+    for each split (smaller first), shards on worker threads:
+        read the shard once -> size + checksum (1) -> Arrow stream -> column types (2)
+        per record batch: ids < vocab (3) -> row structure (4) -> documents (5) or examples (6)
+                          -> unit keys, digests of watched units (7, 8)
+        rows and tokens read vs the manifest (1)
+    train vs validation digests (7); sampled source records re-made vs stored units (8)
+
+Every check yields findings with what (kind), where (split, shard, row, position) and why.
+Threads share the work shard by shard: numpy, Arrow and the hashes release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import columns as C
+from .check_manifest import (
+    checksum_of,
+    iter_consistency,
+    iter_layout,
+    iter_manifest_issues,
+    iter_shard_checksum,
+    iter_shard_size,
+    load_manifest,
+)
+from .check_rows import Rows, Scope, check_nulls, check_schema, check_structure, check_vocab
+from .check_tokens import Pieces, check_pretrain, check_sft, special_ids
+from .contract import Contract, contract_of
+from .findings import Finding, Report
+from .scan import FileScan
+from .units import ALL, Hashed, ShardUnits, merge_documents, overlap
+
+
+@dataclass
+class ShardResult:
+    findings: list[Finding]
+    units: ShardUnits
+    rows: int = 0
+    tokens: int = 0
+    targets: int = 0
+    bytes: int = 0
+
+
+def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool = False, workers: int = 0, recheck: int = 0, seed: int = 0) -> Report:
+    """Check a dataset folder; every problem becomes a finding, nothing raises for bad data.
+
+    Args:
+        out: The folder ``dataprep run --out`` wrote.
+        max_errors: Findings kept in the report (all are counted).
+        full_hash: Verify sha256 even when the manifest also records the faster xxh3_128.
+        workers: Threads reading shards (0: up to 4, one per core).
+        recheck: Re-read this many sampled source records, re-make them with the recipe and
+            compare with the stored rows (0: off). See :mod:`dataprep.validate.recheck`.
+        seed: Seeds the recheck sample.
+
+    Returns:
+        The report: findings, counts by kind, stats (rows, tokens, target ratio, seconds) and notes.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    report = Report(str(out), "dataset", max_errors=max_errors)
+    manifest, problems = load_manifest(out)
+    report.extend(problems)
+    if manifest is None:
+        return report
+    issues = list(iter_manifest_issues(manifest))
+    report.extend(issues)
+    if any(f.kind == "manifest_schema" and not (f.path or "").startswith("recipe.") for f in issues):
+        report.notes.append("shard and row checks skipped: the manifest does not match its schema, so it cannot be trusted to describe them")
+        return report
+    report.extend(iter_consistency(manifest))
+    report.extend(iter_layout(out, manifest))
+    contract = contract_of(manifest, out, report.notes)
+    expected = None
+    if recheck:
+        from .recheck import prepare
+
+        expected = prepare(manifest, out, sample=recheck, seed=seed, report=report)
+    workers = workers or min(os.cpu_count() or 1, 4)
+    tokens_per_split = {s: sum(x["tokens"] for x in manifest["splits"][s]["shards"]) for s in C.SPLITS}
+    small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
+    hashed: dict[str, Hashed] = {}
+    totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}}
+    targets = content = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for split in (small, large):
+            watch = ALL if split == small else _watch(hashed[small], expected)
+            shards = manifest["splits"][split]["shards"]
+            results = list(pool.map(lambda entry: check_shard(out, split, entry, contract, watch, full_hash), shards))
+            for result in results:
+                report.extend(result.findings)
+                totals["bytes"] += result.bytes
+                targets += result.targets
+                content += result.tokens
+            totals["rows"][split] = sum(r.rows for r in results)
+            totals["tokens"][split] = sum(r.tokens for r in results)
+            hashed[split] = merge_documents([r.units for r in results])
+            totals["units"][split] = sum(r.units.units for r in results)
+    report.extend(overlap(hashed[small], small, hashed[large], large))
+    stated = (manifest.get("sft") or {}).get("target_tokens")
+    if stated is not None and stated != targets and report.ok:  # other findings already explain a difference
+        why = f"sft.target_tokens is {stated:,} but the rows hold {targets:,} target tokens"
+        report.add(Finding("manifest_inconsistent", why, file=C.MANIFEST_FILE, path="sft.target_tokens"))
+    if expected is not None:
+        from .recheck import compare
+
+        report.extend(compare(expected, hashed))
+    seconds = time.perf_counter() - started
+    report.stats.update(_stats(contract, manifest, totals, targets, content, seconds))
+    return report
+
+
+def _watch(small: Hashed, expected) -> np.ndarray:
+    """Sorted unique keys to hash in the larger split."""
+    keys = np.unique(np.asarray(small.keys, dtype=np.uint64))
+    if expected is not None:
+        keys = np.union1d(keys, expected.keys)
+    return keys
+
+
+def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract, watch, full_hash: bool) -> ShardResult:
+    """Read one shard once and run checks 1 to 6 on it, collecting its units for 7 and 8."""
+    name = f"{split}/{entry['file']}"
+    scope = Scope(name, split)
+    documents = contract.packing == "wrap" and contract.add_eos and contract.eos_id is not None
+    units = ShardUnits(name, documents=documents, eos=contract.eos_id, watch=watch)
+    result = ShardResult(scope.findings, units)
+    path = out / split / entry["file"]
+    if not path.is_file():
+        return result  # reported as shard_missing with the layout
+    with pa.OSFile(str(path)) as fh:
+        data = fh.read_buffer()
+    result.bytes = data.size
+    for finding in iter_shard_size(data.size, entry, name=name, split=split):
+        scope.add(finding)
+    algorithm, expected = checksum_of(entry, full_hash=full_hash)
+    scan = FileScan(data, algorithm if data.size == entry["bytes"] else None, special_ids(contract))
+    first = 0
+    try:
+        reader = pa.ipc.open_stream(pa.BufferReader(data))
+        types_ok = check_schema(reader.schema, contract, scope)
+        for batch in reader:
+            if types_ok:
+                result.tokens += _check_batch(batch, first, contract, scope, units, result, scan)
+            first += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        what = "not an Arrow IPC stream" if first == 0 else f"the Arrow stream breaks off after row {first:,}"
+        scope.add(Finding("shard_unreadable", f"{what}: {exc}", file=name, split=split))
+        types_ok = False
+    digest = scan.hexdigest()
+    if digest is not None:
+        for finding in iter_shard_checksum(digest, algorithm, expected, name=name, split=split):
+            scope.add(finding)
+    result.rows = first
+    if first != entry["rows"]:
+        scope.add(Finding("shard_rows", f"{first:,} rows, the manifest says {entry['rows']:,}", file=name, split=split))
+    if types_ok and result.tokens != entry["tokens"]:
+        scope.add(Finding("shard_tokens", f"{result.tokens:,} content tokens, the manifest says {entry['tokens']:,}", file=name, split=split))
+    scope.close()
+    return result
+
+
+def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, units: ShardUnits, result: ShardResult, scan: FileScan) -> int:
+    """Checks 3 to 6 on one batch, then its units; returns its content tokens."""
+    summary = scan.tokens(batch.column(C.INPUT_IDS).values)
+    if not check_nulls(batch, first, scope):
+        return 0
+    rows = Rows.from_batch(batch, first)
+    content = int(len(rows.ids) - rows.num_pad.sum())
+    check_vocab(rows, c, scope, summary)
+    good = check_structure(rows, c, scope)
+    whole = bool(good.all())
+    if not whole:
+        rows = rows.take(good)
+    pieces = Pieces.of(rows)
+    if c.task == "pretrain":
+        check_pretrain(rows, pieces, c, scope, summary.counts if whole else None)
+    else:
+        result.targets += check_sft(rows, pieces, c, scope)
+    units.add(rows, pieces)
+    return content
+
+
+def _stats(c: Contract, manifest: dict[str, Any], totals: dict[str, Any], targets: int, content: int, seconds: float) -> dict[str, Any]:
+    tokens = sum(totals["tokens"].values())
+    stats: dict[str, Any] = {
+        "rows": totals["rows"],
+        "tokens": totals["tokens"],
+        "examples" if c.task == "sft" else "documents": totals["units"],
+    }
+    if c.task == "sft":
+        stats["target_ratio"] = round(targets / content, 6) if content else 0.0
+        stats["target_tokens"] = targets
+        if c.stop_ids is not None:
+            stats["stop_token_ids"] = list(c.stop_ids)
+    stats["seconds"] = round(seconds, 3)
+    stats["tokens_per_second"] = int(tokens / seconds) if seconds else 0
+    stats["bytes_read"] = totals["bytes"]
+    return stats

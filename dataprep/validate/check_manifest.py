@@ -1,0 +1,129 @@
+"""Check 1, the files: the manifest against its schema and itself, the folder layout, each shard file.
+
+Every shard listed must exist with the recorded size and checksum; a file the manifest does
+not list is an extra shard. ``state.json`` (what ``datasets.load_from_disk`` reads) must list
+the same shards in the same order. The checksum is ``xxh3_128`` when the manifest records
+one (about 30 GB/s), else ``sha256`` (about 1.8 GB/s); ``full_hash`` forces sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import columns as C
+from ..recipe import recipe_hash
+from ..schema import iter_issues
+from .contract import recorded_recipe
+from .findings import Finding
+
+MANIFEST = C.MANIFEST_FILE
+STATE = "state.json"
+DATASET_DICT = "dataset_dict.json"
+
+
+def load_manifest(out: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """The parsed manifest, or None with the finding that says why there is none."""
+    path = out / MANIFEST
+    if not path.is_file():
+        why = f"{out} has no {MANIFEST}: it is not a dataset dataprep finished writing"
+        return None, [Finding("manifest_missing", why, file=MANIFEST)]
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, [Finding("manifest_unreadable", f"cannot read it as JSON: {exc}", file=MANIFEST)]
+    return manifest, []
+
+
+def iter_manifest_issues(manifest: Any) -> Iterator[Finding]:
+    """The manifest against ``manifest.schema.json``, its recipe against ``recipe.schema.json``
+    and its ``recipe_hash``."""
+    for issue in iter_issues(manifest, "manifest"):
+        yield Finding("manifest_schema", issue.message, file=MANIFEST, path=issue.where)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("recipe"), dict):
+        return
+    for issue in iter_issues(recorded_recipe(manifest), "recipe"):
+        yield Finding("manifest_schema", issue.message, file=MANIFEST, path=f"recipe.{issue.where}")
+    recorded = manifest.get("recipe_hash")
+    actual = recipe_hash(manifest["recipe"])
+    if isinstance(recorded, str) and recorded != actual:
+        why = f"recipe_hash is {recorded[:16]}... but the recorded recipe hashes to {actual[:16]}...: the recipe was edited after the run"
+        yield Finding("manifest_recipe_hash", why, file=MANIFEST, path="recipe_hash")
+
+
+def iter_consistency(manifest: dict[str, Any]) -> Iterator[Finding]:
+    """Totals that the manifest states twice must agree (shards vs counts vs packing)."""
+    counts, packing = manifest["counts"], manifest["packing"]
+    tokens = 0
+    for split in C.SPLITS:
+        shards = manifest["splits"][split]["shards"]
+        rows = sum(s["rows"] for s in shards)
+        content = sum(s["tokens"] for s in shards)
+        tokens += content
+        for path, stated in ((f"counts.rows.{split}", counts["rows"][split]), (f"packing.{split}.rows", packing[split]["rows"])):
+            if stated != rows:
+                yield Finding("manifest_inconsistent", f"{path} is {stated:,} but the {split} shards list {rows:,} rows", file=MANIFEST, path=path)
+        if packing[split]["content_tokens"] != content:
+            why = f"packing.{split}.content_tokens is {packing[split]['content_tokens']:,} but the {split} shards list {content:,} tokens"
+            yield Finding("manifest_inconsistent", why, file=MANIFEST, path=f"packing.{split}.content_tokens")
+    if counts["tokens"] != tokens:
+        yield Finding("manifest_inconsistent", f"counts.tokens is {counts['tokens']:,} but the shards list {tokens:,}", file=MANIFEST, path="counts.tokens")
+    pad = sum(packing[s]["pad_tokens"] for s in C.SPLITS)
+    if counts["pad_tokens"] != pad:
+        yield Finding("manifest_inconsistent", f"counts.pad_tokens is {counts['pad_tokens']:,} but packing says {pad:,}", file=MANIFEST, path="counts.pad_tokens")
+    written = counts["records_written"]
+    if counts["records_read"] != written + sum(counts["dropped"].values()):
+        why = f"records_read {counts['records_read']:,} != records_written {written:,} + dropped {sum(counts['dropped'].values()):,}"
+        yield Finding("manifest_inconsistent", why, file=MANIFEST, path="counts.records_read")
+    if written != sum(counts["documents"].values()):
+        why = f"records_written {written:,} != documents train + validation {sum(counts['documents'].values()):,}"
+        yield Finding("manifest_inconsistent", why, file=MANIFEST, path="counts.records_written")
+
+
+def iter_layout(out: Path, manifest: dict[str, Any]) -> Iterator[Finding]:
+    """Missing and extra shards, ``state.json`` and ``dataset_dict.json`` against the manifest."""
+    try:
+        splits = json.loads((out / DATASET_DICT).read_text(encoding="utf-8")).get("splits")
+    except (OSError, ValueError, AttributeError) as exc:
+        splits = None
+        yield Finding("layout", f"cannot read {DATASET_DICT} ({exc}); datasets.load_from_disk needs it", file=DATASET_DICT)
+    if splits is not None and list(splits) != list(C.SPLITS):
+        yield Finding("layout", f"lists splits {splits}, expected {list(C.SPLITS)}", file=DATASET_DICT)
+    for split in C.SPLITS:
+        listed = [s["file"] for s in manifest["splits"][split]["shards"]]
+        folder = out / split
+        for name in listed:
+            if not (folder / name).is_file():
+                yield Finding("shard_missing", "listed in the manifest but not on disk", file=f"{split}/{name}", split=split)
+        on_disk = sorted(p.name for p in folder.glob("*.arrow")) if folder.is_dir() else []
+        for name in sorted(set(on_disk) - set(listed)):
+            yield Finding("shard_extra", "on disk but not listed in the manifest (left by another run?)", file=f"{split}/{name}", split=split)
+        try:
+            state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+            files = [entry["filename"] for entry in state["_data_files"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            yield Finding("layout", f"cannot read the shard list ({exc}); datasets.load_from_disk needs it", file=f"{split}/{STATE}", split=split)
+            continue
+        if files != listed:
+            yield Finding("layout", f"lists shards {files}, the manifest {listed}", file=f"{split}/{STATE}", split=split)
+
+
+def checksum_of(entry: dict[str, Any], *, full_hash: bool) -> tuple[str, str]:
+    """(algorithm, expected hex digest) to verify a shard with: xxh3_128 when recorded, else sha256."""
+    if entry.get("xxh3_128") and not full_hash:
+        return "xxh3_128", entry["xxh3_128"]
+    return "sha256", entry["sha256"]
+
+
+def iter_shard_size(size: int, entry: dict[str, Any], *, name: str, split: str) -> Iterator[Finding]:
+    if size != entry["bytes"]:
+        cut = "truncated" if size < entry["bytes"] else "grown"
+        yield Finding("shard_size", f"{size:,} bytes, the manifest says {entry['bytes']:,} ({cut})", file=name, split=split)
+
+
+def iter_shard_checksum(actual: str, algorithm: str, expected: str, *, name: str, split: str) -> Iterator[Finding]:
+    if actual != expected:
+        why = f"{algorithm} is {actual[:16]}..., the manifest says {expected[:16]}...: the file changed after the run"
+        yield Finding("shard_checksum", why, file=name, split=split)

@@ -1,0 +1,188 @@
+"""What a dataset promises, read once from its manifest: the facts every row check tests against.
+
+The manifest records the resolved recipe and the tokenizer, so the row contract follows:
+row length (``seq_len``; exact for ``wrap`` and padded ``bfd``), vocab size, the special ids
+and whether every document got BOS/EOS, the pad id, the packing mode, the label column, and
+for fine-tuning the *stop tokens*: the ids that may close an example's targets.
+
+Stop tokens. A pair template appends the tokenizer's EOS to the response, so the stop token
+is EOS. A chat template closes each assistant turn with its own end-of-turn token (Phi-3:
+``<|end|>`` = 32007), which only the template knows: it is found by rendering a probe
+conversation through the recipe's template and masking policy and reading its last target
+token. A manifest that records ``sft.stop_token_ids`` is taken at its word instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..chat import ChatTemplate
+from ..errors import DataprepError
+from ..masking import encode_with_mask
+from ..recipe import Recipe, recipe_from_dict
+from ..templates import get_template
+from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+
+PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+CHAT = "chat"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The promises the row checks test (see the module docstring)."""
+
+    task: str  # pretrain | sft
+    seq_len: int
+    vocab_size: int
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    add_bos: bool
+    add_eos: bool
+    split_special_tokens: bool  # special-token text in documents stays text: specials only where the pipeline put them
+    packing: str  # wrap | bfd | none
+    fixed_length: bool  # every row is exactly seq_len
+    schema_name: str  # pretrain-row | sft-row
+    label_column: str | None = None  # label_id | label_ids
+    num_labels: int | None = None
+    stop_ids: tuple[int, ...] | None = None  # sft; None when they could not be found (check skipped)
+    stop_source: str = ""
+
+    @property
+    def pad_is_special_elsewhere(self) -> bool:
+        """The pad id is also EOS or BOS, so it legitimately appears in content."""
+        return self.pad_id is not None and self.pad_id in (self.eos_id, self.bos_id)
+
+
+def contract_of(manifest: dict[str, Any], out: Path, notes: list[str]) -> Contract:
+    """The contract of a dataset whose manifest already passed its schema."""
+    recipe = manifest["recipe"]
+    tok = manifest["tokenizer"]
+    ids = tok["special_ids"]
+    packing = recipe.get("packing", {})
+    mode = packing.get("mode", "wrap")
+    task = manifest["task"]
+    pad_rows = bool(packing.get("pad_rows", True))
+    fixed = (task == "pretrain" and mode == "wrap") or (mode == "bfd" and pad_rows)
+    sft = manifest.get("sft") or {}
+    label_column = None
+    if task == "sft" and recipe.get("classification") is not None:
+        label_column = "label_ids" if mode == "bfd" else "label_id"
+    stop_ids, source = (None, "")
+    if task == "sft":
+        stop_ids, source = _stop_ids(manifest, out, notes)
+    return Contract(
+        task=task,
+        seq_len=manifest["seq_len"],
+        vocab_size=tok["vocab_size"],
+        bos_id=ids.get("bos"),
+        eos_id=ids.get("eos"),
+        pad_id=manifest["padding"]["pad_token_id"],
+        add_bos=tok["add_bos"],
+        add_eos=tok["add_eos"],
+        split_special_tokens=bool(recipe.get("tokenizer", {}).get("split_special_tokens", True)),
+        packing=mode,
+        fixed_length=fixed,
+        schema_name="pretrain-row" if task == "pretrain" else "sft-row",
+        label_column=label_column,
+        num_labels=len(sft["labels"]) if sft.get("labels") else None,
+        stop_ids=stop_ids,
+        stop_source=source,
+    )
+
+
+def _stop_ids(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[tuple[int, ...] | None, str]:
+    sft = manifest["sft"]
+    if sft.get("stop_token_ids"):
+        return tuple(sft["stop_token_ids"]), "manifest sft.stop_token_ids"
+    eos = manifest["tokenizer"]["special_ids"].get("eos")
+    if manifest["recipe"].get("template") != CHAT:
+        return ((eos,), "EOS (pair template)") if eos is not None else (None, "")
+    try:
+        tokenizer = manifest_tokenizer(manifest, out)
+        return stop_token_ids(CHAT, tokenizer, masking=sft["masking"]), "chat template probe"
+    except DataprepError as exc:
+        notes.append(f"stop-token check skipped: cannot load the tokenizer to find the chat template's end-of-turn token ({exc})")
+        return None, ""
+
+
+def stop_token_ids(template: str | dict, tokenizer: LoadedTokenizer, *, masking: str) -> tuple[int, ...]:
+    """The ids that close an example's targets under ``template`` and ``masking``.
+
+    Pair templates: the EOS id. ``chat``: the last target token of a probe conversation
+    (user, assistant) rendered through the tokenizer's chat template, e.g. Phi-3 ``<|end|>``.
+    This is what ``sft.manifest_section`` could record as ``stop_token_ids``.
+
+    Raises:
+        TemplateError: The chat template cannot render the probe.
+    """
+    if template != CHAT:
+        get_template(template)  # a bad name raises here, as in the pipeline
+        return (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
+    chat = ChatTemplate.from_tokenizer(tokenizer)
+    encoded = encode_with_mask(tokenizer, chat.render_with_targets(PROBE, policy=masking))
+    targets = encoded.mask.nonzero()[0]
+    return (int(encoded.ids[targets[-1]]),) if len(targets) else ()
+
+
+def manifest_tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
+    """Load the tokenizer a manifest names: its recorded source, or the copy saved in the dataset.
+
+    Raises:
+        TokenizerError: The files are gone or unreadable.
+    """
+    tok = manifest["tokenizer"]
+    spec = dict(manifest["recipe"].get("tokenizer", {}))
+    spec.pop("train", None)
+    spec["path"] = str(out / tok["saved_as"]) if tok["trained"] else tok["source"]
+    return load_tokenizer(TokenizerSpec(**spec), base_dir=out)
+
+
+def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:
+    """The manifest's resolved recipe as a :class:`Recipe` (relative paths against ``base_dir``).
+
+    Raises:
+        RecipeError: The recorded recipe does not pass the recipe schema.
+    """
+    return recipe_from_dict(recorded_recipe(manifest), base_dir=base_dir, source="manifest.json recipe")
+
+
+def recorded_recipe(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's recipe, minus the filter defaults a fine-tuning recipe cannot hold.
+
+    Workaround: ``with_defaults`` fills ``filter.min_chars`` etc. into resolved sft recipes,
+    while the recipe schema allows only ``filter.dedup`` there, so a recorded sft recipe
+    would fail its own schema. The pipeline uses only ``dedup`` for sft, so nothing is lost.
+    """
+    recipe = copy.deepcopy(manifest["recipe"])
+    if recipe.get("task") == "sft" and isinstance(recipe.get("filter"), dict):
+        recipe["filter"] = {k: v for k, v in recipe["filter"].items() if k == "dedup"}
+    return recipe
+
+
+def recipe_dir(manifest: dict[str, Any]) -> Path | None:
+    """The folder the recipe's relative paths were resolved against, recovered from the manifest.
+
+    ``manifest["recipe_dir"]`` when recorded; else the tokenizer source minus the recipe's
+    relative ``tokenizer.path``; else the first input file minus the first input's path.
+    """
+    if manifest.get("recipe_dir"):
+        return Path(manifest["recipe_dir"])
+    recipe = manifest["recipe"]
+    relative = [p for p in [recipe.get("tokenizer", {}).get("path"), *(i.get("path") for i in recipe.get("inputs", []))] if p and not Path(p).expanduser().is_absolute()]
+    if not relative:
+        return Path("/")  # every path is absolute: any folder resolves them
+    candidates = []
+    tok_path = recipe.get("tokenizer", {}).get("path")
+    if tok_path and not manifest["tokenizer"]["trained"]:
+        candidates.append((manifest["tokenizer"]["source"], tok_path))
+    if manifest["inputs"] and recipe.get("inputs"):
+        candidates.append((manifest["inputs"][0]["path"], recipe["inputs"][0]["path"]))
+    for full, path in candidates:
+        tail = str(Path(path))
+        if not Path(path).is_absolute() and full.endswith(tail) and full[: -len(tail)].endswith(("/", "\\")):
+            return Path(full[: -len(tail)])
+    return None

@@ -1,0 +1,144 @@
+"""`validate_inputs`: raw records against the record schemas, each finding with file, line,
+JSON path, the pipeline's reason and the expected form."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dataprep.errors import ConfigError
+from dataprep.recipe import load_recipe
+from dataprep.validate import validate_inputs
+
+from .conftest import DATA, RECIPES
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def found(report) -> list[tuple]:
+    return [(f.kind, f.line, f.path) for f in report.findings]
+
+
+@pytest.mark.parametrize("name", ["demo-pretrain", "demo-sft", "dialogsum", "alpaca", "chat", "classification"])
+def test_every_shipped_recipe_reads_clean_inputs(name):
+    report = validate_inputs(recipe=load_recipe(RECIPES / f"{name}.yaml"))
+    assert report.ok, report.to_text()
+    assert report.stats["records"] > 0
+
+
+def test_chat_records(tmp_path):
+    path = write_jsonl(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}, {"role": "assistant", "content": "ok"}]},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "  "}]},
+        '"just text"',
+        {"msgs": []},
+        {"messages": [{"from": "human", "value": "hi"}, {"from": "gpt"}]},
+        "{not json",
+        "",
+    ])
+    report = validate_inputs([path], kind="chat")
+    assert found(report) == [
+        ("unknown_role", "line 2", "$.messages[1].role"),
+        ("no_target", "line 3", "$.messages"),
+        ("bad_messages", "line 4", "$.messages[0].content"),
+        ("empty_field", "line 4", "$.messages[1].content"),
+        ("not_an_object", "line 5", "$"),
+        ("missing_field", "line 6", "$"),
+        ("bad_messages", "line 7", "$.messages[1]"),
+        ("malformed_json", "line 8", None),
+    ]
+    first = report.findings[0]
+    assert first.file == str(path) and first.message == "\"bot\" is not one of 'system', 'user', 'assistant'"
+    assert first.expected == "one of 'system', 'user', 'assistant'"
+    assert report.findings[5].message == "missing field 'messages' (keys present: msgs)"
+    assert report.stats["records"] == 8 and report.counts["bad_messages"] == 2
+
+
+def test_fields_map_a_kind_onto_your_records(tmp_path):
+    path = write_jsonl(tmp_path / "qa.jsonl", [
+        {"q": {"text": "What is 2+2?"}, "a": "4"},
+        {"q": {}, "a": "5"},
+        {"q": "flat", "a": "6"},
+        {"q": {"text": "?"}, "a": 7},
+    ])
+    report = validate_inputs([path], kind="prompt-completion", fields={"prompt": "q.text", "completion": "a"})
+    assert found(report) == [
+        ("missing_field", "line 2", "$.q"),
+        ("missing_field", "line 3", "$.q"),
+        ("non_string_field", "line 4", "$.a"),
+    ]
+    with pytest.raises(ConfigError, match="no field 'answer'"):
+        validate_inputs([path], kind="prompt-completion", fields={"answer": "a"})
+
+
+def test_instruction_records_in_a_json_array(tmp_path):
+    path = tmp_path / "alpaca.json"
+    path.write_text(json.dumps([
+        {"instruction": "Name a color.", "input": "", "output": "Red."},
+        {"instruction": "Add.", "input": None, "output": "3"},
+        {"instruction": " ", "output": "x"},
+        {"instruction": "Sum", "input": "1 2"},
+        {"instruction": "Sum", "output": ["3"]},
+    ]))
+    report = validate_inputs([path], kind="instruction")
+    assert found(report) == [
+        ("empty_field", "record 2", "$.instruction"),
+        ("missing_field", "record 3", "$"),
+        ("non_string_field", "record 4", "$.output"),
+    ]
+
+
+def test_a_recipe_checks_its_mapping_template_and_labels(tmp_path):
+    (tmp_path / "sms.tsv").write_text("Label\tSMS\nham\tsee you\nspam\twin\textra\neggs\thello\nham\t \n")
+    recipe = {
+        "task": "sft",
+        "inputs": [{"path": "sms.tsv", "fields": {"text": "SMS", "label": {"path": "Label", "kind": "any"}}}],
+        "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")},
+        "template": "classification",
+        "classification": {"labels": ["ham", "spam"]},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    report = validate_inputs(recipe=load_recipe(tmp_path / "r.yaml"))
+    assert found(report) == [
+        ("bad_row", "line 3", None),
+        ("unknown_label", "line 4", "$.Label"),
+        ("empty_field", "line 5", "$.SMS"),
+    ]
+    assert report.findings[0].message == "row has 3 columns, expected 2 (Label, SMS)"
+    assert report.findings[1].expected == "one of 'ham', 'spam'"
+
+
+def test_max_errors_stops_reading(tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"txt": str(i)} for i in range(1000)])
+    report = validate_inputs([path], kind="text", max_errors=5)
+    assert report.stopped and report.total == 5 and report.stats["records"] == 5
+    assert len(report.findings) == 5
+
+
+def test_compressed_and_txt_inputs(tmp_path):
+    gz = tmp_path / "docs.jsonl.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write('{"text": "fine"}\n{"text": 3}\n')
+    txt = tmp_path / "notes.txt"
+    txt.write_bytes(b"first\nbad \xff byte\n")
+    report = validate_inputs([gz, txt], kind="text")
+    assert [(f.kind, f.file, f.line) for f in report.findings] == [
+        ("non_string_field", str(gz), "line 2"),
+        ("invalid_utf8", str(txt), "line 2"),
+    ]
+
+
+def test_the_sample_chat_files(tmp_path):
+    ok = validate_inputs([DATA / "pairs" / "chat" / "sharegpt_dummy_conversation.json"], kind="chat", fields={"messages": "conversations"})
+    assert ok.ok and ok.stats["records"] == 500
+    tools = validate_inputs([DATA / "pairs" / "chat" / "glaive_toolcall_en_demo.json"], kind="chat", fields={"messages": "conversations"}, max_errors=1)
+    assert found(tools) == [("unknown_role", "record 0", "$.conversations[3].from")]
