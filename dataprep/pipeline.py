@@ -150,6 +150,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         "created_unix": int(time.time()),
         "recipe": dict(recipe.resolved),
         "recipe_hash": recipe.hash,
+        "recipe_dir": str(recipe.base_dir),  # what the recipe's relative paths were resolved against
         "task": recipe.task,
         "seq_len": recipe.packing.seq_len if recipe.packing.mode != "none" else recipe.sft.max_length,
         "tokenizer": {

@@ -73,7 +73,7 @@ def template_of(recipe: Recipe) -> PairTemplate | None:
 
 
 def fields_for(recipe: Recipe, index: int) -> dict[str, FieldSpec]:
-    """Template field -> where it is in input ``index``'s records.
+    """Template field -> where it is in the records of recipe input ``index`` (``InputFile.entry``).
 
     Defaults: a field of the same name (optional fields such as Alpaca's ``input`` may be
     absent); ``messages`` for chat. A recipe's ``fields:`` overrides by name.
@@ -105,7 +105,7 @@ def read_label_set(recipe: Recipe, files: list[InputFile]) -> tuple[str, ...]:
     """The sorted set of labels in the data (``classification.labels: null``)."""
     labels: set[str] = set()
     for index, file in enumerate(files):
-        spec = fields_for(recipe, index)[LABEL]
+        spec = fields_for(recipe, file.entry)[LABEL]
         for batch in read_records(file, index, fields={LABEL: spec}, batch_size=8192, on_error="skip", drops=Counter()):
             labels.update(batch.column(LABEL).to_pylist())
     labels.discard("")
@@ -117,7 +117,7 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
 
     def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
         return read_records(
-            file, index, fields=fields_for(recipe, index), batch_size=recipe.output.chunk_records,
+            file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
             on_error=recipe.on_error, drops=drops,
         )
 
@@ -144,7 +144,7 @@ class SftWorker:
         index, batch = item
         file = self.files[index]
         drops: Counter = Counter()
-        columns = self._columns(batch, index)
+        columns = self._columns(batch, file.entry)
         lines = batch.column(C.LINE).to_pylist()
         rendered, label_ids, kept_lines = [], [], []
         for row, line in enumerate(lines):
@@ -173,9 +173,9 @@ class SftWorker:
 
     # --- per record ----------------------------------------------------------------------
 
-    def _columns(self, batch: pa.RecordBatch, index: int) -> dict[str, list[Any]]:
+    def _columns(self, batch: pa.RecordBatch, entry: int) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
-        for name, spec in fields_for(self.recipe, index).items():
+        for name, spec in fields_for(self.recipe, entry).items():
             column = batch.column(name)
             if spec.kind == "text":
                 out[name] = normalize_array(column, self.recipe.normalize).to_pylist()
@@ -362,6 +362,25 @@ def to_batch(recipe: Recipe):
     return convert
 
 
+# A minimal conversation whose last target token is the chat template's end-of-turn token.
+PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str) -> tuple[int, ...]:
+    """The ids that close an example's targets under ``template`` and ``masking``.
+
+    Pair templates: the EOS id. ``chat``: the last target token of a probe conversation
+    rendered through the tokenizer's chat template (Phi-3: ``<|end|>``). Recorded in the
+    manifest so that ``validate`` can check every example's last target.
+    """
+    if template != CHAT:
+        return (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
+    chat = ChatTemplate.from_tokenizer(tokenizer)
+    encoded = encode_batch_with_mask(tokenizer, [chat.render_with_targets(PROBE, policy=masking)])[0]
+    targets = encoded.mask.nonzero()[0]
+    return (int(encoded.ids[targets[-1]]),) if len(targets) else ()
+
+
 def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, tokenizer) -> dict[str, Any]:
     """What a fine-tuning manifest adds: template, masking, examples, targets, straddles, labels."""
     template = template_of(recipe)
@@ -382,6 +401,7 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             "text_sha256": template.fingerprint if template else _sha(ChatTemplate.from_tokenizer(tokenizer).source),
         },
         "masking": recipe.sft.masking,
+        "stop_token_ids": list(stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking)),
         "max_length": recipe.sft.max_length,
         "overflow": recipe.sft.overflow,
         "examples": {

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import xxhash
 
 from .columns import INCOMPLETE_SUFFIX, MANIFEST_FILE, SHARD_PATTERN
 from .errors import OutputError
@@ -42,6 +43,17 @@ def sha256_file(path: Path, *, block: int = 1 << 22) -> str:
         while chunk := fh.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
+    """``(sha256, xxh3_128)`` of a shard in one read: sha256 for provenance, xxh3 so that
+    ``validate`` can re-check checksums at memory speed (sha256 alone caps it at ~1.8 GB/s)."""
+    sha, fast = hashlib.sha256(), xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            sha.update(chunk)
+            fast.update(chunk)
+    return sha.hexdigest(), fast.hexdigest()
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -125,13 +137,15 @@ class SplitWriter:
         for i, tmp in enumerate(self._paths):
             final = self.folder / SHARD_PATTERN.format(index=i, count=count)
             os.replace(tmp, final)
+            sha, fast = shard_digests(final)
             shards.append(
                 {
                     "file": final.name,
                     "rows": self._rows[i],
                     "tokens": self._tokens[i],
                     "bytes": final.stat().st_size,
-                    "sha256": sha256_file(final),
+                    "sha256": sha,
+                    "xxh3_128": fast,
                 }
             )
         fingerprint = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()[:16]

@@ -317,3 +317,17 @@ def test_recipe_checks_for_sft(tmp_path):
     bad_fields = pairs_recipe(tmp_path, [{"prompt": "a", "completion": "b"}], inputs=[{"path": str(tmp_path / "pairs.jsonl"), "fields": {"answer": "completion"}}])
     with pytest.raises(ConfigError, match="names 'answer', which the template does not use"):
         run(bad_fields, tmp_path / "o", workers=1)
+
+
+def test_fields_apply_to_every_file_of_a_glob_input(tmp_path):
+    """`fields:` belongs to the recipe input, so every file a glob or folder matches uses it."""
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text(json.dumps({"q": f"Question {name}:", "a": " answer"}) + "\n")
+    recipe = recipe_from_dict(
+        {"task": "sft", "inputs": [{"path": "*.jsonl", "fields": {"prompt": "q", "completion": "a"}}],
+         "tokenizer": {"path": str(GPT2)}, "template": "prompt_completion", "split": {"validation": 0.0}},
+        base_dir=tmp_path,
+    )
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    assert manifest["counts"]["records_written"] == 2
+    assert [i["documents"] for i in manifest["inputs"]] == [1, 1]

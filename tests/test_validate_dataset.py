@@ -20,6 +20,7 @@ import pytest
 
 from dataprep.pipeline import run
 from dataprep.recipe import load_recipe, recipe_from_dict
+from dataprep.write import shard_digests
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES
@@ -99,14 +100,15 @@ def rewrite(ds: Path, split: str, index: int, rows: list[dict]) -> None:
 
 
 def forge(ds: Path) -> None:
-    """Recompute every shard's bytes, sha256, rows and tokens, and the manifest's totals."""
+    """Recompute every shard's bytes, checksums, rows and tokens, and the manifest's totals."""
     m = manifest(ds)
     targets = 0
     for split, entry in ((s, e) for s in ("train", "validation") for e in m["splits"][s]["shards"]):
         path = ds / split / entry["file"]
         table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
         ids = table.column("input_ids").combine_chunks()
-        entry.update(rows=table.num_rows, bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        sha, fast = shard_digests(path)
+        entry.update(rows=table.num_rows, bytes=path.stat().st_size, sha256=sha, xxh3_128=fast)
         entry["tokens"] = len(ids.values) - int(np.sum(table.column("num_pad").to_numpy()))
         if "loss_mask" in table.column_names:
             targets += int(np.sum(table.column("loss_mask").combine_chunks().values.to_numpy()))
@@ -181,7 +183,9 @@ def test_flipped_byte_in_a_shard(pretrain, tmp_path):
     name = f"train/{path.name}"
     assert found(report) == [("token_out_of_vocab", name, 2, 5), ("shard_checksum", name, None, None)]
     assert f"is not in [0, vocab_size {manifest(ds)['tokenizer']['vocab_size']})" in report.findings[0].message
-    assert "sha256 is" in report.findings[1].message and "the file changed after the run" in report.findings[1].message
+    assert "xxh3_128 is" in report.findings[1].message and "the file changed after the run" in report.findings[1].message
+    full = validate_dataset(ds, full_hash=True)  # --sha256 checks the sha256 as well
+    assert "sha256 is" in full.findings[1].message
 
 
 def test_truncated_shard(pretrain, tmp_path):
@@ -363,7 +367,7 @@ def test_mask_shifted_by_one_position(sft, tmp_path, shift):
     else:  # the targets end one token early: before the stop token
         n = len(mask)
         assert found(report) == [("last_target_not_stop", name, 21, n - 2)]
-        assert report.findings[0].message.endswith(f"is id {rows[21]['input_ids'][n - 2]}; it must be its stop token (0, EOS (pair template))")
+        assert report.findings[0].message.endswith(f"is id {rows[21]['input_ids'][n - 2]}; it must be its stop token (0, manifest sft.stop_token_ids)")
 
 
 def test_lost_stop_token_target_in_a_packed_chat_row(chat, tmp_path):
@@ -380,7 +384,7 @@ def test_lost_stop_token_target_in_a_packed_chat_row(chat, tmp_path):
     name = f"train/{shard_path(ds, 'train').name}"
     before = start + int(np.flatnonzero(np.asarray(row["loss_mask"])[start:end])[-1])
     assert found(report) == [("last_target_not_stop", name, 3, before)]
-    assert report.findings[0].message.startswith(f"the last target of example 2 is id {ids[before]}; it must be its stop token (32007, chat template probe)")
+    assert report.findings[0].message.startswith(f"the last target of example 2 is id {ids[before]}; it must be its stop token (32007, manifest sft.stop_token_ids)")
 
 
 def test_doubled_bos_in_a_chat_example(chat, tmp_path):
@@ -444,3 +448,16 @@ def test_train_validation_overlap_of_documents(pretrain, tmp_path):
     whole = [a for k, (a, b) in enumerate(pieces(row)) if k >= 1 and row["input_ids"][b - 1] == 0]
     name = f"validation/{shard_path(ds, 'validation').name}"
     assert whole and found(report) == [("split_overlap", name, 3, a) for a in whole]
+
+
+def test_stop_tokens_without_a_recorded_list_are_derived(tmp_path):
+    """Manifests written before `sft.stop_token_ids` existed: EOS for pairs, the chat template's end-of-turn."""
+    from dataprep.validate.contract import _stop_ids
+
+    for recipe, expected in (("demo-sft", (0,)), ("chat", (32007,))):
+        out = tmp_path / recipe
+        m = run(load_recipe(RECIPES / f"{recipe}.yaml", ["split.validation=0.5"]), out, workers=1)
+        assert tuple(m["sft"]["stop_token_ids"]) == expected
+        del m["sft"]["stop_token_ids"]
+        ids, source = _stop_ids(m, out, [])
+        assert ids == expected and source in ("EOS (pair template)", "chat template probe")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ class InputFile:
     format: str  # never "auto"
     compression: str | None  # None | "gzip" | "zstd"
     spec: InputSpec
+    entry: int = 0  # index of the recipe input (``inputs[entry]``) that named this file
 
 
 def resolve_inputs(specs: Sequence[InputSpec], *, base_dir: Path) -> list[InputFile]:
@@ -93,13 +95,13 @@ def resolve_inputs(specs: Sequence[InputSpec], *, base_dir: Path) -> list[InputF
     """
     files: list[InputFile] = []
     seen: set[str] = set()
-    for spec in specs:
+    for entry, spec in enumerate(specs):
         _check_spec(spec)
         for path in _expand(spec, Path(base_dir)):
             key = os.path.realpath(path)
             if key not in seen:
                 seen.add(key)
-                files.append(_input_file(path, spec))
+                files.append(dataclasses.replace(_input_file(path, spec), entry=entry))
     return files
 
 

@@ -259,7 +259,7 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
             fields = {"text": FieldSpec(file.spec.text_field)}
             values = {"text": "text"}
         else:
-            fields = sft_task.fields_for(recipe, index)  # what run reads from input `index`
+            fields = sft_task.fields_for(recipe, file.entry)  # what run reads from this file
             values = _value_defs(recipe, fields)
         schema = _assemble(fields, values, whole_names=file.format in TABULAR, masking=recipe.sft.masking if recipe.sft else None)
         labels = None

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chat import ChatTemplate
 from ..errors import DataprepError
-from ..masking import encode_with_mask
 from ..recipe import Recipe, recipe_from_dict
-from ..templates import get_template
+from ..sft import stop_token_ids
 from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
-PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
 CHAT = "chat"
 
 
@@ -109,25 +106,6 @@ def _stop_ids(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[tu
         return None, ""
 
 
-def stop_token_ids(template: str | dict, tokenizer: LoadedTokenizer, *, masking: str) -> tuple[int, ...]:
-    """The ids that close an example's targets under ``template`` and ``masking``.
-
-    Pair templates: the EOS id. ``chat``: the last target token of a probe conversation
-    (user, assistant) rendered through the tokenizer's chat template, e.g. Phi-3 ``<|end|>``.
-    This is what ``sft.manifest_section`` could record as ``stop_token_ids``.
-
-    Raises:
-        TemplateError: The chat template cannot render the probe.
-    """
-    if template != CHAT:
-        get_template(template)  # a bad name raises here, as in the pipeline
-        return (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
-    chat = ChatTemplate.from_tokenizer(tokenizer)
-    encoded = encode_with_mask(tokenizer, chat.render_with_targets(PROBE, policy=masking))
-    targets = encoded.mask.nonzero()[0]
-    return (int(encoded.ids[targets[-1]]),) if len(targets) else ()
-
-
 def manifest_tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
     """Load the tokenizer a manifest names: its recorded source, or the copy saved in the dataset.
 
@@ -151,16 +129,8 @@ def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:
 
 
 def recorded_recipe(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's recipe, minus the filter defaults a fine-tuning recipe cannot hold.
-
-    Workaround: ``with_defaults`` fills ``filter.min_chars`` etc. into resolved sft recipes,
-    while the recipe schema allows only ``filter.dedup`` there, so a recorded sft recipe
-    would fail its own schema. The pipeline uses only ``dedup`` for sft, so nothing is lost.
-    """
-    recipe = copy.deepcopy(manifest["recipe"])
-    if recipe.get("task") == "sft" and isinstance(recipe.get("filter"), dict):
-        recipe["filter"] = {k: v for k, v in recipe["filter"].items() if k == "dedup"}
-    return recipe
+    """A copy of the manifest's resolved recipe (it passes the recipe schema as recorded)."""
+    return copy.deepcopy(manifest["recipe"])
 
 
 def recipe_dir(manifest: dict[str, Any]) -> Path | None:

@@ -148,7 +148,7 @@ def _remake(recipe, tokenizer, files, manifest, picks: np.ndarray):
         if recipe.task == "pretrain":
             batches = read_batches(file, index, batch_size=recipe.output.chunk_records, on_error="skip", drops=Counter())
         else:
-            batches = read_records(file, index, fields=sft.fields_for(recipe, index), batch_size=recipe.output.chunk_records, on_error="skip", drops=Counter())
+            batches = read_records(file, index, fields=sft.fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records, on_error="skip", drops=Counter())
         for batch in batches:
             while target is not None and target < seen + batch.num_rows:
                 one = batch.slice(target - seen, 1)
