@@ -40,24 +40,27 @@ def cli(ctx: click.Context, quiet: bool, log_format: str) -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder (written atomically).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value, e.g. --set packing.seq_len=4096. Repeatable.")
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores). Output is identical for any value.")
+@click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Chunks worked on at once (default: all cores): threads for pretraining, processes for fine-tuning, CPUs of a local Ray instance. Output is identical for any value.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="ray: chunk work as Ray tasks (pip install 'dataprep[ray]'); same shards, byte for byte.")
+@click.option("--address", default=None, metavar="ADDR", help="With --engine ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset at --out.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off (default: on when stderr is a terminal).")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
-def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, overwrite: bool, progress: bool | None, quiet: bool) -> None:
+def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, engine: str, address: str | None, overwrite: bool, progress: bool | None, quiet: bool) -> None:
     """Build the dataset a RECIPE describes.
 
     Example:
 
     \b
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --set packing.seq_len=256
+        dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --engine ray --address auto
     """
     from .pipeline import run as run_pipeline
     from .recipe import load_recipe
 
     _setup_logging(quiet)
     loaded = load_recipe(recipe, overrides)
-    manifest = run_pipeline(loaded, out, workers=workers, overwrite=overwrite, progress=False if quiet else progress)
+    manifest = run_pipeline(loaded, out, workers=workers, overwrite=overwrite, progress=False if quiet else progress, engine=engine, address=address)
     if not quiet:
         click.echo(_summary(manifest, out))
 
@@ -269,6 +272,7 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
     page = write_report(result, Path(out) if out else Path(dataset) / "report")
     click.echo(summary_text(result.summary))
     click.echo(f"wrote {page} (+ {len(list(page.parent.glob('*.png')))} PNGs)")
+
 
 
 def _echo_error(exc: DataprepError) -> None:

@@ -1,8 +1,20 @@
-"""Where chunk work runs: in this process, or in a pool of worker processes.
+"""Where chunk work runs: in this process (serially or on threads), in worker processes, or on Ray.
 
-Results always come back in input order, so output never depends on the worker count.
-The pool keeps a bounded number of chunks in flight (``window``): memory stays flat no
-matter how large the corpus is (``multiprocessing.Pool.imap`` would read ahead without bound).
+Results always come back in input order, so output never depends on the worker count or
+the engine. Every parallel mode keeps a bounded number of chunks in flight (``window``):
+memory stays flat however large the corpus (``multiprocessing.Pool.imap`` would read ahead
+without bound).
+
+Which local mode a task uses is the task's choice (:class:`~dataprep.pipeline.Plan`):
+
+- ``threads`` for pretraining. Its chunk work is normalize (pyarrow kernels), hashing and
+  ``encode_batch_fast``, all of which release the GIL; chunks on threads share one Rust thread
+  pool, so a chunk holding a 3 MB book no longer leaves the other cores idle while it finishes
+  (a serial loop waits for the slowest document of every batch), and nothing is pickled.
+- ``processes`` for fine-tuning, whose per-example templating and masking run Python code that
+  holds the GIL: N spawned processes give N cores.
+
+:func:`ordered_map` dispatches to them; ``engine="ray"`` lives in :mod:`dataprep.engine_ray`.
 """
 
 from __future__ import annotations
@@ -11,10 +23,16 @@ import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from .errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+ENGINES = ("local", "ray")
+MODES = ("threads", "processes")
 
 # Worker state, set once per process by the initializer (so the tokenizer is unpickled once).
 _STATE: dict[str, Any] = {}
@@ -45,23 +63,68 @@ def ordered_map(
     *,
     workers: int,
     window: int | None = None,
+    mode: str = "processes",
+    engine: str = "local",
+    address: str | None = None,
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in order, where ``fn = setup(*setup_args)``.
 
     Args:
-        setup: builds the per-process function (runs once in each worker). Must be a
-            module-level callable so it pickles.
+        setup: builds the per-worker function (runs once in each worker process, or once here
+            for ``threads``). Must be a module-level callable so it pickles.
         setup_args: picklable arguments for ``setup``.
         items: consumed lazily; at most ``window`` are in flight at once.
-        workers: 1 runs everything here, in this process; N > 1 uses N spawned processes.
+        workers: chunks worked on at once. 1 runs everything here, serially (any mode).
         window: chunks in flight (default ``2 * workers``).
+        mode: ``threads`` (this process; for work that releases the GIL) or ``processes``
+            (N spawned processes).
+        engine: ``local`` (this machine, ``mode``) or ``ray`` (Ray tasks; ``workers`` then sizes
+            a local Ray instance, ``address`` names an existing cluster).
+        address: the Ray cluster to join (``ray://host:10001``, ``host:6379`` or ``auto``).
+
+    Raises:
+        ConfigError: an unknown engine or mode, ``address`` without ``engine="ray"``, or Ray
+            requested but not installed.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not one of {list(ENGINES)}")
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r} is not one of {list(MODES)}")
+    if engine == "ray":
+        from .engine_ray import ray_ordered_map
+
+        return ray_ordered_map(setup, setup_args, items, workers=workers, window=window, address=address)
+    if address is not None:
+        raise ConfigError("--address names a Ray cluster; it needs --engine ray")
     if workers <= 1:
-        fn = setup(*setup_args)
+        return _serial(setup, setup_args, items)
+    if mode == "threads":
+        return _threads(setup, setup_args, items, workers=workers, window=window or 2 * workers)
+    return _processes(setup, setup_args, items, workers=workers, window=window or 2 * workers)
+
+
+def _serial(setup, setup_args, items) -> Iterator[Any]:
+    fn = setup(*setup_args)
+    for item in items:
+        yield fn(item)
+
+
+def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
+    fn = setup(*setup_args)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="dataprep-chunk")
+    pending: deque[Future] = deque()
+    try:
         for item in items:
-            yield fn(item)
-        return
-    window = window or 2 * workers
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # an error (or the consumer stopping) cancels what has not started
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
     # spawn, not fork: the parent may hold tokenizer thread pools, which do not survive a fork.
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(setup, setup_args)) as pool:

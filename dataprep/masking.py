@@ -31,6 +31,7 @@ the reply.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from tokenizers import Encoding, Tokenizer
 from .templates import Rendered
 from .tokenizer import LoadedTokenizer
 
-__all__ = ["Encoded", "encode_with_mask", "encode_batch_with_mask"]
+__all__ = ["Encoded", "EncodedBatch", "encode_with_mask", "encode_batch_with_mask", "encode_batch_flat"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +93,34 @@ def _templated(tokenizer: LoadedTokenizer) -> _Templated:
     return found
 
 
+@dataclass(frozen=True, eq=False)
+class EncodedBatch:
+    """Many tokenized examples, flat: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Attributes:
+        ids: int32 token ids of every example, back to back.
+        mask: uint8, aligned with ``ids``.
+        lengths: int64 tokens per example.
+        offsets: int64, ``len(lengths) + 1`` cumulative lengths.
+        straddles: int64 per example (see :class:`Encoded`).
+        prompt_tokens: int64 per example (see :class:`Encoded`).
+    """
+
+    ids: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    offsets: np.ndarray
+    straddles: np.ndarray
+    prompt_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> Encoded:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Encoded(ids=self.ids[a:b], mask=self.mask[a:b], straddles=int(self.straddles[i]), prompt_tokens=int(self.prompt_tokens[i]))
+
+
 def encode_with_mask(tokenizer: LoadedTokenizer, rendered: Rendered) -> Encoded:
     """Tokenize ``rendered.text`` once (specials recognised, none added) and build its mask.
 
@@ -103,16 +132,83 @@ def encode_with_mask(tokenizer: LoadedTokenizer, rendered: Rendered) -> Encoded:
     Returns:
         The ids, the mask, and the straddle and prompt-token counts.
     """
-    t = _templated(tokenizer)
-    return _mask(t, rendered, t.tokenizer.encode(rendered.text, add_special_tokens=False))
+    return encode_batch_flat(tokenizer, [rendered])[0]
 
 
 def encode_batch_with_mask(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered]) -> list[Encoded]:
-    """:func:`encode_with_mask` for many examples, encoded in one ``encode_batch`` call
-    (Rust thread pool, offsets tracked); the mask is vectorised per example."""
+    """:func:`encode_with_mask` for many examples (one :func:`encode_batch_flat` call)."""
+    batch = encode_batch_flat(tokenizer, rendered)
+    return [batch[i] for i in range(len(batch))]
+
+
+def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered]) -> EncodedBatch:
+    """Encode many examples in one ``encode_batch`` call (Rust thread pool, offsets tracked) and
+    build every mask in one vectorised pass over the batch, with no Python loop per token or
+    per example (bar the few stripping added tokens).
+
+    The examples are laid side by side on one character axis (example ``i`` starts at
+    ``base[i]``, with a gap of 2 after each text), so one ``searchsorted`` over all target spans
+    gives what a per-example search would: a token's first span ending after its start is a
+    span of its own example, or lies past the gap where no token of the example reaches.
+    """
     t = _templated(tokenizer)
-    encodings = t.tokenizer.encode_batch([r.text for r in rendered], add_special_tokens=False)
-    return [_mask(t, r, e) for r, e in zip(rendered, encodings)]
+    n = len(rendered)
+    if n == 0:
+        zero, empty = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        return EncodedBatch(empty, np.zeros(0, np.uint8), zero, np.zeros(1, np.int64), zero, zero)
+    texts = [r.text for r in rendered]
+    encodings = t.tokenizer.encode_batch(texts, add_special_tokens=False)
+    id_lists = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32, count=total)
+    pairs = itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings))
+    spans = np.fromiter(pairs, dtype=np.int64, count=2 * total).reshape(-1, 2)
+    del encodings, id_lists
+    example = np.repeat(np.arange(n, dtype=np.int64), lengths)  # example of each token
+    text_lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    base = np.zeros(n, dtype=np.int64)
+    np.cumsum(text_lens[:-1] + 2, out=base[1:])
+    starts, ends = spans[:, 0].copy(), spans[:, 1].copy()
+    # Stripping added tokens: shrink the span to the token's own text (few per example).
+    for k in np.flatnonzero(t.strips[ids]).tolist() if total else ():
+        text = t.content[int(ids[k])]
+        i = int(example[k])
+        at = texts[i].find(text, int(starts[k]), int(ends[k]))
+        if at >= 0:
+            starts[k], ends[k] = at, at + len(text)
+    merged = [_spans(r) for r in rendered]
+    span_counts = np.fromiter((len(a) for a, _ in merged), dtype=np.int64, count=n)
+    shift = np.repeat(base, span_counts)
+    span_starts = np.concatenate([a for a, _ in merged]) + shift
+    span_ends = np.concatenate([b for _, b in merged]) + shift
+    token_base = base[example]
+    starts += token_base
+    ends += token_base
+    mask = np.zeros(total, dtype=np.uint8)
+    straddles = np.zeros(n, dtype=np.int64)
+    count = len(span_starts)
+    if count and total:
+        # An empty token span (a, a) counts as the point a.
+        stops = np.maximum(ends, starts + 1)
+        # First target span ending after the token's start; overlap iff it also starts before the token's end.
+        k = np.searchsorted(span_ends, starts, side="right")
+        kk = np.minimum(k, count - 1)
+        overlap = (k < count) & (span_starts[kk] < stops)
+        inside = (starts >= span_starts[kk]) & (stops <= span_ends[kk])
+        mask[overlap] = 1
+        straddles = np.bincount(example[overlap & ~inside], minlength=n).astype(np.int64)
+    # prompt_tokens: index of the first token ending after prompt_end (the length when none does).
+    prompt_end = np.fromiter((r.prompt_end for r in rendered), dtype=np.int64, count=n) + base
+    local = np.arange(total, dtype=np.int64) - offsets[example]
+    first_after = np.where(ends > prompt_end[example], local, lengths[example])
+    prompt_tokens = lengths.copy()
+    nonempty = lengths > 0
+    if total:
+        prompt_tokens[nonempty] = np.minimum.reduceat(first_after, offsets[:-1][nonempty])
+    return EncodedBatch(ids, mask, lengths, offsets, straddles, prompt_tokens)
 
 
 def _spans(rendered: Rendered) -> tuple[np.ndarray, np.ndarray]:
@@ -129,32 +225,3 @@ def _spans(rendered: Rendered) -> tuple[np.ndarray, np.ndarray]:
             merged.append([a, b])
     spans = np.asarray(merged, dtype=np.int64).reshape(-1, 2)
     return spans[:, 0], spans[:, 1]
-
-
-def _mask(t: _Templated, rendered: Rendered, encoding: Encoding) -> Encoded:
-    ids = np.asarray(encoding.ids, dtype=np.int32)
-    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = offsets[:, 0].copy(), offsets[:, 1].copy()
-    # Stripping added tokens: shrink the span to the token's own text (few per example).
-    for k in np.flatnonzero(t.strips[ids]) if len(ids) else ():
-        text = t.content[int(ids[k])]
-        at = rendered.text.find(text, int(starts[k]), int(ends[k]))
-        if at >= 0:
-            starts[k], ends[k] = at, at + len(text)
-    span_starts, span_ends = _spans(rendered)
-    count = len(span_starts)
-    mask = np.zeros(len(ids), dtype=np.uint8)
-    straddles = 0
-    if count and len(ids):
-        # An empty token span (a, a) counts as the point a.
-        stops = np.maximum(ends, starts + 1)
-        # First target span ending after the token's start; overlap iff it also starts before the token's end.
-        k = np.searchsorted(span_ends, starts, side="right")
-        kk = np.minimum(k, count - 1)
-        overlap = (k < count) & (span_starts[kk] < stops)
-        inside = (starts >= span_starts[kk]) & (stops <= span_ends[kk])
-        mask[overlap] = 1
-        straddles = int(np.count_nonzero(overlap & ~inside))
-    after = np.flatnonzero(ends > rendered.prompt_end)
-    prompt_tokens = int(after[0]) if len(after) else len(ids)
-    return Encoded(ids=ids, mask=mask, straddles=straddles, prompt_tokens=prompt_tokens)

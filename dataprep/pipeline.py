@@ -8,6 +8,7 @@ Every task runs the same way: read chunks (main process) -> the task's chunk wor
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from . import __version__
 from . import columns as C
 from . import pretrain, sft
 from .engine import default_workers, ordered_map
+from .errors import ConfigError
 from .ordered import OrderedStage
 from .progress import Progress
 from .read import InputFile, resolve_inputs
@@ -29,6 +31,8 @@ from .tokenizer import LoadedTokenizer, load_tokenizer, train_tokenizer
 from .write import DatasetDir, SplitWriter, sha256_file
 
 log = logging.getLogger("dataprep.run")
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, hf://, file://, https://
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Plan:
     to_batch: Callable[[Any], pa.RecordBatch]
     dedup: bool
     manifest: Callable[[OrderedStage], dict[str, Any]]  # the task's own manifest section
+    mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
 
 
 def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
@@ -56,6 +61,7 @@ def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile])
             to_batch=lambda rows: rows.to_record_batch(),
             dedup=recipe.filter.dedup == "exact",
             manifest=lambda stage: {},
+            mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
         )
     labels = None
     if recipe.sft.classification is not None:
@@ -79,15 +85,20 @@ def run(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Build the dataset that ``recipe`` describes at ``out``; return its manifest.
 
     Args:
         recipe: a loaded recipe (:func:`dataprep.recipe.load_recipe`).
         out: the output folder. It appears only when the run succeeds.
-        workers: processes for the chunk work (default: all cores). Output does not depend on it.
+        workers: chunks worked on at once (default: all cores): threads for pretraining, processes
+            for fine-tuning, or the CPUs of a local Ray instance. Output does not depend on it.
         overwrite: replace an existing dataset at ``out``.
         progress: show a progress bar (None: only when stderr is a terminal).
+        engine: ``local`` (this machine) or ``ray`` (chunk work as Ray tasks; same shards, byte for byte).
+        address: with ``engine="ray"``: the cluster to join; default: start a local Ray instance.
 
     Raises:
         DataprepError: bad recipe values, unreadable inputs (with file and line), tokenizer problems,
@@ -95,6 +106,7 @@ def run(
     """
     started = time.perf_counter()
     workers = workers or default_workers()
+    _refuse_urls(recipe, out)
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     target = DatasetDir(Path(out), overwrite=overwrite)
     try:
@@ -105,7 +117,8 @@ def run(
         writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes) for s in C.SPLITS}
         stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
         bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files])
-        for result in ordered_map(*plan.worker, bar.track(plan.chunks(read_drops, counts)), workers=workers):
+        chunks = bar.track(plan.chunks(read_drops, counts))
+        for result in ordered_map(*plan.worker, chunks, workers=workers, mode=plan.mode, engine=engine, address=address):
             stage.add(result)
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
         bar.set_stage("finish")
@@ -114,7 +127,7 @@ def run(
         bar.set_stage("checksums")
         manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         bar.close()
-        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers}
+        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine}
         target.commit(manifest, list(C.SPLITS))
     except BaseException:
         target.abort()
@@ -122,12 +135,22 @@ def run(
     return manifest
 
 
+def _refuse_urls(recipe: Recipe, out: str | Path) -> None:
+    """Inputs and the output are read and written by this process (the driver, for Ray too)."""
+    named = [(f"inputs[{i}].path", spec.path) for i, spec in enumerate(recipe.inputs)] + [("--out", str(out))]
+    for where, path in named:
+        if _URL.match(str(path)):
+            raise ConfigError(
+                f"{where} is a URL ({path}); dataprep reads inputs and writes the output from the machine that "
+                "runs `dataprep run` (the Ray driver too: workers get chunks in memory, never paths). "
+                "Mount the store as a folder (s3fs / gcsfuse / NFS) or copy the files, and give a local path"
+            )
+
+
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
     if recipe.tokenizer.train is None:
         return load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     if recipe.task != "pretrain":
-        from .errors import ConfigError
-
         raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")
     log.info("training a byte-level BPE (vocab %d) on the recipe's corpus", recipe.tokenizer.train["vocab_size"])
     tokenizer = train_tokenizer(pretrain.iter_clean_texts(files, recipe), recipe.tokenizer)

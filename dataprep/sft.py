@@ -33,7 +33,7 @@ from . import columns as C
 from .chat import ChatTemplate, TemplateRaised
 from .errors import ConfigError, InputError
 from .filters import content_hashes, validation_flags
-from .masking import Encoded, encode_batch_with_mask
+from .masking import Encoded, EncodedBatch, encode_batch_flat, encode_batch_with_mask
 from .normalize import normalize_array
 from .ordered import ChunkResult
 from .pack import BfdPacker, PackedRows, PackStats
@@ -157,19 +157,60 @@ class SftWorker:
                 continue
             label_ids.append(label)
             kept_lines.append(line)
-        encoded = encode_batch_with_mask(self.tokenizer, rendered) if rendered else []
-        ids, masks, keep_labels, kept_text, stats = [], [], [], [], []
-        for n, (enc, rend, line) in enumerate(zip(encoded, rendered, kept_lines)):
-            result = self._fit(enc, file, line, drops)
-            if result is None:
-                continue
-            ids.append(result[0])
-            masks.append(result[1])
-            stats.append(result[2])
-            kept_text.append(rend.text)
-            if self.label_ids is not None:
-                keep_labels.append(label_ids[n])
-        return self._result(index, ids, masks, keep_labels, kept_text, drops, stats)
+        encoded = encode_batch_flat(self.tokenizer, rendered)
+        return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops)
+
+    def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops) -> ChunkResult:
+        """:meth:`_fit` for a whole chunk: vectorised for the examples that fit as they are (nearly
+        all), ``_fit`` itself, in input order, for the few with no target or over ``max_length``."""
+        lengths, offsets = enc.lengths, enc.offsets
+        mask = enc.mask.copy()
+        mask[offsets[:-1][lengths > 0]] = 0  # nothing in an example predicts its first token
+        cumulative = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+        targets = cumulative[offsets[1:]] - cumulative[offsets[:-1]]
+        stats = {
+            "truncated": np.zeros(len(enc), dtype=np.int64),
+            "truncated_tokens": np.zeros(len(enc), dtype=np.int64),
+            "straddles": enc.straddles.copy(),
+            "examples_with_straddle": (enc.straddles > 0).astype(np.int64),
+            "target_tokens": targets,
+        }
+        problems = np.flatnonzero((targets == 0) | (lengths > self.sft.max_length))
+        keep = np.ones(len(enc), dtype=bool)
+        keep[problems] = False
+        replaced: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for i in problems.tolist():
+            result = self._fit(enc[i], file, lines[i], drops)
+            if result is not None:
+                keep[i] = True
+                replaced[i] = result[:2]
+                for name, value in result[2].items():
+                    stats[name][i] = value
+        if replaced:  # truncated examples: rebuild the token arrays example by example
+            pieces = [
+                replaced[i] if i in replaced else (enc.ids[offsets[i] : offsets[i + 1]], mask[offsets[i] : offsets[i + 1]])
+                for i in np.flatnonzero(keep).tolist()
+            ]
+            out_lengths = np.fromiter((len(p[0]) for p in pieces), dtype=np.int64, count=len(pieces))
+            tokens = np.concatenate([p[0] for p in pieces]).astype(np.int32, copy=False)
+            out_mask = np.concatenate([p[1] for p in pieces]).astype(np.uint8, copy=False)
+        else:
+            per_token = np.repeat(keep, lengths)
+            out_lengths, tokens, out_mask = lengths[keep], enc.ids[per_token], mask[per_token]
+        hashes = content_hashes([rendered[i].text for i in np.flatnonzero(keep).tolist()])
+        extras = {C.LOSS_MASK: out_mask}
+        if self.label_ids is not None:
+            extras[C.LABEL_ID] = np.repeat(np.asarray(label_ids, dtype=np.int32)[keep], out_lengths)
+        return ChunkResult(
+            hashes=hashes,
+            validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
+            tokens=tokens,
+            lengths=out_lengths,
+            source=source,
+            extras=extras,
+            doc_stats={name: values[keep] for name, values in stats.items()},
+            drops=drops,
+        )
 
     # --- per record ----------------------------------------------------------------------
 
@@ -251,24 +292,6 @@ class SftWorker:
             "target_tokens": int(mask.sum()),
         }
         return ids, mask, stats
-
-    def _result(self, source, ids, masks, labels, texts, drops, stats) -> ChunkResult:
-        hashes = content_hashes(texts)
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        extras = {C.LOSS_MASK: np.concatenate(masks) if masks else np.zeros(0, np.uint8)}
-        if self.label_ids is not None:
-            extras[C.LABEL_ID] = np.repeat(np.asarray(labels, dtype=np.int32), lengths)
-        return ChunkResult(
-            hashes=hashes,
-            validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
-            tokens=np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32),
-            lengths=lengths,
-            source=source,
-            extras=extras,
-            doc_stats={name: np.array([s[name] for s in stats], dtype=np.int64) for name in STAT_NAMES},
-            drops=drops,
-        )
-
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
     return SftWorker(recipe, tokenizer, files, labels)

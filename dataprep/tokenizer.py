@@ -36,6 +36,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,18 @@ TRAIN_KEYS = {"vocab_size", "min_frequency"}
 ROLES = ("bos", "eos", "pad")
 
 
-# Characters per encode call in encode_docs: bounds the memory the Rust encodings hold.
-ENCODE_GROUP_CHARS = 4 << 20
+# Characters per encode call in encode_docs: bounds the memory the Rust encodings hold
+# (~110 bytes per character while encoding: every token's string, offsets and the
+# pre-tokenizer's per-byte alignments), ~120 MB a call; chunks on threads encode side by side.
+ENCODE_GROUP_CHARS = 1 << 20
+# A document longer than LONG_DOC_CHARS is encoded in pieces of about SEAM_EVERY characters,
+# cut at seams proven not to change its tokens (see LoadedTokenizer._seams): without them one
+# 3.5 MB book held ~400 MB while it encoded, and ran on one core.
+LONG_DOC_CHARS = 1 << 18
+SEAM_EVERY = 1 << 17
+SEAM_WINDOW = 1024  # characters each side of a candidate seam that are encoded to check it
+SEAM_TRIES = 8  # candidates checked before the rest of a document is encoded whole
+_SEAM = re.compile(r"(?<=\S)\n(?=\S)")  # a newline between two non-space characters
 
 @dataclass(frozen=True)
 class TokenizerSpec:
@@ -188,45 +199,98 @@ class LoadedTokenizer:
             texts = list(texts)
         if not texts:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        # Long documents become several pieces (seams that change no token); every piece of a
+        # document is encoded, and the pieces are joined again below.
+        pieces: list[str] = []
+        counts = np.ones(len(texts), dtype=np.int64)  # pieces per document
+        for i, text in enumerate(texts):
+            if len(text) > LONG_DOC_CHARS:
+                cuts = self._seams(text)
+                counts[i] = len(cuts) + 1
+                pieces.extend(text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)]))
+            else:
+                pieces.append(text)
         # Encode in groups of about ENCODE_GROUP_CHARS characters: an Encoding holds every token's
-        # string and offsets besides its id, so one call over a chunk of books held ~600 MB; groups
-        # keep that bounded (the output is the same, the Rust thread pool stays busy).
-        parts = [self._encode_group(texts[a:b]) for a, b in _groups(texts, ENCODE_GROUP_CHARS)]
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        # string and offsets besides its id; groups keep that bounded (the output is the same).
+        parts = [self._encode_group(pieces[a:b]) for a, b in _groups(pieces, ENCODE_GROUP_CHARS)]
+        tokens = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        piece_lens = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+        _release_freed_memory()
+        return self._frame(tokens, piece_lens, counts)
 
     def _encode_group(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of ``texts`` back to back (int32) and the count of each (int64)."""
         encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        # Each `.ids` builds a fresh Python list, so read it exactly once.
+        # Each `.ids` builds a fresh Python list, so read it exactly once. np.fromiter over a
+        # chain with a known count builds no per-document arrays and was at or near the best
+        # way to flatten them (vs preallocate + fill, concatenate, list.extend + np.array).
         ids = [enc.ids for enc in encodings]
         del encodings
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+        return tokens, lengths
+
+    def _frame(self, tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Join each document's pieces and put ``[bos]?`` before and ``[eos]?`` after it."""
         bos = self.bos_id if self.add_bos else None
         eos = self.eos_id if self.add_eos else None
-        # Measured on 3.3 MB (c4_demo + xquad_contexts: 2,700 docs, 1.42M GPT-2 tokens, 2 cores,
-        # best of 5): encode_batch_fast ~570 ms; reading `.ids` 40-60 ms; assembly (+EOS):
-        # np.fromiter over itertools.chain 20-24 ms, preallocated array + per-doc slice fill
-        # 21-38 ms, np.concatenate of per-doc arrays 24-40 ms, list.extend + np.array 23-42 ms.
-        # fromiter with a known count is at or near the best in every run and builds no
-        # per-doc arrays; the Rust encode dominates anyway (~95% of the time).
+        ends = np.cumsum(piece_lens)
+        last = np.cumsum(counts) - 1  # each document's last piece
+        doc_ends = ends[last]
+        raw = np.diff(doc_ends, prepend=0)  # tokens per document, without BOS/EOS
         if bos is None and eos is None:
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            pieces: Iterable[list[int]] = ids
-        else:
-            head, tail = [bos], ([eos] if eos is not None else [])
-            needs_bos = [bos is not None and not (doc and doc[0] == bos) for doc in ids]
-            pieces = []
-            for doc, with_bos in zip(ids, needs_bos):
-                if with_bos:
-                    pieces.append(head)
-                pieces.append(doc)
-                if tail:
-                    pieces.append(tail)
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            lengths += np.asarray(needs_bos, dtype=np.int64) + len(tail)
-        total = int(lengths.sum())
-        tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int32, count=total)
-        return tokens, lengths
+            return tokens, raw
+        starts = doc_ends - raw
+        if bos is None:
+            heads = np.zeros(len(raw), dtype=np.int64)
+        else:  # a document already starting with BOS (split_special_tokens off) gets no second one
+            first = tokens[np.minimum(starts, max(len(tokens) - 1, 0))] if len(tokens) else np.zeros(len(raw), np.int32)
+            heads = ~((raw > 0) & (first == bos))
+            heads = heads.astype(np.int64)
+        tails = 0 if eos is None else 1
+        lengths = raw + heads + tails
+        out_starts = np.cumsum(lengths) - lengths
+        out = np.empty(int(lengths.sum()), dtype=np.int32)
+        # Each content token moves right by the BOS/EOS tokens inserted before it.
+        shift = np.repeat(out_starts + heads - starts, raw)
+        out[np.arange(len(tokens), dtype=np.int64) + shift] = tokens
+        if bos is not None:
+            out[out_starts[heads == 1]] = bos
+        if eos is not None:
+            out[out_starts + lengths - 1] = eos
+        return out, lengths
+
+    def _seams(self, text: str) -> list[int]:
+        """Where to cut a long document so that its pieces' tokens, joined, are its own tokens.
+
+        A candidate is a newline between two non-space characters (``_SEAM``), about every
+        ``SEAM_EVERY`` characters. It is used only if encoding ``SEAM_WINDOW`` characters each
+        side of it as one text and as two texts gives the same tokens. That holds for regex
+        pre-tokenizers (GPT-2, Llama 3, BERT: a newline between two words is a pre-token boundary
+        wherever matching started) and fails wherever a piece would be encoded differently as a
+        text start (a prepended ``▁``, a stripped edge), whose documents stay whole. A document
+        with no usable candidate after ``SEAM_TRIES`` checks is encoded whole from there on.
+        """
+        cuts: list[int] = []
+        start = 0
+        while len(text) - start > LONG_DOC_CHARS:
+            cut = None
+            for tries, match in enumerate(_SEAM.finditer(text, start + SEAM_EVERY)):
+                if tries == SEAM_TRIES or len(text) - match.end() < SEAM_EVERY // 2:
+                    break
+                if self._seam_holds(text, match.end()):
+                    cut = match.end()
+                    break
+            if cut is None:
+                break
+            cuts.append(cut)
+            start = cut
+        return cuts
+
+    def _seam_holds(self, text: str, at: int) -> bool:
+        a, b = max(0, at - SEAM_WINDOW), min(len(text), at + SEAM_WINDOW)
+        whole, left, right = self.tokenizer.encode_batch_fast([text[a:b], text[a:at], text[at:b]], add_special_tokens=False)
+        return whole.ids == left.ids + right.ids
 
     def save(self, folder: Path) -> None:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` so :func:`load_tokenizer` round-trips.
@@ -248,6 +312,26 @@ class LoadedTokenizer:
             (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         except Exception as exc:  # OSError, or the Rust side's own exception
             raise TokenizerError(f"{folder}: cannot save the tokenizer ({exc}); check the folder is writable") from exc
+
+
+def _release_freed_memory() -> None:
+    """Hand the pages the encodings freed back to the OS (glibc keeps them in its arenas, so the
+    RSS of a run would ratchet up to its largest encode; ~80 MB less at the peak on 2 threads)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _groups(texts: list[str], budget: int) -> list[tuple[int, int]]:

@@ -403,3 +403,28 @@ def test_encode_docs_groups_give_the_same_tokens(monkeypatch) -> None:
     assert module._groups(texts, 40)[:3] == [(0, 2), (2, 3), (3, 4)]  # 11+22 chars, then 33, then 44
     grouped = gpt2.encode_docs(texts)
     assert np.array_equal(whole[0], grouped[0]) and np.array_equal(whole[1], grouped[1])
+
+
+@pytest.mark.parametrize(("folder", "add_bos", "cut"), [(GPT2, False, True), (BERT, False, True), (PHI3, True, False)])
+def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder, add_bos, cut) -> None:
+    """Long documents are encoded in pieces (memory, cores) and give exactly the whole document's tokens.
+
+    GPT-2 and BERT split a newline between two words into its own pre-token, so seams are used;
+    Phi-3 prepends "▁" to every text it encodes, so every seam fails its check and documents stay whole.
+    """
+    from dataprep import tokenizer as module
+
+    monkeypatch.setattr(module, "LONG_DOC_CHARS", 20_000)
+    monkeypatch.setattr(module, "SEAM_EVERY", 5_000)
+    tok = load_tokenizer(TokenizerSpec(path=str(folder), add_bos=add_bos), base_dir=DATA)
+    shakespeare = (DATA / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
+    multilingual = "\n".join(_jsonl_texts(DATA / "corpora" / "multilingual" / "xquad_contexts.jsonl")[::8])
+    docs = ["short one", shakespeare, "", multilingual, "x" * 30_000, "another short one"]
+    assert (len(tok._seams(shakespeare)) > 10) is cut
+    tokens, lengths = tok.encode_docs(docs)
+    expected = []
+    for doc in docs:
+        ids = tok.tokenizer.encode(doc, add_special_tokens=False).ids
+        expected.append(([tok.bos_id] if add_bos and ids[:1] != [tok.bos_id] else []) + ids + [tok.eos_id])
+    assert lengths.tolist() == [len(e) for e in expected]
+    assert tokens.tolist() == [t for e in expected for t in e]

@@ -1,0 +1,158 @@
+"""What the benchmarks share: the corpus prefix, timed subprocesses with their peak RSS, the machine.
+
+Peak RSS is the largest sum of resident memory over a process and all its descendants
+(sampled every 20 ms from /proc), so worker processes count: an upper bound, since pages shared
+between processes count once per process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO.parent / "shared" / "bench"
+CORPUS = BENCH / "corpus.jsonl.zst"
+PAIRS = BENCH / "pairs50k.jsonl.zst"
+TOKENIZER = BENCH / "bpe32k.json"
+WORK = Path(os.environ.get("DATAPREP_BENCH_WORK", "/tmp/dataprep-bench"))
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def corpus_prefix(limit_mb: float | None, *, corpus: Path = CORPUS, work: Path = WORK) -> Path:
+    """The first ``limit_mb`` MB of the corpus as plain JSONL (whole lines), made once and reused.
+
+    The corpus is shuffled, so any prefix has the same mix of sources as the whole.
+    """
+    import zstandard
+
+    work.mkdir(parents=True, exist_ok=True)
+    name = "all" if limit_mb is None else f"{limit_mb:g}MB"
+    path = work / f"{corpus.name.split('.')[0]}-{name}.jsonl"
+    if path.is_file():
+        return path
+    limit = None if limit_mb is None else int(limit_mb * 1e6)
+    written = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(corpus, "rb") as raw, open(tmp, "wb") as out:
+        reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), 1 << 20)
+        for line in reader:
+            if limit is not None and written + len(line) > limit:
+                break
+            out.write(line)
+            written += len(line)
+    os.replace(tmp, path)
+    return path
+
+
+def read_texts(path: Path, field: str = "text") -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)[field] for line in fh]
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants, now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except OSError:
+            pass
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss: int
+    returncode: int
+    output: str
+
+
+def measure(cmd: list[str], *, env: dict[str, str] | None = None, interval: float = 0.02, check: bool = True) -> Measured:
+    """Run ``cmd``; its wall time and the peak RSS of its process tree."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = proc.communicate()[0]
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if check and proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{output[-4000:]}")
+    return Measured(seconds, peak[0], proc.returncode, output)
+
+
+def du(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def dataprep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dataprep", "-q", "run", *args]
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=2))  # JSON is YAML
+    return path
+
+
+def machine() -> str:
+    """One line: CPU model, cores, memory, load, library versions."""
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]) * 1024
+    except (OSError, StopIteration):
+        mem = 0
+    import pyarrow
+    import tokenizers
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{model}; {len(os.sched_getaffinity(0))} cores; {mem / 2**30:.0f} GiB; load {load}; "
+        f"Python {platform.python_version()}, tokenizers {tokenizers.__version__}, pyarrow {pyarrow.__version__}"
+    )
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
