@@ -1,0 +1,58 @@
+"""The local engine: results in input order for every mode, a bounded window, errors raised in order."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from dataprep.engine import ordered_map
+from dataprep.errors import ConfigError, InputError
+
+MODES = [("serial", 1), ("threads", 3), ("processes", 2)]
+
+
+def make_fn(offset: int):
+    """Setup: runs once per worker (module level, so spawned processes can import it)."""
+
+    def fn(item: int) -> int:
+        if item == 13:
+            raise InputError("in.jsonl", f"line {item}", "unlucky")
+        return item * item + offset
+
+    return fn
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODES)
+def test_results_come_back_in_input_order(mode, workers):
+    out = ordered_map(make_fn, (7,), range(12), workers=workers, mode="threads" if mode == "serial" else mode)
+    assert list(out) == [i * i + 7 for i in range(12)]
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODES)
+def test_items_are_read_lazily_within_the_window(mode, workers):
+    pulled = itertools.count()
+
+    def items():
+        for i in range(1000):
+            next(pulled)
+            yield i
+
+    out = ordered_map(make_fn, (0,), items(), workers=workers, window=4, mode="threads" if mode == "serial" else mode)
+    assert next(out) == 0
+    assert next(pulled) <= 5  # at most the window (and the item being submitted) was read
+    out.close()
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODES)
+def test_the_first_error_in_input_order_is_raised(mode, workers):
+    out = ordered_map(make_fn, (0,), range(20), workers=workers, mode="threads" if mode == "serial" else mode)
+    with pytest.raises(InputError, match="line 13: unlucky"):
+        list(out)
+
+
+def test_unknown_engine_and_mode_name_the_choices():
+    with pytest.raises(ConfigError, match=r"\['local', 'ray'\]"):
+        ordered_map(make_fn, (0,), [], workers=1, engine="spark")
+    with pytest.raises(ConfigError, match=r"\['threads', 'processes'\]"):
+        ordered_map(make_fn, (0,), [], workers=1, mode="fibers")

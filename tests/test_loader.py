@@ -1,0 +1,194 @@
+"""The loader: memory-mapped rows, a seeded resumable order, and exact collated batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dataprep.columns import IGNORE_INDEX
+from dataprep.errors import ConfigError, InputError
+from dataprep.loader import ArrowRows, Batches, Collator, StepSampler, read_info
+from dataprep.pipeline import run
+from dataprep.recipe import load_recipe
+
+from .conftest import RECIPES
+
+X = IGNORE_INDEX
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loader") / "demo-sft"
+    run(load_recipe(RECIPES / "demo-sft.yaml"), out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrain_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loader") / "demo-pretrain"
+    run(load_recipe(RECIPES / "demo-pretrain.yaml", ["output.chunk_records=64"]), out, workers=1)
+    return out
+
+
+PACKED_SFT = {  # two examples and a 2-token pad piece (the docstring of dataprep/loader.py)
+    "input_ids": [5, 6, 7, 8, 9, 10, 11, 0, 0],
+    "seq_lens": [4, 3, 2],
+    "num_pad": 2,
+    "loss_mask": [0, 0, 1, 1, 0, 1, 1, 0, 0],
+}
+
+
+def test_collator_packed_fine_tuning_row_exact():
+    batch = Collator(pad_id=0, attention_mask=True)([PACKED_SFT])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11, 0, 0]]
+    assert batch["labels"].tolist() == [[X, X, 7, 8, X, 10, 11, X, X]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2, 0, 1]]
+    assert batch["document_ids"].tolist() == [[0, 0, 0, 0, 1, 1, 1, 2, 2]]
+    assert batch["cu_seqlens"].tolist() == [0, 4, 7, 9] and batch["cu_seqlens"].dtype == torch.int32
+    assert (batch["max_seqlen"], batch["num_tokens"], batch["num_targets"]) == (4, 7, 4)
+    expected = np.array(
+        [
+            [1, 0, 0, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 1, 1, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 1, 0, 0, 0, 0],  # the second example starts blind to the first
+            [0, 0, 0, 0, 1, 1, 0, 0, 0],
+            [0, 0, 0, 0, 1, 1, 1, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 1, 0],  # pad sees only pad: no row is empty
+            [0, 0, 0, 0, 0, 0, 0, 1, 1],
+        ],
+        dtype=bool,
+    )
+    assert batch["attention_mask"].shape == (1, 1, 9, 9)
+    assert (batch["attention_mask"][0, 0].numpy() == expected).all()
+
+
+def test_collator_pretraining_rows_label_everything_but_piece_starts_and_pad():
+    rows = [
+        {"input_ids": [1, 2, 3, 4, 5], "seq_lens": [2, 3], "num_pad": 0},
+        {"input_ids": [6, 7, 8], "seq_lens": [3], "num_pad": 0},  # shorter: the collator pads it
+    ]
+    batch = Collator(pad_id=99)(rows)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 99, 99]]
+    assert batch["labels"].tolist() == [[X, 2, X, 4, 5], [X, 7, 8, X, X]]
+    assert batch["position_ids"].tolist() == [[0, 1, 0, 1, 2], [0, 1, 2, 0, 1]]
+    assert batch["document_ids"].tolist() == [[0, 0, 1, 1, 1], [2, 2, 2, 3, 3]]
+    assert batch["cu_seqlens"].tolist() == [0, 2, 5, 8, 10]
+    assert (batch["num_tokens"], batch["num_targets"], batch["max_seqlen"]) == (8, 5, 3)
+    assert "attention_mask" not in batch
+
+
+def test_collator_pad_to_and_label_values():
+    row = dict(PACKED_SFT, label_values=[50, 51, 52, 53, 54, 55, 56, 57, 58])
+    batch = Collator(pad_id=0, pad_to=12)([row])
+    assert batch["input_ids"].shape == (1, 12)
+    # labels come from label_values, still only where the row has targets
+    assert batch["labels"].tolist() == [[X, X, 52, 53, X, 55, 56, X, X, X, X, X]]
+    assert batch["cu_seqlens"].tolist() == [0, 4, 7, 9, 12]
+
+
+def test_collator_classification_positions():
+    rows = [
+        {"input_ids": [3, 4, 5, 0, 6, 7, 0], "seq_lens": [4, 3], "num_pad": 0,
+         "loss_mask": [0, 0, 1, 1, 0, 1, 1], "label_ids": [1, 0]},
+        {"input_ids": [8, 9, 10, 0], "seq_lens": [4], "num_pad": 0, "loss_mask": [0, 0, 1, 1], "label_id": 1},
+    ]
+    batch = Collator(pad_id=0)(rows)
+    # the last prompt token of each example, as flat indices into [2, 7]: 1, 4 and 7 + 1
+    assert batch["class_positions"].tolist() == [1, 4, 8]
+    assert batch["class_labels"].tolist() == [1, 0, 1]
+
+
+def test_collator_rejects_damaged_rows():
+    with pytest.raises(ConfigError, match="seq_lens do not sum"):
+        Collator(pad_id=0)([{"input_ids": [1, 2, 3], "seq_lens": [2], "num_pad": 0}])
+
+
+def test_rows_match_the_arrow_files(sft_dir):
+    info = read_info(sft_dir)
+    rows = ArrowRows(sft_dir, "validation")
+    table = pa.ipc.open_stream(pa.memory_map(str(sft_dir / "validation" / "data-00000-of-00001.arrow"))).read_all()
+    assert len(rows) == table.num_rows == info.manifest["counts"]["rows"]["validation"]
+    assert rows.num_tokens() == info.manifest["splits"]["validation"]["shards"][0]["tokens"]
+    for i in (0, 7, len(rows) - 1):
+        expected = table.slice(i, 1).to_pylist()[0]
+        got = rows[i]
+        assert got["input_ids"].tolist() == expected["input_ids"]
+        assert got["loss_mask"].tolist() == expected["loss_mask"]
+        assert got["seq_lens"].tolist() == expected["seq_lens"] and got["num_pad"] == expected["num_pad"]
+    assert rows[-1]["input_ids"].tolist() == rows[len(rows) - 1]["input_ids"].tolist()
+    with pytest.raises(IndexError):
+        rows[len(rows)]
+    assert (info.task, info.seq_len, info.vocab_size, info.pad_id, info.stop_ids) == ("sft", 64, 257, 0, (0,))
+
+
+def test_rows_across_record_batches(pretrain_dir):
+    rows = ArrowRows(pretrain_dir, "train")
+    assert len(rows._batches) > 1  # chunk_records=64: several record batches
+    table = pa.ipc.open_stream(pa.memory_map(str(pretrain_dir / "train" / "data-00000-of-00001.arrow"))).read_all()
+    ids = table.column("input_ids").to_pylist()
+    assert [rows[i]["input_ids"].tolist() for i in range(len(rows))] == ids
+    assert "loss_mask" not in rows[0]
+
+
+def test_missing_dataset_and_split(tmp_path, sft_dir):
+    with pytest.raises(InputError, match="not a dataprep dataset"):
+        read_info(tmp_path)
+    with pytest.raises(InputError, match="no split .test."):
+        ArrowRows(sft_dir, "test")
+
+
+def test_sampler_is_seeded_epoch_permutations_and_resumable():
+    full = list(StepSampler(10, batch_size=3, seed=7, num_steps=9))
+    assert full == list(StepSampler(10, batch_size=3, seed=7, num_steps=9))
+    # three batches per epoch (the tenth row waits for another epoch); each epoch: no repeats
+    for epoch in range(3):
+        seen = sum(full[3 * epoch : 3 * epoch + 3], [])
+        assert len(set(seen)) == 9
+    assert full[:3] != full[3:6]  # every epoch its own order
+    assert list(StepSampler(10, batch_size=3, seed=7, start_step=4, num_steps=5)) == full[4:]
+    assert list(StepSampler(10, batch_size=3, seed=8, num_steps=9)) != full
+    assert list(StepSampler(5, batch_size=2, shuffle=False)) == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ConfigError, match="batch_size 8 does not fit a split of 5 rows"):
+        StepSampler(5, batch_size=8)
+
+
+def test_batches_resume_and_workers_give_the_same_stream(sft_dir):
+    rows, collator = ArrowRows(sft_dir, "train"), Collator(pad_id=0)
+    straight = [b["input_ids"] for b in Batches(rows, collator, batch_size=8, seed=1, num_steps=6)]
+    resumed = [b["input_ids"] for b in Batches(rows, collator, batch_size=8, seed=1, start_step=3, num_steps=3)]
+    assert all(torch.equal(a, b) for a, b in zip(straight[3:], resumed, strict=True))
+    loader = DataLoader(Batches(rows, collator, batch_size=8, seed=1, num_steps=6), batch_size=None, num_workers=2)
+    assert all(torch.equal(a, b["input_ids"]) for a, b in zip(straight, loader, strict=True))
+    # evaluation order: every row once, in file order
+    ordered = list(Batches(rows, collator, batch_size=1000, shuffle=False))
+    assert sum(b["input_ids"].shape[0] for b in ordered) == len(rows)
+
+
+def test_torch_dataloader_with_sampler(sft_dir):
+    rows = ArrowRows(sft_dir, "train")
+    loader = DataLoader(rows, batch_sampler=StepSampler(len(rows), batch_size=4, seed=0, num_steps=2), collate_fn=Collator(pad_id=0))
+    batches = list(loader)
+    assert len(batches) == 2 and batches[0]["input_ids"].shape[0] == 4
+    first = StepSampler(len(rows), batch_size=4, seed=0).indices(0)
+    assert batches[0]["input_ids"][0, : len(rows[int(first[0])]["input_ids"])].tolist() == rows[int(first[0])]["input_ids"].tolist()
+
+
+def test_every_label_is_the_next_token_of_its_own_segment(sft_dir):
+    """On real rows: targets equal input_ids where loss_mask is 1, never at a segment start."""
+    rows = ArrowRows(sft_dir, "train")
+    batch = Collator(pad_id=0)([rows[i] for i in range(32)])
+    labels, ids, pos = batch["labels"], batch["input_ids"], batch["position_ids"]
+    target = labels != X
+    assert torch.equal(labels[target], ids[target])
+    assert not (target & (pos == 0)).any()
+    data_targets = sum(int(rows[i]["loss_mask"].sum()) for i in range(32))
+    assert batch["num_targets"] == int(target.sum()) == data_targets
+    manifest = json.loads((sft_dir / "manifest.json").read_text())
+    assert manifest["sft"]["masking"] == "completion"
