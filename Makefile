@@ -22,7 +22,10 @@ install: $(BIN)/dataprep
 
 demo: install
 	$(BIN)/dataprep run recipes/demo-pretrain.yaml --out $(OUT)/demo-pretrain --overwrite
-	$(BIN)/python -c "import datasets; d = datasets.load_from_disk('$(OUT)/demo-pretrain'); print(d)"
+	$(BIN)/dataprep validate $(OUT)/demo-pretrain
+	$(BIN)/dataprep run recipes/demo-sft.yaml --out $(OUT)/demo-sft --overwrite
+	$(BIN)/dataprep validate $(OUT)/demo-sft
+	$(BIN)/python -c "import datasets; d = datasets.load_from_disk('$(OUT)/demo-sft'); print(d)"
 
 test: install
 	$(BIN)/python -m pytest -q
