@@ -274,6 +274,45 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
     click.echo(f"wrote {page} (+ {len(list(page.parent.glob('*.png')))} PNGs)")
 
 
+@cli.command("train")
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Run folder for checkpoint.pt, verify.json and loss.png (default: DATASET-train beside DATASET).")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps (default 2000).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Rows per step (default 4096 // seq_len: 64 for demo-sft).")
+@click.option("--lr", type=float, help="Peak learning rate (default: 4e-3 for the cpu model, 6e-4 for gpu).")
+@click.option("--seed", type=int, help="Seeds the weights and the data order (default 0).")
+@click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
+@click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words (default) or a head on label_id.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.TrainConfig), e.g. --set task_proof=on. Repeatable.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
+def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, classification: str | None, overrides: tuple[str, ...], resume: bool, overwrite: bool, quiet: bool) -> int:
+    """Train a small transformer on DATASET and prove the data trains: the loss falls, held-out
+    answers are right (short-answer fine-tuning data), masks and packing are exact, and the
+    loader outruns training. Writes verify.json, loss.png and checkpoint.pt.
+
+    Exit status: 0 every check passed, 1 a check failed (or a dataprep error).
+
+    Example:
+
+    \b
+        dataprep train out/demo-sft
+        dataprep train out/demo-pretrain --out runs/pretrain --steps 300 --set eval_every=100
+    """
+    from .train import config_from, train, verdict
+
+    settings = dict(item.split("=", 1) for item in overrides if "=" in item)
+    if len(settings) != len(overrides):
+        raise click.UsageError("--set takes KEY=VALUE, e.g. --set task_proof=on")
+    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, classification=classification)
+    run_dir = out or dataset.rstrip("/\\") + "-train"
+    report = train(dataset, run_dir, cfg, resume=resume, overwrite=overwrite, echo=(lambda _: None) if quiet else click.echo)
+    if quiet:
+        click.echo(verdict(report))
+    return 0 if report["passed"] else 1
+
 
 def _echo_error(exc: DataprepError) -> None:
     from .progress import json_logs

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +103,8 @@ def ray_ordered_map(
     ray = import_ray()
     started_here = False
     if not ray.is_initialized():
+        if address is not None:
+            _check_reachable(address)
         try:
             if address is None:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -112,6 +115,22 @@ def ray_ordered_map(
             raise EngineError(f"cannot start or join {where}: {exc}; check `ray status` on the head node") from exc
         started_here = True
     return _ordered(ray, setup, setup_args, items, window=window, max_retries=max_retries, started_here=started_here)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes (Ray retries an unreachable head for ~2 min), on a bad HOST:PORT."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise EngineError(
+            f"cannot reach the Ray cluster at {address} ({exc}); start it with `ray start --head` on the head "
+            "node and pass HEAD_IP:6379 (or ray://HEAD_IP:10001 from outside the cluster), or leave out --address "
+            "for a local Ray instance"
+        ) from exc
 
 
 def _ordered(ray, setup, setup_args, items, *, window, max_retries, started_here) -> Iterator[Any]:

@@ -5,16 +5,12 @@ Pre-norm blocks (RMSNorm, attention, GELU MLP), rotary positions read from ``pos
 classification head. Attention stays inside each segment of a packed row; the backend that
 does it is chosen once, by :func:`pick_attention`:
 
-=========  =====================================================  ==========================
-backend    how segments are kept apart                            where
-=========  =====================================================  ==========================
-varlen     ``torch.nn.attention.varlen.varlen_attn`` (flash) over  CUDA, bf16/fp16, torch>=2.9
-           ``cu_seqlens``: no padding, no mask
-flex       ``flex_attention`` with a block mask from                CUDA (compiled), CPU eager
-           ``document_ids``: fully masked tiles are skipped
-sdpa       ``scaled_dot_product_attention`` with a dense            everywhere (the reference)
-           ``[B, 1, T, T]`` block-causal bool mask
-=========  =====================================================  ==========================
+* ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (flash attention) over the collator's
+  ``cu_seqlens``: every segment is its own sequence, no mask is built. CUDA, bf16/fp16.
+* ``flex``: ``flex_attention`` with a block mask built from ``document_ids``; fully masked
+  tiles are skipped. CUDA, compiled (on CPU it runs forward only: no backward kernel).
+* ``sdpa``: ``scaled_dot_product_attention`` with a dense ``[B, 1, T, T]`` block-causal bool
+  mask. Runs everywhere; the reference the others are checked against.
 
 On CUDA ``auto`` tries varlen, then flex, then sdpa, and keeps the first whose output matches
 sdpa's on a small packed probe; anything that raises or disagrees is skipped with a log line.
@@ -253,7 +249,7 @@ class Transformer(nn.Module):
 
 def _probe(device: torch.device, dtype: torch.dtype, backend: str) -> float:
     """Largest difference between ``backend`` and the sdpa reference on a small packed batch."""
-    cfg = ModelConfig(vocab_size=64, d_model=64, n_layers=1, n_heads=2, max_seq_len=64)
+    cfg = ModelConfig(vocab_size=64, d_model=64, n_layers=1, n_heads=2, max_seq_len=128)
     torch.manual_seed(0)
     ref = Transformer(cfg).to(device)
     other = Transformer(cfg, attention=backend).to(device)

@@ -41,6 +41,14 @@ from .model import Transformer, pick_attention, preset
 # Peak learning rate per model preset: "cpu" was tuned on demo-sft; "gpu" is GPT-2 small's.
 PEAK_LR = {"cpu": 4e-3, "gpu": 6e-4}
 
+CHOICES = {
+    "model": ("auto", "cpu", "gpu"),
+    "attention": ("auto", "varlen", "flex", "sdpa"),
+    "device": ("auto", "cpu", "cuda"),
+    "classification": ("generative", "head"),
+    "task_proof": ("auto", "on", "off"),
+}
+
 CHECKPOINT = "checkpoint.pt"
 VERIFY = "verify.json"
 CURVE = "loss.png"
@@ -57,7 +65,7 @@ class TrainConfig:
     attention: str = "auto"        # auto | varlen | flex | sdpa (see dataprep/model.py)
     device: str = "auto"           # auto | cpu | cuda
     steps: int = 2000              # optimizer steps
-    batch_size: int = 64           # rows per step
+    batch_size: int | None = None  # rows per step (None: 4096 // seq_len, e.g. 64 rows of demo-sft)
     lr: float | None = None        # peak learning rate (None: the preset's, PEAK_LR)
     min_lr: float = 1e-4           # end of the cosine
     warmup: int = 100              # linear warmup steps
@@ -77,6 +85,15 @@ class TrainConfig:
     proof_examples: int = 16       # examples in the mask and packing proofs
     loader_ratio: float = 10.0     # loader tokens/s must be >= this x training tokens/s
 
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"training setting {name!r} is {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        for name in ("steps", "batch_size", "warmup", "eval_rows", "task_examples", "proof_examples", "d_model", "n_layers", "n_heads"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "warmup" else 1):
+                raise ConfigError(f"training setting {name!r} must be positive, got {value}")
+
 
 def config_from(overrides: dict[str, str] | None = None, **options: Any) -> TrainConfig:
     """A :class:`TrainConfig` from ``KEY=VALUE`` strings (values parsed as YAML) and keyword options.
@@ -95,7 +112,8 @@ def config_from(overrides: dict[str, str] | None = None, **options: Any) -> Trai
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
             raise ConfigError(f"unknown training setting {key!r}{hint}")
-        values[key] = yaml.safe_load(text)
+        # text settings stay text: YAML would read "off" as False
+        values[key] = text if known[key].type.startswith("str") else yaml.safe_load(text)
     for key, value in values.items():
         values[key] = _coerce(key, value, known[key].type)
     return TrainConfig(**values)
@@ -167,11 +185,10 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     # CUDA: every batch padded to seq_len, so compiled kernels see one shape instead of dozens
     collator = Collator(pad_id=info.pad_id, pad_to=info.seq_len if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0)
-    if cfg.classification not in ("generative", "head"):
-        raise ConfigError(f"classification must be 'generative' or 'head', not {cfg.classification!r}")
-    head = cfg.classification == "head" and info.labels is not None
+    batch_size = cfg.batch_size or max(1, 4096 // info.seq_len)
     if cfg.classification == "head" and info.labels is None:
         raise ConfigError(f"classification 'head' needs a classification dataset; {info.path} has no label_id")
+    head = cfg.classification == "head"
 
     # --- device, model, optimizer -------------------------------------------------------------
     torch.manual_seed(cfg.seed)
@@ -204,8 +221,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     def evaluate() -> float:
         model.eval()
         total, count = 0.0, 0
-        for batch in Batches(val_rows, collator, batch_size=cfg.batch_size, shuffle=False,
-                             num_steps=max(1, -(-min(cfg.eval_rows, len(val_rows)) // cfg.batch_size))):
+        for batch in Batches(val_rows, collator, batch_size=batch_size, shuffle=False,
+                             num_steps=max(1, -(-min(cfg.eval_rows, len(val_rows)) // batch_size))):
             t, c = loss_of(verify.to_device(batch, device))
             total, count = total + float(t), count + c
         model.train()
@@ -226,7 +243,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
             model.eval()
             right = count = 0
             with torch.no_grad():
-                for batch in Batches(val_rows, collator, batch_size=cfg.batch_size, shuffle=False):
+                for batch in Batches(val_rows, collator, batch_size=batch_size, shuffle=False):
                     _, n, pred = model.class_loss(verify.to_device(batch, device))
                     right += int((pred.cpu() == batch["class_labels"]).sum())
                     count += n
@@ -237,6 +254,10 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     # --- resume or start ------------------------------------------------------------------------
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        changed = {k: v for k, v in state["config"].items() if asdict(cfg).get(k) != v}
+        if changed:  # another schedule, model or seed would not continue the same run
+            saved = ", ".join(f"{k}={v}" for k, v in changed.items())
+            raise ConfigError(f"{ckpt_path} was trained with other settings; resume with the same ones: {saved}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, history, before = state["step"], state["history"], state["before"]
@@ -259,16 +280,15 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
                     "before": before, "config": asdict(cfg), "model_config": asdict(model_cfg)}, tmp)
         os.replace(tmp, path)
 
-    # --- train ------------------------------------------------------------------------------------
-    model.train()
     def stream(seed: int, start: int, count: int | None) -> Any:
         """The training batches from step ``start``; worker processes build them ahead when asked."""
-        batches = Batches(train_rows, collator, batch_size=cfg.batch_size, seed=seed, start_step=start, num_steps=count)
+        batches = Batches(train_rows, collator, batch_size=batch_size, seed=seed, start_step=start, num_steps=count)
         if not workers:
             return batches
-        return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
-                                           pin_memory=device.type == "cuda", persistent_workers=False)
+        return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
 
+    # --- train ------------------------------------------------------------------------------------
+    model.train()
     batches = stream(cfg.seed, step, max(0, cfg.steps - step))
     report_every = max(1, cfg.steps // 20)
     tick = time.perf_counter()
@@ -340,7 +360,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
                           "answers too long for exact match (use --task-proof on to force)", "pass": None}
     report = {
         "dataset": str(info.path), "task": info.task, "device": str(device), "attention": attention, "peak_lr": peak_lr,
-        "loader_workers": workers,
+        "batch_size": batch_size, "loader_workers": workers,
         "model": {"preset": model_name, "params": params, **asdict(model_cfg)}, "config": asdict(cfg),
         "steps": step, "train_seconds": history["seconds"], "train_tokens": history["tokens"],
         "checks": checks,

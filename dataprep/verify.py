@@ -144,10 +144,15 @@ def _mask_proof(model: Transformer, rows: list[Row], collator: Collator, device:
 
 def packing_proof(model: Transformer, singles: list[Row], collator: Collator, device: torch.device, *, seq_len: int,
                   tolerance: float = 1e-4) -> dict[str, Any]:
-    """Loss of the examples packed into rows vs the token-weighted loss of each one alone (fp32)."""
+    """Loss of the examples packed into rows vs the token-weighted loss of each one alone (fp32).
+
+    Rows hold at least two examples even when two do not fit ``seq_len`` (positions restart
+    in every segment, so nothing depends on the row length).
+    """
     backend = fp32_backend(model)
+    longest = sorted(len(r[C.INPUT_IDS]) for r in singles)[-2:]
     with torch.no_grad(), attention_backend(model, backend):
-        packed_rows = pack(singles, seq_len=seq_len)
+        packed_rows = pack(singles, seq_len=max(seq_len, sum(longest)))
         total, count = model.lm_loss(to_device(collator(packed_rows), device))
         alone_total, alone_count = 0.0, 0
         for row in singles:

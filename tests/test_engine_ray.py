@@ -157,3 +157,12 @@ def test_urls_are_refused_with_a_fix(tmp_path, where):
         out = "gs://bucket/out"
     with pytest.raises(ConfigError, match="is a URL .*Mount the store"):
         run(recipe, out)
+
+
+@needs_ray
+def test_unreachable_cluster_fails_fast_with_a_fix():
+    from dataprep.engine_ray import EngineError, _check_reachable
+
+    with pytest.raises(EngineError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*ray start --head"):
+        _check_reachable("127.0.0.1:1")
+    _check_reachable("auto")  # resolved by Ray itself

