@@ -16,6 +16,9 @@ NUM_PAD = "num_pad"      # int32: length of the trailing pad piece (0 when the r
 LOSS_MASK = "loss_mask"  # list<uint8>: 1 = training target
 LABEL_ID = "label_id"    # int32 (classification, one example per row)
 LABEL_IDS = "label_ids"  # list<int32> (classification, packed: one per example in the row)
+LABELS = "labels"        # list<int32>: mlm (static): the original id where chosen, else IGNORE_INDEX;
+                         # span_corruption: the sentinel-delimited spans
+QUERY_START = "query_start"  # int32 (fewshot): where the query's own prompt starts in input_ids
 
 TOKEN_TYPE = pa.int32()
 PRETRAIN_ROW_SCHEMA = pa.schema(

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import __version__
 from . import columns as C
-from . import pretrain, sft
+from . import objectives, pretrain, sft
 from .engine import default_workers, ordered_map
 from .errors import ConfigError
 from .ordered import OrderedStage
@@ -51,6 +51,8 @@ class Plan:
 
 
 def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+    if objectives.uses_hooks(recipe):  # mlm, span_corruption, fewshot
+        return objectives.plan_for(recipe, tokenizer, files)
     if recipe.task == "pretrain":
         return Plan(
             format="dataprep.pretrain/1",
@@ -148,6 +150,10 @@ def _refuse_urls(recipe: Recipe, out: str | Path) -> None:
 
 
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
+    return objectives.prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
+
+
+def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
     if recipe.tokenizer.train is None:
         return load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     if recipe.task != "pretrain":
@@ -167,6 +173,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
     rows = {split: pack[split]["rows"] for split in C.SPLITS}
     slots = sum(p["rows"] * p["seq_len"] for p in pack.values())
     trained = recipe.tokenizer.train is not None
+    saved = trained or bool(getattr(tokenizer, "added_tokens", None))  # sentinels added for span corruption
     manifest = {
         "format": plan.format,
         "dataprep_version": __version__,
@@ -179,7 +186,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         "tokenizer": {
             "source": tokenizer.source,
             "trained": trained,
-            "saved_as": C.TOKENIZER_DIR if trained else None,
+            "saved_as": C.TOKENIZER_DIR if saved else None,
             "files": [] if trained else [{"path": str(p), "sha256": sha256_file(p)} for p in tokenizer.files],
             "fingerprint": tokenizer.fingerprint,
             "vocab_size": tokenizer.vocab_size,

@@ -84,6 +84,37 @@ class SftSpec:
 
 
 @dataclass(frozen=True)
+class MlmSpec:
+    """``objective: mlm`` options (see :mod:`dataprep.mlm`)."""
+
+    masking: str = "dynamic"
+    rate: float = 0.15
+    mask_ratio: float = 0.8
+    random_ratio: float = 0.1
+    whole_word: bool = False
+    mask_token: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SpanSpec:
+    """``objective: span_corruption`` options (see :mod:`dataprep.span`)."""
+
+    noise_density: float = 0.15
+    mean_span_length: float = 3.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FewshotSpec:
+    """``task: fewshot`` options (see :mod:`dataprep.fewshot`)."""
+
+    k: int = 4
+    separator: str = "\n\n"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe with every default filled in."""
 
@@ -98,7 +129,11 @@ class Recipe:
     on_error: str
     base_dir: Path
     name: str = ""
-    sft: SftSpec | None = None
+    sft: SftSpec | None = None  # also set for task: fewshot (template, masking, max_length, overflow)
+    objective: str = "clm"  # pretrain: clm | mlm | span_corruption
+    mlm: MlmSpec | None = None
+    span: SpanSpec | None = None
+    fewshot: FewshotSpec | None = None
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -205,7 +240,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         inputs.append(InputSpec(**spec))
         fields.append(None if field_map is None else {name: _field(v) for name, v in field_map.items()})
     sft = None
-    if r["task"] == "sft":
+    if r["task"] in ("sft", "fewshot"):
         cls = r.get("classification")
         sft = SftSpec(
             template=r["template"],
@@ -230,6 +265,10 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         on_error=r["on_error"],
         base_dir=base_dir,
         sft=sft,
+        objective=r.get("objective", "clm"),
+        mlm=MlmSpec(**r["mlm"]) if "mlm" in r else None,
+        span=SpanSpec(**r["span_corruption"]) if "span_corruption" in r else None,
+        fewshot=FewshotSpec(**r["fewshot"]) if "fewshot" in r else None,
         resolved=r,
     )
 

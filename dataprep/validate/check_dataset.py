@@ -37,6 +37,7 @@ from .check_manifest import (
     load_manifest,
 )
 from .check_rows import Rows, Scope, check_nulls, check_schema, check_structure, check_vocab
+from .check_objectives import check_fewshot, check_mlm, check_span
 from .check_tokens import Pieces, check_pretrain, check_sft, special_ids
 from .contract import Contract, contract_of
 from .findings import Finding, Report
@@ -50,7 +51,8 @@ class ShardResult:
     units: ShardUnits
     rows: int = 0
     tokens: int = 0
-    targets: int = 0
+    targets: int = 0  # target tokens (fine-tuning) or chosen positions (mlm static)
+    maskable: int = 0
     bytes: int = 0
 
 
@@ -94,7 +96,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
     hashed: dict[str, Hashed] = {}
     totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}}
-    targets = content = 0
+    targets = content = maskable = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in (small, large):
             watch = ALL if split == small else _watch(hashed[small], expected)
@@ -104,6 +106,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
                 report.extend(result.findings)
                 totals["bytes"] += result.bytes
                 targets += result.targets
+                maskable += result.maskable
                 content += result.tokens
             totals["rows"][split] = sum(r.rows for r in results)
             totals["tokens"][split] = sum(r.tokens for r in results)
@@ -120,6 +123,8 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
         report.extend(compare(expected, hashed))
     seconds = time.perf_counter() - started
     report.stats.update(_stats(contract, manifest, totals, targets, content, seconds))
+    if maskable:
+        report.stats["mlm_chosen_ratio"] = round(targets / maskable, 6)
     return report
 
 
@@ -135,7 +140,7 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
     """Read one shard once and run checks 1 to 6 on it, collecting its units for 7 and 8."""
     name = f"{split}/{entry['file']}"
     scope = Scope(name, split)
-    documents = contract.packing == "wrap" and contract.add_eos and contract.eos_id is not None
+    documents = contract.packing == "wrap" and contract.add_eos and contract.eos_id is not None and contract.objective_name != "span_corruption"
     units = ShardUnits(name, documents=documents, eos=contract.eos_id, watch=watch)
     result = ShardResult(scope.findings, units)
     path = out / split / entry["file"]
@@ -186,10 +191,16 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
     if not whole:
         rows = rows.take(good)
     pieces = Pieces.of(rows)
-    if c.task == "pretrain":
+    if c.objective_name == "span_corruption":  # corrupted rows: sentinels and spans, not document pieces
+        check_span(rows, c, scope)
+    elif c.task == "pretrain":
         check_pretrain(rows, pieces, c, scope, summary.counts if whole else None)
+        chosen, maskable = check_mlm(rows, pieces, c, scope)
+        result.targets += chosen
+        result.maskable += maskable
     else:
         result.targets += check_sft(rows, pieces, c, scope)
+        check_fewshot(rows, c, scope)
     units.add(rows, pieces)
     return content
 
@@ -199,9 +210,9 @@ def _stats(c: Contract, manifest: dict[str, Any], totals: dict[str, Any], target
     stats: dict[str, Any] = {
         "rows": totals["rows"],
         "tokens": totals["tokens"],
-        "examples" if c.task == "sft" else "documents": totals["units"],
+        "documents" if c.task == "pretrain" else "examples": totals["units"],
     }
-    if c.task == "sft":
+    if c.task != "pretrain":
         stats["target_ratio"] = round(targets / content, 6) if content else 0.0
         stats["target_tokens"] = targets
         if c.stop_ids is not None:

@@ -85,6 +85,9 @@ class Rows:
     label_id: np.ndarray | None = None  # per row
     label_ids: np.ndarray | None = None  # flat, per example
     label_starts: np.ndarray | None = None
+    labels: np.ndarray | None = None  # flat int32 (mlm static, span_corruption)
+    labels_starts: np.ndarray | None = None
+    query_start: np.ndarray | None = None  # per row (fewshot)
 
     @property
     def n(self) -> int:
@@ -109,6 +112,10 @@ class Rows:
             rows.label_id = batch.column(C.LABEL_ID).to_numpy(zero_copy_only=False)
         if C.LABEL_IDS in names:
             rows.label_ids, rows.label_starts = _list(batch.column(C.LABEL_IDS))
+        if C.LABELS in names:
+            rows.labels, rows.labels_starts = _list(batch.column(C.LABELS))
+        if C.QUERY_START in names:
+            rows.query_start = batch.column(C.QUERY_START).to_numpy(zero_copy_only=False).astype(np.int64)
         return rows
 
     def lengths(self) -> np.ndarray:
@@ -133,10 +140,12 @@ class Rows:
         seq_lens, seq_starts = gather(self.seq_lens, self.seq_starts)
         mask, mask_starts = gather(self.mask, self.mask_starts)
         label_ids, label_starts = gather(self.label_ids, self.label_starts)
+        labels, labels_starts = gather(self.labels, self.labels_starts)
         return replace(
             self, row=self.row[keep], ids=ids, starts=starts, seq_lens=seq_lens, seq_starts=seq_starts,
             num_pad=self.num_pad[keep], mask=mask, mask_starts=mask_starts,
             label_id=None if self.label_id is None else self.label_id[keep], label_ids=label_ids, label_starts=label_starts,
+            labels=labels, labels_starts=labels_starts, query_start=None if self.query_start is None else self.query_start[keep],
         )
 
 

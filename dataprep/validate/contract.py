@@ -25,13 +25,15 @@ from ..sft import stop_token_ids
 from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 CHAT = "chat"
+FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract
+ROW_SCHEMAS = {"dataprep.mlm/1": "mlm-row", "dataprep.span/1": "span-row", "dataprep.fewshot/1": "fewshot-row"}
 
 
 @dataclass(frozen=True)
 class Contract:
     """The promises the row checks test (see the module docstring)."""
 
-    task: str  # pretrain | sft
+    task: str  # pretrain | sft | fewshot
     seq_len: int
     vocab_size: int
     bos_id: int | None
@@ -47,6 +49,11 @@ class Contract:
     num_labels: int | None = None
     stop_ids: tuple[int, ...] | None = None  # sft; None when they could not be found (check skipped)
     stop_source: str = ""
+    objective: dict[str, Any] | None = None  # the manifest's objective section (mlm, span_corruption)
+
+    @property
+    def objective_name(self) -> str:
+        return (self.objective or {}).get("name", "clm")
 
     @property
     def pad_is_special_elsewhere(self) -> bool:
@@ -69,8 +76,14 @@ def contract_of(manifest: dict[str, Any], out: Path, notes: list[str]) -> Contra
     if task == "sft" and recipe.get("classification") is not None:
         label_column = "label_ids" if mode == "bfd" else "label_id"
     stop_ids, source = (None, "")
-    if task == "sft":
+    if task in FINE_TUNING:
         stop_ids, source = _stop_ids(manifest, out, notes)
+    add_bos, add_eos = tok["add_bos"], tok["add_eos"]
+    objective = manifest.get("objective")
+    if objective and objective.get("name") == "mlm":  # pieces are framed by the post-processor instead
+        frame = objective["frame"]
+        add_bos = ids.get("bos") is not None and frame["prefix"][-1:] == [ids["bos"]]
+        add_eos = ids.get("eos") is not None and frame["suffix"][:1] == [ids["eos"]]
     return Contract(
         task=task,
         seq_len=manifest["seq_len"],
@@ -78,16 +91,17 @@ def contract_of(manifest: dict[str, Any], out: Path, notes: list[str]) -> Contra
         bos_id=ids.get("bos"),
         eos_id=ids.get("eos"),
         pad_id=manifest["padding"]["pad_token_id"],
-        add_bos=tok["add_bos"],
-        add_eos=tok["add_eos"],
+        add_bos=add_bos,
+        add_eos=add_eos,
         split_special_tokens=bool(recipe.get("tokenizer", {}).get("split_special_tokens", True)),
         packing=mode,
         fixed_length=fixed,
-        schema_name="pretrain-row" if task == "pretrain" else "sft-row",
+        schema_name=ROW_SCHEMAS.get(manifest.get("format", ""), "pretrain-row" if task == "pretrain" else "sft-row"),
         label_column=label_column,
         num_labels=len(sft["labels"]) if sft.get("labels") else None,
         stop_ids=stop_ids,
         stop_source=source,
+        objective=objective,
     )
 
 
@@ -115,7 +129,7 @@ def manifest_tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
     tok = manifest["tokenizer"]
     spec = dict(manifest["recipe"].get("tokenizer", {}))
     spec.pop("train", None)
-    spec["path"] = str(out / tok["saved_as"]) if tok["trained"] else tok["source"]
+    spec["path"] = str(out / tok["saved_as"]) if tok.get("saved_as") else tok["source"]
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out)
 
 
