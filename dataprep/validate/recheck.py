@@ -78,6 +78,10 @@ def prepare(manifest: dict[str, Any], out: Path, *, sample: int, seed: int, repo
     if tokenizer.fingerprint != manifest["tokenizer"]["fingerprint"]:
         why = f"the tokenizer at {manifest['tokenizer']['source']} has fingerprint {tokenizer.fingerprint[:16]}..., the dataset was made with {manifest['tokenizer']['fingerprint'][:16]}..."
         report.add(Finding("tokenizer_changed", why, file=C.MANIFEST_FILE, path="tokenizer.fingerprint"))
+    if manifest.get("objective") or recipe.task == "fewshot":
+        what = f"objective {manifest['objective']['name']}" if manifest.get("objective") else "few-shot prompts"
+        report.notes.append(f"recheck skipped: rows of {what} are not re-made record by record (masks, spans and demonstrations depend on other records)")
+        return None
     if recipe.task == "pretrain" and recipe.packing.mode == "wrap" and not (recipe.tokenizer.add_eos and tokenizer.eos_id is not None):
         report.notes.append("recheck skipped: wrap rows without EOS have no document boundaries to find documents by")
         return None
