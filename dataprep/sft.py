@@ -160,9 +160,15 @@ class SftWorker:
         encoded = encode_batch_flat(self.tokenizer, rendered)
         return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops)
 
-    def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops) -> ChunkResult:
+    def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
+                   extra_stats: Mapping[str, np.ndarray] | None = None,
+                   extra_columns: Mapping[str, np.ndarray] | None = None) -> ChunkResult:
         """:meth:`_fit` for a whole chunk: vectorised for the examples that fit as they are (nearly
-        all), ``_fit`` itself, in input order, for the few with no target or over ``max_length``."""
+        all), ``_fit`` itself, in input order, for the few with no target or over ``max_length``.
+
+        ``extra_stats`` (per-example counters, summed in the manifest) and ``extra_columns``
+        (per-example values, carried to every token as extras) let a task built on this one
+        (few-shot) add its own, filtered like everything else to the examples kept."""
         lengths, offsets = enc.lengths, enc.offsets
         mask = enc.mask.copy()
         mask[offsets[:-1][lengths > 0]] = 0  # nothing in an example predicts its first token
@@ -174,6 +180,7 @@ class SftWorker:
             "straddles": enc.straddles.copy(),
             "examples_with_straddle": (enc.straddles > 0).astype(np.int64),
             "target_tokens": targets,
+            **(extra_stats or {}),
         }
         problems = np.flatnonzero((targets == 0) | (lengths > self.sft.max_length))
         keep = np.ones(len(enc), dtype=bool)
@@ -201,6 +208,8 @@ class SftWorker:
         extras = {C.LOSS_MASK: out_mask}
         if self.label_ids is not None:
             extras[C.LABEL_ID] = np.repeat(np.asarray(label_ids, dtype=np.int32)[keep], out_lengths)
+        for name, values in (extra_columns or {}).items():
+            extras[name] = np.repeat(np.asarray(values)[keep], out_lengths)
         return ChunkResult(
             hashes=hashes,
             validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
