@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+ with venv):
-#   make demo   install, then run the main job on the bundled sample data
+#   make demo   install, then run the main job on the bundled sample data:
+#               recipes -> shards -> validate -> a short training run that proves them
 #   make test   install, then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,6 +27,8 @@ demo: install
 	$(BIN)/dataprep run recipes/demo-sft.yaml --out $(OUT)/demo-sft --overwrite
 	$(BIN)/dataprep validate $(OUT)/demo-sft
 	$(BIN)/python -c "import datasets; d = datasets.load_from_disk('$(OUT)/demo-sft'); print(d)"
+	$(BIN)/dataprep train $(OUT)/demo-pretrain --out $(OUT)/demo-pretrain-train --overwrite --steps 100
+	$(BIN)/dataprep train $(OUT)/demo-sft --out $(OUT)/demo-sft-train --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q
