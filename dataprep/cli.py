@@ -285,13 +285,17 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words (default) or a head on label_id.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.TrainConfig), e.g. --set task_proof=on. Repeatable.")
+@click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
-def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, classification: str | None, overrides: tuple[str, ...], resume: bool, overwrite: bool, quiet: bool) -> int:
+def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
     """Train a small transformer on DATASET and prove the data trains: the loss falls, held-out
     answers are right (short-answer fine-tuning data), masks and packing are exact, and the
     loader outruns training. Writes verify.json, loss.png and checkpoint.pt.
+
+    MLM datasets train an encoder (bidirectional attention), span-corruption datasets a prefix LM;
+    both check that the loss falls. --eval-fewshot compares in-context learning with fine-tuning.
 
     Exit status: 0 every check passed, 1 a check failed (or a dataprep error).
 
@@ -300,13 +304,15 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     \b
         dataprep train out/demo-sft
         dataprep train out/demo-pretrain --out runs/pretrain --steps 300 --set eval_every=100
+        dataprep train out/demo-sft --eval-fewshot out/fewshot-demo
+        dataprep train out/mlm-wikitext --out runs/mlm --steps 300
     """
     from .train import config_from, train, verdict
 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
     if len(settings) != len(overrides):
         raise click.UsageError("--set takes KEY=VALUE, e.g. --set task_proof=on")
-    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, classification=classification)
+    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, classification=classification, eval_fewshot=eval_fewshot)
     run_dir = out or dataset.rstrip("/\\") + "-train"
     report = train(dataset, run_dir, cfg, resume=resume, overwrite=overwrite, echo=(lambda _: None) if quiet else click.echo)
     if quiet:

@@ -239,7 +239,9 @@ class Collator:
     def __init__(self, *, pad_id: int, pad_to: int | None = None, attention_mask: bool = False):
         self.pad_id, self.pad_to, self.attention_mask = pad_id, pad_to, attention_mask
 
-    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def __call__(self, rows: Sequence[Mapping[str, Any]], *, step: int | None = None) -> dict[str, Any]:
+        # ``step`` (the batch number, from Batches) is unused here; collators that draw randomness
+        # per batch (dynamic MLM masks) seed from it
         ids = [np.asarray(r[C.INPUT_IDS], dtype=np.int64) for r in rows]
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         T = int(max(lengths.max(initial=1), self.pad_to or 0))
@@ -330,7 +332,7 @@ class Batches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for n, indices in enumerate(self.sampler):
             if n % workers == worker:
-                yield self.collator(self.rows.__getitems__(indices))
+                yield self.collator(self.rows.__getitems__(indices), step=self.sampler.start_step + n)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -34,6 +34,7 @@ from .columns import IGNORE_INDEX
 log = logging.getLogger("dataprep.model")
 
 BACKENDS = ("varlen", "flex", "sdpa")
+MASKS = ("causal", "bidirectional", "prefix")
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,17 @@ class Transformer(nn.Module):
             :func:`pick_attention` to choose one for a device.
     """
 
-    def __init__(self, cfg: ModelConfig, *, attention: str = "sdpa"):
+    def __init__(self, cfg: ModelConfig, *, attention: str = "sdpa", mask: str = "causal"):
         super().__init__()
         if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
             raise ValueError(f"d_model {cfg.d_model} must split into {cfg.n_heads} heads of even size")
-        self.cfg, self.attention = cfg, attention
+        if mask not in MASKS:
+            raise ValueError(f"attention mask {mask!r} is not one of {MASKS}")
+        if mask != "causal" and attention != "sdpa":
+            raise ValueError(f"the {mask} mask runs on the sdpa backend only, not {attention}")
+        # causal: decoder LM; bidirectional: an encoder (MLM); prefix: a prefix LM (span corruption,
+        # the first prefix_len tokens of a row see each other, the rest are causal). Always within segments.
+        self.cfg, self.attention, self.mask = cfg, attention, mask
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
@@ -174,7 +181,8 @@ class Transformer(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def _context(self, document_ids: torch.Tensor, cu_seqlens: torch.Tensor | None, max_seqlen: int | None) -> dict[str, Any]:
+    def _context(self, document_ids: torch.Tensor, cu_seqlens: torch.Tensor | None, max_seqlen: int | None,
+                 prefix_len: torch.Tensor | None = None) -> dict[str, Any]:
         """What the chosen backend needs to keep segments apart, built once per forward."""
         B, T = document_ids.shape
         if self.attention == "varlen":
@@ -197,13 +205,22 @@ class Transformer(nn.Module):
 
             block_mask = create_block_mask(same_segment_causal, B, None, T, T, device=document_ids.device)
             return {"backend": "flex", "flex": self._flex, "block_mask": block_mask}
-        causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()
-        return {"backend": "sdpa", "mask": ((document_ids[:, :, None] == document_ids[:, None, :]) & causal)[:, None]}
+        allowed = document_ids[:, :, None] == document_ids[:, None, :]
+        if self.mask != "bidirectional":
+            visible = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()[None]
+            if self.mask == "prefix":  # every query also sees the whole prefix of its row
+                keys = torch.arange(T, device=document_ids.device)
+                visible = visible | (keys[None, None, :] < prefix_len.to(document_ids.device)[:, None, None])
+            allowed = allowed & visible
+        return {"backend": "sdpa", "mask": allowed[:, None]}
 
     def hidden(self, input_ids: torch.Tensor, position_ids: torch.Tensor, document_ids: torch.Tensor, *,
-               cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None) -> torch.Tensor:
+               cu_seqlens: torch.Tensor | None = None, max_seqlen: int | None = None,
+               prefix_len: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states ``[B, T, d_model]``; segments never see each other."""
-        ctx = self._context(document_ids, cu_seqlens, max_seqlen)
+        if self.mask == "prefix" and prefix_len is None:
+            raise ValueError("a prefix-LM model needs prefix_len (tokens per row that see each other)")
+        ctx = self._context(document_ids, cu_seqlens, max_seqlen, prefix_len)
         rope = (self.rope_cos[position_ids][:, None], self.rope_sin[position_ids][:, None])
         x = self.embed(input_ids)
         for block in self.blocks:
@@ -220,7 +237,16 @@ class Transformer(nn.Module):
 
     def _hidden_of(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"],
-                           cu_seqlens=batch.get("cu_seqlens"), max_seqlen=batch.get("max_seqlen"))
+                           cu_seqlens=batch.get("cu_seqlens"), max_seqlen=batch.get("max_seqlen"),
+                           prefix_len=batch.get("prefix_len"))
+
+    def masked_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy where ``labels`` is not ``IGNORE_INDEX``, *not* shifted (MLM: each
+        chosen position predicts its own original token), and how many such positions there are."""
+        labels = batch["labels"]
+        keep = labels != IGNORE_INDEX
+        logits = self.logits(self._hidden_of(batch)[keep]).float()
+        return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
 
     def lm_loss(self, batch: dict[str, Any], *, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         """Summed next-token cross-entropy over the targets, and how many targets there are.

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import verify
+from . import fewshot_eval, verify
 from .errors import ConfigError, OutputError
 from .loader import ArrowRows, Batches, Collator, read_info
 from .model import Transformer, pick_attention, preset
@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     workers: int | None = None     # DataLoader worker processes (None: 0 on CPU, where cores train; 4 on CUDA)
     classification: str = "generative"  # generative | head (datasets with label_id)
+    eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
     eval_every: int = 250          # validation loss every N steps (0: only at the end)
     eval_rows: int = 512           # validation rows per evaluation
     checkpoint_every: int = 500    # also save a checkpoint every N steps (0: only at the end)
@@ -180,6 +181,13 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
 
     # --- data ------------------------------------------------------------------------------
     info = read_info(dataset)
+    if info.manifest.get("objective"):  # mlm / span_corruption: an encoder or a prefix LM (train_objectives.py)
+        from .train_objectives import train_objective
+
+        if resume or cfg.eval_fewshot:
+            raise ConfigError(f"{info.path} is {info.manifest['objective']['name']} data: --resume and --eval-fewshot apply to next-token training only")
+        return train_objective(info, out, cfg, device=_device(cfg.device), echo=echo)
+    fewshot = fewshot_eval.prepare(cfg.eval_fewshot, info, limit=cfg.task_examples) if cfg.eval_fewshot else None
     train_rows, val_rows = ArrowRows(info.dataset, "train"), ArrowRows(info.dataset, "validation")
     device = _device(cfg.device)
     # CUDA: every batch padded to seq_len, so compiled kernels see one shape instead of dozens
@@ -195,7 +203,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     # bf16 autocast on CUDA: fp32 master weights, bf16 matmuls; CPU stays fp32 (bf16 is slower there)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model_name = cfg.model if cfg.model != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    model_cfg = preset(model_name, vocab_size=info.vocab_size, max_seq_len=info.seq_len + 64,
+    longest = max(info.seq_len, fewshot.longest if fewshot else 0)  # k-shot prompts may be longer than the rows
+    model_cfg = preset(model_name, vocab_size=info.vocab_size, max_seq_len=longest + 64,
                        num_labels=len(info.labels) if head else 0)
     shape = {k: v for k, v in (("d_model", cfg.d_model), ("n_layers", cfg.n_layers), ("n_heads", cfg.n_heads)) if v}
     model_cfg = replace(model_cfg, **shape)
@@ -270,6 +279,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
             "packing": verify.packing_proof(model, singles, collator, device, seq_len=info.seq_len),
             "val_loss": evaluate(),
             "task": task_accuracy() if task_on else None,
+            "fewshot": fewshot_eval.evaluate(model, fewshot, pad_id=info.pad_id, device=device, decoder=decoder) if fewshot else None,
         }
         history["val_step"].append(0)
         history["val_loss"].append(before["val_loss"])
@@ -358,8 +368,12 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     else:
         checks["task"] = {"skipped": "pretraining data" if info.task == "pretrain" else
                           "answers too long for exact match (use --task-proof on to force)", "pass": None}
+    fewshot_result = None
+    if fewshot is not None:
+        fewshot_result = fewshot_eval.summary(fewshot, before["fewshot"], fewshot_eval.evaluate(model, fewshot, pad_id=info.pad_id, device=device, decoder=decoder))
+        echo(fewshot_eval.table(fewshot_result))
     report = {
-        "dataset": str(info.path), "task": info.task, "device": str(device), "attention": attention, "peak_lr": peak_lr,
+        "dataset": str(info.path), "task": info.task, "fewshot": fewshot_result, "device": str(device), "attention": attention, "peak_lr": peak_lr,
         "batch_size": batch_size, "loader_workers": workers,
         "model": {"preset": model_name, "params": params, **asdict(model_cfg)}, "config": asdict(cfg),
         "steps": step, "train_seconds": history["seconds"], "train_tokens": history["tokens"],
@@ -392,6 +406,10 @@ def plot(history: dict[str, Any], path: Path, *, title: str) -> None:
 
 def verdict(report: dict[str, Any]) -> str:
     """A few lines: each check's number and PASS / FAIL / skip, then the overall verdict."""
+    if "objective" in report:  # mlm / span_corruption runs check learning only
+        from .train_objectives import verdict as objective_verdict
+
+        return objective_verdict(report)
     c = report["checks"]
     mark = {True: "PASS", False: "FAIL", None: "skip"}
     learn, mask, pack, speed, task = c["learning"], c["mask"], c["packing"], c["throughput"], c["task"]
