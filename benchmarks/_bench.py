@@ -83,16 +83,51 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and its waited-for children."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Contention:
+    """How much of the machine *other* processes used while a block ran (0.0: quiet).
+
+    ``with Contention() as c: ...`` then ``c.others``: their CPU seconds over (wall x cores).
+    """
+
+    def __enter__(self) -> "Contention":
+        self._start = (time.perf_counter(), _busy_seconds(), _own_seconds())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, busy, own = (b - a for a, b in zip(self._start, (time.perf_counter(), _busy_seconds(), _own_seconds())))
+        self.others = max(0.0, busy - own) / (wall * len(os.sched_getaffinity(0))) if wall > 0 else 0.0
+        self.cpu = own
+
+
 @dataclass
 class Measured:
     seconds: float
     peak_rss: int
     returncode: int
     output: str
+    others: float = 0.0  # share of the machine other processes used meanwhile
+    cpu: float = 0.0  # CPU seconds of the measured process tree
 
 
 def measure(cmd: list[str], *, env: dict[str, str] | None = None, interval: float = 0.02, check: bool = True) -> Measured:
     """Run ``cmd``; its wall time and the peak RSS of its process tree."""
+    contention = Contention().__enter__()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
@@ -107,11 +142,12 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, interval: floa
     sampler.start()
     output = proc.communicate()[0]
     seconds = time.perf_counter() - started
+    contention.__exit__(None, None, None)
     done.set()
     sampler.join()
     if check and proc.returncode:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{output[-4000:]}")
-    return Measured(seconds, peak[0], proc.returncode, output)
+    return Measured(seconds, peak[0], proc.returncode, output, contention.others, contention.cpu)
 
 
 def du(path: Path) -> int:

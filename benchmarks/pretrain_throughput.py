@@ -32,17 +32,19 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from _bench import REPO, TOKENIZER, WORK, corpus_prefix, dataprep_cmd, du, machine, mb, measure, read_texts, write_recipe
+from _bench import REPO, TOKENIZER, WORK, Contention, corpus_prefix, dataprep_cmd, du, machine, mb, measure, read_texts, write_recipe
 
 
-def floor(texts: list[str], tokenizer: Path, batch: int, *, fast: bool) -> tuple[int, float]:
+def floor(texts: list[str], tokenizer: Path, batch: int, *, fast: bool) -> dict:
     tok = Tokenizer.from_file(str(tokenizer))
     encode = tok.encode_batch_fast if fast else tok.encode_batch
-    started = time.perf_counter()
-    tokens = 0
-    for i in range(0, len(texts), batch):
-        tokens += sum(len(e) for e in encode(texts[i : i + batch], add_special_tokens=False))
-    return tokens, time.perf_counter() - started
+    with Contention() as contention:
+        started = time.perf_counter()
+        tokens = 0
+        for i in range(0, len(texts), batch):
+            tokens += sum(len(e) for e in encode(texts[i : i + batch], add_special_tokens=False))
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}
 
 
 def recipe(data: Path, tokenizer: Path, mode: str) -> dict:
@@ -62,7 +64,7 @@ def run_dataprep(work: Path, data: Path, tokenizer: Path, mode: str, workers: in
     measured = measure(dataprep_cmd(str(path), "--out", str(out), "--overwrite", "--engine", engine, *extra))
     manifest = json.loads((out / "manifest.json").read_text())
     result = {"seconds": measured.seconds, "peak_rss": measured.peak_rss, "tokens": manifest["counts"]["tokens"],
-              "output_bytes": du(out), "efficiency": manifest["counts"]["packing_efficiency"]}
+              "output_bytes": du(out), "others": measured.others, "cpu": measured.cpu}
     shutil.rmtree(out)
     return result
 
@@ -76,7 +78,7 @@ def run_standard(work: Path, data: Path, tokenizer: Path, workers: int | None) -
     measured = measure(cmd, env={"HF_DATASETS_CACHE": str(cache)})
     counts = json.loads(measured.output.strip().splitlines()[-1])
     result = {"seconds": measured.seconds, "peak_rss": measured.peak_rss, "tokens": counts["tokens"],
-              "cache_bytes": du(cache), "output_bytes": du(out)}
+              "cache_bytes": du(cache), "output_bytes": du(out), "others": measured.others, "cpu": measured.cpu}
     shutil.rmtree(cache)
     shutil.rmtree(out)
     return result
@@ -107,8 +109,7 @@ def main() -> None:
 
     for _ in range(args.repeat):
         for name, fast in (("floor: encode_batch_fast", True), ("floor: encode_batch (offsets)", False)):
-            tokens, seconds = floor(texts, args.tokenizer, args.batch, fast=fast)
-            keep(name, {"seconds": seconds, "tokens": tokens})
+            keep(name, floor(texts, args.tokenizer, args.batch, fast=fast))
         if not args.skip_standard:
             keep("standard HF recipe", run_standard(args.work, data, args.tokenizer, args.workers))
         for mode in ("wrap", "bfd"):
@@ -118,11 +119,12 @@ def main() -> None:
     corpus_tokens = best["floor: encode_batch_fast"]["tokens"]
     rate = {name: corpus_tokens / r["seconds"] for name, r in best.items()}
     print(f"\n{corpus_tokens:,} corpus tokens; rate = corpus tokens / wall seconds, best of {args.repeat}\n")
-    print(f"{'':32} {'seconds':>8} {'M tokens/s':>11} {'peak RSS':>10} {'cache files':>12}  output tokens")
+    print("others: share of the machine other processes used during the measurement (0% = quiet)\n")
+    print(f"{'':32} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'peak RSS':>10} {'cache files':>12} {'others':>7}  output tokens")
     for name, r in best.items():
         rss = mb(r["peak_rss"]) if "peak_rss" in r else "-"
         cache = mb(r["cache_bytes"]) if "cache_bytes" in r else ("0" if name.startswith("dataprep") else "-")
-        print(f"{name:32} {r['seconds']:8.1f} {rate[name] / 1e6:11.3f} {rss:>10} {cache:>12}  {r['tokens']:,}")
+        print(f"{name:32} {r['seconds']:8.1f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {rss:>10} {cache:>12} {r['others']:7.0%}  {r['tokens']:,}")
     fast = rate["floor: encode_batch_fast"]
     print()
     for mode in ("wrap", "bfd"):
