@@ -189,7 +189,7 @@ def frame_pieces(tokens: np.ndarray, doc_lens: np.ndarray, *, prefix: list[int],
         [CLS a b c SEP] [CLS d e SEP] [CLS f SEP]     lengths [5, 4, 3]
 
     Returns:
-        ``(tokens, lengths)`` of the framed pieces; empty documents give none.
+        ``(tokens, lengths)`` of the framed pieces; an empty document gives the bare frame.
 
     Raises:
         ConfigError: ``seq_len`` leaves no room inside the frame.
@@ -199,10 +199,10 @@ def frame_pieces(tokens: np.ndarray, doc_lens: np.ndarray, *, prefix: list[int],
     if cap < 1:
         raise ConfigError(f"packing.seq_len {seq_len} leaves no room for tokens inside the {P + S}-token frame; raise it")
     doc_lens = np.asarray(doc_lens, dtype=np.int64)
-    n_pieces = -(-doc_lens // cap)
+    n_pieces = np.maximum(-(-doc_lens // cap), 1)  # a document with no tokens is still written: [CLS] [SEP]
     lens = np.full(int(n_pieces.sum()), cap, dtype=np.int64)
     last = np.cumsum(n_pieces) - 1
-    lens[last[n_pieces > 0]] = (doc_lens - (n_pieces - 1) * cap)[n_pieces > 0]
+    lens[last] = doc_lens - (n_pieces - 1) * cap
     framed = lens + P + S
     out_start = np.cumsum(framed) - framed
     in_start = np.cumsum(lens) - lens

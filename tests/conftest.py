@@ -21,3 +21,13 @@ def require_shared() -> None:
 def data_dir() -> Path:
     require_shared()
     return DATA
+
+
+def read_split(out: Path, split: str = "train"):
+    """Every row of one split of a dataset, read into memory (a test may rewrite a shard afterwards)."""
+    import json
+
+    import pyarrow as pa
+
+    state = json.loads((out / split / "state.json").read_text())
+    return pa.concat_tables(pa.ipc.open_stream((out / split / f["filename"]).read_bytes()).read_all() for f in state["_data_files"])

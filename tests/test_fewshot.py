@@ -6,8 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
 from dataprep import columns as C
@@ -17,16 +15,13 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.tokenizer import TokenizerSpec, load_tokenizer
 from dataprep.validate import validate_dataset
 
-from .conftest import DATA, RECIPES
+from .conftest import DATA, RECIPES, read_split
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 TASKS = RECIPES / "data" / "sft_tasks.jsonl"
 BYTES = RECIPES / "data" / "byte_tokenizer"
 
 
-def table(out: Path, split: str) -> pa.Table:
-    state = json.loads((out / split / "state.json").read_text())
-    return pa.concat_tables(pa.ipc.open_stream((out / split / f["filename"]).read_bytes()).read_all() for f in state["_data_files"])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def demo(tmp_path_factory):
 
 def decoded_rows(out: Path, split: str):
     tok = load_tokenizer(TokenizerSpec(path=str(BYTES)), base_dir=Path("."))
-    t = table(out, split)
+    t = read_split(out, split)
     for ids, mask, start in zip(t.column(C.INPUT_IDS).to_pylist(), t.column(C.LOSS_MASK).to_pylist(), t.column(C.QUERY_START).to_pylist()):
         first = mask.index(1)
         yield {
@@ -77,7 +72,7 @@ def test_prompts_never_leak_the_query_and_use_train_demonstrations(demo):
 def test_queries_and_split_match_the_fine_tuning_rows(demo):
     root, _ = demo
     for split in C.SPLITS:
-        fs, sft = table(root / "fs", split), table(root / "sft", split)
+        fs, sft = read_split(root / "fs", split), read_split(root / "sft", split)
         zero_shot = [ids[s:] for ids, s in zip(fs.column(C.INPUT_IDS).to_pylist(), fs.column(C.QUERY_START).to_pylist())]
         masks = [m[s:] for m, s in zip(fs.column(C.LOSS_MASK).to_pylist(), fs.column(C.QUERY_START).to_pylist())]
         assert zero_shot == sft.column(C.INPUT_IDS).to_pylist()  # input_ids[query_start:] is the sft example
@@ -106,7 +101,7 @@ def test_exact_tokens_and_targets_on_gpt2(tmp_path):
     manifest = run(recipe, tmp_path / "out", workers=1)
     assert manifest["fewshot"]["shots"] == {"0": 0, "1": 0, "2": 5}
     reference = ByteLevelBPETokenizer(str(GPT2 / "vocab.json"), str(GPT2 / "merges.txt"))
-    t = table(tmp_path / "out", "train")
+    t = read_split(tmp_path / "out", "train")
     for ids, mask, start in zip(t.column(C.INPUT_IDS).to_pylist(), t.column(C.LOSS_MASK).to_pylist(), t.column(C.QUERY_START).to_pylist()):
         assert ids[-1] == 50256
         text = reference.decode(ids[:-1])
@@ -123,7 +118,7 @@ def test_exact_tokens_and_targets_on_gpt2(tmp_path):
 def test_shots_shrink_to_fit_max_length(tmp_path):
     recipe = load_recipe(RECIPES / "fewshot-demo.yaml", ["max_length=60", "fewshot.k=8"])
     manifest = run(recipe, tmp_path / "out", workers=1)
-    lengths = [len(ids) for split in C.SPLITS for ids in table(tmp_path / "out", split).column(C.INPUT_IDS).to_pylist()]
+    lengths = [len(ids) for split in C.SPLITS for ids in read_split(tmp_path / "out", split).column(C.INPUT_IDS).to_pylist()]
     assert max(lengths) <= 60
     shots = manifest["fewshot"]["shots"]
     assert shots["8"] == 0 and sum(shots.values()) == manifest["counts"]["records_written"] == 6000

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import ByteLevelBPETokenizer
@@ -18,7 +17,7 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.span import corrupt, lengths_for, reconstruct
 from dataprep.validate import validate_dataset
 
-from .conftest import DATA, RECIPES
+from .conftest import DATA, RECIPES, read_split
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 C4 = DATA / "corpora" / "c4_demo.jsonl"
@@ -31,9 +30,6 @@ def make(tmp_path: Path, tokenizer: Path = GPT2, **sections) -> object:
     return recipe_from_dict(data, base_dir=tmp_path)
 
 
-def table(out: Path, split: str = "train") -> pa.Table:
-    state = json.loads((out / split / "state.json").read_text())
-    return pa.concat_tables(pa.ipc.open_stream((out / split / f["filename"]).read_bytes()).read_all() for f in state["_data_files"])
 
 
 def test_lengths_match_t5():
@@ -91,7 +87,7 @@ def test_rows_reconstruct_the_gpt2_token_stream(tmp_path):
     reference = ByteLevelBPETokenizer(str(GPT2 / "vocab.json"), str(GPT2 / "merges.txt"))
     texts = list(dict.fromkeys(t for t in (json.loads(line)["text"] for line in C4.read_text(encoding="utf-8").splitlines()) if t.strip()))
     stream = np.concatenate([np.array(reference.encode(t.strip()).ids + [EOS]) for t in texts])
-    t = table(out)
+    t = read_split(out)
     inputs, labels = t.column(C.INPUT_IDS).to_pylist(), t.column(C.LABELS).to_pylist()
     raw = obj["raw_length"]
     assert len(inputs) == len(stream) // raw == manifest["counts"]["rows"]["train"]
@@ -119,7 +115,7 @@ def test_same_shards_for_any_worker_count_and_existing_sentinels_are_used(tmp_pa
 def test_validate_flags_sentinels_out_of_order(tmp_path):
     out = tmp_path / "out"
     m = run(make(tmp_path, packing={"seq_len": 64}, output={"shard_bytes": 1 << 30}), out, workers=1)
-    t = table(out)
+    t = read_split(out)
     column = t.column(C.LABELS).combine_chunks()
     values = column.flatten().to_numpy().copy()
     first, second = m["objective"]["sentinel_ids"][:2]
