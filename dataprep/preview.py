@@ -65,6 +65,11 @@ def rows_from_recipe(recipe: Recipe, *, source: str | Path | None = None, head: 
         if recipe.sft.classification is not None:
             labels = recipe.sft.classification.labels or sft.read_label_set(recipe, files)
         worker, chunks = sft.SftWorker(recipe, tokenizer, files, labels), sft.iter_chunks
+    elif recipe.task == "fewshot":  # demonstrations come from the whole train split: read it first
+        from . import fewshot
+
+        labels, chunks = None, sft.iter_chunks
+        worker = fewshot.FewshotWorker(recipe, tokenizer, files, fewshot.build_pool(recipe, tokenizer, files))
     else:
         labels, worker, chunks = None, pretrain.chunk_worker(recipe, tokenizer), pretrain.iter_chunks
     read_drops: Counter = Counter()
@@ -102,6 +107,8 @@ def _record_row(title: str, result, labels, recipe, seen: set[bytes]) -> RowView
     stats = {name: int(values[0]) for name, values in result.doc_stats.items()}
     if stats.get("truncated"):
         notes.append(f"prompt truncated by {stats['truncated_tokens']} tokens (overflow: truncate_prompt)")
+    if "shots" in stats:
+        notes.append(f"{stats['shots']} demonstration(s) in context")
     if stats.get("straddles"):
         notes.append(f"{stats['straddles']} target token(s) straddle the prompt/response boundary")
     label = None

@@ -132,3 +132,15 @@ def test_fewshot_recipe_errors_name_the_fix(tmp_path):
         recipe_from_dict({**base, "template": "chat"}, base_dir=tmp_path)
     with pytest.raises(RecipeError, match="fewshot section applies to task: fewshot only"):
         recipe_from_dict({**base, "task": "sft", "template": "prompt_completion", "fewshot": {"k": 2}}, base_dir=tmp_path)
+
+
+def test_inspect_preview_renders_the_prompts_run_writes(demo):
+    from dataprep.preview import rows_from_recipe
+
+    root, _ = demo
+    views = rows_from_recipe(load_recipe(RECIPES / "fewshot-demo.yaml"), head=3)
+    written = {tuple(ids) for split in C.SPLITS for ids in read_split(root / "fs", split).column(C.INPUT_IDS).to_pylist()}
+    assert len(views) == 3
+    for view in views:
+        assert tuple(view.ids.tolist()) in written
+        assert any(note.endswith("demonstration(s) in context") for note in view.notes)
