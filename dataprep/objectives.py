@@ -29,22 +29,43 @@ def uses_hooks(recipe: Recipe) -> bool:
 
 
 def prepare_tokenizer(recipe: Recipe, tokenizer: LoadedTokenizer, tmp: Path) -> LoadedTokenizer:
-    """Add what the objective needs to the tokenizer (span corruption's sentinels) and save it.
+    """Add what the objective needs to the tokenizer and save it: span corruption's sentinels,
+    or the mask token of a tokenizer this recipe trains (a loaded one must have its own).
 
     A tokenizer that gained tokens is saved in the output's ``tokenizer/`` folder (as a trained
     one is), and carries ``added_tokens`` for the manifest.
     """
-    if recipe.task != "pretrain" or recipe.objective != SPAN:
+    if recipe.task != "pretrain" or recipe.objective == CLM:
         return tokenizer
-    from . import span
+    if recipe.objective == SPAN:
+        from . import span
 
-    extended, added = span.with_sentinels(recipe, tokenizer)
+        wanted = span.sentinel_names(recipe, tokenizer)
+    else:
+        wanted = [recipe.mlm.mask_token or "<mask>"] if recipe.tokenizer.train is not None else []
+    extended, added = add_special_tokens(tokenizer, wanted)
     if added or recipe.tokenizer.train is not None:
         extended.save(tmp / C.TOKENIZER_DIR)
     extended.added_tokens = added  # type: ignore[attr-defined]
     if added:
-        log.info("added %d sentinel tokens (%s ... %s) to the tokenizer; saved in %s/", len(added), added[0], added[-1], C.TOKENIZER_DIR)
+        log.info("added %d special token(s) (%s ... %s) to the tokenizer; saved in %s/", len(added), added[0], added[-1], C.TOKENIZER_DIR)
     return extended
+
+
+def add_special_tokens(tokenizer: LoadedTokenizer, names: list[str]) -> tuple[LoadedTokenizer, list[str]]:
+    """``tokenizer`` with every one of ``names`` (those missing are added as special tokens, so
+    text can never produce them); and the names that were added."""
+    from tokenizers import AddedToken, Tokenizer
+
+    missing = [n for n in names if tokenizer.tokenizer.token_to_id(n) is None]
+    if not missing:
+        return tokenizer, []
+    inner = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+    inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
+    extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, source=tokenizer.source, files=tokenizer.files,
+                               add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
+                               split_special_tokens=tokenizer.split_special_tokens)
+    return extended, missing
 
 
 def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Any:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-from tokenizers import AddedToken, Tokenizer
 
 from . import columns as C
 from .errors import ConfigError
@@ -141,26 +140,13 @@ def reconstruct(inputs: np.ndarray, labels: np.ndarray, sentinels: np.ndarray, *
     return out
 
 
-def with_sentinels(recipe: Recipe, tokenizer: LoadedTokenizer) -> tuple[LoadedTokenizer, list[str]]:
-    """The tokenizer with every sentinel the rows need; and the sentinel tokens that were added.
-
-    Sentinels already in the vocabulary (a T5 tokenizer's extra ids) are used as they are;
-    missing ones are added as special tokens (so text can never produce them).
-    """
-    from .tokenizer import LoadedTokenizer
-
+def sentinel_names(recipe: Recipe, tokenizer: LoadedTokenizer) -> list[str]:
+    """The sentinels the rows need: ``<extra_id_0>`` ... one per span. Those already in the
+    vocabulary (a T5 tokenizer's extra ids) are used as they are; the others are added
+    (:func:`dataprep.objectives.prepare_tokenizer`)."""
     spans = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,
                         eos=tokenizer.eos_id is not None)["spans"]
-    names = [SENTINEL.format(i) for i in range(spans)]
-    missing = [n for n in names if tokenizer.tokenizer.token_to_id(n) is None]
-    if not missing:
-        return tokenizer, []
-    inner = Tokenizer.from_str(tokenizer.tokenizer.to_str())
-    inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
-    extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, source=tokenizer.source, files=tokenizer.files,
-                               add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
-                               split_special_tokens=tokenizer.split_special_tokens)
-    return extended, missing
+    return [SENTINEL.format(i) for i in range(spans)]
 
 
 class SpanPacker:

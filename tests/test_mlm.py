@@ -196,3 +196,19 @@ def test_recipe_mlm_wikitext_runs_and_validates(tmp_path):
     report = validate_dataset(tmp_path / "out")
     assert report.ok, report.findings
     assert 0.13 < report.stats["mlm_chosen_ratio"] < 0.17
+
+
+def test_a_trained_tokenizer_gets_a_mask_token(tmp_path):
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "objective": "mlm", "inputs": [{"path": str(RECIPES / "data" / "tiny_corpus.jsonl")}],
+         "tokenizer": {"train": {"vocab_size": 600}}, "packing": {"seq_len": 64}, "mlm": {"masking": "static"},
+         "split": {"validation": 0.0}},  # (validate flags short tails of split documents in both splits, as for clm bfd)
+        base_dir=tmp_path)
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    obj = manifest["objective"]
+    assert obj["added_tokens"] == ["<mask>"] and obj["mask_token_id"] == 600 and manifest["tokenizer"]["vocab_size"] == 601
+    assert obj["frame"] == {"prefix": [], "suffix": [0]}  # no post-processor: add_eos frames each piece with <|endoftext|>
+    saved = load_tokenizer(TokenizerSpec(path=str(tmp_path / "out" / "tokenizer")), base_dir=tmp_path)
+    assert saved.tokenizer.token_to_id("<mask>") == 600
+    assert (read_split(tmp_path / "out").column(C.INPUT_IDS).combine_chunks().flatten().to_numpy() == 600).any()
+    assert validate_dataset(tmp_path / "out").ok
