@@ -8,7 +8,6 @@ Every task runs the same way: read chunks (main process) -> the task's chunk wor
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,14 +24,13 @@ from .engine import default_workers, ordered_map
 from .errors import ConfigError
 from .ordered import OrderedStage
 from .progress import Progress
-from .read import InputFile, resolve_inputs
+from .read import InputFile, file_sha256, file_size, resolve_inputs
 from .recipe import Recipe
 from .tokenizer import LoadedTokenizer, load_tokenizer, train_tokenizer
-from .write import DatasetDir, SplitWriter, sha256_file
+from .write import SplitWriter, open_output, sha256_file
 
 log = logging.getLogger("dataprep.run")
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, hf://, file://, https://
 
 
 @dataclass
@@ -108,9 +106,8 @@ def run(
     """
     started = time.perf_counter()
     workers = workers or default_workers()
-    _refuse_urls(recipe, out)
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    target = DatasetDir(Path(out), overwrite=overwrite)
+    target = open_output(out, overwrite=overwrite)
     try:
         tokenizer = _tokenizer(recipe, files, target.tmp)
         plan = plan_for(recipe, tokenizer, files)
@@ -118,7 +115,7 @@ def run(
         read_drops: Counter = Counter()
         writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes) for s in C.SPLITS}
         stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
-        bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files])
+        bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
         chunks = bar.track(plan.chunks(read_drops, counts))
         for result in ordered_map(*plan.worker, chunks, workers=workers, mode=plan.mode, engine=engine, address=address):
             stage.add(result)
@@ -135,18 +132,6 @@ def run(
         target.abort()
         raise
     return manifest
-
-
-def _refuse_urls(recipe: Recipe, out: str | Path) -> None:
-    """Inputs and the output are read and written by this process (the driver, for Ray too)."""
-    named = [(f"inputs[{i}].path", spec.path) for i, spec in enumerate(recipe.inputs)] + [("--out", str(out))]
-    for where, path in named:
-        if _URL.match(str(path)):
-            raise ConfigError(
-                f"{where} is a URL ({path}); dataprep reads inputs and writes the output from the machine that "
-                "runs `dataprep run` (the Ray driver too: workers get chunks in memory, never paths). "
-                "Mount the store as a folder (s3fs / gcsfuse / NFS) or copy the files, and give a local path"
-            )
 
 
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
@@ -196,10 +181,10 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         },
         "inputs": [
             {
-                "path": str(f.path),
+                "path": f.location,
                 "format": f.format,
-                "bytes": _size(f.path),
-                "sha256": _digest(f.path),
+                "bytes": file_size(f),
+                "sha256": file_sha256(f),
                 "documents": stage.source_documents[i],  # written from this file (after dedup)
                 "tokens": stage.source_tokens[i],  # their tokens before packing
             }
@@ -222,19 +207,3 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
     }
     manifest.update(plan.manifest(stage))
     return manifest
-
-
-def _size(path: Path) -> int:
-    """Bytes of an input: a file, or every file of a dataset folder."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def _digest(path: Path) -> str:
-    if not path.is_dir():
-        return sha256_file(path)
-    import hashlib
-
-    digest = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p).encode())
-    return digest.hexdigest()

@@ -121,6 +121,7 @@ class Progress:
             neither; JSON-lines mode never shows a bar.
         log_every: seconds between log lines.
         inputs: the input files, in read order; their sizes make the ETA (see :meth:`track`).
+        sizes: their sizes in bytes, when known already (URLs have no local size).
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class Progress:
         enabled: bool | None = None,
         log_every: float = 10.0,
         inputs: Sequence[Path] | None = None,
+        sizes: Sequence[int] | None = None,
         **_: object,
     ):
         self.task = stage
@@ -141,7 +143,7 @@ class Progress:
         self.log_every = log_every
         self._last_log = self.start
         self._last_draw = 0.0
-        self._sizes = [_size(p) for p in inputs] if inputs else []
+        self._sizes = list(sizes) if sizes is not None else [_size(p) for p in inputs or []]
         self._paths = list(inputs or [])
         self.total_bytes = sum(self._sizes) if inputs else None
         self._input = -1

@@ -260,7 +260,7 @@ class SftWorker:
                 RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
             }
             fix = fixes.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
-            raise InputError(str(file.path), location(file, line), message, fix)
+            raise InputError(file.location, location(file, line), message, fix)
         drops[reason] += 1
 
     def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter):

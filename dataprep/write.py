@@ -20,12 +20,14 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import xxhash
 
+from . import storage
 from .columns import INCOMPLETE_SUFFIX, MANIFEST_FILE, SHARD_PATTERN
 from .errors import OutputError
 
@@ -201,3 +203,32 @@ class DatasetDir:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class UploadedDatasetDir:
+    """:class:`DatasetDir` for an output URL: built in a local staging folder, uploaded on success
+    with ``manifest.json`` last (object stores cannot rename a folder; the manifest's presence is
+    what marks a whole dataset, as ``validate`` reads it)."""
+
+    def __init__(self, url: str, *, overwrite: bool):
+        self.url, self.overwrite = url.rstrip("/"), overwrite
+        storage.check_output(self.url, overwrite=overwrite, manifest=MANIFEST_FILE)
+        self.tmp = Path(tempfile.mkdtemp(prefix="dataprep-staging-"))
+
+    def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+        write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
+        write_json_atomic(self.tmp / MANIFEST_FILE, manifest)
+        storage.check_output(self.url, overwrite=self.overwrite, manifest=MANIFEST_FILE)  # still ours to replace
+        self._keep = True  # a failed upload leaves the finished dataset here (the error says where)
+        storage.upload(str(self.tmp), self.url, last=MANIFEST_FILE)
+        self._keep = False
+        shutil.rmtree(self.tmp)
+
+    def abort(self) -> None:
+        if not getattr(self, "_keep", False):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def open_output(out: str | Path, *, overwrite: bool) -> DatasetDir | UploadedDatasetDir:
+    """Where a run writes: a local folder (renamed into place) or a URL (uploaded)."""
+    return UploadedDatasetDir(str(out), overwrite=overwrite) if storage.is_url(out) else DatasetDir(Path(out), overwrite=overwrite)

@@ -41,11 +41,11 @@ def local_ray():
     ray.shutdown()
 
 
-def pretrain_recipe(tmp_path: Path, mode: str):
+def pretrain_recipe(tmp_path: Path, mode: str, source: str = str(C4)):
     return recipe_from_dict(
         {
             "task": "pretrain",
-            "inputs": [{"path": str(C4)}],
+            "inputs": [{"path": source}],
             "tokenizer": {"path": str(GPT2)},
             "packing": {"mode": mode, "seq_len": 256, "buffer_tokens": 5000, "remainder": "pad"},
             "split": {"validation": 0.1},
@@ -144,19 +144,13 @@ def test_address_needs_the_ray_engine(tmp_path):
         run(pretrain_recipe(tmp_path, "wrap"), tmp_path / "out", address="auto")
 
 
-@pytest.mark.parametrize("where", ["input", "output"])
-def test_urls_are_refused_with_a_fix(tmp_path, where):
-    recipe = pretrain_recipe(tmp_path, "wrap")
-    out = tmp_path / "out"
-    if where == "input":
-        recipe = recipe_from_dict(
-            {"task": "pretrain", "inputs": [{"path": "s3://bucket/corpus/*.jsonl"}], "tokenizer": {"path": str(GPT2)}},
-            base_dir=tmp_path,
-        )
-    else:
-        out = "gs://bucket/out"
-    with pytest.raises(ConfigError, match="is a URL .*Mount the store"):
-        run(recipe, out)
+@needs_ray
+def test_ray_reads_and_writes_urls(tmp_path, local_ray):
+    """Inputs and the output given as filesystem URLs: the shards the local paths give."""
+    local = run(pretrain_recipe(tmp_path, "wrap"), tmp_path / "local", workers=2)
+    remote = run(pretrain_recipe(tmp_path, "wrap", C4.as_uri()), (tmp_path / "remote").as_uri(), workers=2, engine="ray")
+    assert shard_hashes(remote) == shard_hashes(local)
+    assert remote["inputs"][0]["path"] == C4.as_uri() and remote["inputs"][0]["sha256"] == local["inputs"][0]["sha256"]
 
 
 @needs_ray

@@ -35,7 +35,7 @@ Modules, in the order data flows through them::
 
 from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
-from ._inputs import FORMATS, TXT_UNITS, InputFile, InputSpec, resolve_inputs
+from ._inputs import FORMATS, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, resolve_inputs
 from ._messages import normalize_messages
 from ._records import SCHEMA, read_batches, read_records
 
@@ -50,6 +50,8 @@ __all__ = [
     "FieldSpec",
     "InputFile",
     "InputSpec",
+    "file_sha256",
+    "file_size",
     "iter_field",
     "normalize_messages",
     "read_batches",

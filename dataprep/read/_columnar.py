@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataprep import storage
+
 from ._common import FIX_UTF8, BadRecords, load_json_file, names_list, utf8_message
 from ._fields import EMPTY, REASONS, Field
 from ._inputs import HF_STATE, InputFile
@@ -28,7 +30,7 @@ def read_columnar(file: InputFile, fields: list[Field], bad: BadRecords, batch_s
     if file.format == "parquet":
         batches = _parquet_batches(file, list(dict.fromkeys(f.parts[0] for f in fields)), batch_size)
     else:
-        batches = _arrow_batches(file, batch_size)
+        batches = arrow_batches(file, batch_size)
     row = 0
     for batch, names in batches:
         if batch.num_rows:
@@ -39,7 +41,7 @@ def read_columnar(file: InputFile, fields: list[Field], bad: BadRecords, batch_s
 
 
 def _parquet_batches(file: InputFile, tops: list[str], batch_size: int) -> Iterator[tuple[pa.RecordBatch, list]]:
-    parquet = pq.ParquetFile(file.path, memory_map=True)
+    parquet = pq.ParquetFile(storage.open_random(file.url)) if file.url else pq.ParquetFile(file.path, memory_map=True)
     names = parquet.schema_arrow.names
     present = [top for top in tops if top in names]
     if present:
@@ -51,14 +53,14 @@ def _parquet_batches(file: InputFile, tops: list[str], batch_size: int) -> Itera
         yield pa.RecordBatch.from_arrays([pa.nulls(rows)], names=[""]), names
 
 
-def _arrow_batches(file: InputFile, batch_size: int) -> Iterator[tuple[pa.RecordBatch, list]]:
-    if file.path.is_dir():  # HF `save_to_disk`: state.json lists the shards in order
+def arrow_batches(file: InputFile, batch_size: int) -> Iterator[tuple[pa.RecordBatch, list]]:
+    if not file.url and file.path.is_dir():  # HF `save_to_disk`: state.json lists the shards in order
         state = load_json_file(file.path / HF_STATE)
         paths = [file.path / entry["filename"] for entry in state.get("_data_files", [])]
     else:
         paths = [file.path]
     for path in paths:
-        with pa.memory_map(str(path), "r") as source:
+        with (storage.open_random(file.url) if file.url else pa.memory_map(str(path), "r")) as source:
             try:
                 reader = pa.ipc.open_file(source)
             except pa.ArrowInvalid:  # not the IPC file format: the stream format `datasets` writes

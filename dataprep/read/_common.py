@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 import zstandard
 
+from dataprep import storage
 from dataprep.errors import InputError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class BadRecords:
     """Raises on a bad record, or counts and logs it (``on_error: skip``)."""
 
     def __init__(self, file: InputFile, on_error: str, drops: collections.Counter):
-        self.path, self.raise_ = str(file.path), on_error == "raise"
+        self.path, self.raise_ = file.location, on_error == "raise"
         self.drops, self.counts, self.logged = drops, collections.Counter(), 0
 
     def report(self, reason: str, location: str, message: str, fix: str) -> None:
@@ -82,7 +83,9 @@ class BadRecords:
 
 
 def open_binary(file: InputFile) -> BinaryIO:
-    """Binary stream of the decompressed file, read in large blocks."""
+    """Binary stream of the decompressed file (local or a URL), read in large blocks."""
+    if file.url:  # pyarrow's stream decompresses gzip and zstd (every frame) itself
+        return io.BufferedReader(storage.open_input(file.url, compression=file.compression), buffer_size=_BLOCK)
     if file.compression == "gzip":
         return io.BufferedReader(gzip.open(file.path, "rb"), buffer_size=_BLOCK)
     if file.compression == "zstd":

@@ -94,7 +94,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
                 if utf8 or error:
                     line, message = utf8 or (start, error)
                     fix = "fix the header row; it cannot be skipped like a record"
-                    raise InputError(str(file.path), f"line {line}", message, fix)
+                    raise InputError(file.location, f"line {line}", message, fix)
                 names = names or tuple(row)
                 _check_header(file, fields, row, names, location)
                 extract = _extractor(fields, bad, names)
@@ -140,7 +140,7 @@ def _extractor(fields: list[Field], bad: BadRecords, names: tuple[str, ...]):
 
 def _check_header(file: InputFile, fields: list[Field], header: list[str], names: tuple[str, ...], location: str):
     """Problems no record could be read past: a header that does not fit ``columns:``, a field named twice."""
-    path = str(file.path)
+    path = file.location
     if file.spec.columns is not None and len(header) != len(names):
         message = f"the header has {len(header)} columns ({names_list(header)}), but `columns:` names {len(names)}"
         raise InputError(path, location, message, "make `columns:` name every column, in order")

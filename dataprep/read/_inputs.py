@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataprep import storage
 from dataprep.errors import InputError
 
 from ._common import load_json_file
@@ -69,6 +72,12 @@ class InputFile:
     compression: str | None  # None | "gzip" | "zstd"
     spec: InputSpec
     entry: int = 0  # index of the recipe input (``inputs[entry]``) that named this file
+    url: str | None = None  # the file's URL when it is not local (``path`` is then its name only)
+
+    @property
+    def location(self) -> str:
+        """The file as messages and the manifest name it: its URL or its local path."""
+        return self.url or str(self.path)
 
 
 def resolve_inputs(specs: Sequence[InputSpec], *, base_dir: Path) -> list[InputFile]:
@@ -97,6 +106,12 @@ def resolve_inputs(specs: Sequence[InputSpec], *, base_dir: Path) -> list[InputF
     seen: set[str] = set()
     for entry, spec in enumerate(specs):
         _check_spec(spec)
+        if storage.is_url(spec.path):
+            for url in _expand_url(spec):
+                if url not in seen:
+                    seen.add(url)
+                    files.append(dataclasses.replace(_input_file(Path(url.split("://", 1)[1]), spec, url=url), entry=entry))
+            continue
         for path in _expand(spec, Path(base_dir)):
             key = os.path.realpath(path)
             if key not in seen:
@@ -164,6 +179,61 @@ def _expand(spec: InputSpec, base_dir: Path) -> list[Path]:
     return out
 
 
+def _expand_url(spec: InputSpec) -> list[str]:
+    """:func:`_expand` for a URL: a file, a folder (recursive) or a glob over the folder before
+    the first wildcard. Dataset folders written by ``save_to_disk`` are read from local paths only."""
+    url = spec.path
+    fix = "check the URL, and that the credentials in the environment can list it"
+    if _has_magic(url):
+        head, _, rest = url.partition("://")
+        parts = rest.split("/")
+        magic = next(i for i, part in enumerate(parts) if _has_magic(part))
+        root = f"{head}://{'/'.join(parts[:magic])}"
+        pattern = "/".join(parts[magic:])
+        if storage.info(root).type != storage.pafs.FileType.Directory:
+            raise InputError(url, None, f"no folder {root} to match {pattern!r} in", fix)
+        regex = _glob_regex(pattern)
+        matches = [found for found in storage.list_files(root) if regex.fullmatch(found[len(root.rstrip("/")) + 1 :])]
+    else:
+        kind = storage.info(url).type
+        if kind == storage.pafs.FileType.NotFound:
+            raise InputError(url, None, "does not exist", fix)
+        matches = [url] if kind == storage.pafs.FileType.File else storage.list_files(url)
+    base = url.split("*")[0].rsplit("/", 1)[0]
+    kept = [m for m in matches if m == url or not any(map(_skipped, m[len(base) + 1 :].split("/")))]
+    if any(m.rsplit("/", 1)[-1] in (HF_STATE, _HF_DICT) for m in kept):
+        raise InputError(url, None, "a `save_to_disk` dataset folder is read from a local path only",
+                         "copy or mount the dataset locally, or convert it to parquet / jsonl files")
+    if not kept:
+        raise InputError(url, None, "no input files match (hidden, *.incomplete and *.tmp names are skipped)", fix)
+    return kept
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as local paths read it: ``*`` and ``?`` stay within one folder, ``**/`` spans any."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and (close := pattern.find("]", i + 1)) > i:
+            out.append(fnmatch.translate(pattern[i : close + 1])[4:-3])  # the class, as fnmatch reads it
+            i = close + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
 def _skipped(name: str) -> bool:
     return name.startswith(".") or name.endswith(_TEMP_SUFFIXES)
 
@@ -185,8 +255,8 @@ def _walk(folder: Path, spec: InputSpec) -> list[Path]:
     return out
 
 
-def _input_file(path: Path, spec: InputSpec) -> InputFile:
-    if path.is_dir():  # an HF dataset (split) folder
+def _input_file(path: Path, spec: InputSpec, *, url: str | None = None) -> InputFile:
+    if url is None and path.is_dir():  # an HF dataset (split) folder
         if not (path / HF_STATE).is_file():
             message = f"dataset split folder {path} has no {HF_STATE}"
             raise InputError(spec.path, None, message, "save the dataset again with `save_to_disk`")
@@ -208,4 +278,32 @@ def _input_file(path: Path, spec: InputSpec) -> InputFile:
     if fmt in TABULAR and not spec.header and spec.columns is None:
         message = f"{path} has no header row (`header: false`), so its columns have no names"
         raise InputError(spec.path, None, message, 'name them with `columns:`, e.g. ["sentence", "label"]')
-    return InputFile(path, fmt, compression, spec)
+    return InputFile(path, fmt, compression, spec, url=url)
+
+
+def file_size(file: InputFile) -> int:
+    """Bytes of an input as stored: a file, a URL, or every file of a dataset folder (0 if unreadable)."""
+    try:
+        if file.url:
+            return storage.size(file.url)
+        path = file.path
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    except OSError:
+        return 0
+
+
+def file_sha256(file: InputFile) -> str:
+    """SHA-256 of an input as stored; for a dataset folder, of its files' names and digests in order."""
+    import hashlib
+
+    from dataprep.write import sha256_file
+
+    if file.url:
+        return storage.sha256(file.url)
+    path = file.path
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p).encode())
+    return digest.hexdigest()

@@ -79,7 +79,7 @@ def read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size
 
 def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
     """A json file holds one array of records; it is loaded and parsed whole."""
-    path, whole = str(file.path), "a json file is parsed as a whole, so `on_error: skip` cannot drop part of it"
+    path, whole = file.location, "a json file is parsed as a whole, so `on_error: skip` cannot drop part of it"
     with open_binary(file) as fh:
         data = fh.read()
     try:

@@ -138,7 +138,7 @@ def _batches(
             yield pa.RecordBatch.from_arrays([*values, pa.repeat(source, len(lines)), lines], schema=schema)
     except (OSError, EOFError, zstandard.ZstdError, pa.ArrowException) as exc:
         fix = "check that the file is complete and not corrupt (re-download or re-create it)"
-        raise InputError(str(file.path), None, f"cannot read the file: {exc}", fix) from exc
+        raise InputError(file.location, None, f"cannot read the file: {exc}", fix) from exc
     finally:
         bad.finish()
 

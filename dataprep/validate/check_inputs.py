@@ -117,7 +117,7 @@ def validate_inputs(
 
 def _check_source(source: Source, records: dict[str, int]) -> Iterator[Finding]:
     """Findings of one input, in record order; ``records[file]`` counts the records read."""
-    file = str(source.file.path)
+    file = source.file.location
     validator = jsonschema.Draft202012Validator(source.schema) if source.schema is not None else None
     records[file] = 0
     for where, record in iter_records(source.file):

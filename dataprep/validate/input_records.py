@@ -23,10 +23,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import storage
 from ..read import InputFile
 from ..read._common import json_message, open_binary, utf8_message
 from ..read._delimited import _DIALECTS
-from ..read._inputs import HF_STATE
+from ..read._columnar import arrow_batches
 
 BATCH = 4096
 
@@ -173,21 +174,10 @@ def _columnar(file: InputFile) -> Iterator[tuple[str, Any]]:
 
 
 def _batches(file: InputFile) -> Iterator[pa.RecordBatch]:
+    """Every column of a parquet or Arrow input, local or a URL, in batches of ``BATCH`` rows."""
     if file.format == "parquet":
-        yield from pq.ParquetFile(file.path, memory_map=True).iter_batches(batch_size=BATCH)
+        source = storage.open_random(file.url) if file.url else file.path
+        yield from pq.ParquetFile(source, memory_map=not file.url).iter_batches(batch_size=BATCH)
         return
-    paths = [file.path]
-    if file.path.is_dir():
-        state = json.loads((file.path / HF_STATE).read_text(encoding="utf-8"))
-        paths = [file.path / entry["filename"] for entry in state.get("_data_files", [])]
-    for path in paths:
-        with pa.memory_map(str(path), "r") as source:
-            try:
-                reader = pa.ipc.open_file(source)
-                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            except pa.ArrowInvalid:
-                source.seek(0)
-                batches = iter(pa.ipc.open_stream(source))
-            for batch in batches:
-                for start in range(0, batch.num_rows, BATCH):
-                    yield batch.slice(start, BATCH)
+    for batch, _names in arrow_batches(file, BATCH):
+        yield batch

@@ -30,8 +30,7 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from ..read import DROP_REASONS, read_batches, read_records, resolve_inputs
-from ..write import sha256_file
+from ..read import DROP_REASONS, file_sha256, file_size, read_batches, read_records, resolve_inputs
 from .contract import manifest_tokenizer, recipe_dir, recipe_of
 from .findings import Finding, Report
 from .units import Hashed, digest, key_of
@@ -118,18 +117,18 @@ def prepare(manifest: dict[str, Any], out: Path, *, sample: int, seed: int, repo
 def _changed_inputs(manifest: dict[str, Any], files) -> list[Finding]:
     findings = []
     recorded = {entry["path"]: entry for entry in manifest["inputs"]}
-    now = [str(f.path) for f in files]
+    now = [f.location for f in files]
     for path in sorted(set(recorded) - set(now)):
         findings.append(Finding("source_changed", "read by the run, but no longer among the recipe's inputs", file=path))
     for path in sorted(set(now) - set(recorded)):
         findings.append(Finding("source_changed", "among the recipe's inputs now, but not read by the run", file=path))
     for file in files:
-        entry = recorded.get(str(file.path))
-        if entry is None or file.path.is_dir():
+        entry = recorded.get(file.location)
+        if entry is None or (not file.url and file.path.is_dir()):
             continue
-        size = file.path.stat().st_size
-        if size != entry["bytes"] or sha256_file(file.path) != entry["sha256"]:
-            findings.append(Finding("source_changed", f"changed since the run ({size:,} bytes now, {entry['bytes']:,} then, or different content)", file=str(file.path)))
+        size = file_size(file)
+        if size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
+            findings.append(Finding("source_changed", f"changed since the run ({size:,} bytes now, {entry['bytes']:,} then, or different content)", file=file.location))
     return findings
 
 
@@ -160,9 +159,9 @@ def _remake(recipe, tokenizer, files, manifest, picks: np.ndarray):
                 try:
                     result = work((index, one))
                 except DataprepError as exc:
-                    yield str(file.path), line, _Failed(str(exc))
+                    yield file.location, line, _Failed(str(exc))
                 else:
-                    yield str(file.path), line, result
+                    yield file.location, line, result
                 target = next(wanted, None)
             seen += batch.num_rows
             if target is None:
