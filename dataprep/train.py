@@ -367,6 +367,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
                           "pass": bool(after["accuracy"] >= threshold if info.labels is None else after["accuracy"] > threshold)}
     else:
         checks["task"] = {"skipped": "pretraining data" if info.task == "pretrain" else
+                          "few-shot prompts (exact match: --eval-fewshot)" if info.task == "fewshot" else
                           "answers too long for exact match (use --task-proof on to force)", "pass": None}
     fewshot_result = None
     if fewshot is not None:

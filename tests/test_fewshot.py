@@ -144,3 +144,23 @@ def test_inspect_preview_renders_the_prompts_run_writes(demo):
     for view in views:
         assert tuple(view.ids.tolist()) in written
         assert any(note.endswith("demonstration(s) in context") for note in view.notes)
+
+
+def test_validate_flags_a_query_start_past_the_answer(demo, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    root, _ = demo
+    out = tmp_path / "fs"
+    shutil.copytree(root / "fs", out)
+    shard = next((out / "validation").glob("*.arrow"))
+    t = pa.ipc.open_stream(shard.read_bytes()).read_all()
+    starts = t.column(C.QUERY_START).to_numpy().copy()
+    starts[2] = len(t.column(C.INPUT_IDS)[2]) - 1  # past the first target of row 2
+    broken = t.set_column(t.schema.get_field_index(C.QUERY_START), C.QUERY_START, pa.array(starts))
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, broken.schema) as writer:
+        writer.write_table(broken)
+    report = validate_dataset(out)
+    bad = [f for f in report.findings if f.kind == "query_start"]
+    assert len(bad) == 1 and bad[0].row == 2 and bad[0].split == "validation"
