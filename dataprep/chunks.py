@@ -1,7 +1,10 @@
-"""Input chunks: every record of every input file, in input order, in batches of ``chunk_records``.
+"""Input chunks: every record of every input file, in input order, in batches of at most
+``chunk_records`` records and ``chunk_bytes`` bytes of text.
 
 A chunk never spans two files and its size depends only on the file, so the partition of
 work is a function of the inputs alone: never of the worker count or the cluster size.
+The byte bound keeps memory flat: the chunks in flight hold their texts and encodings, and a
+chunk of 2,048 records that happens to hold a dozen books would otherwise set the peak.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .read import InputFile
 
@@ -17,7 +22,7 @@ ReadFile = Callable[[int, InputFile, Counter], Iterator[pa.RecordBatch]]
 
 
 def iter_chunks(
-    files: list[InputFile], read_file: ReadFile, *, read_drops: Counter, counts: Counter
+    files: list[InputFile], read_file: ReadFile, *, read_drops: Counter, counts: Counter, max_bytes: int | None = None
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
     """Yield ``(file index, batch)`` for every input record, in input order.
 
@@ -26,10 +31,32 @@ def iter_chunks(
         read_file: ``(index, file, drops) -> batches``; counts unreadable records into ``drops``.
         read_drops: unreadable records by reason, summed over all files.
         counts: ``records_read`` is incremented for every record seen, readable or not.
+        max_bytes: cut each batch so a chunk holds at most this many bytes of string columns
+            (a record larger than that is a chunk of its own); None: no bound.
     """
     for index, file in enumerate(files):
         before = sum(read_drops.values())
         for batch in read_file(index, file, read_drops):
             counts["records_read"] += batch.num_rows
-            yield index, batch
+            for piece in split_by_bytes(batch, max_bytes):
+                yield index, piece
         counts["records_read"] += sum(read_drops.values()) - before  # unreadable records were read too
+
+
+def split_by_bytes(batch: pa.RecordBatch, max_bytes: int | None) -> Iterator[pa.RecordBatch]:
+    """Consecutive slices of ``batch`` of at most ``max_bytes`` bytes of its string columns each."""
+    strings = [c for c in batch.columns if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)]
+    if max_bytes is None or not strings or batch.num_rows <= 1:
+        yield batch
+        return
+    sizes = sum(pc.fill_null(pc.binary_length(c), 0).to_numpy(zero_copy_only=False).astype(np.int64) for c in strings)
+    ends = np.cumsum(sizes)
+    if ends[-1] <= max_bytes:
+        yield batch
+        return
+    start = 0
+    while start < batch.num_rows:
+        before = ends[start - 1] if start else 0
+        stop = max(int(np.searchsorted(ends, before + max_bytes, side="right")), start + 1)
+        yield batch.slice(start, stop - start)
+        start = stop

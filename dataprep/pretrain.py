@@ -63,7 +63,7 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
     def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
         return read_batches(file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=drops)
 
-    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts)
+    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts, max_bytes=recipe.output.chunk_bytes)
 
 
 def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:

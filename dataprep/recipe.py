@@ -62,6 +62,7 @@ class SplitSpec:
 class OutputSpec:
     shard_bytes: int = 256 * 1024 * 1024
     chunk_records: int = 2048
+    chunk_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

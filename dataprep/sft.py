@@ -121,7 +121,7 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
             on_error=recipe.on_error, drops=drops,
         )
 
-    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts)
+    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts, max_bytes=recipe.output.chunk_bytes)
 
 
 class SftWorker:

@@ -71,7 +71,9 @@ LONG_DOC_CHARS = 1 << 18
 SEAM_EVERY = 1 << 17
 SEAM_WINDOW = 1024  # characters each side of a candidate seam that are encoded to check it
 SEAM_TRIES = 8  # candidates checked before the rest of a document is encoded whole
-_SEAM = re.compile(r"(?<=\S)\n(?=\S)")  # a newline between two non-space characters
+# Candidate seams: after a newline between two non-space characters, or before a space between
+# two word characters (books whose paragraphs are single lines have no newline candidates).
+_SEAM = re.compile(r"(?<=\S\n)(?=\S)|(?<=\w)(?= \w)")
 
 @dataclass(frozen=True)
 class TokenizerSpec:
@@ -263,11 +265,11 @@ class LoadedTokenizer:
     def _seams(self, text: str) -> list[int]:
         """Where to cut a long document so that its pieces' tokens, joined, are its own tokens.
 
-        A candidate is a newline between two non-space characters (``_SEAM``), about every
-        ``SEAM_EVERY`` characters. It is used only if encoding ``SEAM_WINDOW`` characters each
-        side of it as one text and as two texts gives the same tokens. That holds for regex
-        pre-tokenizers (GPT-2, Llama 3, BERT: a newline between two words is a pre-token boundary
-        wherever matching started) and fails wherever a piece would be encoded differently as a
+        A candidate (``_SEAM``) follows a newline between two non-space characters, or precedes
+        a space between two word characters, about every ``SEAM_EVERY`` characters. It is used
+        only if encoding ``SEAM_WINDOW`` characters each side of it as one text and as two texts
+        gives the same tokens. That holds for regex pre-tokenizers (GPT-2, Llama 3, BERT: a
+        newline or a space between two words is a pre-token boundary wherever matching started) and fails wherever a piece would be encoded differently as a
         text start (a prepended ``▁``, a stripped edge), whose documents stay whole. A document
         with no usable candidate after ``SEAM_TRIES`` checks is encoded whole from there on.
         """

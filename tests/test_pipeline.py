@@ -266,3 +266,21 @@ def test_txt_paragraphs_and_gz_inputs(tmp_path):
     manifest = run(recipe, tmp_path / "out", workers=1)
     assert manifest["counts"]["records_read"] == 4 and manifest["counts"]["records_written"] == 4
     assert [Path(i["path"]).name for i in manifest["inputs"]] == ["a.txt", "b.txt.gz"]
+
+
+def test_chunks_are_bounded_by_bytes_and_output_does_not_change(tmp_path):
+    """``output.chunk_bytes`` cuts chunks (memory), never the rows: the same rows for any bound (the
+    shards' bytes differ only in where their record batches start, one batch per chunk)."""
+    from dataprep.chunks import split_by_bytes
+
+    batch = pa.RecordBatch.from_arrays([pa.array(["a" * 10, "b" * 30, None, "c" * 5, "d" * 50], pa.large_string()), pa.array(range(5))], names=["text", "line"])
+    assert [p.column("line").to_pylist() for p in split_by_bytes(batch, 40)] == [[0, 1, 2], [3], [4]]  # 40, 5, 50 (alone)
+    assert [p.num_rows for p in split_by_bytes(batch, 1000)] == [5] and [p.num_rows for p in split_by_bytes(batch, None)] == [5]
+    base = {"task": "pretrain", "inputs": [{"path": str(C4)}], "tokenizer": {"path": str(GPT2)}, "packing": {"mode": "wrap", "seq_len": 128}}
+    small = run(recipe_from_dict({**base, "output": {"chunk_bytes": 4096}}, base_dir=tmp_path), tmp_path / "small", workers=2)
+    large = run(recipe_from_dict(base, base_dir=tmp_path), tmp_path / "large", workers=2)
+    import datasets
+
+    for split in C.SPLITS:
+        assert datasets.load_from_disk(str(tmp_path / "small"))[split].data.table.equals(datasets.load_from_disk(str(tmp_path / "large"))[split].data.table)
+    assert small["counts"] == large["counts"] and small["counts"]["rows"]["train"] > 1000

@@ -419,8 +419,11 @@ def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder,
     tok = load_tokenizer(TokenizerSpec(path=str(folder), add_bos=add_bos), base_dir=DATA)
     shakespeare = (DATA / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
     multilingual = "\n".join(_jsonl_texts(DATA / "corpora" / "multilingual" / "xquad_contexts.jsonl")[::8])
-    docs = ["short one", shakespeare, "", multilingual, "x" * 30_000, "another short one"]
+    # paragraphs as single lines between blank lines: no newline between two words, only spaces
+    one_line_paragraphs = "\n\n".join(p.replace("\n", " ") for p in shakespeare.split("\n\n"))
+    docs = ["short one", shakespeare, "", multilingual, "x" * 30_000, one_line_paragraphs, "another short one"]
     assert (len(tok._seams(shakespeare)) > 10) is cut
+    assert (len(tok._seams(one_line_paragraphs)) > 10) is cut
     tokens, lengths = tok.encode_docs(docs)
     expected = []
     for doc in docs:
