@@ -216,8 +216,21 @@ def _check_batch(
     return tokens.astype(np.int32, copy=False), doc_lens, out
 
 
+# Ranges at least this long on average are copied slice by slice (memcpy each); shorter ones
+# through one fancy-index gather, whose int64 index costs more than the copy but needs no loop.
+_SLICE_COPY_MIN_MEAN = 64
+
+
 def _gather_ranges(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """``concat(values[s:s+n] for s, n in zip(starts, lens))`` without a Python loop."""
+    """``concat(values[s:s+n] for s, n in zip(starts, lens))``."""
+    total = int(lens.sum())
+    if len(lens) and total >= _SLICE_COPY_MIN_MEAN * len(lens):
+        out = np.empty(total, dtype=values.dtype)
+        at = 0
+        for s, n in zip(starts.tolist(), lens.tolist()):
+            out[at : at + n] = values[s : s + n]
+            at += n
+        return out
     out_starts = np.cumsum(lens) - lens
     index = np.repeat(starts - out_starts, lens) + np.arange(int(lens.sum()), dtype=np.int64)
     return values[index]
@@ -250,16 +263,21 @@ def _build_rows(
         )
     pads = seq_len - fills
     n_rows = len(fills)
-    # Destination of each content token: its row's start in the padded layout, plus its place in the row.
-    dest = np.repeat(np.arange(n_rows, dtype=np.int64) * seq_len - content_offsets[:-1], fills)
-    dest += np.arange(len(content), dtype=np.int64)
     input_ids = np.full(n_rows * seq_len, pad_id, dtype=np.int32)
-    input_ids[dest] = content
-    out_extras = {}
-    for name, values in extras.items():
-        padded = np.zeros(n_rows * seq_len, dtype=values.dtype)
-        padded[dest] = values
-        out_extras[name] = padded
+    out_extras = {name: np.zeros(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
+    if seq_len >= _SLICE_COPY_MIN_MEAN:  # long rows: one copy per row
+        bounds = content_offsets.tolist()
+        for r, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            input_ids[r * seq_len : r * seq_len + b - a] = content[a:b]
+            for name, values in extras.items():
+                out_extras[name][r * seq_len : r * seq_len + b - a] = values[a:b]
+    else:
+        # Destination of each content token: its row's start in the padded layout, plus its place in the row.
+        dest = np.repeat(np.arange(n_rows, dtype=np.int64) * seq_len - content_offsets[:-1], fills)
+        dest += np.arange(len(content), dtype=np.int64)
+        input_ids[dest] = content
+        for name, values in extras.items():
+            out_extras[name][dest] = values
     has_pad = pads > 0
     seq_lens = np.insert(piece_lens, seq_offsets[1:][has_pad], pads[has_pad])
     seq_offsets = seq_offsets + np.concatenate([[0], np.cumsum(has_pad)])

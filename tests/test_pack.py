@@ -411,3 +411,23 @@ def test_concat_and_stats_helpers():
     assert PackedRows.concat([]).num_rows == 0
     assert PackStats(seq_len=4).efficiency == 0.0
     assert PackStats(seq_len=4, rows=2, content_tokens=6).as_dict()["efficiency"] == 0.75
+
+
+@settings(max_examples=60, deadline=None)
+@given(stream(), st.integers(1, 16), st.integers(1, 80), st.booleans())
+def test_bfd_slice_copies_equal_index_gathers(data, seq_len, buffer_tokens, pad_rows):
+    """The two ways rows are laid out (a copy per range for long rows, one gather for short ones) agree."""
+    from unittest import mock
+
+    from dataprep import pack
+
+    lens, cuts = data
+    outs = []
+    for threshold in (1, 10**9):  # every range by slices / every range by one gather
+        with mock.patch.object(pack, "_SLICE_COPY_MIN_MEAN", threshold):
+            b = BfdPacker(seq_len=seq_len, buffer_tokens=buffer_tokens, pad_id=PAD, pad_rows=pad_rows, extra_dtypes=EXTRAS)
+            outs.append(feed(b, make_docs(lens), cuts, extras=True))
+    sliced, gathered = outs
+    for field in ("input_ids", "row_offsets", "seq_lens", "seq_offsets", "num_pad"):
+        assert np.array_equal(getattr(sliced, field), getattr(gathered, field)), field
+    assert all(np.array_equal(sliced.extras[k], gathered.extras[k]) for k in EXTRAS)
