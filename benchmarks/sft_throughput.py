@@ -50,7 +50,7 @@ def pairs_recipe(data: Path, seq_len: int | None) -> dict:
         "inputs": [{"path": str(data), "fields": {"prompt": "prompt", "response": "response"}}],
         "tokenizer": {"path": str(TOKENIZER)},
         "template": {"name": "bench", "prompt": PROMPT, "response": "{response}"},
-        "max_length": seq_len or max(SEQ_LENS),
+        "max_length": seq_len or 1 << 20,  # the unpacked reference keeps every example: its lengths count the drops
         "overflow": "drop",
         "filter": {"dedup": "none"},
         "packing": {"mode": "bfd", "seq_len": seq_len} if seq_len else {"mode": "none"},
@@ -144,6 +144,7 @@ def main() -> None:
         c = manifest["counts"]
         over = lengths[lengths > seq_len]
         assert c["tokens"] == lengths[lengths <= seq_len].sum(), "bfd lost or added tokens"
+        assert sum(c["dropped"].values()) == len(over), f"drops {c['dropped']} vs {len(over)} over-long examples"
         print(f"\nseq_len {seq_len}: {len(over)} over-long examples ({over.sum():,} tokens) dropped by `overflow: drop` and counted")
         print(f"  {'dataprep bfd':34} fill {c['packing_efficiency']:7.2%}  {c['rows']['train']:6,} rows  "
               f"{seconds:5.1f} s  {n / seconds:7,.0f} examples/s (end to end, subprocess)")
