@@ -263,15 +263,20 @@ def _build_rows(
         )
     pads = seq_len - fills
     n_rows = len(fills)
-    input_ids = np.full(n_rows * seq_len, pad_id, dtype=np.int32)
-    out_extras = {name: np.zeros(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
-    if seq_len >= _SLICE_COPY_MIN_MEAN:  # long rows: one copy per row
+    if seq_len >= _SLICE_COPY_MIN_MEAN:  # long rows: one copy per row, and the pad tail set (no full pre-fill)
+        input_ids = np.empty(n_rows * seq_len, dtype=np.int32)
+        out_extras = {name: np.empty(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
         bounds = content_offsets.tolist()
         for r, (a, b) in enumerate(zip(bounds, bounds[1:])):
-            input_ids[r * seq_len : r * seq_len + b - a] = content[a:b]
+            at, end = r * seq_len, (r + 1) * seq_len
+            input_ids[at : at + b - a] = content[a:b]
+            input_ids[at + b - a : end] = pad_id
             for name, values in extras.items():
-                out_extras[name][r * seq_len : r * seq_len + b - a] = values[a:b]
+                out_extras[name][at : at + b - a] = values[a:b]
+                out_extras[name][at + b - a : end] = 0
     else:
+        input_ids = np.full(n_rows * seq_len, pad_id, dtype=np.int32)
+        out_extras = {name: np.zeros(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
         # Destination of each content token: its row's start in the padded layout, plus its place in the row.
         dest = np.repeat(np.arange(n_rows, dtype=np.int64) * seq_len - content_offsets[:-1], fills)
         dest += np.arange(len(content), dtype=np.int64)

@@ -69,7 +69,7 @@ ENCODE_GROUP_CHARS = 1 << 20
 # 3.5 MB book held ~400 MB while it encoded, and ran on one core.
 LONG_DOC_CHARS = 1 << 18
 SEAM_EVERY = 1 << 17
-SEAM_WINDOW = 1024  # characters each side of a candidate seam that are encoded to check it
+SEAM_WINDOW = 256  # characters each side of a candidate seam that are encoded to check it
 SEAM_TRIES = 8  # candidates checked before the rest of a document is encoded whole
 # Candidate seams: after a newline between two non-space characters, or before a space between
 # two word characters (books whose paragraphs are single lines have no newline candidates).
