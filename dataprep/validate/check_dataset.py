@@ -146,8 +146,9 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
     path = out / split / entry["file"]
     if not path.is_file():
         return result  # reported as shard_missing with the layout
-    with pa.OSFile(str(path)) as fh:
-        data = fh.read_buffer()
+    # Memory-mapped, not read: the scan's one pass over every byte is also what brings it in
+    # (a read would copy the file first: ~30% of validate's time on a warm page cache).
+    data = pa.memory_map(str(path)).read_buffer()
     result.bytes = data.size
     for finding in iter_shard_size(data.size, entry, name=name, split=split):
         scope.add(finding)
