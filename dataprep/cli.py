@@ -283,7 +283,7 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
 @click.option("--seed", type=int, help="Seeds the weights and the data order (default 0).")
 @click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
-@click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words (default) or a head on label_id.")
+@click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")

@@ -69,6 +69,7 @@ class OutputSpec:
 class ClassificationSpec:
     labels: tuple[str, ...] | None = None
     unknown_label: str = "error"
+    train: str = "generative"  # how `dataprep train` trains it: generative | head
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
             overflow=r["overflow"],
             classification=None
             if cls is None
-            else ClassificationSpec(labels=None if cls["labels"] is None else tuple(cls["labels"]), unknown_label=cls["unknown_label"]),
+            else ClassificationSpec(labels=None if cls["labels"] is None else tuple(cls["labels"]), unknown_label=cls["unknown_label"], train=cls["train"]),
             fields=tuple(fields),
         )
     return Recipe(

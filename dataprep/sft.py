@@ -444,6 +444,7 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
         "target_tokens": stats["target_tokens"],
         "target_ratio": stats["target_tokens"] / content if content else 0.0,
         "labels": None if labels is None else {label: i for i, label in enumerate(labels)},
+        "classification_train": None if recipe.sft.classification is None else recipe.sft.classification.train,
     }
 
 

@@ -14,9 +14,10 @@ training at about 12k tokens/s; the loader alone delivers about 1.3M tokens/s. T
 config on a copy whose masks train the prompt instead of the answer scores 0%, and on one
 whose stop token is not trained, 0% (the model runs on past the answer).
 
-Classification datasets (rows with ``label_id`` / ``label_ids``) train the generative label
-target by default; ``classification="head"`` trains a linear head on each example's last
-prompt token instead, and the task check becomes head accuracy vs the majority class.
+Classification datasets (rows with ``label_id`` / ``label_ids``) train as their recipe says
+(``classification.train``, in the manifest): the generative label target by default, or with
+``head`` a linear head on each example's last prompt token, and the task check becomes head
+accuracy vs the majority class. ``classification=`` (``--classification``) overrides it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ CHOICES = {
     "model": ("auto", "cpu", "gpu"),
     "attention": ("auto", "varlen", "flex", "sdpa"),
     "device": ("auto", "cpu", "cuda"),
-    "classification": ("generative", "head"),
+    "classification": ("auto", "generative", "head"),
     "task_proof": ("auto", "on", "off"),
 }
 
@@ -73,7 +74,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     workers: int | None = None     # DataLoader worker processes (None: 0 on CPU, where cores train; 4 on CUDA)
-    classification: str = "generative"  # generative | head (datasets with label_id)
+    classification: str = "auto"   # auto (the recipe's classification.train) | generative | head
     eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
     eval_every: int = 250          # validation loss every N steps (0: only at the end)
     eval_rows: int = 512           # validation rows per evaluation
@@ -194,9 +195,12 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     collator = Collator(pad_id=info.pad_id, pad_to=info.seq_len if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0)
     batch_size = cfg.batch_size or max(1, 4096 // info.seq_len)
-    if cfg.classification == "head" and info.labels is None:
+    classification = cfg.classification
+    if classification == "auto":  # as the recipe says (manifest sft.classification_train), else generative
+        classification = (info.manifest.get("sft") or {}).get("classification_train") or "generative"
+    if classification == "head" and info.labels is None:
         raise ConfigError(f"classification 'head' needs a classification dataset; {info.path} has no label_id")
-    head = cfg.classification == "head"
+    head = classification == "head"
 
     # --- device, model, optimizer -------------------------------------------------------------
     torch.manual_seed(cfg.seed)
