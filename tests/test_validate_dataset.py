@@ -450,6 +450,21 @@ def test_train_validation_overlap_of_documents(pretrain, tmp_path):
     assert whole and found(report) == [("split_overlap", name, 3, a) for a in whole]
 
 
+def test_bfd_pieces_of_split_documents_in_both_splits_are_a_note_not_a_finding(tmp_path):
+    """bfd cuts long documents into pieces: different documents can end in the same short tail
+    ("...\n" + EOS), so equal pieces in both splits do not prove a leak; validate says so in a note."""
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "inputs": [{"path": str(RECIPES / "data" / "tiny_corpus.jsonl")}],
+         "tokenizer": {"train": {"vocab_size": 600}}, "packing": {"mode": "bfd", "seq_len": 64}, "split": {"validation": 0.1}},
+        base_dir=tmp_path,
+    )
+    manifest = run(recipe, tmp_path / "bfd", workers=1)
+    assert sum(p["split_documents"] for p in manifest["packing"].values()) > 0
+    report = validate_dataset(tmp_path / "bfd")
+    assert report.ok and not found(report)
+    assert any(note.startswith("split overlap: ") and "equal pieces can come from different documents" in note for note in report.notes)
+
+
 def test_stop_tokens_without_a_recorded_list_are_derived(tmp_path):
     """Manifests written before `sft.stop_token_ids` existed: EOS for pairs, the chat template's end-of-turn."""
     from dataprep.validate.contract import _stop_ids
