@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-import yaml
 from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
 from dataprep import columns as C

@@ -9,7 +9,6 @@ match, so that the only thing wrong is the corruption itself and exactly one che
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
