@@ -14,6 +14,16 @@ from . import __version__
 from .errors import DataprepError
 
 
+class _PathOrURL(click.Path):
+    """An existing local path, or a filesystem URL (``s3://...``, ``file://...``) taken as given:
+    its existence is checked when it is read, with the URL named in the error."""
+
+    def convert(self, value, param, ctx):
+        from .storage import is_url
+
+        return value if is_url(value) else super().convert(value, param, ctx)
+
+
 def _setup_logging(quiet: bool) -> None:
     """Log to stderr; the global `dataprep -q` / `--log-format json` apply to every command."""
     from .progress import configure
@@ -118,7 +128,7 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=_PathOrURL(exists=True))
 @click.option("--as", "kind", type=click.Choice(["text", "instruction", "prompt-completion", "chat", "classification"]), help="PATHS are raw input files of this record kind (schemas/<kind>-record.schema.json).")
 @click.option("--field", "fields", multiple=True, metavar="NAME=PATH", help="With --as: where a field is in your records, e.g. --field messages=conversations. Repeatable.")
 @click.option("--recipe", "-r", type=click.Path(exists=True, dir_okay=False), help="Check every input this recipe reads, with its field mapping and template (no PATHS).")

@@ -63,6 +63,11 @@ def test_raw_inputs(tmp_path, capsys):
     assert "expected: a string with at least one non-space character" in out
     code, out, _ = invoke(["validate", "--recipe", str(RECIPES / "demo-sft.yaml"), "--format", "json"], capsys)
     assert code == 0 and json.loads(out)["stats"]["records"] == 6000
+    # the same file by URL: the finding names the URL
+    code, out, _ = invoke(["validate", path.as_uri(), "--as", "prompt-completion"], capsys)
+    assert code == 1 and f"{path.as_uri()} line 2 $: missing_field" in out
+    code, _, err = invoke(["validate", (tmp_path / "nope.jsonl").as_uri(), "--as", "prompt-completion"], capsys)
+    assert code == 1 and f"{(tmp_path / 'nope.jsonl').as_uri()}: does not exist" in err
 
 
 def test_recheck_sources(dataset, capsys):
