@@ -81,6 +81,7 @@ class SftSpec:
     max_length: int
     overflow: str
     classification: ClassificationSpec | None = None
+    special_text: str = "error"  # a field holding a special token's text: error (bad record) | keep
     # per input (same order as Recipe.inputs): template field -> where it is in a record; None = defaults
     fields: tuple[Mapping[str, FieldSpec] | None, ...] = ()
 
@@ -253,6 +254,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
             if cls is None
             else ClassificationSpec(labels=None if cls["labels"] is None else tuple(cls["labels"]), unknown_label=cls["unknown_label"], train=cls["train"]),
             fields=tuple(fields),
+            special_text=r.get("special_text") or "error",
         )
     return Recipe(
         task=r["task"],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -54,6 +55,7 @@ RESPONSE_TOO_LONG = "response_too_long"
 NO_TARGET = "no_target"
 UNKNOWN_LABEL = "unknown_label"
 TEMPLATE_RAISED = "template_raised"
+SPECIAL_TOKEN_TEXT = "special_token_text"
 
 # Per-example counters, summed in the manifest over the examples written (duplicates excluded).
 STAT_NAMES = ("truncated", "truncated_tokens", "straddles", "examples_with_straddle", "target_tokens")
@@ -139,6 +141,19 @@ class SftWorker:
         if self.pair is not None and not self.stop_text:
             raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
         self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
+        self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
+
+    def _check_special_text(self, record: Mapping[str, Any]) -> None:
+        """A record's own text must not hold a special token's text (``special_text: error``)."""
+        for name, value in record.items():
+            for text in _strings(value):
+                found = self.special_text.search(text)
+                if found:
+                    raise RecordProblem(
+                        SPECIAL_TOKEN_TEXT,
+                        f"field {name!r} holds {found.group()!r}, the text of a special token: it would encode as "
+                        "that token (a stop or turn marker) inside the example",
+                    )
 
     def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         index, batch = item
@@ -236,6 +251,8 @@ class SftWorker:
         return out
 
     def _render(self, record: Mapping[str, Any]):
+        if self.special_text is not None:
+            self._check_special_text(record)
         if self.pair is not None:
             return self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
         try:
@@ -258,6 +275,8 @@ class SftWorker:
                 UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
                 TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
                 RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
+                SPECIAL_TOKEN_TEXT: "remove or escape that text in the record, set `special_text: keep` to encode it as "
+                "the special token, or `on_error: skip` to count such records as dropped",
             }
             fix = fixes.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
             raise InputError(file.location, location(file, line), message, fix)
@@ -446,6 +465,24 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
         "labels": None if labels is None else {label: i for i, label in enumerate(labels)},
         "classification_train": None if recipe.sft.classification is None else recipe.sft.classification.train,
     }
+
+
+def _special_pattern(tokenizer) -> re.Pattern[str] | None:
+    """Any special token's text (longest first), or None when the tokenizer has none."""
+    texts = {t.content for t in tokenizer.tokenizer.get_added_tokens_decoder().values() if t.special and t.content}
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))) if texts else None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a field value (text, or chat messages: lists of role/content dicts)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _sha(text: str) -> str:

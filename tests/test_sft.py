@@ -331,3 +331,29 @@ def test_fields_apply_to_every_file_of_a_glob_input(tmp_path):
     manifest = run(recipe, tmp_path / "out", workers=1)
     assert manifest["counts"]["records_written"] == 2
     assert [i["documents"] for i in manifest["inputs"]] == [1, 1]
+
+
+def test_special_token_text_in_a_field_is_a_bad_record_unless_kept(tmp_path):
+    """"<|endoftext|>" typed inside a completion would encode as GPT-2's stop token mid-answer."""
+    records = [{"prompt": "Say hi:", "completion": " hi"}, {"prompt": "Quote:", "completion": " a<|endoftext|>b"}]
+    with pytest.raises(InputError, match=r"pairs\.jsonl, line 2: field 'completion' holds '<\|endoftext\|>', the text of a special token") as info:
+        run(pairs_recipe(tmp_path, records), tmp_path / "out", workers=1)
+    assert "special_text: keep" in str(info.value)
+    skipped = run(pairs_recipe(tmp_path, records, on_error="skip"), tmp_path / "skip", workers=1)
+    assert skipped["counts"]["dropped"] == {"special_token_text": 1} and skipped["counts"]["records_written"] == 1
+    kept = run(pairs_recipe(tmp_path, records, special_text="keep"), tmp_path / "keep", workers=1)
+    assert kept["counts"]["records_written"] == 2
+    row = [r for r in table(tmp_path / "keep").to_pylist() if r[C.INPUT_IDS].count(EOT) == 2][0]
+    assert row[C.INPUT_IDS][-1] == EOT  # the typed one encoded as EOS in the middle, as asked
+
+
+def test_special_token_text_in_real_chats_is_counted(tmp_path):
+    """Real KTO demo conversations quote Phi-3's `<|user|>` and `</s>` inside messages."""
+    recipe = load_recipe(RECIPES / "chat.yaml", ["inputs.0.path=../../shared/data/pairs/chat/kto_en_demo.json",
+                                                  "inputs.0.fields.messages.path=messages", "on_error=skip", "packing.mode=none"])
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    dropped = manifest["counts"]["dropped"].get("special_token_text", 0)
+    conversations = json.loads((DATA / "pairs" / "chat" / "kto_en_demo.json").read_text(encoding="utf-8"))
+    specials = [t.content for t in Tokenizer.from_file(str(PHI3 / "tokenizer.json")).get_added_tokens_decoder().values() if t.special]
+    quoting = sum(any(s in m["content"] for m in c["messages"] for s in specials) for c in conversations)
+    assert dropped == quoting > 0
