@@ -216,8 +216,8 @@ def _check_batch(
     return tokens.astype(np.int32, copy=False), doc_lens, out
 
 
-# Ranges at least this long on average are copied slice by slice (memcpy each); shorter ones
-# through one fancy-index gather, whose int64 index costs more than the copy but needs no loop.
+# Ranges at least this long on average are joined as views by one concatenate (memcpy each);
+# shorter ones through one fancy-index gather, whose int64 index costs more than the copy.
 _SLICE_COPY_MIN_MEAN = 64
 
 
@@ -225,12 +225,9 @@ def _gather_ranges(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> 
     """``concat(values[s:s+n] for s, n in zip(starts, lens))``."""
     total = int(lens.sum())
     if len(lens) and total >= _SLICE_COPY_MIN_MEAN * len(lens):
-        out = np.empty(total, dtype=values.dtype)
-        at = 0
-        for s, n in zip(starts.tolist(), lens.tolist()):
-            out[at : at + n] = values[s : s + n]
-            at += n
-        return out
+        # one concatenate of views: a single C call, so a thread sharing the GIL never waits
+        # between slices (a copy per slice re-takes the GIL each time)
+        return np.concatenate([values[s : s + n] for s, n in zip(starts.tolist(), lens.tolist())])
     out_starts = np.cumsum(lens) - lens
     index = np.repeat(starts - out_starts, lens) + np.arange(int(lens.sum()), dtype=np.int64)
     return values[index]
@@ -263,17 +260,19 @@ def _build_rows(
         )
     pads = seq_len - fills
     n_rows = len(fills)
-    if seq_len >= _SLICE_COPY_MIN_MEAN:  # long rows: one copy per row, and the pad tail set (no full pre-fill)
-        input_ids = np.empty(n_rows * seq_len, dtype=np.int32)
-        out_extras = {name: np.empty(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
+    if seq_len >= _SLICE_COPY_MIN_MEAN:  # long rows: each row's content then its pad tail, one concatenate
         bounds = content_offsets.tolist()
-        for r, (a, b) in enumerate(zip(bounds, bounds[1:])):
-            at, end = r * seq_len, (r + 1) * seq_len
-            input_ids[at : at + b - a] = content[a:b]
-            input_ids[at + b - a : end] = pad_id
-            for name, values in extras.items():
-                out_extras[name][at : at + b - a] = values[a:b]
-                out_extras[name][at + b - a : end] = 0
+
+        def laid_out(values: np.ndarray, fill: int) -> np.ndarray:
+            tail = np.full(seq_len, fill, dtype=values.dtype)
+            parts = []
+            for a, b in zip(bounds, bounds[1:]):
+                parts.append(values[a:b])
+                parts.append(tail[: seq_len - (b - a)])
+            return np.concatenate(parts) if parts else np.empty(0, dtype=values.dtype)
+
+        input_ids = laid_out(content.astype(np.int32, copy=False), pad_id)
+        out_extras = {name: laid_out(values, 0) for name, values in extras.items()}
     else:
         input_ids = np.full(n_rows * seq_len, pad_id, dtype=np.int32)
         out_extras = {name: np.zeros(n_rows * seq_len, dtype=values.dtype) for name, values in extras.items()}
