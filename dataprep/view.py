@@ -67,6 +67,9 @@ class RowView:
         num_pad: length of the trailing pad piece.
         labels: per non-pad piece, its class label (classification) or None.
         notes: lines shown under the title (split, truncation, drop reason, ...).
+        originals: masked LM rows with static masks: the original id at each chosen position
+            (``mask`` marks them), IGNORE_INDEX elsewhere.
+        target_ids: span-corruption rows: the ``labels`` sequence (sentinels and the spans they hide).
     """
 
     title: str
@@ -76,6 +79,8 @@ class RowView:
     num_pad: int = 0
     labels: list[str | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    originals: np.ndarray | None = None
+    target_ids: np.ndarray | None = None
 
     @property
     def segments(self) -> int:
@@ -128,6 +133,13 @@ def rows_from_dataset(ds: Dataset, split: str, indices: Sequence[int]) -> list[R
         seq_lens = list(row[C.SEQ_LENS])
         labels = row.get(C.LABEL_IDS) or ([row[C.LABEL_ID]] if row.get(C.LABEL_ID) is not None else [])
         mask = row.get(C.LOSS_MASK)
+        originals = target_ids = None
+        if row.get(C.LABELS) is not None:
+            seq = np.asarray(row[C.LABELS], dtype=np.int64)
+            if len(seq) == len(row[C.INPUT_IDS]):  # masked LM: the chosen positions are the targets
+                originals, mask = seq, (seq != C.IGNORE_INDEX)
+            else:  # span corruption: labels are their own sequence
+                target_ids = seq
         out.append(
             RowView(
                 title=f"{split} row {index}",
@@ -136,6 +148,8 @@ def rows_from_dataset(ds: Dataset, split: str, indices: Sequence[int]) -> list[R
                 seq_lens=seq_lens,
                 num_pad=num_pad,
                 labels=[names.get(x, str(x)) for x in labels],
+                originals=originals,
+                target_ids=target_ids,
             )
         )
     return out
@@ -228,6 +242,17 @@ def format_row(
         lines.append(_style("── " + " · ".join(facts) + " ──", HEADER, color))
         lines.append(_format_spans(spans, color=color, boundaries=boundaries, show_ids=show_ids))
         start += length
+    if row.originals is not None:
+        chosen = np.flatnonzero(row.originals != C.IGNORE_INDEX)
+        lines.append(_style(f"── masked LM · {len(chosen)} chosen positions: shown → original ──", HEADER, color))
+        shown = token_texts(tokenizer, row.ids[chosen].tolist())
+        original = token_texts(tokenizer, row.originals[chosen].tolist())
+        lines.append("  ".join(f"{p}:{_visible(a or PARTIAL)}→{_visible(b or PARTIAL)}" for p, a, b in zip(chosen.tolist(), shown, original)))
+    if row.target_ids is not None:
+        lines.append(_style(f"── labels · {len(row.target_ids)} tokens (sentinels and the spans they replace) ──", HEADER, color))
+        spans = [Span("target", text or PARTIAL, i, i in (specials or special_ids(tokenizer)))
+                 for i, text in zip(row.target_ids.tolist(), token_texts(tokenizer, row.target_ids.tolist()))]
+        lines.append(_format_spans(spans, color=color, boundaries=boundaries, show_ids=show_ids))
     if row.num_pad:
         pad_id = int(row.ids[-1])
         pad_text = tokenizer.tokenizer.id_to_token(pad_id) or str(pad_id)

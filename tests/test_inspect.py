@@ -217,3 +217,24 @@ def test_recipe_that_trains_its_tokenizer_needs_one_named():
     first = json.loads((RECIPES / "data" / "tiny_corpus.jsonl").read_text(encoding="utf-8").splitlines()[0])["text"]
     ids = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=GPT2).tokenizer.encode(first).ids + [50256]
     assert f"━━ tiny_corpus.jsonl line 1 · {len(ids)} tokens · 1 segment · no loss mask · 0 pad ━━" in result.output
+
+
+def test_cli_inspect_shows_mlm_targets_and_span_labels(tmp_path):
+    """Static MLM rows: the chosen positions are the targets, each with what it shows and the original;
+    span-corruption rows: the labels sequence after the inputs."""
+    mlm = tmp_path / "mlm"
+    run(load_recipe(RECIPES / "mlm-wikitext.yaml"), mlm, workers=1)
+    row = open_dataset(mlm).table("train").slice(0, 1).to_pylist()[0]
+    chosen = [i for i, x in enumerate(row["labels"]) if x != -100]
+    result = CliRunner().invoke(cli, ["inspect", str(mlm), "--row", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"masked LM · {len(chosen)} chosen positions: shown → original" in result.output
+    assert re.search(rf"(^|  ){chosen[0]}:\S+→\S+", result.output, re.M)
+    assert f"{len(chosen)} targets" in result.output or len(row["seq_lens"]) > 1
+    span = tmp_path / "span"
+    run(load_recipe(RECIPES / "span-c4.yaml"), span, workers=1)
+    labels = open_dataset(span).table("train").slice(0, 1).to_pylist()[0]["labels"]
+    result = CliRunner().invoke(cli, ["inspect", str(span), "--row", "0", "--ids"])
+    assert result.exit_code == 0, result.output
+    assert f"labels · {len(labels)} tokens (sentinels and the spans they replace)" in result.output
+    assert f"[{labels[0]}]" in result.output.split("labels · ", 1)[1]
