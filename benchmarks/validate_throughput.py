@@ -23,7 +23,6 @@ The goal is validate >= 0.5x the plain read's tokens/s.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -31,7 +30,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import zstandard
+
+from _bench import corpus_prefix
 
 from dataprep.pipeline import run
 from dataprep.recipe import recipe_from_dict
@@ -42,23 +42,10 @@ BENCH = REPO.parent / "shared" / "bench"
 
 
 def prepare_inputs(work: Path, corpus: Path, limit_mb: float | None, copies: int) -> list[Path]:
-    """The corpus as plain JSONL (first ``limit_mb`` MB of it), plus hard-linked copies."""
-    first = work / "corpus-0.jsonl"
-    marker = work / "corpus.json"
-    wanted = {"corpus": str(corpus), "limit_mb": limit_mb}
-    if not (first.is_file() and marker.is_file() and json.loads(marker.read_text()) == wanted):
-        limit = None if limit_mb is None else int(limit_mb * 1e6)
-        written = 0
-        with open(corpus, "rb") as raw, open(first, "wb") as out:
-            reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True), 1 << 20)
-            for line in reader:
-                if limit is not None and written + len(line) > limit:
-                    break
-                out.write(line)
-                written += len(line)
-        marker.write_text(json.dumps(wanted))
-    paths = [first]
-    for i in range(1, copies):
+    """The corpus as plain JSONL (first ``limit_mb`` MB of it), hard-linked ``copies`` times."""
+    first = corpus_prefix(limit_mb, corpus=corpus, work=work)
+    paths = []
+    for i in range(copies):
         path = work / f"corpus-{i}.jsonl"
         if path.exists():
             path.unlink()
