@@ -102,10 +102,15 @@ def size(url: str) -> int:
 
 
 def sha256(url: str) -> str:
-    digest = hashlib.sha256()
     with open_input(url) as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
+        return sha256_stream(fh)
+
+
+def sha256_stream(fh: BinaryIO, *, block: int = _BLOCK) -> str:
+    """SHA-256 of what is left in an open binary stream, read ``block`` bytes at a time."""
+    digest = hashlib.sha256()
+    while chunk := fh.read(block):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

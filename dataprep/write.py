@@ -40,11 +40,8 @@ _ARROW_TO_FEATURE = {
 
 
 def sha256_file(path: Path, *, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return storage.sha256_stream(fh, block=block)
 
 
 def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
