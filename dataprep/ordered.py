@@ -115,8 +115,7 @@ class OrderedStage:
 
     def _write(self, split: str, rows: PackedRows) -> None:
         if rows.num_rows:
-            content = int(len(rows.input_ids) - rows.num_pad.sum())
-            self.writers[split].write(self.to_batch(rows), tokens=content)
+            self.writers[split].write(self.to_batch(rows))
 
     def pack_stats(self) -> dict[str, Any]:
         return {split: packer.stats.as_dict() for split, packer in self.packers.items()}

@@ -27,7 +27,7 @@ from .progress import Progress
 from .read import InputFile, file_sha256, file_size, resolve_inputs
 from .recipe import Recipe
 from .tokenizer import LoadedTokenizer, load_tokenizer, train_tokenizer
-from .write import SplitWriter, open_output, sha256_file
+from .write import SplitWriter, batch_rows, open_output, sha256_file
 
 log = logging.getLogger("dataprep.run")
 
@@ -113,7 +113,8 @@ def run(
         plan = plan_for(recipe, tokenizer, files)
         counts: Counter = Counter()
         read_drops: Counter = Counter()
-        writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes) for s in C.SPLITS}
+        rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
+        writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
         stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
         bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
         chunks = bar.track(plan.chunks(read_drops, counts))
@@ -132,6 +133,11 @@ def run(
         target.abort()
         raise
     return manifest
+
+
+def seq_len_of(recipe: Recipe) -> int:
+    """The longest a row may be: the packing length, or the longest example when not packed."""
+    return recipe.packing.seq_len if recipe.packing.mode != "none" else recipe.sft.max_length
 
 
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
@@ -167,7 +173,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         "recipe_hash": recipe.hash,
         "recipe_dir": str(recipe.base_dir),  # what the recipe's relative paths were resolved against
         "task": recipe.task,
-        "seq_len": recipe.packing.seq_len if recipe.packing.mode != "none" else recipe.sft.max_length,
+        "seq_len": seq_len_of(recipe),
         "tokenizer": {
             "source": tokenizer.source,
             "trained": trained,

@@ -63,6 +63,7 @@ class OutputSpec:
     shard_bytes: int = 256 * 1024 * 1024
     chunk_records: int = 2048
     chunk_bytes: int = 4 * 1024 * 1024
+    batch_tokens: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

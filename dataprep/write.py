@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from . import storage
-from .columns import INCOMPLETE_SUFFIX, MANIFEST_FILE, SHARD_PATTERN
+from .columns import INCOMPLETE_SUFFIX, INPUT_IDS, MANIFEST_FILE, NUM_PAD, SHARD_PATTERN
 from .errors import OutputError
 
 _ARROW_TO_FEATURE = {
@@ -37,6 +38,12 @@ _ARROW_TO_FEATURE = {
     pa.float32(): "float32", pa.float64(): "float64", pa.string(): "string", pa.large_string(): "large_string",
     pa.bool_(): "bool",
 }
+
+
+def content_tokens(batch: pa.RecordBatch) -> int:
+    """Tokens in a batch of rows, less their trailing pad pieces."""
+    offsets = batch.column(INPUT_IDS).offsets
+    return int(offsets[-1].as_py() - offsets[0].as_py()) - int(pc.sum(batch.column(NUM_PAD)).as_py() or 0)
 
 
 def sha256_file(path: Path, *, block: int = 1 << 22) -> str:
@@ -73,20 +80,33 @@ def features_of(schema: pa.Schema) -> dict[str, Any]:
     return {f.name: feature(f.type) for f in schema}
 
 
+def batch_rows(*, seq_len: int, batch_tokens: int, shard_bytes: int) -> int:
+    """Rows per Arrow record batch: ``batch_tokens`` token slots, and at most 1/16 of a shard
+    (taking 4 bytes a token), so that small shards still roll between batches."""
+    return max(1, min(batch_tokens, shard_bytes // 64) // max(seq_len, 1))
+
+
 class SplitWriter:
     """Writes one split's shards; rolls to a new shard past ``shard_bytes``.
 
+    Rows arrive in batches of any size (one per packed chunk) and are written in record batches
+    of exactly ``batch_rows`` rows (the last one shorter), so a shard's bytes depend on its rows
+    alone, never on how the input was chunked. Few large record batches also keep readers fast:
+    ``validate`` does a fixed amount of numpy work per batch besides its pass over the tokens.
     Use as a context manager; :meth:`close` returns one dict per shard.
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int):
+    def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int, batch_rows: int):
         self.folder = folder
         self.schema = schema
         self.shard_bytes = shard_bytes
+        self.batch_rows = batch_rows
         folder.mkdir(parents=True, exist_ok=True)
         self._paths: list[Path] = []
         self._rows: list[int] = []
         self._tokens: list[int] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self._sink: pa.NativeFile | None = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
@@ -96,15 +116,28 @@ class SplitWriter:
     def __exit__(self, *exc: object) -> None:
         self._close_shard()
 
-    def write(self, batch: pa.RecordBatch, *, tokens: int) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch``'s rows; write every full record batch they complete."""
         if batch.num_rows == 0:
             return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        while self._pending_rows >= self.batch_rows:
+            self._emit(self.batch_rows)
+
+    def _emit(self, rows: int) -> None:
+        """Write the first ``rows`` queued rows as one record batch (always a fresh copy, so the
+        bytes do not depend on which incoming batches they came from)."""
+        queued = pa.Table.from_batches(self._pending, schema=self.schema)
+        batch = pa.concat_batches(queued.slice(0, rows).to_batches())
+        self._pending = queued.slice(rows).to_batches()
+        self._pending_rows -= rows
         if self._writer is None:
             self._open_shard()
         assert self._writer is not None and self._sink is not None
         self._writer.write_batch(batch)
         self._rows[-1] += batch.num_rows
-        self._tokens[-1] += tokens
+        self._tokens[-1] += content_tokens(batch)
         if self._sink.tell() >= self.shard_bytes:
             self._close_shard()
 
@@ -127,6 +160,8 @@ class SplitWriter:
 
         A split with no rows still gets one empty shard, so it loads as an empty dataset.
         """
+        if self._pending_rows:
+            self._emit(self._pending_rows)
         self._close_shard()
         if not self._paths:
             self._open_shard()

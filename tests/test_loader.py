@@ -31,7 +31,7 @@ def sft_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrain_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("loader") / "demo-pretrain"
-    run(load_recipe(RECIPES / "demo-pretrain.yaml", ["output.chunk_records=64"]), out, workers=1)
+    run(load_recipe(RECIPES / "demo-pretrain.yaml", ["output.batch_tokens=4096"]), out, workers=1)
     return out
 
 
@@ -130,7 +130,7 @@ def test_rows_match_the_arrow_files(sft_dir):
 
 def test_rows_across_record_batches(pretrain_dir):
     rows = ArrowRows(pretrain_dir, "train")
-    assert len(rows._batches) > 1  # chunk_records=64: several record batches
+    assert len(rows._batches) > 1  # batch_tokens=4096: several record batches
     table = pa.ipc.open_stream(pa.memory_map(str(pretrain_dir / "train" / "data-00000-of-00001.arrow"))).read_all()
     ids = table.column("input_ids").to_pylist()
     assert [rows[i]["input_ids"].tolist() for i in range(len(rows))] == ids

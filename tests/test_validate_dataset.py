@@ -149,7 +149,7 @@ def test_clean_datasets_with_shards_bos_and_packing(pretrain, pretrain_bos, sft,
     for ds in (pretrain, pretrain_bos, sft, chat):
         report = validate_dataset(ds)
         assert report.ok, report.to_text()
-    assert len(manifest(pretrain)["splits"]["train"]["shards"]) == 3  # documents cross shard boundaries
+    assert len(manifest(pretrain)["splits"]["train"]["shards"]) >= 3  # documents cross shard boundaries
 
 
 def test_stats_report_the_target_ratio_and_stop_tokens(sft, chat):
