@@ -3,6 +3,8 @@
 
 A chunk never spans two files and its size depends only on the file, so the partition of
 work is a function of the inputs alone: never of the worker count or the cluster size.
+It also means a file's chunks can be read on their own (:meth:`ChunkReader.file_chunks`):
+``--engine ray`` reads each file on a worker.
 The byte bound keeps memory flat: the chunks in flight hold their texts and encodings, and a
 chunk of 2,048 records that happens to hold a dozen books would otherwise set the peak.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -21,24 +24,40 @@ from .read import InputFile
 ReadFile = Callable[[int, InputFile, Counter], Iterator[pa.RecordBatch]]
 
 
-def iter_chunks(
-    files: list[InputFile], read_file: ReadFile, *, read_drops: Counter, counts: Counter, max_bytes: int | None = None
-) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Yield ``(file index, batch)`` for every input record, in input order.
+@dataclass(frozen=True)
+class ChunkReader:
+    """How a task reads its chunks, one file at a time.
 
-    Args:
-        files: the resolved inputs.
+    Picklable (``read_file`` is a module-level function or a partial of one), so the chunks of a
+    file can be read where they are worked on: in this process (``--engine local``) or by a Ray
+    worker that reads only its own file (``--engine ray``).
+
+    Attributes:
         read_file: ``(index, file, drops) -> batches``; counts unreadable records into ``drops``.
-        read_drops: unreadable records by reason, summed over all files.
-        counts: ``records_read`` is incremented for every record seen, readable or not.
         max_bytes: cut each batch so a chunk holds at most this many bytes of string columns
             (a record larger than that is a chunk of its own); None: no bound.
     """
-    for index, file in enumerate(files):
+
+    read_file: ReadFile
+    max_bytes: int | None = None
+
+    def chunks(self, files: list[InputFile], *, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Yield ``(file index, batch)`` for every input record, in input order.
+
+        Args:
+            files: the resolved inputs.
+            read_drops: unreadable records by reason, summed over all files.
+            counts: ``records_read`` is incremented for every record seen, readable or not.
+        """
+        for index, file in enumerate(files):
+            yield from self.file_chunks(index, file, read_drops=read_drops, counts=counts)
+
+    def file_chunks(self, index: int, file: InputFile, *, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """:meth:`chunks` of the one input ``files[index]``; its counts are complete when this ends."""
         before = sum(read_drops.values())
-        for batch in read_file(index, file, read_drops):
+        for batch in self.read_file(index, file, read_drops):
             counts["records_read"] += batch.num_rows
-            for piece in split_by_bytes(batch, max_bytes):
+            for piece in split_by_bytes(batch, self.max_bytes):
                 yield index, piece
         counts["records_read"] += sum(read_drops.values()) - before  # unreadable records were read too
 

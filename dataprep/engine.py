@@ -1,9 +1,9 @@
-"""Where chunk work runs: in this process (serially or on threads), in worker processes, or on Ray.
+"""Where chunk work runs: in this process (serially or on threads), in worker processes, or on Ray Data.
 
 Results always come back in input order, so output never depends on the worker count or
-the engine. Every parallel mode keeps a bounded number of chunks in flight (``window``):
+the engine. Every local parallel mode keeps a bounded number of chunks in flight (``window``):
 memory stays flat however large the corpus (``multiprocessing.Pool.imap`` would read ahead
-without bound).
+without bound); Ray Data bounds its own with streaming backpressure.
 
 Which local mode a task uses is the task's choice (:class:`~dataprep.pipeline.Plan`):
 
@@ -14,19 +14,26 @@ Which local mode a task uses is the task's choice (:class:`~dataprep.pipeline.Pl
 - ``processes`` for fine-tuning, whose per-example templating and masking run Python code that
   holds the GIL: N spawned processes give N cores.
 
-:func:`ordered_map` dispatches to them; ``engine="ray"`` lives in :mod:`dataprep.engine_ray`.
+:func:`run_chunks` picks the engine: on ``local`` this process reads the chunks and
+:func:`ordered_map` dispatches them to a mode; ``ray`` (:mod:`dataprep.engine_ray`) reads and works
+on them on Ray Data.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .chunks import ChunkReader
+    from .progress import Progress
+    from .read import InputFile
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,6 +63,51 @@ def _call(item: Any) -> Any:
     return _STATE["fn"](item)
 
 
+def run_chunks(
+    reader: ChunkReader,
+    worker: tuple[Callable[..., Callable[[Any], R]], tuple[Any, ...]],
+    files: list[InputFile],
+    *,
+    read_drops: Counter,
+    counts: Counter,
+    progress: Progress,
+    workers: int,
+    mode: str = "processes",
+    engine: str = "local",
+    address: str | None = None,
+) -> Iterator[R]:
+    """Read every input's chunks and yield ``fn(chunk)`` for each, in input order (``fn = setup(*args)``).
+
+    Args:
+        reader: reads one input file's chunks.
+        worker: ``(setup, args)``; ``setup(*args)`` builds the chunk function once per worker.
+        files: the resolved inputs.
+        read_drops: unreadable records by reason, summed over all files (complete once the
+            results are consumed).
+        counts: ``records_read`` is incremented for every record read.
+        progress: told what was read.
+        workers: chunks worked on at once (``local``), or the CPUs of a local Ray instance.
+        mode: the local engine's mode (:data:`MODES`).
+        engine: ``local`` (this process reads; ``mode`` works) or ``ray`` (Ray Data reads and works).
+        address: with ``ray``: the cluster to join (``ray://host:10001``, ``host:6379`` or ``auto``).
+
+    Raises:
+        ConfigError: an unknown engine or mode, ``address`` without ``engine="ray"``, or Ray
+            requested but not installed.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not one of {list(ENGINES)}")
+    if engine == "ray":
+        from .engine_ray import ray_run_chunks
+
+        return ray_run_chunks(reader, worker, files, read_drops=read_drops, counts=counts, progress=progress,
+                              workers=workers, address=address)
+    if address is not None:
+        raise ConfigError("--address names a Ray cluster; it needs --engine ray")
+    chunks = progress.track(reader.chunks(files, read_drops=read_drops, counts=counts))
+    return ordered_map(*worker, chunks, workers=workers, mode=mode)
+
+
 def ordered_map(
     setup: Callable[..., Callable[[T], R]],
     setup_args: tuple[Any, ...],
@@ -64,10 +116,8 @@ def ordered_map(
     workers: int,
     window: int | None = None,
     mode: str = "processes",
-    engine: str = "local",
-    address: str | None = None,
 ) -> Iterator[R]:
-    """Yield ``fn(item)`` for each item, in order, where ``fn = setup(*setup_args)``.
+    """Yield ``fn(item)`` for each item, in order, where ``fn = setup(*setup_args)``, on this machine.
 
     Args:
         setup: builds the per-worker function (runs once in each worker process, or once here
@@ -78,24 +128,12 @@ def ordered_map(
         window: chunks in flight (default ``2 * workers``).
         mode: ``threads`` (this process; for work that releases the GIL) or ``processes``
             (N spawned processes).
-        engine: ``local`` (this machine, ``mode``) or ``ray`` (Ray tasks; ``workers`` then sizes
-            a local Ray instance, ``address`` names an existing cluster).
-        address: the Ray cluster to join (``ray://host:10001``, ``host:6379`` or ``auto``).
 
     Raises:
-        ConfigError: an unknown engine or mode, ``address`` without ``engine="ray"``, or Ray
-            requested but not installed.
+        ConfigError: an unknown mode.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"engine {engine!r} is not one of {list(ENGINES)}")
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} is not one of {list(MODES)}")
-    if engine == "ray":
-        from .engine_ray import ray_ordered_map
-
-        return ray_ordered_map(setup, setup_args, items, workers=workers, window=window, address=address)
-    if address is not None:
-        raise ConfigError("--address names a Ray cluster; it needs --engine ray")
     if workers <= 1:
         return _serial(setup, setup_args, items)
     if mode == "threads":

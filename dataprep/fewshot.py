@@ -224,7 +224,7 @@ def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, A
     return {
         "format": FORMAT,
         "schema": SCHEMA,
-        "chunks": lambda drops, counts: sft.iter_chunks(files, recipe, drops, counts),
+        "reader": sft.chunk_reader(recipe),
         "worker": (fewshot_worker, (recipe, tokenizer, files, pool)),
         "make_packer": lambda: sft.OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes),
         "to_batch": to_batch,

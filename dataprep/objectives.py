@@ -87,7 +87,7 @@ def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile])
     return Plan(
         format=parts["format"],
         schema=parts["schema"],
-        chunks=lambda drops, counts: pretrain.iter_chunks(files, recipe, drops, counts),
+        reader=pretrain.chunk_reader(recipe),
         worker=(pretrain.chunk_worker, (recipe, parts["tokenizer"])),
         make_packer=parts["make_packer"],
         to_batch=parts.get("to_batch", lambda rows: rows.to_record_batch()),

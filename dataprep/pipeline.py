@@ -1,8 +1,9 @@
 """``run(recipe, out)``: build a dataset from a recipe, atomically, with its manifest.
 
-Every task runs the same way: read chunks (main process) -> the task's chunk worker
-(worker processes, results in input order) -> :class:`~dataprep.ordered.OrderedStage`
-(dedup, split, pack, write) -> manifest. A task contributes a :class:`Plan`.
+Every task runs the same way: read chunks (this process; Ray workers on ``--engine ray``) ->
+the task's chunk worker (threads, worker processes or Ray workers; results in input order) ->
+:class:`~dataprep.ordered.OrderedStage` (dedup, split, pack, write; this process) -> manifest.
+A task contributes a :class:`Plan`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import pyarrow as pa
 from . import __version__
 from . import columns as C
 from . import objectives, pretrain, sft
-from .engine import default_workers, ordered_map
+from .chunks import ChunkReader
+from .engine import default_workers, run_chunks
 from .errors import ConfigError
 from .ordered import OrderedStage
 from .progress import Progress
@@ -39,8 +41,8 @@ class Plan:
 
     format: str  # manifest "format", e.g. dataprep.pretrain/1
     schema: pa.Schema  # row schema
-    chunks: Callable[[Counter, Counter], Iterator[Any]]  # (read_drops, counts) -> chunk items
-    worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args) for engine.ordered_map
+    reader: ChunkReader  # reads one input file's chunks, here or on a Ray worker
+    worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args): builds the chunk function once per worker
     make_packer: Callable[[], Any]
     to_batch: Callable[[Any], pa.RecordBatch]
     dedup: bool
@@ -55,7 +57,7 @@ def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile])
         return Plan(
             format="dataprep.pretrain/1",
             schema=C.PRETRAIN_ROW_SCHEMA,
-            chunks=lambda drops, counts: pretrain.iter_chunks(files, recipe, drops, counts),
+            reader=pretrain.chunk_reader(recipe),
             worker=(pretrain.chunk_worker, (recipe, tokenizer)),
             make_packer=lambda: pretrain.make_packer(recipe, tokenizer),
             to_batch=lambda rows: rows.to_record_batch(),
@@ -69,7 +71,7 @@ def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile])
     return Plan(
         format="dataprep.sft/1",
         schema=sft.row_schema(recipe),
-        chunks=lambda drops, counts: sft.iter_chunks(files, recipe, drops, counts),
+        reader=sft.chunk_reader(recipe),
         worker=(sft.sft_worker, (recipe, tokenizer, files, labels)),
         make_packer=lambda: sft.make_packer(recipe, tokenizer),
         to_batch=sft.to_batch(recipe),
@@ -97,7 +99,7 @@ def run(
             for fine-tuning, or the CPUs of a local Ray instance. Output does not depend on it.
         overwrite: replace an existing dataset at ``out``.
         progress: show a progress bar (None: only when stderr is a terminal).
-        engine: ``local`` (this machine) or ``ray`` (chunk work as Ray tasks; same shards, byte for byte).
+        engine: ``local`` (this machine) or ``ray`` (reading and chunk work on Ray Data; same shards, byte for byte).
         address: with ``engine="ray"``: the cluster to join; default: start a local Ray instance.
 
     Raises:
@@ -117,8 +119,9 @@ def run(
         writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
         stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
         bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
-        chunks = bar.track(plan.chunks(read_drops, counts))
-        for result in ordered_map(*plan.worker, chunks, workers=workers, mode=plan.mode, engine=engine, address=address):
+        results = run_chunks(plan.reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
+                             workers=workers, mode=plan.mode, engine=engine, address=address)
+        for result in results:
             stage.add(result)
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
         bar.set_stage("finish")

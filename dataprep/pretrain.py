@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 
 import pyarrow as pa
 
@@ -57,13 +58,19 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
     return process
 
 
+def chunk_reader(recipe: Recipe) -> chunks.ChunkReader:
+    """How pretraining reads its chunks: the input's text as ``(file index, batch)`` of at most
+    ``chunk_records`` records and ``chunk_bytes`` bytes."""
+    return chunks.ChunkReader(partial(_read_file, recipe), max_bytes=recipe.output.chunk_bytes)
+
+
+def _read_file(recipe: Recipe, index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
+    return read_batches(file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=drops)
+
+
 def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Every input record, in input order, as ``(file index, batch)`` of at most ``chunk_records``."""
-
-    def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
-        return read_batches(file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=drops)
-
-    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts, max_bytes=recipe.output.chunk_bytes)
+    """Every input record, in input order, as ``(file index, batch)`` (:func:`chunk_reader`)."""
+    return chunk_reader(recipe).chunks(files, read_drops=read_drops, counts=counts)
 
 
 def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:

@@ -12,7 +12,9 @@ per line on stderr (no bar), e.g.
 "event": "progress", "stage": "tokenize", "records": 812000, "eta_s": 12.1, ...}``.
 
 Bytes read are exact at file boundaries. Inside a file they come from the reading position of
-its open file descriptor (``/proc/self/fdinfo``, Linux); elsewhere progress moves file by file.
+its open file descriptor (``/proc/self/fdinfo``, Linux): this process's, or on ``--engine ray`` the
+worker's that reads the file, sent with each chunk (:meth:`Progress.read_elsewhere`). Elsewhere
+(URLs, other systems) progress moves file by file.
 Compressed inputs count compressed bytes, which is what their sizes on disk are too.
 """
 
@@ -148,6 +150,7 @@ class Progress:
         self.total_bytes = sum(self._sizes) if inputs else None
         self._input = -1
         self._within = 0  # bytes read of the current input, as last seen
+        self._remote = False  # inputs read by Ray workers: positions come from them (read_elsewhere)
         self._done_before = 0  # bytes of the inputs finished before the current one
         self._bar = None
         show = enabled or (enabled is None and sys.stderr.isatty())
@@ -173,6 +176,18 @@ class Progress:
             self.records += getattr(batch, "num_rows", 0)
             yield index, batch
         self._input, self._done_before = len(self._sizes), sum(self._sizes)  # every input read
+
+    def read_elsewhere(self, index: int, records: int, *, position: int | None, file_done: bool) -> None:
+        """Count records that workers read (``--engine ray``), input ``index`` at byte ``position``
+        of its file (as the worker saw it; None: unknown) or read entirely once ``file_done``."""
+        self.set_stage("tokenize")
+        self.records += records
+        self._remote = True
+        if index != self._input:
+            self._done_before = sum(self._sizes[: max(index, 0)])
+            self._input, self._within = index, 0
+        at = self._sizes[index] if file_done else min(position or 0, self._sizes[index])
+        self._within = max(self._within, at)
 
     def set_stage(self, stage: str) -> None:
         """Name what runs now (e.g. ``finish``, ``checksums``); logged when it changes."""
@@ -203,6 +218,8 @@ class Progress:
     def bytes_done(self) -> int | None:
         if self.total_bytes is None or self._input < 0:
             return None
+        if self._remote:  # positions as the workers reported them
+            return self._done_before + self._within
         if self._input >= len(self._paths):
             return self._done_before
         at = read_position(self._paths[self._input])

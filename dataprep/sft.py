@@ -24,6 +24,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -114,16 +115,21 @@ def read_label_set(recipe: Recipe, files: list[InputFile]) -> tuple[str, ...]:
     return tuple(sorted(labels))
 
 
+def chunk_reader(recipe: Recipe) -> chunks.ChunkReader:
+    """How fine-tuning reads its chunks: the recipe's fields as ``(file index, batch)``."""
+    return chunks.ChunkReader(partial(_read_file, recipe), max_bytes=recipe.output.chunk_bytes)
+
+
+def _read_file(recipe: Recipe, index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
+    return read_records(
+        file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
+        on_error=recipe.on_error, drops=drops,
+    )
+
+
 def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """Every input record, in input order, as ``(file index, batch)`` of the recipe's fields."""
-
-    def read_file(index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
-        return read_records(
-            file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
-            on_error=recipe.on_error, drops=drops,
-        )
-
-    return chunks.iter_chunks(files, read_file, read_drops=read_drops, counts=counts, max_bytes=recipe.output.chunk_bytes)
+    """Every input record, in input order, as ``(file index, batch)`` (:func:`chunk_reader`)."""
+    return chunk_reader(recipe).chunks(files, read_drops=read_drops, counts=counts)
 
 
 class SftWorker:
@@ -491,6 +497,7 @@ def _sha(text: str) -> str:
 
 __all__ = [
     "TemplateError",
+    "chunk_reader",
     "fields_for",
     "iter_chunks",
     "make_packer",

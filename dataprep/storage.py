@@ -6,10 +6,11 @@ fsspec implementation knows). pyarrow's own filesystems are used when they know 
 otherwise fsspec's, wrapped in ``pyarrow.fs.PyFileSystem``. Credentials come from the
 environment, as those libraries read them.
 
-The process that runs ``dataprep run`` (the Ray driver too) reads the inputs, streaming, and
-writes the output; workers receive chunks in memory. An output URL is built in a local
-staging folder and uploaded when the run succeeds, ``manifest.json`` last: object stores have
-no atomic rename, so a dataset is complete exactly when its manifest is there.
+The process that runs ``dataprep run`` reads the inputs, streaming (on ``--engine ray`` the
+Ray workers do, each its own files, so the URLs must open on every node), and writes the
+output. An output URL is built in a local staging folder and uploaded when the run succeeds,
+``manifest.json`` last: object stores have no atomic rename, so a dataset is complete exactly
+when its manifest is there.
 """
 
 from __future__ import annotations

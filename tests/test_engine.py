@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 
-from dataprep.engine import ordered_map
+from dataprep.chunks import ChunkReader
+from dataprep.engine import ordered_map, run_chunks
 from dataprep.errors import ConfigError, InputError
 
 MODES = [("serial", 1), ("threads", 3), ("processes", 2)]
@@ -53,6 +55,7 @@ def test_the_first_error_in_input_order_is_raised(mode, workers):
 
 def test_unknown_engine_and_mode_name_the_choices():
     with pytest.raises(ConfigError, match=r"\['local', 'ray'\]"):
-        ordered_map(make_fn, (0,), [], workers=1, engine="spark")
+        run_chunks(ChunkReader(None), (make_fn, (0,)), [], read_drops=Counter(), counts=Counter(), progress=None,
+                   workers=1, engine="spark")
     with pytest.raises(ConfigError, match=r"\['threads', 'processes'\]"):
         ordered_map(make_fn, (0,), [], workers=1, mode="fibers")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from dataprep import columns as C
-from dataprep import pipeline
+from dataprep import pipeline, pretrain
 from dataprep.errors import ConfigError, InputError
 from dataprep.pipeline import run
+from dataprep.read import resolve_inputs
 from dataprep.recipe import load_recipe, recipe_from_dict
 
 from .conftest import DATA, RECIPES
@@ -80,6 +82,65 @@ def test_sft_shards_identical_on_ray(tmp_path, local_ray):
     on_ray = run(sft_recipe(), tmp_path / "ray", engine="ray")
     assert shard_hashes(on_ray) == shard_hashes(local)
     assert on_ray["sft"] == local["sft"]
+
+
+@needs_ray
+def test_ray_data_reads_one_task_per_file_and_one_block_per_chunk(tmp_path, local_ray, monkeypatch):
+    """The run goes through Ray Data: the source makes one read task per input file (whatever
+    parallelism Ray asks for), and every block that comes back holds exactly one chunk."""
+    from dataprep import ray_chunks
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(C4.read_text(encoding="utf-8").splitlines(keepends=True)[-5:]), encoding="utf-8")
+    recipe = pretrain_recipe(tmp_path, "wrap")
+    recipe = recipe_from_dict({**recipe.resolved, "inputs": [{"path": str(C4)}, {"path": str(small)}]}, base_dir=tmp_path)
+    files = resolve_inputs(recipe.inputs, base_dir=tmp_path)
+    chunks_per_file = Counter(index for index, _ in pretrain.iter_chunks(files, recipe, Counter(), Counter()))
+    assert chunks_per_file[0] > 1 and chunks_per_file[1] == 1
+
+    read_tasks, block_rows, blocks_per_file = [], [], Counter()
+    get_read_tasks, delivered = ray_chunks.ChunkSource.get_read_tasks, ray_chunks.delivered
+
+    def counted_read_tasks(self, parallelism, *args, **kwargs):
+        tasks = get_read_tasks(self, parallelism, *args, **kwargs)
+        read_tasks.append(len(tasks))
+        return tasks
+
+    def counted_blocks(table):
+        block_rows.append(table.num_rows)
+        for block in delivered(table):
+            blocks_per_file[block.source] += block.result is not None
+            yield block
+
+    monkeypatch.setattr(ray_chunks.ChunkSource, "get_read_tasks", counted_read_tasks)
+    monkeypatch.setattr(ray_chunks, "delivered", counted_blocks)
+    local = run(recipe, tmp_path / "local", workers=2)
+    on_ray = run(recipe, tmp_path / "ray", engine="ray")
+    assert read_tasks and set(read_tasks) == {2}  # one read task per input file
+    assert set(block_rows) == {1} and blocks_per_file == chunks_per_file  # one block per chunk
+    assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
+
+
+@needs_ray
+def test_unreadable_records_are_counted_as_on_the_local_engine(tmp_path, local_ray):
+    """on_error: skip: each file's unreadable records reach the manifest's counts, even from a
+    file with no readable record at all (its only block carries nothing but counts)."""
+    lines = C4.read_text(encoding="utf-8").splitlines()[:120]
+    (tmp_path / "a-broken.jsonl").write_text('{"text": 3}\n{not json\n[1, 2]\n', encoding="utf-8")
+    mixed = [line if i % 7 else '{"text": "cut' for i, line in enumerate(lines)]
+    (tmp_path / "b-mixed.jsonl").write_text("\n".join(mixed) + "\n", encoding="utf-8")
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "inputs": [{"path": "*.jsonl"}], "tokenizer": {"path": str(GPT2)}, "on_error": "skip",
+         "packing": {"mode": "wrap", "seq_len": 256}, "output": {"chunk_records": 16}},
+        base_dir=tmp_path,
+    )
+    local = run(recipe, tmp_path / "local", workers=1)
+    on_ray = run(recipe, tmp_path / "ray", engine="ray")
+    assert local["counts"]["dropped"]["malformed_json"] == 1 + len(mixed[::7])
+    assert local["counts"]["dropped"]["non_string_field"] == 1 and local["counts"]["dropped"]["not_an_object"] == 1
+    assert local["counts"]["records_read"] == 3 + len(mixed)
+    assert on_ray["counts"] == local["counts"]
+    assert shard_hashes(on_ray) == shard_hashes(local)
 
 
 def _dies_once(marker: str, setup, *args):

@@ -56,6 +56,22 @@ def test_bytes_read_and_eta_from_the_open_file(tmp_path, clock):
     assert list(items) == [] and bar.bytes_done() == 4000
 
 
+def test_bytes_read_by_workers_come_from_their_positions(tmp_path, clock):
+    """--engine ray: the driver never opens the inputs; each chunk brings its reader's position."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    bar = Progress("pretrain", enabled=False, inputs=[a, b], sizes=[1000, 3000])
+    bar.read_elsewhere(0, 10, position=400, file_done=False)
+    assert (bar.bytes_done(), bar.records, bar.stage) == (400, 10, "tokenize")  # not open here: still 400
+    bar.read_elsewhere(0, 5, position=None, file_done=True)  # the file's last block
+    assert bar.bytes_done() == 1000
+    bar.read_elsewhere(1, 7, position=None, file_done=False)  # a URL: no position, moves at the file's end
+    assert bar.bytes_done() == 1000
+    bar.read_elsewhere(1, 0, position=None, file_done=True)
+    clock[0] += 4.0
+    n = bar.numbers()
+    assert (n["bytes_done"], n["records"], n["eta_s"]) == (4000, 22, 0.0)
+
+
 def test_without_inputs_there_is_no_eta(clock):
     bar = Progress("train", enabled=False)
     clock[0] += 2.0
