@@ -12,6 +12,11 @@
 
 Every check yields findings with what (kind), where (split, shard, row, position) and why.
 Threads share the work shard by shard: numpy, Arrow and the hashes release the GIL.
+
+Besides its one pass over the tokens, validate does a fixed amount of numpy work per record batch
+(each a few dozen calls on per-row and per-piece arrays). ``run`` writes record batches of about
+4M token slots (``output.batch_tokens``), which keeps that work small; a shard written in small
+batches (an older dataprep wrote one per 4 MiB input chunk) validates correctly, only slower.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class FileScan:
         self.base = data.address
         self.hasher = new_hasher(algorithm) if algorithm else None
         self.specials = specials
+        self.equal = np.empty(BLOCK if specials else 0, dtype=bool)
         self.pos = 0  # bytes hashed so far
 
     def tokens(self, values: pa.Array) -> TokenSummary:
@@ -72,9 +73,10 @@ class FileScan:
             if update is not None:
                 update(block)
             summary.max = max(summary.max, int(block.max()))
+            equal = self.equal[: len(block)]
             for special in self.specials:
-                # id 0 (a trained BPE's <|endoftext|>) is counted without a temporary array
-                summary.counts[special] += len(block) - int(np.count_nonzero(block)) if special == 0 else int(np.count_nonzero(block == special))
+                np.equal(block, special, out=equal)  # into a reused buffer: no allocation per block
+                summary.counts[special] += int(np.count_nonzero(equal))
         if inside:
             self.pos = start + ids.nbytes
         return summary
