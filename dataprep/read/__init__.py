@@ -33,29 +33,37 @@ Modules, in the order data flows through them::
     _common     opening files, the bad-record policy, message helpers
 """
 
-from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR
+from ._columnar import arrow_batches
+from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, utf8_message
+from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
-from ._inputs import FORMATS, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, resolve_inputs
+from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, resolve_inputs
 from ._messages import normalize_messages
 from ._records import SCHEMA, read_batches, read_records
 
 __all__ = [
+    "DIALECTS",
     "DROP_REASONS",
     "FIELD_KINDS",
     "FORMATS",
     "MAX_LOGGED",
     "ON_ERROR",
     "SCHEMA",
+    "TABULAR",
     "TXT_UNITS",
     "FieldSpec",
     "InputFile",
     "InputSpec",
+    "arrow_batches",
     "file_sha256",
     "file_size",
     "iter_field",
+    "json_message",
+    "open_binary",
     "normalize_messages",
     "read_batches",
     "read_records",
     "records_schema",
     "resolve_inputs",
+    "utf8_message",
 ]

@@ -28,7 +28,7 @@ from ._fields import Field, RowExtractor
 from ._inputs import InputFile
 from ._json import Piece, Rows
 
-_DIALECTS = {
+DIALECTS = {
     "tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "strict": True},
     "csv": {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": True},
 }
@@ -73,7 +73,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
     rows = Rows(len(fields), batch_size)
     with open_binary(file) as fh:
         lines = _Lines(fh)
-        reader = csv.reader(lines, **_DIALECTS[fmt])
+        reader = csv.reader(lines, **DIALECTS[fmt])
         end = 0  # last line of the previous row
         header_pending = spec.header
         while True:

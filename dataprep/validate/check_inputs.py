@@ -32,8 +32,7 @@ from typing import Any
 import jsonschema
 
 from ..errors import ConfigError
-from ..read import FieldSpec, InputFile, InputSpec, resolve_inputs
-from ..read._inputs import TABULAR
+from ..read import TABULAR, FieldSpec, InputFile, InputSpec, resolve_inputs
 from ..recipe import Recipe
 from ..schema import load_schema
 from .findings import Finding, Report

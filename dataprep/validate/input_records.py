@@ -24,10 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from ..read import InputFile
-from ..read._common import json_message, open_binary, utf8_message
-from ..read._delimited import _DIALECTS
-from ..read._columnar import arrow_batches
+from ..read import DIALECTS, InputFile, arrow_batches, json_message, open_binary, utf8_message
 
 BATCH = 4096
 
@@ -48,7 +45,7 @@ def iter_records(file: InputFile) -> Iterator[tuple[str, Any]]:
             yield from _jsonl(file)
         elif file.format == "json":
             yield from _json(file)
-        elif file.format in _DIALECTS:
+        elif file.format in DIALECTS:
             yield from _delimited(file)
         elif file.format == "txt":
             yield from _txt(file)
@@ -111,7 +108,7 @@ def _delimited(file: InputFile) -> Iterator[tuple[str, Any]]:
                     bad_lines[n] = error
                 yield line
 
-        reader = csv.reader(text(), **_DIALECTS[file.format])
+        reader = csv.reader(text(), **DIALECTS[file.format])
         end = 0
         while True:
             try:
