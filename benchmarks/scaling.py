@@ -7,10 +7,12 @@ In one run, on the same corpus prefix (``wrap`` 2048, recipe defaults):
 - local ``--workers 1``: chunks one at a time here, the tokenizer's Rust pool on every core;
 - local ``--workers N``: N chunks at once on threads sharing the Rust pool (the default);
 - Ray ``--workers N``: a local N-CPU Ray instance started by the run (its start-up included),
-  one single-threaded task per chunk;
+  Ray Data reading the input (one read task per file) and one single-threaded actor per CPU
+  working its chunks;
 - the driver alone: what one ``dataprep run`` process spends outside the chunk work (reading
   inputs, dedup, split, pack, write), measured in this process on one core. It bounds what a single
-  driver can feed, however many Ray workers there are.
+  driver can feed. A Ray driver does not read, but it unpickles every result and runs Ray Data's
+  scheduler: about 1.5x this on the bench corpus (``benchmarks/README.md``), so fewer cores per run.
 
 Then it prints estimates for 1B and 1T tokens on N cores from the per-core rate, the measured
 parallel efficiency, and the driver bound.
@@ -25,8 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -97,7 +97,8 @@ def main() -> None:
         measured = measure(cmd, env=env)
         tokens = json.loads((out / "manifest.json").read_text())["counts"]["tokens"]
         rates[name] = tokens / measured.seconds
-        print(f"{name:36} {measured.seconds:7.1f} s  {rates[name] / 1e6:6.3f} M tokens/s")
+        print(f"{name:36} {measured.seconds:7.1f} s  {rates[name] / 1e6:6.3f} M tokens/s  "
+              f"peak RSS {measured.peak_rss / 2**20:,.0f} MiB  (other processes: {measured.others:.0%} of the CPUs)")
         shutil.rmtree(out)
 
     # The driver's own work, on one core: this process, pinned, pool off.
