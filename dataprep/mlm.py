@@ -22,9 +22,10 @@ a chosen token becomes the mask token (``mask_ratio``), a random non-special tok
 ``[CLS] [SEP] [PAD] [UNK] [MASK]``) and padding are never chosen. ``labels`` hold the original
 id at chosen positions and ``IGNORE_INDEX`` everywhere else.
 
-Randomness: ``numpy.random.default_rng([seed, split, first row])`` per block of rows a packer
-emits (static) or ``[seed, step]`` per training batch (dynamic). Blocks depend on the inputs and
-``output.chunk_records``, never on ``--workers``, so shards stay byte-identical.
+Randomness: ``numpy.random.default_rng([seed, split, first row])`` per block of
+``MASK_BLOCK_ROWS`` rows (static; the split's last block is shorter) or ``[seed, step]`` per
+training batch (dynamic). The blocks are a function of the rows alone, never of ``--workers`` or
+the input chunking, so shards stay byte-identical.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tokenizers import models
 
 from . import columns as C
 from .errors import ConfigError, TokenizerError
-from .pack import BfdPacker, PackedRows
+from .pack import BfdPacker, PackedRows, RowBlocks
 
 if TYPE_CHECKING:
     from .recipe import MlmSpec, Recipe
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 MASK_TOKENS = ("[MASK]", "<mask>")
 FORMAT_STATIC = "dataprep.mlm/1"
+MASK_BLOCK_ROWS = 1024  # rows masked with one generator (static masks; see RowBlocks)
 
 
 def special_table(tokenizer: LoadedTokenizer) -> np.ndarray:
@@ -247,21 +249,24 @@ class MlmPacker:
                                pad_rows=p.pad_rows, split_long=False)
         self.stats = self.inner.stats
         self.masker = Masker.from_recipe(self.spec, tokenizer) if self.spec.masking == "static" else None
-        self.rows_out = 0
+        self.blocks = RowBlocks(MASK_BLOCK_ROWS)  # static masks: one generator per block
         self.counts = {"maskable": 0, "chosen": 0, "masked": 0, "random": 0, "unchanged": 0}
 
     def add(self, tokens: np.ndarray, doc_lens: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> PackedRows:
         framed, lens = frame_pieces(tokens, doc_lens, prefix=self.prefix, suffix=self.suffix, seq_len=self.seq_len)
-        return self._mask(self.inner.add(framed, lens))
+        return self._mask(self.inner.add(framed, lens), final=False)
 
     def finish(self) -> PackedRows:
-        return self._mask(self.inner.finish())
+        return self._mask(self.inner.finish(), final=True)
 
-    def _mask(self, rows: PackedRows) -> PackedRows:
+    def _mask(self, rows: PackedRows, *, final: bool) -> PackedRows:
         if self.masker is None:
             return rows
-        rng = np.random.default_rng([self.spec.seed, self.stream, self.rows_out])
-        self.rows_out += rows.num_rows
+        masked = [self._mask_block(first, block) for first, block in self.blocks.add(rows, final=final)]
+        return PackedRows.concat(masked, {C.LABELS: np.dtype(np.int32)})
+
+    def _mask_block(self, first: int, rows: PackedRows) -> PackedRows:
+        rng = np.random.default_rng([self.spec.seed, self.stream, first])
         ids = rows.input_ids
         keep = ~pad_positions(rows)
         inputs, labels = self.masker.mask(ids, rng, maskable=keep, boundaries=piece_starts(rows))

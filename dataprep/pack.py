@@ -16,6 +16,7 @@ into ``add()`` calls: concatenating every returned :class:`PackedRows` gives the
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -112,6 +113,21 @@ class PackedRows:
             extras={k: np.concatenate([p.extras[k] for p in parts]) for k in parts[0].extras},
         )
 
+    def split(self, n: int) -> tuple[PackedRows, PackedRows]:
+        """``(the first n rows, the rest)``, as views with offsets from 0."""
+        r, q = int(self.row_offsets[n]), int(self.seq_offsets[n])
+
+        def part(rows: slice, tokens: slice, pieces: slice, row_offsets: np.ndarray, seq_offsets: np.ndarray) -> PackedRows:
+            return PackedRows(
+                input_ids=self.input_ids[tokens], row_offsets=row_offsets - row_offsets[0],
+                seq_lens=self.seq_lens[pieces], seq_offsets=seq_offsets - seq_offsets[0], num_pad=self.num_pad[rows],
+                extras={k: v[tokens] for k, v in self.extras.items()},
+            )
+
+        head = part(slice(0, n), slice(0, r), slice(0, q), self.row_offsets[: n + 1], self.seq_offsets[: n + 1])
+        tail = part(slice(n, None), slice(r, None), slice(q, None), self.row_offsets[n:], self.seq_offsets[n:])
+        return head, tail
+
     def to_record_batch(self) -> pa.RecordBatch:
         """The rows as Arrow: ``PRETRAIN_ROW_SCHEMA`` columns, then one ``list`` column per extra.
 
@@ -136,6 +152,28 @@ class PackedRows:
             fields.append(pa.field(name, pa.list_(pa.from_numpy_dtype(values.dtype))))
             arrays.append(as_list(self.row_offsets, values))
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class RowBlocks:
+    """Re-cuts a stream of row blocks into blocks of exactly ``size`` rows (the last one shorter).
+
+    Seeded per-row work (static MLM masks, span corruption) draws one generator per block; cutting
+    the blocks here makes them a function of the rows alone, not of the blocks a packer happens to
+    emit (which follow the input chunking).
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pending = PackedRows.empty()
+        self.first = 0  # index of the next block's first row
+
+    def add(self, rows: PackedRows, *, final: bool = False) -> Iterator[tuple[int, PackedRows]]:
+        """``(first row, block)`` for every block ``rows`` completes; with ``final``, the rest too."""
+        self.pending = PackedRows.concat([self.pending, rows])
+        while self.pending.num_rows >= self.size or (final and self.pending.num_rows):
+            block, self.pending = self.pending.split(min(self.size, self.pending.num_rows))
+            yield self.first, block
+            self.first += block.num_rows
 
 
 @dataclass

@@ -23,8 +23,9 @@ non-empty runs, the other tokens likewise, and the row alternates keep, noise, k
 
 Merging the two at the sentinels gives the raw row back, exactly. Rows are one sequence
 (``seq_lens = [seq_len]``): T5 encodes a row whole, document EOS tokens included.
-Randomness: ``default_rng([seed, split, first row])`` per block of rows, so shards are the same
-for any ``--workers``.
+Randomness: ``default_rng([seed, split, first row])`` per block of ``CORRUPT_BLOCK_ROWS`` rows (the
+split's last block shorter), a function of the rows alone: shards are the same for any
+``--workers`` or input chunking.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pyarrow as pa
 
 from . import columns as C
 from .errors import ConfigError
-from .pack import PackedRows, PackStats, WrapPacker
+from .pack import PackedRows, PackStats, RowBlocks, WrapPacker
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 FORMAT = "dataprep.span/1"
 SENTINEL = "<extra_id_{}>"
+CORRUPT_BLOCK_ROWS = 1024  # rows corrupted with one generator (see RowBlocks)
 
 
 def _noise(raw: int, density: float, mean: float) -> tuple[int, int]:
@@ -163,7 +165,8 @@ class SpanPacker:
         self.shape = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,
                                  eos=self.eos is not None)
         self.sentinels = np.array([tokenizer.tokenizer.token_to_id(SENTINEL.format(i)) for i in range(self.shape["spans"])], dtype=np.int32)
-        self.seed, self.stream, self.rows_out = recipe.span.seed, stream, 0
+        self.seed, self.stream = recipe.span.seed, stream
+        self.blocks = RowBlocks(CORRUPT_BLOCK_ROWS)  # one generator per block of rows
         self.seq_len = recipe.packing.seq_len
         self.inner = WrapPacker(seq_len=self.shape["raw_length"], remainder="drop")
 
@@ -177,17 +180,18 @@ class SpanPacker:
                          split_documents=raw.split_documents)
 
     def add(self, tokens: np.ndarray, doc_lens: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> PackedRows:
-        return self._corrupt(self.inner.add(tokens, doc_lens))
+        return self._corrupt(self.inner.add(tokens, doc_lens), final=False)
 
     def finish(self) -> PackedRows:
-        return self._corrupt(self.inner.finish())
+        return self._corrupt(self.inner.finish(), final=True)
 
-    def _corrupt(self, rows: PackedRows) -> PackedRows:
+    def _corrupt(self, rows: PackedRows, *, final: bool) -> PackedRows:
+        corrupted = [self._corrupt_block(first, block) for first, block in self.blocks.add(rows, final=final)]
+        return PackedRows.concat(corrupted, {C.LABELS: np.dtype(np.int32)})
+
+    def _corrupt_block(self, first: int, rows: PackedRows) -> PackedRows:
         n = rows.num_rows
-        if not n:
-            return PackedRows.empty({C.LABELS: np.dtype(np.int32)})
-        rng = np.random.default_rng([self.seed, self.stream, self.rows_out])
-        self.rows_out += n
+        rng = np.random.default_rng([self.seed, self.stream, first])
         inputs, labels = corrupt(rows.input_ids.reshape(n, -1), rng, noise=self.shape["noise_tokens"],
                                  spans=self.shape["spans"], sentinels=self.sentinels, eos=self.eos)
         return PackedRows(

@@ -11,7 +11,7 @@ from tokenizers import BertWordPieceTokenizer
 
 from dataprep import columns as C
 from dataprep.errors import TokenizerError
-from dataprep.mlm import Masker, frame_pieces, special_table, word_starts
+from dataprep.mlm import MASK_BLOCK_ROWS, Masker, frame_pieces, special_table, word_starts
 from dataprep.pipeline import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.tokenizer import TokenizerSpec, load_tokenizer
@@ -212,3 +212,15 @@ def test_a_trained_tokenizer_gets_a_mask_token(tmp_path):
     assert saved.tokenizer.token_to_id("<mask>") == 600
     assert (read_split(tmp_path / "out").column(C.INPUT_IDS).combine_chunks().flatten().to_numpy() == 600).any()
     assert validate_dataset(tmp_path / "out").ok
+
+
+def test_static_masks_do_not_depend_on_the_chunking(tmp_path):
+    """Masks are drawn per block of MASK_BLOCK_ROWS rows, not per block the packer emits."""
+    shas = []
+    for chunk_records in (37, 5000):
+        sections = {"packing": {"seq_len": 32, "buffer_tokens": 4096}, "split": {"validation": 0.1},
+                    "output": {"chunk_records": chunk_records, "batch_tokens": 8192}}
+        m = run(make(tmp_path, mlm={"masking": "static", "seed": 3}, **sections), tmp_path / f"static-{chunk_records}", workers=1)
+        shas.append({s: [x["sha256"] for x in m["splits"][s]["shards"]] for s in C.SPLITS})
+        assert m["counts"]["rows"]["train"] > 2 * MASK_BLOCK_ROWS  # several mask blocks
+    assert shas[0] == shas[1]

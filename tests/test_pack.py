@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dataprep import columns
 from dataprep.errors import ConfigError
-from dataprep.pack import BfdPacker, PackedRows, PackStats, WrapPacker
+from dataprep.pack import BfdPacker, PackedRows, PackStats, RowBlocks, WrapPacker
 
 PAD = -1  # document tokens below are all >= 1, so pads are recognizable
 EXTRAS = {"pos": np.int64, columns.LOSS_MASK: np.uint8}
@@ -431,3 +431,38 @@ def test_bfd_slice_copies_equal_index_gathers(data, seq_len, buffer_tokens, pad_
     for field in ("input_ids", "row_offsets", "seq_lens", "seq_offsets", "num_pad"):
         assert np.array_equal(getattr(sliced, field), getattr(gathered, field)), field
     assert all(np.array_equal(sliced.extras[k], gathered.extras[k]) for k in EXTRAS)
+
+
+def _rows(lengths: list[int], start: int = 0) -> PackedRows:
+    """One single-piece row per length, tokens counting up from ``start``, with a mask extra."""
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    ids = np.arange(start, start + offsets[-1], dtype=np.int32)
+    return PackedRows(input_ids=ids, row_offsets=offsets, seq_lens=np.array(lengths, dtype=np.int32),
+                      seq_offsets=np.arange(len(lengths) + 1, dtype=np.int64), num_pad=np.zeros(len(lengths), dtype=np.int32),
+                      extras={"loss_mask": ids % 2})
+
+
+def test_split_then_concat_gives_the_rows_back():
+    rows = _rows([3, 1, 4, 2])
+    head, tail = rows.split(1)
+    assert (head.num_rows, tail.num_rows) == (1, 3)
+    assert tail.row(0).tolist() == [3] and tail.row(2).tolist() == [8, 9] and tail.row_offsets[0] == 0
+    assert tail.extras["loss_mask"].tolist() == (np.arange(3, 10) % 2).tolist()
+    again = PackedRows.concat([head, tail])
+    for name in ("input_ids", "row_offsets", "seq_lens", "seq_offsets", "num_pad"):
+        assert getattr(again, name).tolist() == getattr(rows, name).tolist()
+
+
+def test_row_blocks_cut_any_stream_into_the_same_blocks():
+    def blocks(parts: list[list[int]]) -> list[tuple[int, list[int]]]:
+        cutter, out, start = RowBlocks(3), [], 0
+        for i, lengths in enumerate(parts):
+            for first, block in cutter.add(_rows(lengths, start), final=i == len(parts) - 1):
+                out.append((first, block.input_ids.tolist()))
+            start += sum(lengths)
+        return out
+
+    one = blocks([[2, 1, 3, 1, 1, 2, 2]])
+    many = blocks([[2], [1, 3, 1, 1], [], [2, 2]])
+    assert one == many
+    assert [first for first, _ in one] == [0, 3, 6] and one[-1][1] == [10, 11]  # the last block: one row

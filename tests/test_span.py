@@ -14,7 +14,7 @@ from tokenizers import ByteLevelBPETokenizer
 from dataprep import columns as C
 from dataprep.pipeline import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.span import corrupt, lengths_for, reconstruct
+from dataprep.span import CORRUPT_BLOCK_ROWS, corrupt, lengths_for, reconstruct
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, read_split
@@ -110,6 +110,17 @@ def test_same_shards_for_any_worker_count_and_existing_sentinels_are_used(tmp_pa
     assert again["objective"]["added_tokens"] == [] and again["tokenizer"]["saved_as"] is None
     assert again["objective"]["sentinel_ids"] == m["objective"]["sentinel_ids"]
     assert [x["sha256"] for x in again["splits"]["train"]["shards"]] == shas[0]["train"]
+
+
+def test_same_shards_for_any_chunking(tmp_path):
+    """Spans are drawn per block of CORRUPT_BLOCK_ROWS rows, not per block the packer emits."""
+    shas = []
+    for chunk_records in (37, 5000):
+        sections = {"packing": {"seq_len": 32}, "split": {"validation": 0.1}, "output": {"chunk_records": chunk_records}}
+        m = run(make(tmp_path, **sections), tmp_path / f"c{chunk_records}", workers=1)
+        shas.append({s: [x["sha256"] for x in m["splits"][s]["shards"]] for s in C.SPLITS})
+        assert m["counts"]["rows"]["train"] > 2 * CORRUPT_BLOCK_ROWS  # several blocks
+    assert shas[0] == shas[1]
 
 
 def test_validate_flags_sentinels_out_of_order(tmp_path):
