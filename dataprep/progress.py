@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .read import local_size
+
 log = logging.getLogger("dataprep.progress")
 
 LOG_FORMATS = ("text", "json")
@@ -145,7 +147,7 @@ class Progress:
         self.log_every = log_every
         self._last_log = self.start
         self._last_draw = 0.0
-        self._sizes = list(sizes) if sizes is not None else [_size(p) for p in inputs or []]
+        self._sizes = list(sizes) if sizes is not None else [local_size(p) for p in inputs or []]
         self._paths = list(inputs or [])
         self.total_bytes = sum(self._sizes) if inputs else None
         self._input = -1
@@ -283,11 +285,3 @@ class Progress:
             self._bar.close()
         if not _MODE["quiet"]:
             log.info("%s done: %s", self.task, self.summary(), extra={"data": {"event": "done", **self.numbers()}})
-
-
-def _size(path: Path) -> int:
-    path = Path(path)
-    try:
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    except OSError:
-        return 0

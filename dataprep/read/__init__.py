@@ -37,7 +37,7 @@ from ._columnar import arrow_batches
 from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, utf8_message
 from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
-from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, resolve_inputs
+from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, local_size, resolve_inputs
 from ._messages import normalize_messages
 from ._records import SCHEMA, read_batches, read_records
 
@@ -59,6 +59,7 @@ __all__ = [
     "file_size",
     "iter_field",
     "json_message",
+    "local_size",
     "open_binary",
     "normalize_messages",
     "read_batches",

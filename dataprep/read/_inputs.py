@@ -283,10 +283,18 @@ def _input_file(path: Path, spec: InputSpec, *, url: str | None = None) -> Input
 
 def file_size(file: InputFile) -> int:
     """Bytes of an input as stored: a file, a URL, or every file of a dataset folder (0 if unreadable)."""
+    if not file.url:
+        return local_size(file.path)
     try:
-        if file.url:
-            return storage.size(file.url)
-        path = file.path
+        return storage.size(file.url)
+    except OSError:
+        return 0
+
+
+def local_size(path: Path) -> int:
+    """Bytes of a local file, or of every file in a folder (0 if unreadable)."""
+    path = Path(path)
+    try:
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     except OSError:
         return 0
