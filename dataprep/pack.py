@@ -164,16 +164,23 @@ class RowBlocks:
 
     def __init__(self, size: int):
         self.size = size
-        self.pending = PackedRows.empty()
+        self.pending: list[PackedRows] = []  # joined only once they fill a block (one copy, not one per add)
+        self.pending_rows = 0
         self.first = 0  # index of the next block's first row
 
     def add(self, rows: PackedRows, *, final: bool = False) -> Iterator[tuple[int, PackedRows]]:
         """``(first row, block)`` for every block ``rows`` completes; with ``final``, the rest too."""
-        self.pending = PackedRows.concat([self.pending, rows])
-        while self.pending.num_rows >= self.size or (final and self.pending.num_rows):
-            block, self.pending = self.pending.split(min(self.size, self.pending.num_rows))
+        if rows.num_rows:
+            self.pending.append(rows)
+            self.pending_rows += rows.num_rows
+        if self.pending_rows < self.size and not (final and self.pending_rows):
+            return
+        rest = PackedRows.concat(self.pending)
+        while rest.num_rows >= self.size or (final and rest.num_rows):
+            block, rest = rest.split(min(self.size, rest.num_rows))
             yield self.first, block
             self.first += block.num_rows
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
 
 @dataclass
