@@ -151,7 +151,10 @@ def test_iter_field():
     assert iter_field(record, "meta.deep.x") == (True, 1)
     assert iter_field(record, "meta.nope") == (False, None)
     assert iter_field(record, "text.x") == (False, None)
-    assert iter_field(record, "list.0") == (False, None)
+    assert iter_field(record, "list.0") == (True, 1)  # a number steps into a list
+    assert iter_field(record, "list.1") == (False, None)
+    assert iter_field(record, "list.x") == (False, None)
+    assert iter_field({"d": {"0": "key"}}, "d.0") == (True, "key")  # a key that is a number
 
 
 def test_parquet_row_groups_nested_field_and_row_index(tmp_path):

@@ -367,7 +367,67 @@ BAD_LINES = [
     (
         b'{"q": "x", "chat": [{"role": "user", "content": [{"type": "text"}]}]}\n',
         "bad_messages",
-        "chat[0]: 'content' is list, expected a string",
+        "chat[0].content[0]: 'text' is null, expected a string",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "user", "content": [{"type": "text", "text": "a"}, '
+        b'{"type": "image_url", "image_url": {"url": "x.png"}}]}]}\n',
+        "non_text_content",
+        "chat[0].content[1]: a part of type 'image_url'; only text content is read",
+    ),
+    (b'{"q": "x", "chat": [{"role": "user", "content": {"a": 1}}]}\n', "bad_messages",
+     "chat[0]: 'content' is dict, expected a string"),
+    (b'{"q": "x", "chat": [{"role": "user", "content": null}]}\n', "bad_messages",
+     "chat[0]: 'content' is null, expected a string"),
+    (
+        b'{"q": "x", "chat": [{"role": "assistant", "content": null, "tool_calls": [{"name": "", "arguments": {}}]}]}\n',
+        "bad_messages",
+        "chat[0].tool_calls[0]: the function name is empty, expected a non-empty string",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]}\n',
+        "bad_messages",
+        "chat[0].tool_calls[0].function: missing 'arguments' (an object, or a JSON string)",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "assistant", "tool_calls": [{"name": "f", "arguments": [1]}]}]}\n',
+        "bad_messages",
+        "chat[0].tool_calls[0]: 'arguments' is list, expected an object or a JSON string",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "assistant", "tool_calls": {"name": "f", "arguments": "{}"}}]}\n',
+        "bad_messages",
+        "chat[0].tool_calls: expected a list of calls, got dict",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "user", "content": "a", "tool_calls": [{"name": "f", "arguments": "{}"}]}]}\n',
+        "bad_messages",
+        "chat[0]: a 'user' message has tool_calls; only assistant messages call tools",
+    ),
+    (
+        b'{"q": "x", "chat": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "loss_weight": 0.5}]}\n',
+        "bad_messages",
+        "chat[1]: 'loss_weight' is 0.5; only 0 (not trained) and 1 (trained) are supported",
+    ),
+    (b'{"q": "x", "chat": [{"from": "gpt", "value": "b", "train": "yes"}]}\n', "bad_messages",
+     "chat[0]: 'train' is str, expected true or false"),
+    (b'{"q": "x", "chat": [{"from": "gpt", "value": "b", "train": true, "weight": 0}]}\n', "bad_messages",
+     "chat[0]: 'train' and 'weight' disagree on whether the message is trained"),
+    (b'{"q": "x", "chat": [{"from": "gpt", "value": "b", "thinking": ["x"]}]}\n', "bad_messages",
+     "chat[0]: 'thinking' is list, expected a string"),
+    (b'{"q": "x", "chat": [{"role": "tool", "content": "r", "tool_call_id": 7}]}\n', "bad_messages",
+     "chat[0]: 'tool_call_id' is int, expected a string"),
+    (
+        b'{"q": "x", "chat": [{"from": "function_call", "value": "search(q)"}]}\n',
+        "bad_messages",
+        "role 'function_call' is mapped to tool_call, so chat[0].value must be a JSON call {name, arguments}; "
+        "it is not JSON: 'search(q)'",
+    ),
+    (
+        b'{"q": "x", "chat": [{"from": "function_call", "value": "{\\"arguments\\": {}}"}]}\n',
+        "bad_messages",
+        "role 'function_call' is mapped to tool_call, so chat[0].value must be a JSON call {name, arguments}; "
+        "chat[0].value: the function name is missing, expected a non-empty string",
     ),
     (b'{"q": "x", "chat": [{"from": 1, "value": "v"}]}\n', "bad_messages", "chat[0]: 'from' is int, expected a string"),
     (b'["q"]\n', "not_an_object", "expected a JSON object, got list"),
@@ -387,6 +447,11 @@ def test_bad_record_raises_with_file_line_and_fix(tmp_path, bad, reason, message
     assert str(err.value).startswith(f"{tmp_path / 'd.jsonl'}, line 2: {message}\n  fix: ")
     if reason == "bad_messages":
         assert err.value.fix == MESSAGES_FIX
+    elif reason == "non_text_content":
+        assert err.value.fix == (
+            "keep text-only records (images, audio and other parts cannot be trained on here), "
+            "or set `on_error: skip` to drop such records"
+        )
     elif reason != "not_an_object":
         name = "q" if "'q'" in message else "chat"
         assert err.value.fix == f"set `fields.{name}.path:` to the field that holds `{name}`, {SKIP_FIX}"
@@ -521,22 +586,93 @@ def test_normalize_messages_maps_sharegpt_roles_and_keeps_others():
         {"from": "system", "value": "s"},
         {"from": "human", "value": "h"},
         {"from": "gpt", "value": "g"},
-        {"from": "function_call", "value": "{}"},
+        {"from": "function_call", "value": '{"name": "f", "arguments": "{}"}'},
         {"from": "observation", "value": "o"},
         {"from": "tool", "value": "t"},
-        {"role": "assistant", "content": "a", "name": "dropped"},
+        {"from": "bot", "value": "b"},
+        {"role": "assistant", "content": "a", "name": "kept", "extra": "dropped"},
+        {"role": "human", "content": "openai-shaped: not mapped by the ShareGPT defaults"},
     ]
     assert normalize_messages(conversation, "conversations") == [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "h"},
         {"role": "assistant", "content": "g"},
-        {"role": "function_call", "content": "{}"},
-        {"role": "observation", "content": "o"},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "content": "o"},
         {"role": "tool", "content": "t"},
-        {"role": "assistant", "content": "a"},
+        {"role": "bot", "content": "b"},
+        {"role": "assistant", "content": "a", "name": "kept"},
+        {"role": "human", "content": "openai-shaped: not mapped by the ShareGPT defaults"},
     ]
+    # a recipe's roles override and extend the defaults, and apply to OpenAI-shaped messages too
+    roles = {"bot": "assistant", "gpt": "user", "function_call": "assistant", "human": "user"}
+    assert [m["role"] for m in normalize_messages(conversation, "conversations", roles)] == [
+        "system", "user", "user", "assistant", "tool", "tool", "assistant", "assistant", "user",
+    ]
+    assert normalize_messages(conversation, "c", roles)[3] == {"role": "assistant", "content": '{"name": "f", "arguments": "{}"}'}
     assert normalize_messages([]) == []
-    assert normalize_messages([{}]) == "messages[0]: missing 'role' (keys present: none)"
+    assert normalize_messages([{}]) == ("bad_messages", "messages[0]: missing 'role' (keys present: none)")
+
+
+def test_normalize_messages_keeps_tool_calls_reasoning_names_and_train_flags():
+    openai = [
+        {"role": "system", "content": "sys", "name": None},
+        {"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "2+2?"}], "loss_weight": 0},
+        {
+            "role": "assistant",
+            "content": None,
+            "reasoning_content": "add them",
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}},
+                {"name": "log", "arguments": {"x": 1}},
+            ],
+            "weight": 1.0,
+        },
+        {"role": "tool", "content": "4", "tool_call_id": "call_1", "name": "add"},
+        {"role": "assistant", "thinking": "easy", "content": "4", "train": False, "tool_calls": []},
+        {"role": "assistant", "reasoning": "r", "content": "", "tool_calls": None, "train": True, "loss_weight": 1},
+    ]
+    assert normalize_messages(openai) == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "What is 2+2?", "train": False},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}, "id": "call_1"},
+                {"type": "function", "function": {"name": "log", "arguments": {"x": 1}}},
+            ],
+            "reasoning_content": "add them",
+            "train": True,
+        },
+        {"role": "tool", "content": "4", "name": "add", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "4", "reasoning_content": "easy", "train": False},
+        {"role": "assistant", "content": "", "reasoning_content": "r", "train": True},
+    ]
+    # a tool_call value may be an object, or a JSON list of parallel calls
+    calls = [
+        {"from": "function_call", "value": {"name": "a", "arguments": {}}},
+        {"from": "function_call", "value": '[{"name": "a", "arguments": {}}, {"name": "b", "arguments": "{}"}]'},
+    ]
+    assert normalize_messages(calls) == [
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "a", "arguments": {}}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"type": "function", "function": {"name": "a", "arguments": {}}},
+                {"type": "function", "function": {"name": "b", "arguments": "{}"}},
+            ],
+        },
+    ]
+    assert normalize_messages([{"from": "function_call", "value": "[1]"}]) == (
+        "bad_messages",
+        "role 'function_call' is mapped to tool_call, so messages[0].value must be a JSON call {name, arguments}; it holds int",
+    )
+    assert normalize_messages([{"role": "assistant", "content": [{"type": "input_audio", "input_audio": {}}]}]) == (
+        "non_text_content",
+        "messages[0].content[0]: a part of type 'input_audio'; only text content is read",
+    )
 
 
 # --- real data -------------------------------------------------------------------------
@@ -633,15 +769,40 @@ def test_real_glaive_tool_calls():
     fields = {"messages": FieldSpec("conversations", "messages"), "tools": FieldSpec("tools", "json")}
     got = real("chat/glaive_toolcall_en_demo.json", fields)
     assert len(got) == 300
-    roles = collections.Counter(m["role"] for r in got for m in json.loads(r["messages"]))
-    assert roles == {"user": 746, "assistant": 746, "function_call": 211, "observation": 211}
-    first = json.loads(got[0]["messages"])
-    assert first[3] == {
-        "role": "function_call",
-        "content": '{"name": "search_recipes", "arguments": {"ingredients": ["chicken", "bell peppers", "rice"]}}',
-    }
+    messages = [json.loads(r["messages"]) for r in got]
+    roles = collections.Counter(m["role"] for c in messages for m in c)
+    assert roles == {"user": 746, "assistant": 746 + 211, "tool": 211}  # function_call -> assistant, observation -> tool
+    assert sum(1 for c in messages for m in c if "tool_calls" in m) == 211
     source = json.loads((PAIRS / "chat/glaive_toolcall_en_demo.json").read_text(encoding="utf-8"))
+    assert source[0]["conversations"][3] == {
+        "from": "function_call",
+        "value": '{"name": "search_recipes", "arguments": {"ingredients": ["chicken", "bell peppers", "rice"]}}',
+    }
+    first = messages[0]
+    assert first[3] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "type": "function",
+                "function": {"name": "search_recipes", "arguments": {"ingredients": ["chicken", "bell peppers", "rice"]}},
+            }
+        ],
+    }
+    assert first[4] == {"role": "tool", "content": source[0]["conversations"][4]["value"]}
+    assert first[4]["content"].startswith('{"recipes": [{"name": "Chicken and Bell Pepper Stir Fry"')
+    # every call keeps its name and arguments exactly; every other turn keeps its text
+    for conversation, record in zip(messages, source):
+        for message, turn in zip(conversation, record["conversations"], strict=True):
+            if turn["from"] == "function_call":
+                assert [c["function"] for c in message["tool_calls"]] == [json.loads(turn["value"])]
+            else:
+                assert message == {"role": {"human": "user", "gpt": "assistant", "observation": "tool"}[turn["from"]],
+                                   "content": turn["value"]}
     assert [json.loads(r["tools"]) for r in got] == [r["tools"] for r in source]  # a JSON string stays a string
+    # a recipe's roles: keeps the calls as text under a role of its choosing
+    kept = real("chat/glaive_toolcall_en_demo.json", fields, roles={"function_call": "assistant"})
+    assert json.loads(kept[0]["messages"])[3] == {"role": "assistant", "content": source[0]["conversations"][3]["value"]}
 
 
 def test_real_sms_spam_tsv():

@@ -2,13 +2,16 @@
 
 Text columns stay in Arrow (cast to large_string, nulls and invalid UTF-8 found with
 vectorised checks). Other kinds go through Python one batch at a time, converted the
-way JSON records are. ``line`` is the 0-based row index, counted across the shards of
-an HF dataset. Bad rows are reported in row order when raising.
+way JSON records are. Field paths step into struct fields by name and into list
+columns by number (``instances.0.output``), both vectorised; a row whose list is too
+short or null is missing the field. ``line`` is the 0-based row index, counted across
+the shards of an HF dataset. Bad rows are reported in row order when raising.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +27,7 @@ from ._inputs import HF_STATE, InputFile
 Piece = tuple[list[pa.Array], pa.Array]
 Problem = tuple[str, np.ndarray, object, str]  # (reason, bad rows, message or row -> message, fix)
 _STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda _: False))
+_LIST_TYPES = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
 
 
 def read_columnar(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
@@ -114,21 +118,31 @@ def _field_values(batch: pa.RecordBatch, names: list[str], field: Field) -> tupl
     index = batch.schema.get_field_index(parts[0])
     if index < 0:
         return absent(f"columns present: {names_list(names)}")
-    column, nulls = batch.column(index), []  # nulls: (path, null mask) of each enclosing struct
+    column = batch.column(index)
+    gaps: list[tuple[np.ndarray, object]] = []  # (rows where a step finds nothing, message or row -> message)
     for depth, name in enumerate(parts[1:], 1):
         where, kind = ".".join(parts[:depth]), column.type
+        null = column.is_null().to_numpy(zero_copy_only=False)
+        if any(is_list(kind) for is_list in _LIST_TYPES):
+            if not name.isdigit():
+                return absent(f"{where!r} is a list; index it with a number, e.g. {where}.0")
+            lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+            short = ~null & (lengths <= int(name))
+            gaps.append((null, f"missing field {path!r} ({where!r} is null)"))
+            gaps.append((short, partial(_too_short, path, where, lengths)))
+            column = _list_item(column, int(name), ~null & ~short)
+            continue
         child = kind.get_field_index(name) if pa.types.is_struct(kind) else -1
         if child < 0:
             if pa.types.is_struct(kind):
                 return absent(f"fields present in {where!r}: {names_list([f.name for f in kind])}")
             return absent(f"{where!r} is {kind}, not a struct")
-        nulls.append((where, column.is_null().to_numpy(zero_copy_only=False)))
+        gaps.append((null, f"missing field {path!r} ({where!r} is null)"))
         column = pc.struct_field(column, [child])
     problems: list[Problem] = []
     missing = np.zeros(n, dtype=bool)
-    for where, mask in nulls:
+    for mask, message in gaps:
         if mask.any() and field.required:
-            message = f"missing field {path!r} ({where!r} is null)"
             problems.append(("missing_field", mask & ~missing, message, field.fix_missing))
         missing |= mask
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
@@ -174,8 +188,22 @@ def _python_values(column: pa.Array, field: Field, missing: np.ndarray, problems
     for reason, messages in errors.items():
         rows = np.zeros(len(out), dtype=bool)
         rows[list(messages)] = True
-        problems.append((reason, rows, messages.__getitem__, field.fix))
+        problems.append((reason, rows, messages.__getitem__, field.fix_for(reason)))
     return pa.array(out, pa.large_string()), problems
+
+
+def _too_short(path: str, where: str, lengths: np.ndarray, row: int) -> str:
+    count = int(lengths[row])
+    return f"missing field {path!r} ({where!r} has {count} item{'' if count == 1 else 's'})"
+
+
+def _list_item(column: pa.Array, index: int, ok: np.ndarray) -> pa.Array:
+    """Item ``index`` of each list in ``column`` where ``ok``, null elsewhere."""
+    taken = pc.list_flatten(pc.list_slice(column, index, index + 1))  # one value per ok row, in order
+    if not ok.any():
+        return pa.nulls(len(column), taken.type)
+    positions = np.cumsum(ok) - 1
+    return taken.take(pa.array(np.where(ok, positions, 0), mask=~ok))
 
 
 def _invalid_utf8_rows(column: pa.Array, skip: np.ndarray) -> Problem:

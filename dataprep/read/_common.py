@@ -31,6 +31,8 @@ DROP_REASONS = (
     "non_scalar_field",  # kind any
     "non_json_field",  # kind json: a columnar value with no JSON form (bytes, timestamp, NaN)
     "bad_messages",  # kind messages
+    "non_text_content",  # kind messages: an image, audio, ... content part
+    "bad_nesting",  # records: a place on the path that is missing or of the wrong type
     "bad_row",  # tsv / csv: wrong number of columns or malformed quoting
 )
 MAX_LOGGED = 10  # bad records logged one by one per file; the rest go into one summary line

@@ -7,7 +7,7 @@ import fnmatch
 import glob
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,9 @@ from dataprep import storage
 from dataprep.errors import InputError
 
 from ._common import load_json_file
+from ._messages import ROLE_TARGETS
+from ._nested import parse_records
+from ._template import parse_template
 
 FORMATS = ("txt", "jsonl", "json", "parquet", "arrow", "tsv", "csv")
 TABULAR = ("tsv", "csv")
@@ -49,6 +52,15 @@ class InputSpec:
         header: tsv/csv only: the first row names the columns (skipped as a record either way).
         columns: tsv/csv only: the column names, in order. Required when ``header`` is false
             (e.g. ``["sentence", "label"]``); with a header, they replace the header's names.
+        roles: Messages fields: the dataset's role names -> the template's (``user``,
+            ``assistant``, ``system``, ``tool``, ``tool_call``), over the ShareGPT defaults
+            (see :mod:`._messages`). Kept as sorted ``(name, role)`` pairs; :attr:`role_map`
+            is the mapping.
+        records: json/jsonl only: a path such as ``data[*].paragraphs[*].qas[*]``; each
+            element it finds is one record, whose fields may reach parents with ``^``
+            (see :mod:`._nested`).
+        text_template: Pretraining text built from fields, e.g. ``"{prompt}{canonical_solution}"``
+            (see :mod:`._template`); instead of ``text_field``.
     """
 
     path: str
@@ -57,10 +69,20 @@ class InputSpec:
     txt_unit: str = "file"
     header: bool = True
     columns: tuple[str, ...] | None = None
+    roles: tuple[tuple[str, str], ...] | None = None
+    records: str | None = None
+    text_template: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.columns, list):  # from YAML; a tuple keeps the spec hashable
             object.__setattr__(self, "columns", tuple(self.columns))
+        if isinstance(self.roles, Mapping):
+            object.__setattr__(self, "roles", tuple(sorted(self.roles.items())))
+
+    @property
+    def role_map(self) -> dict[str, str] | None:
+        """``roles`` as a mapping (None when the input has none)."""
+        return None if self.roles is None else dict(self.roles)
 
 
 @dataclass(frozen=True)
@@ -140,6 +162,24 @@ def _check_spec(spec: InputSpec) -> None:
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
             raise InputError(spec.path, None, f"`columns:` names {', '.join(map(repr, repeated))} more than once", fix)
+    if spec.roles is not None:
+        fix = f"map each dataset role to one of: {', '.join(ROLE_TARGETS)}, e.g. `roles: {{bot: assistant}}`"
+        bad = [pair for pair in spec.roles if not (isinstance(pair[0], str) and pair[0] and pair[1] in ROLE_TARGETS)]
+        if bad:
+            raise InputError(spec.path, None, f"invalid roles {', '.join(f'{k!r}: {v!r}' for k, v in bad)}", fix)
+    if spec.records is not None:
+        try:
+            parse_records(spec.records)
+        except (ValueError, AttributeError) as exc:
+            raise InputError(spec.path, None, str(exc), "fix `records:` (see `dataprep schema recipe`)") from exc
+    if spec.text_template is not None:
+        try:
+            parse_template(spec.text_template)
+        except (ValueError, TypeError) as exc:
+            raise InputError(spec.path, None, f"invalid text_template: {exc}", "fix `text_template:`") from exc
+        if spec.text_field != "text":
+            message = f"both `text_field: {spec.text_field}` and `text_template:` name the text"
+            raise InputError(spec.path, None, message, "keep one of them")
     if spec.format not in ("auto", *TABULAR) and (spec.columns is not None or not spec.header):
         option = "columns" if spec.columns is not None else "header"
         message = f"`{option}:` applies to tsv and csv inputs only, not {spec.format}"
@@ -275,6 +315,12 @@ def _input_file(path: Path, spec: InputSpec, *, url: str | None = None) -> Input
     if compression and fmt in ("parquet", "arrow"):
         message = f"{path} is a compressed {fmt} file, which cannot be read in place"
         raise InputError(spec.path, None, message, f"decompress it; {fmt} files compress their columns internally")
+    if spec.records is not None and fmt not in ("json", "jsonl"):
+        message = f"`records:` reads nested json and jsonl records; {path} is {fmt}"
+        raise InputError(spec.path, None, message, "remove `records:` from this input, or point it at json / jsonl files")
+    if spec.text_template is not None and fmt == "txt":
+        message = f"`text_template:` builds the text from fields; {path} is plain text, which has none"
+        raise InputError(spec.path, None, message, "remove `text_template:` from this input")
     if fmt in TABULAR and not spec.header and spec.columns is None:
         message = f"{path} has no header row (`header: false`), so its columns have no names"
         raise InputError(spec.path, None, message, 'name them with `columns:`, e.g. ["sentence", "label"]')

@@ -1,6 +1,8 @@
 """JSON readers: JSON Lines (streamed, 1-based line numbers) and JSON arrays (parsed whole, 0-based record index).
 
 Pieces are ``(columns, lines)``: one list of values per field, and where each record is.
+With ``records:`` (:mod:`._nested`) a json file may hold any value, and each line of a
+jsonl file is a value to find records in.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataprep.errors import InputError
 from ._common import FIX_UTF8, SKIP, BadRecords, json_message, json_type, open_binary, utf8_message
 from ._fields import Field, RowExtractor
 from ._inputs import InputFile
+from ._nested import RecordsPath, parse_records, walk
 
 Piece = tuple[list[list[str]], list[int]]
 _FIX_JSON_LINE = f"fix the JSON on that line (one complete JSON object per line), {SKIP}"
+_FIX_NESTING = "make the value there what `records:` expects (or fix `records:`), or set `on_error: skip` to drop that part"
 
 
 class Rows:
@@ -40,6 +44,12 @@ class Rows:
 
 
 def read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
+    if file.spec.records is not None:
+        return _read_jsonl_nested(file, fields, bad, batch_size, parse_records(file.spec.records))
+    return _read_jsonl(file, fields, bad, batch_size)
+
+
+def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
     extractor = RowExtractor(fields, bad)
     extract, fast_key = extractor.row, extractor.fast_key
     loads = json.loads
@@ -99,6 +109,9 @@ def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size:
         raise InputError(path, f"line {exc.lineno}", json_message(exc), fix) from exc
     except RecursionError as exc:
         raise InputError(path, None, "malformed JSON: nested too deeply", f"flatten the records ({whole})") from exc
+    if file.spec.records is not None:
+        yield from _nested_json(file, records, fields, bad, batch_size, parse_records(file.spec.records))
+        return
     if type(records) is not list:
         message = f"expected a JSON array of records at the top level, got {json_type(records)}"
         raise InputError(path, None, message, "make the file a JSON array of objects, or JSON Lines (`format: jsonl`)")
@@ -110,3 +123,78 @@ def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size:
             yield piece
     if rows.lines:
         yield rows.take()
+
+
+def _nested_json(
+    file: InputFile, root: object, fields: list[Field], bad: BadRecords, batch_size: int, path: RecordsPath
+) -> Iterator[Piece]:
+    """Records found by ``records:`` in a json file, numbered 0, 1, ... (bad ones too)."""
+    extract = RowExtractor(fields, bad).row
+    rows = Rows(len(fields), batch_size)
+    problems = _Problems(bad, path)
+    index = -1
+    for index, (record, parents, where) in enumerate(walk(root, path, problems)):
+        row = extract(record, f"record {index} ({where})", parents)
+        if row is not None and (piece := rows.add(row, index)):
+            yield piece
+    if index < 0:
+        _nothing_found(file, path, problems.count)
+    if rows.lines:
+        yield rows.take()
+
+
+def _read_jsonl_nested(
+    file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int, path: RecordsPath
+) -> Iterator[Piece]:
+    """Records found by ``records:`` in each line of a jsonl file; ``line`` is the line they are on."""
+    extract = RowExtractor(fields, bad).row
+    rows = Rows(len(fields), batch_size)
+    problems = _Problems(bad, path)
+    found = lines = 0
+    with open_binary(file) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
+                continue
+            if lineno == 1 and line[:1] == "\ufeff":
+                line = line[1:]
+            if not line or line.isspace():
+                continue
+            lines += 1
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                bad.report("malformed_json", f"line {lineno}", json_message(exc), _FIX_JSON_LINE)
+                continue
+            problems.prefix = f"line {lineno}, "
+            for record, parents, where in walk(value, path, problems):
+                found += 1
+                row = extract(record, f"line {lineno}, {where}", parents)
+                if row is not None and (piece := rows.add(row, lineno)):
+                    yield piece
+    if lines and not found:
+        _nothing_found(file, path, problems.count)
+    if rows.lines:
+        yield rows.take()
+
+
+class _Problems:
+    """Reports the places ``records:`` cannot step into (``bad_nesting``)."""
+
+    def __init__(self, bad: BadRecords, path: RecordsPath):
+        self.bad, self.path, self.count = bad, path, 0
+        self.prefix = ""  # "line N, " in a jsonl file
+
+    def __call__(self, where: str, message: str) -> None:
+        self.count += 1
+        location = f"{self.prefix}{where}" if where else (self.prefix.rstrip(", ") or "top level")
+        self.bad.report("bad_nesting", location, f"{message} (records: {self.path.text})", _FIX_NESTING)
+
+
+def _nothing_found(file: InputFile, path: RecordsPath, problems: int) -> None:
+    why = f"; {problems} place(s) on the path were skipped as bad_nesting" if problems else ", every list on it is empty"
+    message = f"`records: {path.text}` finds no record in this file{why}"
+    fix = "check `records:` against the file's structure (e.g. data[*].paragraphs[*].qas[*]); a file it finds nothing in is an error"
+    raise InputError(file.location, None, message, fix)

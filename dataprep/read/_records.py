@@ -17,6 +17,8 @@ from ._delimited import read_delimited
 from ._fields import Field, FieldSpec, compile_fields, records_schema
 from ._inputs import FORMATS, TABULAR, InputFile
 from ._json import read_json, read_jsonl
+from ._nested import parse_records
+from ._template import join_pieces, parse_template, template_fields
 from ._text import read_txt
 
 SCHEMA = records_schema({columns.TEXT: FieldSpec(columns.TEXT)})  # read_batches: text, source, line
@@ -64,7 +66,10 @@ def read_records(
             tsv/csv header that does not parse, or a file that cannot be read.
         ConfigError: A bad field mapping, ``batch_size`` < 1 or an unknown ``on_error``.
     """
-    compiled = compile_fields(fields, lambda name: f"fields.{name}.path")
+    if file.spec.text_template is not None:
+        message = f"{file.path}: `text_template:` builds pretraining text; fine-tuning reads fields"
+        raise ConfigError(f"{message}: remove it and map the template's fields with `fields:`")
+    compiled = compile_fields(fields, lambda name: f"fields.{name}.path", **_field_options(file))
     return _read(file, source_index, compiled, batch_size, on_error, drops)
 
 
@@ -73,7 +78,8 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream one input as record batches of :data:`SCHEMA`: its ``text_field`` as ``text``.
 
-    :func:`read_records` with the one text field ``{"text": FieldSpec(file.spec.text_field)}``.
+    :func:`read_records` with the one text field ``{"text": FieldSpec(file.spec.text_field)}``,
+    or the input's ``text_template`` filled in from its fields (see :mod:`._template`).
 
     ``line`` is the 1-based line number for txt, jsonl, tsv and csv (where a record
     or paragraph starts; 1 for a txt file read whole), the 0-based record index for
@@ -97,12 +103,29 @@ def read_batches(
             does not parse as a whole or a file that cannot be read (corrupt, truncated).
         ConfigError: ``batch_size`` < 1 or an unknown ``on_error``.
     """
-    fields = {columns.TEXT: FieldSpec(file.spec.text_field)}
-    return _read(file, source_index, compile_fields(fields, lambda _: "text_field"), batch_size, on_error, drops)
+    template = file.spec.text_template
+    if template is None:
+        fields = compile_fields({columns.TEXT: FieldSpec(file.spec.text_field)}, lambda _: "text_field", **_field_options(file))
+        return _read(file, source_index, fields, batch_size, on_error, drops)
+    literals, paths = parse_template(template)
+    fields = compile_fields(template_fields(paths), lambda _: "text_template", **_field_options(file))
+    return _read(file, source_index, fields, batch_size, on_error, drops, join=literals)
+
+
+def _field_options(file: InputFile) -> dict:
+    """What of an input's options the compiled fields need: its role mapping and parent levels."""
+    records = file.spec.records
+    return {"roles": file.spec.role_map, "levels": 0 if records is None else parse_records(records).levels}
 
 
 def _read(
-    file: InputFile, source_index: int, fields: list[Field], batch_size: int, on_error: str, drops: collections.Counter
+    file: InputFile,
+    source_index: int,
+    fields: list[Field],
+    batch_size: int,
+    on_error: str,
+    drops: collections.Counter,
+    join: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -110,7 +133,7 @@ def _read(
         raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     if file.format not in FORMATS:
         raise ConfigError(f"{file.path}: format must be one of {', '.join(FORMATS)}, got {file.format!r}")
-    if file.format == "txt" and (len(fields) != 1 or fields[0].kind != "text"):
+    if file.format == "txt" and (len(fields) != 1 or fields[0].kind != "text" or join is not None):
         raise ConfigError(f"{file.path}: a txt input holds plain text; read it with exactly one field of kind text")
     bad = BadRecords(file, on_error, drops)
     if file.format == "txt":
@@ -119,7 +142,10 @@ def _read(
         pieces = _rebatch(read_columnar(file, fields, bad, batch_size), batch_size)
     else:
         pieces = _ROW_READERS[file.format](file, fields, bad, batch_size)
-    schema = records_schema(f.name for f in fields)
+    if join is not None:  # text_template: the fields joined into one text column
+        pieces, schema = join_pieces(pieces, join), SCHEMA
+    else:
+        schema = records_schema(f.name for f in fields)
     return _batches(file, source_index, pieces, bad, schema)  # options are checked now, the file is read lazily
 
 
