@@ -1,28 +1,49 @@
-"""The tokenizer's own chat template (Jinja), rendered exactly as ``transformers`` renders it.
+"""The tokenizer's own chat template (Jinja), rendered exactly as ``transformers`` renders it,
+and each conversation's targets located in that one rendering.
 
-:meth:`ChatTemplate.render` matches ``tokenizer.apply_chat_template(messages, tokenize=False)``:
-the same sandboxed Jinja environment (``trim_blocks``, ``lstrip_blocks``, ``loopcontrols``),
-the same ``tojson`` filter, ``raise_exception`` and ``strftime_now`` globals, and the same
-variables (``messages``, ``tools=None``, ``documents=None``, ``add_generation_prompt`` and the
-special tokens ``bos_token``/``eos_token``/``unk_token``/``pad_token`` where set).
+:meth:`ChatTemplate.render` matches ``tokenizer.apply_chat_template(messages, tools=tools,
+tokenize=False, **kwargs)``: the same sandboxed Jinja environment (``trim_blocks``,
+``lstrip_blocks``, ``loopcontrols``), the same ``tojson`` filter and ``raise_exception`` global,
+and the same variables (``messages``, ``tools``, ``documents=None``, ``add_generation_prompt``,
+the special tokens where set, and any extra template arguments such as ``enable_thinking``).
+``strftime_now`` prints a date fixed when the template is built (never today's date), so
+the output does not depend on the day it ran.
 
-:meth:`ChatTemplate.render_with_targets` also finds each assistant turn's target span by
-*prefix rendering*: the text rendered up to the turn with the generation prompt must be a
-prefix of the full text, so the turn's content starts after it. The target runs from the
-content through the end-of-turn token that closes it (Phi-3)::
+**Targets from one rendering.** :meth:`ChatTemplate.render_with_targets` renders the whole
+conversation once. To find what the template made of assistant message ``i``, it renders the
+conversation again with that message's own strings (content, reasoning, tool-call names and
+arguments) replaced by a private-use placeholder: the rendering differs from the real one
+exactly where the message's data went, whatever the template did to it (``| trim``, a system
+prompt merged into the first turn, the role renamed ``model``, a last turn rendered with
+``<|return|>`` instead of ``<|end|>``). The target then runs from the start of that region
+through the end-of-turn token that closes the turn (Llama 3)::
 
-    <|user|>\\nHi<|end|>\\n<|assistant|>\\nHello!<|end|>\\n<|endoftext|>
-    |<------------ prefix ------------>||<-target-->|
-    prefix = render(messages[:1], add_generation_prompt=True); the final <|endoftext|> is no target
+    <|start_header_id|>assistant<|end_header_id|>\\n\\n  Hello!  <|eot_id|>      (content "  Hello!  ")
+    real       ...<|end_header_id|>\\n\\nHello!<|eot_id|>
+    perturbed  ...<|end_header_id|>\\n\\n\\ue000<|eot_id|>
+                                   |<-target->|   = "Hello!<|eot_id|>"
+
+A turn with tool calls, or whose reasoning the template renders, starts its target right after
+the assistant header (the template's generation prompt), since the model writes the call or
+reasoning syntax itself (gpt-oss: `` to=functions.f<|channel|>commentary json<|message|>{...}<|call|>``).
+A plain content turn starts at its content: the header, an empty think block the template
+inserts and a system block are never targets.
+
+The end-of-turn tokens are learned from the template itself: the special token right after an
+assistant's content in probe conversations (last turn, earlier turn, tool call); EOS when none is.
+The closing token must come before the next message's own data, so the next turn's opening
+token is never taken for this turn's end.
 
 Tokenizing the text (special tokens recognised) and masking is :mod:`dataprep.masking`'s job.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date as Date
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,13 +57,24 @@ from .templates import CHAT_POLICY, RecordProblem, Rendered, TemplateError, _che
 if TYPE_CHECKING:
     from .tokenizer import LoadedTokenizer
 
-__all__ = ["ChatTemplate", "TemplateRaised", "CHAT_ROLES"]
+__all__ = ["ChatTemplate", "TemplateRaised", "CHAT_ROLES", "TEMPLATE_DATE", "REASONING_KEYS"]
 
 CHAT_ROLES = ("system", "user", "assistant")
 CONFIG_FILE = "tokenizer_config.json"
 JINJA_FILE = "chat_template.jinja"  # newer transformers save the template here
 TOKENIZER_FILE = "tokenizer.json"
+TEMPLATE_DATE = "2026-01-01"  # what strftime_now prints unless the recipe sets template_date
+# The message keys templates read reasoning from (Qwen3/DeepSeek-R1: reasoning_content, gpt-oss: thinking).
+REASONING_KEYS = ("reasoning_content", "thinking")
+TRAIN_KEY = "train"  # per-message train flag (kept out of what the template sees)
 _TOOL_LITERAL = re.compile(r"""['"]tool['"]""")
+# Placeholders for a message's own strings: private-use characters no real text holds.
+_PLACEHOLDERS = ("\ue000", "\ue001", "\uf8fe", "\U000f0000", "\U0010fffd")
+# Reasons a conversation is a bad record (counted under on_error: skip).
+TARGET_NOT_FOUND = "target_not_found"
+NO_END_OF_TURN = "no_end_of_turn"
+TEMPLATE_FAILED = "template_failed"
+UNSUPPORTED = "unsupported_by_template"
 
 
 class TemplateRaised(TemplateError):
@@ -51,6 +83,10 @@ class TemplateRaised(TemplateError):
     A subclass of :class:`TemplateError` (the template rejects the input); the caller may
     treat it as a per-record drop, since another conversation may render fine.
     """
+
+
+class _RenderFailed(TemplateError):
+    """The template failed on this conversation (a Jinja or type error), not at compile time."""
 
 
 def _raise_exception(message: str) -> None:
@@ -62,16 +98,48 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separ
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
-def _strftime_now(format: str) -> str:
-    return datetime.now().strftime(format)
+class _GenerationTags(jinja2.ext.Extension):
+    """``{% generation %} ... {% endgeneration %}``, as transformers reads it: renders its body
+    unchanged and, while :func:`_render_marked` renders, records the body's character span."""
+
+    tags = {"generation"}
+
+    def __init__(self, environment: jinja2.Environment):
+        super().__init__(environment)
+        self.out: list[str] | None = None  # the output so far, while spans are recorded
+        self.spans: list[tuple[int, int]] = []
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_mark"), [], [], body).set_lineno(lineno)
+
+    def _mark(self, caller) -> str:
+        text = caller()
+        if self.out is not None:
+            start = sum(map(len, self.out))
+            self.spans.append((start, start + len(text)))
+        return text
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+def _environment(today: datetime) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationTags]
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
+    env.globals["strftime_now"] = lambda format: today.strftime(format)
     return env
+
+
+def parse_date(value: str | Date | None) -> datetime:
+    """The fixed date ``strftime_now`` prints: ``YYYY-MM-DD`` (default :data:`TEMPLATE_DATE`)."""
+    if isinstance(value, Date):
+        return datetime(value.year, value.month, value.day)
+    try:
+        return datetime.strptime(value or TEMPLATE_DATE, "%Y-%m-%d")
+    except ValueError as exc:
+        raise TemplateError(f"template_date must be a date written YYYY-MM-DD, got {value!r}") from exc
 
 
 def _token_text(value: Any) -> str | None:
@@ -94,21 +162,37 @@ def _common_prefix(a: str, b: str) -> int:
     return lo
 
 
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    """Length of the longest common suffix of ``a`` and ``b``, at most ``limit``."""
+    n = min(len(a), len(b), limit)
+    if n == 0 or a[len(a) - n :] == b[len(b) - n :]:
+        return n
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class ChatTemplate:
-    """A Jinja chat template plus the special tokens it is rendered with.
+    """A Jinja chat template plus the special tokens and arguments it is rendered with.
 
     Args:
         source: The Jinja template text.
         bos_token: Passed to the template as ``bos_token`` (omitted when None).
-        eos_token: Passed as ``eos_token``; also the fallback end of a target when no
-            special token follows an assistant turn.
-        special_tokens: Strings that can close an assistant turn (``<|end|>``,
-            ``<|im_end|>``, ``</s>``, ...): normally every added token of the tokenizer.
+        eos_token: Passed as ``eos_token``; the end of a turn when no special token follows one.
+        special_tokens: Every special token's text (``<|end|>``, ``<|im_end|>``, ``</s>``,
+            ...): normally every added token of the tokenizer.
         variables: Extra template variables, e.g. ``{"pad_token": ..., "unk_token": ...}``
-            (transformers passes the whole special-tokens map).
+            (transformers passes the whole special-tokens map) and the recipe's
+            ``chat_template_kwargs`` (``enable_thinking``, ``reasoning_effort``, ...).
+        date: What ``strftime_now`` prints (``YYYY-MM-DD``); default :data:`TEMPLATE_DATE`.
 
     Raises:
-        TemplateError: The template does not compile.
+        TemplateError: The template does not compile, or ``date`` is not a date.
     """
 
     def __init__(
@@ -119,6 +203,7 @@ class ChatTemplate:
         eos_token: str | None,
         special_tokens: Iterable[str],
         variables: Mapping[str, Any] | None = None,
+        date: str | Date | None = None,
     ):
         if not isinstance(source, str) or not source.strip():
             raise TemplateError(f"a chat template must be non-empty Jinja text, got {source!r:.80}")
@@ -128,14 +213,21 @@ class ChatTemplate:
         self.special_tokens = tuple(dict.fromkeys(t for t in special_tokens if t))
         merged = {**(variables or {}), "bos_token": bos_token, "eos_token": eos_token}
         self.variables = {k: v for k, v in merged.items() if v is not None}  # None would render as "None"
+        self.date = parse_date(date)
         self.roles = CHAT_ROLES + (("tool",) if _TOOL_LITERAL.search(source) else ())
+        # What the template reads at all: data it never mentions would be dropped without a word.
+        self.reads_tools = re.search(r"\btools\b", source) is not None
+        self.reads_tool_calls = "tool_calls" in source
+        self.reasoning_keys = tuple(k for k in REASONING_KEYS if k in source)
+        self.has_generation_tags = re.search(r"{%-?\s*generation\s*-?%}", source) is not None
         try:
-            self._template = _environment().from_string(source)
+            self._template = _environment(self.date).from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"the chat template does not compile: {exc} (line {exc.lineno})") from exc
         # Longest first, so "<|endoftext|>" is not cut short by a shorter token it contains.
         longest_first = sorted(self.special_tokens, key=len, reverse=True)
-        self._end_re = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
+        self._special_re = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
+        self._probed: tuple[tuple[str, ...], str | None, str] | None = None
 
     def __repr__(self) -> str:
         return f"ChatTemplate({len(self.source)} chars, eos_token={self.eos_token!r}, roles={self.roles})"
@@ -144,7 +236,12 @@ class ChatTemplate:
 
     @classmethod
     def from_tokenizer_config(
-        cls, config: Mapping[str, Any], *, special_tokens: Iterable[str] | None = None
+        cls,
+        config: Mapping[str, Any],
+        *,
+        special_tokens: Iterable[str] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        date: str | Date | None = None,
     ) -> ChatTemplate:
         """Build from a parsed ``tokenizer_config.json``.
 
@@ -165,13 +262,15 @@ class ChatTemplate:
             bos_token=tokens["bos"],
             eos_token=tokens["eos"],
             special_tokens=[t for t in special_tokens if t],
-            variables={"unk_token": tokens["unk"], "pad_token": tokens["pad"]},
+            variables={"unk_token": tokens["unk"], "pad_token": tokens["pad"], **(variables or {})},
+            date=date,
         )
 
     @classmethod
-    def from_tokenizer_folder(cls, path: str | Path) -> ChatTemplate:
+    def from_tokenizer_folder(cls, path: str | Path, **options: Any) -> ChatTemplate:
         """Build from a Hugging Face tokenizer folder (``tokenizer_config.json``, optionally
         ``chat_template.jinja`` and ``tokenizer.json``, whose added tokens are included).
+        ``options`` are :meth:`from_tokenizer_config`'s ``variables`` and ``date``.
 
         Raises:
             TemplateError: No readable config, or no chat template in it.
@@ -187,99 +286,224 @@ class ChatTemplate:
             specials += [t.get("content") for t in _read_json(folder / TOKENIZER_FILE).get("added_tokens", [])]
         specials += [_token_text(config.get(f"{r}_token")) for r in ("bos", "eos", "unk", "pad")]
         try:
-            return cls.from_tokenizer_config(config, special_tokens=[t for t in specials if t])
+            return cls.from_tokenizer_config(config, special_tokens=[t for t in specials if t], **options)
         except TemplateError as exc:
             raise TemplateError(f"{folder / CONFIG_FILE}: {exc}") from exc
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: LoadedTokenizer) -> ChatTemplate:
-        """Build for a loaded tokenizer: the template from the config file it was loaded with,
-        the special tokens from its added tokens, bos/eos from its resolved tokens (so a
-        recipe override of ``eos_token`` applies here too).
+    def from_tokenizer(
+        cls,
+        tokenizer: LoadedTokenizer,
+        *,
+        source: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        date: str | Date | None = None,
+    ) -> ChatTemplate:
+        """Build for a loaded tokenizer: the template from the config file it was loaded with
+        (or ``source``, e.g. a recipe's ``chat_template`` file), the special tokens from its
+        added tokens, bos/eos from its resolved tokens (so a recipe override of ``eos_token``
+        applies here too), plus ``variables`` (``chat_template_kwargs``) and ``date``.
 
         Raises:
-            TemplateError: The tokenizer was not loaded with a ``tokenizer_config.json``
-                holding a chat template.
+            TemplateError: No ``source`` and the tokenizer was not loaded with a
+                ``tokenizer_config.json`` holding a chat template.
         """
         configs = [f for f in tokenizer.files if f.name == CONFIG_FILE]
-        if not configs:
-            raise TemplateError(
-                f"{tokenizer.source}: no {CONFIG_FILE} with a chat_template beside the tokenizer; "
-                "use a pair template, or point tokenizer.path at a folder whose config has one"
-            )
-        base = cls.from_tokenizer_folder(configs[0].parent)
         specials = [t.content for t in tokenizer.tokenizer.get_added_tokens_decoder().values()]
+        if source is None:
+            if not configs:
+                raise TemplateError(
+                    f"{tokenizer.source}: no {CONFIG_FILE} with a chat_template beside the tokenizer; "
+                    "use a pair template, set `chat_template:` to a Jinja file, or point tokenizer.path at a "
+                    "folder whose config has one"
+                )
+            base = cls.from_tokenizer_folder(configs[0].parent)
+            source, specials = base.source, [*specials, *base.special_tokens]
         return cls(
-            base.source,
+            source,
             bos_token=tokenizer.tokens.get("bos"),
             eos_token=tokenizer.tokens.get("eos"),
-            special_tokens=[*specials, *base.special_tokens],
-            variables={"unk_token": tokenizer.tokens.get("unk"), "pad_token": tokenizer.tokens.get("pad")},
+            special_tokens=specials,
+            variables={"unk_token": tokenizer.tokens.get("unk"), "pad_token": tokenizer.tokens.get("pad"), **(variables or {})},
+            date=date,
         )
 
     # --- rendering ---------------------------------------------------------------------
 
-    def render(self, messages: list[dict], *, add_generation_prompt: bool = False, **kwargs: Any) -> str:
-        """Render like ``apply_chat_template(messages, tokenize=False, ...)``.
+    def render(
+        self, messages: list[dict], *, tools: list | None = None, add_generation_prompt: bool = False, **kwargs: Any
+    ) -> str:
+        """Render like ``apply_chat_template(messages, tools=tools, tokenize=False, ...)``.
 
         Args:
             messages: ``[{"role": ..., "content": ...}, ...]``, passed to the template as is.
+            tools: The tool list (JSON schemas), or None.
             add_generation_prompt: Append the prompt that starts an assistant turn.
-            **kwargs: Extra template variables (override the special tokens).
+            **kwargs: Extra template variables (override the special tokens and the
+                template's arguments).
 
         Raises:
             TemplateRaised: The template called ``raise_exception``.
             TemplateError: Any other error while rendering.
         """
+        return self._generate(messages, tools, add_generation_prompt, kwargs, None)
+
+    def render_marked(self, messages: list[dict], *, tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """Render like :meth:`render` and return the character spans of the template's
+        ``{% generation %}`` blocks (transformers' ``return_assistant_tokens_mask``)."""
+        spans: list[tuple[int, int]] = []
+        return self._generate(messages, tools, False, {}, spans), spans
+
+    def _generate(self, messages, tools, add_generation_prompt: bool, kwargs, spans: list | None) -> str:
+        tracker = next(e for e in self._template.environment.extensions.values() if isinstance(e, _GenerationTags))
+        out: list[str] = []
+        tracker.out, tracker.spans = (out, spans) if spans is not None else (None, [])
         try:
-            return self._template.render(
+            for piece in self._template.generate(
                 messages=messages,
-                tools=None,
+                tools=tools,
                 documents=None,
                 add_generation_prompt=add_generation_prompt,
                 **{**self.variables, **kwargs},
-            )
+            ):
+                out.append(piece)
         except TemplateError:
             raise
-        except (jinja2.TemplateError, TypeError) as exc:
-            raise TemplateError(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+        except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise _RenderFailed(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+        finally:
+            tracker.out = None
+        return "".join(out)
 
-    def render_with_targets(self, messages: list[dict], *, policy: str = CHAT_POLICY) -> Rendered:
-        """Render the conversation for training and find its target spans.
+    def prepare(self, messages: list[dict], tools: list | None = None) -> tuple[list[dict], list | None]:
+        """The messages and tools exactly as the template is given them.
 
-        Args:
-            messages: The conversation; roles ``system``/``user``/``assistant`` (and ``tool``
-                when the template mentions it), string contents.
-            policy: ``all_assistant`` (every assistant turn), ``last_assistant`` or its alias
-                ``completion`` (the last one), or ``all`` (the whole text).
-
-        Returns:
-            The text (rendered with ``add_generation_prompt=False``), the target spans
-            (content + end-of-turn token of each chosen assistant turn) and ``prompt_end``,
-            where the last assistant content starts (0 when there is none).
+        Per-message ``train`` flags are taken out; reasoning (``reasoning_content``) goes under
+        the key(s) the template reads (``thinking`` for gpt-oss); tool-call arguments take the
+        form the template needs (an object, or a JSON string for templates that concatenate
+        them); tools given without the OpenAI wrapper get ``{"type": "function", "function": ...}``.
 
         Raises:
-            RecordProblem: ``missing_field``/``bad_type`` for malformed messages,
-                ``unknown_role``, ``empty_field`` for an empty assistant turn, ``no_target``
-                for no assistant turn under an assistant policy.
-            TemplateError: The template is not prefix-stable, drops or rewrites an
-                assistant's content, or no end-of-turn token follows it; ``TemplateRaised``
-                when the template raised on this conversation.
+            RecordProblem: ``unsupported_by_template`` when the record holds tools, tool calls
+                or reasoning that this template never renders (they would be lost without a word);
+                ``bad_type`` for a tool call whose arguments are not JSON.
+        """
+        self._check_messages(messages)
+        if tools and not self.reads_tools:
+            raise RecordProblem(
+                UNSUPPORTED,
+                f"the record has {len(tools)} tool(s) but this chat template never renders `tools`, so the model "
+                "would train without seeing them; use a template that does (`chat_template:`), or unmap the tools field",
+            )
+        arguments_form = self._probe()[2] if self.reads_tool_calls else "object"
+        out = []
+        for i, message in enumerate(messages):
+            m = {k: v for k, v in message.items() if k != TRAIN_KEY}
+            reasoning = m.pop("reasoning_content", None)
+            for key in REASONING_KEYS:
+                if key != "reasoning_content" and key in m and reasoning is None:
+                    reasoning = m.pop(key)
+            if reasoning:
+                if not self.reasoning_keys:
+                    raise RecordProblem(
+                        UNSUPPORTED,
+                        f"message {i} ({m['role']}) has reasoning, but this chat template renders no reasoning "
+                        f"(it reads none of {list(REASONING_KEYS)}); use a template that does, or unmap the reasoning",
+                    )
+                for key in self.reasoning_keys:
+                    m[key] = reasoning
+            calls = m.get("tool_calls")
+            if calls:
+                if not self.reads_tool_calls:
+                    raise RecordProblem(
+                        UNSUPPORTED,
+                        f"message {i} has tool calls, but this chat template never renders `tool_calls`; "
+                        "use a template that does (`chat_template:`), or drop such records",
+                    )
+                m["tool_calls"] = [_call_form(call, arguments_form, i) for call in calls]
+            out.append(m)
+        return out, _wrap_tools(tools) if tools else None
+
+    def render_with_targets(
+        self,
+        messages: list[dict],
+        *,
+        tools: list | None = None,
+        policy: str = CHAT_POLICY,
+        reasoning: bool = True,
+    ) -> Rendered:
+        """Render the conversation once for training and locate its target spans in that text.
+
+        Args:
+            messages: The conversation: roles ``system``/``user``/``assistant`` (and ``tool``
+                when the template mentions it); string contents (``None`` for an assistant
+                turn that only calls tools); optional ``tool_calls``, ``reasoning_content``
+                and a per-message ``train`` flag, which overrides the policy for its message.
+            tools: The record's tool list, given to the template as ``tools``.
+            policy: ``all_assistant`` (every assistant turn), ``last_assistant`` or its alias
+                ``completion`` (the last one), or ``all`` (the whole text).
+            reasoning: Train on the reasoning the template renders (default); when false,
+                a turn's target starts at its content.
+
+        Returns:
+            The text (rendered with ``add_generation_prompt=False``), the target spans (see the
+            module docstring) and ``prompt_end``, where the last target starts (0 when none).
+
+        Raises:
+            RecordProblem: a bad record: ``missing_field``/``bad_type`` for malformed messages,
+                ``unknown_role``, ``empty_field`` for an empty assistant turn, ``no_target``,
+                ``unsupported_by_template``, ``template_failed`` (the template cannot render this
+                conversation), ``target_not_found`` (the template does not render a chosen turn's
+                content) or ``no_end_of_turn``. The caller adds the file and record.
+            TemplateRaised: The template called ``raise_exception`` on this conversation.
         """
         _check_policy(policy)
-        self._check_messages(messages)
+        msgs, tools = self.prepare(messages, tools)
+        if policy == "generation":
+            return self._generation_targets(msgs, tools)
+        text = self._render_record(msgs, tools)
         assistant = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-        text = self.render(messages)
-        if not assistant:
-            if policy != "all":
-                raise RecordProblem("no_target", f"conversation has no assistant turn to train on (policy {policy!r})")
-            return Rendered(text=text, targets=((0, len(text)),) if text else (), prompt_end=0)
         if policy == "all":
-            prompt_end = self._turn_span(messages, assistant[-1], text)[0]
+            if not text:
+                raise RecordProblem("no_target", "the conversation renders to empty text")
+            prompt_end = self._turn_target(msgs, assistant[-1], text, tools, reasoning)[0] if assistant else 0
             return Rendered(text=text, targets=((0, len(text)),), prompt_end=prompt_end)
-        chosen = assistant if policy == "all_assistant" else assistant[-1:]
-        spans = tuple(self._turn_span(messages, i, text) for i in chosen)
-        return Rendered(text=text, targets=spans, prompt_end=spans[-1][0])
+        chosen = set(assistant if policy == "all_assistant" else assistant[-1:])
+        for i, m in enumerate(messages):
+            flag = m.get(TRAIN_KEY)
+            if flag is True:
+                chosen.add(i)
+            elif flag is False:
+                chosen.discard(i)
+        if not chosen:
+            why = "no assistant turn" if not assistant else "every assistant turn has train: false"
+            raise RecordProblem("no_target", f"conversation has nothing to train on ({why}; policy {policy!r})")
+        spans = [self._turn_target(msgs, i, text, tools, reasoning) for i in sorted(chosen)]
+        spans = [s for s in spans if s[1] > s[0]]
+        if not spans:
+            raise RecordProblem("no_target", "the chosen turns render no text to train on")
+        return Rendered(text=text, targets=tuple(spans), prompt_end=spans[-1][0])
+
+    def _generation_targets(self, msgs: list[dict], tools: list | None) -> Rendered:
+        if not self.has_generation_tags:
+            raise TemplateError(
+                "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks; "
+                "set chat.template to a generation-tagged training template, or use masking: all_assistant"
+            )
+        try:
+            text, spans = self.render_marked(msgs, tools=tools)
+        except _RenderFailed as exc:
+            raise RecordProblem(TEMPLATE_FAILED, f"{exc} (this conversation; others may render)") from exc
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
+            raise RecordProblem("no_target", "the template's {% generation %} blocks mark nothing in this conversation")
+        return Rendered(text=text, targets=tuple(spans), prompt_end=spans[-1][0])
+
+    def _render_record(self, msgs: list[dict], tools: list | None, **kwargs: Any) -> str:
+        try:
+            return self.render(msgs, tools=tools, **kwargs)
+        except _RenderFailed as exc:
+            raise RecordProblem(TEMPLATE_FAILED, f"{exc} (this conversation; others may render)") from exc
 
     def _check_messages(self, messages: list[dict]) -> None:
         if not isinstance(messages, list) or not messages:
@@ -289,60 +513,225 @@ class ChatTemplate:
                 raise RecordProblem(
                     "bad_type", f"message {i} must be a mapping with role and content, got {message!r:.60}"
                 )
-            for key in ("role", "content"):
-                if message.get(key) is None:
-                    raise RecordProblem("missing_field", f"message {i} has no {key!r}: {dict(message)!r:.80}")
-            role, content = message["role"], message["content"]
+            if message.get("role") is None:
+                raise RecordProblem("missing_field", f"message {i} has no 'role': {dict(message)!r:.80}")
+            role, content = message["role"], message.get("content")
+            calls = message.get("tool_calls")
+            if content is None and not (role == "assistant" and calls):
+                raise RecordProblem("missing_field", f"message {i} has no 'content': {dict(message)!r:.80}")
             if role not in self.roles:
                 raise RecordProblem(
                     "unknown_role",
                     f"message {i} has role {role!r}; this chat template takes {list(self.roles)}. "
-                    "Map the dataset's roles to these (e.g. human -> user, gpt -> assistant)",
+                    "Map the dataset's roles to these under the input's `roles:` (e.g. human: user, gpt: assistant)",
                 )
-            if not isinstance(content, str):
+            if content is not None and not isinstance(content, str):
                 raise RecordProblem(
                     "bad_type", f"message {i} ({role}) content must be a string, got {type(content).__name__}"
                 )
-            if role == "assistant" and not content.strip():
+            if calls is not None and not isinstance(calls, list):
+                raise RecordProblem("bad_type", f"message {i} tool_calls must be a list, got {type(calls).__name__}")
+            thought = any(isinstance(message.get(k), str) and message.get(k).strip() for k in REASONING_KEYS)
+            if role == "assistant" and not (content or "").strip() and not calls and not thought:
                 raise RecordProblem("empty_field", f"message {i} (assistant) has empty content; nothing to train on")
+            flag = message.get(TRAIN_KEY)
+            if flag is not None and not isinstance(flag, bool):
+                raise RecordProblem("bad_type", f"message {i} train flag must be true or false, got {flag!r}")
 
-    def _turn_span(self, messages: list[dict], i: int, text: str) -> tuple[int, int]:
-        """[content start, end of the end-of-turn token) of assistant message ``i`` in ``text``."""
-        prefix = self.render(messages[:i], add_generation_prompt=True)
-        if not text.startswith(prefix):
-            at = _common_prefix(prefix, text)
-            raise TemplateError(
-                f"chat template is not prefix-stable at message {i}: the conversation rendered up to it "
-                f"(with the generation prompt) is not a prefix of the whole conversation; they differ at "
-                f"character {at}: {prefix[at:at + 30]!r} vs {text[at:at + 30]!r}. Loss masks need a template "
-                "that renders earlier turns the same whatever follows"
+    # --- locating targets --------------------------------------------------------------
+
+    def _turn_target(self, msgs: list[dict], i: int, text: str, tools, reasoning: bool) -> tuple[int, int]:
+        """[start, end) of message ``i``'s target in ``text``: its rendered data through its end-of-turn token."""
+        role = msgs[i]["role"]
+        region = self._region(msgs, i, text, tools, reasoning=True)
+        if region is None:
+            raise RecordProblem(
+                TARGET_NOT_FOUND,
+                f"message {i} ({role}): the chat template does not render this message's content where it can be "
+                "found (it drops or rewrites it), so its target is unknown",
             )
-        # The part of `text` that messages[:i+1] account for (the rest belongs to later turns).
-        last = i == len(messages) - 1
-        region_end = len(text) if last else _common_prefix(self.render(messages[: i + 1]), text)
-        content = messages[i]["content"]
-        start, found = -1, content
-        for candidate in (content, content.strip()):
-            start = text.find(candidate, len(prefix), region_end)
-            if start >= 0:
-                found = candidate
+        start, end = region
+        calls = bool(msgs[i].get("tool_calls"))
+        has_reasoning = any(isinstance(msgs[i].get(k), str) and msgs[i][k] for k in self.reasoning_keys)
+        syntax = calls  # the model writes the call syntax itself: the target starts after the header
+        if has_reasoning:
+            content = self._region(msgs, i, text, tools, reasoning=False)
+            rendered = content is None or content[0] > start  # the template printed the reasoning
+            if not reasoning and rendered:
+                if content is None:  # only the reasoning is rendered for this turn, and it is no target
+                    return end, end
+                start, syntax = content[0], False
+            elif rendered:
+                syntax = True  # and the reasoning syntax (<think>, <|channel|>analysis)
+        if syntax:
+            start = self._header_end(text, start)
+        bound = len(text)
+        for j in range(i + 1, len(msgs)):
+            following = self._region(msgs, j, text, tools, reasoning=True)
+            if following is not None:
+                bound = following[0]
                 break
-        if start < 0:
-            raise TemplateError(
-                f"cannot find assistant message {i}'s content in the rendered text after its prompt; the chat "
-                f"template changes it ({content[:40]!r}...), so its target span is unknown"
+        stops, _, _ = self._probe()
+        closer = _first_of(text, stops, end, bound)
+        if closer is None:
+            raise RecordProblem(
+                NO_END_OF_TURN,
+                f"no end-of-turn token follows message {i} ({role}) (looked for {list(stops)} in "
+                f"{text[end:bound][:60]!r}); a model trained without it never stops",
             )
-        end = start + len(found)
-        match = self._end_re.search(text, end, region_end)
-        if match is not None:
-            return start, match.end()
-        eos = self.eos_token
-        if eos and eos in text[end:region_end]:
-            return start, text.index(eos, end, region_end) + len(eos)
-        raise TemplateError(
-            f"no end-of-turn token follows assistant message {i} (looked for {list(self.special_tokens)[:8]} and "
-            f"eos {eos!r} in {text[end:region_end][:40]!r}); a model trained without it never stops"
-        )
+        return start, closer
+
+    def _region(
+        self, msgs: list[dict], i: int, text: str, tools, *, reasoning: bool, calls: bool = True
+    ) -> tuple[int, int] | None:
+        """[first, last) character of ``text`` that depends on message ``i``'s own strings, or None
+        when the template renders none of them (found by rendering once more with them replaced)."""
+        mark = next((p for p in _PLACEHOLDERS if p not in text), None)
+        if mark is None:
+            return None
+        m = dict(msgs[i])
+        changed = False
+        keys = ["content", *(self.reasoning_keys if reasoning else ())]
+        for key in keys:
+            if isinstance(m.get(key), str) and m[key]:
+                m[key], changed = mark, True
+        if calls and m.get("tool_calls"):
+            # Arguments only: a call's name may be printed again by the tool turn that answers it.
+            m["tool_calls"] = [_mark_call(call, mark) for call in m["tool_calls"]]
+            changed = True
+        if not changed:
+            return None
+        try:
+            perturbed = self.render([*msgs[:i], m, *msgs[i + 1 :]], tools=tools)
+        except TemplateError:
+            return None
+        p = _common_prefix(perturbed, text)
+        s = _common_suffix(perturbed, text, min(len(perturbed), len(text)) - p)
+        if mark not in perturbed[p : len(perturbed) - s]:
+            return None
+        return p, len(text) - s
+
+    def _header_end(self, text: str, start: int) -> int:
+        """Where the assistant header before ``start`` ends: after the generation prompt (or its
+        longest prefix ending in a special token) in the same turn; ``start`` when none is found."""
+        stops, header, _ = self._probe()
+        if not header:
+            return start
+        cuts = [header] + [header[: m.end()] for m in reversed(list(self._special_re.finditer(header)))]
+        for cut in dict.fromkeys(c for c in cuts if c):
+            at = text.rfind(cut, 0, start)
+            if at >= 0 and _first_of(text, stops, at + len(cut), start) is None:
+                return at + len(cut)
+        return start
+
+    def _probe(self) -> tuple[tuple[str, ...], str | None, str]:
+        """What this template does, learned once from probe conversations: the end-of-turn
+        tokens, the assistant header (generation prompt) and the tool-call argument form."""
+        if self._probed is not None:
+            return self._probed
+        stops: list[str] = []
+        user, answer = {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}
+        header = None
+        try:
+            bare, prompted = self.render([user]), self.render([user], add_generation_prompt=True)
+            if prompted.startswith(bare) and len(prompted) > len(bare):
+                header = prompted[len(bare) :]
+        except TemplateError:
+            pass
+        form = "object"
+        probes: list[tuple[list[dict], list | None, bool]] = [
+            ([user, answer], None, True),  # the last turn: the first special token after the content
+            ([user, answer, {"role": "user", "content": "Bye"}], None, False),  # an earlier turn: right after it
+        ]
+        if self.reads_tool_calls:
+            call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+            for form in ("object", "string"):
+                caller = {"role": "assistant", "content": None, "tool_calls": [_call_form(call, form, 1)]}
+                convo = [user, caller, {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]
+                try:
+                    self.render(convo, tools=[tool])
+                except TemplateError:
+                    continue
+                probes.append((convo, [tool], False))
+                break
+            else:
+                form = "object"
+        self._probed = ((), header, form)  # provisional, so _region can run below
+        for convo, tools, anywhere in probes:
+            try:
+                text = self.render(convo, tools=tools)
+            except TemplateError:
+                continue
+            region = self._region(convo, 1, text, tools, reasoning=True)
+            if region is None:
+                continue
+            found = self._special_re.search(text, region[1])
+            if found and (anywhere or found.start() == region[1]) and found.group() not in stops:
+                stops.append(found.group())
+        if not stops and self.eos_token:  # no special token closes a turn: EOS, where the template prints it
+            stops.append(self.eos_token)
+        self._probed = (tuple(stops), header, form)
+        return self._probed
+
+    def stop_tokens(self) -> tuple[str, ...]:
+        """The texts that close a target: the end-of-turn tokens the template uses (EOS when none)."""
+        return self._probe()[0]
+
+
+def _first_of(text: str, tokens: Sequence[str], start: int, end: int) -> int | None:
+    """End of the earliest occurrence of any of ``tokens`` within ``text[start:end]``, or None."""
+    best = None
+    for token in tokens:
+        at = text.find(token, start, end)
+        if at >= 0 and (best is None or at < best[0] or (at == best[0] and len(token) > best[1])):
+            best = (at, len(token))
+    return None if best is None else best[0] + best[1]
+
+
+def _call_form(call: Any, form: str, index: int) -> dict:
+    """A tool call in OpenAI shape with its arguments as an object or a JSON string."""
+    if not isinstance(call, Mapping):
+        raise RecordProblem("bad_type", f"message {index}: a tool call must be an object, got {call!r:.60}")
+    call = copy.deepcopy(dict(call))
+    if "function" not in call and "name" in call:
+        call = {"type": "function", "function": call}
+    function = call.get("function")
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        raise RecordProblem("bad_type", f"message {index}: a tool call needs function.name, got {call!r:.80}")
+    arguments = function.get("arguments", {})
+    if form == "object" and isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise RecordProblem(
+                "bad_type", f"message {index}: tool call {function['name']!r} has arguments that are not JSON ({exc})"
+            ) from exc
+    elif form == "string" and not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    call["function"] = {**function, "arguments": arguments}
+    call.setdefault("type", "function")
+    return call
+
+
+def _mark_call(call: Mapping, mark: str) -> dict:
+    call = dict(call)
+    function = dict(call["function"])
+    arguments = function.get("arguments")
+    function["arguments"] = mark if isinstance(arguments, str) else {mark: mark}
+    call["function"] = function
+    return call
+
+
+def _wrap_tools(tools: list) -> list:
+    """OpenAI's tool shape ``{"type": "function", "function": {...}}`` for bare function schemas."""
+    out = []
+    for tool in tools:
+        if isinstance(tool, Mapping) and "function" not in tool and "name" in tool:
+            tool = {"type": "function", "function": dict(tool)}
+        out.append(tool)
+    return out
 
 
 def _pick_source(value: Any) -> str:
@@ -354,7 +743,8 @@ def _pick_source(value: Any) -> str:
             return named["default"]
         raise TemplateError(f"chat_template lists templates {sorted(map(str, named))} but none named 'default'")
     raise TemplateError(
-        "the tokenizer has no chat_template; add one to tokenizer_config.json or use a pair template"
+        "the tokenizer has no chat_template; add one to tokenizer_config.json, set `chat_template:` to a Jinja "
+        "file, or use a pair template"
     )
 
 

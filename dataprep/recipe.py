@@ -74,6 +74,16 @@ class ClassificationSpec:
 
 
 @dataclass(frozen=True)
+class ChatSpec:
+    """How a chat template renders (``chat:`` in a recipe with ``template: chat``)."""
+
+    template: Path | None = None  # a Jinja file instead of the tokenizer's own template
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
+    date: str = "2026-01-01"  # what strftime_now prints
+    reasoning: bool = True  # reasoning the template renders is a target
+
+
+@dataclass(frozen=True)
 class SftSpec:
     """The fine-tuning part of a recipe (``task: sft``)."""
 
@@ -85,6 +95,7 @@ class SftSpec:
     special_text: str = "error"  # a field holding a special token's text: error (bad record) | keep
     # per input (same order as Recipe.inputs): template field -> where it is in a record; None = defaults
     fields: tuple[Mapping[str, FieldSpec] | None, ...] = ()
+    chat: ChatSpec = field(default_factory=ChatSpec)
 
 
 @dataclass(frozen=True)
@@ -256,6 +267,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
             else ClassificationSpec(labels=None if cls["labels"] is None else tuple(cls["labels"]), unknown_label=cls["unknown_label"], train=cls["train"]),
             fields=tuple(fields),
             special_text=r.get("special_text") or "error",
+            chat=_chat(r.get("chat"), base_dir),
         )
     return Recipe(
         task=r["task"],
@@ -276,6 +288,13 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         fewshot=FewshotSpec(**r["fewshot"]) if "fewshot" in r else None,
         resolved=r,
     )
+
+
+def _chat(value: Mapping[str, Any] | None, base_dir: Path) -> ChatSpec:
+    value = dict(value or {})
+    if value.get("template"):
+        value["template"] = base_dir / value["template"]
+    return ChatSpec(**value)
 
 
 def _field(value: str | Mapping[str, Any]) -> FieldSpec:

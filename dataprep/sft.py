@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from . import columns as C
 from .chat import ChatTemplate, TemplateRaised
 from .errors import ConfigError, InputError
 from .filters import content_hashes, validation_flags
-from .masking import Encoded, EncodedBatch, encode_batch_flat, encode_batch_with_mask
+from .masking import Encoded, EncodedBatch, encode_batch_flat
 from .normalize import normalize_array
 from .ordered import ChunkResult
 from .pack import BfdPacker, PackedRows, PackStats
@@ -48,6 +49,9 @@ log = logging.getLogger("dataprep.sft")
 CHAT = "chat"
 LABEL = "label"
 MESSAGES = "messages"
+# Chat record fields beside (or instead of) messages.
+SYSTEM, TOOLS = "system", "tools"
+INSTRUCTION, INPUT, OUTPUT, HISTORY = "instruction", "input", "output", "history"
 LINE_FORMATS = ("jsonl", "txt", "tsv", "csv")
 
 # Drop reasons added by this stage (the readers and templates add their own).
@@ -86,14 +90,23 @@ def fields_for(recipe: Recipe, index: int) -> dict[str, FieldSpec]:
     """
     assert recipe.sft is not None
     template = template_of(recipe)
+    explicit = recipe.sft.fields[index] if index < len(recipe.sft.fields) else None
     if template is None:
-        defaults = {MESSAGES: FieldSpec(MESSAGES, kind="messages")}
+        if explicit and (INSTRUCTION in explicit or OUTPUT in explicit):  # Alpaca-shaped records through the chat template
+            defaults = {
+                INSTRUCTION: FieldSpec(INSTRUCTION), INPUT: FieldSpec(INPUT, required=False),
+                OUTPUT: FieldSpec(OUTPUT), HISTORY: FieldSpec(HISTORY, kind="json", required=False),
+            }
+        else:
+            defaults = {MESSAGES: FieldSpec(MESSAGES, kind="messages")}
+        # Read whenever present: a system prompt or tool list beside the conversation is never dropped.
+        defaults[SYSTEM] = FieldSpec(SYSTEM, kind="any", required=False)
+        defaults[TOOLS] = FieldSpec(TOOLS, kind="json", required=False)
     else:
         defaults = {name: FieldSpec(name) for name in sorted(template.required_fields)}
         defaults.update({name: FieldSpec(name, required=False) for name in sorted(template.optional_fields)})
         if LABEL in defaults:
             defaults[LABEL] = FieldSpec(defaults[LABEL].path, kind="any")
-    explicit = recipe.sft.fields[index] if index < len(recipe.sft.fields) else None
     for name, spec in (explicit or {}).items():
         if name not in defaults:
             raise ConfigError(
@@ -142,7 +155,14 @@ class SftWorker:
         self.tokenizer = tokenizer
         self.files = files
         self.pair = template_of(recipe)
-        self.chat = ChatTemplate.from_tokenizer(tokenizer) if self.pair is None else None
+        if self.pair is not None and self.sft.masking == "generation":
+            raise ConfigError("masking: generation reads a chat template's {% generation %} blocks; it needs template: chat")
+        self.chat = chat_template_of(recipe, tokenizer) if self.pair is None else None
+        if self.chat is not None and self.sft.masking == "generation" and not self.chat.has_generation_tags:
+            raise ConfigError(
+                "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks; set "
+                "chat.template to a generation-tagged training template, or use masking: all_assistant"
+            )
         self.stop_text = tokenizer.tokens.get("eos")
         if self.pair is not None and not self.stop_text:
             raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
@@ -261,8 +281,11 @@ class SftWorker:
             self._check_special_text(record)
         if self.pair is not None:
             return self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+        messages, tools = conversation(record)
         try:
-            return self.chat.render_with_targets(record[MESSAGES], policy=self.sft.masking)
+            return self.chat.render_with_targets(
+                messages, tools=tools, policy=self.sft.masking, reasoning=self.sft.chat.reasoning
+            )
         except TemplateRaised as exc:
             raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
 
@@ -326,6 +349,79 @@ class SftWorker:
             "target_tokens": int(mask.sum()),
         }
         return ids, mask, stats
+
+def conversation(record: Mapping[str, Any]) -> tuple[list[dict], list | None]:
+    """A chat record's messages and tools, as the chat template is given them.
+
+    ``messages`` (already parsed), or Alpaca fields: ``history`` pairs become earlier
+    user/assistant turns, then ``instruction`` (+ a newline and ``input`` when there is one) as
+    the user turn and ``output`` as the assistant's. A top-level ``system`` string becomes the
+    first message; ``tools`` (a list, or a JSON string of one, as real datasets store it) goes
+    to the template.
+
+    Raises:
+        RecordProblem: ``bad_type`` for history or tools of the wrong shape, ``conflicting_system``
+            for a top-level system prompt beside a different system message.
+    """
+    if MESSAGES in record:
+        messages = list(record[MESSAGES])
+    else:
+        messages = []
+        for k, pair in enumerate(_json_value(record.get(HISTORY), HISTORY) or []):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise RecordProblem("bad_type", f"history[{k}] must be a [user, assistant] pair of strings, got {pair!r:.80}")
+            messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+        user = record[INSTRUCTION] + (f"\n{record[INPUT]}" if record.get(INPUT) else "")
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": record[OUTPUT]}]
+    system = record.get(SYSTEM)
+    if system:
+        first = messages[0] if messages else {}
+        if isinstance(first, Mapping) and first.get("role") == "system":
+            if first.get("content") != system:
+                raise RecordProblem(
+                    "conflicting_system",
+                    "the record has a top-level system prompt and a different system message; map only one of them",
+                )
+        else:
+            messages.insert(0, {"role": "system", "content": system})
+    tools = _json_value(record.get(TOOLS), TOOLS)
+    if isinstance(tools, Mapping):
+        tools = [tools]
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)):
+        raise RecordProblem("bad_type", f"tools must be a list of tool schemas (objects), got {str(tools)[:80]!r}")
+    return messages, tools or None
+
+
+def _json_value(value: Any, name: str) -> Any:
+    """A ``json``-kind field: its JSON text parsed, and a JSON string holding JSON parsed again."""
+    if value is None:
+        return None
+    try:
+        value = json.loads(value) if isinstance(value, str) else value
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            value = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise RecordProblem("bad_type", f"field {name!r} is a string that is not valid JSON ({exc})") from exc
+    return None if value in ("", None) else value
+
+
+def chat_template_of(recipe: Recipe, tokenizer) -> ChatTemplate:
+    """The recipe's chat template: ``chat.template`` or the tokenizer's own, with ``chat.kwargs``
+    and the fixed ``chat.date``.
+
+    Raises:
+        ConfigError: ``chat.template`` cannot be read.
+        TemplateError: No chat template, or it does not compile.
+    """
+    spec = recipe.sft.chat
+    source = None
+    if spec.template is not None:
+        try:
+            source = Path(spec.template).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"chat.template: cannot read {spec.template} ({exc.strerror or exc})") from exc
+    return ChatTemplate.from_tokenizer(tokenizer, source=source, variables=dict(spec.kwargs), date=spec.date)
+
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
     return SftWorker(recipe, tokenizer, files, labels)
@@ -419,28 +515,27 @@ def to_batch(recipe: Recipe):
     return convert
 
 
-# A minimal conversation whose last target token is the chat template's end-of-turn token.
-PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str, chat: ChatTemplate | None = None) -> tuple[int, ...]:
+    """The ids that may close an example's targets under ``template`` and ``masking``.
 
-
-def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str) -> tuple[int, ...]:
-    """The ids that close an example's targets under ``template`` and ``masking``.
-
-    Pair templates: the EOS id. ``chat``: the last target token of a probe conversation
-    rendered through the tokenizer's chat template (Phi-3: ``<|end|>``). Recorded in the
-    manifest so that ``validate`` can check every example's last target.
+    Pair templates: the EOS id. ``chat``: EOS and the end-of-turn tokens the chat template
+    closes assistant turns with (Phi-3: ``<|end|>``; gpt-oss: ``<|return|>``, ``<|end|>``,
+    ``<|call|>``); none for ``masking: generation``. Recorded in the manifest so that
+    ``validate`` can check every example's last target.
     """
     if template != CHAT:
         return (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
-    chat = ChatTemplate.from_tokenizer(tokenizer)
-    encoded = encode_batch_with_mask(tokenizer, [chat.render_with_targets(PROBE, policy=masking)])[0]
-    targets = encoded.mask.nonzero()[0]
-    return (int(encoded.ids[targets[-1]]),) if len(targets) else ()
+    if masking == "generation":  # the template's own blocks decide what ends a target
+        return ()
+    chat = chat if chat is not None else ChatTemplate.from_tokenizer(tokenizer)
+    ids = [tokenizer.tokenizer.token_to_id(text) for text in chat.stop_tokens()]
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
 
 
 def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, tokenizer) -> dict[str, Any]:
     """What a fine-tuning manifest adds: template, masking, examples, targets, straddles, labels."""
     template = template_of(recipe)
+    chat = chat_template_of(recipe, tokenizer) if template is None else None
     content = sum(p["content_tokens"] for p in stage.pack_stats().values())
     stats = stage.stats
     if stats["examples_with_straddle"]:
@@ -455,10 +550,17 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
     return {
         "template": {
             "name": template.name if template else CHAT,
-            "text_sha256": template.fingerprint if template else _sha(ChatTemplate.from_tokenizer(tokenizer).source),
+            "text_sha256": template.fingerprint if template else _sha(chat.source),
+        },
+        "chat": None if chat is None else {
+            "template_file": None if recipe.sft.chat.template is None else str(recipe.sft.chat.template),
+            "kwargs": dict(recipe.sft.chat.kwargs),
+            "date": recipe.sft.chat.date,
+            "reasoning": recipe.sft.chat.reasoning,
+            "stop_tokens": list(chat.stop_tokens()),
         },
         "masking": recipe.sft.masking,
-        "stop_token_ids": list(stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking)),
+        "stop_token_ids": list(stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking, chat=chat)),
         "max_length": recipe.sft.max_length,
         "overflow": recipe.sft.overflow,
         "examples": {

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # Masking policies. For a pair every policy but "all" means "the response + stop text".
-POLICIES = ("completion", "all_assistant", "last_assistant", "all")
+POLICIES = ("completion", "all_assistant", "last_assistant", "all", "generation")  # generation: chat only
 PAIR_POLICY = "completion"  # default for pairs
 CHAT_POLICY = "all_assistant"  # default for chat
 SPEC_KEYS = ("name", "prompt", "response", "prompt_no_input")

@@ -293,8 +293,9 @@ def test_no_end_of_turn_token_is_an_error():
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
-    with pytest.raises(TemplateError, match="no end-of-turn token follows assistant message 1"):
+    with pytest.raises(RecordProblem, match=r"no end-of-turn token follows message 1 \(assistant\)") as info:
         _template(source).render_with_targets(USER_ASSISTANT)
+    assert info.value.reason == "no_end_of_turn"
 
 
 def test_next_turns_token_is_not_taken_as_end_of_turn():
@@ -304,8 +305,9 @@ def test_next_turns_token_is_not_taken_as_end_of_turn():
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     messages = [*USER_ASSISTANT, {"role": "user", "content": "More"}]
-    with pytest.raises(TemplateError, match="no end-of-turn token"):
+    with pytest.raises(RecordProblem, match="no end-of-turn token") as info:
         _template(source).render_with_targets(messages, policy="all_assistant")
+    assert info.value.reason == "no_end_of_turn"
 
 
 def test_template_that_trims_content():
@@ -319,19 +321,31 @@ def test_template_that_trims_content():
 
 
 def test_template_that_rewrites_content():
+    # the target is the content as the template rendered it, wherever and however it put it
     source = (
         "{% for m in messages %}<|im_start|>{{ m['content'] | upper }}<|im_end|>{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>{% endif %}"
     )
-    with pytest.raises(TemplateError, match="cannot find assistant message 1's content"):
+    rendered = _template(source).render_with_targets(USER_ASSISTANT)
+    assert rendered.text == "<|im_start|>HI<|im_end|><|im_start|>HELLO!<|im_end|>"
+    assert rendered.target_text() == "HELLO!<|im_end|>"
+
+
+def test_template_that_drops_content_is_a_bad_record():
+    source = "{% for m in messages %}<|im_start|>{{ m['role'] }}<|im_end|>{% endfor %}"
+    with pytest.raises(RecordProblem, match="does not render this message's content") as info:
         _template(source).render_with_targets(USER_ASSISTANT)
+    assert info.value.reason == "target_not_found"
 
 
-def test_not_prefix_stable():
-    # marks the last message, so earlier turns render differently once a turn follows
+def test_last_turn_rendered_differently():
+    # marks the last message, so a prefix of the conversation renders differently from the whole:
+    # targets come from the one rendering of the whole conversation
     source = "{% for m in messages %}{% if loop.last %}[last]{% endif %}{{ m['content'] }}</s>{% endfor %}"
-    with pytest.raises(TemplateError, match="not prefix-stable at message 1"):
-        _template(source).render_with_targets(USER_ASSISTANT)
+    messages = [*USER_ASSISTANT, {"role": "user", "content": "More"}, {"role": "assistant", "content": "Sure."}]
+    rendered = _template(source).render_with_targets(messages)
+    assert rendered.text == "Hi</s>Hello!</s>More</s>[last]Sure.</s>"
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["Hello!</s>", "Sure.</s>"]
 
 
 def test_raise_exception_from_the_template():
@@ -386,7 +400,7 @@ def test_tool_role_only_where_the_template_mentions_it():
 @pytest.mark.parametrize(
     "messages, reason, match",
     [
-        ([{"role": "human", "content": "hi"}, ASSISTANT], "unknown_role", "role 'human'.*human -> user"),
+        ([{"role": "human", "content": "hi"}, ASSISTANT], "unknown_role", "role 'human'.*human: user"),
         ([USER, TOOL, ASSISTANT], "unknown_role", "role 'tool'"),
         ([USER, {"role": "assistant", "content": " \n"}], "empty_field", "message 1 .assistant. has empty content"),
         ([{"role": "user"}, ASSISTANT], "missing_field", "message 0 has no 'content'"),

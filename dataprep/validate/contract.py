@@ -107,6 +107,9 @@ def contract_of(manifest: dict[str, Any], out: Path, notes: list[str]) -> Contra
 
 def _stop_ids(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[tuple[int, ...] | None, str]:
     sft = manifest["sft"]
+    if sft.get("masking") == "generation":
+        notes.append("stop-token check skipped: masking: generation takes the chat template's {% generation %} blocks as they are")
+        return None, ""
     if sft.get("stop_token_ids"):
         return tuple(sft["stop_token_ids"]), "manifest sft.stop_token_ids"
     eos = manifest["tokenizer"]["special_ids"].get("eos")
