@@ -13,6 +13,12 @@ case, the input's ``text_field`` as one ``text`` column (:data:`SCHEMA`)::
     read_batches(files[1], 1, ...)  ->  text="first line"  source=1  line=1
                                         text="third line"  source=1  line=3   (line 2 blank)
 
+Records come in the shapes real datasets use: field paths index lists
+(``instances.0.output``); ``records:`` reads one record per element of a nested list
+(SQuAD's ``data[*].paragraphs[*].qas[*]``), whose fields reach their parents with ``^``;
+``text_template:`` builds pretraining text from several fields; messages keep tool
+calls, reasoning and per-message train flags, with roles mapped by ``roles:``.
+
 Text is passed through untouched (no stripping, no normalization: later stages
 do that). Bad records (invalid UTF-8, malformed JSON or rows, missing or
 wrong-typed fields, a JSON value that is not an object) either raise
@@ -24,7 +30,9 @@ Modules, in the order data flows through them::
 
     _inputs     InputSpec, InputFile, resolve_inputs: what to read
     _fields     FieldSpec and the kinds (text, any, json, messages): what a record must hold
-    _messages   chat adapters: OpenAI / ShareGPT -> [{role, content}]
+    _messages   chat adapters: OpenAI / ShareGPT -> canonical messages (tool calls, reasoning, train flags)
+    _nested     records: nested sources, one record per list element, parents reached with ^
+    _template   text_template: pretraining text joined from fields
     _text       txt: file / line / paragraph
     _json       jsonl (streamed) and json arrays
     _delimited  tsv and csv (streamed)
@@ -38,7 +46,7 @@ from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_bina
 from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
 from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, local_size, resolve_inputs
-from ._messages import normalize_messages
+from ._messages import ROLE_TARGETS, SHAREGPT_ROLES, normalize_messages
 from ._records import SCHEMA, read_batches, read_records
 
 __all__ = [
@@ -48,6 +56,8 @@ __all__ = [
     "FORMATS",
     "MAX_LOGGED",
     "ON_ERROR",
+    "ROLE_TARGETS",
+    "SHAREGPT_ROLES",
     "SCHEMA",
     "TABULAR",
     "TXT_UNITS",

@@ -255,7 +255,8 @@ def _why_missing(record: object, parts: tuple[str, ...]) -> str:
         where = ".".join(parts[:depth])
         if isinstance(value, list):
             if not name.isdigit():
-                return f"{where or 'the record'!r} is a list; index it with a number, e.g. {where + '.' if where else ''}0"
+                shown, example = (repr(where), f"{where}.0") if where else ("the value", "0")
+                return f"{shown} is a list; index it with a number, e.g. {example}"
             if int(name) >= len(value):
                 return f"{where!r} has {len(value)} item{'' if len(value) == 1 else 's'}"
             value = value[int(name)]

@@ -13,10 +13,10 @@ Path syntax: steps joined by dots; a step is a key, followed by any number of ``
 when the value there is itself a list (``[*].turns[*]`` for a file that is an array).
 
 Parents: a record's field paths may start with ``^``, one per level up. The levels
-are the items that each ``[*]`` above the record picked, innermost first, and last
-the whole value the path started from (the file of a json input, the line of a jsonl
-one). So with ``data[*].paragraphs[*].qas[*]``: ``^`` is the paragraph, ``^^`` the
-article, ``^^^`` the file.
+are the list items that each ``[*]`` or ``[N]`` above the record picked, innermost
+first, and last the whole value the path started from (the file of a json input, the
+line of a jsonl one). So with ``data[*].paragraphs[*].qas[*]``: ``^`` is the paragraph,
+``^^`` the article, ``^^^`` the file.
 
 Where records are: a json input numbers its records 0, 1, 2, ... across the file (the
 ``line`` column) and messages show their path too (``record 7 (data[1].paragraphs[0].qas[2])``);
@@ -51,9 +51,9 @@ class RecordsPath:
 
     @property
     def levels(self) -> int:
-        """Parent levels a record has: the starting value plus each ``[*]`` above the record."""
-        wildcards = sum(1 for op in self.ops if op == ("item", ALL))
-        return 1 + wildcards - (1 if self.ops[-1] == ("item", ALL) else 0)
+        """Parent levels a record has: the starting value plus each list item picked above the record."""
+        items = sum(1 for kind, _ in self.ops if kind == "item")
+        return 1 + items - (1 if self.ops[-1][0] == "item" else 0)
 
 
 def parse_records(text: str) -> RecordsPath:
@@ -107,12 +107,13 @@ def _walk(value, ops, i, parents, where, problem) -> Iterator[tuple[object, tupl
     if type(value) is not list:
         problem(where, f"{shown} is {json_type(value)}, expected a list")
         return
+    last = i == len(ops) - 1
     if arg != ALL:
         if arg >= len(value):
             problem(where, f"{shown} has {len(value)} item{'' if len(value) == 1 else 's'}, so no item {arg}")
             return
-        yield from _walk(value[arg], ops, i + 1, parents, f"{where}[{arg}]", problem)
+        item = value[arg]
+        yield from _walk(item, ops, i + 1, parents if last else (*parents, item), f"{where}[{arg}]", problem)
         return
-    last = i == len(ops) - 1
     for n, item in enumerate(value):
         yield from _walk(item, ops, i + 1, parents if last else (*parents, item), f"{where}[{n}]", problem)

@@ -67,7 +67,7 @@ def join_pieces(pieces: Iterator, literals: list[str]) -> Iterator:
             args = [pa.scalar(literals[0], pa.large_string())]
             for column, literal in zip(values, literals[1:]):
                 args += [column, pa.scalar(literal, pa.large_string())]
-            yield [pc.binary_join_element_wise(*args, "")], lines
+            yield [pc.binary_join_element_wise(*args, pa.scalar("", pa.large_string()))], lines
         else:
             texts = []
             for row in zip(*values):
