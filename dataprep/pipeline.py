@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import __version__
 from . import columns as C
-from . import objectives, pretrain, sft
+from . import objectives, pretrain, reference, sft
 from .chunks import ChunkReader
 from .engine import default_workers, run_chunks
 from .errors import ConfigError
@@ -149,7 +149,9 @@ def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedToken
 
 def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
     if recipe.tokenizer.train is None:
-        return load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+        tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+        reference.check_run(tokenizer, recipe, files)  # warns when transformers would give other ids
+        return tokenizer
     if recipe.task != "pretrain":
         raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")
     log.info("training a byte-level BPE (vocab %d) on the recipe's corpus", recipe.tokenizer.train["vocab_size"])
@@ -187,6 +189,8 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
             "special_ids": tokenizer.special_ids,
             "add_bos": recipe.tokenizer.add_bos,
             "add_eos": recipe.tokenizer.add_eos,
+            "reference": recipe.tokenizer.reference,
+            **({"transformers_version": reference.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
         },
         "inputs": [
             {

@@ -58,6 +58,7 @@ WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BYTE_LEVEL_ALPHABET = 256
 TRAIN_KEYS = {"vocab_size", "min_frequency"}
 ROLES = ("bos", "eos", "pad")
+TRANSFORMERS = "transformers"  # tokenizer.reference: the installed transformers' ids
 
 
 # Characters per encode call in encode_docs: bounds the memory the Rust encodings hold
@@ -94,6 +95,9 @@ class TokenizerSpec:
         add_eos: Put EOS after every document.
         split_special_tokens: Encode special-token strings found in documents as ordinary
             text. Set False to let them match the special ids.
+        reference: Whose ids: ``tokenizers`` encodes with the files as shipped;
+            ``transformers`` with the backend tokenizer of the installed transformers'
+            ``AutoTokenizer.from_pretrained(folder)`` (see :mod:`dataprep.reference`).
     """
 
     path: str | None = None
@@ -105,6 +109,7 @@ class TokenizerSpec:
     add_bos: bool = False
     add_eos: bool = True
     split_special_tokens: bool = True
+    reference: str = "tokenizers"
 
 
 class LoadedTokenizer:
@@ -378,6 +383,10 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path) -> LoadedTokenizer:
             f"{path}: `tokenizer.lowercase` only applies to a WordPiece vocab.txt; this tokenizer "
             "has its own normalizer. Remove `tokenizer.lowercase` from the recipe"
         )
+    if spec.reference == TRANSFORMERS:
+        tokenizer = _transformers_backend(path, files[0], kind=kind, lowercase=spec.lowercase)
+    elif spec.reference != "tokenizers":
+        raise TokenizerError(f"`tokenizer.reference` is {spec.reference!r}; valid values are 'tokenizers', 'transformers'")
     tokens = _resolve_tokens(tokenizer, spec, kind=kind, config=config, config_file=config_file, source=str(path))
     return LoadedTokenizer(
         tokenizer,
@@ -499,6 +508,19 @@ def _read(path: Path, *, lowercase: bool) -> tuple[Tokenizer, str, list[Path], d
     if isinstance(tokenizer.model, models.WordPiece):
         kind = "wordpiece_json"
     return tokenizer, kind, [file], config, config_file
+
+
+def _transformers_backend(path: Path, file: Path, *, kind: str, lowercase: bool) -> Tokenizer:
+    """``reference: transformers``: the backend of the installed transformers' tokenizer for the folder."""
+    from .reference import transformers_backend
+
+    if kind in ("json", "byte_level", "wordpiece_json") and file.name != TOKENIZER_FILE and file.suffix == ".json" and file.name != "vocab.json":
+        raise TokenizerError(
+            f"{path}: `tokenizer.reference: transformers` loads a folder as AutoTokenizer.from_pretrained does; "
+            f"put this file in a folder as {TOKENIZER_FILE} (with its tokenizer_config.json) and point "
+            "`tokenizer.path` at the folder"
+        )
+    return transformers_backend(file.parent, kind=kind, lowercase=lowercase)
 
 
 def _read_config(folder: Path) -> tuple[dict, Path | None]:
