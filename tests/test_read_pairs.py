@@ -665,6 +665,11 @@ def test_normalize_messages_keeps_tool_calls_reasoning_names_and_train_flags():
             ],
         },
     ]
+    # a ShareGPT turn may carry OpenAI tool_calls; a message with only tool_calls still needs a role
+    assert normalize_messages([{"from": "gpt", "tool_calls": [{"name": "f", "arguments": {}}]}]) == [
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {}}}]}
+    ]
+    assert normalize_messages([{"tool_calls": []}]) == ("bad_messages", "messages[0]: missing 'role'")
     assert normalize_messages([{"from": "function_call", "value": "[1]"}]) == (
         "bad_messages",
         "role 'function_call' is mapped to tool_call, so messages[0].value must be a JSON call {name, arguments}; it holds int",

@@ -418,3 +418,20 @@ def test_real_sharegpt_with_per_message_train_flags(tmp_path):
     first = json.loads(got[0]["messages"])
     assert first[1] == {"role": "assistant", "content": source[0]["conversations"][1]["value"], "train": False}
     assert all("train" not in m for m in first[2:]) and "train" not in first[0]
+
+
+def test_messages_take_the_inputs_roles_in_json_and_columnar_files(tmp_path):
+    chats = [
+        [{"from": "human", "value": "hi"}, {"from": "bot", "value": "hello"}],
+        [{"from": "human", "value": "look"}, {"from": "bot", "value": [{"type": "image", "image": "x.png"}]}],
+    ]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"chat": c}) + "\n" for c in chats))
+    pq.write_table(pa.Table.from_pylist([{"chat": chats[0]}, {"chat": chats[0]}]), tmp_path / "c.parquet")
+    expected = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    drops = collections.Counter()
+    got = read(one(tmp_path, "c.jsonl", roles={"bot": "assistant"}), {"chat": FieldSpec("chat", "messages")}, on_error="skip", drops=drops)
+    assert [json.loads(r["chat"]) for r in got] == [expected] and drops == {"non_text_content": 1}
+    got = read(one(tmp_path, "c.parquet", roles={"bot": "assistant"}), {"chat": FieldSpec("chat", "messages")})
+    assert [json.loads(r["chat"]) for r in got] == [expected, expected]
+    got = read(one(tmp_path, "c.parquet"), {"chat": FieldSpec("chat", "messages")})  # no mapping: kept as written
+    assert json.loads(got[0]["chat"])[1] == {"role": "bot", "content": "hello"}

@@ -7,7 +7,7 @@
         -> [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
 
 Each message is read by its own keys: ``role``/``content`` (OpenAI) when it has
-either (or ``tool_calls``), else ``from``/``value`` (ShareGPT). The canonical message,
+either, else ``from``/``value`` (ShareGPT), else OpenAI again when it has ``tool_calls``. The canonical message,
 stored as JSON, keeps what chat templates need, in this key order; optional keys
 are present only when the source has them::
 
@@ -97,10 +97,12 @@ def normalize_messages(
 def _message(message: object, where: str, openai: dict, sharegpt: dict) -> dict | Problem:
     if type(message) is not dict:
         return BAD, f"{where}: expected an object with role and content, got {json_type(message)}"
-    if "role" in message or "content" in message or "tool_calls" in message:
+    if "role" in message or "content" in message:
         role_key, content_key, mapping = "role", "content", openai
     elif "from" in message or "value" in message:
         role_key, content_key, mapping = "from", "value", sharegpt
+    elif "tool_calls" in message:
+        role_key, content_key, mapping = "role", "content", openai
     else:
         return BAD, f"{where}: missing 'role' (keys present: {names_list(list(message))})"
     if role_key not in message:

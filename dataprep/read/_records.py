@@ -48,7 +48,8 @@ def read_records(
     Every batch holds exactly ``batch_size`` records except the last. Memory stays
     flat for jsonl, tsv, csv (also .gz/.zst), parquet and arrow; json arrays are
     loaded whole. A txt input holds one text and takes exactly one field of kind text
-    (its path is not used).
+    (its path is not used). The input's ``roles`` apply to its messages fields, and with
+    ``records`` each element found is a record (see :mod:`._nested`).
 
     Args:
         file: The input, from :func:`resolve_inputs`.
@@ -64,7 +65,8 @@ def read_records(
     Raises:
         InputError: A bad record with ``on_error="raise"``; always for a json file or a
             tsv/csv header that does not parse, or a file that cannot be read.
-        ConfigError: A bad field mapping, ``batch_size`` < 1 or an unknown ``on_error``.
+        ConfigError: A bad field mapping (a ``^`` path beyond the parents ``records:`` gives),
+            ``batch_size`` < 1, an unknown ``on_error``, or an input with ``text_template``.
     """
     if file.spec.text_template is not None:
         message = f"{file.path}: `text_template:` builds pretraining text; fine-tuning reads fields"
