@@ -40,6 +40,7 @@ Tokenizing the text (special tokens recognised) and masking is :mod:`dataprep.ma
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,6 +70,7 @@ REASONING_KEYS = ("reasoning_content", "thinking")
 TRAIN_KEY = "train"  # per-message train flag (kept out of what the template sees)
 _TOOL_LITERAL = re.compile(r"""['"]tool['"]""")
 # Placeholders for a message's own strings: private-use characters no real text holds.
+_ABSENT = object()  # a key left out
 _PLACEHOLDERS = ("\ue000", "\ue001", "\uf8fe", "\U000f0000", "\U0010fffd")
 # Reasons a conversation is a bad record (counted under on_error: skip).
 TARGET_NOT_FOUND = "target_not_found"
@@ -228,6 +230,7 @@ class ChatTemplate:
         longest_first = sorted(self.special_tokens, key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
         self._probed: tuple[tuple[str, ...], str | None, str] | None = None
+        self._no_content: Any = _ABSENT  # what a tool call's missing content becomes (set by _probe)
 
     def __repr__(self) -> str:
         return f"ChatTemplate({len(self.source)} chars, eos_token={self.eos_token!r}, roles={self.roles})"
@@ -398,7 +401,8 @@ class ChatTemplate:
         arguments_form = self._probe()[2] if self.reads_tool_calls else "object"
         out = []
         for i, message in enumerate(messages):
-            m = {k: v for k, v in message.items() if k != TRAIN_KEY}
+            # As transformers 5 does: a key whose value is null is left out (`content: null` of a tool call).
+            m = {k: v for k, v in message.items() if k != TRAIN_KEY and v is not None}
             reasoning = m.pop("reasoning_content", None)
             for key in REASONING_KEYS:
                 if key != "reasoning_content" and key in m and reasoning is None:
@@ -421,6 +425,8 @@ class ChatTemplate:
                         "use a template that does (`chat_template:`), or drop such records",
                     )
                 m["tool_calls"] = [_call_form(call, arguments_form, i) for call in calls]
+                if "content" not in m and self._no_content is not _ABSENT:  # the form the template takes
+                    m["content"] = self._no_content
             out.append(m)
         return out, _wrap_tools(tools) if tools else None
 
@@ -564,7 +570,7 @@ class ChatTemplate:
             elif rendered:
                 syntax = True  # and the reasoning syntax (<think>, <|channel|>analysis)
         if syntax:
-            start = self._header_end(text, start)
+            start = self._header_end(msgs, i, text, tools, start)
         bound = len(text)
         for j in range(i + 1, len(msgs)):
             following = self._region(msgs, j, text, tools, reasoning=True)
@@ -611,18 +617,26 @@ class ChatTemplate:
             return None
         return p, len(text) - s
 
-    def _header_end(self, text: str, start: int) -> int:
-        """Where the assistant header before ``start`` ends: after the generation prompt (or its
-        longest prefix ending in a special token) in the same turn; ``start`` when none is found."""
+    def _header_end(self, msgs: list[dict], i: int, text: str, tools, start: int) -> int:
+        """Where turn ``i``'s own text begins, for a turn whose target starts before its data: after
+        the assistant header (the generation prompt, or its longest prefix ending in a special
+        token) between the previous message and ``start``; where no header is printed (DeepSeek's
+        second tool call), right after the previous message and its end-of-turn token."""
         stops, header, _ = self._probe()
-        if not header:
+        previous = self._region(msgs, i - 1, text, tools, reasoning=True) if i > 0 else None
+        low = previous[1] if previous else 0
+        if header:
+            cuts = [header] + [header[: m.end()] for m in reversed(list(self._special_re.finditer(header)))]
+            for cut in dict.fromkeys(c for c in cuts if c):
+                at = text.rfind(cut, low, start)
+                if at >= 0 and _first_of(text, stops, at + len(cut), start) is None:
+                    return at + len(cut)
+        if previous is None:
             return start
-        cuts = [header] + [header[: m.end()] for m in reversed(list(self._special_re.finditer(header)))]
-        for cut in dict.fromkeys(c for c in cuts if c):
-            at = text.rfind(cut, 0, start)
-            if at >= 0 and _first_of(text, stops, at + len(cut), start) is None:
-                return at + len(cut)
-        return start
+        last_stop = low
+        while (after := _first_of(text, stops, last_stop, start)) is not None:
+            last_stop = after
+        return last_stop
 
     def _probe(self) -> tuple[tuple[str, ...], str | None, str]:
         """What this template does, learned once from probe conversations: the end-of-turn
@@ -634,32 +648,41 @@ class ChatTemplate:
         header = None
         try:
             bare, prompted = self.render([user]), self.render([user], add_generation_prompt=True)
-            if prompted.startswith(bare) and len(prompted) > len(bare):
-                header = prompted[len(bare) :]
+            cut = _common_prefix(bare, prompted)  # not always a prefix: Phi-3 ends `bare` with EOS instead
+            inside = next((m for m in self._special_re.finditer(prompted) if m.start() < cut < m.end()), None)
+            header = prompted[inside.start() if inside else cut :] or None
         except TemplateError:
             pass
         form = "object"
-        probes: list[tuple[list[dict], list | None, bool]] = [
-            ([user, answer], None, True),  # the last turn: the first special token after the content
-            ([user, answer, {"role": "user", "content": "Bye"}], None, False),  # an earlier turn: right after it
+        probes: list[tuple[list[dict], list | None, str]] = [
+            ([user, answer], None, "anywhere"),  # the last turn: the first special token after the content
+            ([user, answer, {"role": "user", "content": "Bye"}], None, "adjacent"),  # an earlier turn: right after it
         ]
+        empty: Any = _ABSENT
         if self.reads_tool_calls:
             call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
             tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
                     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
-            for form in ("object", "string"):
-                caller = {"role": "assistant", "content": None, "tool_calls": [_call_form(call, form, 1)]}
+            # Arguments as an object (transformers' documented form) or a JSON string (templates that
+            # concatenate them); a call's missing content as no key (transformers drops null values) or "".
+            for form, empty in itertools.product(("object", "string"), (_ABSENT, "")):
+                caller = {"role": "assistant", "content": empty, "tool_calls": [_call_form(call, form, 1)]}
+                if empty is _ABSENT:
+                    del caller["content"]
                 convo = [user, caller, {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]
                 try:
-                    self.render(convo, tools=[tool])
+                    text = self.render(convo, tools=[tool])
                 except TemplateError:
                     continue
-                probes.append((convo, [tool], False))
+                if self._region(convo, 1, text, [tool], reasoning=True) is None:
+                    continue  # renders, but without the call (e.g. a content branch that ignores tool_calls)
+                probes.append((convo, [tool], "unless_known"))  # a call: the first special token, unless a known one closes it
                 break
             else:
-                form = "object"
+                form, empty = "object", _ABSENT
+        self._no_content = empty
         self._probed = ((), header, form)  # provisional, so _region can run below
-        for convo, tools, anywhere in probes:
+        for convo, tools, rule in probes:
             try:
                 text = self.render(convo, tools=tools)
             except TemplateError:
@@ -667,9 +690,16 @@ class ChatTemplate:
             region = self._region(convo, 1, text, tools, reasoning=True)
             if region is None:
                 continue
-            found = self._special_re.search(text, region[1])
-            if found and (anywhere or found.start() == region[1]) and found.group() not in stops:
-                stops.append(found.group())
+            bound = self._region(convo, 2, text, tools, reasoning=True) if len(convo) > 2 else None
+            bound = bound[0] if bound else len(text)
+            found = self._special_re.search(text, region[1], bound)
+            if found is None or found.group() in stops:
+                continue
+            if rule == "adjacent" and found.start() != region[1]:
+                continue
+            if rule == "unless_known" and _first_of(text, stops, region[1], bound) is not None:
+                continue
+            stops.append(found.group())
         if not stops and self.eos_token:  # no special token closes a turn: EOS, where the template prints it
             stops.append(self.eos_token)
         self._probed = (tuple(stops), header, form)
