@@ -420,3 +420,115 @@ def test_record_problems(chat, messages, reason, match):
 def test_unknown_policy(chat):
     with pytest.raises(TemplateError, match="did you mean 'last_assistant'"):
         chat.render_with_targets(USER_ASSISTANT, policy="last_asistant")
+
+
+# --- reasoning, train flags, generation blocks, template arguments (issue 13) ------------------
+
+GPT_OSS = DATA / "tokenizers/gpt-oss"
+LLAMA3 = DATA / "tokenizers/llama-3"
+
+
+@pytest.fixture(scope="module")
+def gpt_oss():
+    tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT_OSS)), base_dir=GPT_OSS)
+    return tokenizer, ChatTemplate.from_tokenizer(tokenizer)
+
+
+THINKING = [
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4.", "reasoning_content": "Two plus two is four."},
+]
+
+
+def test_reasoning_reaches_the_template_under_its_own_key_and_is_a_target(gpt_oss):
+    _, chat = gpt_oss
+    given, _ = chat.prepare(THINKING)
+    assert given[1] == {"role": "assistant", "content": "4.", "thinking": "Two plus two is four."}
+    rendered = chat.render_with_targets(THINKING)
+    assert rendered.target_text() == (
+        "<|channel|>analysis<|message|>Two plus two is four.<|end|><|start|>assistant<|channel|>final<|message|>4.<|return|>"
+    )
+    # reasoning: false trains the answer only; the reasoning stays in the text as context
+    only = chat.render_with_targets(THINKING, reasoning=False)
+    assert only.text == rendered.text and only.target_text() == "4.<|return|>"
+
+
+def test_reasoning_the_template_drops_in_earlier_turns_is_no_target(gpt_oss):
+    _, chat = gpt_oss
+    messages = [*THINKING, {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6.", "thinking": "Six."}]
+    rendered = chat.render_with_targets(messages)
+    assert "Two plus two" not in rendered.text  # gpt-oss renders reasoning on the final turn only
+    assert [rendered.text[a:b] for a, b in rendered.targets] == [
+        "4.<|end|>",
+        "<|channel|>analysis<|message|>Six.<|end|><|start|>assistant<|channel|>final<|message|>6.<|return|>",
+    ]
+
+
+def test_reasoning_a_template_cannot_render_is_a_bad_record(chat):
+    with pytest.raises(RecordProblem, match="renders no reasoning") as info:
+        chat.render_with_targets(THINKING)
+    assert info.value.reason == "unsupported_by_template"
+
+
+def test_tools_or_tool_calls_a_template_cannot_render_are_bad_records(chat):
+    tools = [{"name": "f", "parameters": {}}]
+    with pytest.raises(RecordProblem, match="never renders `tools`") as info:
+        chat.render_with_targets(USER_ASSISTANT, tools=tools)
+    assert info.value.reason == "unsupported_by_template"
+    call = {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    with pytest.raises(RecordProblem, match="never renders `tool_calls`"):
+        chat.render_with_targets([USER_ASSISTANT[0], call, *USER_ASSISTANT[1:]])
+
+
+def test_per_message_train_flags_override_the_policy(chat):
+    messages = [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "train": True},
+        {"role": "user", "content": "c"}, {"role": "assistant", "content": "d", "train": False},
+        {"role": "user", "content": "e"}, {"role": "assistant", "content": "f"},
+    ]
+    rendered = chat.render_with_targets(messages, policy="all_assistant")
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>"]
+    rendered = chat.render_with_targets(messages, policy="last_assistant")
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>"]
+    assert "train" not in json.dumps(chat.prepare(messages)[0])  # the template never sees the flag
+    with pytest.raises(RecordProblem, match="train: false") as info:
+        chat.render_with_targets([messages[0], {"role": "assistant", "content": "b", "train": False}])
+    assert info.value.reason == "no_target"
+
+
+@pytest.fixture(scope="module")
+def transformers():
+    return pytest.importorskip("transformers")
+
+
+def test_generation_masking_equals_transformers_assistant_masks(transformers):
+    tokenizer = load_tokenizer(TokenizerSpec(path=str(LLAMA3)), base_dir=LLAMA3)
+    source = (DATA / "chat_templates/llama3_training.jinja").read_text()
+    chat = ChatTemplate.from_tokenizer(tokenizer, source=source)
+    messages = [{"role": "system", "content": "Be brief."}, *USER_ASSISTANT, {"role": "user", "content": "Bye"},
+                {"role": "assistant", "content": " Bye! "}]
+    rendered = chat.render_with_targets(messages, policy="generation")
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["Hello!<|eot_id|>", "Bye!<|eot_id|>"]
+    hf = transformers.AutoTokenizer.from_pretrained(str(LLAMA3))
+    out = hf.apply_chat_template(messages, chat_template=source, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    encoded = encode_with_mask(tokenizer, rendered)
+    assert encoded.ids.tolist() == out["input_ids"]
+    assert encoded.mask.tolist() == out["assistant_masks"]
+    # a template without generation blocks cannot give such masks
+    with pytest.raises(TemplateError, match="generation"):
+        ChatTemplate.from_tokenizer(tokenizer).render_with_targets(messages, policy="generation")
+
+
+def test_template_arguments_and_a_fixed_date(gpt_oss, transformers):
+    tokenizer, _ = gpt_oss
+    low = ChatTemplate.from_tokenizer(tokenizer, variables={"reasoning_effort": "low"}, date="2025-03-04")
+    text = low.render(USER_ASSISTANT)
+    assert "Reasoning: low" in text and "Current date: 2025-03-04" in text
+    assert "Reasoning: medium" in ChatTemplate.from_tokenizer(tokenizer).render(USER_ASSISTANT)
+    assert "Current date: 2026-01-01" in ChatTemplate.from_tokenizer(tokenizer).render(USER_ASSISTANT)
+    hf = transformers.AutoTokenizer.from_pretrained(str(GPT_OSS))
+    today = __import__("datetime").date.today().isoformat()
+    same_day = ChatTemplate.from_tokenizer(tokenizer, variables={"reasoning_effort": "low"}, date=today)
+    assert same_day.render(USER_ASSISTANT) == hf.apply_chat_template(USER_ASSISTANT, tokenize=False, reasoning_effort="low")
+    with pytest.raises(TemplateError, match="YYYY-MM-DD"):
+        ChatTemplate.from_tokenizer(tokenizer, date="03/04/2025")
