@@ -12,6 +12,10 @@ reads one of four layouts, all with the Hugging Face ``tokenizers`` library (no 
 ``vocab.txt``                              BERT WordPiece, ``[CLS] ... [SEP]`` post-processor
 =========================================  =================================================
 
+With ``reference: transformers`` (:mod:`dataprep.reference`) the files are read as above, and the
+encoding tokenizer is the backend of the installed transformers' ``AutoTokenizer.from_pretrained``
+for the folder instead (transformers 5.x gives other ids for Llama-style SentencePiece folders).
+
 :func:`train_tokenizer` trains a byte-level BPE instead. Either way the result is a
 :class:`LoadedTokenizer`, whose :meth:`~LoadedTokenizer.encode_docs` returns the flat
 ``[bos]? + tokens + [eos]?`` layout the packer consumes::

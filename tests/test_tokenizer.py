@@ -14,6 +14,7 @@ References, and why:
 from __future__ import annotations
 
 import json
+import unicodedata
 import pickle
 import subprocess
 import sys
@@ -431,3 +432,61 @@ def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder,
         expected.append(([tok.bos_id] if add_bos and ids[:1] != [tok.bos_id] else []) + ids + [tok.eos_id])
     assert lengths.tolist() == [len(e) for e in expected]
     assert tokens.tolist() == [t for e in expected for t in e]
+
+
+# --- fine-tuning text is encoded as it is (issue 13 part 5) -------------------------------------
+
+
+def _sft_rows(tmp_path: Path, record: dict, **extra) -> tuple[list[int], dict]:
+    from dataprep.pipeline import run
+    from dataprep.recipe import recipe_from_dict
+
+    src = tmp_path / "pairs.jsonl"
+    src.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    recipe = recipe_from_dict({"task": "sft", "inputs": [{"path": str(src)}], "tokenizer": {"path": str(GPT2)},
+                               "template": "prompt_completion", "split": {"validation": 0.0}, **extra}, base_dir=tmp_path)
+    out = tmp_path / ("out-" + str(len(list(tmp_path.glob("out-*")))))
+    run(recipe, out, workers=1)
+    from tests.conftest import read_split
+
+    return read_split(out).to_pylist()[0]["input_ids"], dict(recipe.resolved["normalize"])
+
+
+def test_fine_tuning_text_is_not_normalized_unless_asked(tmp_path):
+    # "क़" written precomposed (U+0958) is not NFC: NFC decomposes it to क + ़ (U+0915 U+093C; U+0958 is a
+    # composition exclusion, so क + ़ is already NFC). "é" as e + U+0301 is not NFC either (NFC: U+00E9).
+    prompt, completion = "\u0958\u0932\u092e\r\nCafe\u0301: ", "\u00a0ok \u0007"  # "क़लम\r\nCafé: ", " ok \a"
+    record = {"prompt": prompt, "completion": completion}
+    gpt2 = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=DATA).tokenizer
+    ids, resolved = _sft_rows(tmp_path, record)
+    assert resolved == {"unicode": "none", "newlines": False, "strip_bom": False, "control_chars": False,
+                        "strip": False, "collapse_spaces": False, "max_blank_lines": None}
+    text = prompt + completion + "<|endoftext|>"
+    expected = gpt2.encode(prompt + completion, add_special_tokens=False).ids + [50256]
+    #                          क़ (U+0958)    ल            म            \r   \n   C   afe   ́ (2 bytes)  :   " "  \xa0 ok  " "  \x07
+    assert ids == expected == [24231, 246, 11976, 110, 11976, 106, 201, 198, 34, 8635, 136, 223, 25, 220, 1849, 482, 220, 195, 50256]
+    assert text.startswith("\u0958")
+    # asked for: NFC changes the ids (क़ -> क + ़, e + ́ -> é); the rest of the defaults stay off
+    nfc_ids, resolved = _sft_rows(tmp_path, record, normalize={"unicode": "NFC"})
+    assert resolved["unicode"] == "NFC" and resolved["newlines"] is False and resolved["strip"] is False
+    nfc = unicodedata.normalize("NFC", prompt + completion)
+    assert nfc == "\u0915\u093c\u0932\u092e\r\nCaf\u00e9: \u00a0ok \u0007"
+    assert nfc_ids == gpt2.encode(nfc, add_special_tokens=False).ids + [50256] != ids
+    #                       क           ़            ल            म            \r   \n   C  af    é
+    assert nfc_ids == [11976, 243, 11976, 120, 11976, 110, 11976, 106, 201, 198, 34, 1878, 2634, 25, 220, 1849, 482, 220, 195, 50256]
+
+
+def test_normalize_defaults_per_task(tmp_path):
+    from dataprep.recipe import recipe_from_dict
+
+    base = {"inputs": [{"path": "x.jsonl"}], "tokenizer": {"path": str(GPT2)}}
+    pretrain = recipe_from_dict({"task": "pretrain", **base}, base_dir=tmp_path).resolved["normalize"]
+    assert pretrain == {"unicode": "NFC", "newlines": True, "strip_bom": True, "control_chars": True, "strip": True,
+                        "collapse_spaces": False, "max_blank_lines": None}
+    off = {"unicode": "none", "newlines": False, "strip_bom": False, "control_chars": False, "strip": False,
+           "collapse_spaces": False, "max_blank_lines": None}
+    for task in ("sft", "fewshot"):
+        assert recipe_from_dict({"task": task, "template": "prompt_completion", **base}, base_dir=tmp_path).resolved["normalize"] == off
+    asked = recipe_from_dict({"task": "sft", "template": "prompt_completion", "normalize": {"unicode": "NFKC", "strip": True}, **base},
+                             base_dir=tmp_path).resolved["normalize"]
+    assert asked == {**off, "unicode": "NFKC", "strip": True}
