@@ -168,6 +168,8 @@ class SftWorker:
             raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
         self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
         self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
+        # validate --recipe: bad records are collected here as (file, location, reason, message, fix)
+        self.sink: list[tuple[str, str, str, str, str]] | None = None
 
     def _check_special_text(self, record: Mapping[str, Any]) -> None:
         """A record's own text must not hold a special token's text (``special_text: error``)."""
@@ -296,18 +298,16 @@ class SftWorker:
         return self.label_ids[value]
 
     def _bad(self, file: InputFile, line: int, reason: str, message: str, drops: Counter) -> None:
+        """A bad record: raise with its file, record and fix (``on_error: raise``), count it under
+        ``reason`` (``skip``), or hand it to :attr:`sink` (``validate --recipe``)."""
         strict = self.recipe.on_error == "raise"
         if reason == UNKNOWN_LABEL:
             strict = self.sft.classification is not None and self.sft.classification.unknown_label == "error"
+        fix = _FIXES.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
+        if self.sink is not None:
+            self.sink.append((file.location, location(file, line), reason, message, fix))
+            return
         if strict:
-            fixes = {
-                UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
-                TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
-                RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
-                SPECIAL_TOKEN_TEXT: "remove or escape that text in the record, set `special_text: keep` to encode it as "
-                "the special token, or `on_error: skip` to count such records as dropped",
-            }
-            fix = fixes.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
             raise InputError(file.location, location(file, line), message, fix)
         drops[reason] += 1
 
@@ -349,6 +349,23 @@ class SftWorker:
             "target_tokens": int(mask.sum()),
         }
         return ids, mask, stats
+
+_SKIP = "or `on_error: skip` to count such records as dropped"
+_FIXES = {
+    UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
+    TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
+    RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
+    SPECIAL_TOKEN_TEXT: "remove or escape that text in the record, set `special_text: keep` to encode it as "
+    f"the special token, {_SKIP}",
+    "unsupported_by_template": f"use a chat template that renders them (`chat.template:`), unmap that field, {_SKIP}",
+    TEMPLATE_RAISED: f"fix the conversation as the template's message says, {_SKIP}",
+    "template_failed": f"give the template messages in the shape it expects (see its source), {_SKIP}",
+    "target_not_found": "use a template that renders every assistant turn's content, or `masking: generation` with a "
+    f"generation-tagged template (`chat.template:`), {_SKIP}",
+    "no_end_of_turn": f"use a template that closes assistant turns with an end-of-turn or EOS token, {_SKIP}",
+    "unknown_role": f"map the dataset's roles under the input's `roles:` (e.g. human: user, gpt: assistant), {_SKIP}",
+}
+
 
 def conversation(record: Mapping[str, Any]) -> tuple[list[dict], list | None]:
     """A chat record's messages and tools, as the chat template is given them.
@@ -421,6 +438,28 @@ def chat_template_of(recipe: Recipe, tokenizer) -> ChatTemplate:
         except OSError as exc:
             raise ConfigError(f"chat.template: cannot read {spec.template} ({exc.strerror or exc})") from exc
     return ChatTemplate.from_tokenizer(tokenizer, source=source, variables=dict(spec.kwargs), date=spec.date)
+
+
+def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[tuple[str, str, str, str, str]]:
+    """Every record of ``files`` that ``run`` would reject after reading it, as
+    ``(file, location, reason, message, fix)``, found by ``run``'s own reader and worker (render,
+    tokenize, mask, fit): ``validate --recipe`` and ``run`` share one definition of a bad record.
+    Records the reader itself rejects are counted in ``read_drops`` of the chunks, not yielded."""
+    cls = recipe.sft.classification
+    labels = None if cls is None else (cls.labels or read_label_set(recipe, files))
+    worker = SftWorker(recipe, tokenizer, files, labels)
+    worker.sink = found = []
+    reader = chunks.ChunkReader(
+        lambda index, file, drops: read_records(
+            file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
+            on_error="skip", drops=drops,
+        ),
+        max_bytes=recipe.output.chunk_bytes,
+    )
+    for item in reader.chunks(files, read_drops=Counter(), counts=Counter()):
+        worker(item)
+        yield from found
+        found.clear()
 
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:

@@ -57,8 +57,8 @@ def test_chat_records(tmp_path):
         ("malformed_json", "line 8", None),
     ]
     first = report.findings[0]
-    assert first.file == str(path) and first.message == "\"bot\" is not one of 'system', 'user', 'assistant'"
-    assert first.expected == "one of 'system', 'user', 'assistant'"
+    assert first.file == str(path) and first.message == "\"bot\" is not one of 'system', 'user', 'assistant', 'tool'"
+    assert first.expected == "one of 'system', 'user', 'assistant', 'tool'"
     assert report.findings[5].message == "missing field 'messages' (keys present: msgs)"
     assert report.stats["records"] == 8 and report.counts["bad_messages"] == 2
 
@@ -140,5 +140,71 @@ def test_compressed_and_txt_inputs(tmp_path):
 def test_the_sample_chat_files(tmp_path):
     ok = validate_inputs([DATA / "pairs" / "chat" / "sharegpt_dummy_conversation.json"], kind="chat", fields={"messages": "conversations"})
     assert ok.ok and ok.stats["records"] == 500
-    tools = validate_inputs([DATA / "pairs" / "chat" / "glaive_toolcall_en_demo.json"], kind="chat", fields={"messages": "conversations"}, max_errors=1)
-    assert found(tools) == [("unknown_role", "record 0", "$.conversations[3].from")]
+    # function_call / observation turns are tool calls and tool results
+    tools = validate_inputs([DATA / "pairs" / "chat" / "glaive_toolcall_en_demo.json"], kind="chat", fields={"messages": "conversations"})
+    assert tools.ok and tools.stats["records"] == 300
+
+
+def test_chat_records_with_tools_parts_and_flags(tmp_path):
+    user = {"role": "user", "content": "Weather?"}
+    call = {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}]}
+    path = write_jsonl(tmp_path / "chat.jsonl", [
+        {"messages": [user, call, {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": [{"type": "text", "text": "Sunny."}]}]},
+        {"messages": [user, {"role": "assistant", "content": [{"type": "image", "url": "x.png"}]}]},
+        {"messages": [user, {"role": "assistant", "content": None}]},
+        {"messages": [user, {"role": "assistant", "content": "ok", "loss_weight": 0.5}]},
+        {"messages": [user, {"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "{}"}}]}]},
+        {"messages": [{"from": "human", "value": "Hi"}, {"from": "function_call", "value": {"name": "w", "arguments": {}}}]},
+    ])
+    report = validate_inputs([path], kind="chat")
+    assert [(kind, line) for kind, line, _ in found(report)] == [
+        ("non_text_content", "line 2"),
+        ("bad_messages", "line 3"),  # null content without a tool call
+        ("bad_messages", "line 4"),  # loss_weight 0 or 1 only
+        ("bad_messages", "line 5"),  # a call without a name
+    ]
+    assert report.findings[0].message == "'text' was expected" and report.findings[0].path == "$.messages[1].content[0].type"
+
+
+def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
+    """validate --recipe and run share one definition of a bad record: the same records, the
+    same reasons, on a file mixing what a schema can see and what only the template can."""
+    from dataprep.pipeline import run
+
+    ok = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    records = [
+        {"messages": ok},
+        {"messages": [{"role": "assistant", "content": "x"}, *ok]},  # gemma: roles must alternate
+        {"messages": [ok[0], {"role": "tool", "content": "42"}, ok[1]]},  # gemma's template has no tool role
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "a <end_of_turn> b"}]},
+        {"messages": [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]},
+        {"messages": "not a list"},
+        {"messages": [{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye"}]},
+    ]
+    write_jsonl(tmp_path / "chats.jsonl", records)
+    recipe = {
+        "task": "sft", "inputs": [{"path": "chats.jsonl"}], "tokenizer": {"path": str(DATA / "tokenizers" / "gemma-3")},
+        "template": "chat", "max_length": 256, "overflow": "error", "split": {"validation": 0.0},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    report = validate_inputs(recipe=load_recipe(tmp_path / "r.yaml"))
+    assert found(report) == [
+        ("bad_messages", "line 6", "$.messages"),
+        ("template_raised", "line 2", None),
+        ("unknown_role", "line 3", None),
+        ("special_token_text", "line 4", None),
+        ("too_long", "line 5", None),
+    ]
+    assert "roles must alternate" in report.findings[1].message
+    # run with on_error: skip drops exactly these, for the same reasons
+    manifest = run(load_recipe(tmp_path / "r.yaml", ["on_error=skip", "overflow=drop"]), tmp_path / "out", workers=1)
+    assert manifest["counts"]["dropped"] == {
+        "bad_messages": 1, "template_raised": 1, "unknown_role": 1, "special_token_text": 1, "too_long": 1,
+    }
+    assert manifest["counts"]["records_written"] == 2
+
+
+def test_the_tool_calling_recipe_reads_clean_inputs():
+    report = validate_inputs(recipe=load_recipe(RECIPES / "chat-tools.yaml"))
+    assert report.ok, report.to_text()
+    assert report.stats["records"] == 300

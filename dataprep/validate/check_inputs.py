@@ -100,18 +100,47 @@ def validate_inputs(
     report = Report(target, "inputs", max_errors=max_errors)
     started = time.perf_counter()
     records: dict[str, int] = {}
+    flagged: set[tuple[str, str]] = set()  # (file, location) of records the schemas found bad
     for source in sources:
         for finding in _check_source(source, records):
+            flagged.add((finding.file, finding.line))
             report.add(finding)
             if report.full:
                 report.stopped = True
                 break
         if report.stopped:
             break
+    if recipe is not None and recipe.task == "sft" and not report.stopped:
+        # What the schemas cannot see (a template that refuses a conversation, a turn with no
+        # target, an example over max_length, a special token's text): run's own code decides.
+        for finding in _run_findings(recipe, [s.file for s in sources], flagged):
+            report.add(finding)
+            if report.full:
+                report.stopped = True
+                break
     report.stats["files"] = len(records)
     report.stats["records"] = sum(records.values())
     report.stats["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]]) -> Iterator[Finding]:
+    """Records that pass the schemas but that ``run`` rejects, found by ``run``'s own worker."""
+    import logging
+
+    from .. import sft as sft_task
+    from ..tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+    quiet = logging.getLogger("dataprep.read")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the schema pass has reported the reader's rejects
+    try:
+        for file, where, reason, message, fix in sft_task.bad_records(recipe, tokenizer, files):
+            if (file, where) not in flagged:
+                yield Finding(reason, message, file=file, line=where, expected=fix)
+    finally:
+        quiet.setLevel(level)
 
 
 def _check_source(source: Source, records: dict[str, int]) -> Iterator[Finding]:
@@ -279,7 +308,8 @@ def _value_defs(recipe: Recipe, fields: dict[str, FieldSpec]) -> dict[str, str]:
     defs = {}
     for name, spec in fields.items():
         if spec.kind == "messages":
-            defs[name] = "messages"
+            # the shape only: roles, tool calls and targets are the chat template's, judged by run's own code
+            defs[name] = "recipe_messages"
         elif spec.kind == "json":
             defs[name] = "any_json"
         elif spec.kind == "any":
@@ -294,6 +324,11 @@ def _assemble(fields: dict[str, FieldSpec], values: dict[str, str], *, whole_nam
     for name in _DEF_SCHEMAS:
         defs.update(copy.deepcopy(load_schema(name).get("$defs", {})))
     defs["any_json"] = {"description": "any JSON value"}
+    defs["recipe_messages"] = {
+        "description": "a non-empty list of turns (objects)", "type": "array", "minItems": 1,
+        "items": {"type": "object", "x-reasons": {"type": "bad_messages"}, "description": "a turn: an object"},
+        "x-reason": "bad_messages", "x-reasons": {"minItems": "missing_field"},
+    }
     defs["optional_label"] = {**defs["label"], "type": ["string", "number", "boolean", "null"], "description": "a string, a number, a boolean or null"}
     if masking == "all":  # every token is a target: a conversation needs no assistant turn
         defs["messages"].pop("contains", None)
