@@ -444,7 +444,7 @@ def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[t
     """Every record of ``files`` that ``run`` would reject after reading it, as
     ``(file, location, reason, message, fix)``, found by ``run``'s own reader and worker (render,
     tokenize, mask, fit): ``validate --recipe`` and ``run`` share one definition of a bad record.
-    Records the reader itself rejects are counted in ``read_drops`` of the chunks, not yielded."""
+    Records the reader rejects come first within each chunk's file position, then the worker's."""
     cls = recipe.sft.classification
     labels = None if cls is None else (cls.labels or read_label_set(recipe, files))
     worker = SftWorker(recipe, tokenizer, files, labels)
@@ -452,7 +452,7 @@ def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[t
     reader = chunks.ChunkReader(
         lambda index, file, drops: read_records(
             file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
-            on_error="skip", drops=drops,
+            on_error="skip", drops=drops, sink=found,
         ),
         max_bytes=recipe.output.chunk_bytes,
     )
@@ -460,6 +460,7 @@ def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[t
         worker(item)
         yield from found
         found.clear()
+    yield from found  # the reader's rejects after the last chunk
 
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:

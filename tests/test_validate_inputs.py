@@ -180,6 +180,7 @@ def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
         {"messages": [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]},
         {"messages": "not a list"},
         {"messages": [{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye"}]},
+        {"messages": [{"role": "user", "content": [{"type": "image", "url": "cat.png"}]}, ok[1]]},  # the reader's own reject
     ]
     write_jsonl(tmp_path / "chats.jsonl", records)
     recipe = {
@@ -189,17 +190,19 @@ def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     report = validate_inputs(recipe=load_recipe(tmp_path / "r.yaml"))
     assert found(report) == [
-        ("bad_messages", "line 6", "$.messages"),
-        ("template_raised", "line 2", None),
+        ("bad_messages", "line 6", "$.messages"),  # the schema pass, with a JSON path
+        ("non_text_content", "line 8", None),  # run's reader (as it reads ahead of the chunk)
+        ("template_raised", "line 2", None),  # run's worker
         ("unknown_role", "line 3", None),
         ("special_token_text", "line 4", None),
         ("too_long", "line 5", None),
     ]
-    assert "roles must alternate" in report.findings[1].message
+    assert "roles must alternate" in report.findings[2].message
     # run with on_error: skip drops exactly these, for the same reasons
     manifest = run(load_recipe(tmp_path / "r.yaml", ["on_error=skip", "overflow=drop"]), tmp_path / "out", workers=1)
     assert manifest["counts"]["dropped"] == {
         "bad_messages": 1, "template_raised": 1, "unknown_role": 1, "special_token_text": 1, "too_long": 1,
+        "non_text_content": 1,
     }
     assert manifest["counts"]["records_written"] == 2
 

@@ -46,13 +46,20 @@ SKIP = "or set `on_error: skip` to drop such records"
 
 
 class BadRecords:
-    """Raises on a bad record, or counts and logs it (``on_error: skip``)."""
+    """Raises on a bad record, or counts and logs it (``on_error: skip``), or, with a ``sink``
+    (``validate --recipe``), counts it and appends ``(file, location, reason, message, fix)``."""
 
-    def __init__(self, file: InputFile, on_error: str, drops: collections.Counter):
+    def __init__(self, file: InputFile, on_error: str, drops: collections.Counter, sink: list | None = None):
         self.path, self.raise_ = file.location, on_error == "raise"
         self.drops, self.counts, self.logged = drops, collections.Counter(), 0
+        self.sink = sink
 
     def report(self, reason: str, location: str, message: str, fix: str) -> None:
+        if self.sink is not None:
+            self.drops[reason] += 1
+            self.counts[reason] += 1
+            self.sink.append((self.path, location, reason, message, fix))
+            return
         if self.raise_:
             raise InputError(self.path, location, message, fix)
         self.drops[reason] += 1
@@ -63,7 +70,7 @@ class BadRecords:
 
     def report_rows(self, reason: str, rows: np.ndarray, first: int, message: object, fix: str) -> None:
         """Report bad rows of a columnar batch; ``message`` is a string or ``row -> string``."""
-        shown = rows[: max(MAX_LOGGED - self.logged, 1 if self.raise_ else 0)]
+        shown = rows if self.sink is not None else rows[: max(MAX_LOGGED - self.logged, 1 if self.raise_ else 0)]
         for row in map(int, shown):
             self.report(reason, f"row {first + row}", message(row) if callable(message) else message, fix)
         rest = len(rows) - len(shown)  # counted, not logged one by one
@@ -72,6 +79,8 @@ class BadRecords:
             self.counts[reason] += rest
 
     def finish(self) -> None:
+        if self.sink is not None:
+            return
         total = sum(self.counts.values())
         if total > self.logged:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.counts.items()))

@@ -32,6 +32,7 @@ def read_records(
     batch_size: int,
     on_error: str,
     drops: collections.Counter,
+    sink: list | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream one input as record batches with one large_string column per field.
 
@@ -72,7 +73,7 @@ def read_records(
         message = f"{file.path}: `text_template:` builds pretraining text; fine-tuning reads fields"
         raise ConfigError(f"{message}: remove it and map the template's fields with `fields:`")
     compiled = compile_fields(fields, lambda name: f"fields.{name}.path", **_field_options(file))
-    return _read(file, source_index, compiled, batch_size, on_error, drops)
+    return _read(file, source_index, compiled, batch_size, on_error, drops, sink=sink)
 
 
 def read_batches(
@@ -128,6 +129,7 @@ def _read(
     on_error: str,
     drops: collections.Counter,
     join: list[str] | None = None,
+    sink: list | None = None,
 ) -> Iterator[pa.RecordBatch]:
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -137,7 +139,7 @@ def _read(
         raise ConfigError(f"{file.path}: format must be one of {', '.join(FORMATS)}, got {file.format!r}")
     if file.format == "txt" and (len(fields) != 1 or fields[0].kind != "text" or join is not None):
         raise ConfigError(f"{file.path}: a txt input holds plain text; read it with exactly one field of kind text")
-    bad = BadRecords(file, on_error, drops)
+    bad = BadRecords(file, on_error, drops, sink)
     if file.format == "txt":
         pieces = read_txt(file, bad, batch_size)
     elif file.format in ("parquet", "arrow"):

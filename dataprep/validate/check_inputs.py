@@ -134,7 +134,7 @@ def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]]) ->
     tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     quiet = logging.getLogger("dataprep.read")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the schema pass has reported the reader's rejects
+    quiet.setLevel(logging.ERROR)  # rejects come as findings, not log lines
     try:
         for file, where, reason, message, fix in sft_task.bad_records(recipe, tokenizer, files):
             if (file, where) not in flagged:
