@@ -27,7 +27,7 @@ from .tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 log = logging.getLogger("dataprep.dataset")
 
-_SPEC_KEYS = {"lowercase", "bos_token", "eos_token", "pad_token", "add_bos", "add_eos", "split_special_tokens"}
+_SPEC_KEYS = {"lowercase", "bos_token", "eos_token", "pad_token", "add_bos", "add_eos", "split_special_tokens", "reference"}
 
 
 @dataclass

@@ -42,7 +42,7 @@ from .ordered import ChunkResult
 from .pack import BfdPacker, PackedRows, PackStats
 from .read import FieldSpec, InputFile, read_records
 from .recipe import Recipe
-from .templates import PairTemplate, RecordProblem, TemplateError, get_template
+from .templates import PairTemplate, RecordProblem, Rendered, TemplateError, get_template
 
 log = logging.getLogger("dataprep.sft")
 
@@ -62,8 +62,8 @@ UNKNOWN_LABEL = "unknown_label"
 TEMPLATE_RAISED = "template_raised"
 SPECIAL_TOKEN_TEXT = "special_token_text"
 
-# Per-example counters, summed in the manifest over the examples written (duplicates excluded).
-STAT_NAMES = ("truncated", "truncated_tokens", "straddles", "examples_with_straddle", "target_tokens")
+# Examples whose record holds a system prompt that a pair template has no place for (a warning).
+SYSTEM_NOT_RENDERED = "system_not_rendered"
 
 
 def location(file: InputFile, line: int) -> str:
@@ -105,6 +105,9 @@ def fields_for(recipe: Recipe, index: int) -> dict[str, FieldSpec]:
     else:
         defaults = {name: FieldSpec(name) for name in sorted(template.required_fields)}
         defaults.update({name: FieldSpec(name, required=False) for name in sorted(template.optional_fields)})
+        # Read whenever present, so they are rendered (history) or reported (system), never dropped unseen.
+        defaults.setdefault(HISTORY, FieldSpec(HISTORY, kind="json", required=False))
+        defaults.setdefault(SYSTEM, FieldSpec(SYSTEM, kind="any", required=False))
         if LABEL in defaults:
             defaults[LABEL] = FieldSpec(defaults[LABEL].path, kind="any")
     for name, spec in (explicit or {}).items():
@@ -189,7 +192,7 @@ class SftWorker:
         drops: Counter = Counter()
         columns = self._columns(batch, file.entry)
         lines = batch.column(C.LINE).to_pylist()
-        rendered, label_ids, kept_lines = [], [], []
+        rendered, label_ids, kept_lines, unseen_system = [], [], [], []
         for row, line in enumerate(lines):
             record = {name: values[row] for name, values in columns.items()}
             try:
@@ -200,8 +203,10 @@ class SftWorker:
                 continue
             label_ids.append(label)
             kept_lines.append(line)
+            unseen_system.append(int(self.pair is not None and bool(record.get(SYSTEM))))
         encoded = encode_batch_flat(self.tokenizer, rendered)
-        return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops)
+        extra = {SYSTEM_NOT_RENDERED: np.asarray(unseen_system, dtype=np.int64)}
+        return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops, extra_stats=extra)
 
     def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
                    extra_stats: Mapping[str, np.ndarray] | None = None,
@@ -282,7 +287,7 @@ class SftWorker:
         if self.special_text is not None:
             self._check_special_text(record)
         if self.pair is not None:
-            return self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+            return self._render_pair(record)
         messages, tools = conversation(record)
         try:
             return self.chat.render_with_targets(
@@ -290,6 +295,34 @@ class SftWorker:
             )
         except TemplateRaised as exc:
             raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
+
+    def _render_pair(self, record: Mapping[str, Any]) -> Rendered:
+        """A pair template's example, after the record's ``history`` turns rendered through the same
+        template (their responses are targets under ``all_assistant`` and ``all``)."""
+        current = self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+        history = _json_value(record.get(HISTORY), HISTORY) or []
+        if not history:
+            return current
+        turn = self.pair.turn_fields
+        if turn is None:
+            raise RecordProblem(
+                "unsupported_by_template",
+                f"the record has a history, but template {self.pair.name!r} has no single prompt and response field to "
+                "render earlier turns with; use template: chat, or unmap history",
+            )
+        texts, targets, offset = [], [], 0
+        for k, pair in enumerate(history):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise RecordProblem("bad_type", f"history[{k}] must be a [user, assistant] pair of strings, got {pair!r:.80}")
+            earlier = self.pair.render(dict(zip(turn, pair)), stop_text=self.stop_text, policy=self.sft.masking)
+            if self.sft.masking in ("all_assistant", "all"):
+                targets += [(a + offset, b + offset) for a, b in earlier.targets]
+            texts.append(earlier.text)
+            offset += len(earlier.text)
+        if self.sft.masking == "all":
+            targets = [(0, offset)]
+        targets += [(a + offset, b + offset) for a, b in current.targets]
+        return Rendered("".join(texts) + current.text, tuple(targets), offset + current.prompt_end)
 
     def _label(self, value: str) -> int:
         if value not in self.label_ids:
@@ -440,11 +473,14 @@ def chat_template_of(recipe: Recipe, tokenizer) -> ChatTemplate:
     return ChatTemplate.from_tokenizer(tokenizer, source=source, variables=dict(spec.kwargs), date=spec.date)
 
 
-def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[tuple[str, str, str, str, str]]:
+def bad_records(
+    recipe: Recipe, tokenizer, files: list[InputFile], counts: dict[str, int] | None = None
+) -> Iterator[tuple[str, str, str, str, str]]:
     """Every record of ``files`` that ``run`` would reject after reading it, as
     ``(file, location, reason, message, fix)``, found by ``run``'s own reader and worker (render,
     tokenize, mask, fit): ``validate --recipe`` and ``run`` share one definition of a bad record.
-    Records the reader rejects come first within each chunk's file position, then the worker's."""
+    Records the reader rejects come first within each chunk's file position, then the worker's.
+    ``counts[file]`` is set to the records read from each file."""
     cls = recipe.sft.classification
     labels = None if cls is None else (cls.labels or read_label_set(recipe, files))
     worker = SftWorker(recipe, tokenizer, files, labels)
@@ -456,11 +492,16 @@ def bad_records(recipe: Recipe, tokenizer, files: list[InputFile]) -> Iterator[t
         ),
         max_bytes=recipe.output.chunk_bytes,
     )
-    for item in reader.chunks(files, read_drops=Counter(), counts=Counter()):
-        worker(item)
-        yield from found
+    for index, file in enumerate(files):
+        read = Counter()
+        for item in reader.file_chunks(index, file, read_drops=Counter(), counts=read):
+            worker(item)
+            yield from found
+            found.clear()
+        yield from found  # the reader's rejects after the file's last chunk
         found.clear()
-    yield from found  # the reader's rejects after the last chunk
+        if counts is not None:
+            counts[file.location] = read["records_read"]
 
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
@@ -587,6 +628,12 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             name,
             stats["examples_with_straddle"],
         )
+    if stats[SYSTEM_NOT_RENDERED]:
+        log.warning(
+            "%d example(s) hold a `system` prompt that template %r has no place for; it is not in their text. "
+            "Fix: use `template: chat` to render it through the tokenizer's chat template, or drop the field",
+            stats[SYSTEM_NOT_RENDERED], template.name,
+        )
     return {
         "template": {
             "name": template.name if template else CHAT,
@@ -607,6 +654,7 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             "truncated": stats["truncated"],
             "truncated_tokens": stats["truncated_tokens"],
             "with_boundary_straddle": stats["examples_with_straddle"],
+            "system_not_rendered": stats[SYSTEM_NOT_RENDERED],
         },
         "target_tokens": stats["target_tokens"],
         "target_ratio": stats["target_tokens"] / content if content else 0.0,

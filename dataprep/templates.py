@@ -212,6 +212,16 @@ class PairTemplate:
         return frozenset(every) - self.optional_fields
 
     @property
+    def turn_fields(self) -> tuple[str, str] | None:
+        """``(prompt field, response field)`` when the template has exactly one of each (Alpaca's
+        ``instruction``/``output``): then earlier turns (``history``) render through it too."""
+        response = set(_fields(self._response))  # type: ignore[attr-defined]
+        prompt = self.required_fields - response
+        if len(response) == 1 and len(prompt) == 1:
+            return next(iter(prompt)), next(iter(response))
+        return None
+
+    @property
     def fingerprint(self) -> str:
         """sha256 of the template text (prompt, response, prompt_no_input), for the manifest."""
         spec = {"prompt": self.prompt, "response": self.response, "prompt_no_input": self.prompt_no_input}

@@ -182,3 +182,40 @@ def test_a_conversation_the_template_refuses_is_a_bad_record_not_an_abort(tmp_pa
     strict = _chat_recipe(tmp_path, [good, bad], tokenizer=gemma)
     with pytest.raises(InputError, match=r"records.jsonl, line 2: .*roles must alternate"):
         run(strict, tmp_path / "strict", workers=1)
+
+
+GPT2 = DATA / "tokenizers/gpt2"
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{}\n\n### Response:\n"
+)
+
+
+@pytest.mark.parametrize("masking, trained", [("completion", ["b<|endoftext|>"]), ("all_assistant", ["a<|endoftext|>", "b<|endoftext|>"])])
+def test_alpaca_history_renders_earlier_turns_through_the_pair_template(tmp_path, masking, trained):
+    record = {"instruction": "B", "input": "", "output": "b", "history": [["A", "a"]]}
+    src = tmp_path / "alpaca.jsonl"
+    src.write_text(json.dumps(record) + "\n")
+    recipe = recipe_from_dict({"task": "sft", "inputs": [{"path": str(src)}], "tokenizer": {"path": str(GPT2)},
+                               "template": "alpaca", "masking": masking, "split": {"validation": 0.0}}, base_dir=tmp_path)
+    ids, mask = _only_example(tmp_path, recipe)
+    text = ALPACA_NO_INPUT.format("A") + "a<|endoftext|>" + ALPACA_NO_INPUT.format("B") + "b<|endoftext|>"
+    from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+
+    tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).tokenizer
+    tokenizer.encode_special_tokens = False
+    assert ids == tokenizer.encode(text, add_special_tokens=False).ids
+    assert _target_texts(tokenizer, ids, mask) == trained
+
+
+def test_a_system_prompt_a_pair_template_cannot_render_is_warned_and_counted(tmp_path, caplog):
+    records = [{"instruction": "A", "output": "a", "system": "Be nice."}, {"instruction": "B", "output": "b"}]
+    src = tmp_path / "alpaca.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    recipe = recipe_from_dict({"task": "sft", "inputs": [{"path": str(src)}], "tokenizer": {"path": str(GPT2)},
+                               "template": "alpaca", "split": {"validation": 0.0}}, base_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        manifest = run(recipe, tmp_path / "out", workers=1)
+    assert manifest["sft"]["examples"]["system_not_rendered"] == 1
+    assert "1 example(s) hold a `system` prompt that template 'alpaca' has no place for" in caplog.text
+    assert "template: chat" in caplog.text

@@ -211,3 +211,29 @@ def test_the_tool_calling_recipe_reads_clean_inputs():
     report = validate_inputs(recipe=load_recipe(RECIPES / "chat-tools.yaml"))
     assert report.ok, report.to_text()
     assert report.stats["records"] == 300
+
+
+def test_recipes_with_templates_nested_records_and_list_paths_are_read_as_run_reads_them(tmp_path):
+    # text_template: no false "missing field 'text'"; a record missing a templated field is found
+    report = validate_inputs(recipe=load_recipe(RECIPES / "code-pretrain.yaml"))
+    assert report.ok, report.to_text()
+    assert report.stats["records"] == 164
+    code = write_jsonl(tmp_path / "code.jsonl", [{"prompt": "def f():\n", "canonical_solution": "    return 1\n"}, {"prompt": "x"}])
+    recipe = {"task": "pretrain", "inputs": [{"path": "code.jsonl", "text_template": "{prompt}{canonical_solution}"}],
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}}
+    (tmp_path / "code.yaml").write_text(yaml.safe_dump(recipe))
+    assert found(validate_inputs(recipe=load_recipe(tmp_path / "code.yaml"))) == [("missing_field", "line 2", None)]
+    # SQuAD-style records: with parent fields and a list index
+    squad = {"data": [{"title": "T", "paragraphs": [{"context": "C", "qas": [
+        {"question": "Q1", "answers": [{"text": "A1"}]},
+        {"question": "Q2", "answers": []},
+    ]}]}]}
+    (tmp_path / "squad.json").write_text(json.dumps(squad))
+    fields = {"prompt": "question", "completion": "answers.0.text"}
+    recipe = {"task": "sft", "inputs": [{"path": "squad.json", "records": "data[*].paragraphs[*].qas[*]", "fields": fields}],
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "prompt_completion"}
+    (tmp_path / "squad.yaml").write_text(yaml.safe_dump(recipe))
+    report = validate_inputs(recipe=load_recipe(tmp_path / "squad.yaml"))
+    assert [(f.kind, f.line) for f in report.findings] == [("missing_field", "record 1 (data[0].paragraphs[0].qas[1])")]
+    assert report.findings[0].message == "missing field 'answers.0.text' ('answers' has 0 items)"
+    assert report.stats["records"] == 2

@@ -77,7 +77,13 @@ def read_records(
 
 
 def read_batches(
-    file: InputFile, source_index: int, *, batch_size: int, on_error: str, drops: collections.Counter
+    file: InputFile,
+    source_index: int,
+    *,
+    batch_size: int,
+    on_error: str,
+    drops: collections.Counter,
+    sink: list | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream one input as record batches of :data:`SCHEMA`: its ``text_field`` as ``text``.
 
@@ -97,6 +103,8 @@ def read_batches(
         batch_size: Most records per batch.
         on_error: ``raise`` or ``skip`` bad records.
         drops: Counter that skipped records are added to, by reason (see :data:`DROP_REASONS`).
+        sink: When given, each skipped record is also appended as ``(file, location, reason,
+            message, fix)`` instead of logged (``validate --recipe``).
 
     Returns:
         An iterator of record batches with columns ``text`` (large_string), ``source`` (int32), ``line`` (int64).
@@ -109,10 +117,10 @@ def read_batches(
     template = file.spec.text_template
     if template is None:
         fields = compile_fields({columns.TEXT: FieldSpec(file.spec.text_field)}, lambda _: "text_field", **_field_options(file))
-        return _read(file, source_index, fields, batch_size, on_error, drops)
+        return _read(file, source_index, fields, batch_size, on_error, drops, sink=sink)
     literals, paths = parse_template(template)
     fields = compile_fields(template_fields(paths), lambda _: "text_template", **_field_options(file))
-    return _read(file, source_index, fields, batch_size, on_error, drops, join=literals)
+    return _read(file, source_index, fields, batch_size, on_error, drops, join=literals, sink=sink)
 
 
 def _field_options(file: InputFile) -> dict:

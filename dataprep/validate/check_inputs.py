@@ -110,10 +110,12 @@ def validate_inputs(
                 break
         if report.stopped:
             break
-    if recipe is not None and recipe.task == "sft" and not report.stopped:
+    if recipe is not None and not report.stopped:
         # What the schemas cannot see (a template that refuses a conversation, a turn with no
-        # target, an example over max_length, a special token's text): run's own code decides.
-        for finding in _run_findings(recipe, [s.file for s in sources], flagged):
+        # target, an example over max_length, a special token's text, nested records, list
+        # indexes, parent paths, text templates): run's own reader and worker decide.
+        files = [s.file for s in sources if recipe.task == "sft" or (s.schema is None and s.file.format != "txt")]
+        for finding in _run_findings(recipe, files, flagged, records):
             report.add(finding)
             if report.full:
                 report.stopped = True
@@ -124,23 +126,52 @@ def validate_inputs(
     return report
 
 
-def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]]) -> Iterator[Finding]:
-    """Records that pass the schemas but that ``run`` rejects, found by ``run``'s own worker."""
+def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]], records: dict[str, int]) -> Iterator[Finding]:
+    """Records that pass the schemas but that ``run`` rejects, found by ``run``'s own worker;
+    ``records`` gets the count of files the schema pass could not read record by record."""
     import logging
 
     from .. import sft as sft_task
     from ..tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
     quiet = logging.getLogger("dataprep.read")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # rejects come as findings, not log lines
     try:
-        for file, where, reason, message, fix in sft_task.bad_records(recipe, tokenizer, files):
+        counts: dict[str, int] = {}
+        if recipe.task == "sft":
+            tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+            bad = sft_task.bad_records(recipe, tokenizer, files, counts)
+        elif recipe.task == "pretrain":
+            bad = _pretrain_rejects(files, recipe.output.chunk_records, counts)
+        else:  # fewshot: the schema pass only
+            return
+        for file, where, reason, message, fix in bad:
             if (file, where) not in flagged:
                 yield Finding(reason, message, file=file, line=where, expected=fix)
+        for file, n in counts.items():
+            if not records.get(file):  # nested records: only run's reader can count them
+                records[file] = n
     finally:
         quiet.setLevel(level)
+
+
+def _pretrain_rejects(files: list, batch_size: int, counts: dict[str, int]) -> Iterator[tuple[str, str, str, str, str]]:
+    """The records run's pretraining reader rejects (text_field, text_template, records: as run reads them)."""
+    from collections import Counter
+
+    from ..read import read_batches
+
+    for index, file in enumerate(files):
+        found: list = []
+        drops: Counter = Counter()
+        read = 0
+        for batch in read_batches(file, index, batch_size=batch_size, on_error="skip", drops=drops, sink=found):
+            read += batch.num_rows
+            yield from found
+            found.clear()
+        yield from found
+        counts[file.location] = read + sum(drops.values())
 
 
 def _check_source(source: Source, records: dict[str, int]) -> Iterator[Finding]:
@@ -148,6 +179,8 @@ def _check_source(source: Source, records: dict[str, int]) -> Iterator[Finding]:
     file = source.file.location
     validator = jsonschema.Draft202012Validator(source.schema) if source.schema is not None else None
     records[file] = 0
+    if source.file.spec.records is not None:
+        return  # nested records: run's own reader finds and judges them (_run_findings)
     for where, record in iter_records(source.file):
         records[file] += 1
         if isinstance(record, Unreadable):
@@ -281,14 +314,17 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
     out = []
     for index, file in enumerate(files):
         if recipe.task == "pretrain":
-            if file.format == "txt":
-                out.append(Source(file, None))
+            if file.format == "txt" or file.spec.text_template is not None or file.spec.records is not None:
+                out.append(Source(file, None))  # run's own reader judges these records (_run_findings)
                 continue
             fields = {"text": FieldSpec(file.spec.text_field)}
             values = {"text": "text"}
         else:
             fields = sft_task.fields_for(recipe, file.entry)  # what run reads from this file
             values = _value_defs(recipe, fields)
+        if file.spec.records is not None or any(_reaches(spec.path) for spec in fields.values()):
+            out.append(Source(file, None))  # nested records, list indexes, parent paths: run's reader judges
+            continue
         schema = _assemble(fields, values, whole_names=file.format in TABULAR, masking=recipe.sft.masking if recipe.sft else None)
         labels = None
         cls = recipe.sft.classification if recipe.sft else None
@@ -348,6 +384,11 @@ def _assemble(fields: dict[str, FieldSpec], values: dict[str, str], *, whole_nam
                 node["required"].append(part)
             node = child
     return root
+
+
+def _reaches(path: str) -> bool:
+    """A path a JSON Schema of plain nested objects cannot express: a list index or a parent (``^``)."""
+    return path.startswith("^") or any(part.isdigit() for part in path.split("."))
 
 
 def _parts(path: str, whole: bool) -> tuple[str, ...]:
