@@ -281,9 +281,7 @@ class ChatTemplate:
         folder = Path(path)
         if folder.is_file():
             folder = folder.parent
-        config = _read_json(folder / CONFIG_FILE)
-        if (folder / JINJA_FILE).is_file():  # transformers prefers the separate file
-            config = {**config, "chat_template": (folder / JINJA_FILE).read_text(encoding="utf-8")}
+        config = _config(folder)
         specials = [_token_text(t) for t in (config.get("added_tokens_decoder") or {}).values()]
         if (folder / TOKENIZER_FILE).is_file():
             specials += [t.get("content") for t in _read_json(folder / TOKENIZER_FILE).get("added_tokens", [])]
@@ -320,8 +318,13 @@ class ChatTemplate:
                     "use a pair template, set `chat_template:` to a Jinja file, or point tokenizer.path at a "
                     "folder whose config has one"
                 )
-            base = cls.from_tokenizer_folder(configs[0].parent)
-            source, specials = base.source, [*specials, *base.special_tokens]
+            # the loaded tokenizer has the added tokens: only the (small) config is read here
+            config = _config(configs[0].parent)
+            try:
+                source = _pick_source(config.get("chat_template"))
+            except TemplateError as exc:
+                raise TemplateError(f"{configs[0]}: {exc}") from exc
+            specials += [t for t in (_token_text(v) for v in (config.get("added_tokens_decoder") or {}).values()) if t]
         return cls(
             source,
             bos_token=tokenizer.tokens.get("bos"),
@@ -776,6 +779,15 @@ def _pick_source(value: Any) -> str:
         "the tokenizer has no chat_template; add one to tokenizer_config.json, set `chat_template:` to a Jinja "
         "file, or use a pair template"
     )
+
+
+def _config(folder: Path) -> dict:
+    """``tokenizer_config.json``, its chat template taken from ``chat_template.jinja`` when there is one
+    (transformers prefers the separate file)."""
+    config = _read_json(folder / CONFIG_FILE)
+    if (folder / JINJA_FILE).is_file():
+        config = {**config, "chat_template": (folder / JINJA_FILE).read_text(encoding="utf-8")}
+    return config
 
 
 def _read_json(file: Path) -> dict:

@@ -373,7 +373,10 @@ class WrapPacker:
         if remainder not in REMAINDERS:
             raise ConfigError(f"packing remainder {remainder!r} is not one of {list(REMAINDERS)}")
         if remainder == "pad" and pad_id is None:
-            raise ConfigError('packing remainder="pad" needs a pad token: set pad_id (the tokenizer\'s pad token)')
+            raise ConfigError(
+                'packing.remainder: pad needs a pad token and the tokenizer names none: set `tokenizer.pad_token` '
+                "(e.g. its EOS or an unused special token; pads are never targets), or use remainder: drop"
+            )
         self.remainder = remainder
         self.pad_id = pad_id
         self.extra_dtypes = _check_extra_dtypes(extra_dtypes)
@@ -505,7 +508,10 @@ class BfdPacker:
         if isinstance(buffer_tokens, bool) or not isinstance(buffer_tokens, (int, np.integer)) or buffer_tokens < 1:
             raise ConfigError(f"packing buffer_tokens must be a positive integer, got {buffer_tokens!r}")
         if pad_rows and pad_id is None:
-            raise ConfigError("packing pad_rows=True needs a pad token: set pad_id (the tokenizer's pad token)")
+            raise ConfigError(
+                "packing.pad_rows needs a pad token and the tokenizer names none: set `tokenizer.pad_token` "
+                "(e.g. its EOS or an unused special token; pads are never targets), or set packing.pad_rows: false"
+            )
         self.buffer_tokens = int(buffer_tokens)
         self.pad_id = pad_id
         self.pad_rows = pad_rows

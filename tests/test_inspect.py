@@ -238,3 +238,26 @@ def test_cli_inspect_shows_mlm_targets_and_span_labels(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"labels · {len(labels)} tokens (sentinels and the spans they replace)" in result.output
     assert f"[{labels[0]}]" in result.output.split("labels · ", 1)[1]
+
+
+def test_inspect_recipe_shows_tool_calls_results_and_reasoning(tmp_path):
+    # a tool-call turn and the final answer are targets; the tool list and the tool's result are context
+    runner = CliRunner()
+    result = runner.invoke(cli, ["inspect", "--recipe", str(RECIPES / "chat-tools.yaml"), "-n", "1", "--no-color"])
+    assert result.exit_code == 0, result.output
+    plain = result.output.replace("│", "")
+    assert '"name": "search_recipes"' in plain and "Environment: ipython" in plain  # the tools reached the template
+    assert '⟦{"name": "search_recipes", "parameters": {"ingredients": ["chicken", "bell peppers", "rice"]}}⟨<|eot_id|>⟩⟧' in plain
+    assert '⟨<|start_header_id|>⟩ipython⟨<|end_header_id|>⟩↵\n↵\n"{\\"recipes\\"' in plain  # the result: context
+    # reasoning (gpt-oss `thinking`, read from reasoning_content) is drawn as a target on the final turn
+    chats = tmp_path / "think.jsonl"
+    chats.write_text(json.dumps({"messages": [
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4", "reasoning_content": "Add them."},
+    ]}) + "\n")
+    recipe = {"task": "sft", "inputs": [{"path": str(chats)}], "tokenizer": {"path": str(DATA / "tokenizers" / "gpt-oss")},
+              "template": "chat", "split": {"validation": 0.0}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    result = runner.invoke(cli, ["inspect", "--recipe", str(tmp_path / "r.yaml"), "--no-color"])
+    assert result.exit_code == 0, result.output
+    plain = result.output.replace("│", "")
+    assert "⟦⟨<|channel|>⟩analysis⟨<|message|>⟩Add them.⟨<|end|>⟩⟨<|start|>⟩assistant⟨<|channel|>⟩final⟨<|message|>⟩4⟨<|return|>⟩⟧" in plain

@@ -219,3 +219,12 @@ def test_a_system_prompt_a_pair_template_cannot_render_is_warned_and_counted(tmp
     assert manifest["sft"]["examples"]["system_not_rendered"] == 1
     assert "1 example(s) hold a `system` prompt that template 'alpaca' has no place for" in caplog.text
     assert "template: chat" in caplog.text
+
+
+def test_packing_with_a_tokenizer_that_names_no_pad_token_says_which_key_to_set(tmp_path):
+    from dataprep.errors import ConfigError
+
+    recipe = _chat_recipe(tmp_path, [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}],
+                          tokenizer=LLAMA3, packing={"mode": "bfd", "seq_len": 64}, max_length=64)
+    with pytest.raises(ConfigError, match=r"packing.pad_rows needs a pad token .* set `tokenizer.pad_token`"):
+        run(recipe, tmp_path / "out", workers=1)
