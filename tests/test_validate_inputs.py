@@ -218,7 +218,7 @@ def test_recipes_with_templates_nested_records_and_list_paths_are_read_as_run_re
     report = validate_inputs(recipe=load_recipe(RECIPES / "code-pretrain.yaml"))
     assert report.ok, report.to_text()
     assert report.stats["records"] == 164
-    code = write_jsonl(tmp_path / "code.jsonl", [{"prompt": "def f():\n", "canonical_solution": "    return 1\n"}, {"prompt": "x"}])
+    write_jsonl(tmp_path / "code.jsonl", [{"prompt": "def f():\n", "canonical_solution": "    return 1\n"}, {"prompt": "x"}])
     recipe = {"task": "pretrain", "inputs": [{"path": "code.jsonl", "text_template": "{prompt}{canonical_solution}"}],
               "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}}
     (tmp_path / "code.yaml").write_text(yaml.safe_dump(recipe))

@@ -49,6 +49,20 @@ def read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size
     return _read_jsonl(file, fields, bad, batch_size)
 
 
+def _decoded_lines(fh, bad: BadRecords) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line that is UTF-8 (a leading byte-order mark dropped);
+    the others are reported as ``invalid_utf8``."""
+    for lineno, raw in enumerate(fh, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
+            continue
+        if lineno == 1 and line[:1] == "\ufeff":
+            line = line[1:]
+        yield lineno, line
+
+
 def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
     extractor = RowExtractor(fields, bad)
     extract, fast_key = extractor.row, extractor.fast_key
@@ -56,14 +70,7 @@ def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_siz
     columns: list[list[str]] = [[] for _ in fields]
     lines: list[int] = []
     with open_binary(file) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
-                continue
-            if lineno == 1 and line[:1] == "\ufeff":
-                line = line[1:]
+        for lineno, line in _decoded_lines(fh, bad):
             try:
                 record = loads(line)
             except (ValueError, RecursionError) as exc:
@@ -152,14 +159,7 @@ def _read_jsonl_nested(
     problems = _Problems(bad, path)
     found = lines = 0
     with open_binary(file) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
-                continue
-            if lineno == 1 and line[:1] == "\ufeff":
-                line = line[1:]
+        for lineno, line in _decoded_lines(fh, bad):
             if not line or line.isspace():
                 continue
             lines += 1
