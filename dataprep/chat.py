@@ -569,15 +569,26 @@ class ChatTemplate:
             if not reasoning and rendered:
                 if content is None:  # only the reasoning is rendered for this turn, and it is no target
                     return end, end
+                if calls:  # the call syntax after the reasoning is still the model's to write
+                    thought = self._region(msgs, i, text, tools, reasoning=True, calls=False, content=False)
+                    low = thought[1] if thought else None
+                    return self._header_end(msgs, i, text, tools, content[0], low=low), self._closer(msgs, i, text, tools, end)
                 start, syntax = content[0], False
             elif rendered:
                 syntax = True  # and the reasoning syntax (<think>, <|channel|>analysis)
         if syntax:
             start = self._header_end(msgs, i, text, tools, start)
+        return start, self._closer(msgs, i, text, tools, end)
+
+    def _closer(self, msgs: list[dict], i: int, text: str, tools, end: int) -> int:
+        """End of the end-of-turn token after message ``i``'s data (which ends at ``end``), before the
+        next message's own data (a message the template prints earlier, e.g. a hoisted system
+        prompt, does not bound it)."""
+        role = msgs[i]["role"]
         bound = len(text)
         for j in range(i + 1, len(msgs)):
             following = self._region(msgs, j, text, tools, reasoning=True)
-            if following is not None:
+            if following is not None and following[0] >= end:
                 bound = following[0]
                 break
         stops, _, _ = self._probe()
@@ -588,10 +599,10 @@ class ChatTemplate:
                 f"no end-of-turn token follows message {i} ({role}) (looked for {list(stops)} in "
                 f"{text[end:bound][:60]!r}); a model trained without it never stops",
             )
-        return start, closer
+        return closer
 
     def _region(
-        self, msgs: list[dict], i: int, text: str, tools, *, reasoning: bool, calls: bool = True
+        self, msgs: list[dict], i: int, text: str, tools, *, reasoning: bool, calls: bool = True, content: bool = True
     ) -> tuple[int, int] | None:
         """[first, last) character of ``text`` that depends on message ``i``'s own strings, or None
         when the template renders none of them (found by rendering once more with them replaced)."""
@@ -600,7 +611,7 @@ class ChatTemplate:
             return None
         m = dict(msgs[i])
         changed = False
-        keys = ["content", *(self.reasoning_keys if reasoning else ())]
+        keys = [*(("content",) if content else ()), *(self.reasoning_keys if reasoning else ())]
         for key in keys:
             if isinstance(m.get(key), str) and m[key]:
                 m[key], changed = mark, True
@@ -620,26 +631,32 @@ class ChatTemplate:
             return None
         return p, len(text) - s
 
-    def _header_end(self, msgs: list[dict], i: int, text: str, tools, start: int) -> int:
+    def _header_end(self, msgs: list[dict], i: int, text: str, tools, start: int, *, low: int | None = None) -> int:
         """Where turn ``i``'s own text begins, for a turn whose target starts before its data: after
-        the assistant header (the generation prompt, or its longest prefix ending in a special
-        token) between the previous message and ``start``; where no header is printed (DeepSeek's
-        second tool call), right after the previous message and its end-of-turn token."""
+        the assistant header (the generation prompt, or its longest prefix that ends at a special
+        token or a newline, so the role name is never cut) between the previous message (or ``low``)
+        and ``start``; where no header is printed (DeepSeek's second tool call in a row), right after
+        the previous message, its end-of-turn token and the special tokens that close it."""
         stops, header, _ = self._probe()
-        previous = self._region(msgs, i - 1, text, tools, reasoning=True) if i > 0 else None
-        low = previous[1] if previous else 0
+        anchored = True  # the fallback may start right after `low`
+        if low is None:
+            previous = self._region(msgs, i - 1, text, tools, reasoning=True) if i > 0 else None
+            anchored = previous is not None
+            low = previous[1] if previous else 0
         if header:
-            cuts = [header] + [header[: m.end()] for m in reversed(list(self._special_re.finditer(header)))]
-            for cut in dict.fromkeys(c for c in cuts if c):
+            ends = {m.end() for m in self._special_re.finditer(header)} | {k + 1 for k, c in enumerate(header) if c == "\n"}
+            for cut in [header[:k] for k in sorted(ends | {len(header)}, reverse=True)]:
                 at = text.rfind(cut, low, start)
                 if at >= 0 and _first_of(text, stops, at + len(cut), start) is None:
                     return at + len(cut)
-        if previous is None:
+        if not anchored:
             return start
-        last_stop = low
-        while (after := _first_of(text, stops, last_stop, start)) is not None:
-            last_stop = after
-        return last_stop
+        position = low
+        while (after := _first_of(text, stops, position, start)) is not None:
+            position = after
+        while (special := self._special_re.match(text, position)) is not None and special.end() <= start:
+            position = special.end()  # the previous message's own closing tokens (<｜tool▁output▁end｜>)
+        return position
 
     def _probe(self) -> tuple[tuple[str, ...], str | None, str]:
         """What this template does, learned once from probe conversations: the end-of-turn

@@ -56,10 +56,15 @@ def default_workers() -> int:
 def _init_worker(setup: Callable[..., Any], args: tuple[Any, ...]) -> None:
     # One process per core already: the tokenizer's own thread pool would only oversubscribe.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _STATE["fn"] = setup(*args)
+    try:
+        _STATE["fn"] = setup(*args)
+    except Exception as exc:  # an initializer that raises makes the pool respawn it forever:
+        _STATE["error"] = exc  # keep the error and raise it with the first chunk instead
 
 
 def _call(item: Any) -> Any:
+    if "error" in _STATE:
+        raise _STATE["error"]
     return _STATE["fn"](item)
 
 

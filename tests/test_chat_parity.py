@@ -257,3 +257,51 @@ def test_gpt_oss_last_turn_return_earlier_end_and_tool_calls():
     call = next(t for t in targets if t.endswith("<|call|>"))
     assert call.startswith(" to=functions.") and "<|channel|>commentary json<|message|>" in call
     assert not any("<|start|>assistant" == t[:18] for t in targets)  # the header is never a target
+
+
+# --- edges found in review: headers, reasoning off, consecutive calls, hoisted system prompts -------
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+CALL = {"role": "assistant", "content": None, "tool_calls": [WEATHER]}
+
+
+def test_a_longer_generation_prompt_never_cuts_the_role_name():
+    # a Qwen3-like ChatML template (tests/assets) with enable_thinking: false puts an empty think block
+    # in the generation prompt; a tool-call turn has none, so the header is its role line alone
+    source = (Path(__file__).parent / "assets" / "qwen3_like.jinja").read_text()
+    chat = ChatTemplate(source, bos_token=None, eos_token="<|im_end|>", special_tokens=["<|im_start|>", "<|im_end|>"],
+                        variables={"enable_thinking": False})
+    messages = [{"role": "user", "content": "Weather in Paris?"}, CALL]
+    rendered = chat.render_with_targets(messages)
+    assert rendered.target_text().startswith("<tool_call>\n{")
+    assert rendered.target_text().endswith("</tool_call><|im_end|>")
+
+
+def test_reasoning_off_keeps_the_call_syntax_as_a_target():
+    _, _, chat, _, _ = family("gpt-oss")
+    messages = [{"role": "user", "content": "Weather in Paris?"}, {**CALL, "reasoning_content": "I need the weather."}]
+    rendered = chat.render_with_targets(messages, reasoning=False)
+    assert rendered.target_text() == ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}<|call|>'
+    assert "I need the weather." in rendered.text  # context, not a target
+
+
+def test_consecutive_tool_calls_train_no_tool_output_token():
+    tokenizer, hf, chat, _, oracle = family("deepseek-v3")
+    rome = {"role": "assistant", "content": None, "tool_calls": [{**WEATHER, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]}
+    messages = [{"role": "user", "content": "Paris and Rome?"}, CALL, {"role": "tool", "content": "sunny"}, rome,
+                {"role": "tool", "content": "rain"}, {"role": "assistant", "content": "Sunny, then rain."}]
+    rendered = chat.render_with_targets(messages)
+    assert [rendered.text[a:b] for a, b in rendered.targets][1].startswith("\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather")
+    given = [_arguments_as_objects(m) for m in chat.prepare(messages)[0]]
+    out = hf.apply_chat_template(given, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, chat_template=oracle)
+    ours = encode_batch_flat(tokenizer, [rendered])
+    pieces = [hf.decode([i]) for i in out["input_ids"]]
+    assert oracle_problems(ours.mask, out["assistant_masks"], pieces, *EDGES["deepseek-v3"]) == []
+
+
+def test_a_system_prompt_the_template_hoists_does_not_hide_the_end_of_turn():
+    _, _, chat, _, _ = family("deepseek-v3-config")
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "system", "content": "mid"},
+                {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ok"}]
+    rendered = chat.render_with_targets(messages)
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["yo<｜end▁of▁sentence｜>", "ok<｜end▁of▁sentence｜>"]

@@ -228,3 +228,19 @@ def test_packing_with_a_tokenizer_that_names_no_pad_token_says_which_key_to_set(
                           tokenizer=LLAMA3, packing={"mode": "bfd", "seq_len": 64}, max_length=64)
     with pytest.raises(ConfigError, match=r"packing.pad_rows needs a pad token .* set `tokenizer.pad_token`"):
         run(recipe, tmp_path / "out", workers=1)
+
+
+@pytest.mark.parametrize("chat", [{"template": "nope.jinja"}, {"template": "broken.jinja"}])
+def test_a_chat_template_that_cannot_load_stops_a_multi_worker_run_with_its_error(tmp_path, chat):
+    # a worker whose set-up raises used to be respawned by the pool forever: the run hung
+    import subprocess
+    import sys
+
+    (tmp_path / "broken.jinja").write_text("{% for m in messages %}")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}) + "\n")
+    recipe = {"task": "sft", "inputs": [{"path": "c.jsonl"}], "tokenizer": {"path": str(PHI3)}, "template": "chat", "chat": chat}
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    cmd = [sys.executable, "-m", "dataprep", "run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out"), "--workers", "2", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1
+    assert ("cannot read" in done.stderr or "does not compile" in done.stderr) and "Traceback" not in done.stderr

@@ -237,3 +237,12 @@ def test_recipes_with_templates_nested_records_and_list_paths_are_read_as_run_re
     assert [(f.kind, f.line) for f in report.findings] == [("missing_field", "record 1 (data[0].paragraphs[0].qas[1])")]
     assert report.findings[0].message == "missing field 'answers.0.text' ('answers' has 0 items)"
     assert report.stats["records"] == 2
+
+
+def test_a_blank_system_field_passes_validate_as_run_takes_it(tmp_path):
+    ok = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    write_jsonl(tmp_path / "c.jsonl", [{"messages": ok, "system": ""}, {"messages": ok, "system": "Be brief."}])
+    recipe = {"task": "sft", "inputs": [{"path": "c.jsonl"}], "tokenizer": {"path": str(DATA / "tokenizers" / "phi-3-mini")}, "template": "chat"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    report = validate_inputs(recipe=load_recipe(tmp_path / "r.yaml"))
+    assert report.ok, report.to_text()

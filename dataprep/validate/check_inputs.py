@@ -337,13 +337,16 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
 
 def _value_defs(recipe: Recipe, fields: dict[str, FieldSpec]) -> dict[str, str]:
     """Template field -> the ``$defs`` entry its value must match."""
+    from .. import sft as sft_task
     from ..sft import template_of
 
     template = template_of(recipe)
     optional = set() if template is None else set(template.optional_fields)
     defs = {}
     for name, spec in fields.items():
-        if spec.kind == "messages":
+        if name in (sft_task.SYSTEM, sft_task.TOOLS, sft_task.HISTORY) and not spec.required:
+            defs[name] = "any_json"  # read when present; run judges their shape (blank is no value)
+        elif spec.kind == "messages":
             # the shape only: roles, tool calls and targets are the chat template's, judged by run's own code
             defs[name] = "recipe_messages"
         elif spec.kind == "json":
