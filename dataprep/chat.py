@@ -472,11 +472,12 @@ class ChatTemplate:
             return self._generation_targets(msgs, tools)
         text = self._render_record(msgs, tools)
         assistant = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        lost = self._unrendered(msgs, text, tools)
         if policy == "all":
             if not text:
                 raise RecordProblem("no_target", "the conversation renders to empty text")
             prompt_end = self._turn_target(msgs, assistant[-1], text, tools, reasoning)[0] if assistant else 0
-            return Rendered(text=text, targets=((0, len(text)),), prompt_end=prompt_end)
+            return Rendered(text=text, targets=((0, len(text)),), prompt_end=prompt_end, unrendered=lost)
         chosen = set(assistant if policy == "all_assistant" else assistant[-1:])
         for i, m in enumerate(messages):
             flag = m.get(TRAIN_KEY)
@@ -491,7 +492,44 @@ class ChatTemplate:
         spans = [s for s in spans if s[1] > s[0]]
         if not spans:
             raise RecordProblem("no_target", "the chosen turns render no text to train on")
-        return Rendered(text=text, targets=tuple(spans), prompt_end=spans[-1][0])
+        return Rendered(text=text, targets=tuple(spans), prompt_end=spans[-1][0], unrendered=lost)
+
+    def _unrendered(self, msgs: list[dict], text: str, tools) -> tuple[str, ...]:
+        """The parts of messages the template printed nowhere: ``content``, ``reasoning`` (earlier
+        turns' reasoning, which gpt-oss and Qwen3 drop by design), ``tool_calls`` (a call beyond
+        the first, which gpt-oss drops), ``system`` (a second system message). A part counts as
+        printed when its text is in ``text``, else when replacing it changes the rendering."""
+        lost: list[str] = []
+        for i, m in enumerate(msgs):
+            for key in ("content", *self.reasoning_keys):
+                value = m.get(key)
+                if isinstance(value, str) and value.strip() and value.strip() not in text:
+                    if not self._changes(msgs, i, text, tools, key=key):
+                        lost.append("system" if m["role"] == "system" and key == "content" else
+                                    "reasoning" if key != "content" else "content")
+            for k, call in enumerate(m.get("tool_calls") or ()):
+                arguments = call["function"].get("arguments")
+                shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+                if shown not in text and not self._changes(msgs, i, text, tools, call=k):
+                    lost.append("tool_calls")
+        return tuple(lost)
+
+    def _changes(self, msgs: list[dict], i: int, text: str, tools, *, key: str | None = None, call: int | None = None) -> bool:
+        """Whether replacing one part of message ``i`` changes the rendering (the template prints it)."""
+        mark = next((p for p in _PLACEHOLDERS if p not in text), None)
+        if mark is None:
+            return True  # cannot tell: never report a loss we did not see
+        m = dict(msgs[i])
+        if key is not None:
+            m[key] = mark
+        else:
+            calls = list(m["tool_calls"])
+            calls[call] = _mark_call(calls[call], mark)
+            m["tool_calls"] = calls
+        try:
+            return self.render([*msgs[:i], m, *msgs[i + 1 :]], tools=tools) != text
+        except TemplateError:
+            return True
 
     def _generation_targets(self, msgs: list[dict], tools: list | None) -> Rendered:
         if not self.has_generation_tags:

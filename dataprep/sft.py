@@ -64,6 +64,8 @@ SPECIAL_TOKEN_TEXT = "special_token_text"
 
 # Examples whose record holds a system prompt that a pair template has no place for (a warning).
 SYSTEM_NOT_RENDERED = "system_not_rendered"
+# Examples with a message part the chat template does not print (a warning per part).
+UNRENDERED, UNRENDERED_PARTS = "unrendered_", ("content", "reasoning", "tool_calls", "system")
 
 
 def location(file: InputFile, line: int) -> str:
@@ -206,6 +208,8 @@ class SftWorker:
             unseen_system.append(int(self.pair is not None and bool(record.get(SYSTEM))))
         encoded = encode_batch_flat(self.tokenizer, rendered)
         extra = {SYSTEM_NOT_RENDERED: np.asarray(unseen_system, dtype=np.int64)}
+        for part in UNRENDERED_PARTS:  # examples where the chat template printed none of that part
+            extra[f"{UNRENDERED}{part}"] = np.fromiter((part in r.unrendered for r in rendered), dtype=np.int64, count=len(rendered))
         return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops, extra_stats=extra)
 
     def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
@@ -634,6 +638,15 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             "Fix: use `template: chat` to render it through the tokenizer's chat template, or drop the field",
             stats[SYSTEM_NOT_RENDERED], template.name,
         )
+    unrendered = {part: stats[f"{UNRENDERED}{part}"] for part in UNRENDERED_PARTS if stats[f"{UNRENDERED}{part}"]}
+    if unrendered:
+        log.warning(
+            "the chat template does not print every part of the records (examples affected: %s): it drops them by "
+            "design (e.g. gpt-oss keeps reasoning and the first tool call only on the turns it chooses). They are not in "
+            "the training text. Fix: use a template that renders them (`chat.template:`), or accept it; counted in "
+            "the manifest under sft.examples.unrendered",
+            ", ".join(f"{part} {n}" for part, n in unrendered.items()),
+        )
     return {
         "template": {
             "name": template.name if template else CHAT,
@@ -655,6 +668,7 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             "truncated_tokens": stats["truncated_tokens"],
             "with_boundary_straddle": stats["examples_with_straddle"],
             "system_not_rendered": stats[SYSTEM_NOT_RENDERED],
+            "unrendered": unrendered,
         },
         "target_tokens": stats["target_tokens"],
         "target_ratio": stats["target_tokens"] / content if content else 0.0,

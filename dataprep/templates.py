@@ -82,6 +82,9 @@ class Rendered:
     text: str
     targets: tuple[tuple[int, int], ...]
     prompt_end: int
+    # What of the record the template did not print (chat: "content", "reasoning", "tool_calls"),
+    # one entry per message part; counted and warned about by the run.
+    unrendered: tuple[str, ...] = ()
 
     def target_text(self) -> str:
         """The target characters, concatenated (for reports and tests)."""

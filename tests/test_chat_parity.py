@@ -305,3 +305,37 @@ def test_a_system_prompt_the_template_hoists_does_not_hide_the_end_of_turn():
                 {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ok"}]
     rendered = chat.render_with_targets(messages)
     assert [rendered.text[a:b] for a, b in rendered.targets] == ["yo<｜end▁of▁sentence｜>", "ok<｜end▁of▁sentence｜>"]
+
+
+def test_parts_a_template_drops_by_design_are_reported():
+    _, _, chat, _, _ = family("gpt-oss")
+    rome = {**WEATHER, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+    messages = [
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4", "reasoning_content": "Two and two."},
+        {"role": "system", "content": "A second system prompt."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": "Checking both.", "tool_calls": [WEATHER, rome]},
+        {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."},
+    ]
+    rendered = chat.render_with_targets(messages)
+    assert sorted(rendered.unrendered) == ["content", "reasoning", "system", "tool_calls"]
+    # nothing is reported when everything is printed
+    plain = [messages[0], {"role": "assistant", "content": "4"}, messages[3], CALL, *messages[5:]]
+    assert chat.render_with_targets(plain).unrendered == ()
+
+
+def test_content_beside_a_call_that_llama_3_1_drops_is_counted_and_warned(tmp_path, caplog):
+    from dataprep.pipeline import run
+    from dataprep.recipe import recipe_from_dict
+
+    record = {"messages": [{"role": "user", "content": "Weather in Paris?"}, {**CALL, "content": "Let me check the weather service."},
+                           {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}],
+              "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]}
+    (tmp_path / "c.jsonl").write_text(json.dumps(record) + "\n")
+    recipe = recipe_from_dict({"task": "sft", "inputs": [{"path": "c.jsonl"}], "tokenizer": {"path": str(DATA / "tokenizers/llama-3")},
+                               "template": "chat", "chat": {"template": str(TEMPLATES / "llama3_1.jinja")}, "split": {"validation": 0.0}},
+                              base_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        manifest = run(recipe, tmp_path / "out", workers=1)
+    assert manifest["sft"]["examples"]["unrendered"] == {"content": 1}
+    assert "does not print every part of the records (examples affected: content 1)" in caplog.text
