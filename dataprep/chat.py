@@ -231,6 +231,7 @@ class ChatTemplate:
         self._special_re = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
         self._probed: tuple[tuple[str, ...], str | None, str] | None = None
         self._no_content: Any = _ABSENT  # what a tool call's missing content becomes (set by _probe)
+        self._regions: dict[tuple, tuple[int, int] | None] = {}  # _region's answers for the conversation at hand
 
     def __repr__(self) -> str:
         return f"ChatTemplate({len(self.source)} chars, eos_token={self.eos_token!r}, roles={self.roles})"
@@ -467,6 +468,7 @@ class ChatTemplate:
             TemplateRaised: The template called ``raise_exception`` on this conversation.
         """
         _check_policy(policy)
+        self._regions = {}  # a message's region is asked for by its own turn and by its neighbours'
         msgs, tools = self.prepare(messages, tools)
         if policy == "generation":
             return self._generation_targets(msgs, tools)
@@ -644,6 +646,14 @@ class ChatTemplate:
     ) -> tuple[int, int] | None:
         """[first, last) character of ``text`` that depends on message ``i``'s own strings, or None
         when the template renders none of them (found by rendering once more with them replaced)."""
+        key = (text, i, reasoning, calls, content)
+        if key not in self._regions:
+            self._regions[key] = self._find_region(msgs, i, text, tools, reasoning=reasoning, calls=calls, content=content)
+        return self._regions[key]
+
+    def _find_region(
+        self, msgs: list[dict], i: int, text: str, tools, *, reasoning: bool, calls: bool, content: bool
+    ) -> tuple[int, int] | None:
         mark = next((p for p in _PLACEHOLDERS if p not in text), None)
         if mark is None:
             return None
