@@ -28,8 +28,8 @@ from .ordered import OrderedStage
 from .progress import Progress
 from .read import InputFile, file_sha256, file_size, resolve_inputs
 from .recipe import Recipe
-from .tokenizer import LoadedTokenizer, load_tokenizer, train_tokenizer
-from .write import SplitWriter, batch_rows, open_output, sha256_file
+from .tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
+from .write import SplitWriter, batch_rows, open_output
 
 log = logging.getLogger("dataprep.run")
 
@@ -168,8 +168,6 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
     content = sum(p["content_tokens"] for p in pack.values())
     rows = {split: pack[split]["rows"] for split in C.SPLITS}
     slots = sum(p["rows"] * p["seq_len"] for p in pack.values())
-    trained = recipe.tokenizer.train is not None
-    saved = trained or bool(getattr(tokenizer, "added_tokens", None))  # sentinels added for span corruption
     manifest = {
         "format": plan.format,
         "dataprep_version": __version__,
@@ -179,19 +177,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
         "recipe_dir": str(recipe.base_dir),  # what the recipe's relative paths were resolved against
         "task": recipe.task,
         "seq_len": seq_len_of(recipe),
-        "tokenizer": {
-            "source": tokenizer.source,
-            "trained": trained,
-            "saved_as": C.TOKENIZER_DIR if saved else None,
-            "files": [] if trained else [{"path": str(p), "sha256": sha256_file(p)} for p in tokenizer.files],
-            "fingerprint": tokenizer.fingerprint,
-            "vocab_size": tokenizer.vocab_size,
-            "special_ids": tokenizer.special_ids,
-            "add_bos": recipe.tokenizer.add_bos,
-            "add_eos": recipe.tokenizer.add_eos,
-            "reference": recipe.tokenizer.reference,
-            **({"transformers_version": reference.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
-        },
+        "tokenizer": tokenizer_manifest(recipe, tokenizer),
         "inputs": [
             {
                 "path": f.location,

@@ -143,6 +143,8 @@ class Recipe:
     output: OutputSpec
     on_error: str
     base_dir: Path
+    max_dropped_fraction: float = 0.01  # on_error: skip: the most of any input's records that may be dropped
+    allow_empty: bool = False  # a run that writes no example (or an empty split) may succeed
     name: str = ""
     sft: SftSpec | None = None  # also set for task: fewshot (template, masking, max_length, overflow)
     objective: str = "clm"  # pretrain: clm | mlm | span_corruption
@@ -281,6 +283,8 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         output=OutputSpec(**r["output"]),
         on_error=r["on_error"],
         base_dir=base_dir,
+        max_dropped_fraction=r["max_dropped_fraction"],
+        allow_empty=r["allow_empty"],
         sft=sft,
         objective=r.get("objective", "clm"),
         mlm=MlmSpec(**r["mlm"]) if "mlm" in r else None,

@@ -357,6 +357,30 @@ def _groups(texts: list[str], budget: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any]:
+    """The manifest's ``tokenizer`` section: where the tokenizer came from, its files' digests, its
+    special tokens and how documents are framed (``recipe`` is a :class:`~dataprep.recipe.Recipe`)."""
+    from . import reference
+    from .columns import TOKENIZER_DIR
+    from .write import sha256_file
+
+    trained = recipe.tokenizer.train is not None
+    saved = trained or bool(getattr(tokenizer, "added_tokens", None))  # sentinels added for span corruption
+    return {
+        "source": tokenizer.source,
+        "trained": trained,
+        "saved_as": TOKENIZER_DIR if saved else None,
+        "files": [] if trained else [{"path": str(p), "sha256": sha256_file(p)} for p in tokenizer.files],
+        "fingerprint": tokenizer.fingerprint,
+        "vocab_size": tokenizer.vocab_size,
+        "special_ids": tokenizer.special_ids,
+        "add_bos": recipe.tokenizer.add_bos,
+        "add_eos": recipe.tokenizer.add_eos,
+        "reference": recipe.tokenizer.reference,
+        **({"transformers_version": reference.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
+    }
+
+
 def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path) -> LoadedTokenizer:
     """Load the tokenizer the spec names.
 
