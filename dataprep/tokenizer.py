@@ -27,6 +27,28 @@ for the folder instead (transformers 5.x gives other ids for Llama-style Sentenc
 By default special-token strings inside documents (``"<|endoftext|>"``) are encoded as plain
 text (``split_special_tokens: true``), so a document can never inject an EOS.
 
+Special tokens are never guessed silently. Each role (BOS, EOS, pad, unk) comes from the first
+of these that names it, and :attr:`LoadedTokenizer.sources` records which one did:
+
+=====================  =====================================================================
+source                 where
+=====================  =====================================================================
+``recipe``             ``tokenizer.bos_token`` / ``eos_token`` / ``pad_token``
+``tokenizer_config``   ``tokenizer_config.json`` (a string or an AddedToken object); ``null``
+                       there means the tokenizer has none, and ends the search
+``post_processor``     ``tokenizer.json``'s post-processor: a ``TemplateProcessing``'s special
+                       tokens before (BOS) and after (EOS) the sequence, ``RobertaProcessing``
+                       and ``BertProcessing`` cls (BOS) and sep (EOS), inside a ``Sequence`` too
+``model``              the model's own unknown token (unk only)
+``trained``            a tokenizer :func:`train_tokenizer` made: ``<|endoftext|>`` is EOS and pad
+``well_known_name``    ``<s>``, ``<|endoftext|>``, ``</s>``, ``<pad>``, ``<unk>`` (``[CLS]`` ...
+                       for WordPiece), only where the tokenizer marks that token special; logged
+                       as a warning that names the file, the token and the recipe key to set
+=====================  =====================================================================
+
+So an ordinary vocabulary entry that happens to be spelled ``<s>`` (Qwen3) or
+``<|endoftext|>`` (RoBERTa) never becomes a BOS or EOS.
+
 Multiprocessing: a :class:`LoadedTokenizer` pickles as its JSON (``to_str()``), a few MB for
 a 50k vocab. ``encode_batch_fast`` runs on the Rust thread pool; in worker processes that
 already give parallelism, set ``TOKENIZERS_PARALLELISM=false`` in the worker (before its first
@@ -40,6 +62,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,7 +74,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 
 from .errors import TokenizerError
 
-__all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "train_tokenizer"]
+__all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "train_tokenizer", "tokenizer_manifest"]
+
+log = logging.getLogger("dataprep.tokenizer")
 
 CONFIG_FILE = "tokenizer_config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -62,6 +87,12 @@ WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 BYTE_LEVEL_ALPHABET = 256
 TRAIN_KEYS = {"vocab_size", "min_frequency"}
 ROLES = ("bos", "eos", "pad")
+ALL_ROLES = (*ROLES, "unk")
+# Where a special token's role came from (LoadedTokenizer.sources; the manifest's special_tokens).
+RECIPE, CONFIG, POST_PROCESSOR, MODEL, TRAINED, WELL_KNOWN_NAME = (
+    "recipe", "tokenizer_config", "post_processor", "model", "trained", "well_known_name"
+)
+SOURCES = (RECIPE, CONFIG, POST_PROCESSOR, MODEL, TRAINED, WELL_KNOWN_NAME)
 TRANSFORMERS = "transformers"  # tokenizer.reference: the installed transformers' ids
 
 
@@ -123,7 +154,10 @@ class LoadedTokenizer:
         tokenizer: The underlying ``tokenizers.Tokenizer``.
         bos_id, eos_id, pad_id, unk_id: Special ids, ``None`` where the tokenizer has none.
         vocab_size: ``get_vocab_size(with_added_tokens=True)``.
+        tokens: role (``bos``, ``eos``, ``pad``, ``unk``) -> token text, ``None`` where none.
+        sources: role -> where it came from (:data:`SOURCES`), for the roles that exist.
         special_ids: ``{"bos": .., "eos": .., "pad": ..}`` for the roles that exist.
+        special_tokens: ``{role: {"token", "id", "source"}}`` for every role that exists, unk included.
         source: The resolved path that was loaded, or ``"trained"``.
         files: The files read to build it (for the manifest's checksums); empty when trained.
         fingerprint: sha256 of ``tokenizer.to_str()``; equal across processes and after
@@ -141,11 +175,13 @@ class LoadedTokenizer:
         add_bos: bool,
         add_eos: bool,
         split_special_tokens: bool,
+        sources: dict[str, str] | None = None,
     ):
         self.tokenizer = tokenizer
         self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
         self.tokenizer.encode_special_tokens = split_special_tokens
         self.tokens = dict(tokens)  # role ("bos", "eos", "pad", "unk") -> token string or None
+        self.sources = {role: src for role, src in (sources or {}).items() if self.tokens.get(role) is not None}
         self.source = source
         self.add_bos = add_bos
         self.add_eos = add_eos
@@ -159,6 +195,11 @@ class LoadedTokenizer:
         self.pad_id: int | None = ids.get("pad")
         self.unk_id: int | None = ids.get("unk")
         self.special_ids: dict[str, int] = {role: ids[role] for role in ROLES if ids.get(role) is not None}
+        self.special_tokens: dict[str, dict[str, Any]] = {
+            role: {"token": self.tokens[role], "id": ids[role], "source": self.sources.get(role)}
+            for role in ALL_ROLES
+            if ids.get(role) is not None
+        }
         self.vocab_size: int = self.tokenizer.get_vocab_size(with_added_tokens=True)
         self.fingerprint: str = hashlib.sha256(self.tokenizer.to_str().encode("utf-8")).hexdigest()
 
@@ -173,6 +214,7 @@ class LoadedTokenizer:
         return {
             "json": self.tokenizer.to_str(),
             "tokens": self.tokens,
+            "sources": self.sources,
             "source": self.source,
             "files": [str(f) for f in self.files],
             "add_bos": self.add_bos,
@@ -184,6 +226,7 @@ class LoadedTokenizer:
         self.__init__(  # type: ignore[misc]
             Tokenizer.from_str(state["json"]),
             tokens=state["tokens"],
+            sources=state.get("sources"),
             source=state["source"],
             files=state["files"],
             add_bos=state["add_bos"],
@@ -314,9 +357,8 @@ class LoadedTokenizer:
         """
         folder = Path(folder)
         config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
-        for role in (*ROLES, "unk"):
-            if self.tokens.get(role) is not None:
-                config[f"{role}_token"] = self.tokens[role]
+        for role in ALL_ROLES:  # null where none: a saved copy resolves to the same roles
+            config[f"{role}_token"] = self.tokens.get(role)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self.tokenizer.save(str(folder / TOKENIZER_FILE))
@@ -381,12 +423,14 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
     }
 
 
-def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path) -> LoadedTokenizer:
+def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) -> LoadedTokenizer:
     """Load the tokenizer the spec names.
 
     Args:
         spec: The recipe's ``tokenizer:`` section, with ``path`` set.
         base_dir: The recipe's folder; a relative ``path`` is resolved against it.
+        warn: Log a warning when a role falls back to a well-known token name (``validate``,
+            which re-derives the roles of a finished run, passes False).
 
     Returns:
         The loaded tokenizer with its special ids resolved.
@@ -415,10 +459,13 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path) -> LoadedTokenizer:
         tokenizer = _transformers_backend(path, files[0], kind=kind, lowercase=spec.lowercase)
     elif spec.reference != "tokenizers":
         raise TokenizerError(f"`tokenizer.reference` is {spec.reference!r}; valid values are 'tokenizers', 'transformers'")
-    tokens = _resolve_tokens(tokenizer, spec, kind=kind, config=config, config_file=config_file, source=str(path))
+    tokens, sources = _resolve_tokens(
+        tokenizer, spec, kind=kind, config=config, config_file=config_file, source=str(path), file=files[0], warn=warn
+    )
     return LoadedTokenizer(
         tokenizer,
         tokens=tokens,
+        sources=sources,
         source=str(path),
         files=[*files, *([config_file] if config_file else [])],
         add_bos=spec.add_bos,
@@ -461,10 +508,11 @@ def train_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> LoadedTokenize
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokens = _resolve_tokens(tokenizer, spec, kind="byte_level", config={}, config_file=None, source="trained")
+    tokens, sources = _resolve_tokens(tokenizer, spec, kind="trained", config={}, config_file=None, source="trained")
     return LoadedTokenizer(
         tokenizer,
         tokens=tokens,
+        sources=sources,
         source="trained",
         add_bos=spec.add_bos,
         add_eos=spec.add_eos,
@@ -582,6 +630,8 @@ def _gpt2_bpe(vocab: Path, merges: Path) -> Tokenizer:
     tokenizer = Tokenizer(model)
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
+    if tokenizer.token_to_id(ENDOFTEXT) is not None:  # GPT2TokenizerFast's one special token
+        tokenizer.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
     return tokenizer
 
 
@@ -608,23 +658,14 @@ def _wordpiece(vocab: Path, *, lowercase: bool) -> Tokenizer:
 
 # --- special tokens ---------------------------------------------------------------------
 
-
-def _config_token(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) and value else None
-
-
-def _well_known(tokenizer: Tokenizer, kind: str) -> dict[str, str | None]:
-    def first(*names: str) -> str | None:
-        return next((n for n in names if tokenizer.token_to_id(n) is not None), None)
-
-    if kind.startswith("wordpiece"):
-        return {"bos": first("[CLS]"), "eos": first("[SEP]"), "pad": first("[PAD]"), "unk": first("[UNK]")}
-    found = {"bos": first("<s>"), "eos": first(ENDOFTEXT, "</s>"), "pad": first("<pad>"), "unk": first("<unk>")}
-    if found["pad"] is None and kind == "byte_level":  # GPT-2 pads with <|endoftext|>
-        found["pad"] = first(ENDOFTEXT)
-    return found
+# Names tried last, in order, for a role nothing else named; used only where the tokenizer marks
+# the token special. GPT-2 pads with <|endoftext|> (byte-level BPEs only).
+WELL_KNOWN = {
+    "wordpiece": {"bos": ("[CLS]",), "eos": ("[SEP]",), "pad": ("[PAD]",), "unk": ("[UNK]",)},
+    "byte_level": {"bos": ("<s>",), "eos": (ENDOFTEXT, "</s>"), "pad": ("<pad>", ENDOFTEXT), "unk": ("<unk>",)},
+    "other": {"bos": ("<s>",), "eos": (ENDOFTEXT, "</s>"), "pad": ("<pad>",), "unk": ("<unk>",)},
+}
+_ROLE_NAMES = {"bos": "BOS", "eos": "EOS", "pad": "pad", "unk": "unknown"}
 
 
 def _resolve_tokens(
@@ -635,40 +676,140 @@ def _resolve_tokens(
     config: dict,
     config_file: Path | None,
     source: str,
-) -> dict[str, str | None]:
-    """role -> token: spec overrides, then the config file, then well-known names."""
-    well_known = _well_known(tokenizer, kind)
+    file: Path | None = None,
+    warn: bool = True,
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """role -> token and role -> where it came from, in the order the module docstring gives."""
     overrides = {"bos": spec.bos_token, "eos": spec.eos_token, "pad": spec.pad_token}
-    model_unk = getattr(tokenizer.model, "unk_token", None)
+    special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
+    post = _post_processor_tokens(tokenizer)
+    names = WELL_KNOWN["wordpiece" if kind.startswith("wordpiece") else "byte_level" if kind == "byte_level" else "other"]
     tokens: dict[str, str | None] = {}
-    for role in (*ROLES, "unk"):
-        override = overrides.get(role)
-        if override is not None:
-            _require_in_vocab(tokenizer, override, source, f"`tokenizer.{role}_token`", f"set `tokenizer.{role}_token`")
-            tokens[role] = override
-            continue
-        from_config = _config_token(config.get(f"{role}_token"))
-        if from_config is not None:
-            _require_in_vocab(
-                tokenizer,
-                from_config,
-                str(config_file),
-                f"{role}_token",
-                f"fix the file, or set `tokenizer.{role}_token` in the recipe" if role != "unk" else "fix the file",
-            )
-            tokens[role] = from_config
-        elif role == "unk" and isinstance(model_unk, str) and tokenizer.token_to_id(model_unk) is not None:
-            tokens[role] = model_unk
+    sources: dict[str, str] = {}
+    for role in ALL_ROLES:
+        found: str | None
+        if overrides.get(role) is not None:
+            found, where = overrides[role], RECIPE
+            _require_in_vocab(tokenizer, found, source, f"`tokenizer.{role}_token`", f"set `tokenizer.{role}_token`")
+        elif f"{role}_token" in config:
+            found, where = _config_token(config[f"{role}_token"], role, config_file), CONFIG
+            if found is not None:
+                fix = f"fix the file, or set `tokenizer.{role}_token` in the recipe" if role != "unk" else "fix the file"
+                _require_in_vocab(tokenizer, found, str(config_file), f"{role}_token", fix)
+        elif kind == "trained":
+            found, where = (ENDOFTEXT, TRAINED) if role in ("eos", "pad") else (None, None)
+        elif role in post:
+            found, where = post[role], POST_PROCESSOR
+            _require_in_vocab(tokenizer, found, source, f"the post-processor's {role} token", f"fix the file, or set `tokenizer.{role}_token`")
+        elif role == "unk" and (unk := _model_unk(tokenizer)) is not None:
+            found, where = unk, MODEL
         else:
-            tokens[role] = well_known[role]
+            found = next((n for n in names[role] if n in special), None)
+            where = WELL_KNOWN_NAME if found is not None else None
+        tokens[role] = found
+        if found is not None:
+            sources[role] = where
+    guessed = {role: tokens[role] for role in ALL_ROLES if sources.get(role) == WELL_KNOWN_NAME}
+    if guessed and warn:
+        by_token: dict[str, list[str]] = {}
+        for role, token in guessed.items():
+            by_token.setdefault(token, []).append(_ROLE_NAMES[role])
+        keys = [f"`tokenizer.{role}_token`" for role in guessed if role != "unk"]
+        fixes = [f"set {' and '.join(keys)} in the recipe"] if keys else []
+        fixes += ["add `unk_token` to tokenizer_config.json"] if "unk" in guessed else []
+        log.warning(
+            "%s: nothing names its %s token (no recipe key, tokenizer_config.json entry or post-processor); using %s: "
+            "special token(s) of the tokenizer, chosen by their well-known names. fix: %s",
+            file or source,
+            " and ".join(_ROLE_NAMES[role] for role in guessed),
+            ", ".join(f"{token!r} as {' and '.join(roles)}" for token, roles in by_token.items()),
+            "; or ".join(fixes),
+        )
     for role, flag in (("bos", spec.add_bos), ("eos", spec.add_eos)):
         if flag and tokens[role] is None:
-            raise TokenizerError(
-                f"{source}: tokenizer has no {role.upper()} token; set `tokenizer.{role}_token` in the recipe, "
-                f"or `tokenizer.add_{role}: false`"
-            )
+            raise TokenizerError(f"{source}: {_no_role(tokenizer, role, names[role], config, config_file)}")
     _mark_special(tokenizer, [t for t in tokens.values() if t is not None])
-    return tokens
+    return tokens, sources
+
+
+def _config_token(value: Any, role: str, config_file: Path | None) -> str | None:
+    """A config entry's token: a string, an AddedToken object (``{"content": ...}``), or None for null."""
+    if value is None:
+        return None
+    token = value.get("content") if isinstance(value, dict) else value
+    if not isinstance(token, str) or not token:
+        raise TokenizerError(
+            f"{config_file}: {role}_token is {value!r}; expected a token string, an AddedToken object with its "
+            f"`content`, or null for none. Fix the file, or set `tokenizer.{role}_token` in the recipe"
+        )
+    return token
+
+
+def _post_processor_tokens(tokenizer: Tokenizer) -> dict[str, str]:
+    """BOS and EOS as the post-processor frames a sequence (see the module docstring)."""
+    processor = tokenizer.post_processor
+    if processor is None:
+        return {}
+    found: dict[str, str] = {}
+    for step in _steps(json.loads(processor.__getstate__())):
+        for role, token in _frame_tokens(step).items():
+            found.setdefault(role, token)
+    return found
+
+
+def _steps(processor: dict) -> list[dict]:
+    if processor.get("type") == "Sequence":
+        return [s for p in processor.get("processors", []) for s in _steps(p)]
+    return [processor]
+
+
+def _frame_tokens(step: dict) -> dict[str, str]:
+    kind = step.get("type")
+    if kind in ("RobertaProcessing", "BertProcessing"):
+        pairs = {"bos": step.get("cls"), "eos": step.get("sep")}
+        return {role: pair[0] for role, pair in pairs.items() if isinstance(pair, list) and pair and isinstance(pair[0], str)}
+    if kind != "TemplateProcessing":
+        return {}
+    specials = step.get("special_tokens") or {}
+
+    def text(item: dict) -> str | None:  # a template item's token, when it is one special token
+        tokens = (specials.get(item["SpecialToken"]["id"]) or {}).get("tokens") or []
+        return tokens[0] if len(tokens) == 1 else None
+
+    found: dict[str, str] = {}
+    for template in (step.get("single") or [], step.get("pair") or []):
+        sequences = [i for i, item in enumerate(template) if "Sequence" in item]
+        if not sequences:
+            continue
+        before = [text(item) for item in template[: sequences[0]] if "SpecialToken" in item]
+        after = [text(item) for item in template[sequences[-1] + 1 :] if "SpecialToken" in item]
+        if before and before[0]:
+            found.setdefault("bos", before[0])
+        if after and after[0]:
+            found.setdefault("eos", after[0])
+    return found
+
+
+def _model_unk(tokenizer: Tokenizer) -> str | None:
+    """The model's own unknown token: BPE, WordPiece and WordLevel name it, Unigram gives its id."""
+    model = tokenizer.model
+    if isinstance(model, models.Unigram):
+        unk_id = json.loads(model.__getstate__()).get("unk_id")
+        return None if unk_id is None else model.id_to_token(unk_id)
+    unk = getattr(model, "unk_token", None)
+    return unk if isinstance(unk, str) and tokenizer.token_to_id(unk) is not None else None
+
+
+def _no_role(tokenizer: Tokenizer, role: str, names: tuple[str, ...], config: dict, config_file: Path | None) -> str:
+    """The tokenizer has no ``role`` token: the fix, then why."""
+    if config.get(f"{role}_token", "") is None:
+        why = f"{config_file} says {role}_token: null"
+    else:
+        why = "no recipe key, tokenizer_config.json entry or post-processor names one"
+        ordinary = [n for n in names if tokenizer.token_to_id(n) is not None]
+        if ordinary:
+            why += f"; {' and '.join(map(repr, ordinary))} is only an ordinary token of the vocabulary, not a special one"
+    return f"tokenizer has no {role.upper()} token; set `tokenizer.{role}_token` in the recipe, or `tokenizer.add_{role}: false` ({why})"
 
 
 def _require_in_vocab(tokenizer: Tokenizer, token: str, where: str, what: str, fix: str) -> None:

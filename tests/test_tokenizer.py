@@ -332,12 +332,17 @@ class TestErrors:
         assert "eos_token '<eos>' is not in the tokenizer's vocabulary" in message
         assert "'</s>'" in message  # a close match
 
-    def test_config_dict_tokens_and_well_known_fallback(self, tmp_path: Path) -> None:
+    def test_config_dict_tokens_and_no_guess_from_ordinary_entries(self, tmp_path: Path) -> None:
+        """`</s>` and `<s>` here are ordinary vocabulary entries: never taken for EOS or BOS."""
         folder = _word_level(tmp_path / "t", {"<unk>": 0, "</s>": 1, "<s>": 2, "<eos>": 3})
-        assert load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA).special_ids == {"bos": 2, "eos": 1}
+        with pytest.raises(TokenizerError, match=r"has no EOS token.*'</s>' is only an ordinary token"):
+            load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
+        unframed = load_tokenizer(TokenizerSpec(path=str(folder), add_eos=False), base_dir=DATA)
+        assert unframed.special_ids == {} and unframed.special_tokens == {"unk": {"token": "<unk>", "id": 0, "source": "model"}}
         (folder / "tokenizer_config.json").write_text('{"eos_token": {"content": "<eos>"}, "pad_token": null}')
         loaded = load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
-        assert loaded.special_ids == {"bos": 2, "eos": 3} and loaded.unk_id == 0
+        assert loaded.special_ids == {"eos": 3} and loaded.unk_id == 0
+        assert loaded.sources == {"eos": "tokenizer_config", "unk": "model"}
 
     def test_override_not_in_vocab_lists_close_matches(self) -> None:
         with pytest.raises(TokenizerError) as info:
@@ -352,8 +357,8 @@ class TestErrors:
         with pytest.raises(TokenizerError) as info:
             load_tokenizer(TokenizerSpec(path=str(folder)), base_dir=DATA)
         assert str(info.value) == (
-            f"{folder}: tokenizer has no EOS token; "
-            "set `tokenizer.eos_token` in the recipe, or `tokenizer.add_eos: false`"
+            f"{folder}: tokenizer has no EOS token; set `tokenizer.eos_token` in the recipe, or `tokenizer.add_eos: false` "
+            "(no recipe key, tokenizer_config.json entry or post-processor names one)"
         )
         assert load_tokenizer(TokenizerSpec(path=str(folder), add_eos=False), base_dir=DATA).eos_id is None
 
