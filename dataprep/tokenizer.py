@@ -74,7 +74,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 
 from .errors import TokenizerError
 
-__all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "train_tokenizer", "tokenizer_manifest"]
+__all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "train_tokenizer", "tokenizer_manifest", "unknown_token_id"]
 
 log = logging.getLogger("dataprep.tokenizer")
 
@@ -416,11 +416,22 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
         "fingerprint": tokenizer.fingerprint,
         "vocab_size": tokenizer.vocab_size,
         "special_ids": tokenizer.special_ids,
+        "special_tokens": tokenizer.special_tokens,  # with where each role came from
         "add_bos": recipe.tokenizer.add_bos,
         "add_eos": recipe.tokenizer.add_eos,
         "reference": recipe.tokenizer.reference,
         **({"transformers_version": reference.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
     }
+
+
+def unknown_token_id(special_tokens: dict[str, dict[str, Any]]) -> int | None:
+    """The id that stands for text the tokenizer cannot represent, from ``special_tokens`` (a
+    :class:`LoadedTokenizer`'s or a manifest's); None when there is none, or when that id also
+    serves as BOS, EOS or pad (its occurrences then say nothing about lost text)."""
+    unk = special_tokens.get("unk")
+    if unk is None:
+        return None
+    return None if unk["id"] in {special_tokens[r]["id"] for r in ROLES if r in special_tokens} else unk["id"]
 
 
 def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) -> LoadedTokenizer:
