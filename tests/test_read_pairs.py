@@ -514,7 +514,7 @@ TABULAR_CASES = [
         "line 3",
         "invalid_utf8",
         "invalid UTF-8 at byte 3 of the line (invalid continuation byte: b'\\xe9')",
-        "re-encode the file as UTF-8",
+        "`encoding: ",
     ),
     (
         "d.csv",
@@ -523,7 +523,7 @@ TABULAR_CASES = [
         "line 4",
         "invalid_utf8",
         "invalid UTF-8 at byte 3 of the line (invalid start byte: b'\\xff')",
-        "re-encode the file as UTF-8",
+        "`encoding: ",
     ),
 ]
 

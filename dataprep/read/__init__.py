@@ -24,11 +24,18 @@ do that). Bad records (invalid UTF-8, malformed JSON or rows, missing or
 wrong-typed fields, a JSON value that is not an object) either raise
 :class:`~dataprep.errors.InputError` or, with ``on_error="skip"``, are counted by
 reason (:data:`DROP_REASONS`) and logged (the first ``MAX_LOGGED`` per file, then
-one summary line).
+one summary line). A damaged *file* is never a bad record: a .gz/.zst, parquet or
+arrow file cut short or corrupt raises in both modes, naming the file and the fix.
+
+Every text reader reads UTF-8 bytes from :func:`open_binary`, which decompresses and,
+for an input with another ``encoding:`` (or ``auto``, decided per file when inputs are
+resolved and kept as ``InputFile.encoding``), transcodes on the fly::
+
+    file bytes -> _compressed (gzip / zstd, damage = InputError) -> _transcode (codec -> UTF-8) -> reader
 
 Modules, in the order data flows through them::
 
-    _inputs     InputSpec, InputFile, resolve_inputs: what to read
+    _inputs     InputSpec, InputFile, resolve_inputs: what to read (encoding resolved per file)
     _fields     FieldSpec and the kinds (text, any, json, messages): what a record must hold
     _messages   chat adapters: OpenAI / ShareGPT -> canonical messages (tool calls, reasoning, train flags)
     _nested     records: nested sources, one record per list element, parents reached with ^
@@ -38,7 +45,10 @@ Modules, in the order data flows through them::
     _delimited  tsv and csv (streamed)
     _columnar   parquet and arrow / HF datasets (column at a time)
     _records    read_records, read_batches: batching and provenance
-    _common     opening files, the bad-record policy, message helpers
+    _common     open_binary, the bad-record policy, message helpers
+    _compressed gzip / zstd streams where a cut or corrupt container is a file error
+    _encoding   `encoding:` names, detecting a codec (auto), the codec a message suggests
+    _transcode  any codec -> UTF-8 bytes, incrementally; bytes the codec rejects marked
 """
 
 from ._columnar import arrow_batches

@@ -6,6 +6,11 @@ way JSON records are. Field paths step into struct fields by name and into list
 columns by number (``instances.0.output``), both vectorised; a row whose list is too
 short or null is missing the field. ``line`` is the 0-based row index, counted across
 the shards of an HF dataset. Bad rows are reported in row order when raising.
+
+A file cut short or corrupt is a file error (:class:`~dataprep.errors.InputError`), in
+both ``on_error`` modes: parquet and the Arrow IPC file format find it in their footer;
+an Arrow IPC *stream* (what ``datasets`` writes) must end with its end-of-stream marker,
+since one cut between two batches otherwise reads as a shorter, complete stream.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataprep import storage
+from dataprep.errors import InputError
 
-from ._common import FIX_UTF8, BadRecords, load_json_file, names_list, utf8_message
+from ._common import SKIP, BadRecords, load_json_file, names_list, utf8_message
 from ._fields import EMPTY, REASONS, Field
 from ._inputs import HF_STATE, InputFile
 
@@ -28,6 +34,10 @@ Piece = tuple[list[pa.Array], pa.Array]
 Problem = tuple[str, np.ndarray, object, str]  # (reason, bad rows, message or row -> message, fix)
 _STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda _: False))
 _LIST_TYPES = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+_FIX_DAMAGED = "the file is damaged or incomplete: download, copy or write it again"
+_ARROW_FILE_MAGIC = b"ARROW1"
+_ARROW_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker, then a message of length 0
+_FIX_UTF8 = f"the program that wrote the file stored bytes that are not UTF-8 in a string column: write it again with the text decoded, {SKIP}"
 
 
 def read_columnar(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
@@ -45,7 +55,10 @@ def read_columnar(file: InputFile, fields: list[Field], bad: BadRecords, batch_s
 
 
 def _parquet_batches(file: InputFile, tops: list[str], batch_size: int) -> Iterator[tuple[pa.RecordBatch, list]]:
-    parquet = pq.ParquetFile(storage.open_random(file.url)) if file.url else pq.ParquetFile(file.path, memory_map=True)
+    try:
+        parquet = pq.ParquetFile(storage.open_random(file.url)) if file.url else pq.ParquetFile(file.path, memory_map=True)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(file.location, None, f"not a complete parquet file (truncated or corrupt): {exc}", _FIX_DAMAGED) from exc
     names = parquet.schema_arrow.names
     present = [top for top in tops if top in names]
     if present:
@@ -64,17 +77,35 @@ def arrow_batches(file: InputFile, batch_size: int) -> Iterator[tuple[pa.RecordB
     else:
         paths = [file.path]
     for path in paths:
+        location = file.url or str(path)
         with (storage.open_random(file.url) if file.url else pa.memory_map(str(path), "r")) as source:
-            try:
-                reader = pa.ipc.open_file(source)
-            except pa.ArrowInvalid:  # not the IPC file format: the stream format `datasets` writes
+            if source.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC:  # the IPC file format
                 source.seek(0)
-                batches = iter(pa.ipc.open_stream(source))
-            else:
+                try:
+                    reader = pa.ipc.open_file(source)
+                except pa.ArrowInvalid as exc:
+                    message = f"not a complete Arrow IPC file (truncated or corrupt: no footer): {exc}"
+                    raise InputError(location, None, message, _FIX_DAMAGED) from exc
                 batches = (reader.get_batch(index) for index in range(reader.num_record_batches))
+            else:  # the stream format `datasets` writes
+                source.seek(0)
+                batches = _stream_batches(source, location)
             for batch in batches:  # sliced (zero-copy) so Python conversions stay batch-sized
                 for start in range(0, batch.num_rows, batch_size):
                     yield batch.slice(start, batch_size), batch.schema.names
+
+
+def _stream_batches(source, location: str) -> Iterator[pa.RecordBatch]:
+    """The batches of an Arrow IPC stream, which must end with its end-of-stream marker."""
+    try:
+        yield from pa.ipc.open_stream(source)
+    except pa.ArrowInvalid as exc:
+        raise InputError(location, None, f"truncated or corrupt Arrow IPC stream: {exc}", _FIX_DAMAGED) from exc
+    end = source.tell()
+    source.seek(max(end - len(_ARROW_EOS), 0))
+    if source.read(len(_ARROW_EOS)) != _ARROW_EOS:
+        message = f"truncated: the Arrow IPC stream ends after {end} bytes without its end-of-stream marker"
+        raise InputError(location, None, message, _FIX_DAMAGED)
 
 
 def _batch_values(
@@ -215,4 +246,4 @@ def _invalid_utf8_rows(column: pa.Array, skip: np.ndarray) -> Problem:
                 value.decode("utf-8")
             except UnicodeDecodeError as exc:
                 rows[i], errors[i] = True, utf8_message(exc, value, "value")
-    return "invalid_utf8", rows, errors.__getitem__, FIX_UTF8
+    return "invalid_utf8", rows, errors.__getitem__, _FIX_UTF8

@@ -1,9 +1,8 @@
-"""What every reader shares: opening (decompressing) files, bad-record policy, message helpers."""
+"""What every reader shares: opening files as UTF-8 bytes, bad-record policy, message helpers."""
 
 from __future__ import annotations
 
 import collections
-import gzip
 import io
 import json
 import logging
@@ -11,10 +10,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import zstandard
 
-from dataprep import storage
 from dataprep.errors import InputError
+
+from ._compressed import BLOCK, open_decompressed
+from ._encoding import read_head, suggest_fix, wide_codec, wide_family
+from ._transcode import Transcoded, unmark
 
 if TYPE_CHECKING:
     from ._inputs import InputFile
@@ -37,11 +38,6 @@ DROP_REASONS = (
 )
 MAX_LOGGED = 10  # bad records logged one by one per file; the rest go into one summary line
 
-_BLOCK = 1 << 20  # read size for files and decompressors
-
-FIX_UTF8 = (
-    "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or set `on_error: skip` to drop such records"
-)
 SKIP = "or set `on_error: skip` to drop such records"
 
 
@@ -50,9 +46,24 @@ class BadRecords:
     (``validate --recipe``), counts it and appends ``(file, location, reason, message, fix)``."""
 
     def __init__(self, file: InputFile, on_error: str, drops: collections.Counter, sink: list | None = None):
-        self.path, self.raise_ = file.location, on_error == "raise"
+        self.file, self.path, self.raise_ = file, file.location, on_error == "raise"
         self.drops, self.counts, self.logged = drops, collections.Counter(), 0
         self.sink = sink
+        self.encoding_fix: str | None = None  # what to set, worked out from the file at its first bad text
+
+    def invalid_text(self, location: str, exc: UnicodeDecodeError, data: bytes, scope: str) -> None:
+        """Report a record whose bytes are not text in the input's encoding (``invalid_utf8``)."""
+        self.report("invalid_utf8", location, self.text_message(exc, data, scope), f"{self.text_fix(data)}, {SKIP}")
+
+    def text_message(self, exc: UnicodeDecodeError, data: bytes, scope: str) -> str:
+        """What is wrong with ``data`` (a line, record or file as the reader got it, UTF-8 after transcoding)."""
+        return text_message(exc, data, scope, self.file.encoding)
+
+    def text_fix(self, data: bytes = b"") -> str:
+        """The encoding to set (worked out once per file from its first bytes, else from ``data``)."""
+        if self.encoding_fix is None:
+            self.encoding_fix = encoding_fix(self.file, data)
+        return self.encoding_fix
 
     def report(self, reason: str, location: str, message: str, fix: str) -> None:
         if self.sink is not None:
@@ -94,17 +105,29 @@ class BadRecords:
 
 
 def open_binary(file: InputFile) -> BinaryIO:
-    """Binary stream of the decompressed file (local or a URL), read in large blocks."""
-    if file.url:  # pyarrow's stream decompresses gzip and zstd (every frame) itself
-        return io.BufferedReader(storage.open_input(file.url, compression=file.compression), buffer_size=_BLOCK)
-    if file.compression == "gzip":
-        return io.BufferedReader(gzip.open(file.path, "rb"), buffer_size=_BLOCK)
-    if file.compression == "zstd":
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            open(file.path, "rb"), read_size=_BLOCK, read_across_frames=True, closefd=True
-        )
-        return io.BufferedReader(reader, buffer_size=_BLOCK)
-    return open(file.path, "rb", buffering=_BLOCK)
+    """The file's text as UTF-8 bytes (local or a URL, decompressed, transcoded from ``file.encoding``).
+
+    A utf-8 file's bytes pass through untouched (a byte-order mark included: readers decide).
+    A file that is plainly UTF-16 or UTF-32 (a byte-order mark, or the zero bytes of ASCII
+    text in it) read as anything else is a file error, in both ``on_error`` modes: its every
+    line would otherwise be read as text with NULs in it, not reported.
+
+    Raises:
+        InputError: The file is damaged (see :mod:`._compressed`), or UTF-16/32 read as another codec.
+    """
+    fh = open_decompressed(file)
+    codec = file.encoding
+    wide = wide_codec(fh.peek(_WIDE)[:_WIDE])
+    if wide is not None and wide_family(wide[0]) != wide_family(codec):
+        fh.close()
+        message = f"the file looks like {wide[0]} ({wide[1]}), but it is read as {codec}"
+        raise InputError(file.location, None, message, f"set `encoding: {wide[0]}` on this input (or `encoding: auto`)")
+    if codec == "utf-8":
+        return fh
+    return io.BufferedReader(Transcoded(fh, codec), buffer_size=BLOCK)
+
+
+_WIDE = 4096  # bytes looked at for UTF-16/32
 
 
 def load_json_file(path) -> dict:
@@ -118,6 +141,24 @@ def load_json_file(path) -> dict:
 
 def utf8_message(exc: UnicodeDecodeError, data: bytes, scope: str) -> str:
     return f"invalid UTF-8 at byte {exc.start} of the {scope} ({exc.reason}: {data[exc.start:exc.end]!r})"
+
+
+def text_message(exc: UnicodeDecodeError, data: bytes, scope: str, codec: str) -> str:
+    """:func:`utf8_message`, or for a transcoded file the bytes its codec rejected, as they are in the file."""
+    original = None if codec == "utf-8" else unmark(data, exc.start)
+    if original is None:
+        return utf8_message(exc, data, scope)
+    before = len(data[: exc.start].decode("utf-8", "replace"))
+    return f"bytes that are not valid {codec} after {before} characters of the {scope} ({original!r})"
+
+
+def encoding_fix(file: InputFile, data: bytes = b"") -> str:
+    """What to set when ``file`` holds bytes its codec rejects (``data``: the record, as read)."""
+    try:
+        head = read_head(file)
+    except (InputError, OSError):  # a damaged file: its own error comes when the reader gets there
+        head = b""
+    return suggest_fix(head, data if file.encoding == "utf-8" else b"", file.encoding)
 
 
 def json_message(exc: Exception) -> str:

@@ -10,10 +10,28 @@
 Dialects: tsv splits at tabs and nothing else (``csv.QUOTE_NONE``: a quote is an
 ordinary character, as in the UCI corpora); csv is RFC 4180 (``"`` quotes values
 holding commas, quotes or newlines; ``""`` is a quote). ``line`` is the 1-based
-line where a record starts. Blank lines (only whitespace) are not records. A row
-with the wrong number of columns or broken quoting is a bad record (``bad_row``);
-invalid UTF-8 is ``invalid_utf8``. A UTF-8 byte-order mark is dropped, and the
-line ends (``\\n`` or ``\\r\\n``) are not part of the last value.
+line where a record starts. Blank lines (empty, or whitespace with no delimiter:
+a tsv line ``\\t`` is a row of two empty values) are not records. A row
+with the wrong number of columns or broken quoting within its line is a bad record
+(``bad_row``); invalid UTF-8 (text not valid in the input's ``encoding``) is
+``invalid_utf8``. A UTF-8 byte-order mark is dropped, and the line ends (``\\n`` or
+``\\r\\n``) are not part of the last value. So every line is part of a record, the
+header, blank, or counted as dropped.
+
+A quoted csv value that runs past the end of its line and then never closes, or is
+broken by a quote that does not end it cleanly, is a file error naming the line where
+the quote opened, in both ``on_error`` modes::
+
+    id,text        line 1
+    1,"open        line 2   InputError: "..., line 2: unterminated quoted value: the quote
+    2,plain        line 3   opened on this line is never closed (lines 2-4, to the end of
+    3,more         line 4   the file, would be one value)"
+
+That is what the tools most trusted with csv do (PostgreSQL ``COPY``: "unterminated CSV
+quoted field"; pandas: "EOF inside string starting at row N"; Python's csv module in
+strict mode; DuckDB): once a quote is open, the lines after it are part of a value by
+the grammar, and which of them were meant as rows is a guess. Guessing would turn part
+of a value into records, or records into part of a value, without a count saying so.
 """
 
 from __future__ import annotations
@@ -23,7 +41,7 @@ from collections.abc import Iterator
 
 from dataprep.errors import InputError
 
-from ._common import FIX_UTF8, SKIP, BadRecords, names_list, open_binary, utf8_message
+from ._common import SKIP, BadRecords, names_list, open_binary
 from ._fields import Field, RowExtractor
 from ._inputs import InputFile
 from ._json import Piece, Rows
@@ -42,8 +60,8 @@ _FIELD_LIMIT = 1 << 30  # the csv module's default of 128 KiB per value is too s
 class _Lines:
     """Decoded lines for ``csv.reader``; remembers the first line with invalid UTF-8 since the last row."""
 
-    def __init__(self, fh):
-        self.fh, self.number, self.error = fh, 0, None  # error: (line number, message)
+    def __init__(self, fh, bad: BadRecords):
+        self.fh, self.bad, self.number, self.error = fh, bad, 0, None  # error: (line number, message, raw line)
 
     def __iter__(self) -> Iterator[str]:
         for raw in self.fh:
@@ -52,13 +70,13 @@ class _Lines:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 if self.error is None:
-                    self.error = (self.number, utf8_message(exc, raw, "line"))
+                    self.error = (self.number, self.bad.text_message(exc, raw, "line"), raw)
                 line = raw.decode("utf-8", "replace")
             if self.number == 1 and line[:1] == "\ufeff":
                 line = line[1:]
             yield line
 
-    def take_error(self) -> tuple[int, str] | None:
+    def take_error(self) -> tuple[int, str, bytes] | None:
         error, self.error = self.error, None
         return error
 
@@ -72,7 +90,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
     extract = None
     rows = Rows(len(fields), batch_size)
     with open_binary(file) as fh:
-        lines = _Lines(fh)
+        lines = _Lines(fh, bad)
         reader = csv.reader(lines, **DIALECTS[fmt])
         end = 0  # last line of the previous row
         header_pending = spec.header
@@ -85,6 +103,8 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
             except csv.Error as exc:
                 row, error = None, f"malformed {fmt} row: {_csv_error(exc)}"
             start, end = end + 1, reader.line_num
+            if error is not None and end > start:
+                _open_quote(file, start, end, error)
             utf8 = lines.take_error()
             if utf8 is None and row is not None and _blank(row):
                 continue
@@ -92,7 +112,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
             if header_pending:
                 header_pending = False
                 if utf8 or error:
-                    line, message = utf8 or (start, error)
+                    line, message = utf8[:2] if utf8 else (start, error)
                     fix = "fix the header row; it cannot be skipped like a record"
                     raise InputError(file.location, f"line {line}", message, fix)
                 names = names or tuple(row)
@@ -100,7 +120,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
                 extract = _extractor(fields, bad, names)
                 continue
             if utf8 is not None:
-                bad.report("invalid_utf8", f"line {utf8[0]}", utf8[1], FIX_UTF8)
+                bad.report("invalid_utf8", f"line {utf8[0]}", utf8[1], f"{bad.text_fix(utf8[2])}, {SKIP}")
                 continue
             if error is not None:
                 bad.report("bad_row", location, error, fix_row)
@@ -116,6 +136,22 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
                 yield piece
     if rows.lines:
         yield rows.take()
+
+
+def _open_quote(file: InputFile, start: int, end: int, error: str) -> None:
+    """Raise for a quoted value that runs from line ``start`` over more lines and never closes or breaks."""
+    if error.endswith("unexpected end of data"):
+        message = (
+            f"unterminated quoted value: the quote opened on this line is never closed"
+            f" (lines {start}-{end}, to the end of the file, would be one value)"
+        )
+    else:
+        message = f"the quoted value opened on this line runs over lines {start}-{end} and breaks there ({error})"
+    fix = (
+        f'close the quote on line {start} (a quote inside a quoted value is written twice: ""), or quote nothing'
+        " there; a file whose rows cannot be told apart cannot be skipped record by record"
+    )
+    raise InputError(file.location, f"line {start}", message, fix)
 
 
 def _blank(row: list[str]) -> bool:

@@ -15,6 +15,7 @@ from dataprep import storage
 from dataprep.errors import InputError
 
 from ._common import load_json_file
+from ._encoding import NAMES, canonical, detect_file
 from ._messages import ROLE_TARGETS
 from ._nested import parse_records
 from ._template import parse_template
@@ -61,6 +62,10 @@ class InputSpec:
             (see :mod:`._nested`).
         text_template: Pretraining text built from fields, e.g. ``"{prompt}{canonical_solution}"``
             (see :mod:`._template`); instead of ``text_field``.
+        encoding: Text formats (txt, jsonl, json, tsv, csv): the file's codec, ``utf-8`` (default),
+            any text codec Python knows (``utf-8-sig``, ``latin-1``, ``cp1252``, ``utf-16``,
+            ``utf-32``, ...) or ``auto``, detected per file from its first bytes (see
+            :mod:`._encoding`). Parquet and Arrow strings are UTF-8 by definition.
     """
 
     path: str
@@ -72,6 +77,7 @@ class InputSpec:
     roles: tuple[tuple[str, str], ...] | None = None
     records: str | None = None
     text_template: str | None = None
+    encoding: str = "utf-8"
 
     def __post_init__(self) -> None:
         if isinstance(self.columns, list):  # from YAML; a tuple keeps the spec hashable
@@ -87,7 +93,7 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class InputFile:
-    """One file to read (or one HF ``save_to_disk`` dataset folder), format resolved."""
+    """One file to read (or one HF ``save_to_disk`` dataset folder), format and encoding resolved."""
 
     path: Path
     format: str  # never "auto"
@@ -95,6 +101,7 @@ class InputFile:
     spec: InputSpec
     entry: int = 0  # index of the recipe input (``inputs[entry]``) that named this file
     url: str | None = None  # the file's URL when it is not local (``path`` is then its name only)
+    encoding: str = "utf-8"  # the codec the text is read with, by Python's name; never "auto" (utf-8 for parquet/arrow)
 
     @property
     def location(self) -> str:
@@ -180,6 +187,8 @@ def _check_spec(spec: InputSpec) -> None:
         if spec.text_field != "text":
             message = f"both `text_field: {spec.text_field}` and `text_template:` name the text"
             raise InputError(spec.path, None, message, "keep one of them")
+    if not isinstance(spec.encoding, str) or (spec.encoding != "auto" and canonical(spec.encoding) is None):
+        raise InputError(spec.path, None, f"unknown text encoding {spec.encoding!r}", f"set `encoding:` to {NAMES}")
     if spec.format not in ("auto", *TABULAR) and (spec.columns is not None or not spec.header):
         option = "columns" if spec.columns is not None else "header"
         message = f"`{option}:` applies to tsv and csv inputs only, not {spec.format}"
@@ -324,7 +333,15 @@ def _input_file(path: Path, spec: InputSpec, *, url: str | None = None) -> Input
     if fmt in TABULAR and not spec.header and spec.columns is None:
         message = f"{path} has no header row (`header: false`), so its columns have no names"
         raise InputError(spec.path, None, message, 'name them with `columns:`, e.g. ["sentence", "label"]')
-    return InputFile(path, fmt, compression, spec, url=url)
+    file = InputFile(path, fmt, compression, spec, url=url)
+    if fmt in ("parquet", "arrow"):
+        if spec.encoding not in ("auto", "utf-8") and canonical(spec.encoding) != "utf-8":
+            message = f"`encoding: {spec.encoding}` applies to text files; {path} is {fmt}, whose strings are UTF-8"
+            raise InputError(spec.path, None, message, "remove `encoding:` from this input")
+        return file
+    if spec.encoding == "auto":
+        return dataclasses.replace(file, encoding=detect_file(file))
+    return dataclasses.replace(file, encoding=canonical(spec.encoding))
 
 
 def file_size(file: InputFile) -> int:

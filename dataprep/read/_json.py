@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from dataprep.errors import InputError
 
-from ._common import FIX_UTF8, SKIP, BadRecords, json_message, json_type, open_binary, utf8_message
+from ._common import SKIP, BadRecords, json_message, json_type, open_binary
 from ._fields import Field, RowExtractor
 from ._inputs import InputFile
 from ._nested import RecordsPath, parse_records, walk
@@ -56,7 +56,7 @@ def _decoded_lines(fh, bad: BadRecords) -> Iterator[tuple[int, str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
+            bad.invalid_text(f"line {lineno}", exc, raw, "line")
             continue
         if lineno == 1 and line[:1] == "\ufeff":
             line = line[1:]
@@ -103,7 +103,7 @@ def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        message, fix = utf8_message(exc, data, "file"), f"re-encode the file as UTF-8 ({whole})"
+        message, fix = bad.text_message(exc, data, "file"), f"{bad.text_fix(data[max(exc.start - 2048, 0) : exc.start + 2048])} ({whole})"
         raise InputError(path, f"line {line}", message, fix) from exc
     del data
     try:

@@ -94,8 +94,10 @@ def read_batches(
     or paragraph starts; 1 for a txt file read whole), the 0-based record index for
     json arrays and the 0-based row index for parquet/arrow (counted across the
     shards of a dataset). Blank lines (only whitespace) are not records in jsonl,
-    tsv, csv and txt line mode, and separate paragraphs in paragraph mode. A UTF-8
-    byte-order mark is dropped in json/jsonl/tsv/csv and kept in txt.
+    tsv, csv and txt line mode, and separate paragraphs in paragraph mode. Text is
+    decoded with the input's ``encoding`` (``file.encoding``); with ``utf-8`` a
+    byte-order mark is dropped in json/jsonl/tsv/csv and kept in txt, with
+    ``utf-8-sig`` it is dropped in txt too.
 
     Args:
         file: The input, from :func:`resolve_inputs`.
@@ -111,7 +113,9 @@ def read_batches(
 
     Raises:
         InputError: A bad record with ``on_error="raise"``; always for a json file that
-            does not parse as a whole or a file that cannot be read (corrupt, truncated).
+            does not parse as a whole, a file that cannot be read (a .gz/.zst, parquet or
+            arrow file cut short or corrupt), a UTF-16/32 file read as another codec, or a
+            csv quote that never closes (see :mod:`._delimited`).
         ConfigError: ``batch_size`` < 1 or an unknown ``on_error``.
     """
     template = file.spec.text_template

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._common import FIX_UTF8, BadRecords, open_binary, utf8_message
+from ._common import BadRecords, open_binary
 from ._inputs import InputFile
 
 Piece = tuple[list[list[str]], list[int]]
@@ -24,7 +24,7 @@ def _read_txt_file(file: InputFile, bad: BadRecords, batch_size: int) -> Iterato
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        bad.report("invalid_utf8", f"line {line}", utf8_message(exc, data, "file"), FIX_UTF8)
+        bad.invalid_text(f"line {line}", exc, data, "file")
         return
     yield [[text]], [1]
 
@@ -37,7 +37,7 @@ def _read_txt_lines(file: InputFile, bad: BadRecords, batch_size: int) -> Iterat
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
+                bad.invalid_text(f"line {lineno}", exc, raw, "line")
                 continue
             if text.isspace():
                 continue
@@ -62,7 +62,7 @@ def _read_txt_paragraphs(file: InputFile, bad: BadRecords, batch_size: int) -> I
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 if not broken:
-                    bad.report("invalid_utf8", f"line {lineno}", utf8_message(exc, raw, "line"), FIX_UTF8)
+                    bad.invalid_text(f"line {lineno}", exc, raw, "line")
                 start, broken = start or lineno, True
                 continue
             if not text.isspace():
