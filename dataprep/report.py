@@ -8,9 +8,12 @@ report of a million rows takes seconds. Per piece of every row (``seq_lens``)::
     loss_mask = [0 1 1 0 1 0 0 0 | 0 0 1 1 0 0 1 1]
     targets   = [2, 1 | 2, 2]         prompt = length - targets
 
-What the data cannot tell (records read and dropped, truncations, boundary straddles, inputs)
-comes from the manifest. Numbers both sources hold are compared, and any difference is listed
-under ``mismatches``. :func:`compute` gives the numbers (``--format json``); :mod:`dataprep.plots`
+Unknown tokens (the id a tokenizer writes for text it cannot represent) are counted per split in
+the same scan, when the manifest names the tokenizer's unk id (``tokenizer.special_tokens.unk``).
+
+What the data cannot tell (records read and dropped, truncations, boundary straddles, inputs,
+unknown tokens per input) comes from the manifest. Numbers both sources hold are compared, and
+any difference is listed under ``mismatches``. :func:`compute` gives the numbers (``--format json``); :mod:`dataprep.plots`
 draws them; :func:`write_report` writes ``report.html`` (plots embedded) and the PNGs.
 """
 
@@ -30,6 +33,7 @@ import pyarrow.compute as pc
 from . import columns as C
 from .dataset import Dataset
 from .errors import OutputError
+from .tokenizer import unknown_token_id
 
 REPORT_FILE = "report.html"
 
@@ -45,6 +49,7 @@ class SplitArrays:
     pad_tokens: int = 0
     content_tokens: int = 0
     target_tokens: int = 0
+    unknown_tokens: int = 0  # unknown-token ids among the content tokens (when unk_id is given)
 
 
 @dataclass
@@ -63,7 +68,7 @@ def _values(array: pa.ListArray) -> np.ndarray:
     return pc.list_flatten(array).to_numpy(zero_copy_only=False)
 
 
-def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_docs: bool = False) -> SplitArrays:
+def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_docs: bool = False, unk_id: int | None = None) -> SplitArrays:
     """Scan one split's rows, batch by batch.
 
     Args:
@@ -72,6 +77,8 @@ def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_
         eos_id: the EOS id, used when ``eos_docs``.
         eos_docs: documents are delimited by EOS across rows (``wrap`` packing with ``add_eos``);
             otherwise each non-pad piece is one document or example.
+        unk_id: count this id (the unknown token; never the pad id, see
+            :func:`~dataprep.tokenizer.unknown_token_id`).
     """
     fills, lengths, targets = [], [], []
     has_mask = C.LOSS_MASK in table.column_names
@@ -100,8 +107,10 @@ def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_
             sums[pieces == 0] = 0  # reduceat gives the element at start for an empty piece
             targets.append(sums[~is_pad])
             out.target_tokens += int(sums[~is_pad].sum())
+        ids = _values(batch.column(C.INPUT_IDS)) if (eos_docs and eos_id is not None) or unk_id is not None else None
+        if unk_id is not None:
+            out.unknown_tokens += int(np.count_nonzero(ids == unk_id))
         if eos_docs and eos_id is not None:
-            ids = _values(batch.column(C.INPUT_IDS))
             keep = np.ones(len(ids), dtype=bool)
             for s, n in zip(starts[is_pad], pieces[is_pad]):  # only rows with padding: few
                 keep[s : s + n] = False
@@ -155,7 +164,8 @@ def compute(ds: Dataset) -> Report:
     mode = (recipe.get("packing") or {}).get("mode", "none" if ds.task == "sft" else "wrap")
     eos_docs = ds.task == "pretrain" and mode == "wrap" and bool(m["tokenizer"].get("add_eos"))
     eos_id = m["tokenizer"].get("special_ids", {}).get("eos")
-    arrays = {s: scan_split(ds.table(s), seq_len=ds.seq_len, eos_id=eos_id, eos_docs=eos_docs) for s in ds.splits}
+    unk_id = unknown_token_id(m["tokenizer"].get("special_tokens") or {})
+    arrays = {s: scan_split(ds.table(s), seq_len=ds.seq_len, eos_id=eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
 
     splits = {}
     for name, a in arrays.items():
@@ -168,6 +178,8 @@ def compute(ds: Dataset) -> Report:
             "fill": dist(a.fill),
             "length": dist(a.lengths),
         }
+        if unk_id is not None:
+            entry["unknown_tokens"] = a.unknown_tokens
         if a.targets is not None:
             entry["target_tokens"] = a.target_tokens
             entry["targets_per_example"] = dist(a.targets)
@@ -209,9 +221,12 @@ def compute(ds: Dataset) -> Report:
         "splits": splits,
         "total": total,
         "sources": [
-            {k: i.get(k) for k in ("path", "format", "bytes", "documents", "tokens")} for i in m.get("inputs", [])
+            {k: i.get(k) for k in ("path", "format", "bytes", "documents", "tokens", *(("unknown_tokens",) if unk_id is not None else ()))}
+            for i in m.get("inputs", [])
         ],
     }
+    if unk_id is not None:
+        summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
     summary["mismatches"] = _mismatches(summary, m)
     return Report(summary=summary, arrays=arrays)
 
@@ -229,11 +244,29 @@ def _mismatches(summary: dict[str, Any], m: dict[str, Any]) -> list[str]:
         check(f"{split} rows", s["rows"], counts.get("rows", {}).get(split))
         if summary["documents_are"] == "examples":
             check(f"{split} examples", s["documents"], counts.get("documents", {}).get(split))
+    stated = counts.get("unknown_tokens") or {}
+    for split, s in summary["splits"].items():
+        if "unknown_tokens" in s and not (m.get("packing") or {}).get(split, {}).get("dropped_tokens"):
+            check(f"{split} unknown tokens", s["unknown_tokens"], stated.get(split))
     check("tokens", summary["total"]["tokens"], counts.get("tokens"))
     check("pad tokens", summary["total"]["pad_tokens"], counts.get("pad_tokens"))
     if "target_tokens" in summary["total"]:
         check("target tokens", summary["total"]["target_tokens"], (m.get("sft") or {}).get("target_tokens"))
     return found
+
+
+def _unknown(m: dict[str, Any], unk_id: int, splits: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Unknown tokens per split (counted in the rows) and per input (from the manifest), with their
+    share of the tokens."""
+    def share(n: int | None, tokens: int | None) -> float | None:
+        return None if n is None or not tokens else round(n / tokens, 6)
+
+    return {
+        "id": unk_id,
+        "token": m["tokenizer"]["special_tokens"]["unk"]["token"],
+        "splits": {k: {"count": v["unknown_tokens"], "share": share(v["unknown_tokens"], v["tokens"])} for k, v in splits.items()},
+        "inputs": [{"path": i["path"], "count": i.get("unknown_tokens"), "share": share(i.get("unknown_tokens"), i.get("tokens"))} for i in sources],
+    }
 
 
 # --- text ------------------------------------------------------------------------------
@@ -267,11 +300,23 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     for split, v in s["splits"].items():
         length = v["length"]
         rows.append((f"{split} lengths", f"mean {length['mean']:,.1f}, p50 {length['p50']:,}, p99 {length['p99']:,}, max {length['max']:,}"))
+    if "unknown_tokens" in s:
+        rows += _unknown_rows(s["unknown_tokens"])
     tok = s["tokenizer"]
     rows.append(("tokenizer", f"{tok['source']} (vocab {tok['vocab_size']:,})"))
     rows.append(("recipe hash", str(s["recipe_hash"])))
     for problem in s["mismatches"]:
         rows.append(("MISMATCH", problem))
+    return rows
+
+
+def _unknown_rows(u: dict[str, Any]) -> list[tuple[str, str]]:
+    """``unknown tokens  train 3 (0.0100%), validation 0 (0.0000%); id 2 '<unk>'`` and one row per input."""
+    def count(n: int | None, share: float | None) -> str:
+        return "?" if n is None else f"{n:,}" + ("" if share is None else f" ({share:.4%})")
+
+    rows = [("unknown tokens", ", ".join(f"{k} {count(v['count'], v['share'])}" for k, v in u["splits"].items()) + f"; id {u['id']} {u['token']!r}")]
+    rows += [("  from input", f"{i['path']}: {count(i['count'], i['share'])}") for i in u["inputs"] if i["count"] is not None]
     return rows
 
 
@@ -311,6 +356,8 @@ def render_html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
     esc = html.escape
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary_rows(summary))
     columns = ["rows", "documents", "tokens", "pad_tokens", "target_tokens", "efficiency"]
+    if "unknown_tokens" in summary:
+        columns.insert(-1, "unknown_tokens")
     head = "".join(f"<th>{esc(c)}</th>" for c in ["split", *columns])
     body = "".join(
         "<tr><td>" + esc(split) + "</td>" + "".join(f"<td>{esc(_cell(v.get(c)))}</td>" for c in columns) + "</tr>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -198,3 +199,89 @@ def test_one_million_rows_in_seconds(sft_dataset, tmp_path):
     report.write_report(result, tmp_path / "big")
     assert time.perf_counter() - started < 15
     assert result.summary["splits"]["train"]["documents"] == 2 * n and result.summary["total"]["pad_tokens"] == 4 * n
+
+
+# --- unknown tokens (issue 14) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lossy_dataset(tmp_path_factory):
+    """A T5-like Unigram tokenizer (tests/test_special_tokens.py) writes <unk> for every { and },
+    read from two input files whose braces are counted here."""
+    from dataprep.recipe import recipe_from_dict
+
+    from .test_special_tokens import t5_like
+
+    folder = tmp_path_factory.mktemp("lossy")
+    texts = {
+        "a.jsonl": [f"step {i}: call f {{ x }} then stop." for i in range(30)],
+        "b.jsonl": [f"plain line {i} without any braces." for i in range(20)] + ["one { here."],
+    }
+    for name, lines in texts.items():
+        (folder / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in lines), encoding="utf-8")
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "inputs": [{"path": str(folder / "*.jsonl")}], "tokenizer": {"path": str(t5_like(folder / "t5"))},
+         "packing": {"mode": "wrap", "seq_len": 32, "remainder": "pad"}, "split": {"validation": 0.2}},
+        base_dir=folder,
+    )
+    run(recipe, folder / "out", workers=1, progress=False)
+    braces = {name: sum(t.count("{") + t.count("}") for t in lines) for name, lines in texts.items()}
+    return folder / "out", braces
+
+
+def _unknown_manifest(out: Path, braces: dict, per_split: dict) -> None:
+    """The manifest as the run writes it with counts.unknown_tokens and inputs[i].unknown_tokens."""
+    path = out / "manifest.json"
+    m = json.loads(path.read_text())
+    m["counts"]["unknown_tokens"] = per_split
+    for entry in m["inputs"]:
+        entry["unknown_tokens"] = braces[Path(entry["path"]).name]
+    path.write_text(json.dumps(m))
+
+
+def test_unknown_tokens_per_split_and_input(lossy_dataset, tmp_path):
+    built, braces = lossy_dataset
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    ds = open_dataset(out)
+    unk = ds.manifest["tokenizer"]["special_tokens"]["unk"]["id"]
+    assert unk == 2
+    counted = {s: sum(row["input_ids"].count(unk) for row in ds.table(s).to_pylist()) for s in ds.splits}
+    assert sum(counted.values()) == sum(braces.values()) and all(counted.values())  # remainder: pad drops nothing
+    _unknown_manifest(out, braces, counted)
+    result = report.compute(open_dataset(out))
+    s = result.summary
+    tokens = {split: s["splits"][split]["tokens"] for split in counted}
+    sources = {Path(i["path"]).name: i for i in ds.manifest["inputs"]}
+    assert s["unknown_tokens"] == {
+        "id": 2,
+        "token": "<unk>",
+        "splits": {split: {"count": n, "share": round(n / tokens[split], 6)} for split, n in counted.items()},
+        "inputs": [
+            {"path": sources[name]["path"], "count": braces[name], "share": round(braces[name] / sources[name]["tokens"], 6)}
+            for name in ("a.jsonl", "b.jsonl")
+        ],
+    }
+    assert s["mismatches"] == []
+    rows = report.summary_rows(s)
+    unknown_rows = [(k, v) for k, v in rows if k in ("unknown tokens", "  from input")]
+    share = {split: n / tokens[split] for split, n in counted.items()}
+    assert unknown_rows == [
+        ("unknown tokens", f"train {counted['train']} ({share['train']:.4%}), validation {counted['validation']} ({share['validation']:.4%}); id 2 '<unk>'"),
+        ("  from input", f"{sources['a.jsonl']['path']}: {braces['a.jsonl']} ({braces['a.jsonl'] / sources['a.jsonl']['tokens']:.4%})"),
+        ("  from input", f"{sources['b.jsonl']['path']}: 1 ({1 / sources['b.jsonl']['tokens']:.4%})"),
+    ]
+    html = report.render_html(s, {})
+    assert "<th>unknown_tokens</th>" in html and f"<td>{counted['train']:,}</td>" in html
+    # the data and the manifest disagree: listed
+    _unknown_manifest(out, braces, {**counted, "train": counted["train"] + 1})
+    assert report.compute(open_dataset(out)).summary["mismatches"] == [
+        f"train unknown tokens: the data has {counted['train']:,}, the manifest says {counted['train'] + 1:,}"
+    ]
+
+
+def test_no_unknown_tokens_shown_without_an_unknown_token(sft_dataset):
+    """The bundled byte tokenizer can write every text: it has no unknown token, nothing to show."""
+    s = report.compute(open_dataset(sft_dataset)).summary
+    assert "unknown_tokens" not in s and "unknown_tokens" not in s["splits"]["train"]
+    assert not [k for k, _ in report.summary_rows(s) if k.startswith("unknown")]

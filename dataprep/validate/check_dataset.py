@@ -3,10 +3,11 @@
 ::
 
     manifest.json -> schema, recipe hash, totals (check 1)       folder -> missing / extra shards, state.json
+    tokenizer files -> digests, vocab size, special roles (9)
     for each split (smaller first), shards on worker threads:
         read the shard once -> size + checksum (1) -> Arrow stream -> column types (2)
         per record batch: ids < vocab (3) -> row structure (4) -> documents (5) or examples (6)
-                          -> unit keys, digests of watched units (7, 8)
+                          -> unknown tokens (9) -> unit keys, digests of watched units (7, 8)
         rows and tokens read vs the manifest (1)
     train vs validation digests (7); sampled source records re-made vs stored units (8)
 
@@ -43,6 +44,7 @@ from .check_manifest import (
 )
 from .check_rows import Rows, Scope, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
+from .check_tokenizer import bound, check_tokenizer, count_unknown, unknown_tokens
 from .check_tokens import Pieces, check_pretrain, check_sft, special_ids
 from .contract import Contract, contract_of
 from .findings import Finding, Report
@@ -56,6 +58,7 @@ class ShardResult:
     units: ShardUnits
     rows: int = 0
     tokens: int = 0
+    unknown: int = 0  # unknown-token ids (check 9)
     targets: int = 0  # target tokens (fine-tuning) or chosen positions (mlm static)
     maskable: int = 0
     bytes: int = 0
@@ -91,6 +94,9 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     report.extend(iter_consistency(manifest))
     report.extend(iter_layout(out, manifest))
     contract = contract_of(manifest, out, report.notes)
+    found_tokenizer, tokenizer = check_tokenizer(manifest, out, report.notes)  # check 9
+    report.extend(found_tokenizer)
+    contract = bound(contract, tokenizer)
     expected = None
     if recheck:
         from .recheck import prepare
@@ -100,13 +106,13 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     tokens_per_split = {s: sum(x["tokens"] for x in manifest["splits"][s]["shards"]) for s in C.SPLITS}
     small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
     hashed: dict[str, Hashed] = {}
-    totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}}
+    totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}, "unknown": {}}
     targets = content = maskable = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in (small, large):
             watch = ALL if split == small else _watch(hashed[small], expected)
             shards = manifest["splits"][split]["shards"]
-            results = list(pool.map(lambda entry: check_shard(out, split, entry, contract, watch, full_hash), shards))
+            results = list(pool.map(lambda entry: check_shard(out, split, entry, contract, watch, full_hash, tokenizer.unk_id), shards))
             for result in results:
                 report.extend(result.findings)
                 totals["bytes"] += result.bytes
@@ -115,6 +121,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
                 content += result.tokens
             totals["rows"][split] = sum(r.rows for r in results)
             totals["tokens"][split] = sum(r.tokens for r in results)
+            totals["unknown"][split] = sum(r.unknown for r in results)
             hashed[split] = merge_documents([r.units for r in results])
             totals["units"][split] = sum(r.units.units for r in results)
     found = list(overlap(hashed[small], small, hashed[large], large))
@@ -141,6 +148,10 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
         report.extend(compare(expected, hashed))
     seconds = time.perf_counter() - started
     report.stats.update(_stats(contract, manifest, totals, targets, content, seconds))
+    if tokenizer.unk_id is not None:
+        stats, found_unknown = unknown_tokens(manifest, totals["unknown"], totals["tokens"], tokenizer.unk_id)
+        report.stats.update(stats)
+        report.extend(found_unknown)
     if maskable:
         report.stats["mlm_chosen_ratio"] = round(targets / maskable, 6)
     return report
@@ -154,7 +165,7 @@ def _watch(small: Hashed, expected) -> np.ndarray:
     return keys
 
 
-def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract, watch, full_hash: bool) -> ShardResult:
+def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract, watch, full_hash: bool, unk_id: int | None = None) -> ShardResult:
     """Read one shard once and run checks 1 to 6 on it, collecting its units for 7 and 8."""
     name = f"{split}/{entry['file']}"
     scope = Scope(name, split)
@@ -178,7 +189,7 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
         types_ok = check_schema(reader.schema, contract, scope)
         for batch in reader:
             if types_ok:
-                result.tokens += _check_batch(batch, first, contract, scope, units, result, scan)
+                result.tokens += _check_batch(batch, first, contract, scope, units, result, scan, unk_id)
             first += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         what = "not an Arrow IPC stream" if first == 0 else f"the Arrow stream breaks off after row {first:,}"
@@ -197,7 +208,7 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
     return result
 
 
-def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, units: ShardUnits, result: ShardResult, scan: FileScan) -> int:
+def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, units: ShardUnits, result: ShardResult, scan: FileScan, unk_id: int | None = None) -> int:
     """Checks 3 to 6 on one batch, then its units; returns its content tokens."""
     summary = scan.tokens(batch.column(C.INPUT_IDS).values)
     if not check_nulls(batch, first, scope):
@@ -209,6 +220,7 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
     whole = bool(good.all())
     if not whole:
         rows = rows.take(good)
+    result.unknown += count_unknown(rows, unk_id)
     pieces = Pieces.of(rows)
     if c.objective_name == "span_corruption":  # corrupted rows: sentinels and spans, not document pieces
         check_span(rows, c, scope)
