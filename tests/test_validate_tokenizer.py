@@ -231,3 +231,37 @@ def test_a_dropped_tail_may_hold_unknown_tokens_the_manifest_counted():
         "the rows hold 3 unknown tokens (id 2 '<unk>'), counts.unknown_tokens.train says 7 "
         "(3 tokens of the split were dropped, which may hold up to that many)",
     )]
+
+
+def test_a_saved_tokenizer_is_checked_by_its_fingerprint(tmp_path):
+    """demo-pretrain trains its tokenizer and saves it in the dataset (tokenizer.saved_as)."""
+    from dataprep.recipe import load_recipe
+
+    from .conftest import RECIPES
+
+    out = tmp_path / "out"
+    run(load_recipe(RECIPES / "demo-pretrain.yaml"), out, workers=1, progress=False)
+    m = manifest(out)
+    assert m["tokenizer"]["saved_as"] == "tokenizer" and m["tokenizer"]["special_tokens"] == {
+        "eos": {"token": "<|endoftext|>", "id": 0, "source": "trained"},
+        "pad": {"token": "<|endoftext|>", "id": 0, "source": "trained"},
+    }
+    assert validate_dataset(out).ok
+    config = out / "tokenizer" / "tokenizer_config.json"
+    original = config.read_text()
+    config.write_text(json.dumps({**json.loads(original), "bos_token": "<|endoftext|>"}))
+    report = validate_dataset(out)  # the config is not in the fingerprint: its roles are compared
+    assert [(f.kind, f.path, f.message) for f in report.findings] == [(
+        "tokenizer_special_tokens", "tokenizer.special_tokens.bos",
+        "the manifest records no BOS token, the tokenizer files give BOS '<|endoftext|>' (id 0)",
+    )]
+    config.write_text(original)
+    saved = json.loads((out / "tokenizer" / "tokenizer.json").read_text())
+    saved["added_tokens"].append({"id": m["tokenizer"]["vocab_size"], "content": "<extra>", "single_word": False,
+                                  "lstrip": False, "rstrip": False, "normalized": False, "special": True})
+    (out / "tokenizer" / "tokenizer.json").write_text(json.dumps(saved))
+    report = validate_dataset(out)
+    assert [(f.kind, f.path) for f in report.findings] == [
+        ("tokenizer_file_changed", "tokenizer.fingerprint"),
+        ("tokenizer_vocab_size", "tokenizer.vocab_size"),
+    ]

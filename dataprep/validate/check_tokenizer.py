@@ -2,7 +2,8 @@
 and the unknown tokens in the rows.
 
 The files are the ones ``run`` read (``tokenizer.files``, which must still have their recorded
-sha256), or the copy saved in the dataset (``tokenizer.saved_as``). The special roles are derived
+sha256), or the copy saved in the dataset (``tokenizer.saved_as``, which must still have the
+recorded ``fingerprint``). The special roles are derived
 from them again exactly as ``run`` derived them (:func:`dataprep.tokenizer.load_tokenizer` with the
 recorded recipe's ``tokenizer`` section), and each role the manifest records must name the same
 token and id::
@@ -77,6 +78,9 @@ def check_tokenizer(manifest: dict[str, Any], out: Path, notes: list[str]) -> tu
     except DataprepError as exc:
         notes.append(f"{SKIPPED}: cannot load the tokenizer the manifest names ({exc})")
         return findings, facts
+    if tok.get("saved_as") and loaded.fingerprint != tok["fingerprint"]:
+        why = f"fingerprint is {loaded.fingerprint[:16]}..., the manifest says {tok['fingerprint'][:16]}...: the saved tokenizer changed after the run"
+        findings.append(Finding("tokenizer_file_changed", why, file=f"{tok['saved_as']}/", path="tokenizer.fingerprint"))
     if tok["vocab_size"] != loaded.vocab_size:
         why = f"tokenizer.vocab_size is {tok['vocab_size']:,} but the tokenizer files hold {loaded.vocab_size:,} tokens"
         findings.append(Finding("tokenizer_vocab_size", why, file=MANIFEST, path="tokenizer.vocab_size"))
