@@ -110,6 +110,9 @@ def test_damaged_container_is_a_file_error_in_both_modes(tmp_path, ext, data, me
         assert err.value.reason_message.startswith(message), err.value.reason_message
         assert fix in err.value.fix and "download or copy it again" in err.value.fix
         assert not drops and not sink  # the container's damage is not a bad record
+    with pytest.raises(InputError) as err:  # `encoding: auto` reads the file's first bytes when inputs are resolved
+        resolve_one(tmp_path, path.as_uri() if url else path.name, encoding="auto")
+    assert err.value.reason_message.startswith(message)
 
 
 def test_whole_compressed_files_read_every_record(tmp_path):
@@ -296,19 +299,19 @@ def test_real_text_in_a_legacy_codec_fails_with_the_codec_to_set_then_reads_exac
 
 
 @pytest.mark.parametrize(
-    ("codec", "suggested", "evidence"),
+    ("codec", "suggested", "evidence", "wrong_order"),
     [
-        ("utf-16", "utf-16", "it starts with the UTF-16 byte-order mark FF FE"),
-        ("utf-16-le", "utf-16-le", "in its first 4096 bytes, the second byte of each pair is mostly zero"),
-        ("utf-16-be", "utf-16-be", "in its first 4096 bytes, the first byte of each pair is mostly zero"),
-        ("utf-32", "utf-32", "it starts with the UTF-32 byte-order mark FF FE 00 00"),
+        ("utf-16", "utf-16", "it starts with the UTF-16 byte-order mark FF FE", "utf-16-be"),
+        ("utf-16-le", "utf-16-le", "in its first 4096 bytes, the second byte of each pair is mostly zero", "utf-16-be"),
+        ("utf-16-be", "utf-16-be", "in its first 4096 bytes, the first byte of each pair is mostly zero", "utf-16"),
+        ("utf-32", "utf-32", "it starts with the UTF-32 byte-order mark FF FE 00 00", "utf-16"),
     ],
 )
-def test_utf16_and_utf32_read_as_utf8_are_a_file_error_naming_the_codec(tmp_path, codec, suggested, evidence):
+def test_utf16_and_utf32_read_as_another_codec_are_a_file_error_naming_the_codec(tmp_path, codec, suggested, evidence, wrong_order):
     texts = GERMAN + RUSSIAN
     (tmp_path / "d.jsonl").write_bytes(jsonl_bytes(texts, codec))
     for on_error in ("raise", "skip"):
-        for encoding in ("utf-8", "latin-1", "cp1252"):
+        for encoding in ("utf-8", "latin-1", "cp1252", wrong_order):
             drops: collections.Counter = collections.Counter()
             with pytest.raises(InputError) as err:
                 read(resolve_one(tmp_path, "d.jsonl", encoding=encoding), on_error=on_error, drops=drops)
@@ -719,3 +722,6 @@ def test_every_record_is_read_exactly_or_counted_at_its_place(tmp_path_factory, 
     assert all(entry[0] == str(folder / name) and entry[3] and entry[4] for entry in sink)
     assert drops == collections.Counter(reason for _, reason in plan.bad)
     assert len(got) + sum(drops.values()) == sum(kind != "blank" for kind, _, _ in items)  # records planted
+    logged: collections.Counter = collections.Counter()  # no sink: the first bad records logged, the rest counted
+    assert read(file, on_error="skip", drops=logged, batch_size=1 + k * 5) == plan.good
+    assert logged == drops

@@ -52,7 +52,7 @@ Modules, in the order data flows through them::
 """
 
 from ._columnar import arrow_batches
-from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, utf8_message
+from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, text_message, utf8_message
 from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
 from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, local_size, resolve_inputs
@@ -86,5 +86,6 @@ __all__ = [
     "read_records",
     "records_schema",
     "resolve_inputs",
+    "text_message",
     "utf8_message",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 from dataprep.errors import InputError
 
 from ._compressed import BLOCK, open_decompressed
-from ._encoding import read_head, suggest_fix, wide_codec, wide_family
+from ._encoding import misread_wide, read_head, suggest_fix
 from ._transcode import Transcoded, unmark
 
 if TYPE_CHECKING:
@@ -109,16 +109,18 @@ def open_binary(file: InputFile) -> BinaryIO:
 
     A utf-8 file's bytes pass through untouched (a byte-order mark included: readers decide).
     A file that is plainly UTF-16 or UTF-32 (a byte-order mark, or the zero bytes of ASCII
-    text in it) read as anything else is a file error, in both ``on_error`` modes: its every
-    line would otherwise be read as text with NULs in it, not reported.
+    text in it) read as another codec, or as the other byte order, is a file error, in both
+    ``on_error`` modes: its every line would otherwise be read as text with NULs in it (or
+    as CJK), not reported. So a file that starts with ``FF FE`` is UTF-16, not a UTF-8
+    file whose first bytes are bad.
 
     Raises:
         InputError: The file is damaged (see :mod:`._compressed`), or UTF-16/32 read as another codec.
     """
     fh = open_decompressed(file)
     codec = file.encoding
-    wide = wide_codec(fh.peek(_WIDE)[:_WIDE])
-    if wide is not None and wide_family(wide[0]) != wide_family(codec):
+    wide = misread_wide(fh.peek(_WIDE)[:_WIDE], codec)
+    if wide is not None:
         fh.close()
         message = f"the file looks like {wide[0]} ({wide[1]}), but it is read as {codec}"
         raise InputError(file.location, None, message, f"set `encoding: {wide[0]}` on this input (or `encoding: auto`)")

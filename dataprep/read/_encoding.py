@@ -44,11 +44,11 @@ _STEPS = 20  # chunks of the sample charset-normalizer reads (its default, 5, mi
 _PREFERRED = ("cp1252", "latin_1")  # preferred among codecs that read a sample about as well
 _CHAOS, _COHERENCE = 0.06, 0.05  # "about as well": this much more chaos, this much less coherence
 _WIDE_PROBE = 4096  # bytes the zero-byte pattern of UTF-16/32 is looked for in
-_BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+_BOMS = (  # (mark, codec, byte order); longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32", "le"),
+    (codecs.BOM_UTF32_BE, "utf-32", "be"),
+    (codecs.BOM_UTF16_LE, "utf-16", "le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "be"),
 )
 _ZERO_PATTERNS = (  # (codec, offsets mod 4 that are mostly zero, in words); the others almost never are
     ("utf-32-le", (1, 2, 3), "bytes 2-4 of each group of 4 are"),
@@ -71,7 +71,7 @@ def canonical(name: str) -> str | None:
 def wide_codec(head: bytes) -> tuple[str, str] | None:
     """``(codec, evidence)`` when ``head`` is UTF-16 or UTF-32: by its byte-order mark
     (``utf-16``, ``utf-32``) or by the zero bytes ASCII text has there (``utf-16-le`` ...)."""
-    for bom, name in _BOMS:
+    for bom, name, _ in _BOMS:
         if head.startswith(bom):
             return name, f"it starts with the {name.upper()} byte-order mark {bom.hex(' ').upper()}"
     probe = head[:_WIDE_PROBE]
@@ -90,9 +90,25 @@ def wide_codec(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def wide_family(codec: str) -> str:
-    """``utf-16`` / ``utf-32`` for any codec of those families, else the codec itself."""
-    return codec[:6] if codec.startswith(("utf-16", "utf-32")) else codec
+def misread_wide(head: bytes, codec: str) -> tuple[str, str] | None:
+    """``(codec to set, evidence)`` when ``head`` is UTF-16/32 that ``codec`` would read as other text.
+
+    Another codec reads ASCII in UTF-16 as text with NULs between the letters, without
+    one error; a UTF-16 codec of the wrong byte order reads it as CJK. ``utf-16`` and
+    ``utf-32`` read a byte-order mark and, without one, little-endian (Python's order here).
+    """
+    found = wide_codec(head)
+    if found is None:
+        return None
+    name, evidence = found
+    bom = next((order for mark, _, order in _BOMS if head.startswith(mark)), None)
+    family = codec[:6] if codec.startswith(("utf-16", "utf-32")) else codec
+    if family != name[:6]:
+        return found
+    if bom is not None and codec == name:  # utf-16 / utf-32 read their mark
+        return None
+    order = bom or name[-2:]
+    return None if codec.endswith(f"-{order}") or (codec == family and order == "le" and bom is None) else found
 
 
 def detect(sample: bytes) -> str | None:

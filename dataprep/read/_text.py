@@ -1,6 +1,13 @@
 """txt readers: one document per file, per line, or per blank-line-separated paragraph.
 
 Pieces are ``([texts], lines)``: one column, the 1-based line where each document starts.
+Text is what :func:`open_binary` gives: the file decoded with its ``encoding`` (UTF-8
+bytes either way), so lines are the file's own lines in any codec. A UTF-8 byte-order
+mark (``EF BB BF``) is text like any other here: with ``encoding: utf-8`` (the default)
+it is kept, as U+FEFF at the start of the first line, paragraph or file (a txt reader
+does not guess that a leading character is not part of the text); ``encoding: utf-8-sig``
+(or ``auto``, which picks it for such a file) drops it. A line that is not valid text in
+the codec is ``invalid_utf8``; in paragraph mode its whole paragraph is dropped, once.
 """
 
 from __future__ import annotations
