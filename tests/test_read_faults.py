@@ -619,9 +619,12 @@ def plant_json(items) -> tuple[list, Plan]:
             records.append({"text": text, "n": k})
             plan.good.append((text, index))
         else:
-            records.append({"not_an_object": [text, 1, None, [text]], "missing_field": {"body": text},
-                            "non_string_field": {"text": [k, None, True, {"t": text}][k]}}[kind][k] if kind == "not_an_object"
-                           else {"missing_field": {"body": text}, "non_string_field": {"text": [k, None, True, {"t": text}][k]}}[kind])
+            bad = {
+                "not_an_object": [text, 1, None, [text]][k],
+                "missing_field": {"body": text},
+                "non_string_field": {"text": [k, None, True, {"t": text}][k]},
+            }
+            records.append(bad[kind])
             plan.bad.append((where, kind))
     return records, plan
 
@@ -725,3 +728,15 @@ def test_every_record_is_read_exactly_or_counted_at_its_place(tmp_path_factory, 
     logged: collections.Counter = collections.Counter()  # no sink: the first bad records logged, the rest counted
     assert read(file, on_error="skip", drops=logged, batch_size=1 + k * 5) == plan.good
     assert logged == drops
+
+
+def test_messages_name_the_files_own_lines_in_utf16(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes('{"text": "a"}\n\n{"text": "b"\n{"text": "ü"}\n'.encode("utf-16"))
+    (tmp_path / "d.csv").write_bytes('text,n\n"x\ny",1\nbad\n"z",2\n'.encode("utf-16"))
+    with pytest.raises(InputError) as err:
+        read(resolve_one(tmp_path, "d.jsonl", encoding="utf-16"))
+    assert (err.value.location, err.value.reason_message) == ("line 3", "malformed JSON: Expecting ',' delimiter (column 13)")  # just after the line's last character
+    with pytest.raises(InputError) as err:
+        read(resolve_one(tmp_path, "d.csv", encoding="utf-16"))
+    assert (err.value.location, err.value.reason_message) == ("line 4", "row has 1 column, expected 2 (text, n)")
+    assert read(resolve_one(tmp_path, "d.csv", encoding="auto"), on_error="skip") == [("x\ny", 2), ("z", 5)]

@@ -163,9 +163,12 @@ def encoding_fix(file: InputFile, data: bytes = b"") -> str:
     return suggest_fix(head, data if file.encoding == "utf-8" else b"", file.encoding)
 
 
-def json_message(exc: Exception) -> str:
+def json_message(exc: Exception, line: str | None = None) -> str:
+    """The parser's complaint; for one jsonl ``line``, its column within that line (the end of
+    the line when the JSON stops there, not column 1 after the line break)."""
     if isinstance(exc, json.JSONDecodeError):
-        return f"malformed JSON: {exc.msg} (column {exc.colno})"
+        column = exc.colno if line is None else min(exc.pos, len(line.rstrip("\r\n"))) + 1
+        return f"malformed JSON: {exc.msg} (column {column})"
     return f"malformed JSON: {exc}" if isinstance(exc, ValueError) else "malformed JSON: nested too deeply"
 
 

@@ -75,7 +75,7 @@ def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_siz
                 record = loads(line)
             except (ValueError, RecursionError) as exc:
                 if line and not line.isspace():  # blank lines are not records
-                    bad.report("malformed_json", f"line {lineno}", json_message(exc), _FIX_JSON_LINE)
+                    bad.report("malformed_json", f"line {lineno}", json_message(exc, line), _FIX_JSON_LINE)
                 continue
             # Inlined for the pretraining case (one top-level text field): ~30% faster than row().
             if fast_key is not None and type(record) is dict and type(value := record.get(fast_key)) is str:
@@ -166,7 +166,7 @@ def _read_jsonl_nested(
             try:
                 value = json.loads(line)
             except (ValueError, RecursionError) as exc:
-                bad.report("malformed_json", f"line {lineno}", json_message(exc), _FIX_JSON_LINE)
+                bad.report("malformed_json", f"line {lineno}", json_message(exc, line), _FIX_JSON_LINE)
                 continue
             problems.prefix = f"line {lineno}, "
             for record, parents, where in walk(value, path, problems):
