@@ -137,7 +137,8 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("--max-errors", type=click.IntRange(min=1), default=50, show_default=True, help="Findings to show; raw inputs stop being read after this many.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: the whole report as one JSON object.")
 @click.option("--recheck-sources", "recheck", is_flag=True, help="Dataset: also re-make a sample of source records with the recipe and tokenizer and find them in the rows.")
-@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True, help="With --recheck-sources: records to re-make.")
+@click.option("--sample", default="200", show_default=True, metavar="N|all", help="With --recheck-sources: records to re-make, or all of them.",
+              callback=lambda ctx, param, value: "all" if value == "all" else click.IntRange(min=1).convert(value, param, ctx))
 @click.option("--seed", type=int, default=0, show_default=True, help="With --recheck-sources: seeds the sample.")
 @click.option("--sha256", "full_hash", is_flag=True, help="Dataset: verify shard sha256 even when the manifest records the faster xxh3_128.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Dataset: threads reading shards (default: cores, at most 4).")

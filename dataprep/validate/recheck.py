@@ -1,26 +1,42 @@
-"""Check 8, ``--recheck-sources``: re-make a sample of source records and find them in the dataset.
+"""Check 8, ``--recheck-sources``: re-make source records with the recipe and find them in the rows.
 
 The output stores no per-row provenance, and needs none: the pipeline is deterministic and
-works record by record up to packing (normalize, filter, render, tokenize, mask, split by
-content hash), so running the recipe's own chunk worker on one record gives exactly the
-tokens (and loss mask) that record became, and which split it went to. Packing only places
-those tokens: a fine-tuning example or a ``bfd`` document is one piece, a ``wrap`` document
-runs from after one EOS to its own EOS. So each re-made unit is looked up by content in the
-stored units (:mod:`.units` hashes every unit whose key is wanted), and must be there::
+works record by record up to packing (normalize, filter, render, tokenize, mask, label, split
+by content hash), so the recipe's own chunk worker on one record gives exactly the tokens, loss
+mask and label_id that record became, and its split. Packing only places them: a fine-tuning
+example or a ``bfd`` piece is one piece of one row, a ``wrap`` document runs from one document
+boundary to the next across rows. So each re-made *unit* is looked up by content among the
+stored ones (:mod:`.recheck_rows`), and every token, mask value and label is compared::
 
-    manifest inputs + recipe + tokenizer -> sample N readable records (seeded, uniform)
-      -> the recipe's worker on each record -> tokens, mask, split
-      -> the same tokens in that split?  the same loss mask?
+    manifest -> inputs + recipe + tokenizer -> sample N readable records (seeded; or all)
+      -> the recipe's worker on them -> per record: tokens, loss mask, label_id, split
+      -> stored unit with the same digest?  -> same loss mask?  same label_id?
+         else in the other split?          -> split changed
+         else the wrap remainder?          -> the part that was written, token by token
+         else a stored unit sharing a half -> the changed tokens, with row and position
+         else                              -> stale: the split does not hold it
 
-Before sampling, the inputs' sizes and sha256 and the tokenizer fingerprint are compared with
+The ``wrap`` remainder (``remainder: drop``) is the last ``packing.<split>.dropped_tokens``
+tokens of the split's document stream: whole documents not stored, and before them at most one
+document cut by it, whose head is the split's last, unterminated stored document. Which
+records those are is worked out by re-making the last records of the inputs (further back
+until the remainder is covered; with ``dedup`` the earlier records' hashes say which of them
+are duplicates), so a remainder record is checked exactly, never assumed.
+
+``--sample all`` re-makes every record and replays dedup (first occurrence wins), so each
+stored unit must be claimed by exactly one record: a unit no record re-makes is a finding too.
+It holds the re-made tokens in memory (about 5 bytes per token).
+
+Before re-making, the inputs' sizes and sha256 and the tokenizer fingerprint are compared with
 the manifest: a change there is the usual cause of a stale dataset and is reported as such.
 Not re-checkable, and said so in the notes: trained tokenizers are taken from the dataset's own
-copy (retraining would need the whole corpus); ``wrap`` without EOS has no document marks; a
-document in the dropped final remainder of a split is not stored at all.
+copy (retraining would need the whole corpus); ``wrap`` with neither EOS nor BOS has no document
+marks; MLM, span corruption and few-shot rows depend on other records.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,46 +46,113 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from ..read import DROP_REASONS, file_sha256, file_size, read_batches, read_records, resolve_inputs
-from .contract import manifest_tokenizer, recipe_dir, recipe_of
+from ..read import DROP_REASONS, file_sha256, file_size, resolve_inputs
+from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from . import recheck_remake as remaking
+from .contract import recipe_dir as inferred_recipe_dir
+from .contract import recipe_of
 from .findings import Finding, Report
-from .units import Hashed, digest, key_of
+from .recheck_match import match
+from .recheck_remake import Remade, Setup, Tail
+
+ALL = "all"  # --sample all: every readable record
 
 
-@dataclass
-class Unit:
-    """One re-made unit and where its record came from."""
+def recipe_base(manifest: dict[str, Any]) -> Path | None:
+    """The folder the recipe's relative paths were resolved against: ``run.recipe_dir``, else the
+    top-level ``recipe_dir`` of older manifests, else recovered from the recorded paths."""
+    recorded = (manifest.get("run") or {}).get("recipe_dir") or manifest.get("recipe_dir")
+    return Path(recorded) if recorded else inferred_recipe_dir(manifest)
 
-    source: str
-    line: str
-    split: str
-    tokens: np.ndarray
-    mask: np.ndarray | None
-    key: int = 0
-    digest: bytes = b""
-    mask_digest: bytes | None = None
+
+def recorded_path(manifest: dict[str, Any], path: str) -> str:
+    """A path the manifest records (an input, the tokenizer source), usable from here: a URL or an
+    absolute path as it is, a relative one joined to :func:`recipe_base`."""
+    if "://" in path or Path(path).expanduser().is_absolute():
+        return path
+    base = recipe_base(manifest)
+    return os.path.normpath(base / path) if base is not None else path
 
 
 @dataclass
 class Expected:
-    units: list[Unit] = field(default_factory=list)
-    dropped_tokens: dict[str, int] = field(default_factory=dict)  # per split: the wrap remainder not stored
+    """The re-made records and what compare needs to find them."""
+
+    setup: Setup
+    records: list[Remade]
+    every: bool
+    report: Report
+    tails: dict[str, Tail | None] = field(default_factory=dict)
 
     @property
     def keys(self) -> np.ndarray:
-        return np.unique(np.asarray([u.key for u in self.units], dtype=np.uint64))
+        """Keys for the main pass to watch: none, compare reads the rows itself."""
+        return np.zeros(0, dtype=np.uint64)
+
+    def tail(self, split: str) -> Tail | None:
+        """The split's wrap remainder, worked out once (see the module docstring)."""
+        if split not in self.tails:
+            s = self.setup
+            if self.every:
+                docs = remaking.stream(self.records, dedup=s.dedup)
+                self.tails[split] = remaking.tail_of(docs[split], s.dropped[split], complete=True)
+            else:
+                self.tails[split] = remaking.window_tail(s, split)
+        return self.tails[split]
 
 
-def prepare(manifest: dict[str, Any], out: Path, *, sample: int, seed: int, report: Report) -> Expected | None:
-    """Re-make ``sample`` records; findings about changed inputs or tokenizer go to ``report``."""
-    base = recipe_dir(manifest)
+def prepare(manifest: dict[str, Any], out: Path, *, sample: int | str, seed: int, report: Report) -> Expected | None:
+    """Re-make ``sample`` records (``"all"``: every one); findings about changed inputs or tokenizer go to ``report``."""
+    setup = _setup(manifest, Path(out), report)
+    if setup is None:
+        return None
+    readable = setup.readable
+    every = sample == ALL or int(sample) >= readable
+    if every:
+        records = list(remaking.remake(setup, None))
+        if len(records) != readable:
+            why = f"the inputs now give {len(records):,} readable records; the run read {readable:,} (manifest counts)"
+            report.add(Finding("recheck_records", why, file=C.MANIFEST_FILE, path="counts.records_read"))
+    else:
+        picks = np.sort(np.random.default_rng(seed).choice(readable, size=int(sample), replace=False)) if readable > 0 else np.zeros(0, np.int64)
+        records = list(remaking.remake(setup, picks.tolist()))
+        if len(records) < len(picks):
+            why = f"the inputs now give fewer readable records than the {readable:,} the run read: {len(picks) - len(records):,} sampled record(s) are not there"
+            report.add(Finding("recheck_records", why, file=C.MANIFEST_FILE, path="counts.records_read"))
+    made = Counter(sampled=len(records))
+    for record in records:
+        if record.refused is not None:
+            report.add(Finding("recheck_refused", f"the recipe now refuses this record, which the run accepted: {record.refused}", file=record.source, line=record.line))
+        elif not record.units:
+            made["dropped_by_recipe"] += 1
+    if every:
+        remaking.stream(records, dedup=setup.dedup)  # marks the duplicates the run dropped
+        made["duplicates"] = sum(r.duplicate for r in records)
+    report.stats["recheck"] = {k: v for k, v in made.items() if v or k == "sampled"}
+    return Expected(setup, records, every, report)
+
+
+def compare(expected: Expected, hashed: Any = None) -> list[Finding]:
+    """Each re-made unit against the stored ones: tokens, split, loss mask, label_id (see the module docstring).
+
+    ``hashed`` (the main pass's unit digests) is not used: the recheck reads the rows itself,
+    keeping near misses and every mask and label it must compare.
+    """
+    return match(expected)
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
+    base = recipe_base(manifest)
     if base is None:
         report.notes.append("recheck skipped: cannot tell which folder the recipe's relative paths were resolved against (the manifest has no recipe_dir)")
         return None
     try:
         recipe = recipe_of(manifest, base_dir=base)
         files = resolve_inputs(recipe.inputs, base_dir=base)
-        tokenizer = manifest_tokenizer(manifest, out)
+        tokenizer = _tokenizer(manifest, out)
     except DataprepError as exc:
         report.add(Finding("recheck_unavailable", f"cannot rebuild the recipe's inputs or tokenizer: {exc}", file=C.MANIFEST_FILE))
         return None
@@ -81,123 +164,49 @@ def prepare(manifest: dict[str, Any], out: Path, *, sample: int, seed: int, repo
         what = f"objective {manifest['objective']['name']}" if manifest.get("objective") else "few-shot prompts"
         report.notes.append(f"recheck skipped: rows of {what} are not re-made record by record (masks, spans and demonstrations depend on other records)")
         return None
-    if recipe.task == "pretrain" and recipe.packing.mode == "wrap" and not (recipe.tokenizer.add_eos and tokenizer.eos_id is not None):
-        report.notes.append("recheck skipped: wrap rows without EOS have no document boundaries to find documents by")
+    wrap = recipe.task == "pretrain" and recipe.packing.mode == "wrap"
+    eos = tokenizer.eos_id if recipe.tokenizer.add_eos else None
+    bos = tokenizer.bos_id if recipe.tokenizer.add_bos else None
+    if wrap and eos is None and bos is None:
+        report.notes.append("recheck skipped: wrap rows without EOS or BOS have no document boundaries to find documents by")
         return None
     if manifest["tokenizer"]["trained"]:
         report.notes.append("recheck uses the tokenizer saved in the dataset (a trained tokenizer is not retrained)")
+    labels = (manifest.get("sft") or {}).get("labels")
+    labels = None if labels is None else tuple(sorted(labels, key=labels.get))
+    try:
+        setup = Setup.build(recipe, tokenizer, files, labels, out=out, manifest=manifest, eos=eos, bos=bos)
+    except DataprepError as exc:
+        report.add(Finding("recheck_unavailable", f"cannot build the recipe's worker: {exc}", file=C.MANIFEST_FILE))
+        return None
     counts = manifest["counts"]
-    readable = counts["records_read"] - sum(counts["dropped"].get(r, 0) for r in DROP_REASONS)
-    picks = np.sort(np.random.default_rng(seed).choice(readable, size=min(sample, readable), replace=False)) if readable > 0 else np.zeros(0, np.int64)
-    expected = Expected(dropped_tokens={s: manifest["packing"][s]["dropped_tokens"] for s in C.SPLITS})
-    made = Counter()
-    for source, line, result in _remake(recipe, tokenizer, files, manifest, picks):
-        made["sampled"] += 1
-        if isinstance(result, _Failed):
-            report.add(Finding("recheck_refused", f"the recipe now refuses this record, which the run accepted: {result.message}", file=source, line=line))
-            continue
-        if not len(result.lengths):
-            made["dropped_by_recipe"] += 1
-            continue
-        split = "validation" if bool(result.validation[0]) else "train"
-        mask = result.extras.get(C.LOSS_MASK)
-        tokens = result.tokens
-        if recipe.task == "pretrain" and recipe.packing.mode == "bfd" and len(tokens) > recipe.packing.seq_len:
-            cuts = range(0, len(tokens), recipe.packing.seq_len)  # a long document is stored in seq_len pieces
-            pieces = [(tokens[i : i + recipe.packing.seq_len], None) for i in cuts]
-        else:
-            pieces = [(tokens, mask)]
-        for ids, piece_mask in pieces:
-            unit = Unit(source, line, split, ids, piece_mask, key_of(ids), digest(ids), None if piece_mask is None else digest(piece_mask))
-            expected.units.append(unit)
-    report.stats["recheck"] = dict(made)
-    return expected
+    setup.readable = counts["records_read"] - sum(counts["dropped"].get(r, 0) for r in DROP_REASONS)
+    return setup
+
+
+def _tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
+    """The tokenizer the manifest names: the copy saved in the dataset, or its recorded source."""
+    tok = manifest["tokenizer"]
+    spec = dict(manifest["recipe"].get("tokenizer", {}))
+    spec.pop("train", None)
+    spec["path"] = str(out / tok["saved_as"]) if tok.get("saved_as") else recorded_path(manifest, tok["source"])
+    return load_tokenizer(TokenizerSpec(**spec), base_dir=out, warn=False)  # the run warned already
 
 
 def _changed_inputs(manifest: dict[str, Any], files) -> list[Finding]:
     findings = []
-    recorded = {entry["path"]: entry for entry in manifest["inputs"]}
-    now = [f.location for f in files]
+    same = (lambda p: p if "://" in p else os.path.normpath(p))
+    recorded = {same(recorded_path(manifest, entry["path"])): entry for entry in manifest["inputs"]}
+    now = {same(f.location): f for f in files}
     for path in sorted(set(recorded) - set(now)):
         findings.append(Finding("source_changed", "read by the run, but no longer among the recipe's inputs", file=path))
     for path in sorted(set(now) - set(recorded)):
         findings.append(Finding("source_changed", "among the recipe's inputs now, but not read by the run", file=path))
-    for file in files:
-        entry = recorded.get(file.location)
+    for path, file in now.items():
+        entry = recorded.get(path)
         if entry is None or (not file.url and file.path.is_dir()):
             continue
         size = file_size(file)
         if size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
             findings.append(Finding("source_changed", f"changed since the run ({size:,} bytes now, {entry['bytes']:,} then, or different content)", file=file.location))
-    return findings
-
-
-def _remake(recipe, tokenizer, files, manifest, picks: np.ndarray):
-    """(file, line, ChunkResult) for each picked readable record, in input order."""
-    from .. import pretrain, sft
-
-    if recipe.task == "pretrain":
-        work = pretrain.chunk_worker(recipe, tokenizer)
-    else:
-        labels = manifest["sft"]["labels"]
-        labels = None if labels is None else tuple(sorted(labels, key=labels.get))
-        work = sft.SftWorker(recipe, tokenizer, files, labels)
-    seen = 0
-    wanted = iter(picks.tolist())
-    target = next(wanted, None)
-    for index, file in enumerate(files):
-        if target is None:
-            return
-        if recipe.task == "pretrain":
-            batches = read_batches(file, index, batch_size=recipe.output.chunk_records, on_error="skip", drops=Counter())
-        else:
-            batches = read_records(file, index, fields=sft.fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records, on_error="skip", drops=Counter())
-        for batch in batches:
-            while target is not None and target < seen + batch.num_rows:
-                one = batch.slice(target - seen, 1)
-                line = sft.location(file, one.column(C.LINE)[0].as_py())
-                try:
-                    result = work((index, one))
-                except DataprepError as exc:
-                    yield file.location, line, _Failed(str(exc))
-                else:
-                    yield file.location, line, result
-                target = next(wanted, None)
-            seen += batch.num_rows
-            if target is None:
-                return
-
-
-@dataclass
-class _Failed:
-    """A record the recipe now refuses (it was accepted when the dataset was made)."""
-
-    message: str
-    lengths: tuple = ()
-
-
-def compare(expected: Expected, hashed: dict[str, Hashed]) -> list[Finding]:
-    """Each re-made unit against the stored ones: same tokens, same split, same loss mask."""
-    index = {split: {d: i for i, d in enumerate(h.digests)} for split, h in hashed.items()}
-    findings = []
-    for unit in expected.units:
-        where = {"file": unit.source, "line": unit.line}
-        i = index[unit.split].get(unit.digest)
-        if i is not None:
-            stored = hashed[unit.split]
-            if unit.mask_digest is not None and stored.masks[i] != unit.mask_digest:
-                why = f"re-makes the example stored at {stored.place(i)} with the same tokens but a different loss mask: the template or masking changed since the run"
-                findings.append(Finding("recheck_mask", why, **where))
-            continue
-        other = "train" if unit.split == "validation" else "validation"
-        j = index[other].get(unit.digest)
-        if j is not None:
-            why = f"re-makes a unit stored in {other} ({hashed[other].place(j)}), but its content hash now puts it in {unit.split}: the split salt or fraction changed"
-            findings.append(Finding("recheck_split", why, **where))
-            continue
-        if len(unit.tokens) <= expected.dropped_tokens.get(unit.split, 0):
-            continue  # may lie in the split's dropped remainder, which is not stored
-        head = " ".join(map(str, unit.tokens[:8].tolist()))
-        why = f"re-makes {len(unit.tokens):,} tokens ({head} ...) that the {unit.split} split does not hold: the dataset is stale (tokenizer, template, normalization or code changed since the run)"
-        findings.append(Finding("recheck_tokens", why, **where))
     return findings

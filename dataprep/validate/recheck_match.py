@@ -1,0 +1,224 @@
+"""Re-made units against stored ones (``--recheck-sources``): each finding names the record (file,
+line) and, where the unit is stored, its split, row and position.
+
+For each re-made unit, in input order: a stored unit with the same tokens, loss mask and
+label_id claims it. What is left is explained, or is a finding::
+
+    same tokens, other mask / label_id  -> recheck_mask / recheck_label at the first differing position
+    same tokens in the other split      -> recheck_split
+    the split's wrap remainder          -> not stored (whole), or its head compared token by token (cut)
+    a stored unit sharing a half        -> recheck_tokens at the first changed token
+    nothing                             -> recheck_tokens: the split does not hold it (stale)
+
+With ``--sample all`` a stored unit is claimed once, and the unclaimed ones are ``recheck_extra``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from .findings import EXAMPLES, Finding
+from .recheck_remake import Unit, remake
+from .recheck_rows import SplitUnits, Stored, Wanted, digest, keys3, scan
+
+
+def match(expected: Any) -> list[Finding]:
+    """Findings for every re-made unit of ``expected`` (:class:`.recheck.Expected`) not stored as made."""
+    s, every = expected.setup, expected.every
+    units = [u for r in expected.records if r.refused is None and not r.duplicate for u in r.units]
+    wanted = _wanted(units, every)
+    scanned = scan(s.out, s.manifest, wanted, documents=s.documents, eos=s.eos, bos=s.bos, remainder={k: v > 0 for k, v in s.dropped.items()})
+    expected.report.notes += [f"recheck could not read {problem}" for problem in scanned.problems]
+    pools: dict[tuple, list[Stored]] = defaultdict(list)  # (split, digest, mask digest, label) -> unclaimed units
+    for split, here in scanned.splits.items():
+        for group in here.by_digest.values():
+            for e in reversed(group):
+                pools[split, e.digest, e.mask_digest, e.label].append(e)
+    left = []
+    for u in units:
+        pool = pools.get((u.record.split, u.digest, u.mask_digest, u.label))
+        if not pool:
+            left.append(u)
+            continue
+        hit = pool.pop() if every else pool[-1]  # --sample all: each stored unit claimed once
+        hit.claimed = True
+    matcher = _Matcher(expected, scanned.splits, upto=max((u.record.index for u in left), default=-1) + 1)
+    findings = [f for u in left for f in matcher.explain(u)]
+    for split in sorted({u.record.split for u in left}):
+        tail = expected.tails.get(split)
+        if tail is not None and tail.short is not None:
+            why = f"the re-made {split} documents hold {tail.short:,} tokens, fewer than the {s.dropped[split]:,} the remainder dropped (manifest packing.{split}.dropped_tokens)"
+            findings.append(Finding("recheck_remainder", why, split=split))
+    if every:
+        findings += [f for split in scanned.splits.values() for f in _unclaimed(split)]
+    stats = expected.report.stats.setdefault("recheck", {})
+    stats.update({k: v for k, v in matcher.counts.items() if v})
+    return findings
+
+
+def _wanted(units: list[Unit], every: bool) -> Wanted:
+    lengths = np.array([len(u.tokens) for u in units], dtype=np.int64)
+    tokens = np.concatenate([u.tokens for u in units]) if units else np.zeros(0, np.int32)
+    whole, first, second = keys3(tokens, np.cumsum(lengths) - lengths, lengths)
+    for u, f, h in zip(units, first.tolist(), second.tolist()):
+        u.digest, u.mask_digest, u.first, u.second = digest(u.tokens), digest(u.mask), f, h
+    triples = {(u.digest, u.mask_digest, u.label) for u in units}
+    return Wanted(
+        whole=None if every else np.unique(whole), first=np.unique(first), second=np.unique(second),
+        digests={u.digest for u in units}, triples=triples, variants=Counter(d for d, _, _ in triples),
+    )
+
+
+class _Matcher:
+    """Explains the re-made units no stored unit claimed exactly, one at a time, in input order."""
+
+    def __init__(self, expected: Any, splits: dict[str, SplitUnits], *, upto: int):
+        self.expected = expected
+        self.setup = expected.setup
+        self.every = expected.every
+        self.splits = splits
+        self.counts: Counter = Counter()
+        self.upto = upto  # records before the last unclaimed one: where a duplicate's original may be
+        self.first_seen: dict[bytes, int] | None = None
+        self.near: dict[str, dict[tuple, list[Stored]]] = {}  # split -> (half, length, key) -> near candidates
+        self.what = "example" if self.setup.recipe.task != "pretrain" else ("document" if self.setup.documents else "piece")
+
+    def explain(self, u: Unit) -> list[Finding]:
+        r = u.record
+        split, here = r.split, self.splits[r.split]
+        where = {"file": r.source, "line": r.line, "split": split}
+        same = [e for e in here.by_digest.get(u.digest, ()) if not (self.every and e.claimed)]
+        if same:
+            if self._duplicate(u):
+                self.counts["duplicates"] += 1
+                return []
+            same[0].claimed = True
+            return self._differences(u, same[0], here, where)
+        other = "train" if split == "validation" else "validation"
+        elsewhere = [e for e in self.splits[other].by_digest.get(u.digest, ()) if not (self.every and e.claimed)]
+        if elsewhere:
+            elsewhere[0].claimed = True
+            shard, row, pos = self.splits[other].place(elsewhere[0].start)
+            why = f"re-makes the {self.what} stored in {other} ({shard} row {row} position {pos}), but its content hash now puts it in {split}: the split salt or fraction changed"
+            return [Finding("recheck_split", why, **where)]
+        partial = here.partial
+        if partial is not None and not partial.claimed and partial.length == len(u.tokens) and np.array_equal(partial.tokens, u.tokens):
+            partial.claimed = True  # the split's last document, stored whole just before the remainder
+            return []
+        if self.setup.documents and self.setup.dropped[split]:
+            explained = self._remainder(u, here, where)
+            if explained is not None:
+                return explained
+        near = self._nearest(u, here)
+        if near is not None:
+            near.claimed = True
+            return [self._changed_tokens(u, near, here, where)]
+        head = " ".join(map(str, u.tokens[:8].tolist()))
+        why = f"re-makes {len(u.tokens):,} tokens ({head} ...) that the {split} split does not hold: the dataset is stale (tokenizer, template, normalization or code changed since the run)"
+        return [Finding("recheck_tokens", why, **where)]
+
+    # --- explanations --------------------------------------------------------------------
+
+    def _remainder(self, u: Unit, here: SplitUnits, where: dict) -> list[Finding] | None:
+        """None when the record is not in the split's wrap remainder."""
+        tail = self.expected.tail(here.split)
+        if tail is None:
+            return None
+        key = (u.record.source, u.record.line)
+        if key in tail.records or (not self.every and u.record.hash in tail.hashes and (tail.cut or ())[:2] != key):
+            self.counts["in_remainder"] += 1  # wholly in the dropped remainder (or a duplicate of a record there)
+            return []
+        if tail.cut is None or tail.cut[:2] != key:
+            return None
+        p, partial = tail.cut[2], here.partial
+        if partial is None or partial.length != p:
+            held = "no unterminated document" if partial is None else f"an unterminated last document of {partial.length:,} tokens"
+            why = f"the {here.split} remainder cuts this {len(u.tokens):,}-token document after {p:,} tokens, but the split ends with {held}"
+            return [Finding("recheck_remainder", why, **where)]
+        partial.claimed = True
+        if np.array_equal(partial.tokens, u.tokens[:p]):
+            self.counts["cut_by_remainder"] += 1
+            return []
+        return [self._changed_tokens(u, partial, here, where, prefix=p)]
+
+    def _differences(self, u: Unit, e: Stored, here: SplitUnits, where: dict) -> list[Finding]:
+        """Same tokens; the loss mask and the label_id, value by value."""
+        found = []
+        start = "{} row {} position {}".format(*here.place(e.start))
+        if u.mask_digest != e.mask_digest:
+            if e.mask is None or u.mask is None or len(e.mask) != len(u.mask):
+                why = f"the {self.what} stored at {start} has the record's tokens but a different loss mask (or none)"
+                found.append(Finding("recheck_mask", why, **where))
+            else:
+                diff = np.flatnonzero(e.mask != u.mask)
+                shard, row, pos = here.place(e.start + int(diff[0]))
+                why = (f"{shard} row {row} position {pos} has loss_mask {int(e.mask[diff[0]])} where the record gives {int(u.mask[diff[0]])} "
+                       f"({len(diff):,} of {len(u.mask):,} values differ); the {self.what} at {start} has the record's tokens")
+                found.append(Finding("recheck_mask", why, row=row, position=pos, **where))
+        if u.label != e.label:
+            shard, row, _ = here.place(e.start)
+            why = (f"{shard} row {row} holds label_id {e.label} ({self._word(e.label)}) for the {self.what} at {start}, which has the "
+                   f"record's tokens; the record's label {self._word(u.label)} is label_id {u.label} in the manifest's sft.labels")
+            found.append(Finding("recheck_label", why, row=row, **where))
+        return found
+
+    def _changed_tokens(self, u: Unit, e: Stored, here: SplitUnits, where: dict, prefix: int | None = None) -> Finding:
+        made = u.tokens if prefix is None else u.tokens[:prefix]
+        diff = np.flatnonzero(e.tokens != made)
+        k = int(diff[0])
+        shard, row, pos = here.place(e.start + k)
+        start = "{} row {} position {}".format(*here.place(e.start))
+        what = f"first {prefix:,} tokens (the rest fell in the dropped remainder) of the {self.what}" if prefix else self.what
+        why = (f"{shard} row {row} position {pos} holds id {int(e.tokens[k])} where the record gives {int(made[k])}: "
+               f"{len(diff):,} of the {len(made):,} tokens differ in the {what} stored at {start}")
+        if prefix is None and e.mask is not None and u.mask is not None and not np.array_equal(e.mask, u.mask):
+            why += f"; {int(np.count_nonzero(e.mask != u.mask)):,} loss_mask values differ too"
+        if prefix is None and e.label != u.label:
+            why += f"; its label_id is {e.label}, the record's {u.label}"
+        return Finding("recheck_tokens", why, row=row, position=pos, **where)
+
+    def _nearest(self, u: Unit, here: SplitUnits) -> Stored | None:
+        """The stored unit of the same length sharing a half with ``u`` and differing least."""
+        index = self.near.get(here.split)
+        if index is None:
+            index = self.near[here.split] = defaultdict(list)
+            for c in here.near:
+                index["first", c.length, c.first].append(c)
+                index["second", c.length, c.second].append(c)
+        n = len(u.tokens)
+        near = [c for c in index.get(("first", n, u.first), []) + index.get(("second", n, u.second), []) if not (self.every and c.claimed)]
+        return min(near, key=lambda c: int(np.count_nonzero(c.tokens != u.tokens)), default=None)
+
+    def _duplicate(self, u: Unit) -> bool:
+        """A sampled record whose content an earlier record had: dedup dropped it, and the stored
+        unit with its tokens is that record's (whose mask or label may differ)."""
+        if self.every or not self.setup.dedup or not (self.setup.manifest["counts"].get("dropped") or {}).get("duplicate"):
+            return False
+        if self.first_seen is None:  # once, for every unclaimed unit
+            self.first_seen = {}
+            for r in remake(self.setup, range(self.upto)):
+                if r.units:
+                    self.first_seen.setdefault(r.hash, r.index)
+        return self.first_seen.get(u.record.hash, u.record.index) < u.record.index
+
+    def _word(self, label: int | None) -> str:
+        labels = self.setup.labels or ()
+        return repr(labels[label]) if label is not None and 0 <= label < len(labels) else "not in sft.labels"
+
+
+def _unclaimed(here: SplitUnits) -> list[Finding]:
+    """``--sample all``: stored units no record re-makes."""
+    units = here.unclaimed()
+    found = []
+    for e in units[:EXAMPLES]:
+        shard, row, pos = here.place(e.start)
+        head = "" if e.tokens is None else " (" + " ".join(map(str, e.tokens[:8].tolist())) + " ...)"
+        why = f"{e.length:,} tokens{head} that no source record re-makes"
+        found.append(Finding("recheck_extra", why, file=shard, split=here.split, row=row, position=pos))
+    rest = len(units) - len(found) + here.not_kept
+    if rest:
+        found.append(Finding("recheck_extra", f"{rest:,} more stored units that no source record re-makes", split=here.split, count=rest))
+    return found
