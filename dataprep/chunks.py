@@ -41,25 +41,37 @@ class ChunkReader:
     read_file: ReadFile
     max_bytes: int | None = None
 
-    def chunks(self, files: list[InputFile], *, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+    def chunks(self, files: list[InputFile], *, read_drops: Counter, counts: Counter,
+               by_input: dict[int, Counter] | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
         """Yield ``(file index, batch)`` for every input record, in input order.
 
         Args:
             files: the resolved inputs.
             read_drops: unreadable records by reason, summed over all files.
             counts: ``records_read`` is incremented for every record seen, readable or not.
+            by_input: file index -> that file's ``records_read`` and unreadable records by reason,
+                set when the file has been read to its end.
         """
         for index, file in enumerate(files):
-            yield from self.file_chunks(index, file, read_drops=read_drops, counts=counts)
+            yield from self.file_chunks(index, file, read_drops=read_drops, counts=counts, by_input=by_input)
 
-    def file_chunks(self, index: int, file: InputFile, *, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+    def file_chunks(self, index: int, file: InputFile, *, read_drops: Counter, counts: Counter,
+                    by_input: dict[int, Counter] | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
         """:meth:`chunks` of the one input ``files[index]``; its counts are complete when this ends."""
-        before = sum(read_drops.values())
+        before = Counter(read_drops)
+        readable = 0
         for batch in self.read_file(index, file, read_drops):
             counts["records_read"] += batch.num_rows
+            readable += batch.num_rows
             for piece in split_by_bytes(batch, self.max_bytes):
                 yield index, piece
-        counts["records_read"] += sum(read_drops.values()) - before  # unreadable records were read too
+        dropped = read_drops - before
+        counts["records_read"] += dropped.total()  # unreadable records were read too
+        if by_input is not None:
+            by_input[index] = Counter({RECORDS_READ: readable + dropped.total(), **dropped})
+
+
+RECORDS_READ = "records_read"
 
 
 def split_by_bytes(batch: pa.RecordBatch, max_bytes: int | None) -> Iterator[pa.RecordBatch]:

@@ -78,10 +78,17 @@ def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, 
 
 def _summary(manifest: dict, out: str) -> str:
     c = manifest["counts"]
-    dropped = ", ".join(f"{k} {v:,}" for k, v in c["dropped"].items()) or "none"
+    dropped = sum(c["dropped"].values())
+    head = ""
+    if dropped:  # losses first: the line a reader must not miss
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
+        head = f"dropped {dropped:,} of {c['records_read']:,} records: {reasons} (`dataprep report {out}` shows them per input)\n"
+    unknown = sum(c.get("unknown_tokens", {}).values())
+    if unknown:
+        head += f"unknown-token ids written: {unknown:,} (text the tokenizer could not represent)\n"
     return (
-        f"wrote {out}\n"
-        f"  records: {c['records_read']:,} read, {c['records_written']:,} written; dropped: {dropped}\n"
+        f"{head}wrote {out}\n"
+        f"  records: {c['records_read']:,} read, {c['records_written']:,} written, {dropped:,} dropped\n"
         f"  documents: train {c['documents']['train']:,}, validation {c['documents']['validation']:,}\n"
         f"  rows: train {c['rows']['train']:,}, validation {c['rows']['validation']:,} "
         f"(seq_len {manifest['seq_len']}); tokens {c['tokens']:,}; pad {c['pad_tokens']:,}; "

@@ -80,6 +80,7 @@ def run_chunks(
     mode: str = "processes",
     engine: str = "local",
     address: str | None = None,
+    by_input: dict[int, Counter] | None = None,
 ) -> Iterator[R]:
     """Read every input's chunks and yield ``fn(chunk)`` for each, in input order (``fn = setup(*args)``).
 
@@ -95,6 +96,8 @@ def run_chunks(
         mode: the local engine's mode (:data:`MODES`).
         engine: ``local`` (this process reads; ``mode`` works) or ``ray`` (Ray Data reads and works).
         address: with ``ray``: the cluster to join (``ray://host:10001``, ``host:6379`` or ``auto``).
+        by_input: file index -> that file's ``records_read`` and unreadable records by reason,
+            set once the file has been read to its end (before its last result is yielded).
 
     Raises:
         ConfigError: an unknown engine or mode, ``address`` without ``engine="ray"``, or Ray
@@ -106,10 +109,10 @@ def run_chunks(
         from .engine_ray import ray_run_chunks
 
         return ray_run_chunks(reader, worker, files, read_drops=read_drops, counts=counts, progress=progress,
-                              workers=workers, address=address)
+                              workers=workers, address=address, by_input=by_input)
     if address is not None:
         raise ConfigError("--address names a Ray cluster; it needs --engine ray")
-    chunks = progress.track(reader.chunks(files, read_drops=read_drops, counts=counts))
+    chunks = progress.track(reader.chunks(files, read_drops=read_drops, counts=counts, by_input=by_input))
     return ordered_map(*worker, chunks, workers=workers, mode=mode)
 
 

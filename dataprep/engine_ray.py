@@ -80,6 +80,7 @@ def ray_run_chunks(
     *,
     read_drops: Counter,
     counts: Counter,
+    by_input: dict[int, Counter] | None = None,
     progress: Progress,
     workers: int,
     address: str | None = None,
@@ -119,7 +120,7 @@ def ray_run_chunks(
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise EngineError(f"cannot start or join {where}: {exc}; check `ray status` on the head node") from exc
         started_here = True
-    return _results(ray, reader, worker, files, read_drops=read_drops, counts=counts, progress=progress,
+    return _results(ray, reader, worker, files, read_drops=read_drops, counts=counts, by_input=by_input, progress=progress,
                     max_retries=max_retries, started_here=started_here)
 
 
@@ -139,7 +140,7 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def _results(ray, reader, worker, files, *, read_drops, counts, progress, max_retries, started_here) -> Iterator[Any]:
+def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progress, max_retries, started_here) -> Iterator[Any]:
     from . import ray_chunks
 
     try:
@@ -152,6 +153,10 @@ def _results(ray, reader, worker, files, *, read_drops, counts, progress, max_re
                     for block in ray_chunks.delivered(table):
                         counts["records_read"] += block.records_read
                         read_drops.update(block.read_drops)
+                        if by_input is not None:
+                            mine = by_input.setdefault(block.source, Counter())
+                            mine["records_read"] += block.records_read
+                            mine.update(block.read_drops)
                         progress.read_elsewhere(block.source, block.records_read, position=block.position,
                                                 file_done=block.file_done)
                         if block.result is not None:

@@ -54,6 +54,17 @@ class InputError(DataprepError):
         return (type(self), (self.path, self.location, self.reason_message, self.fix))
 
 
+class DataLossError(DataprepError):
+    """A run would lose more data than the recipe allows, or write an empty dataset or split."""
+
+    def __init__(self, message: str, fix: str):
+        self.reason_message, self.fix = message, fix
+        super().__init__(f"{message}\n  fix: {fix}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason_message, self.fix))
+
+
 class TokenizerError(DataprepError):
     """The tokenizer cannot be loaded or lacks what the recipe needs."""
 

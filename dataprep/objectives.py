@@ -62,7 +62,7 @@ def add_special_tokens(tokenizer: LoadedTokenizer, names: list[str]) -> tuple[Lo
         return tokenizer, []
     inner = Tokenizer.from_str(tokenizer.tokenizer.to_str())
     inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
-    extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, source=tokenizer.source, files=tokenizer.files,
+    extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, sources=tokenizer.sources, source=tokenizer.source, files=tokenizer.files,
                                add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
                                split_special_tokens=tokenizer.split_special_tokens)
     return extended, missing

@@ -35,6 +35,7 @@ class ChunkResult:
         doc_stats: per-document counters (e.g. ``target_tokens``); summed over the documents
             actually written, so duplicates never count.
         drops: dropped records of this chunk, by reason.
+        drop_samples: where the first few of them were: ``(location, reason, message)``.
     """
 
     hashes: list[bytes]
@@ -45,6 +46,11 @@ class ChunkResult:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     doc_stats: dict[str, np.ndarray] = field(default_factory=dict)
     drops: Counter = field(default_factory=Counter)
+    drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+NO_TOKENS = "no_tokens"  # a kept document that encodes to no token at all: nothing to write
+SAMPLES_PER_SOURCE = 5  # drop locations kept per input file, for the end-of-run messages
 
 
 class OrderedStage:
@@ -55,6 +61,8 @@ class OrderedStage:
         make_packer: builds a fresh packer (one per split).
         to_batch: turns packed rows into the Arrow batch the writer stores.
         dedup: drop a document whose hash was already seen (counted as ``duplicate``).
+        unk_id: the tokenizer's unknown-token id: its occurrences among the written documents'
+            tokens are counted per split (:attr:`unknown`) and per input (:attr:`source_unknown`).
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class OrderedStage:
         make_packer: Callable[[], Any],
         to_batch: Callable[[PackedRows], pa.RecordBatch],
         dedup: bool,
+        unk_id: int | None = None,
     ):
         self.writers = writers
         self.packers = {split: make_packer() for split in writers}
@@ -75,23 +84,38 @@ class OrderedStage:
         self.stats: Counter = Counter()  # doc_stats summed over written documents
         self.source_documents: Counter = Counter()  # input file index -> documents written
         self.source_tokens: Counter = Counter()  # input file index -> their tokens, before packing
+        self.source_drops: dict[int, Counter] = {}  # input file index -> records the workers dropped, by reason
+        self.drop_samples: dict[int, list[tuple[str, str, str]]] = {}  # input file index -> first drop locations
+        self.unk_id = unk_id
+        self.unknown: Counter = Counter()  # split -> unknown-token ids written
+        self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
 
     def add(self, result: ChunkResult) -> None:
         """Dedup, split, pack and write one chunk result."""
         self.drops.update(result.drops)
+        self.source_drops.setdefault(result.source, Counter()).update(result.drops)
+        samples = self.drop_samples.setdefault(result.source, [])
+        samples.extend(result.drop_samples[: SAMPLES_PER_SOURCE - len(samples)])
         n = len(result.hashes)
         if n == 0:
             return
-        keep = np.ones(n, dtype=bool)
+        keep = result.lengths > 0
+        empty = n - int(keep.sum())
+        if empty:  # the packers would skip them: they are dropped, never "written"
+            self.drops[NO_TOKENS] += empty
+            self.source_drops[result.source][NO_TOKENS] += empty
         if self.dedup:
             for i, digest in enumerate(result.hashes):
+                if not keep[i]:
+                    continue
                 if digest in self.seen:
                     keep[i] = False
                 else:
                     self.seen.add(digest)
-            duplicates = int(n - keep.sum())
+            duplicates = int(n - empty - keep.sum())
             if duplicates:
                 self.drops[DUPLICATE] += duplicates
+                self.source_drops[result.source][DUPLICATE] += duplicates
         for split, in_split in (("train", ~result.validation), ("validation", result.validation)):
             docs = keep & in_split
             if not docs.any():
@@ -103,6 +127,10 @@ class OrderedStage:
                 per_token = np.repeat(docs, result.lengths)
                 tokens, lengths = result.tokens[per_token], result.lengths[docs]
                 extras = {name: values[per_token] for name, values in result.extras.items()}
+            if self.unk_id is not None:
+                unknown = int(np.count_nonzero(tokens == self.unk_id))
+                self.unknown[split] += unknown
+                self.source_unknown[result.source] += unknown
             self._write(split, self.packers[split].add(tokens, lengths, extras or None))
         for name, values in result.doc_stats.items():
             self.stats[name] += int(values[keep].sum())

@@ -20,13 +20,14 @@ import pyarrow as pa
 
 from . import __version__
 from . import columns as C
-from . import objectives, pretrain, reference, sft
+from . import accounting, objectives, pretrain, reference, sft
 from .chunks import ChunkReader
 from .engine import default_workers, run_chunks
 from .errors import ConfigError
 from .ordered import OrderedStage
 from .progress import Progress
-from .read import InputFile, file_sha256, file_size, resolve_inputs
+from .read import InputFile, file_size, resolve_inputs
+from .sources import InputDigests
 from .recipe import Recipe
 from .tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
 from .write import SplitWriter, batch_rows, open_output
@@ -109,26 +110,37 @@ def run(
     started = time.perf_counter()
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
+    sources = InputDigests(files)  # size and content hash before reading; checked again at the end
     target = open_output(out, overwrite=overwrite)
     try:
         tokenizer = _tokenizer(recipe, files, target.tmp)
         plan = plan_for(recipe, tokenizer, files)
         counts: Counter = Counter()
         read_drops: Counter = Counter()
+        by_input: dict[int, Counter] = {}
         rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
         writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
-        stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup)
+        stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
+                             unk_id=_unknown_id(tokenizer))
         bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
         results = run_chunks(plan.reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
-                             workers=workers, mode=plan.mode, engine=engine, address=address)
+                             workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+        checked = 0  # inputs before this one are read to their end and had their losses checked
         for result in results:
             stage.add(result)
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
+            if result.source > checked:  # results come in input order: the inputs before it are done
+                accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
+                checked = result.source
+        accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
         bar.set_stage("finish")
         stage.finish()
         shards = {split: writer.close() for split, writer in writers.items()}
+        accounting.check_output(recipe, stage, {s: sum(x["rows"] for x in shards[s]) for s in C.SPLITS}, read_drops)
         bar.set_stage("checksums")
-        manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
+        sources.check_unchanged()
+        manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
+        accounting.warn_unknown(stage, manifest["counts"]["tokens"], tokenizer.tokens.get("unk"))
         bar.close()
         manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine}
         target.commit(manifest, list(C.SPLITS))
@@ -136,6 +148,13 @@ def run(
         target.abort()
         raise
     return manifest
+
+
+def _unknown_id(tokenizer: LoadedTokenizer) -> int | None:
+    """The id that stands for text the tokenizer cannot represent; None when it has none, or when
+    that token also serves as BOS, EOS or pad (GPT-2's config names ``<|endoftext|>`` for all)."""
+    unk = tokenizer.unk_id
+    return None if unk is None or unk in tokenizer.special_ids.values() else unk
 
 
 def seq_len_of(recipe: Recipe) -> int:
@@ -160,7 +179,7 @@ def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedT
     return tokenizer
 
 
-def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards) -> dict[str, Any]:
+def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources) -> dict[str, Any]:
     dropped = Counter(read_drops)
     dropped.update(stage.drops)
     pack = stage.pack_stats()
@@ -182,10 +201,14 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
             {
                 "path": f.location,
                 "format": f.format,
-                "bytes": file_size(f),
-                "sha256": file_sha256(f),
+                **({"encoding": f.encoding} if f.format not in ("parquet", "arrow") else {}),
+                "bytes": sources.sizes[i],
+                "sha256": sources.digests[i],
+                "records_read": by_input.get(i, Counter())[accounting.RECORDS_READ],
                 "documents": stage.source_documents[i],  # written from this file (after dedup)
+                "dropped": dict(sorted(accounting.input_drops(i, by_input, stage).items())),
                 "tokens": stage.source_tokens[i],  # their tokens before packing
+                "unknown_tokens": stage.source_unknown[i],  # of those, the tokenizer's unknown-token id
             }
             for i, f in enumerate(files)
         ],
@@ -196,6 +219,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards)
             "dropped": dict(sorted(dropped.items())),
             "documents": {split: stage.documents[split] for split in C.SPLITS},
             "tokens": content,
+            "unknown_tokens": {split: stage.unknown[split] for split in C.SPLITS},
             "pad_tokens": sum(p["pad_tokens"] for p in pack.values()),
             "remainder_tokens_dropped": sum(p["dropped_tokens"] for p in pack.values()),
             "rows": rows,

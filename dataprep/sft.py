@@ -175,6 +175,11 @@ class SftWorker:
         self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
         # validate --recipe: bad records are collected here as (file, location, reason, message, fix)
         self.sink: list[tuple[str, str, str, str, str]] | None = None
+        self.drop_samples: list[tuple[str, str, str]] = []  # this chunk's first skipped records: (location, reason, message)
+
+    def _take_samples(self) -> list[tuple[str, str, str]]:
+        samples, self.drop_samples = self.drop_samples, []
+        return samples
 
     def _check_special_text(self, record: Mapping[str, Any]) -> None:
         """A record's own text must not hold a special token's text (``special_text: error``)."""
@@ -271,6 +276,7 @@ class SftWorker:
             extras=extras,
             doc_stats={name: values[keep] for name, values in stats.items()},
             drops=drops,
+            drop_samples=self._take_samples(),
         )
 
     # --- per record ----------------------------------------------------------------------
@@ -347,6 +353,8 @@ class SftWorker:
         if strict:
             raise InputError(file.location, location(file, line), message, fix)
         drops[reason] += 1
+        if len(self.drop_samples) < DROP_SAMPLES:
+            self.drop_samples.append((location(file, line), reason, message))
 
     def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter):
         """Apply the length policy; returns (ids, mask, per-example stats) or None when dropped."""
@@ -388,6 +396,7 @@ class SftWorker:
         return ids, mask, stats
 
 _SKIP = "or `on_error: skip` to count such records as dropped"
+DROP_SAMPLES = 3  # skipped records whose location a chunk result carries (for the end-of-run messages)
 _FIXES = {
     UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
     TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",

@@ -55,8 +55,12 @@ def test_bad_record_message_names_file_line_and_fix(tmp_path, capsys):
     code, _, stderr = invoke(["run", str(recipe), "--out", str(tmp_path / "o"), "-w", "1"], capsys)
     assert code == 1
     assert "docs.jsonl, line 2: invalid UTF-8" in stderr and "fix:" in stderr and "Traceback" not in stderr
-    code, stdout, _ = invoke(["run", str(recipe), "--out", str(tmp_path / "o"), "-w", "1", "--set", "on_error=skip"], capsys)
-    assert code == 0 and "invalid_utf8 1" in stdout
+    code, _, stderr = invoke(["run", str(recipe), "--out", str(tmp_path / "o"), "-w", "1", "--set", "on_error=skip"], capsys)
+    assert code == 1 and "1 of 2 records dropped (50.0%): invalid_utf8 1" in stderr and "max_dropped_fraction" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "o").exists()
+    code, stdout, _ = invoke(["run", str(recipe), "--out", str(tmp_path / "o"), "-w", "1", "--set", "on_error=skip",
+                              "--set", "max_dropped_fraction=0.5"], capsys)
+    assert code == 0 and stdout.startswith("dropped 1 of 2 records: invalid_utf8 1")
 
 
 def test_check_recipe_prints_resolved_recipe(capsys):

@@ -130,7 +130,7 @@ def test_unreadable_records_are_counted_as_on_the_local_engine(tmp_path, local_r
     mixed = [line if i % 7 else '{"text": "cut' for i, line in enumerate(lines)]
     (tmp_path / "b-mixed.jsonl").write_text("\n".join(mixed) + "\n", encoding="utf-8")
     recipe = recipe_from_dict(
-        {"task": "pretrain", "inputs": [{"path": "*.jsonl"}], "tokenizer": {"path": str(GPT2)}, "on_error": "skip",
+        {"task": "pretrain", "inputs": [{"path": "*.jsonl"}], "tokenizer": {"path": str(GPT2)}, "on_error": "skip", "max_dropped_fraction": 1,
          "packing": {"mode": "wrap", "seq_len": 256}, "output": {"chunk_records": 16}},
         base_dir=tmp_path,
     )

@@ -67,6 +67,7 @@ def pair_recipe(tmp_path_factory):
         "tokenizer": {"path": str(GPT2)},
         "template": "prompt_completion",
         "on_error": "skip",
+        "max_dropped_fraction": 1,
     }
     (folder / "r.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return folder

@@ -145,7 +145,8 @@ def test_manifest_describes_the_files(tmp_path):
     c = manifest["counts"]  # documents and tokens written per input: after dedup, before the wrap remainder
     assert manifest["inputs"] == [
         {"path": str(C4), "format": "jsonl", "bytes": C4.stat().st_size, "sha256": sha256_file(C4),
-         "documents": c["records_written"], "tokens": c["tokens"] + c["remainder_tokens_dropped"]}
+         "records_read": 300, "documents": c["records_written"], "dropped": {},
+         "tokens": c["tokens"] + c["remainder_tokens_dropped"], "unknown_tokens": 0}
     ]
     tok = manifest["tokenizer"]
     assert tok["vocab_size"] == 50257 and tok["special_ids"]["eos"] == 50256
@@ -190,13 +191,16 @@ def test_filters_and_drops_are_counted(tmp_path):
         normalize={},
         filter={"min_chars": 6},
         on_error="skip",
+        max_dropped_fraction=1,  # this test counts drops; the ceiling has its own tests
         packing={"seq_len": 8, "remainder": "pad"},
         split={"validation": 0.0},
     )
-    counts = run(recipe, tmp_path / "out", workers=1)["counts"]
+    manifest = run(recipe, tmp_path / "out", workers=1)
+    counts = manifest["counts"]
     assert counts["records_read"] == 7
     assert counts["records_written"] == 1
     assert counts["dropped"] == {"duplicate": 1, "empty": 1, "too_short": 1, "non_string_field": 1, "malformed_json": 1, "missing_field": 1}
+    assert manifest["inputs"][0]["records_read"] == 7 and manifest["inputs"][0]["dropped"] == counts["dropped"]
 
 
 def test_bad_input_raises_with_file_and_line_and_leaves_nothing(tmp_path):

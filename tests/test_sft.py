@@ -245,7 +245,7 @@ def test_overflow_policies(tmp_path):
     assert manifest["sft"]["examples"]["truncated"] == 1
     # a response that cannot fit is never cut: it is dropped (counted) ...
     huge = [{"prompt": "Q:", "completion": " answer" * 40}]
-    manifest = run(pairs_recipe(tmp_path, huge, max_length=20, overflow="truncate_prompt", on_error="skip"), tmp_path / "huge", workers=1)
+    manifest = run(pairs_recipe(tmp_path, huge, max_length=20, overflow="truncate_prompt", on_error="skip", max_dropped_fraction=1, allow_empty=True), tmp_path / "huge", workers=1)
     assert manifest["counts"]["dropped"] == {"response_too_long": 1}
     # ... or an error naming the fix
     with pytest.raises(InputError, match="raise `max_length`"):
@@ -290,7 +290,7 @@ def test_bad_records_name_file_line_and_reason(tmp_path):
     with pytest.raises(InputError) as info:
         run(pairs_recipe(tmp_path, records), tmp_path / "a", workers=1)
     assert "pairs.jsonl, line 2: missing field 'completion'" in str(info.value)
-    manifest = run(pairs_recipe(tmp_path, records, on_error="skip"), tmp_path / "b", workers=1)
+    manifest = run(pairs_recipe(tmp_path, records, on_error="skip", max_dropped_fraction=1), tmp_path / "b", workers=1)
     assert manifest["counts"]["dropped"] == {"empty_field": 1, "missing_field": 1}
     chats = tmp_path / "chats.jsonl"
     chats.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}) + "\n")
@@ -339,7 +339,7 @@ def test_special_token_text_in_a_field_is_a_bad_record_unless_kept(tmp_path):
     with pytest.raises(InputError, match=r"pairs\.jsonl, line 2: field 'completion' holds '<\|endoftext\|>', the text of a special token") as info:
         run(pairs_recipe(tmp_path, records), tmp_path / "out", workers=1)
     assert "special_text: keep" in str(info.value)
-    skipped = run(pairs_recipe(tmp_path, records, on_error="skip"), tmp_path / "skip", workers=1)
+    skipped = run(pairs_recipe(tmp_path, records, on_error="skip", max_dropped_fraction=1), tmp_path / "skip", workers=1)
     assert skipped["counts"]["dropped"] == {"special_token_text": 1} and skipped["counts"]["records_written"] == 1
     kept = run(pairs_recipe(tmp_path, records, special_text="keep"), tmp_path / "keep", workers=1)
     assert kept["counts"]["records_written"] == 2

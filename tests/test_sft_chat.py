@@ -166,7 +166,7 @@ def test_tools_the_template_cannot_render_stop_the_run_with_file_and_record(tmp_
     assert "on_error: skip" in str(info.value)
     # counted under its reason with on_error: skip, never silently dropped
     skip = _chat_recipe(tmp_path, [record, {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}],
-                        input={"fields": fields}, on_error="skip")
+                        input={"fields": fields}, on_error="skip", max_dropped_fraction=1)
     manifest = run(skip, tmp_path / "skip", workers=1)
     assert manifest["counts"]["dropped"] == {"unsupported_by_template": 1}
 
@@ -175,7 +175,7 @@ def test_a_conversation_the_template_refuses_is_a_bad_record_not_an_abort(tmp_pa
     gemma = DATA / "tokenizers/gemma-3"
     good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
     bad = {"messages": [{"role": "assistant", "content": "b"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]}
-    recipe = _chat_recipe(tmp_path, [good, bad, good], tokenizer=gemma, on_error="skip", filter={"dedup": "none"})
+    recipe = _chat_recipe(tmp_path, [good, bad, good], tokenizer=gemma, on_error="skip", max_dropped_fraction=1, filter={"dedup": "none"})
     manifest = run(recipe, tmp_path / "out", workers=1)
     assert manifest["counts"]["dropped"] == {"template_raised": 1}
     assert manifest["counts"]["records_written"] == 2

@@ -199,7 +199,7 @@ def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
     ]
     assert "roles must alternate" in report.findings[2].message
     # run with on_error: skip drops exactly these, for the same reasons
-    manifest = run(load_recipe(tmp_path / "r.yaml", ["on_error=skip", "overflow=drop"]), tmp_path / "out", workers=1)
+    manifest = run(load_recipe(tmp_path / "r.yaml", ["on_error=skip", "overflow=drop", "max_dropped_fraction=1"]), tmp_path / "out", workers=1)
     assert manifest["counts"]["dropped"] == {
         "bad_messages": 1, "template_raised": 1, "unknown_role": 1, "special_token_text": 1, "too_long": 1,
         "non_text_content": 1,

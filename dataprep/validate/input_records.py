@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import storage
-from ..read import DIALECTS, InputFile, arrow_batches, json_message, open_binary, utf8_message
+from ..errors import InputError
+from ..read import DIALECTS, InputFile, arrow_batches, json_message, open_binary, text_message
 
 BATCH = 4096
 
@@ -51,6 +52,8 @@ def iter_records(file: InputFile) -> Iterator[tuple[str, Any]]:
             yield from _txt(file)
         else:
             yield from _columnar(file)
+    except InputError as exc:  # a damaged container (truncated .zst, cut parquet) or an unclosed quote, as run says it
+        yield exc.location or "", Unreadable("unreadable_file", exc.reason_message, exc.fix or "a complete, uncorrupted file")
     except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
         yield "", Unreadable("unreadable_file", f"cannot read the file: {exc}", "a complete, uncorrupted file")
 
@@ -62,7 +65,7 @@ def _jsonl(file: InputFile) -> Iterator[tuple[str, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield where, Unreadable("invalid_utf8", utf8_message(exc, raw, "line"), "UTF-8 text")
+                yield where, Unreadable("invalid_utf8", text_message(exc, raw, "line", file.encoding), f"{file.encoding} text")
                 continue
             if lineno == 1 and line[:1] == "\ufeff":
                 line = line[1:]
@@ -81,7 +84,7 @@ def _json(file: InputFile) -> Iterator[tuple[str, Any]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        yield f"line {line}", Unreadable("invalid_utf8", utf8_message(exc, data, "file"), "UTF-8 text")
+        yield f"line {line}", Unreadable("invalid_utf8", text_message(exc, data, "file", file.encoding), f"{file.encoding} text")
         return
     try:
         records = json.loads(text[1:] if text[:1] == "\ufeff" else text)
@@ -99,7 +102,7 @@ def _delimited(file: InputFile) -> Iterator[tuple[str, Any]]:
     names = file.spec.columns
     header_pending = file.spec.header
     with open_binary(file) as fh:
-        lines = (_decode(raw, n) for n, raw in enumerate(fh, 1))
+        lines = (_decode(raw, n, file.encoding) for n, raw in enumerate(fh, 1))
         bad_lines: dict[int, str] = {}
 
         def text() -> Iterator[str]:
@@ -120,9 +123,13 @@ def _delimited(file: InputFile) -> Iterator[tuple[str, Any]]:
                 row, error = None, f"malformed {file.format} row: {exc}"
             start, end = end + 1, reader.line_num
             where = f"line {start}"
+            if error is not None and end > start:  # a quote opened on `start` never closed: run refuses the file
+                yield where, Unreadable("unreadable_file", f"{error}: the quoted value opened on this line runs on "
+                                        f"to line {end}", "close the quote (or quote the value's own quotes by doubling them)")
+                return
             utf8 = [bad_lines.pop(n) for n in range(start, end + 1) if n in bad_lines]
             if utf8:
-                yield where, Unreadable("invalid_utf8", utf8[0], "UTF-8 text")
+                yield where, Unreadable("invalid_utf8", utf8[0], f"{file.encoding} text")
                 continue
             if row is not None and (not row or (len(row) == 1 and (not row[0] or row[0].isspace()))):
                 continue
@@ -142,11 +149,11 @@ def _delimited(file: InputFile) -> Iterator[tuple[str, Any]]:
             yield where, dict(zip(names, row))
 
 
-def _decode(raw: bytes, n: int) -> tuple[int, str, str | None]:
+def _decode(raw: bytes, n: int, codec: str) -> tuple[int, str, str | None]:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return n, raw.decode("utf-8", "replace"), utf8_message(exc, raw, "line")
+        return n, raw.decode("utf-8", "replace"), text_message(exc, raw, "line", codec)
     return n, line[1:] if n == 1 and line[:1] == "\ufeff" else line, None
 
 
@@ -156,7 +163,7 @@ def _txt(file: InputFile) -> Iterator[tuple[str, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield f"line {lineno}", Unreadable("invalid_utf8", utf8_message(exc, raw, "line"), "UTF-8 text")
+                yield f"line {lineno}", Unreadable("invalid_utf8", text_message(exc, raw, "line", file.encoding), f"{file.encoding} text")
                 continue
             if not line.isspace():
                 yield f"line {lineno}", line.rstrip("\n")
