@@ -4,6 +4,10 @@ Every shard listed must exist with the recorded size and checksum; a file the ma
 not list is an extra shard. ``state.json`` (what ``datasets.load_from_disk`` reads) must list
 the same shards in the same order. The checksum is ``xxh3_128`` when the manifest records
 one (about 30 GB/s), else ``sha256`` (about 1.8 GB/s); ``full_hash`` forces sha256.
+
+A dataset with no row, or an empty split its recipe asks for (train always; validation when
+``split.validation > 0``), is a finding unless the recorded recipe says ``allow_empty: true``:
+``run`` refuses to write one, so it was made by an older dataprep or edited afterwards.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def iter_manifest_issues(manifest: Any) -> Iterator[Finding]:
 
 
 def iter_consistency(manifest: dict[str, Any]) -> Iterator[Finding]:
-    """Totals that the manifest states twice must agree (shards vs counts vs packing)."""
+    """Totals that the manifest states twice must agree (shards vs counts vs packing); and no
+    empty dataset or split (:func:`iter_empty`)."""
     counts, packing = manifest["counts"], manifest["packing"]
     tokens = 0
     for split in C.SPLITS:
@@ -80,6 +85,34 @@ def iter_consistency(manifest: dict[str, Any]) -> Iterator[Finding]:
     if written != sum(counts["documents"].values()):
         why = f"records_written {written:,} != documents train + validation {sum(counts['documents'].values()):,}"
         yield Finding("manifest_inconsistent", why, file=MANIFEST, path="counts.records_written")
+    yield from iter_empty(manifest)
+
+
+def iter_empty(manifest: dict[str, Any]) -> Iterator[Finding]:
+    """No row at all (``empty_dataset``), or none in a split the recipe asks for (``empty_split``),
+    unless the recorded recipe has ``allow_empty: true``."""
+    recipe = manifest["recipe"]
+    if recipe.get("allow_empty") is True:
+        return
+    counts = manifest["counts"]
+    rows = {split: sum(s["rows"] for s in manifest["splits"][split]["shards"]) for split in C.SPLITS}
+    allow = "set `allow_empty: true` in the recipe if an empty output is what you want, and run again"
+    if not any(rows.values()):
+        dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(counts["dropped"].items(), key=lambda kv: -kv[1])) or "none"
+        why = (f"the dataset has no row: {counts['records_read']:,} records read, {counts['records_written']:,} written "
+               f"(dropped: {dropped})")
+        yield Finding("empty_dataset", why, file=MANIFEST, path="counts.rows", expected=f"at least one row, or {allow}")
+        return
+    validation = (recipe.get("split") or {}).get("validation", 0)
+    wanted = {"train": "train is always wanted", "validation": f"split.validation is {validation}"}
+    for split, reason in wanted.items():
+        if split == "validation" and not validation > 0:
+            continue
+        documents = counts["documents"][split]
+        if rows[split] == 0 or documents == 0:
+            why = f"the {split} split has {rows[split]:,} rows from {documents:,} documents, and the recipe asks for it ({reason})"
+            yield Finding("empty_split", why, file=MANIFEST, path=f"splits.{split}", split=split,
+                          expected=f"rows in the {split} split, or {allow}")
 
 
 def iter_layout(out: Path, manifest: dict[str, Any]) -> Iterator[Finding]:
