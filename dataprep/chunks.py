@@ -36,10 +36,13 @@ class ChunkReader:
         read_file: ``(index, file, drops) -> batches``; counts unreadable records into ``drops``.
         max_bytes: cut each batch so a chunk holds at most this many bytes of string columns
             (a record larger than that is a chunk of its own); None: no bound.
+        skip: chunks already worked by the run a resumed run continues, per file: they are read
+            (so every count stays whole) but not yielded.
     """
 
     read_file: ReadFile
     max_bytes: int | None = None
+    skip: tuple[tuple[int, int], ...] = ()  # (file index, chunks): read and counted, not yielded (a resumed run)
 
     def chunks(self, files: list[InputFile], *, read_drops: Counter, counts: Counter,
                by_input: dict[int, Counter] | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -60,10 +63,14 @@ class ChunkReader:
         """:meth:`chunks` of the one input ``files[index]``; its counts are complete when this ends."""
         before = Counter(read_drops)
         readable = 0
+        skip = dict(self.skip).get(index, 0)
         for batch in self.read_file(index, file, read_drops):
             counts["records_read"] += batch.num_rows
             readable += batch.num_rows
             for piece in split_by_bytes(batch, self.max_bytes):
+                if skip:
+                    skip -= 1
+                    continue
                 yield index, piece
         dropped = read_drops - before
         counts["records_read"] += dropped.total()  # unreadable records were read too

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 
 import click
 
@@ -55,23 +56,33 @@ def cli(ctx: click.Context, quiet: bool, log_format: str) -> None:
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="ray: reading and chunk work on Ray Data (pip install 'dataprep[ray]'; every node must reach the inputs); same shards, byte for byte.")
 @click.option("--address", default=None, metavar="ADDR", help="With --engine ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset at --out.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in OUT.incomplete from its last checkpoint (same recipe, inputs and tokenizer); the shards are byte-identical to an uninterrupted run's.")
+@click.option("--checkpoint-every", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS", help="Seconds between checkpoints (a crash loses at most about this much work); 0: after every chunk.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off (default: on when stderr is a terminal).")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
-def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, engine: str, address: str | None, overwrite: bool, progress: bool | None, quiet: bool) -> None:
+def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, engine: str, address: str | None, overwrite: bool, resume: bool, checkpoint_every: float, progress: bool | None, quiet: bool) -> None:
     """Build the dataset a RECIPE describes.
+
+    The dataset appears at --out only when the run succeeds. An interrupted run (Ctrl-C,
+    SIGTERM, a crash, a full disk) keeps its last checkpoint in OUT.incomplete: --resume
+    continues it. One run at a time may write an --out (OUT.lock).
 
     Example:
 
     \b
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --set packing.seq_len=256
+        dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --resume
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --engine ray --address auto
     """
     from .pipeline import run as run_pipeline
     from .recipe import load_recipe
 
     _setup_logging(quiet)
+    if resume and overwrite:
+        raise click.UsageError("--resume continues a run; --overwrite starts over: choose one")
     loaded = load_recipe(recipe, overrides)
-    manifest = run_pipeline(loaded, out, workers=workers, overwrite=overwrite, progress=False if quiet else progress, engine=engine, address=address)
+    manifest = run_pipeline(loaded, out, workers=workers, overwrite=overwrite, progress=False if quiet else progress,
+                            engine=engine, address=address, resume=resume, checkpoint_every=checkpoint_every)
     if not quiet:
         click.echo(_summary(manifest, out))
 
@@ -348,11 +359,27 @@ def _echo_error(exc: DataprepError) -> None:
         click.echo(f"error: {exc}", err=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops cleanly (keeping its checkpoint)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; a DataprepError becomes 'error: ...' and exit status 1."""
+    """Entry point: run the CLI; a DataprepError becomes 'error: ...' and exit status 1;
+    Ctrl-C and SIGTERM stop it cleanly (exit 130 and 143)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt (and so SIGTERM) into Abort
+        if isinstance(exc.__cause__, Terminated):
+            click.echo("terminated (SIGTERM)", err=True)
+            sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

@@ -303,11 +303,9 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
     prefix, suffix = frame_of(tokenizer)
     frame_pieces(np.zeros(0, np.int32), np.zeros(0, np.int64), prefix=prefix, suffix=suffix, seq_len=recipe.packing.seq_len)
     streams = itertools.count()
-    packers: list[MlmPacker] = []
 
     def make_packer() -> MlmPacker:
-        packers.append(MlmPacker(recipe, tokenizer, stream=next(streams)))
-        return packers[-1]
+        return MlmPacker(recipe, tokenizer, stream=next(streams))
 
     def manifest(stage: Any) -> dict[str, Any]:
         spec = recipe.mlm
@@ -320,6 +318,7 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
             "added_tokens": list(getattr(tokenizer, "added_tokens", None) or []),  # <mask>, for a trained tokenizer
         }
         if spec.masking == "static":
+            packers = list(stage.packers.values())  # the stage's own: a resumed run restored them from its checkpoint
             totals = {k: sum(p.counts[k] for p in packers) for k in packers[0].counts}
             totals["chosen_ratio"] = totals["chosen"] / totals["maskable"] if totals["maskable"] else 0.0
             section["static"] = totals

@@ -79,6 +79,7 @@ class OrderedStage:
         self.to_batch = to_batch
         self.dedup = dedup
         self.seen: set[bytes] = set()
+        self.new_seen: list[bytes] = []  # seen since the last checkpoint, in order (a checkpoint appends them)
         self.documents: Counter = Counter()
         self.drops: Counter = Counter()
         self.stats: Counter = Counter()  # doc_stats summed over written documents
@@ -112,6 +113,7 @@ class OrderedStage:
                     keep[i] = False
                 else:
                     self.seen.add(digest)
+                    self.new_seen.append(digest)
             duplicates = int(n - empty - keep.sum())
             if duplicates:
                 self.drops[DUPLICATE] += duplicates
@@ -136,6 +138,19 @@ class OrderedStage:
             self.stats[name] += int(values[keep].sum())
         self.source_documents[result.source] += int(keep.sum())
         self.source_tokens[result.source] += int(result.lengths[keep].sum())
+
+    # State a checkpoint keeps (the writers and the dedup set are saved on their own).
+    _STATE = ("packers", "documents", "drops", "stats", "source_documents", "source_tokens", "source_drops",
+              "drop_samples", "unknown", "source_unknown")
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to go on exactly where this stage is (picklable)."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, state: dict[str, Any], seen: set[bytes]) -> None:
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self.seen, self.new_seen = seen, []
 
     def finish(self) -> None:
         for split, packer in self.packers.items():

@@ -8,6 +8,7 @@ A task contributes a :class:`Plan`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -20,10 +21,11 @@ import pyarrow as pa
 
 from . import __version__
 from . import columns as C
-from . import accounting, objectives, pretrain, reference, sft
+from . import accounting, checkpoint, objectives, pretrain, reference, sft
 from .chunks import ChunkReader
 from .engine import default_workers, run_chunks
 from .errors import ConfigError
+from .faults import os_fault
 from .ordered import OrderedStage
 from .progress import Progress
 from .read import InputFile, file_size, resolve_inputs
@@ -90,6 +92,8 @@ def run(
     progress: bool | None = None,
     engine: str = "local",
     address: str | None = None,
+    resume: bool = False,
+    checkpoint_every: float | None = checkpoint.DEFAULT_EVERY,
 ) -> dict[str, Any]:
     """Build the dataset that ``recipe`` describes at ``out``; return its manifest.
 
@@ -102,51 +106,100 @@ def run(
         progress: show a progress bar (None: only when stderr is a terminal).
         engine: ``local`` (this machine) or ``ray`` (reading and chunk work on Ray Data; same shards, byte for byte).
         address: with ``engine="ray"``: the cluster to join; default: start a local Ray instance.
+        resume: continue the interrupted run in ``out.incomplete`` from its last checkpoint
+            (:mod:`dataprep.checkpoint`); the shards are byte-identical to an uninterrupted run's.
+        checkpoint_every: seconds between checkpoints (0: after every chunk; None: none).
 
     Raises:
         DataprepError: bad recipe values, unreadable inputs (with file and line), tokenizer problems,
-            or an output path that may not be written.
+            more data lost than the recipe allows, an output path that may not be written (a full
+            disk, a read-only folder, another run writing it), or nothing to resume.
     """
     started = time.perf_counter()
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     sources = InputDigests(files)  # size and content hash before reading; checked again at the end
-    target = open_output(out, overwrite=overwrite)
+    target = open_output(out, overwrite=overwrite, resume=resume)
+    saves = checkpoint.Checkpoints(target.tmp / checkpoint.CHECKPOINT_DIR,
+                                   every=checkpoint_every if target.resumable else None)
     try:
-        tokenizer = _tokenizer(recipe, files, target.tmp)
-        plan = plan_for(recipe, tokenizer, files)
-        counts: Counter = Counter()
-        read_drops: Counter = Counter()
-        by_input: dict[int, Counter] = {}
-        rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
-        writers = {s: SplitWriter(target.tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
-        stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
-                             unk_id=_unknown_id(tokenizer))
-        bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
-        results = run_chunks(plan.reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
-                             workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
-        checked = 0  # inputs before this one are read to their end and had their losses checked
-        for result in results:
-            stage.add(result)
-            bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
-            if result.source > checked:  # results come in input order: the inputs before it are done
-                accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
-                checked = result.source
-        accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
-        bar.set_stage("finish")
-        stage.finish()
-        shards = {split: writer.close() for split, writer in writers.items()}
-        accounting.check_output(recipe, stage, {s: sum(x["rows"] for x in shards[s]) for s in C.SPLITS}, read_drops)
-        bar.set_stage("checksums")
-        sources.check_unchanged()
-        manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
-        accounting.warn_unknown(stage, manifest["counts"]["tokens"], tokenizer.tokens.get("unk"))
-        bar.close()
-        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine}
+        manifest = _build(recipe, files, sources, target.tmp, saves, workers=workers, progress=progress, engine=engine,
+                          address=address, resume=resume)
+        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
+                           "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
         target.commit(manifest, list(C.SPLITS))
-    except BaseException:
-        target.abort()
+    except BaseException as exc:
+        keep = _resumable(exc) and (resume or saves.saved > 0)
+        target.abort(keep=keep)
+        if keep:
+            log.warning("the run's last checkpoint is kept in %s: continue it with `dataprep run RECIPE --out %s --resume`",
+                        target.tmp, out)
+        if isinstance(exc, OSError):
+            raise os_fault(exc, out=Path(str(out)), work=target.tmp, inputs=[f.location for f in files], resumable=keep) from exc
         raise
+    return manifest
+
+
+def _resumable(exc: BaseException) -> bool:
+    """Whether a run that failed with ``exc`` may be continued: an interruption or a fault of the
+    machine (a full disk, a lost worker), not a property of the data or the recipe, which a
+    resumed run would meet again."""
+    from .engine_ray import EngineError
+
+    return isinstance(exc, (KeyboardInterrupt, OSError, EngineError, MemoryError))
+
+
+def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: Path, saves: checkpoint.Checkpoints, *,
+           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool) -> dict[str, Any]:
+    """The run itself, in ``tmp``: read, work, dedup, split, pack, write; the manifest."""
+    state = saves.load() if resume else None
+    # a trained tokenizer is taken from the checkpoint, not trained again
+    tokenizer = state["tokenizer"] if state is not None and state["tokenizer"] is not None else _tokenizer(recipe, files, tmp)
+    ident = checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
+                                              in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
+    saves.bind(ident)
+    plan = plan_for(recipe, tokenizer, files)
+    counts: Counter = Counter()
+    read_drops: Counter = Counter()
+    by_input: dict[int, Counter] = {}
+    rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
+    writers = {s: SplitWriter(tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
+    stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
+                         unk_id=_unknown_id(tokenizer))
+    done: Counter = Counter()  # input file index -> chunks worked (what a checkpoint says is done)
+    reader = plan.reader
+    if state is not None:
+        checkpoint.check_identity(state, ident, tmp)
+        stage.restore(state["stage"], state["seen"])
+        for split, writer in writers.items():
+            writer.restore(state["writers"][split])
+        done.update(state["done"])
+        reader = dataclasses.replace(reader, skip=tuple(sorted(done.items())))
+        log.info("resuming from a checkpoint: %d chunk(s) of %d input(s) done", done.total(), len(done))
+    trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
+    bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
+    results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
+                         workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+    checked = 0  # inputs before this one are read to their end and had their losses checked
+    for result in results:
+        stage.add(result)
+        done[result.source] += 1
+        bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
+        if result.source > checked:  # results come in input order: the inputs before it are done
+            accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
+            checked = result.source
+        if saves.due():
+            saves.save(stage, writers, done, tokenizer if trained else None)
+    accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
+    bar.set_stage("finish")
+    stage.finish()
+    shards = {split: writer.close() for split, writer in writers.items()}
+    accounting.check_output(recipe, stage, {s: sum(x["rows"] for x in shards[s]) for s in C.SPLITS}, read_drops)
+    bar.set_stage("checksums")
+    sources.check_unchanged()
+    manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
+    accounting.warn_unknown(stage, manifest["counts"]["tokens"], tokenizer.tokens.get("unk"))
+    bar.close()
     return manifest
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +32,10 @@ import xxhash
 from . import storage
 from .columns import INCOMPLETE_SUFFIX, INPUT_IDS, MANIFEST_FILE, NUM_PAD, SHARD_PATTERN
 from .errors import OutputError
+from .faults import os_error_fix
+from .outlock import OutputLock
+
+log = logging.getLogger("dataprep.run")
 
 _ARROW_TO_FEATURE = {
     pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
@@ -62,11 +67,41 @@ def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
     return sha.hexdigest(), fast.hexdigest()
 
 
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an Arrow IPC stream's last message
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path.tmp`` and rename it into place."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path.tmp``, flush it to disk, and rename it into place (durably)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        _sync(fh)
     os.replace(tmp, path)
+    _sync_folder(path.parent)
+
+
+def _sync(fh: BinaryIO) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def features_of(schema: pa.Schema) -> dict[str, Any]:
@@ -93,7 +128,11 @@ class SplitWriter:
     of exactly ``batch_rows`` rows (the last one shorter), so a shard's bytes depend on its rows
     alone, never on how the input was chunked. Few large record batches also keep readers fast:
     ``validate`` does a fixed amount of numpy work per batch besides its pass over the tokens.
-    Use as a context manager; :meth:`close` returns one dict per shard.
+
+    A shard is an Arrow IPC stream written message by message (schema, record batches,
+    end-of-stream marker: the bytes ``pyarrow.ipc.new_stream`` writes), so that a resumed run can
+    cut the open shard back to its last checkpoint and go on appending (:meth:`state`,
+    :meth:`restore`). Use as a context manager; :meth:`close` returns one dict per shard.
     """
 
     def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int, batch_rows: int):
@@ -107,8 +146,7 @@ class SplitWriter:
         self._tokens: list[int] = []
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self._sink: pa.NativeFile | None = None
-        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._sink: BinaryIO | None = None  # the open shard
 
     def __enter__(self) -> SplitWriter:
         return self
@@ -132,10 +170,10 @@ class SplitWriter:
         batch = pa.concat_batches(queued.slice(0, rows).to_batches())
         self._pending = queued.slice(rows).to_batches()
         self._pending_rows -= rows
-        if self._writer is None:
+        if self._sink is None:
             self._open_shard()
-        assert self._writer is not None and self._sink is not None
-        self._writer.write_batch(batch)
+        assert self._sink is not None
+        self._sink.write(batch.serialize())
         self._rows[-1] += batch.num_rows
         self._tokens[-1] += content_tokens(batch)
         if self._sink.tell() >= self.shard_bytes:
@@ -146,14 +184,48 @@ class SplitWriter:
         self._paths.append(path)
         self._rows.append(0)
         self._tokens.append(0)
-        self._sink = pa.OSFile(str(path), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        self._sink = open(path, "wb")
+        self._sink.write(self.schema.serialize())
 
     def _close_shard(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._sink is not None:
+            self._sink.write(END_OF_STREAM)
+            _sync(self._sink)
             self._sink.close()
-            self._writer = self._sink = None
+            self._sink = None
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to go on exactly here, after flushing the open shard to
+        disk: the shards so far (the open one's length), and the rows not yet written, as IPC."""
+        if self._sink is not None:
+            _sync(self._sink)
+        pending = pa.BufferOutputStream()
+        with pa.ipc.new_stream(pending, self.schema) as writer:
+            for batch in self._pending:
+                writer.write_batch(batch)
+        return {
+            "shards": [p.name for p in self._paths],
+            "rows": list(self._rows),
+            "tokens": list(self._tokens),
+            "open_bytes": None if self._sink is None else self._sink.tell(),
+            "pending": pending.getvalue().to_pybytes(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state`: cut the open shard back to its recorded length (a crash may
+        have left more of it), remove shards begun after it, and queue the pending rows again."""
+        names = set(state["shards"])
+        for stale in self.folder.glob("shard-*.arrow.tmp"):
+            if stale.name not in names:
+                stale.unlink()
+        self._paths = [self.folder / name for name in state["shards"]]
+        self._rows, self._tokens = list(state["rows"]), list(state["tokens"])
+        if state["open_bytes"] is not None:
+            self._sink = open(self._paths[-1], "r+b")
+            self._sink.truncate(state["open_bytes"])
+            self._sink.seek(state["open_bytes"])
+        self._pending = pa.ipc.open_stream(state["pending"]).read_all().to_batches()
+        self._pending_rows = sum(b.num_rows for b in self._pending)
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the split: final shard names, ``state.json``, ``dataset_info.json``.
@@ -203,12 +275,34 @@ class SplitWriter:
 
 
 class DatasetDir:
-    """The output folder's life cycle: ``OUT.incomplete`` while running, ``OUT`` on success."""
+    """The output folder's life cycle: ``OUT.incomplete`` while running, ``OUT`` on success.
 
-    def __init__(self, out: Path, *, overwrite: bool):
+    ``OUT.lock`` is held from the start to the end (:class:`~dataprep.outlock.OutputLock`): a
+    second run on the same ``OUT`` refuses at once. With ``resume``, ``OUT.incomplete`` is kept
+    as an interrupted run left it (:mod:`dataprep.checkpoint` continues it); otherwise one left
+    by a dead run is removed.
+    """
+
+    resumable = True
+
+    def __init__(self, out: Path, *, overwrite: bool, resume: bool = False):
         self.out = Path(out)
         self.tmp = self.out.with_name(self.out.name + INCOMPLETE_SUFFIX)
+        self.lock = OutputLock(self.out)
+        try:
+            self._prepare(overwrite=overwrite, resume=resume)
+        except OSError as exc:
+            self.lock.release()
+            raise OutputError(f"cannot create {self.tmp}: {exc.strerror or exc}\n  fix: {os_error_fix(exc)}") from exc
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _prepare(self, *, overwrite: bool, resume: bool) -> None:
         if self.out.exists():
+            if resume:
+                raise OutputError(f"{self.out} is a finished dataset: there is nothing to resume\n  fix: drop --resume "
+                                  "(with --overwrite to build it again)")
             if not overwrite:
                 raise OutputError(f"{self.out} already exists; pass --overwrite to replace it, or choose another --out")
             if not (self.out / MANIFEST_FILE).is_file():
@@ -216,11 +310,18 @@ class DatasetDir:
                     f"{self.out} exists and is not a dataprep dataset (no {MANIFEST_FILE}); "
                     "refusing to delete it even with --overwrite: remove it yourself or choose another --out"
                 )
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)  # left by a run that died: never a dataset
+        if resume:
+            if not self.tmp.is_dir():
+                raise OutputError(f"nothing to resume: there is no {self.tmp}\n  fix: run again without --resume")
+            return
+        if self.tmp.exists():  # left by a run that died: never a dataset
+            if (self.tmp / "checkpoint").is_dir():
+                log.warning("%s holds an interrupted run's checkpoint; starting over (pass --resume to continue it)", self.tmp)
+            shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
 
     def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+        shutil.rmtree(self.tmp / "checkpoint", ignore_errors=True)
         write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
         write_json_atomic(self.tmp / MANIFEST_FILE, manifest)  # last: its presence marks a whole dataset
         if self.out.exists():
@@ -232,15 +333,23 @@ class DatasetDir:
             shutil.rmtree(old)
         else:
             os.replace(self.tmp, self.out)
+        _sync_folder(self.out.parent)
+        self.lock.release()
 
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def abort(self, *, keep: bool = False) -> None:
+        """Give up: remove ``OUT.incomplete`` (``keep``: leave it for ``--resume``) and the lock."""
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.lock.release()
 
 
 class UploadedDatasetDir:
     """:class:`DatasetDir` for an output URL: built in a local staging folder, uploaded on success
     with ``manifest.json`` last (object stores cannot rename a folder; the manifest's presence is
-    what marks a whole dataset, as ``validate`` reads it)."""
+    what marks a whole dataset, as ``validate`` reads it). Not resumable: the staging folder is
+    this process's own."""
+
+    resumable = False
 
     def __init__(self, url: str, *, overwrite: bool):
         self.url, self.overwrite = url.rstrip("/"), overwrite
@@ -256,11 +365,21 @@ class UploadedDatasetDir:
         self._keep = False
         shutil.rmtree(self.tmp)
 
-    def abort(self) -> None:
+    def abort(self, *, keep: bool = False) -> None:
         if not getattr(self, "_keep", False):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def open_output(out: str | Path, *, overwrite: bool) -> DatasetDir | UploadedDatasetDir:
-    """Where a run writes: a local folder (renamed into place) or a URL (uploaded)."""
-    return UploadedDatasetDir(str(out), overwrite=overwrite) if storage.is_url(out) else DatasetDir(Path(out), overwrite=overwrite)
+def open_output(out: str | Path, *, overwrite: bool, resume: bool = False) -> DatasetDir | UploadedDatasetDir:
+    """Where a run writes: a local folder (renamed into place) or a URL (uploaded).
+
+    Raises:
+        OutputError: ``out`` exists (without ``overwrite``), another run writes it, it cannot be
+            created, or ``resume`` finds nothing to continue (or is asked of a URL).
+    """
+    if storage.is_url(out):
+        if resume:
+            raise OutputError(f"--resume continues a run in a local folder; {out} is a URL (built in a staging folder "
+                              "of its own run)\n  fix: run again without --resume, or write to a local --out and copy it")
+        return UploadedDatasetDir(str(out), overwrite=overwrite)
+    return DatasetDir(Path(out), overwrite=overwrite, resume=resume)

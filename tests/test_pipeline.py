@@ -144,7 +144,7 @@ def test_manifest_describes_the_files(tmp_path):
     assert manifest["recipe_hash"] and manifest["recipe"]["packing"]["seq_len"] == 128
     c = manifest["counts"]  # documents and tokens written per input: after dedup, before the wrap remainder
     assert manifest["inputs"] == [
-        {"path": str(C4), "format": "jsonl", "bytes": C4.stat().st_size, "sha256": sha256_file(C4),
+        {"path": str(C4), "format": "jsonl", "encoding": "utf-8", "bytes": C4.stat().st_size, "sha256": sha256_file(C4),
          "records_read": 300, "documents": c["records_written"], "dropped": {},
          "tokens": c["tokens"] + c["remainder_tokens_dropped"], "unknown_tokens": 0}
     ]
