@@ -6,7 +6,7 @@ column scan touches only the pages it reads::
     ds = open_dataset("out/demo-sft")
     ds.manifest["counts"]["tokens"]      # the manifest, as written
     ds.table("train").column("input_ids")  # one pa.Table per split (shards concatenated, in order)
-    ds.tokenizer()                        # manifest["tokenizer"]["source"], or OUT/tokenizer when trained
+    ds.tokenizer()                        # manifest["tokenizer"]["source"] or OUT/tokenizer when saved (manifest_paths.tokenizer_path)
 
 Used by ``inspect`` and ``report``; nothing here writes.
 """
@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from . import columns as C
 from .errors import InputError, TokenizerError
+from .manifest_paths import tokenizer_path
 from .tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 log = logging.getLogger("dataprep.dataset")
@@ -85,7 +86,7 @@ class Dataset:
         """
         info = self.manifest["tokenizer"]
         if path is None:
-            path = self.path / info["saved_as"] if info.get("saved_as") else Path(info["source"])
+            path = tokenizer_path(self.manifest, self.path)
         options = {k: v for k, v in (self.manifest.get("recipe", {}).get("tokenizer") or {}).items() if k in _SPEC_KEYS}
         try:
             tokenizer = load_tokenizer(TokenizerSpec(path=str(path), **options), base_dir=self.path)

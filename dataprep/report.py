@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from . import columns as C
 from .dataset import Dataset
 from .errors import OutputError
+from .manifest_paths import resolve
 from .tokenizer import unknown_token_id
 
 REPORT_FILE = "report.html"
@@ -221,10 +222,12 @@ def compute(ds: Dataset) -> Report:
         "splits": splits,
         "total": total,
         "sources": [
-            {k: i.get(k) for k in ("path", "format", "bytes", "documents", "tokens", *(("unknown_tokens",) if unk_id is not None else ()))}
+            {k: resolve(m, i[k]) if k == "path" else i.get(k) for k in ("path", "format", "bytes", "documents", "tokens", *(("unknown_tokens",) if unk_id is not None else ()))}
             for i in m.get("inputs", [])
         ],
     }
+    if not m["tokenizer"].get("trained"):  # where its files are, as for the inputs ("trained" names none)
+        summary["tokenizer"]["source"] = resolve(m, m["tokenizer"]["source"])
     if unk_id is not None:
         summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
     summary["mismatches"] = _mismatches(summary, m)

@@ -19,6 +19,7 @@ from PIL import Image
 from dataprep import report
 from dataprep.cli import cli
 from dataprep.dataset import open_dataset
+from dataprep.manifest_paths import resolve
 from dataprep.pipeline import run
 from dataprep.recipe import load_recipe
 
@@ -252,7 +253,7 @@ def test_unknown_tokens_per_split_and_input(lossy_dataset, tmp_path):
     result = report.compute(open_dataset(out))
     s = result.summary
     tokens = {split: s["splits"][split]["tokens"] for split in counted}
-    sources = {Path(i["path"]).name: i for i in ds.manifest["inputs"]}
+    sources = {Path(i["path"]).name: {**i, "path": resolve(ds.manifest, i["path"])} for i in ds.manifest["inputs"]}  # the report shows where they are
     assert s["unknown_tokens"] == {
         "id": 2,
         "token": "<unk>",

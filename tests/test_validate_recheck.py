@@ -7,6 +7,7 @@ makes the dataset stale, and says where."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,12 +17,13 @@ import yaml
 
 from dataprep import columns as C
 from dataprep.cli import main
+from dataprep.manifest_paths import recipe_dir, resolve
 from dataprep.pipeline import run
 from dataprep.recipe import load_recipe
 from dataprep.tokenizer import load_tokenizer
 from dataprep.validate import validate_dataset
 from dataprep.validate.findings import Report
-from dataprep.validate.recheck import compare, prepare, recorded_path
+from dataprep.validate.recheck import compare, prepare
 from dataprep.write import shard_digests
 
 from .conftest import DATA, RECIPES
@@ -215,7 +217,8 @@ def test_one_changed_token(sft_copy):
 
     edit_rows(sft_copy, "train", change)
     report = validate_dataset(sft_copy, recheck="all")
-    source = json.loads((sft_copy / C.MANIFEST_FILE).read_text())["inputs"][0]["path"]  # the copy's recipe_dir is the original's
+    m = json.loads((sft_copy / C.MANIFEST_FILE).read_text())
+    source = resolve(m, m["inputs"][0]["path"])  # the copy's recipe_dir is the original's
     assert findings(report) == [("recheck_tokens", "train", 7, position, source, line)], report.to_text()
     assert f"holds id {old + 1} where the record gives {old}: 1 of the {len(tokens)} tokens differ" in report.findings[0].message
     assert_samples_find(sft_copy, findings(report))
@@ -242,7 +245,8 @@ def test_one_flipped_mask_bit(sft_copy):
 
     edit_rows(sft_copy, "validation", flip, fewer_targets)
     report = validate_dataset(sft_copy, recheck="all")
-    source = json.loads((sft_copy / C.MANIFEST_FILE).read_text())["inputs"][0]["path"]  # the copy's recipe_dir is the original's
+    m = json.loads((sft_copy / C.MANIFEST_FILE).read_text())
+    source = resolve(m, m["inputs"][0]["path"])  # the copy's recipe_dir is the original's
     assert findings(report) == [("recheck_mask", "validation", 3, position, source, line)], report.to_text()
     assert "has loss_mask 0 where the record gives 1 (1 of" in report.findings[0].message
     assert_samples_find(sft_copy, findings(report))
@@ -363,13 +367,14 @@ def test_a_swapped_tokenizer_is_stale(tmp_path):
 
 def test_paths_relative_to_run_recipe_dir(sft_copy):
     manifest = json.loads((sft_copy / C.MANIFEST_FILE).read_text())
-    base = manifest.pop("recipe_dir")
-    manifest["run"]["recipe_dir"] = base
+    base = str(recipe_dir(manifest))
     for entry in manifest["inputs"]:
-        entry["path"] = str(Path(entry["path"]).relative_to(base))
-    manifest["tokenizer"]["source"] = str(Path(manifest["tokenizer"]["source"]).relative_to(base))
-    assert recorded_path(manifest, "tasks.jsonl") == str(Path(base) / "tasks.jsonl")
-    assert recorded_path(manifest, "/abs/x.jsonl") == "/abs/x.jsonl"
+        entry["path"] = os.path.relpath(resolve(manifest, entry["path"]), base)
+    manifest["tokenizer"]["source"] = os.path.relpath(resolve(manifest, manifest["tokenizer"]["source"]), base)
+    manifest.pop("recipe_dir", None)
+    manifest["run"]["recipe_dir"] = base
+    assert resolve(manifest, "tasks.jsonl") == str(Path(base) / "tasks.jsonl")
+    assert resolve(manifest, "/abs/x.jsonl") == "/abs/x.jsonl"
     report = Report(str(sft_copy), "dataset")
     expected = prepare(manifest, sft_copy, sample="all", seed=0, report=report)
     assert expected is not None and report.ok and report.notes == [], report.to_text()

@@ -18,7 +18,8 @@ import pytest
 from dataprep.pipeline import run
 from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
-from dataprep.validate.check_tokenizer import manifest_path, unknown_tokens
+from dataprep.manifest_paths import resolve
+from dataprep.validate.check_tokenizer import unknown_tokens
 
 from .test_special_tokens import qwen3_like, t5_like
 from .test_validate_dataset import copy, manifest, rewrite, rows_of, save_manifest, shard_path
@@ -63,7 +64,7 @@ def unknown_in_rows(ds: Path, split: str) -> int:
 def with_tokenizer_copy(ds: Path, tmp_path: Path) -> Path:
     """Copy the tokenizer folder beside the dataset and point the manifest at the copy."""
     m = manifest(ds)
-    source = Path(m["tokenizer"]["source"])
+    source = Path(resolve(m, m["tokenizer"]["source"]))
     folder = tmp_path / "tokenizer-copy"
     shutil.copytree(source, folder)
     m["tokenizer"]["source"] = str(folder)
@@ -188,7 +189,8 @@ def test_missing_tokenizer_files_skip_the_checks_with_a_note(t5, tmp_path):
     shutil.rmtree(folder)
     report = validate_dataset(ds)
     assert report.ok
-    first = manifest(ds)["tokenizer"]["files"][0]["path"]
+    m = manifest(ds)
+    first = resolve(m, m["tokenizer"]["files"][0]["path"])
     assert f"tokenizer checks skipped: {first} (tokenizer.files[0]) is not there" in report.notes
     assert sum(report.stats["unknown_tokens"].values()) == BRACES  # with the unk id the manifest records
 
@@ -196,18 +198,19 @@ def test_missing_tokenizer_files_skip_the_checks_with_a_note(t5, tmp_path):
 # --- where the files are -----------------------------------------------------------------------------
 
 
-def test_manifest_paths_absolute_or_relative_to_the_recipe_folder(tmp_path):
-    assert manifest_path({"run": {"recipe_dir": "/r"}}, "/abs/tokenizer.json") == Path("/abs/tokenizer.json")
-    assert manifest_path({"run": {"recipe_dir": "/r"}, "recipe_dir": "/old"}, "tok/tokenizer.json") == Path("/r/tok/tokenizer.json")
-    assert manifest_path({"recipe_dir": "/old"}, "tok/tokenizer.json") == Path("/old/tok/tokenizer.json")
-    assert manifest_path({"run": {"seconds": 1.0, "workers": 1}, "recipe_dir": "/old"}, "tok") == Path("/old/tok")
-
-
-def test_relative_tokenizer_paths_are_found_through_the_recipe_folder(t5, tmp_path):
+@pytest.mark.parametrize("layout", ["run", "top-level"])
+def test_relative_tokenizer_paths_are_found_through_the_recipe_folder(t5, tmp_path, layout):
+    """``run.recipe_dir``, or the top-level ``recipe_dir`` of datasets made before it moved
+    (dataprep.manifest_paths.resolve; its own tests are in test_manifest_portable.py)."""
     ds = copy(t5, tmp_path)
     folder = with_tokenizer_copy(ds, tmp_path)
     m = manifest(ds)
-    m["recipe_dir"] = str(tmp_path)
+    if layout == "run":
+        m.pop("recipe_dir", None)
+        m["run"].update(recipe_dir=str(tmp_path), created_unix=m.pop("created_unix", m["run"].get("created_unix")))
+    else:
+        m["run"].pop("recipe_dir", None)
+        m.update(recipe_dir=str(tmp_path), created_unix=m["run"].pop("created_unix", m.get("created_unix")))
     m["tokenizer"]["source"] = folder.name
     for entry in m["tokenizer"]["files"]:
         entry["path"] = f"{folder.name}/{Path(entry['path']).name}"

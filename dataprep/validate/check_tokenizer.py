@@ -1,12 +1,12 @@
 """Check 9, the tokenizer: the manifest's tokenizer section against the tokenizer files it names,
 and the unknown tokens in the rows.
 
-The files are the ones ``run`` read (``tokenizer.files``, which must still have their recorded
-sha256), or the copy saved in the dataset (``tokenizer.saved_as``, which must still have the
-recorded ``fingerprint``). The special roles are derived
-from them again exactly as ``run`` derived them (:func:`dataprep.tokenizer.load_tokenizer` with the
-recorded recipe's ``tokenizer`` section), and each role the manifest records must name the same
-token and id::
+The files are the ones ``run`` read (``tokenizer.files``, found through
+:func:`dataprep.manifest_paths.resolve`, which must still have their recorded sha256), or the
+copy saved in the dataset (``tokenizer.saved_as``, which must still have the recorded
+``fingerprint``). The special roles are derived from them again exactly as ``run`` derived
+them (:func:`dataprep.tokenizer.load_tokenizer` with the recorded recipe's ``tokenizer``
+section), and each role the manifest records must name the same token and id::
 
     manifest  special_tokens.eos = '<|endoftext|>' (id 50265)    files: eos = '</s>' (id 2)
     -> tokenizer_special_tokens: the manifest records EOS '<|endoftext|>' (id 50265), the files give '</s>' (id 2)
@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
+from ..manifest_paths import resolve, tokenizer_path
 from ..tokenizer import ALL_ROLES, ROLES, LoadedTokenizer, TokenizerSpec, load_tokenizer, unknown_token_id
 from ..write import sha256_file
 from .check_rows import Rows
@@ -48,15 +49,6 @@ class TokenizerFacts:
     unk_id: int | None = None  # the unknown-token id to count in the rows (see unknown_token_id)
 
 
-def manifest_path(manifest: dict[str, Any], path: str) -> Path:
-    """A path the manifest records: absolute as is; relative to the recipe's folder
-    (``run.recipe_dir``, or ``recipe_dir`` in manifests written before it moved)."""
-    if Path(path).is_absolute():
-        return Path(path)
-    base = (manifest.get("run") or {}).get("recipe_dir") or manifest.get("recipe_dir")
-    return Path(base) / path if base else Path(path)
-
-
 def check_tokenizer(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[list[Finding], TokenizerFacts]:
     """The tokenizer files against the manifest: digests, vocab size and every special role.
 
@@ -68,7 +60,7 @@ def check_tokenizer(manifest: dict[str, Any], out: Path, notes: list[str]) -> tu
     findings = []
     if not tok.get("saved_as"):
         for i, entry in enumerate(tok["files"]):
-            path = manifest_path(manifest, entry["path"])
+            path = Path(resolve(manifest, entry["path"]))
             if not path.is_file():
                 notes.append(f"{SKIPPED}: {path} (tokenizer.files[{i}]) is not there")
                 return findings, facts
@@ -141,11 +133,10 @@ def unknown_tokens(manifest: dict[str, Any], counted: dict[str, int], tokens: di
 
 def _load(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
     """The tokenizer the manifest names, with the recorded recipe's options (BOS/EOS not required)."""
-    tok = manifest["tokenizer"]
     spec = dict(manifest["recipe"].get("tokenizer", {}))
     spec.pop("train", None)
     spec.update(add_bos=False, add_eos=False)
-    spec["path"] = str(out / tok["saved_as"]) if tok.get("saved_as") else str(manifest_path(manifest, tok["source"]))
+    spec["path"] = tokenizer_path(manifest, out)
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out, warn=False)
 
 

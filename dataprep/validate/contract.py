@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataprepError
+from ..manifest_paths import tokenizer_path
 from ..recipe import Recipe, recipe_from_dict
 from ..sft import stop_token_ids
 from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
@@ -129,10 +130,9 @@ def manifest_tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
     Raises:
         TokenizerError: The files are gone or unreadable.
     """
-    tok = manifest["tokenizer"]
     spec = dict(manifest["recipe"].get("tokenizer", {}))
     spec.pop("train", None)
-    spec["path"] = str(out / tok["saved_as"]) if tok.get("saved_as") else tok["source"]
+    spec["path"] = tokenizer_path(manifest, out)
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out)
 
 
@@ -148,28 +148,3 @@ def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:
 def recorded_recipe(manifest: dict[str, Any]) -> dict[str, Any]:
     """A copy of the manifest's resolved recipe (it passes the recipe schema as recorded)."""
     return copy.deepcopy(manifest["recipe"])
-
-
-def recipe_dir(manifest: dict[str, Any]) -> Path | None:
-    """The folder the recipe's relative paths were resolved against, recovered from the manifest.
-
-    ``manifest["recipe_dir"]`` when recorded; else the tokenizer source minus the recipe's
-    relative ``tokenizer.path``; else the first input file minus the first input's path.
-    """
-    if manifest.get("recipe_dir"):
-        return Path(manifest["recipe_dir"])
-    recipe = manifest["recipe"]
-    relative = [p for p in [recipe.get("tokenizer", {}).get("path"), *(i.get("path") for i in recipe.get("inputs", []))] if p and not Path(p).expanduser().is_absolute()]
-    if not relative:
-        return Path("/")  # every path is absolute: any folder resolves them
-    candidates = []
-    tok_path = recipe.get("tokenizer", {}).get("path")
-    if tok_path and not manifest["tokenizer"]["trained"]:
-        candidates.append((manifest["tokenizer"]["source"], tok_path))
-    if manifest["inputs"] and recipe.get("inputs"):
-        candidates.append((manifest["inputs"][0]["path"], recipe["inputs"][0]["path"]))
-    for full, path in candidates:
-        tail = str(Path(path))
-        if not Path(path).is_absolute() and full.endswith(tail) and full[: -len(tail)].endswith(("/", "\\")):
-            return Path(full[: -len(tail)])
-    return None

@@ -46,32 +46,16 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
+from ..manifest_paths import recipe_dir, resolve, tokenizer_path
 from ..read import DROP_REASONS, file_sha256, file_size, resolve_inputs
 from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from . import recheck_remake as remaking
-from .contract import recipe_dir as inferred_recipe_dir
 from .contract import recipe_of
 from .findings import Finding, Report
 from .recheck_match import match
 from .recheck_remake import Remade, Setup, Tail
 
 ALL = "all"  # --sample all: every readable record
-
-
-def recipe_base(manifest: dict[str, Any]) -> Path | None:
-    """The folder the recipe's relative paths were resolved against: ``run.recipe_dir``, else the
-    top-level ``recipe_dir`` of older manifests, else recovered from the recorded paths."""
-    recorded = (manifest.get("run") or {}).get("recipe_dir") or manifest.get("recipe_dir")
-    return Path(recorded) if recorded else inferred_recipe_dir(manifest)
-
-
-def recorded_path(manifest: dict[str, Any], path: str) -> str:
-    """A path the manifest records (an input, the tokenizer source), usable from here: a URL or an
-    absolute path as it is, a relative one joined to :func:`recipe_base`."""
-    if "://" in path or Path(path).expanduser().is_absolute():
-        return path
-    base = recipe_base(manifest)
-    return os.path.normpath(base / path) if base is not None else path
 
 
 @dataclass
@@ -145,7 +129,7 @@ def compare(expected: Expected, hashed: Any = None) -> list[Finding]:
 
 
 def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
-    base = recipe_base(manifest)
+    base = recipe_dir(manifest)
     if base is None:
         report.notes.append("recheck skipped: cannot tell which folder the recipe's relative paths were resolved against (the manifest has no recipe_dir)")
         return None
@@ -158,7 +142,7 @@ def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
         return None
     report.extend(_changed_inputs(manifest, files))
     if tokenizer.fingerprint != manifest["tokenizer"]["fingerprint"]:
-        why = f"the tokenizer at {manifest['tokenizer']['source']} has fingerprint {tokenizer.fingerprint[:16]}..., the dataset was made with {manifest['tokenizer']['fingerprint'][:16]}..."
+        why = f"the tokenizer at {tokenizer.source} has fingerprint {tokenizer.fingerprint[:16]}..., the dataset was made with {manifest['tokenizer']['fingerprint'][:16]}..."
         report.add(Finding("tokenizer_changed", why, file=C.MANIFEST_FILE, path="tokenizer.fingerprint"))
     if manifest.get("objective") or recipe.task == "fewshot":
         what = f"objective {manifest['objective']['name']}" if manifest.get("objective") else "few-shot prompts"
@@ -186,17 +170,16 @@ def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
 
 def _tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
     """The tokenizer the manifest names: the copy saved in the dataset, or its recorded source."""
-    tok = manifest["tokenizer"]
     spec = dict(manifest["recipe"].get("tokenizer", {}))
     spec.pop("train", None)
-    spec["path"] = str(out / tok["saved_as"]) if tok.get("saved_as") else recorded_path(manifest, tok["source"])
+    spec["path"] = tokenizer_path(manifest, out)
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out, warn=False)  # the run warned already
 
 
 def _changed_inputs(manifest: dict[str, Any], files) -> list[Finding]:
     findings = []
     same = (lambda p: p if "://" in p else os.path.normpath(p))
-    recorded = {same(recorded_path(manifest, entry["path"])): entry for entry in manifest["inputs"]}
+    recorded = {same(resolve(manifest, entry["path"])): entry for entry in manifest["inputs"]}
     now = {same(f.location): f for f in files}
     for path in sorted(set(recorded) - set(now)):
         findings.append(Finding("source_changed", "read by the run, but no longer among the recipe's inputs", file=path))
