@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,9 @@ def balanced(manifest: dict) -> None:
 # --- 1. the ceiling ------------------------------------------------------------------------------
 
 
-# Checked: `>` changed to `>=` in check_losses fails test_one_damaged_record...; the ceiling taken
-# over all inputs together fails test_the_ceiling_is_per_input.
+# Checked: `>` changed to `>=` in check_losses fails test_one_damaged_record... and the 0.5 case
+# of test_max_dropped_fraction...; records_read summed over all inputs fails
+# test_the_ceiling_is_per_input[damaged last].
 def test_two_damaged_records_of_100_fail_the_run_naming_file_and_reasons(tmp_path):
     src = damaged(tmp_path / "d.jsonl", 98, {11: MALFORMED, 51: BAD_UTF8})
     with pytest.raises(DataLossError) as info:
@@ -159,7 +161,8 @@ def test_the_ceiling_is_per_input(tmp_path, order):
     assert left(tmp_path) == ["big.jsonl", "small.jsonl"]
 
 
-# Checked: adding the filter reasons to the damage (CHOSEN emptied) fails this test.
+# Checked: CHOSEN emptied (every drop counted as damage) fails this test, the unknown_label one
+# and the no_tokens one.
 def test_filter_drops_and_duplicates_never_count(tmp_path):
     good = [f"kept document {i} here" for i in range(50)]
     texts = (good + [""] * 10 + ["abc"] * 10 + ["word " * 20] * 10 + ["singleword"] * 10 + good[:10])
@@ -356,7 +359,7 @@ def unknown_texts(tag: str, n: int) -> list[str]:
 
 
 # Checked: counting `tokens == unk_id` over result.tokens instead of the split's tokens makes the
-# per-split counts wrong; a zero threshold warning with GPT-2 fails the second test.
+# per-split counts wrong; warn_unknown warning unconditionally fails the GPT-2 test.
 def test_unknown_tokens_per_split_and_input_match_an_independent_count(tmp_path, caplog):
     reference = BertWordPieceTokenizer(str(BERT / "vocab.txt"), lowercase=False)
     unk = reference.token_to_id("[UNK]")
@@ -407,7 +410,8 @@ def after_first_result(monkeypatch, action) -> None:
     monkeypatch.setattr(pipeline, "run_chunks", wrapper)
 
 
-# Checked: without `sources.check_unchanged()` in run, both cases exit 0.
+# Checked: without `sources.check_unchanged()` in run, both cases (and the deletion "after it was
+# read" below) exit 0.
 @pytest.mark.parametrize("change", ["append", "same size"])
 def test_an_input_changed_during_the_run_fails_it(tmp_path, monkeypatch, change):
     src = jsonl(tmp_path / "d.jsonl", docs(40))
@@ -531,7 +535,8 @@ def check_accounted(manifest: dict, inputs, expected) -> None:
 
 
 # Checked: `readable + dropped.total()` in ChunkReader.file_chunks counting readable records only
-# fails this test at once (per-input records_read), as does a duplicate counted on the first input.
+# fails the three property tests (per-input records_read), as does a duplicate counted on input 0.
+# 45 examples in all cover every format x reason planted here; 29 of them hold duplicates.
 @settings(max_examples=30, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=corpora())
 def test_property_every_pretraining_record_is_written_or_dropped_with_its_reason(tmp_path_factory, case):
@@ -585,7 +590,7 @@ def test_property_every_fine_tuning_record_is_written_or_dropped_with_its_reason
 def test_property_the_run_fails_exactly_when_an_input_passes_the_ceiling(tmp_path_factory, bad, fraction):
     folder = tmp_path_factory.mktemp("ceiling")
     paths = [damaged(folder / f"in{n}.jsonl", good, {i + 1: MALFORMED for i in range(broken)}) for n, (good, broken) in enumerate(bad)]
-    over = [p for p, (good, broken) in zip(paths, bad) if broken > fraction * (good + broken)]
+    over = [p for p, (good, broken) in zip(paths, bad) if Fraction(broken, good + broken) > Fraction(str(fraction))]
     recipe = pretrain(folder, paths, on_error="skip", max_dropped_fraction=fraction, allow_empty=True)
     if not over:
         balanced(run(recipe, folder / "out", workers=1))
@@ -593,5 +598,6 @@ def test_property_the_run_fails_exactly_when_an_input_passes_the_ceiling(tmp_pat
     with pytest.raises(DataLossError) as info:
         run(recipe, folder / "out", workers=1)
     named = [p for p in paths if f"{p}: " in str(info.value)]
-    # the run stops at the first input found over the ceiling (an input is checked once read to its end)
-    assert named == over[:1]
+    # only inputs over the ceiling are named, the first of them always (the run may stop there: an
+    # input is checked as soon as it is read to its end)
+    assert named and set(named) <= set(over) and named[0] == over[0]

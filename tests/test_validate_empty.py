@@ -4,6 +4,8 @@ recorded recipe says ``allow_empty: true``.
 ``run`` refuses to write such a dataset, so each one here is built with ``allow_empty: true`` and
 its manifest's recipe then rewritten to ``allow_empty: false`` (or to an older manifest without
 the key), with ``recipe_hash`` recomputed so that the only finding is the empty output.
+Checked: without ``iter_empty`` in ``iter_consistency`` every test here but the one expecting no
+finding fails.
 """
 
 from __future__ import annotations
