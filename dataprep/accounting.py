@@ -47,9 +47,17 @@ def input_drops(index: int, by_input: Mapping[int, Counter], stage: OrderedStage
     return drops
 
 
-def damage(drops: Mapping[str, int]) -> Counter:
+def damage(drops: Mapping[str, int], chosen: frozenset[str] = CHOSEN) -> Counter:
     """The drops that are not the recipe's choice."""
-    return Counter({reason: n for reason, n in drops.items() if reason not in CHOSEN and n})
+    return Counter({reason: n for reason, n in drops.items() if reason not in chosen and n})
+
+
+def chosen_reasons(recipe: Recipe) -> frozenset[str]:
+    """The drop reasons that are the recipe's choice: :data:`CHOSEN`, but ``too_long`` only where
+    the recipe drops long examples (``overflow: drop``), not where it calls them errors."""
+    if recipe.sft is not None and recipe.sft.overflow != "drop":
+        return CHOSEN - {TOO_LONG}
+    return CHOSEN
 
 
 def check_losses(recipe: Recipe, files: Sequence[InputFile], by_input: Mapping[int, Counter],
@@ -62,10 +70,11 @@ def check_losses(recipe: Recipe, files: Sequence[InputFile], by_input: Mapping[i
     if recipe.on_error != "skip" or recipe.max_dropped_fraction >= 1:
         return
     over = []
+    chosen = chosen_reasons(recipe)
     for index in indexes:
         read = by_input.get(index, Counter())[RECORDS_READ]
-        lost = damage(input_drops(index, by_input, stage))
-        if read and lost.total() > recipe.max_dropped_fraction * read:
+        lost = damage(input_drops(index, by_input, stage), chosen)
+        if read and lost.total() / read > recipe.max_dropped_fraction:  # a ratio: 29/100 is not over 0.29
             over.append((index, read, lost))
     if not over:
         return

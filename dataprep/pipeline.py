@@ -129,9 +129,10 @@ def run(
                            "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
         target.commit(manifest, list(C.SPLITS))
     except BaseException as exc:
-        keep = _resumable(exc) and (resume or saves.saved > 0)
+        # a refused --resume keeps what it refused; an interruption keeps its checkpoint
+        keep = isinstance(exc, checkpoint.ResumeError) or (_resumable(exc) and (resume or saves.saved > 0))
         target.abort(keep=keep)
-        if keep:
+        if keep and not isinstance(exc, checkpoint.ResumeError):
             log.warning("the run's last checkpoint is kept in %s: continue it with `dataprep run RECIPE --out %s --resume`",
                         target.tmp, out)
         if isinstance(exc, OSError):
@@ -205,9 +206,10 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
 
 def _unknown_id(tokenizer: LoadedTokenizer) -> int | None:
     """The id that stands for text the tokenizer cannot represent; None when it has none, or when
-    that token also serves as BOS, EOS or pad (GPT-2's config names ``<|endoftext|>`` for all)."""
+    that token also frames documents as BOS or EOS (GPT-2's config names ``<|endoftext|>`` for
+    all). A pad that is also the unknown token (Llama 2) never appears among document tokens."""
     unk = tokenizer.unk_id
-    return None if unk is None or unk in tokenizer.special_ids.values() else unk
+    return None if unk is None or unk in (tokenizer.bos_id, tokenizer.eos_id) else unk
 
 
 def seq_len_of(recipe: Recipe) -> int:

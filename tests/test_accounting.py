@@ -138,8 +138,6 @@ def test_max_dropped_fraction_sets_the_ceiling(tmp_path, fraction, fails):
         assert run(recipe, tmp_path / "out", workers=1)["counts"]["dropped"] == {"malformed_json": 10}
 
 
-@pytest.mark.xfail(strict=True, reason="check_losses compares lost > max_dropped_fraction * read in floating point: "
-                   "0.29 * 100 is 28.999999999999996, so 29 of 100 fails a 0.29 ceiling that is inclusive")
 @pytest.mark.parametrize("broken", [29, 57, 58])
 def test_the_ceiling_is_inclusive_at_every_fraction(tmp_path, broken):
     src = damaged(tmp_path / "d.jsonl", 100 - broken, {n: MALFORMED for n in range(1, broken + 1)})
@@ -225,8 +223,6 @@ def test_fine_tuning_worker_drops_count_and_are_located(tmp_path, case):
     balanced(manifest)
 
 
-@pytest.mark.xfail(strict=True, reason="overflow: error + on_error: skip drops too-long examples as too_long, which "
-                   "accounting.CHOSEN treats as the recipe's choice (it is for overflow: drop), so they never count")
 def test_examples_over_max_length_with_overflow_error_count_as_damage(tmp_path):
     records = [{"prompt": f"Q{i}:", "completion": " a" * (40 if i % 2 else 3)} for i in range(20)]
     recipe = pairs(tmp_path, records, on_error="skip", overflow="error", max_length=20)
