@@ -40,6 +40,7 @@ class OutputLock:
             return
         while True:
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise OutputError(f"cannot create {self.path}: {exc.strerror or exc}\n  fix: {os_error_fix(exc)}") from exc

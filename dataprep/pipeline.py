@@ -8,6 +8,7 @@ A task contributes a :class:`Plan`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,6 +27,7 @@ from .chunks import ChunkReader
 from .engine import default_workers, run_chunks
 from .errors import ConfigError
 from .faults import os_fault
+from .manifest_paths import portable
 from .ordered import OrderedStage
 from .progress import Progress
 from .read import InputFile, file_size, resolve_inputs
@@ -127,6 +129,7 @@ def run(
                           address=address, resume=resume)
         manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
                            "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
+        manifest = portable(manifest, recipe, manifest.pop("run"))  # paths relative to the recipe; run facts in `run`
         target.commit(manifest, list(C.SPLITS))
     except BaseException as exc:
         # a refused --resume keeps what it refused; an interruption keeps its checkpoint
@@ -182,15 +185,16 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
                          workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
     checked = 0  # inputs before this one are read to their end and had their losses checked
-    for result in results:
-        stage.add(result)
-        done[result.source] += 1
-        bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
-        if result.source > checked:  # results come in input order: the inputs before it are done
-            accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
-            checked = result.source
-        if saves.due():
-            saves.save(stage, writers, done, tokenizer if trained else None)
+    with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
+        for result in results:
+            stage.add(result)
+            done[result.source] += 1
+            bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
+            if result.source > checked:  # results come in input order: the inputs before it are done
+                accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
+                checked = result.source
+            if saves.due():
+                saves.save(stage, writers, done, tokenizer if trained else None)
     accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
     bar.set_stage("finish")
     stage.finish()

@@ -6,6 +6,7 @@ skipped only when Ray is not installed (``pip install 'dataprep[ray]'``; ``make 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections import Counter
@@ -15,7 +16,7 @@ import pytest
 
 from dataprep import columns as C
 from dataprep import pipeline, pretrain
-from dataprep.errors import ConfigError, InputError
+from dataprep.errors import ConfigError, InputError, OutputError
 from dataprep.pipeline import run
 from dataprep.read import resolve_inputs
 from dataprep.recipe import load_recipe, recipe_from_dict
@@ -131,7 +132,7 @@ def test_unreadable_records_are_counted_as_on_the_local_engine(tmp_path, local_r
     (tmp_path / "b-mixed.jsonl").write_text("\n".join(mixed) + "\n", encoding="utf-8")
     recipe = recipe_from_dict(
         {"task": "pretrain", "inputs": [{"path": "*.jsonl"}], "tokenizer": {"path": str(GPT2)}, "on_error": "skip", "max_dropped_fraction": 1,
-         "packing": {"mode": "wrap", "seq_len": 256}, "output": {"chunk_records": 16}},
+         "packing": {"mode": "wrap", "seq_len": 256}, "output": {"chunk_records": 16}, "split": {"validation": 0.1}},
         base_dir=tmp_path,
     )
     local = run(recipe, tmp_path / "local", workers=1)
@@ -221,3 +222,27 @@ def test_unreachable_cluster_fails_fast_with_a_fix():
     with pytest.raises(EngineError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*ray start --head"):
         _check_reachable("127.0.0.1:1")
     _check_reachable("auto")  # resolved by Ray itself
+
+
+@needs_ray
+@pytest.mark.parametrize("first,then", [("local", "ray"), ("ray", "local")])
+def test_a_run_interrupted_on_one_engine_resumes_on_the_other(tmp_path, local_ray, monkeypatch, first, then):
+    """Checkpoints name chunks of the inputs, never of an engine: a run cut on either engine
+    resumes on the other to the same bytes (the chunks before the checkpoint are read, not worked)."""
+    from dataprep import ordered
+
+    from .test_resume import crash_at, digests, facts
+
+    recipe = pretrain_recipe(tmp_path, "bfd")
+    run(recipe, tmp_path / "whole", workers=2)
+    with monkeypatch.context() as patch:  # a full disk: resumable, and no KeyboardInterrupt inside Ray's iterator
+        crash_at(patch, 4, OSError(errno.ENOSPC, "No space left on device"))
+        with pytest.raises(OutputError, match="(?s)no space left.*--resume"):
+            run(recipe, tmp_path / "out", workers=2, engine=first, checkpoint_every=0)
+    worked = []
+    original = ordered.OrderedStage.add
+    monkeypatch.setattr(ordered.OrderedStage, "add", lambda self, result: (worked.append(result.source), original(self, result))[1])
+    run(recipe, tmp_path / "out", workers=2, engine=then, resume=True)
+    assert len(worked) == 9 - 3  # the three chunks the checkpoint holds were not worked again
+    assert digests(tmp_path / "out") == digests(tmp_path / "whole")
+    assert facts(tmp_path / "out") == facts(tmp_path / "whole")

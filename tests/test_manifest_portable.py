@@ -161,7 +161,6 @@ def test_portable_manifests_of_two_checkouts_are_equal_outside_run(builds, name)
         assert portable(p, recipe) == p  # idempotent: the run may pass it through again
 
 
-@pytest.mark.xfail(strict=True, reason="until pipeline.run passes its manifest through manifest_paths.portable")
 @pytest.mark.parametrize("name", BUILT)
 def test_run_writes_portable_manifests(builds, name):
     (_, a, ma), (_, b, mb) = builds[name]
