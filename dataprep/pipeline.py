@@ -180,10 +180,21 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
         done.update(state["done"])
         reader = dataclasses.replace(reader, skip=tuple(sorted(done.items())))
         log.info("resuming from a checkpoint: %d chunk(s) of %d input(s) done", done.total(), len(done))
-    trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
     bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
     results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
                          workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+    try:
+        return _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done,
+                     counts=counts, read_drops=read_drops, by_input=by_input, bar=bar)
+    except BaseException:
+        for writer in writers.values():  # no open file may outlive a failed run (it would hold its disk)
+            writer.discard()
+        raise
+
+
+def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done, *, counts, read_drops,
+          by_input, bar) -> dict[str, Any]:
+    trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
     checked = 0  # inputs before this one are read to their end and had their losses checked
     with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
         for result in results:

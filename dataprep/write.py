@@ -194,6 +194,15 @@ class SplitWriter:
             self._sink.close()
             self._sink = None
 
+    def discard(self) -> None:
+        """Let go of the open shard without finishing it (the run failed; its folder goes or is resumed)."""
+        if self._sink is not None:
+            try:
+                self._sink.close()
+            except OSError:  # the buffered bytes cannot be written either (a full disk): they are lost anyway
+                pass
+            self._sink = None
+
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs to go on exactly here, after flushing the open shard to
         disk: the shards so far (the open one's length), and the rows not yet written, as IPC."""
