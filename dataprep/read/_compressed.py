@@ -54,13 +54,12 @@ def open_decompressed(file: InputFile) -> BinaryIO:
     return io.BufferedReader(stream, buffer_size=BLOCK)
 
 
-class _Decompressed(io.RawIOBase):
-    """Raw stream over decompressed bytes: ``_more()`` returns the next output (b"" at the end)."""
+class PieceStream(io.RawIOBase):
+    """A raw binary stream whose bytes come a piece at a time from ``_more()`` (b"" at the end),
+    over a ``source`` stream it closes."""
 
-    kind = ""
-
-    def __init__(self, source: BinaryIO, location: str):
-        self.source, self.location = source, location
+    def __init__(self, source: BinaryIO):
+        self.source = source
         self.pending = memoryview(b"")
 
     def readable(self) -> bool:
@@ -84,6 +83,16 @@ class _Decompressed(io.RawIOBase):
 
     def _more(self) -> bytes:
         raise NotImplementedError
+
+
+class _Decompressed(PieceStream):
+    """Decompressed bytes; a damaged container raises :class:`InputError` naming the file."""
+
+    kind = ""
+
+    def __init__(self, source: BinaryIO, location: str):
+        super().__init__(source)
+        self.location = location
 
     def damaged(self, what: str) -> InputError:
         return InputError(self.location, None, what, _FIX[self.kind])

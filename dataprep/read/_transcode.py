@@ -20,10 +20,9 @@ the original bytes for the message.
 from __future__ import annotations
 
 import codecs
-import io
 from typing import BinaryIO
 
-from ._compressed import BLOCK
+from ._compressed import BLOCK, PieceStream
 
 _MARK = "dataprep-mark"
 
@@ -37,33 +36,22 @@ def _mark(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_MARK, _mark)
 
 
-class Transcoded(io.RawIOBase):
+class Transcoded(PieceStream):
     """The UTF-8 bytes of ``source`` (a binary stream in ``codec``); bytes ``codec`` rejects are marked."""
 
     def __init__(self, source: BinaryIO, codec: str):
-        self.source = source
+        super().__init__(source)
         self.decoder = codecs.getincrementaldecoder(codec)(errors=_MARK)
-        self.pending = memoryview(b"")
         self.done = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self.pending and not self.done:
+    def _more(self) -> bytes:
+        while not self.done:  # a block may decode to nothing yet (a character cut at its end)
             data = self.source.read(BLOCK)
             self.done = not data
-            text = self.decoder.decode(data, final=self.done)
-            self.pending = memoryview(text.encode("utf-8", "surrogatepass"))
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            self.source.close()
-        super().close()
+            out = self.decoder.decode(data, final=self.done).encode("utf-8", "surrogatepass")
+            if out:
+                return out
+        return b""
 
 
 def unmark(data: bytes, start: int) -> bytes | None:
