@@ -52,14 +52,14 @@ from pathlib import Path
 from _bench import TOKENIZER, WORK, Contention, corpus_prefix, dataprep_cmd, machine, measure, write_recipe
 from pretrain_throughput import recipe as pretrain_recipe
 
-from dataprep.checkpoint import DEFAULT_EVERY, Checkpoints  # DEFAULT_EVERY: a run without --checkpoint-every
+from dataprep.build.checkpoint import DEFAULT_EVERY, Checkpoints  # DEFAULT_EVERY: a run without --checkpoint-every
 
 STARTUP_MB = 0.5  # a run this small is almost all start-up
 
 # A run through the library, so that checkpoints can be off (the CLI's --checkpoint-every takes seconds only).
 CHILD = (
     "import sys\n"
-    "from dataprep.pipeline import run\n"
+    "from dataprep.build.run import run\n"
     "from dataprep.recipe import load_recipe\n"
     "every = None if sys.argv[3] == 'off' else float(sys.argv[3])\n"
     "run(load_recipe(sys.argv[1]), sys.argv[2], overwrite=True, checkpoint_every=every)\n"
@@ -101,7 +101,7 @@ def read_time(recipe_path: Path, skip: dict[int, int] | None) -> tuple[float, li
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from dataprep import pretrain
+    from dataprep.tasks import pretrain
     from dataprep.read import resolve_inputs
     from dataprep.recipe import load_recipe
 
@@ -147,8 +147,8 @@ def breakdown(recipe_path: Path, out: Path) -> tuple[dict[str, list[float]], lis
     (self time: a part's seconds exclude the parts it calls); and the size of each ``state.pkl``."""
     import types
 
-    from dataprep import checkpoint, write
-    from dataprep.pipeline import run
+    from dataprep.build import checkpoint, write
+    from dataprep.build.run import run
     from dataprep.recipe import load_recipe
 
     parts: dict[str, list[float]] = {}

@@ -36,8 +36,8 @@ from _bench import TOKENIZER, WORK, corpus_prefix, dataprep_cmd, machine, measur
 
 def driver_seconds(recipe_path: Path, out: Path) -> tuple[float, float, int]:
     """(total, chunk-work) seconds of a serial run in this process, and its tokens."""
-    from dataprep import engine
-    from dataprep.pipeline import run
+    from dataprep.build import engine
+    from dataprep.build.run import run
     from dataprep.recipe import load_recipe
 
     spent = Counter()

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from _bench import corpus_prefix
 
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
 

@@ -12,7 +12,7 @@ import threading
 import click
 
 from . import __version__
-from .engine import ENGINES
+from dataprep.build.engine import ENGINES
 from .errors import DataprepError
 
 
@@ -28,7 +28,7 @@ class _PathOrURL(click.Path):
 
 def _setup_logging(quiet: bool) -> None:
     """Log to stderr; the global `dataprep -q` / `--log-format json` apply to every command."""
-    from .progress import configure
+    from dataprep.build.progress import configure
 
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root().params if ctx is not None else {}
@@ -74,7 +74,7 @@ def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, 
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --resume
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --engine ray --address auto
     """
-    from .pipeline import run as run_pipeline
+    from dataprep.build.run import run as run_pipeline
     from .recipe import load_recipe
 
     _setup_logging(quiet)
@@ -240,16 +240,16 @@ def inspect_command(path: str | None, recipe: str | None, overrides: tuple[str, 
     """
     import os
 
-    from . import view
+    from dataprep.look import inspect as view
 
     if color is None:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     if recipe is not None:
         if rows or random_k is not None:
             raise click.UsageError("--row and --random pick rows of a built dataset; with --recipe, use --head K")
-        from .preview import rows_from_recipe
+        from dataprep.look.preview import rows_from_recipe
         from .recipe import load_recipe
-        from .tokenizer import load_tokenizer
+        from dataprep.text.tokenizer import load_tokenizer
 
         loaded = load_recipe(recipe, overrides)
         if tokenizer_path is not None:  # e.g. the tokenizer a pretraining run trained: OUT/tokenizer
@@ -263,7 +263,7 @@ def inspect_command(path: str | None, recipe: str | None, overrides: tuple[str, 
             raise click.UsageError("give a DATASET folder, or a source file with --recipe R.yaml")
         if overrides:
             raise click.UsageError("--set changes a recipe: use it with --recipe")
-        from .dataset import open_dataset
+        from dataprep.dataset.reader import open_dataset
 
         ds = open_dataset(path)
         n = ds.table(split).num_rows
@@ -292,8 +292,8 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
     """
     from pathlib import Path
 
-    from .dataset import open_dataset
-    from .report import compute, summary_text, write_report
+    from dataprep.dataset.reader import open_dataset
+    from dataprep.look.report import compute, summary_text, write_report
 
     result = compute(open_dataset(dataset))
     if fmt == "json":
@@ -314,7 +314,7 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
 @click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.TrainConfig), e.g. --set task_proof=on. Repeatable.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.loop.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
@@ -337,7 +337,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
         dataprep train out/demo-sft --eval-fewshot out/fewshot-demo
         dataprep train out/mlm-wikitext --out runs/mlm --steps 300
     """
-    from .train import config_from, train, verdict
+    from dataprep.train.loop import config_from, train, verdict
 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
     if len(settings) != len(overrides):
@@ -351,7 +351,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
 
 
 def _echo_error(exc: DataprepError) -> None:
-    from .progress import json_logs
+    from dataprep.build.progress import json_logs
 
     if json_logs():  # a pipeline reading JSON lines on stderr gets the error as one too
         click.echo(json.dumps({"level": "error", "error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False), err=True)

@@ -19,7 +19,7 @@ import yaml
 from .errors import Issue, RecipeError
 from .read import FieldSpec, InputSpec
 from .schema import iter_issues, load_schema, with_defaults
-from .tokenizer import TokenizerSpec
+from dataprep.text.tokenizer import TokenizerSpec
 
 SCHEMA = "recipe"
 
@@ -100,7 +100,7 @@ class SftSpec:
 
 @dataclass(frozen=True)
 class MlmSpec:
-    """``objective: mlm`` options (see :mod:`dataprep.mlm`)."""
+    """``objective: mlm`` options (see :mod:`dataprep.tasks.mlm`)."""
 
     masking: str = "dynamic"
     rate: float = 0.15
@@ -113,7 +113,7 @@ class MlmSpec:
 
 @dataclass(frozen=True)
 class SpanSpec:
-    """``objective: span_corruption`` options (see :mod:`dataprep.span`)."""
+    """``objective: span_corruption`` options (see :mod:`dataprep.tasks.span`)."""
 
     noise_density: float = 0.15
     mean_span_length: float = 3.0
@@ -122,7 +122,7 @@ class SpanSpec:
 
 @dataclass(frozen=True)
 class FewshotSpec:
-    """``task: fewshot`` options (see :mod:`dataprep.fewshot`)."""
+    """``task: fewshot`` options (see :mod:`dataprep.tasks.fewshot`)."""
 
     k: int = 4
     separator: str = "\n\n"

@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
 from dataprep import columns as C
-from dataprep import pipeline
+from dataprep.build import run as pipeline
 from dataprep.cli import main
 from dataprep.errors import DataLossError, InputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
 

@@ -1,4 +1,4 @@
-"""Tests of dataprep.chat: the tokenizer's own chat template, and its assistant-turn targets.
+"""Tests of dataprep.tasks.sft.chat: the tokenizer's own chat template, and its assistant-turn targets.
 
 Parity references, and why (shared/data/README.md, "Notes for parity tests"):
 - **Text**: transformers (the installed 5.x) ``AutoTokenizer.from_pretrained(folder)
@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
-from dataprep.chat import ChatTemplate, TemplateRaised
-from dataprep.masking import encode_batch_with_mask, encode_with_mask
-from dataprep.templates import RecordProblem, Rendered, TemplateError
-from dataprep.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.tasks.sft.chat import ChatTemplate, TemplateRaised
+from dataprep.tasks.sft.loss_mask import encode_batch_with_mask, encode_with_mask
+from dataprep.tasks.sft.templates import RecordProblem, Rendered, TemplateError
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from tests.conftest import DATA
 
 PHI3 = DATA / "tokenizers/phi-3-mini"

@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from dataprep.chat import ChatTemplate
-from dataprep.masking import encode_batch_flat
-from dataprep.templates import RecordProblem
-from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+from dataprep.tasks.sft.chat import ChatTemplate
+from dataprep.tasks.sft.loss_mask import encode_batch_flat
+from dataprep.tasks.sft.templates import RecordProblem
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from tests.conftest import DATA
 
 transformers = pytest.importorskip("transformers")
@@ -325,7 +325,7 @@ def test_parts_a_template_drops_by_design_are_reported():
 
 
 def test_content_beside_a_call_that_llama_3_1_drops_is_counted_and_warned(tmp_path, caplog):
-    from dataprep.pipeline import run
+    from dataprep.build.run import run
     from dataprep.recipe import recipe_from_dict
 
     record = {"messages": [{"role": "user", "content": "Weather in Paris?"}, {**CALL, "content": "Let me check the weather service."},

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from dataprep.chunks import ChunkReader
-from dataprep.engine import ordered_map, run_chunks
+from dataprep.read.chunks import ChunkReader
+from dataprep.build.engine import ordered_map, run_chunks
 from dataprep.errors import ConfigError, InputError
 
 MODES = [("serial", 1), ("threads", 3), ("processes", 2)]

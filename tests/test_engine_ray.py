@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from dataprep import columns as C
-from dataprep import pipeline, pretrain
+from dataprep.build import run as pipeline
+from dataprep.tasks import pretrain
 from dataprep.errors import ConfigError, InputError, OutputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.read import resolve_inputs
 from dataprep.recipe import load_recipe, recipe_from_dict
 
@@ -89,7 +90,7 @@ def test_sft_shards_identical_on_ray(tmp_path, local_ray):
 def test_ray_data_reads_one_task_per_file_and_one_block_per_chunk(tmp_path, local_ray, monkeypatch):
     """The run goes through Ray Data: the source makes one read task per input file (whatever
     parallelism Ray asks for), and every block that comes back holds exactly one chunk."""
-    from dataprep import ray_chunks
+    from dataprep.build import ray_chunks
 
     small = tmp_path / "small.jsonl"
     small.write_text("".join(C4.read_text(encoding="utf-8").splitlines(keepends=True)[-5:]), encoding="utf-8")
@@ -217,7 +218,7 @@ def test_ray_reads_and_writes_urls(tmp_path, local_ray):
 
 @needs_ray
 def test_unreachable_cluster_fails_fast_with_a_fix():
-    from dataprep.engine_ray import EngineError, _check_reachable
+    from dataprep.build.engine_ray import EngineError, _check_reachable
 
     with pytest.raises(EngineError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*ray start --head"):
         _check_reachable("127.0.0.1:1")
@@ -229,7 +230,7 @@ def test_unreachable_cluster_fails_fast_with_a_fix():
 def test_a_run_interrupted_on_one_engine_resumes_on_the_other(tmp_path, local_ray, monkeypatch, first, then):
     """Checkpoints name chunks of the inputs, never of an engine: a run cut on either engine
     resumes on the other to the same bytes (the chunks before the checkpoint are read, not worked)."""
-    from dataprep import ordered
+    from dataprep.build import ordered
 
     from .test_resume import crash_at, digests, facts
 

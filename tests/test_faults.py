@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep import write
+from dataprep.build import write
 from dataprep.cli import main
 from dataprep.errors import OutputError
-from dataprep.outlock import OutputLock
-from dataprep.pipeline import run
+from dataprep.build.outlock import OutputLock
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 
 from .conftest import DATA, REPO
@@ -42,7 +42,7 @@ def cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_a_second_run_on_the_same_out_refuses_naming_the_first(tmp_path, capsys):
     holder = subprocess.Popen(  # another process holds the lock, as a running `dataprep run` does
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dataprep.outlock import OutputLock; "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dataprep.build.outlock import OutputLock; "
          "OutputLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(tmp_path / "out")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:

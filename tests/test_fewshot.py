@@ -10,9 +10,9 @@ import pytest
 
 from dataprep import columns as C
 from dataprep.errors import RecipeError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, read_split
@@ -135,7 +135,7 @@ def test_fewshot_recipe_errors_name_the_fix(tmp_path):
 
 
 def test_inspect_preview_renders_the_prompts_run_writes(demo):
-    from dataprep.preview import rows_from_recipe
+    from dataprep.look.preview import rows_from_recipe
 
     root, _ = demo
     views = rows_from_recipe(load_recipe(RECIPES / "fewshot-demo.yaml"), head=3)

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from dataprep import preview, view
+from dataprep.look import preview, inspect as view
 from dataprep.cli import cli
-from dataprep.dataset import open_dataset
+from dataprep.dataset.reader import open_dataset
 from dataprep.errors import ConfigError, InputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
-from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 
 from .conftest import DATA, RECIPES
 

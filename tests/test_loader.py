@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 
 from dataprep.columns import IGNORE_INDEX
 from dataprep.errors import ConfigError, InputError
-from dataprep.loader import ArrowRows, Batches, Collator, StepSampler, read_info
-from dataprep.pipeline import run
+from dataprep.train.loader import ArrowRows, Batches, Collator, StepSampler, read_info
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 
 from .conftest import RECIPES
@@ -35,7 +35,7 @@ def pretrain_dir(tmp_path_factory):
     return out
 
 
-PACKED_SFT = {  # two examples and a 2-token pad piece (the docstring of dataprep/loader.py)
+PACKED_SFT = {  # two examples and a 2-token pad piece (the docstring of dataprep/train/loader.py)
     "input_ids": [5, 6, 7, 8, 9, 10, 11, 0, 0],
     "seq_lens": [4, 3, 2],
     "num_pad": 2,

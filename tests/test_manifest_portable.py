@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from dataprep import columns as C
-from dataprep import report
-from dataprep.dataset import open_dataset
-from dataprep.manifest_paths import MOVED_TO_RUN, portable, recipe_dir, resolve, tokenizer_path
-from dataprep.pipeline import run
+from dataprep.look import report
+from dataprep.dataset.reader import open_dataset
+from dataprep.dataset.paths import MOVED_TO_RUN, portable, recipe_dir, resolve, tokenizer_path
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.schema import iter_issues
 from dataprep.validate import validate_dataset
@@ -129,7 +129,7 @@ def builds(tmp_path_factory):
         for name in BUILT:
             recipe = load_recipe(recipes / f"{name}.yaml")
             with pytest.MonkeyPatch.context() as patch:  # the transformers comparison only warns, and is slow
-                patch.setattr("dataprep.reference.check_run", lambda *args, **kwargs: None)
+                patch.setattr("dataprep.tasks.reference.check_run", lambda *args, **kwargs: None)
                 manifest = run(recipe, root / "out" / name, workers=1, progress=False)
             made[name].append((recipe, root / "out" / name, manifest))
     return made

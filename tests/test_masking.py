@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
-from dataprep.chat import ChatTemplate
-from dataprep.masking import Encoded, encode_batch_with_mask, encode_with_mask
-from dataprep.templates import TEMPLATES, Rendered, get_template
-from dataprep.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.tasks.sft.chat import ChatTemplate
+from dataprep.tasks.sft.loss_mask import Encoded, encode_batch_with_mask, encode_with_mask
+from dataprep.tasks.sft.templates import TEMPLATES, Rendered, get_template
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from tests.conftest import DATA
 
 GPT2 = DATA / "tokenizers/gpt2"

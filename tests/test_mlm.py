@@ -11,10 +11,10 @@ from tokenizers import BertWordPieceTokenizer
 
 from dataprep import columns as C
 from dataprep.errors import TokenizerError
-from dataprep.mlm import MASK_BLOCK_ROWS, Masker, frame_pieces, special_table, word_starts
-from dataprep.pipeline import run
+from dataprep.tasks.mlm import MASK_BLOCK_ROWS, Masker, frame_pieces, special_table, word_starts
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, read_split

@@ -9,8 +9,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataprep.filters import content_hashes, filter_mask, validation_flags
-from dataprep.normalize import normalize_array, normalize_text
+from dataprep.text.filters import content_hashes, filter_mask, validation_flags
+from dataprep.text.normalize import normalize_array, normalize_text
 from dataprep.recipe import FilterSpec, NormalizeSpec
 
 ALL_OFF = NormalizeSpec(unicode="none", newlines=False, strip_bom=False, control_chars=False, strip=False)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dataprep import columns
 from dataprep.errors import ConfigError
-from dataprep.pack import BfdPacker, PackedRows, PackStats, RowBlocks, WrapPacker
+from dataprep.pack.packers import BfdPacker, PackedRows, PackStats, RowBlocks, WrapPacker
 
 PAD = -1  # document tokens below are all >= 1, so pads are recognizable
 EXTRAS = {"pos": np.int64, columns.LOSS_MASK: np.uint8}
@@ -419,7 +419,7 @@ def test_bfd_slice_copies_equal_index_gathers(data, seq_len, buffer_tokens, pad_
     """The two ways rows are laid out (a copy per range for long rows, one gather for short ones) agree."""
     from unittest import mock
 
-    from dataprep import pack
+    from dataprep.pack import packers as pack
 
     lens, cuts = data
     outs = []

@@ -13,9 +13,9 @@ from tokenizers import ByteLevelBPETokenizer, Tokenizer
 
 from dataprep import columns as C
 from dataprep.errors import InputError, OutputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
-from dataprep.write import sha256_file
+from dataprep.build.write import sha256_file
 
 from .conftest import DATA
 
@@ -229,7 +229,7 @@ def test_output_is_atomic_and_overwrite_is_explicit(tmp_path):
 
 
 def test_trained_tokenizer_is_saved_and_deterministic(tmp_path):
-    from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+    from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 
     hashes = []
     for workers in (1, 2):
@@ -274,7 +274,7 @@ def test_txt_paragraphs_and_gz_inputs(tmp_path):
 def test_chunks_are_bounded_by_bytes_and_output_does_not_change(tmp_path):
     """``output.chunk_bytes`` cuts chunks (memory), never the rows: the same rows for any bound (the
     shards' bytes differ only in where their record batches start, one batch per chunk)."""
-    from dataprep.chunks import split_by_bytes
+    from dataprep.read.chunks import split_by_bytes
 
     batch = pa.RecordBatch.from_arrays([pa.array(["a" * 10, "b" * 30, None, "c" * 5, "d" * 50], pa.large_string()), pa.array(range(5))], names=["text", "line"])
     assert [p.column("line").to_pylist() for p in split_by_bytes(batch, 40)] == [[0, 1, 2], [3], [4]]  # 40, 5, 50 (alone)

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from dataprep import progress
+from dataprep.build import progress
 from dataprep.cli import main
-from dataprep.progress import JsonLines, Progress, configure
+from dataprep.build.progress import JsonLines, Progress, configure
 
 from .conftest import RECIPES
 

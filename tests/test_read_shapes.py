@@ -18,7 +18,7 @@ from tokenizers import ByteLevelBPETokenizer
 from dataprep import columns as C
 from dataprep.cli import main
 from dataprep.errors import ConfigError, InputError, RecipeError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.read import FieldSpec, InputSpec, read_batches, read_records, records_schema, resolve_inputs
 from dataprep.recipe import recipe_from_dict
 

@@ -4,7 +4,7 @@ Reference: ``transformers.AutoTokenizer.from_pretrained(folder)(text, add_specia
 of the installed transformers (5.x in the test extra), on real texts: XQuAD contexts in ten
 languages, HumanEval code in five languages, and each family's own chat template rendered by
 transformers (``apply_chat_template(tokenize=False)``), encoded with special tokens matched as
-dataprep encodes templates (:mod:`dataprep.masking`).
+dataprep encodes templates (:mod:`dataprep.tasks.sft.loss_mask`).
 
 Under transformers 5.25 only Phi-3 (Llama-style SentencePiece) differs from tokenizer.json:
 transformers 5 rebuilds it with ``Metaspace(prepend_scheme="first")`` and no normalizer, so text
@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 
 from dataprep import columns as C
-from dataprep import reference
+from dataprep.tasks import reference
 from dataprep.errors import ConfigError
-from dataprep.masking import encode_batch_with_mask
-from dataprep.pipeline import run
+from dataprep.tasks.sft.loss_mask import encode_batch_with_mask
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 from dataprep.schema import iter_issues
-from dataprep.templates import Rendered
-from dataprep.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.tasks.sft.templates import Rendered
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 from .conftest import DATA, read_split
 

@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dataprep import report
+from dataprep.look import report
 from dataprep.cli import cli
-from dataprep.dataset import open_dataset
-from dataprep.manifest_paths import resolve
-from dataprep.pipeline import run
+from dataprep.dataset.reader import open_dataset
+from dataprep.dataset.paths import resolve
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 
 from .conftest import RECIPES

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep import checkpoint, ordered, write
-from dataprep.checkpoint import ResumeError
+from dataprep.build import checkpoint, ordered, write
+from dataprep.build.checkpoint import ResumeError
 from dataprep.errors import InputError, OutputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError, InputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 
 from .conftest import DATA, RECIPES
@@ -106,7 +106,7 @@ def test_alpaca_phi3_rows_match_reference_encoding(tmp_path):
     manifest = run(recipe, tmp_path / "out", workers=1)
     records = json.loads((DATA / "pairs" / "instruction" / "alpaca_en_demo.json").read_text())
     rows = table(tmp_path / "out").to_pylist()
-    from dataprep.templates import TEMPLATES
+    from dataprep.tasks.sft.templates import TEMPLATES
 
     seen = set()
     checked = 0
@@ -132,7 +132,7 @@ def test_alpaca_phi3_rows_match_reference_encoding(tmp_path):
 
 
 def test_chat_recipe_matches_chat_template_and_ends_turns_with_end(tmp_path):
-    from dataprep.chat import ChatTemplate
+    from dataprep.tasks.sft.chat import ChatTemplate
     from dataprep.read import normalize_messages
 
     reference = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
@@ -193,7 +193,7 @@ def test_classification_labels_and_manifest(tmp_path):
     manifest = run(load_recipe(RECIPES / "classification.yaml"), tmp_path / "out", workers=1)
     assert manifest["sft"]["labels"] == {"ham": 0, "spam": 1}
     rows = all_rows(tmp_path / "out")
-    from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+    from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 
     tok = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).tokenizer
     for row in rows[:100]:

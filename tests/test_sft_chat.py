@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 
 from dataprep import columns as C
 from dataprep.errors import InputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset
 from tests.conftest import DATA, RECIPES, read_split
@@ -200,7 +200,7 @@ def test_alpaca_history_renders_earlier_turns_through_the_pair_template(tmp_path
                                "template": "alpaca", "masking": masking, "split": {"validation": 0.0}}, base_dir=tmp_path)
     ids, mask = _only_example(tmp_path, recipe)
     text = ALPACA_NO_INPUT.format("A") + "a<|endoftext|>" + ALPACA_NO_INPUT.format("B") + "b<|endoftext|>"
-    from dataprep.tokenizer import TokenizerSpec, load_tokenizer
+    from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 
     tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).tokenizer
     tokenizer.encode_special_tokens = False

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from tokenizers import ByteLevelBPETokenizer
 
 from dataprep import columns as C
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.span import CORRUPT_BLOCK_ROWS, corrupt, lengths_for, reconstruct
+from dataprep.tasks.span import CORRUPT_BLOCK_ROWS, corrupt, lengths_for, reconstruct
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, read_split

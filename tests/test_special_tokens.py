@@ -25,9 +25,9 @@ import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from dataprep.errors import InputError, TokenizerError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
-from dataprep.tokenizer import TokenizerSpec, load_tokenizer, tokenizer_manifest, unknown_token_id
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer, tokenizer_manifest, unknown_token_id
 
 from .conftest import DATA
 

@@ -12,7 +12,7 @@ import zstandard
 
 from dataprep import storage
 from dataprep.errors import ConfigError, InputError, OutputError
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 
 from .conftest import DATA

@@ -1,4 +1,4 @@
-"""Tests of dataprep.templates: built-in and custom pair templates, character-level targets.
+"""Tests of dataprep.tasks.sft.templates: built-in and custom pair templates, character-level targets.
 
 Token-level masks on real tokenizers are in test_masking.py; here everything is text.
 """
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataprep.errors import DataprepError
-from dataprep.templates import (
+from dataprep.tasks.sft.templates import (
     POLICIES,
     TEMPLATES,
     PairTemplate,

@@ -1,4 +1,4 @@
-"""Tests of dataprep.tokenizer against the real tokenizers in shared/data/tokenizers.
+"""Tests of dataprep.text.tokenizer against the real tokenizers in shared/data/tokenizers.
 
 References, and why:
 - GPT-2 (vocab.json + merges.txt): transformers' ``GPT2TokenizerFast.from_pretrained(folder)``.
@@ -25,7 +25,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from dataprep.errors import TokenizerError
-from dataprep.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer, train_tokenizer
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer, train_tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOKENIZERS = DATA / "tokenizers"
@@ -110,7 +110,7 @@ class TestGpt2:
 
     def test_fingerprint_stable_across_processes(self, gpt2: LoadedTokenizer) -> None:
         code = (
-            "from pathlib import Path; from dataprep.tokenizer import TokenizerSpec, load_tokenizer; "
+            "from pathlib import Path; from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer; "
             f"print(load_tokenizer(TokenizerSpec(path={str(GPT2)!r}), base_dir=Path('.')).fingerprint)"
         )
         root = Path(__file__).resolve().parents[1]
@@ -400,7 +400,7 @@ class TestErrors:
 
 def test_encode_docs_groups_give_the_same_tokens(monkeypatch) -> None:
     """Encoding in bounded groups (memory) changes nothing in the output."""
-    from dataprep import tokenizer as module
+    from dataprep.text import tokenizer as module
 
     gpt2 = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=DATA)
     texts = [f"document {i} " * (i % 7 + 1) for i in range(50)]
@@ -418,7 +418,7 @@ def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder,
     GPT-2 and BERT split a newline between two words into its own pre-token, so seams are used;
     Phi-3 prepends "▁" to every text it encodes, so every seam fails its check and documents stay whole.
     """
-    from dataprep import tokenizer as module
+    from dataprep.text import tokenizer as module
 
     monkeypatch.setattr(module, "LONG_DOC_CHARS", 20_000)
     monkeypatch.setattr(module, "SEAM_EVERY", 5_000)
@@ -443,7 +443,7 @@ def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder,
 
 
 def _sft_rows(tmp_path: Path, record: dict, **extra) -> tuple[list[int], dict]:
-    from dataprep.pipeline import run
+    from dataprep.build.run import run
     from dataprep.recipe import recipe_from_dict
 
     src = tmp_path / "pairs.jsonl"

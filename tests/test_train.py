@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from dataprep.cli import main
-from dataprep.loader import ArrowRows, Collator, read_info
-from dataprep.model import ModelConfig, Transformer, pick_attention
-from dataprep.pipeline import run
+from dataprep.train.loader import ArrowRows, Collator, read_info
+from dataprep.train.model import ModelConfig, Transformer, pick_attention
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
-from dataprep.train import config_from, train
-from dataprep.verify import examples, mask_proof, packing_proof
+from dataprep.train.loop import config_from, train
+from dataprep.train.proofs import examples, mask_proof, packing_proof
 
 from .conftest import RECIPES
 

@@ -12,13 +12,13 @@ import torch
 from dataprep import columns as C
 from dataprep.cli import main
 from dataprep.errors import ConfigError
-from dataprep.fewshot_eval import prepare
-from dataprep.loader import ArrowRows, read_info
-from dataprep.model import ModelConfig, Transformer
-from dataprep.pipeline import run
+from dataprep.train.fewshot_eval import prepare
+from dataprep.train.loader import ArrowRows, read_info
+from dataprep.train.model import ModelConfig, Transformer
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
-from dataprep.train import config_from, train
-from dataprep.train_objectives import MlmCollator, SpanCollator, masker_from_manifest
+from dataprep.train.loop import config_from, train
+from dataprep.train.objectives import MlmCollator, SpanCollator, masker_from_manifest
 
 from .conftest import RECIPES
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from dataprep.cli import main
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 
 from .conftest import RECIPES

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.write import shard_digests
+from dataprep.build.write import shard_digests
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dataprep import columns as C
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict, recipe_hash
 from dataprep.validate import validate_dataset
 

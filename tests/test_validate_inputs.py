@@ -169,7 +169,7 @@ def test_chat_records_with_tools_parts_and_flags(tmp_path):
 def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
     """validate --recipe and run share one definition of a bad record: the same records, the
     same reasons, on a file mixing what a schema can see and what only the template can."""
-    from dataprep.pipeline import run
+    from dataprep.build.run import run
 
     ok = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     records = [

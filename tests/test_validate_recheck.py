@@ -17,14 +17,14 @@ import yaml
 
 from dataprep import columns as C
 from dataprep.cli import main
-from dataprep.manifest_paths import recipe_dir, resolve
-from dataprep.pipeline import run
+from dataprep.dataset.paths import recipe_dir, resolve
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
-from dataprep.tokenizer import load_tokenizer
+from dataprep.text.tokenizer import load_tokenizer
 from dataprep.validate import validate_dataset
 from dataprep.validate.findings import Report
 from dataprep.validate.recheck import compare, prepare
-from dataprep.write import shard_digests
+from dataprep.build.write import shard_digests
 
 from .conftest import DATA, RECIPES
 
@@ -76,7 +76,7 @@ def build(tmp_path_factory):
                 source = (RECIPES / recipe["inputs"][0]["path"]).resolve()
                 sets.append(f"inputs.0.path={head_of(source, head, folder)}")
             with pytest.MonkeyPatch.context() as patch:  # the run's transformers comparison: a warning, and slow
-                patch.setattr("dataprep.reference.check_run", lambda *args, **kwargs: None)
+                patch.setattr("dataprep.tasks.reference.check_run", lambda *args, **kwargs: None)
                 run(load_recipe(RECIPES / f"{name}.yaml", sets), folder / "out", workers=1, progress=False)
             made[key] = folder / "out"
         return made[key]

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from dataprep import columns as C
-from dataprep import sft
-from dataprep.pipeline import run
+from dataprep.tasks.sft import task as sft
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 from dataprep.schema import iter_issues, load_schema, schema_dir, schema_names
 

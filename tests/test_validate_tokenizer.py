@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
-from dataprep.manifest_paths import resolve
+from dataprep.dataset.paths import resolve
 from dataprep.validate.check_tokenizer import unknown_tokens
 
 from .test_special_tokens import qwen3_like, t5_like
@@ -201,7 +201,7 @@ def test_missing_tokenizer_files_skip_the_checks_with_a_note(t5, tmp_path):
 @pytest.mark.parametrize("layout", ["run", "top-level"])
 def test_relative_tokenizer_paths_are_found_through_the_recipe_folder(t5, tmp_path, layout):
     """``run.recipe_dir``, or the top-level ``recipe_dir`` of datasets made before it moved
-    (dataprep.manifest_paths.resolve; its own tests are in test_manifest_portable.py)."""
+    (dataprep.dataset.paths.resolve; its own tests are in test_manifest_portable.py)."""
     ds = copy(t5, tmp_path)
     folder = with_tokenizer_copy(ds, tmp_path)
     m = manifest(ds)

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 from dataprep import columns as C
-from dataprep.pipeline import run
+from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.write import SplitWriter, batch_rows
+from dataprep.build.write import SplitWriter, batch_rows
 
 from .conftest import DATA, RECIPES
 

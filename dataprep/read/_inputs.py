@@ -367,7 +367,7 @@ def file_sha256(file: InputFile) -> str:
     """SHA-256 of an input as stored; for a dataset folder, of its files' names and digests in order."""
     import hashlib
 
-    from dataprep.write import sha256_file
+    from dataprep.build.write import sha256_file
 
     if file.url:
         return storage.sha256(file.url)

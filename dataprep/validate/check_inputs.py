@@ -131,8 +131,8 @@ def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]], re
     ``records`` gets the count of files the schema pass could not read record by record."""
     import logging
 
-    from .. import sft as sft_task
-    from ..tokenizer import load_tokenizer
+    from dataprep.tasks.sft import task as sft_task
+    from dataprep.text.tokenizer import load_tokenizer
 
     quiet = logging.getLogger("dataprep.read")
     level = quiet.level
@@ -308,7 +308,7 @@ def kind_schema(kind: str, fields: dict[str, str]) -> dict[str, Any]:
 
 def recipe_sources(recipe: Recipe) -> list[Source]:
     """Every input of ``recipe`` with the schema of what ``run`` reads from it."""
-    from .. import sft as sft_task
+    from dataprep.tasks.sft import task as sft_task
 
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     out = []
@@ -337,8 +337,8 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
 
 def _value_defs(recipe: Recipe, fields: dict[str, FieldSpec]) -> dict[str, str]:
     """Template field -> the ``$defs`` entry its value must match."""
-    from .. import sft as sft_task
-    from ..sft import template_of
+    from dataprep.tasks.sft import task as sft_task
+    from dataprep.tasks.sft.task import template_of
 
     template = template_of(recipe)
     optional = set() if template is None else set(template.optional_fields)

@@ -2,10 +2,10 @@
 and the unknown tokens in the rows.
 
 The files are the ones ``run`` read (``tokenizer.files``, found through
-:func:`dataprep.manifest_paths.resolve`, which must still have their recorded sha256), or the
+:func:`dataprep.dataset.paths.resolve`, which must still have their recorded sha256), or the
 copy saved in the dataset (``tokenizer.saved_as``, which must still have the recorded
 ``fingerprint``). The special roles are derived from them again exactly as ``run`` derived
-them (:func:`dataprep.tokenizer.load_tokenizer` with the recorded recipe's ``tokenizer``
+them (:func:`dataprep.text.tokenizer.load_tokenizer` with the recorded recipe's ``tokenizer``
 section), and each role the manifest records must name the same token and id::
 
     manifest  special_tokens.eos = '<|endoftext|>' (id 50265)    files: eos = '</s>' (id 2)
@@ -30,9 +30,9 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from ..manifest_paths import resolve, tokenizer_path
-from ..tokenizer import ALL_ROLES, ROLES, LoadedTokenizer, TokenizerSpec, load_tokenizer, unknown_token_id
-from ..write import sha256_file
+from dataprep.dataset.paths import resolve, tokenizer_path
+from dataprep.text.tokenizer import ALL_ROLES, ROLES, LoadedTokenizer, TokenizerSpec, load_tokenizer, unknown_token_id
+from dataprep.build.write import sha256_file
 from .check_rows import Rows
 from .contract import Contract
 from .findings import Finding

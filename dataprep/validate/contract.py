@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataprepError
-from ..manifest_paths import tokenizer_path
+from dataprep.dataset.paths import tokenizer_path
 from ..recipe import Recipe, recipe_from_dict
-from ..sft import stop_token_ids
-from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.tasks.sft.task import stop_token_ids
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 CHAT = "chat"
 FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract

@@ -46,9 +46,9 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from ..manifest_paths import recipe_dir, resolve, tokenizer_path
+from dataprep.dataset.paths import recipe_dir, resolve, tokenizer_path
 from ..read import DROP_REASONS, file_sha256, file_size, resolve_inputs
-from ..tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from . import recheck_remake as remaking
 from .contract import recipe_of
 from .findings import Finding, Report

@@ -3,7 +3,7 @@
 A batch of wanted records goes through the worker at once; when it keeps fewer examples than
 records (a record filtered or refused), each half is re-made again, down to single records,
 so each result is tied to its record (file, line). Pretraining ``bfd`` cuts a document longer than
-``seq_len`` into ``seq_len`` pieces, as :class:`~dataprep.pack.BfdPacker` does: one unit each.
+``seq_len`` into ``seq_len`` pieces, as :class:`~dataprep.pack.packers.BfdPacker` does: one unit each.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import columns as C
 from ..errors import DataprepError
-from ..filters import DUPLICATE, content_hashes
+from dataprep.text.filters import DUPLICATE, content_hashes
 from ..read import read_batches, read_records
 
 WORK_RECORDS = 256  # records per worker call: a dropped record costs about 3x this in re-work
@@ -75,7 +75,8 @@ class Setup:
     @staticmethod
     def build(recipe, tokenizer, files, labels, **facts) -> Setup:
         """Raises DataprepError when the worker cannot be built (a chat template that no longer compiles)."""
-        from .. import pretrain, sft
+        from dataprep.tasks import pretrain
+        from dataprep.tasks.sft import task as sft
 
         if recipe.task == "pretrain":
             worker = pretrain.chunk_worker(recipe, tokenizer)
@@ -103,7 +104,7 @@ class Setup:
         return {s: int((packing.get(s) or {}).get("dropped_tokens") or 0) if self.documents else 0 for s in C.SPLITS}
 
     def read(self, index: int, file) -> Iterator[pa.RecordBatch]:
-        from .. import sft
+        from dataprep.tasks.sft import task as sft
 
         r = self.recipe
         if r.task == "pretrain":
@@ -114,7 +115,7 @@ class Setup:
 
 def remake(setup: Setup, picks: Iterable[int] | None) -> Iterator[Remade]:
     """The picked readable records (ascending indices; None: all), re-made, in input order."""
-    from ..sft import location
+    from dataprep.tasks.sft.task import location
 
     wanted = None if picks is None else iter(picks)
     target = None if wanted is None else next(wanted, None)
@@ -253,7 +254,7 @@ def earlier_hashes(setup: Setup, upto: int) -> set[bytes]:
         return set()  # the run dropped no duplicate: nothing earlier can make one
     if setup.recipe.task != "pretrain":
         return {r.hash for r in remake(setup, range(upto)) if r.units}
-    from ..pretrain import clean_texts
+    from dataprep.tasks.pretrain import clean_texts
 
     hashes: set[bytes] = set()
     seen = 0

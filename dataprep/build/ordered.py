@@ -1,0 +1,164 @@
+"""The ordered stage: dedup, split, pack and write chunk results, in input order.
+
+Workers send one :class:`ChunkResult` per input chunk; this stage sees them in input
+order whatever the worker count, which is what makes shards byte-identical for any
+``--workers``. It is shared by every task: a task supplies its packer factory and the
+function that turns packed rows into an Arrow batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataprep.text.filters import DUPLICATE
+from dataprep.pack.packers import PackedRows
+from dataprep.build.write import SplitWriter
+
+
+@dataclass
+class ChunkResult:
+    """What a worker sends back for one chunk: kept documents (or examples), tokenized.
+
+    Attributes:
+        hashes: content hash of each kept document: the identity for dedup and the split.
+        validation: bool per kept document, True when it belongs to the validation split.
+        tokens: int32, the kept documents' tokens, flat.
+        lengths: int64, tokens per kept document.
+        source: index of the input file the chunk came from.
+        extras: per-token arrays aligned with ``tokens`` (e.g. ``loss_mask``).
+        doc_stats: per-document counters (e.g. ``target_tokens``); summed over the documents
+            actually written, so duplicates never count.
+        drops: dropped records of this chunk, by reason.
+        drop_samples: where the first few of them were: ``(location, reason, message)``.
+    """
+
+    hashes: list[bytes]
+    validation: np.ndarray
+    tokens: np.ndarray
+    lengths: np.ndarray
+    source: int = 0
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    doc_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    drops: Counter = field(default_factory=Counter)
+    drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+NO_TOKENS = "no_tokens"  # a kept document that encodes to no token at all: nothing to write
+SAMPLES_PER_SOURCE = 5  # drop locations kept per input file, for the end-of-run messages
+
+
+class OrderedStage:
+    """Dedup (first occurrence wins), split, pack and write, one chunk result at a time.
+
+    Args:
+        writers: one :class:`SplitWriter` per split name.
+        make_packer: builds a fresh packer (one per split).
+        to_batch: turns packed rows into the Arrow batch the writer stores.
+        dedup: drop a document whose hash was already seen (counted as ``duplicate``).
+        unk_id: the tokenizer's unknown-token id: its occurrences among the written documents'
+            tokens are counted per split (:attr:`unknown`) and per input (:attr:`source_unknown`).
+    """
+
+    def __init__(
+        self,
+        writers: dict[str, SplitWriter],
+        *,
+        make_packer: Callable[[], Any],
+        to_batch: Callable[[PackedRows], pa.RecordBatch],
+        dedup: bool,
+        unk_id: int | None = None,
+    ):
+        self.writers = writers
+        self.packers = {split: make_packer() for split in writers}
+        self.to_batch = to_batch
+        self.dedup = dedup
+        self.seen: set[bytes] = set()
+        self.new_seen: list[bytes] = []  # seen since the last checkpoint, in order (a checkpoint appends them)
+        self.documents: Counter = Counter()
+        self.drops: Counter = Counter()
+        self.stats: Counter = Counter()  # doc_stats summed over written documents
+        self.source_documents: Counter = Counter()  # input file index -> documents written
+        self.source_tokens: Counter = Counter()  # input file index -> their tokens, before packing
+        self.source_drops: dict[int, Counter] = {}  # input file index -> records the workers dropped, by reason
+        self.drop_samples: dict[int, list[tuple[str, str, str]]] = {}  # input file index -> first drop locations
+        self.unk_id = unk_id
+        self.unknown: Counter = Counter()  # split -> unknown-token ids written
+        self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
+
+    def add(self, result: ChunkResult) -> None:
+        """Dedup, split, pack and write one chunk result."""
+        self.drops.update(result.drops)
+        self.source_drops.setdefault(result.source, Counter()).update(result.drops)
+        samples = self.drop_samples.setdefault(result.source, [])
+        samples.extend(result.drop_samples[: SAMPLES_PER_SOURCE - len(samples)])
+        n = len(result.hashes)
+        if n == 0:
+            return
+        keep = result.lengths > 0
+        empty = n - int(keep.sum())
+        if empty:  # the packers would skip them: they are dropped, never "written"
+            self.drops[NO_TOKENS] += empty
+            self.source_drops[result.source][NO_TOKENS] += empty
+        if self.dedup:
+            for i, digest in enumerate(result.hashes):
+                if not keep[i]:
+                    continue
+                if digest in self.seen:
+                    keep[i] = False
+                else:
+                    self.seen.add(digest)
+                    self.new_seen.append(digest)
+            duplicates = int(n - empty - keep.sum())
+            if duplicates:
+                self.drops[DUPLICATE] += duplicates
+                self.source_drops[result.source][DUPLICATE] += duplicates
+        for split, in_split in (("train", ~result.validation), ("validation", result.validation)):
+            docs = keep & in_split
+            if not docs.any():
+                continue
+            self.documents[split] += int(docs.sum())
+            if docs.all():
+                tokens, lengths, extras = result.tokens, result.lengths, result.extras
+            else:
+                per_token = np.repeat(docs, result.lengths)
+                tokens, lengths = result.tokens[per_token], result.lengths[docs]
+                extras = {name: values[per_token] for name, values in result.extras.items()}
+            if self.unk_id is not None:
+                unknown = int(np.count_nonzero(tokens == self.unk_id))
+                self.unknown[split] += unknown
+                self.source_unknown[result.source] += unknown
+            self._write(split, self.packers[split].add(tokens, lengths, extras or None))
+        for name, values in result.doc_stats.items():
+            self.stats[name] += int(values[keep].sum())
+        self.source_documents[result.source] += int(keep.sum())
+        self.source_tokens[result.source] += int(result.lengths[keep].sum())
+
+    # State a checkpoint keeps (the writers and the dedup set are saved on their own).
+    _STATE = ("packers", "documents", "drops", "stats", "source_documents", "source_tokens", "source_drops",
+              "drop_samples", "unknown", "source_unknown")
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to go on exactly where this stage is (picklable)."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, state: dict[str, Any], seen: set[bytes]) -> None:
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self.seen, self.new_seen = seen, []
+
+    def finish(self) -> None:
+        for split, packer in self.packers.items():
+            self._write(split, packer.finish())
+
+    def _write(self, split: str, rows: PackedRows) -> None:
+        if rows.num_rows:
+            self.writers[split].write(self.to_batch(rows))
+
+    def pack_stats(self) -> dict[str, Any]:
+        return {split: packer.stats.as_dict() for split, packer in self.packers.items()}

@@ -1,0 +1,304 @@
+"""``run(recipe, out)``: build a dataset from a recipe, atomically, with its manifest.
+
+Every task runs the same way: read chunks (this process; Ray workers on ``--engine ray``) ->
+the task's chunk worker (threads, worker processes or Ray workers; results in input order) ->
+:class:`~dataprep.build.ordered.OrderedStage` (dedup, split, pack, write; this process) -> manifest.
+A task contributes a :class:`Plan`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dataprep import __version__
+from dataprep import columns as C
+from dataprep.build import accounting, checkpoint
+from dataprep.tasks import objectives, pretrain, reference
+from dataprep.tasks.sft import task as sft
+from dataprep.read.chunks import ChunkReader
+from dataprep.build.engine import default_workers, run_chunks
+from dataprep.errors import ConfigError
+from dataprep.build.faults import os_fault
+from dataprep.dataset.paths import portable
+from dataprep.build.ordered import OrderedStage
+from dataprep.build.progress import Progress
+from dataprep.read import InputFile, file_size, resolve_inputs
+from dataprep.read.digests import InputDigests
+from dataprep.recipe import Recipe
+from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
+from dataprep.build.write import SplitWriter, batch_rows, open_output
+
+log = logging.getLogger("dataprep.run")
+
+
+
+@dataclass
+class Plan:
+    """What a task plugs into the common run."""
+
+    format: str  # manifest "format", e.g. dataprep.pretrain/1
+    schema: pa.Schema  # row schema
+    reader: ChunkReader  # reads one input file's chunks, here or on a Ray worker
+    worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args): builds the chunk function once per worker
+    make_packer: Callable[[], Any]
+    to_batch: Callable[[Any], pa.RecordBatch]
+    dedup: bool
+    manifest: Callable[[OrderedStage], dict[str, Any]]  # the task's own manifest section
+    mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
+
+
+def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+    if objectives.uses_hooks(recipe):  # mlm, span_corruption, fewshot
+        return objectives.plan_for(recipe, tokenizer, files)
+    if recipe.task == "pretrain":
+        return Plan(
+            format="dataprep.pretrain/1",
+            schema=C.PRETRAIN_ROW_SCHEMA,
+            reader=pretrain.chunk_reader(recipe),
+            worker=(pretrain.chunk_worker, (recipe, tokenizer)),
+            make_packer=lambda: pretrain.make_packer(recipe, tokenizer),
+            to_batch=lambda rows: rows.to_record_batch(),
+            dedup=recipe.filter.dedup == "exact",
+            manifest=lambda stage: {},
+            mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
+        )
+    labels = None
+    if recipe.sft.classification is not None:
+        labels = recipe.sft.classification.labels or sft.read_label_set(recipe, files)
+    return Plan(
+        format="dataprep.sft/1",
+        schema=sft.row_schema(recipe),
+        reader=sft.chunk_reader(recipe),
+        worker=(sft.sft_worker, (recipe, tokenizer, files, labels)),
+        make_packer=lambda: sft.make_packer(recipe, tokenizer),
+        to_batch=sft.to_batch(recipe),
+        dedup=recipe.filter.dedup == "exact",
+        manifest=lambda stage: {"sft": sft.manifest_section(recipe, stage, labels, tokenizer)},
+    )
+
+
+def run(
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    resume: bool = False,
+    checkpoint_every: float | None = checkpoint.DEFAULT_EVERY,
+) -> dict[str, Any]:
+    """Build the dataset that ``recipe`` describes at ``out``; return its manifest.
+
+    Args:
+        recipe: a loaded recipe (:func:`dataprep.recipe.load_recipe`).
+        out: the output folder. It appears only when the run succeeds.
+        workers: chunks worked on at once (default: all cores): threads for pretraining, processes
+            for fine-tuning, or the CPUs of a local Ray instance. Output does not depend on it.
+        overwrite: replace an existing dataset at ``out``.
+        progress: show a progress bar (None: only when stderr is a terminal).
+        engine: ``local`` (this machine) or ``ray`` (reading and chunk work on Ray Data; same shards, byte for byte).
+        address: with ``engine="ray"``: the cluster to join; default: start a local Ray instance.
+        resume: continue the interrupted run in ``out.incomplete`` from its last checkpoint
+            (:mod:`dataprep.build.checkpoint`); the shards are byte-identical to an uninterrupted run's.
+        checkpoint_every: seconds between checkpoints (0: after every chunk; None: none).
+
+    Raises:
+        DataprepError: bad recipe values, unreadable inputs (with file and line), tokenizer problems,
+            more data lost than the recipe allows, an output path that may not be written (a full
+            disk, a read-only folder, another run writing it), or nothing to resume.
+    """
+    started = time.perf_counter()
+    workers = workers or default_workers()
+    files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
+    sources = InputDigests(files)  # size and content hash before reading; checked again at the end
+    target = open_output(out, overwrite=overwrite, resume=resume)
+    saves = checkpoint.Checkpoints(target.tmp / checkpoint.CHECKPOINT_DIR,
+                                   every=checkpoint_every if target.resumable else None)
+    try:
+        manifest = _build(recipe, files, sources, target.tmp, saves, workers=workers, progress=progress, engine=engine,
+                          address=address, resume=resume)
+        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
+                           "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
+        manifest = portable(manifest, recipe, manifest.pop("run"))  # paths relative to the recipe; run facts in `run`
+        target.commit(manifest, list(C.SPLITS))
+    except BaseException as exc:
+        # a refused --resume keeps what it refused; an interruption keeps its checkpoint
+        keep = isinstance(exc, checkpoint.ResumeError) or (_resumable(exc) and (resume or saves.saved > 0))
+        target.abort(keep=keep)
+        if keep and not isinstance(exc, checkpoint.ResumeError):
+            log.warning("the run's last checkpoint is kept in %s: continue it with `dataprep run RECIPE --out %s --resume`",
+                        target.tmp, out)
+        if isinstance(exc, OSError):
+            raise os_fault(exc, out=Path(str(out)), work=target.tmp, inputs=[f.location for f in files], resumable=keep) from exc
+        raise
+    return manifest
+
+
+def _resumable(exc: BaseException) -> bool:
+    """Whether a run that failed with ``exc`` may be continued: an interruption or a fault of the
+    machine (a full disk, a lost worker), not a property of the data or the recipe, which a
+    resumed run would meet again."""
+    from dataprep.build.engine_ray import EngineError
+
+    return isinstance(exc, (KeyboardInterrupt, OSError, EngineError, MemoryError))
+
+
+def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: Path, saves: checkpoint.Checkpoints, *,
+           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool) -> dict[str, Any]:
+    """The run itself, in ``tmp``: read, work, dedup, split, pack, write; the manifest."""
+    state = saves.load() if resume else None
+    # a trained tokenizer is taken from the checkpoint, not trained again
+    tokenizer = state["tokenizer"] if state is not None and state["tokenizer"] is not None else _tokenizer(recipe, files, tmp)
+    ident = checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
+                                              in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
+    saves.bind(ident)
+    plan = plan_for(recipe, tokenizer, files)
+    counts: Counter = Counter()
+    read_drops: Counter = Counter()
+    by_input: dict[int, Counter] = {}
+    rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
+    writers = {s: SplitWriter(tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
+    stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
+                         unk_id=_unknown_id(tokenizer))
+    done: Counter = Counter()  # input file index -> chunks worked (what a checkpoint says is done)
+    reader = plan.reader
+    if state is not None:
+        checkpoint.check_identity(state, ident, tmp)
+        stage.restore(state["stage"], state["seen"])
+        for split, writer in writers.items():
+            writer.restore(state["writers"][split])
+        done.update(state["done"])
+        reader = dataclasses.replace(reader, skip=tuple(sorted(done.items())))
+        log.info("resuming from a checkpoint: %d chunk(s) of %d input(s) done", done.total(), len(done))
+    bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
+    results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
+                         workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+    try:
+        return _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done,
+                     counts=counts, read_drops=read_drops, by_input=by_input, bar=bar)
+    except BaseException:
+        for writer in writers.values():  # no open file may outlive a failed run (it would hold its disk)
+            writer.discard()
+        raise
+
+
+def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done, *, counts, read_drops,
+          by_input, bar) -> dict[str, Any]:
+    trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
+    checked = 0  # inputs before this one are read to their end and had their losses checked
+    with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
+        for result in results:
+            stage.add(result)
+            done[result.source] += 1
+            bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
+            if result.source > checked:  # results come in input order: the inputs before it are done
+                accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
+                checked = result.source
+            if saves.due():
+                saves.save(stage, writers, done, tokenizer if trained else None)
+    accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
+    bar.set_stage("finish")
+    stage.finish()
+    shards = {split: writer.close() for split, writer in writers.items()}
+    accounting.check_output(recipe, stage, {s: sum(x["rows"] for x in shards[s]) for s in C.SPLITS}, read_drops)
+    bar.set_stage("checksums")
+    sources.check_unchanged()
+    manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
+    accounting.warn_unknown(stage, manifest["counts"]["tokens"], tokenizer.tokens.get("unk"))
+    bar.close()
+    return manifest
+
+
+def _unknown_id(tokenizer: LoadedTokenizer) -> int | None:
+    """The id that stands for text the tokenizer cannot represent; None when it has none, or when
+    that token also frames documents as BOS or EOS (GPT-2's config names ``<|endoftext|>`` for
+    all). A pad that is also the unknown token (Llama 2) never appears among document tokens."""
+    unk = tokenizer.unk_id
+    return None if unk is None or unk in (tokenizer.bos_id, tokenizer.eos_id) else unk
+
+
+def seq_len_of(recipe: Recipe) -> int:
+    """The longest a row may be: the packing length, or the longest example when not packed."""
+    return recipe.packing.seq_len if recipe.packing.mode != "none" else recipe.sft.max_length
+
+
+def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
+    return objectives.prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
+
+
+def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
+    if recipe.tokenizer.train is None:
+        tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
+        reference.check_run(tokenizer, recipe, files)  # warns when transformers would give other ids
+        return tokenizer
+    if recipe.task != "pretrain":
+        raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")
+    log.info("training a byte-level BPE (vocab %d) on the recipe's corpus", recipe.tokenizer.train["vocab_size"])
+    tokenizer = train_tokenizer(pretrain.iter_clean_texts(files, recipe), recipe.tokenizer)
+    tokenizer.save(tmp / C.TOKENIZER_DIR)
+    return tokenizer
+
+
+def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources) -> dict[str, Any]:
+    dropped = Counter(read_drops)
+    dropped.update(stage.drops)
+    pack = stage.pack_stats()
+    written = sum(stage.documents.values())
+    content = sum(p["content_tokens"] for p in pack.values())
+    rows = {split: pack[split]["rows"] for split in C.SPLITS}
+    slots = sum(p["rows"] * p["seq_len"] for p in pack.values())
+    manifest = {
+        "format": plan.format,
+        "dataprep_version": __version__,
+        "created_unix": int(time.time()),
+        "recipe": dict(recipe.resolved),
+        "recipe_hash": recipe.hash,
+        "recipe_dir": str(recipe.base_dir),  # what the recipe's relative paths were resolved against
+        "task": recipe.task,
+        "seq_len": seq_len_of(recipe),
+        "tokenizer": tokenizer_manifest(recipe, tokenizer),
+        "inputs": [
+            {
+                "path": f.location,
+                "format": f.format,
+                **({"encoding": f.encoding} if f.format not in ("parquet", "arrow") else {}),
+                "bytes": sources.sizes[i],
+                "sha256": sources.digests[i],
+                "records_read": by_input.get(i, Counter())[accounting.RECORDS_READ],
+                "documents": stage.source_documents[i],  # written from this file (after dedup)
+                "dropped": dict(sorted(accounting.input_drops(i, by_input, stage).items())),
+                "tokens": stage.source_tokens[i],  # their tokens before packing
+                "unknown_tokens": stage.source_unknown[i],  # of those, the tokenizer's unknown-token id
+            }
+            for i, f in enumerate(files)
+        ],
+        "padding": {"pad_token_id": tokenizer.pad_id, "trailing_piece": True, "column": C.NUM_PAD},
+        "counts": {
+            "records_read": counts["records_read"],
+            "records_written": written,
+            "dropped": dict(sorted(dropped.items())),
+            "documents": {split: stage.documents[split] for split in C.SPLITS},
+            "tokens": content,
+            "unknown_tokens": {split: stage.unknown[split] for split in C.SPLITS},
+            "pad_tokens": sum(p["pad_tokens"] for p in pack.values()),
+            "remainder_tokens_dropped": sum(p["dropped_tokens"] for p in pack.values()),
+            "rows": rows,
+            "packing_efficiency": (content / slots) if slots else 0.0,
+        },
+        "packing": pack,
+        "splits": {split: {"shards": shards[split]} for split in C.SPLITS},
+    }
+    manifest.update(plan.manifest(stage))
+    return manifest

@@ -1,0 +1,394 @@
+"""Atomic dataset output in the ``datasets.save_to_disk`` layout.
+
+::
+
+    OUT.incomplete/              <- everything is written here first
+      dataset_dict.json          {"splits": ["train", "validation"]}
+      train/data-00000-of-00002.arrow, ..., state.json, dataset_info.json
+      validation/...
+      tokenizer/                 (only when the recipe trained one)
+      manifest.json              <- written last
+    OUT.incomplete -> OUT        <- renamed into place only on success
+
+A folder without ``manifest.json`` is not a dataset. Shards are Arrow IPC streams, rolled
+at about ``shard_bytes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from dataprep import storage
+from dataprep.columns import INCOMPLETE_SUFFIX, INPUT_IDS, MANIFEST_FILE, NUM_PAD, SHARD_PATTERN
+from dataprep.errors import OutputError
+from dataprep.build.faults import os_error_fix
+from dataprep.build.outlock import OutputLock
+
+log = logging.getLogger("dataprep.run")
+
+_ARROW_TO_FEATURE = {
+    pa.int8(): "int8", pa.int16(): "int16", pa.int32(): "int32", pa.int64(): "int64",
+    pa.uint8(): "uint8", pa.uint16(): "uint16", pa.uint32(): "uint32", pa.uint64(): "uint64",
+    pa.float32(): "float32", pa.float64(): "float64", pa.string(): "string", pa.large_string(): "large_string",
+    pa.bool_(): "bool",
+}
+
+
+def content_tokens(batch: pa.RecordBatch) -> int:
+    """Tokens in a batch of rows, less their trailing pad pieces."""
+    offsets = batch.column(INPUT_IDS).offsets
+    return int(offsets[-1].as_py() - offsets[0].as_py()) - int(pc.sum(batch.column(NUM_PAD)).as_py() or 0)
+
+
+def sha256_file(path: Path, *, block: int = 1 << 22) -> str:
+    with open(path, "rb") as fh:
+        return storage.sha256_stream(fh, block=block)
+
+
+def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
+    """``(sha256, xxh3_128)`` of a shard in one read: sha256 for provenance, xxh3 so that
+    ``validate`` can re-check checksums at memory speed (sha256 alone caps it at ~1.8 GB/s)."""
+    sha, fast = hashlib.sha256(), xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            sha.update(chunk)
+            fast.update(chunk)
+    return sha.hexdigest(), fast.hexdigest()
+
+
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an Arrow IPC stream's last message
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path.tmp`` and rename it into place."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path.tmp``, flush it to disk, and rename it into place (durably)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        _sync(fh)
+    os.replace(tmp, path)
+    _sync_folder(path.parent)
+
+
+def _sync(fh: BinaryIO) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def features_of(schema: pa.Schema) -> dict[str, Any]:
+    """The ``datasets`` Features JSON for an Arrow schema of scalars and lists of scalars."""
+
+    def feature(t: pa.DataType) -> dict[str, Any]:
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return {"feature": feature(t.value_type), "_type": "List"}
+        return {"dtype": _ARROW_TO_FEATURE[t], "_type": "Value"}
+
+    return {f.name: feature(f.type) for f in schema}
+
+
+def batch_rows(*, seq_len: int, batch_tokens: int, shard_bytes: int) -> int:
+    """Rows per Arrow record batch: ``batch_tokens`` token slots, and at most 1/16 of a shard
+    (taking 4 bytes a token), so that small shards still roll between batches."""
+    return max(1, min(batch_tokens, shard_bytes // 64) // max(seq_len, 1))
+
+
+class SplitWriter:
+    """Writes one split's shards; rolls to a new shard past ``shard_bytes``.
+
+    Rows arrive in batches of any size (one per packed chunk) and are written in record batches
+    of exactly ``batch_rows`` rows (the last one shorter), so a shard's bytes depend on its rows
+    alone, never on how the input was chunked. Few large record batches also keep readers fast:
+    ``validate`` does a fixed amount of numpy work per batch besides its pass over the tokens.
+
+    A shard is an Arrow IPC stream written message by message (schema, record batches,
+    end-of-stream marker: the bytes ``pyarrow.ipc.new_stream`` writes), so that a resumed run can
+    cut the open shard back to its last checkpoint and go on appending (:meth:`state`,
+    :meth:`restore`). Use as a context manager; :meth:`close` returns one dict per shard.
+    """
+
+    def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int, batch_rows: int):
+        self.folder = folder
+        self.schema = schema
+        self.shard_bytes = shard_bytes
+        self.batch_rows = batch_rows
+        folder.mkdir(parents=True, exist_ok=True)
+        self._paths: list[Path] = []
+        self._rows: list[int] = []
+        self._tokens: list[int] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._sink: BinaryIO | None = None  # the open shard
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_shard()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch``'s rows; write every full record batch they complete."""
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        while self._pending_rows >= self.batch_rows:
+            self._emit(self.batch_rows)
+
+    def _emit(self, rows: int) -> None:
+        """Write the first ``rows`` queued rows as one record batch (always a fresh copy, so the
+        bytes do not depend on which incoming batches they came from)."""
+        queued = pa.Table.from_batches(self._pending, schema=self.schema)
+        batch = pa.concat_batches(queued.slice(0, rows).to_batches())
+        self._pending = queued.slice(rows).to_batches()
+        self._pending_rows -= rows
+        if self._sink is None:
+            self._open_shard()
+        assert self._sink is not None
+        self._sink.write(batch.serialize())
+        self._rows[-1] += batch.num_rows
+        self._tokens[-1] += content_tokens(batch)
+        if self._sink.tell() >= self.shard_bytes:
+            self._close_shard()
+
+    def _open_shard(self) -> None:
+        path = self.folder / f"shard-{len(self._paths):05d}.arrow.tmp"
+        self._paths.append(path)
+        self._rows.append(0)
+        self._tokens.append(0)
+        self._sink = open(path, "wb")
+        self._sink.write(self.schema.serialize())
+
+    def _close_shard(self) -> None:
+        if self._sink is not None:
+            self._sink.write(END_OF_STREAM)
+            _sync(self._sink)
+            self._sink.close()
+            self._sink = None
+
+    def discard(self) -> None:
+        """Let go of the open shard without finishing it (the run failed; its folder goes or is resumed)."""
+        if self._sink is not None:
+            try:
+                self._sink.close()
+            except OSError:  # the buffered bytes cannot be written either (a full disk): they are lost anyway
+                pass
+            self._sink = None
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to go on exactly here, after flushing the open shard to
+        disk: the shards so far (the open one's length), and the rows not yet written, as IPC."""
+        if self._sink is not None:
+            _sync(self._sink)
+        pending = pa.BufferOutputStream()
+        with pa.ipc.new_stream(pending, self.schema) as writer:
+            for batch in self._pending:
+                writer.write_batch(batch)
+        return {
+            "shards": [p.name for p in self._paths],
+            "rows": list(self._rows),
+            "tokens": list(self._tokens),
+            "open_bytes": None if self._sink is None else self._sink.tell(),
+            "pending": pending.getvalue().to_pybytes(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state`: cut the open shard back to its recorded length (a crash may
+        have left more of it), remove shards begun after it, and queue the pending rows again."""
+        names = set(state["shards"])
+        for stale in self.folder.glob("shard-*.arrow.tmp"):
+            if stale.name not in names:
+                stale.unlink()
+        self._paths = [self.folder / name for name in state["shards"]]
+        self._rows, self._tokens = list(state["rows"]), list(state["tokens"])
+        if state["open_bytes"] is not None:
+            self._sink = open(self._paths[-1], "r+b")
+            self._sink.truncate(state["open_bytes"])
+            self._sink.seek(state["open_bytes"])
+        self._pending = pa.ipc.open_stream(state["pending"]).read_all().to_batches()
+        self._pending_rows = sum(b.num_rows for b in self._pending)
+
+    def close(self) -> list[dict[str, Any]]:
+        """Finish the split: final shard names, ``state.json``, ``dataset_info.json``.
+
+        A split with no rows still gets one empty shard, so it loads as an empty dataset.
+        """
+        if self._pending_rows:
+            self._emit(self._pending_rows)
+        self._close_shard()
+        if not self._paths:
+            self._open_shard()
+            self._close_shard()
+        count = len(self._paths)
+        shards = []
+        for i, tmp in enumerate(self._paths):
+            final = self.folder / SHARD_PATTERN.format(index=i, count=count)
+            os.replace(tmp, final)
+            sha, fast = shard_digests(final)
+            shards.append(
+                {
+                    "file": final.name,
+                    "rows": self._rows[i],
+                    "tokens": self._tokens[i],
+                    "bytes": final.stat().st_size,
+                    "sha256": sha,
+                    "xxh3_128": fast,
+                }
+            )
+        fingerprint = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()[:16]
+        write_json_atomic(
+            self.folder / "state.json",
+            {
+                "_data_files": [{"filename": s["file"]} for s in shards],
+                "_fingerprint": fingerprint,
+                "_format_columns": None,
+                "_format_kwargs": {},
+                "_format_type": None,
+                "_output_all_columns": False,
+                "_split": self.folder.name,
+            },
+        )
+        write_json_atomic(
+            self.folder / "dataset_info.json",
+            {"citation": "", "description": "", "features": features_of(self.schema), "homepage": "", "license": ""},
+        )
+        return shards
+
+
+class DatasetDir:
+    """The output folder's life cycle: ``OUT.incomplete`` while running, ``OUT`` on success.
+
+    ``OUT.lock`` is held from the start to the end (:class:`~dataprep.build.outlock.OutputLock`): a
+    second run on the same ``OUT`` refuses at once. With ``resume``, ``OUT.incomplete`` is kept
+    as an interrupted run left it (:mod:`dataprep.build.checkpoint` continues it); otherwise one left
+    by a dead run is removed.
+    """
+
+    resumable = True
+
+    def __init__(self, out: Path, *, overwrite: bool, resume: bool = False):
+        self.out = Path(out)
+        self.tmp = self.out.with_name(self.out.name + INCOMPLETE_SUFFIX)
+        self.lock = OutputLock(self.out)
+        try:
+            self._prepare(overwrite=overwrite, resume=resume)
+        except OSError as exc:
+            self.lock.release()
+            raise OutputError(f"cannot create {self.tmp}: {exc.strerror or exc}\n  fix: {os_error_fix(exc)}") from exc
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _prepare(self, *, overwrite: bool, resume: bool) -> None:
+        if self.out.exists():
+            if resume:
+                raise OutputError(f"{self.out} is a finished dataset: there is nothing to resume\n  fix: drop --resume "
+                                  "(with --overwrite to build it again)")
+            if not overwrite:
+                raise OutputError(f"{self.out} already exists; pass --overwrite to replace it, or choose another --out")
+            if not (self.out / MANIFEST_FILE).is_file():
+                raise OutputError(
+                    f"{self.out} exists and is not a dataprep dataset (no {MANIFEST_FILE}); "
+                    "refusing to delete it even with --overwrite: remove it yourself or choose another --out"
+                )
+        if resume:
+            if not self.tmp.is_dir():
+                raise OutputError(f"nothing to resume: there is no {self.tmp}\n  fix: run again without --resume")
+            return
+        if self.tmp.exists():  # left by a run that died: never a dataset
+            if (self.tmp / "checkpoint").is_dir():
+                log.warning("%s holds an interrupted run's checkpoint; starting over (pass --resume to continue it)", self.tmp)
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+
+    def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+        shutil.rmtree(self.tmp / "checkpoint", ignore_errors=True)
+        write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
+        write_json_atomic(self.tmp / MANIFEST_FILE, manifest)  # last: its presence marks a whole dataset
+        if self.out.exists():
+            old = self.out.with_name(self.out.name + ".old" + INCOMPLETE_SUFFIX)
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.out, old)
+            os.replace(self.tmp, self.out)
+            shutil.rmtree(old)
+        else:
+            os.replace(self.tmp, self.out)
+        _sync_folder(self.out.parent)
+        self.lock.release()
+
+    def abort(self, *, keep: bool = False) -> None:
+        """Give up: remove ``OUT.incomplete`` (``keep``: leave it for ``--resume``) and the lock."""
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.lock.release()
+
+
+class UploadedDatasetDir:
+    """:class:`DatasetDir` for an output URL: built in a local staging folder, uploaded on success
+    with ``manifest.json`` last (object stores cannot rename a folder; the manifest's presence is
+    what marks a whole dataset, as ``validate`` reads it). Not resumable: the staging folder is
+    this process's own."""
+
+    resumable = False
+
+    def __init__(self, url: str, *, overwrite: bool):
+        self.url, self.overwrite = url.rstrip("/"), overwrite
+        storage.check_output(self.url, overwrite=overwrite, manifest=MANIFEST_FILE)
+        self.tmp = Path(tempfile.mkdtemp(prefix="dataprep-staging-"))
+
+    def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+        write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
+        write_json_atomic(self.tmp / MANIFEST_FILE, manifest)
+        storage.check_output(self.url, overwrite=self.overwrite, manifest=MANIFEST_FILE)  # still ours to replace
+        self._keep = True  # a failed upload leaves the finished dataset here (the error says where)
+        storage.upload(str(self.tmp), self.url, last=MANIFEST_FILE)
+        self._keep = False
+        shutil.rmtree(self.tmp)
+
+    def abort(self, *, keep: bool = False) -> None:
+        if not getattr(self, "_keep", False):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def open_output(out: str | Path, *, overwrite: bool, resume: bool = False) -> DatasetDir | UploadedDatasetDir:
+    """Where a run writes: a local folder (renamed into place) or a URL (uploaded).
+
+    Raises:
+        OutputError: ``out`` exists (without ``overwrite``), another run writes it, it cannot be
+            created, or ``resume`` finds nothing to continue (or is asked of a URL).
+    """
+    if storage.is_url(out):
+        if resume:
+            raise OutputError(f"--resume continues a run in a local folder; {out} is a URL (built in a staging folder "
+                              "of its own run)\n  fix: run again without --resume, or write to a local --out and copy it")
+        return UploadedDatasetDir(str(out), overwrite=overwrite)
+    return DatasetDir(Path(out), overwrite=overwrite, resume=resume)

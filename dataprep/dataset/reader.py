@@ -1,0 +1,120 @@
+"""A dataset built by ``run``, opened for reading: its manifest, its splits as Arrow tables, its tokenizer.
+
+Shards are Arrow IPC streams, memory-mapped here, so opening a split costs no copy and a
+column scan touches only the pages it reads::
+
+    ds = open_dataset("out/demo-sft")
+    ds.manifest["counts"]["tokens"]      # the manifest, as written
+    ds.table("train").column("input_ids")  # one pa.Table per split (shards concatenated, in order)
+    ds.tokenizer()                        # manifest["tokenizer"]["source"] or OUT/tokenizer when saved (manifest_paths.tokenizer_path)
+
+Used by ``inspect`` and ``report``; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dataprep import columns as C
+from dataprep.errors import InputError, TokenizerError
+from dataprep.dataset.paths import tokenizer_path
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+
+log = logging.getLogger("dataprep.dataset")
+
+_SPEC_KEYS = {"lowercase", "bos_token", "eos_token", "pad_token", "add_bos", "add_eos", "split_special_tokens", "reference"}
+
+
+@dataclass
+class Dataset:
+    """An opened dataset folder. Build with :func:`open_dataset`."""
+
+    path: Path
+    manifest: dict[str, Any]
+    _tables: dict[str, pa.Table] = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.manifest.get("task", "pretrain")
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.manifest["seq_len"])
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s in C.SPLITS if s in self.manifest.get("splits", {})]
+
+    def table(self, split: str) -> pa.Table:
+        """The rows of ``split``, shards concatenated in manifest order (memory-mapped).
+
+        Raises:
+            InputError: no such split, or a shard that is missing or not an Arrow stream.
+        """
+        if split not in self.splits:
+            raise InputError(str(self.path), None, f"no split {split!r}", f"choose one of {self.splits}")
+        if split not in self._tables:
+            parts = [self._read_shard(split, shard["file"]) for shard in self.manifest["splits"][split]["shards"]]
+            self._tables[split] = pa.concat_tables(parts) if parts else pa.table({})
+        return self._tables[split]
+
+    def _read_shard(self, split: str, name: str) -> pa.Table:
+        file = self.path / split / name
+        try:
+            with pa.ipc.open_stream(pa.memory_map(str(file))) as reader:
+                return reader.read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(
+                str(file), None, f"cannot read the shard as an Arrow stream ({exc})",
+                "rebuild the dataset with `dataprep run ... --overwrite`",
+            ) from exc
+
+    def tokenizer(self, path: str | Path | None = None) -> LoadedTokenizer:
+        """Load the dataset's tokenizer, with the recipe's special-token options.
+
+        Args:
+            path: load this tokenizer instead (e.g. the dataset moved to another machine).
+
+        Raises:
+            TokenizerError: the tokenizer cannot be found or read (the message says where it looked).
+        """
+        info = self.manifest["tokenizer"]
+        if path is None:
+            path = tokenizer_path(self.manifest, self.path)
+        options = {k: v for k, v in (self.manifest.get("recipe", {}).get("tokenizer") or {}).items() if k in _SPEC_KEYS}
+        try:
+            tokenizer = load_tokenizer(TokenizerSpec(path=str(path), **options), base_dir=self.path)
+        except TokenizerError as exc:
+            raise TokenizerError(f"{exc}\n  fix: pass --tokenizer PATH to use a copy of the dataset's tokenizer") from exc
+        if info.get("fingerprint") and tokenizer.fingerprint != info["fingerprint"]:
+            log.warning(
+                "%s: this tokenizer differs from the one the dataset was built with (fingerprint %s, manifest %s); "
+                "decoded text may be wrong", path, tokenizer.fingerprint[:12], info["fingerprint"][:12],
+            )
+        return tokenizer
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open the dataset folder ``path`` (it must hold ``manifest.json``).
+
+    Raises:
+        InputError: the folder is not a dataprep dataset, or its manifest is not JSON.
+    """
+    path = Path(path)
+    manifest_file = path / C.MANIFEST_FILE
+    if not manifest_file.is_file():
+        hint = "build it with `dataprep run RECIPE --out PATH`"
+        if path.is_file():
+            hint = "to look at a source file, pass the recipe that reads it: `dataprep inspect FILE --recipe R.yaml`"
+        raise InputError(str(path), None, f"not a dataprep dataset (no {C.MANIFEST_FILE})", hint)
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(manifest_file), None, f"cannot read the manifest ({exc})", "rebuild the dataset") from exc
+    return Dataset(path=path, manifest=manifest)

@@ -1,0 +1,91 @@
+"""The pretraining pipeline: raw text -> packed, fixed-length token rows.
+
+::
+
+    read (main) -> [normalize -> filter -> hash -> tokenize] (workers, per chunk) -> dedup -> split -> pack -> write (main)
+
+Chunks are the recipe's ``output.chunk_records`` records of one input file, so the work
+partition is a function of the inputs alone. The ordered stage sees chunk results in
+input order whatever the worker count, which is why shards are byte-identical for any
+``--workers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+
+import pyarrow as pa
+
+from dataprep.read import chunks
+from dataprep import columns as C
+from dataprep.text.filters import content_hashes, filter_mask, validation_flags
+from dataprep.text.normalize import normalize_array
+from dataprep.build.ordered import ChunkResult
+from dataprep.pack.packers import BfdPacker, WrapPacker
+from dataprep.read import InputFile, read_batches
+from dataprep.recipe import Recipe
+from dataprep.text.tokenizer import LoadedTokenizer
+
+log = logging.getLogger("dataprep.pretrain")
+
+
+def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:
+    """Normalize and filter one batch; the kept texts, in order."""
+    texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
+    return texts.filter(pa.array(filter_mask(texts, recipe.filter, drops))).to_pylist()
+
+
+def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
+    """Build the per-process chunk function (runs once in each worker)."""
+
+    def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
+        drops: Counter = Counter()
+        kept = clean_texts(item[1], recipe, drops)
+        hashes = content_hashes(kept)
+        tokens, lengths = tokenizer.encode_docs(kept)
+        return ChunkResult(
+            hashes=hashes,
+            validation=validation_flags(hashes, fraction=recipe.split.validation, salt=recipe.split.salt),
+            tokens=tokens,
+            lengths=lengths,
+            source=item[0],
+            drops=drops,
+        )
+
+    return process
+
+
+def chunk_reader(recipe: Recipe) -> chunks.ChunkReader:
+    """How pretraining reads its chunks: the input's text as ``(file index, batch)`` of at most
+    ``chunk_records`` records and ``chunk_bytes`` bytes."""
+    return chunks.ChunkReader(partial(_read_file, recipe), max_bytes=recipe.output.chunk_bytes)
+
+
+def _read_file(recipe: Recipe, index: int, file: InputFile, drops: Counter) -> Iterator[pa.RecordBatch]:
+    return read_batches(file, index, batch_size=recipe.output.chunk_records, on_error=recipe.on_error, drops=drops)
+
+
+def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, counts: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Every input record, in input order, as ``(file index, batch)`` (:func:`chunk_reader`)."""
+    return chunk_reader(recipe).chunks(files, read_drops=read_drops, counts=counts)
+
+
+def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:
+    """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from."""
+    seen: set[bytes] = set()
+    for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
+        kept = clean_texts(batch, recipe, Counter())
+        for text, digest in zip(kept, content_hashes(kept)):
+            if recipe.filter.dedup == "none" or digest not in seen:
+                seen.add(digest)
+                yield text
+
+
+def make_packer(recipe: Recipe, tokenizer: LoadedTokenizer) -> WrapPacker | BfdPacker:
+    p = recipe.packing
+    if p.mode == "wrap":
+        return WrapPacker(seq_len=p.seq_len, remainder=p.remainder, pad_id=tokenizer.pad_id)
+    return BfdPacker(seq_len=p.seq_len, buffer_tokens=p.buffer_tokens, pad_id=tokenizer.pad_id, pad_rows=p.pad_rows)

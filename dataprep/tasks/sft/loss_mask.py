@@ -1,0 +1,227 @@
+"""Tokenize a rendered example once, with offsets, and turn its target spans into a loss mask.
+
+A token is a target iff its character span overlaps a target span of the
+:class:`~dataprep.tasks.sft.templates.Rendered` example. Prompt and response are never tokenized
+separately, so ``ids`` is always exactly the tokenizer's encoding of the full text::
+
+    text    = "...### Response:\\n" "Red." "<|endoftext|>"            (GPT-2, alpaca)
+    tokens  =  ... ':'  '\\n'        'Red' '.'  '<|endoftext|>'
+    mask    =  ...  0    0            1     1    1
+
+**Straddles.** A token may hold characters on both sides of a target boundary, e.g. a
+template ending in a space merged into the response's first token (GPT-2 ``"Summary: The"``
+gives ``' The'``). Such a token overlaps the target, so it *is* a target (the model must
+produce it), and it is counted in :attr:`Encoded.straddles` so the run can report it.
+
+**Special tokens are recognised.** The rendered text contains the template's special-token
+strings (``<|end|>``, ``<|endoftext|>``) and they must encode to their special ids, as
+``apply_chat_template(..., tokenize=True)`` does. :class:`~dataprep.text.tokenizer.LoadedTokenizer`
+sets ``encode_special_tokens = split_special_tokens`` (default True: specials inside
+*documents* are plain text), so this module encodes with a private copy of the tokenizer
+with ``encode_special_tokens=False``, made once per tokenizer and never shared. The flip side,
+also true of transformers: a special-token string inside a record's field encodes as that
+special token.
+
+**Stripping added tokens.** Added tokens with ``lstrip``/``rstrip`` (Phi-3's ``<|end|>``,
+``<|assistant|>``) absorb neighbouring whitespace into their match, and their offsets cover it.
+For the overlap test such a token's span is its literal text only, so ``<|end|>\\n`` is a clean
+target (no straddle) and ``<|assistant|>\\n`` never becomes one by absorbing leading spaces of
+the reply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from dataprep.tasks.sft.templates import Rendered
+from dataprep.text.tokenizer import LoadedTokenizer
+
+__all__ = ["Encoded", "EncodedBatch", "encode_with_mask", "encode_batch_with_mask", "encode_batch_flat"]
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """One tokenized example.
+
+    Attributes:
+        ids: int32 token ids of the whole rendered text, no special tokens added.
+        mask: uint8, 1 where the token overlaps a target span.
+        straddles: Target tokens whose span also covers non-target characters.
+        prompt_tokens: Leading tokens that end at or before ``Rendered.prompt_end`` (the
+            part ``truncate_prompt`` may cut; earlier assistant turns included).
+    """
+
+    ids: np.ndarray
+    mask: np.ndarray
+    straddles: int
+    prompt_tokens: int
+
+    @property
+    def num_targets(self) -> int:
+        return int(self.mask.sum())
+
+
+@dataclass
+class _Templated:
+    """A copy of the tokenizer that matches special tokens in text, plus stripping tokens."""
+
+    tokenizer: Tokenizer
+    strips: np.ndarray = field(repr=False)  # bool per id: an added token with lstrip/rstrip
+    content: dict[int, str] = field(default_factory=dict)
+
+
+_CACHE: weakref.WeakKeyDictionary[LoadedTokenizer, _Templated] = weakref.WeakKeyDictionary()
+
+
+def _templated(tokenizer: LoadedTokenizer) -> _Templated:
+    found = _CACHE.get(tokenizer)
+    if found is None:
+        copy = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+        copy.encode_special_tokens = False
+        added = copy.get_added_tokens_decoder()
+        size = max([copy.get_vocab_size(with_added_tokens=True), *(i + 1 for i in added)])
+        strips = np.zeros(size, dtype=bool)
+        content = {i: t.content for i, t in added.items() if t.lstrip or t.rstrip}
+        strips[list(content)] = True
+        found = _CACHE[tokenizer] = _Templated(copy, strips, content)
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedBatch:
+    """Many tokenized examples, flat: example ``i`` is ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Attributes:
+        ids: int32 token ids of every example, back to back.
+        mask: uint8, aligned with ``ids``.
+        lengths: int64 tokens per example.
+        offsets: int64, ``len(lengths) + 1`` cumulative lengths.
+        straddles: int64 per example (see :class:`Encoded`).
+        prompt_tokens: int64 per example (see :class:`Encoded`).
+    """
+
+    ids: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    offsets: np.ndarray
+    straddles: np.ndarray
+    prompt_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> Encoded:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return Encoded(ids=self.ids[a:b], mask=self.mask[a:b], straddles=int(self.straddles[i]), prompt_tokens=int(self.prompt_tokens[i]))
+
+
+def encode_with_mask(tokenizer: LoadedTokenizer, rendered: Rendered) -> Encoded:
+    """Tokenize ``rendered.text`` once (specials recognised, none added) and build its mask.
+
+    Args:
+        tokenizer: The run's tokenizer; its ``split_special_tokens`` is ignored here (see
+            the module docstring).
+        rendered: The example and its target spans.
+
+    Returns:
+        The ids, the mask, and the straddle and prompt-token counts.
+    """
+    return encode_batch_flat(tokenizer, [rendered])[0]
+
+
+def encode_batch_with_mask(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered]) -> list[Encoded]:
+    """:func:`encode_with_mask` for many examples (one :func:`encode_batch_flat` call)."""
+    batch = encode_batch_flat(tokenizer, rendered)
+    return [batch[i] for i in range(len(batch))]
+
+
+def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered]) -> EncodedBatch:
+    """Encode many examples in one ``encode_batch`` call (Rust thread pool, offsets tracked) and
+    build every mask in one vectorised pass over the batch, with no Python loop per token or
+    per example (bar the few stripping added tokens).
+
+    The examples are laid side by side on one character axis (example ``i`` starts at
+    ``base[i]``, with a gap of 2 after each text), so one ``searchsorted`` over all target spans
+    gives what a per-example search would: a token's first span ending after its start is a
+    span of its own example, or lies past the gap where no token of the example reaches.
+    """
+    t = _templated(tokenizer)
+    n = len(rendered)
+    if n == 0:
+        zero, empty = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        return EncodedBatch(empty, np.zeros(0, np.uint8), zero, np.zeros(1, np.int64), zero, zero)
+    texts = [r.text for r in rendered]
+    encodings = t.tokenizer.encode_batch(texts, add_special_tokens=False)
+    id_lists = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32, count=total)
+    pairs = itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings))
+    spans = np.fromiter(pairs, dtype=np.int64, count=2 * total).reshape(-1, 2)
+    del encodings, id_lists
+    example = np.repeat(np.arange(n, dtype=np.int64), lengths)  # example of each token
+    text_lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    base = np.zeros(n, dtype=np.int64)
+    np.cumsum(text_lens[:-1] + 2, out=base[1:])
+    starts, ends = spans[:, 0].copy(), spans[:, 1].copy()
+    # Stripping added tokens: shrink the span to the token's own text (few per example).
+    for k in np.flatnonzero(t.strips[ids]).tolist() if total else ():
+        text = t.content[int(ids[k])]
+        i = int(example[k])
+        at = texts[i].find(text, int(starts[k]), int(ends[k]))
+        if at >= 0:
+            starts[k], ends[k] = at, at + len(text)
+    merged = [_spans(r) for r in rendered]
+    span_counts = np.fromiter((len(a) for a, _ in merged), dtype=np.int64, count=n)
+    shift = np.repeat(base, span_counts)
+    span_starts = np.concatenate([a for a, _ in merged]) + shift
+    span_ends = np.concatenate([b for _, b in merged]) + shift
+    token_base = base[example]
+    starts += token_base
+    ends += token_base
+    mask = np.zeros(total, dtype=np.uint8)
+    straddles = np.zeros(n, dtype=np.int64)
+    count = len(span_starts)
+    if count and total:
+        # An empty token span (a, a) counts as the point a.
+        stops = np.maximum(ends, starts + 1)
+        # First target span ending after the token's start; overlap iff it also starts before the token's end.
+        k = np.searchsorted(span_ends, starts, side="right")
+        kk = np.minimum(k, count - 1)
+        overlap = (k < count) & (span_starts[kk] < stops)
+        inside = (starts >= span_starts[kk]) & (stops <= span_ends[kk])
+        mask[overlap] = 1
+        straddles = np.bincount(example[overlap & ~inside], minlength=n).astype(np.int64)
+    # prompt_tokens: index of the first token ending after prompt_end (the length when none does).
+    prompt_end = np.fromiter((r.prompt_end for r in rendered), dtype=np.int64, count=n) + base
+    local = np.arange(total, dtype=np.int64) - offsets[example]
+    first_after = np.where(ends > prompt_end[example], local, lengths[example])
+    prompt_tokens = lengths.copy()
+    nonempty = lengths > 0
+    if total:
+        prompt_tokens[nonempty] = np.minimum.reduceat(first_after, offsets[:-1][nonempty])
+    return EncodedBatch(ids, mask, lengths, offsets, straddles, prompt_tokens)
+
+
+def _spans(rendered: Rendered) -> tuple[np.ndarray, np.ndarray]:
+    """Target spans sorted, empty ones dropped, overlapping or touching ones merged."""
+    merged: list[list[int]] = []
+    for a, b in sorted(rendered.targets):
+        if not 0 <= a <= b <= len(rendered.text):
+            raise ValueError(f"target span {(a, b)} is outside the text (length {len(rendered.text)})")
+        if a == b:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    spans = np.asarray(merged, dtype=np.int64).reshape(-1, 2)
+    return spans[:, 0], spans[:, 1]

@@ -1,0 +1,73 @@
+"""Document filters over Arrow arrays. Every dropped document is counted under its reason.
+
+Reasons (the keys of ``counts.dropped`` in the manifest): ``empty``, ``too_short``,
+``too_long``, ``too_few_words`` and, in the ordered stage, ``duplicate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataprep.recipe import FilterSpec
+
+EMPTY = "empty"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+TOO_FEW_WORDS = "too_few_words"
+DUPLICATE = "duplicate"
+
+
+def filter_mask(texts: pa.Array, spec: FilterSpec, drops: Counter) -> np.ndarray:
+    """Boolean keep-mask for normalized ``texts``; counts each drop once, under its first reason."""
+    n = len(texts)
+    keep = np.ones(n, dtype=bool)
+    if n == 0:
+        return keep
+    lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+
+    def drop(where: np.ndarray, reason: str) -> None:
+        hit = where & keep
+        count = int(hit.sum())
+        if count:
+            drops[reason] += count
+            keep[hit] = False
+
+    drop(lengths == 0, EMPTY)
+    drop(lengths < spec.min_chars, TOO_SHORT)
+    if spec.max_chars is not None:
+        drop(lengths > spec.max_chars, TOO_LONG)
+    if spec.min_words > 0:
+        words = pc.fill_null(pc.count_substring_regex(texts, pattern=r"\S+"), 0).to_numpy(zero_copy_only=False)
+        drop(words < spec.min_words, TOO_FEW_WORDS)
+    return keep
+
+
+def content_hashes(texts: list[str]) -> list[bytes]:
+    """128-bit BLAKE2b of each text's UTF-8: the identity used for dedup and for the split."""
+    return [hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest() for t in texts]
+
+
+def validation_flags(hashes: list[bytes], *, fraction: float, salt: str) -> np.ndarray:
+    """True where a document goes to validation: a pure function of its content (and the salt).
+
+    A document's split never changes as the corpus grows, and exact duplicates share it.
+    """
+    if fraction <= 0.0 or not hashes:
+        return np.zeros(len(hashes), dtype=bool)
+    if fraction >= 1.0:
+        return np.ones(len(hashes), dtype=bool)
+    salt_bytes = salt.encode("utf-8")
+    threshold = int(fraction * 2**64)
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(h + salt_bytes, digest_size=8).digest(), "big") < threshold
+            for h in hashes
+        ),
+        dtype=bool,
+        count=len(hashes),
+    )

@@ -1,0 +1,2 @@
+"""The bundled trainer: the loader (batches of a built dataset for any PyTorch loop), a small
+transformer, the training loop, and the proofs that the data trains what it claims."""

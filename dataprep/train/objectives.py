@@ -1,0 +1,211 @@
+"""Train MLM and span-corruption datasets: an encoder and a prefix LM, and prove the loss falls.
+
+``dataprep train`` hands a dataset whose manifest has an ``objective`` section here::
+
+    mlm               bidirectional attention inside each piece; loss on the chosen positions,
+                      not shifted (masks from the shards, or drawn by MlmCollator every step)
+    span_corruption   a prefix LM (the "prefix-LM variant" of T5): one sequence per row,
+                      input_ids (bidirectional) then labels (causal, each also sees every input);
+                      loss on the labels, shifted
+
+    input     a b <X0> e f </s> | <X0>  c  d  </s>
+    sees      ←——— all inputs ——→| inputs + earlier labels
+    predicts                 <X0>|  c   d  </s>  -      (position t predicts token t + 1)
+
+Dynamic masks are seeded by ``(mlm.seed, step)``: a run is reproducible and a fresh batch of
+masks comes with every step, so every epoch sees new masks. The check is the learning one of
+the next-token trainer: the last 10% of steps average at most ``(1 - loss_drop)`` times the
+first 10%, and the validation loss falls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataprep import columns as C
+from dataprep.train import proofs as verify
+from dataprep.errors import ConfigError
+from dataprep.train.loader import ArrowRows, Batches, Collator, DatasetInfo
+from dataprep.tasks.mlm import Masker, word_starts
+from dataprep.train.model import Transformer, preset
+
+ROW_COLUMNS = (C.INPUT_IDS, C.SEQ_LENS, C.NUM_PAD, C.LABELS)
+
+
+class MlmCollator:
+    """Pretraining rows -> an MLM batch: the :class:`~dataprep.train.loader.Collator`'s positions and
+    segments, ``labels`` from the shards (static) or from fresh masks (dynamic, seeded by step).
+
+    Args:
+        pad_id: the pad id.
+        masker: draws dynamic masks; None when the rows carry ``labels``.
+        seed: with the step, seeds the dynamic masks.
+    """
+
+    def __init__(self, *, pad_id: int, masker: Masker | None, seed: int = 0, pad_to: int | None = None):
+        self.base = Collator(pad_id=pad_id, pad_to=pad_to)
+        self.masker, self.seed = masker, seed
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]], *, step: int | None = None) -> dict[str, Any]:
+        batch = self.base(rows)
+        B, T = batch["input_ids"].shape
+        if C.LABELS in rows[0]:
+            labels = np.full((B, T), C.IGNORE_INDEX, dtype=np.int64)
+            for b, r in enumerate(rows):
+                labels[b, : len(r[C.LABELS])] = r[C.LABELS]
+        else:
+            if self.masker is None:
+                raise ConfigError("rows without labels need dynamic masking: build MlmCollator with a Masker")
+            keep = np.zeros((B, T), dtype=bool)
+            for b, r in enumerate(rows):
+                keep[b, : len(r[C.INPUT_IDS]) - int(r.get(C.NUM_PAD, 0))] = True
+            starts = batch["cu_seqlens"][:-1].numpy().astype(np.int64)
+            rng = np.random.default_rng([self.seed, step or 0])
+            inputs, flat = self.masker.mask(batch["input_ids"].numpy().reshape(-1), rng, maskable=keep.reshape(-1), boundaries=starts)
+            batch["input_ids"] = torch.from_numpy(inputs.astype(np.int64).reshape(B, T))
+            labels = flat.astype(np.int64).reshape(B, T)
+        batch["labels"] = torch.from_numpy(labels)
+        batch["num_targets"] = int((labels != C.IGNORE_INDEX).sum())
+        return batch
+
+
+class SpanCollator:
+    """Span-corruption rows -> prefix-LM batches: ``[input_ids | labels]`` per row, ``prefix_len``
+    = the input length, loss on the labels (see the module docstring)."""
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]], *, step: int | None = None) -> dict[str, Any]:
+        inputs = np.stack([np.asarray(r[C.INPUT_IDS], dtype=np.int64) for r in rows])
+        labels = np.stack([np.asarray(r[C.LABELS], dtype=np.int64) for r in rows])
+        B, P = inputs.shape
+        T = P + labels.shape[1]
+        return {
+            "input_ids": torch.from_numpy(np.concatenate([inputs, labels], axis=1)),
+            "labels": torch.from_numpy(np.concatenate([np.full((B, P), C.IGNORE_INDEX, dtype=np.int64), labels], axis=1)),
+            "position_ids": torch.arange(T).repeat(B, 1),
+            "document_ids": torch.zeros(B, T, dtype=torch.long),
+            "prefix_len": torch.full((B,), P, dtype=torch.long),
+            "cu_seqlens": torch.arange(B + 1, dtype=torch.int32) * T,
+            "max_seqlen": T,
+            "num_tokens": B * T,
+            "num_targets": int(labels.size),
+        }
+
+
+def masker_from_manifest(info: DatasetInfo) -> Masker:
+    """The dynamic masker a dataset's ``objective`` section describes."""
+    obj = info.manifest["objective"]
+    special = np.zeros(info.vocab_size, dtype=bool)
+    special[obj["never_masked_ids"]] = True
+    starts = word_starts(info.dataset.tokenizer())[0] if obj["whole_word"] else None
+    return Masker(mask_id=obj["mask_token_id"], special=special, rate=obj["rate"], mask_ratio=obj["mask_ratio"],
+                  random_ratio=obj["random_ratio"], starts=starts)
+
+
+def train_objective(info: DatasetInfo, out: Path, cfg: Any, *, device: torch.device,
+                    echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train an encoder (MLM) or a prefix LM (span corruption) on ``info``'s dataset; see the module docstring.
+
+    Raises:
+        ConfigError: settings this trainer does not support (resume, a classification head).
+    """
+    from dataprep.train.loop import PEAK_LR, VERIFY, CURVE, _lr_at, plot
+
+    obj = info.manifest["objective"]
+    name = obj["name"]
+    if cfg.classification == "head":
+        raise ConfigError(f"classification 'head' does not apply to {name} data")
+    train_rows = ArrowRows(info.dataset, "train", columns=ROW_COLUMNS)
+    val_rows = ArrowRows(info.dataset, "validation", columns=ROW_COLUMNS)
+    if name == "mlm":
+        masker = masker_from_manifest(info) if obj["masking"] == "dynamic" else None
+        collator: Any = MlmCollator(pad_id=info.pad_id, masker=masker, seed=obj["seed"])
+        mask, length = "bidirectional", info.seq_len
+    else:
+        collator, mask, length = SpanCollator(), "prefix", info.seq_len + obj["labels_length"]
+    torch.manual_seed(cfg.seed)
+    model_name = cfg.model if cfg.model != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    model_cfg = preset(model_name, vocab_size=info.vocab_size, max_seq_len=length + 8)
+    model_cfg = replace(model_cfg, **{k: v for k, v in (("d_model", cfg.d_model), ("n_layers", cfg.n_layers), ("n_heads", cfg.n_heads)) if v})
+    model = Transformer(model_cfg, attention="sdpa", mask=mask).to(device)
+    loss_fn = model.masked_loss if name == "mlm" else model.lm_loss
+    peak_lr = cfg.lr if cfg.lr is not None else PEAK_LR[model_name]
+    batch_size = cfg.batch_size or max(1, 4096 // length)
+    opt = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.95), weight_decay=0.01)
+    params = sum(p.numel() for p in model.parameters())
+    what = "encoder (bidirectional), masked-token loss" if name == "mlm" else "prefix LM (inputs bidirectional, labels causal)"
+    echo(f"train {info.path} ({name}, {len(train_rows):,} train / {len(val_rows):,} validation rows) on {device}: "
+         f"{model_name} model {params / 1e6:.2f}M params, {what}")
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        model.eval()
+        total, count = 0.0, 0
+        steps = max(1, -(-min(cfg.eval_rows, len(val_rows)) // batch_size))
+        # a fixed seed: every evaluation scores the same masks
+        for batch in Batches(val_rows, collator, batch_size=batch_size, shuffle=False, num_steps=steps):
+            t, c = loss_fn(verify.to_device(batch, device))
+            total, count = total + float(t), count + c
+        model.train()
+        return total / max(count, 1)
+
+    before = evaluate()
+    history: dict[str, Any] = {"step": [], "loss": [], "lr": [], "val_step": [0], "val_loss": [before], "tokens": 0, "seconds": 0.0}
+    model.train()
+    tick = time.perf_counter()
+    report_every = max(1, cfg.steps // 20)
+    for step, batch in enumerate(Batches(train_rows, collator, batch_size=batch_size, seed=cfg.seed, num_steps=cfg.steps), start=1):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step - 1, cfg, peak_lr)
+        total, count = loss_fn(verify.to_device(batch, device))
+        loss = total / max(count, 1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        history["step"].append(step)
+        history["loss"].append(loss.item())
+        history["lr"].append(opt.param_groups[0]["lr"])
+        history["tokens"] += batch["num_tokens"]
+        if step % report_every == 0 or step == cfg.steps:
+            history["seconds"] += time.perf_counter() - tick
+            echo(f"step {step:>5}/{cfg.steps}  loss {history['loss'][-1]:.4f}  lr {history['lr'][-1]:.2e}")
+            tick = time.perf_counter()
+    after = evaluate()
+    history["val_step"].append(cfg.steps)
+    history["val_loss"].append(after)
+    losses = history["loss"]
+    k = max(1, len(losses) // 10)
+    first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+    drop = 1 - last / first if first > 0 else 0.0
+    learning = {"first_loss": first, "last_loss": last, "drop": drop, "required_drop": cfg.loss_drop,
+                "val_loss_before": before, "val_loss_after": after, "pass": bool(drop >= cfg.loss_drop and after < before)}
+    torch.save({"model": model.state_dict(), "config": asdict(cfg), "model_config": asdict(model_cfg), "mask": mask}, out / "checkpoint.pt")
+    report = {
+        "dataset": str(info.path), "task": info.task, "objective": name, "attention_mask": mask, "device": str(device),
+        "peak_lr": peak_lr, "batch_size": batch_size, "model": {"preset": model_name, "params": params, **asdict(model_cfg)},
+        "config": asdict(cfg), "steps": cfg.steps, "train_seconds": history["seconds"], "train_tokens": history["tokens"],
+        "checks": {"learning": learning}, "passed": learning["pass"],
+    }
+    (out / VERIFY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot(history, out / CURVE, title=f"{info.name}: {name}, {model_name} model, {cfg.steps} steps")
+    echo(verdict(report))
+    return report
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The learning check and the overall verdict, as the next-token trainer prints them."""
+    learn = report["checks"]["learning"]
+    mark = "PASS" if learn["pass"] else "FAIL"
+    return "\n".join([
+        f"learning  {mark}  {report['objective']} train loss {learn['first_loss']:.3f} -> {learn['last_loss']:.3f} "
+        f"(-{learn['drop']:.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> {learn['val_loss_after']:.3f}",
+        f"verdict: {'PASS' if report['passed'] else 'FAIL'}",
+    ])
