@@ -16,31 +16,14 @@ from typing import Any
 
 import yaml
 
-from .errors import Issue, RecipeError
-from .read import FieldSpec, InputSpec
-from .schema import iter_issues, load_schema, with_defaults
+from dataprep.errors import Issue, RecipeError
+from dataprep.read import FieldSpec, InputSpec
+from dataprep.schema import iter_issues, load_schema, with_defaults
+from dataprep.text.filters import FilterSpec
+from dataprep.text.normalize import NormalizeSpec
 from dataprep.text.tokenizer import TokenizerSpec
 
 SCHEMA = "recipe"
-
-
-@dataclass(frozen=True)
-class NormalizeSpec:
-    unicode: str = "NFC"
-    newlines: bool = True
-    strip_bom: bool = True
-    control_chars: bool = True
-    strip: bool = True
-    collapse_spaces: bool = False
-    max_blank_lines: int | None = None
-
-
-@dataclass(frozen=True)
-class FilterSpec:
-    min_chars: int = 1
-    max_chars: int | None = None
-    min_words: int = 0
-    dedup: str = "exact"
 
 
 @dataclass(frozen=True)

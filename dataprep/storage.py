@@ -107,6 +107,12 @@ def sha256(url: str) -> str:
         return sha256_stream(fh)
 
 
+def sha256_file(path, *, block: int = 1 << 22) -> str:
+    """SHA-256 of a local file, read in blocks."""
+    with open(path, "rb") as fh:
+        return sha256_stream(fh, block=block)
+
+
 def sha256_stream(fh: BinaryIO, *, block: int = _BLOCK) -> str:
     """SHA-256 of what is left in an open binary stream, read ``block`` bytes at a time."""
     digest = hashlib.sha256()

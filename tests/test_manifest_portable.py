@@ -129,7 +129,7 @@ def builds(tmp_path_factory):
         for name in BUILT:
             recipe = load_recipe(recipes / f"{name}.yaml")
             with pytest.MonkeyPatch.context() as patch:  # the transformers comparison only warns, and is slow
-                patch.setattr("dataprep.tasks.reference.check_run", lambda *args, **kwargs: None)
+                patch.setattr("dataprep.build.reference_check.check_run", lambda *args, **kwargs: None)
                 manifest = run(recipe, root / "out" / name, workers=1, progress=False)
             made[name].append((recipe, root / "out" / name, manifest))
     return made

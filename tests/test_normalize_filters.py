@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from dataprep.text.filters import content_hashes, filter_mask, validation_flags
 from dataprep.text.normalize import normalize_array, normalize_text
-from dataprep.recipe import FilterSpec, NormalizeSpec
+from dataprep.text.filters import FilterSpec
+from dataprep.text.normalize import NormalizeSpec
 
 ALL_OFF = NormalizeSpec(unicode="none", newlines=False, strip_bom=False, control_chars=False, strip=False)
 

@@ -15,7 +15,7 @@ from dataprep import columns as C
 from dataprep.errors import InputError, OutputError
 from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
-from dataprep.build.write import sha256_file
+from dataprep.storage import sha256_file
 
 from .conftest import DATA
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from dataprep import columns as C
-from dataprep.tasks import reference
+from dataprep.text import reference
 from dataprep.errors import ConfigError
 from dataprep.tasks.sft.loss_mask import encode_batch_with_mask
 from dataprep.build.run import run

@@ -76,7 +76,7 @@ def build(tmp_path_factory):
                 source = (RECIPES / recipe["inputs"][0]["path"]).resolve()
                 sets.append(f"inputs.0.path={head_of(source, head, folder)}")
             with pytest.MonkeyPatch.context() as patch:  # the run's transformers comparison: a warning, and slow
-                patch.setattr("dataprep.tasks.reference.check_run", lambda *args, **kwargs: None)
+                patch.setattr("dataprep.build.reference_check.check_run", lambda *args, **kwargs: None)
                 run(load_recipe(RECIPES / f"{name}.yaml", sets), folder / "out", workers=1, progress=False)
             made[key] = folder / "out"
         return made[key]

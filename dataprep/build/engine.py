@@ -5,7 +5,7 @@ the engine. Every local parallel mode keeps a bounded number of chunks in flight
 memory stays flat however large the corpus (``multiprocessing.Pool.imap`` would read ahead
 without bound); Ray Data bounds its own with streaming backpressure.
 
-Which local mode a task uses is the task's choice (:class:`~dataprep.build.run.Plan`):
+Which local mode a task uses is the task's choice (:class:`~dataprep.tasks.base.Plan`):
 
 - ``threads`` for pretraining. Its chunk work is normalize (pyarrow kernels), hashing and
   ``encode_batch_fast``, all of which release the GIL; chunks on threads share one Rust thread

@@ -21,7 +21,7 @@ Every block is a one-row Arrow table, so Ray Data can neither split nor merge a 
 =================  ============================================================================
 
 :class:`ChunkWorker` replaces ``chunk`` with ``result``: the pickled
-:class:`~dataprep.build.ordered.ChunkResult` (null when there was no chunk). This module imports Ray;
+:class:`~dataprep.tasks.base.ChunkResult` (null when there was no chunk). This module imports Ray;
 :mod:`dataprep.build.engine_ray` imports it only once Ray is known to be installed.
 """
 

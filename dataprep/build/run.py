@@ -13,48 +13,29 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from dataprep import __version__
 from dataprep import columns as C
-from dataprep.build import accounting, checkpoint
-from dataprep.tasks import objectives, pretrain, reference
-from dataprep.tasks.sft import task as sft
-from dataprep.read.chunks import ChunkReader
+from dataprep.build import accounting, checkpoint, reference_check
 from dataprep.build.engine import default_workers, run_chunks
-from dataprep.errors import ConfigError
 from dataprep.build.faults import os_fault
-from dataprep.dataset.paths import portable
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
+from dataprep.build.write import SplitWriter, batch_rows, open_output
+from dataprep.dataset.paths import portable
+from dataprep.errors import ConfigError
 from dataprep.read import InputFile, file_size, resolve_inputs
 from dataprep.read.digests import InputDigests
 from dataprep.recipe import Recipe
+from dataprep.tasks import objectives, pretrain
+from dataprep.tasks.base import Plan
+from dataprep.tasks.sft import task as sft
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
-from dataprep.build.write import SplitWriter, batch_rows, open_output
 
 log = logging.getLogger("dataprep.run")
 
-
-
-@dataclass
-class Plan:
-    """What a task plugs into the common run."""
-
-    format: str  # manifest "format", e.g. dataprep.pretrain/1
-    schema: pa.Schema  # row schema
-    reader: ChunkReader  # reads one input file's chunks, here or on a Ray worker
-    worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args): builds the chunk function once per worker
-    make_packer: Callable[[], Any]
-    to_batch: Callable[[Any], pa.RecordBatch]
-    dedup: bool
-    manifest: Callable[[OrderedStage], dict[str, Any]]  # the task's own manifest section
-    mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
 
 
 def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
@@ -241,7 +222,7 @@ def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedToken
 def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
     if recipe.tokenizer.train is None:
         tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
-        reference.check_run(tokenizer, recipe, files)  # warns when transformers would give other ids
+        reference_check.check_run(tokenizer, recipe, files)  # warns when transformers would give other ids
         return tokenizer
     if recipe.task != "pretrain":
         raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")

@@ -51,11 +51,6 @@ def content_tokens(batch: pa.RecordBatch) -> int:
     return int(offsets[-1].as_py() - offsets[0].as_py()) - int(pc.sum(batch.column(NUM_PAD)).as_py() or 0)
 
 
-def sha256_file(path: Path, *, block: int = 1 << 22) -> str:
-    with open(path, "rb") as fh:
-        return storage.sha256_stream(fh, block=block)
-
-
 def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
     """``(sha256, xxh3_128)`` of a shard in one read: sha256 for provenance, xxh3 so that
     ``validate`` can re-check checksums at memory speed (sha256 alone caps it at ~1.8 GB/s)."""

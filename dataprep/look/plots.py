@@ -1,6 +1,6 @@
 """The report's plots, drawn with matplotlib's object API (no pyplot, no global state, no display).
 
-Each function takes the numbers :func:`dataprep.look.report.compute` gathered and returns PNG bytes.
+Each function takes the numbers :func:`dataprep.look.stats.compute` gathered and returns PNG bytes.
 Histograms are binned with numpy first and drawn as a few hundred bars at most, so a plot of
 a million examples costs what a plot of a hundred does.
 """
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
-    from dataprep.look.report import Report
+    from dataprep.look.stats import Report
 
 SIZE = (8, 4)  # inches; at DPI 100 -> 800 x 400 px
 DPI = 100

@@ -35,7 +35,8 @@ resolved and kept as ``InputFile.encoding``), transcodes on the fly::
 
 Modules, in the order data flows through them::
 
-    _inputs     InputSpec, InputFile, resolve_inputs: what to read (encoding resolved per file)
+    _file       InputSpec, InputFile: one input, as the recipe names it and as it is read
+    _inputs     resolve_inputs: what to read (files found, format and encoding resolved per file)
     _fields     FieldSpec and the kinds (text, any, json, messages): what a record must hold
     _messages   chat adapters: OpenAI / ShareGPT -> canonical messages (tool calls, reasoning, train flags)
     _nested     records: nested sources, one record per list element, parents reached with ^
@@ -55,7 +56,8 @@ from ._columnar import arrow_batches
 from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, text_message, utf8_message
 from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
-from ._inputs import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec, file_sha256, file_size, local_size, resolve_inputs
+from ._file import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec
+from ._inputs import file_sha256, file_size, local_size, resolve_inputs
 from ._messages import ROLE_TARGETS, SHAREGPT_ROLES, normalize_messages
 from ._records import SCHEMA, read_batches, read_records
 

@@ -28,7 +28,8 @@ from dataprep.errors import InputError
 
 from ._common import SKIP, BadRecords, load_json_file, names_list, utf8_message
 from ._fields import EMPTY, REASONS, Field
-from ._inputs import HF_STATE, InputFile
+from ._file import InputFile
+from ._inputs import HF_STATE
 
 Piece = tuple[list[pa.Array], pa.Array]
 Problem = tuple[str, np.ndarray, object, str]  # (reason, bad rows, message or row -> message, fix)

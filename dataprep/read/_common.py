@@ -18,7 +18,7 @@ from ._encoding import misread_wide, read_head, suggest_fix
 from ._transcode import Transcoded, unmark
 
 if TYPE_CHECKING:
-    from ._inputs import InputFile
+    from ._file import InputFile
 
 logger = logging.getLogger("dataprep.read")
 

@@ -34,7 +34,7 @@ from dataprep import storage
 from dataprep.errors import InputError
 
 if TYPE_CHECKING:
-    from ._inputs import InputFile
+    from ._file import InputFile
 
 BLOCK = 1 << 20  # read size for files and decompressors
 _ZSTD_IN = 1 << 15  # compressed bytes per zstd step: each step's output stays small, even at a 26x ratio

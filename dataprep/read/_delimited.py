@@ -43,7 +43,7 @@ from dataprep.errors import InputError
 
 from ._common import SKIP, BadRecords, names_list, open_binary
 from ._fields import Field, RowExtractor
-from ._inputs import InputFile
+from ._file import InputFile
 from ._json import Piece, Rows
 
 DIALECTS = {

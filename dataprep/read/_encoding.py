@@ -37,7 +37,7 @@ from dataprep.errors import InputError
 from ._compressed import open_decompressed
 
 if TYPE_CHECKING:
-    from ._inputs import InputFile
+    from ._file import InputFile
 
 SAMPLE = 1 << 18  # bytes of a file that `auto` and the suggested fix look at
 _STEPS = 20  # chunks of the sample charset-normalizer reads (its default, 5, misjudged 1 MiB of English cp1252)

@@ -14,7 +14,7 @@ from dataprep.errors import InputError
 
 from ._common import SKIP, BadRecords, json_message, json_type, open_binary
 from ._fields import Field, RowExtractor
-from ._inputs import InputFile
+from ._file import InputFile
 from ._nested import RecordsPath, parse_records, walk
 
 Piece = tuple[list[list[str]], list[int]]

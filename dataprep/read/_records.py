@@ -15,7 +15,7 @@ from ._columnar import read_columnar
 from ._common import ON_ERROR, BadRecords
 from ._delimited import read_delimited
 from ._fields import Field, FieldSpec, compile_fields, records_schema
-from ._inputs import FORMATS, TABULAR, InputFile
+from ._file import FORMATS, TABULAR, InputFile
 from ._json import read_json, read_jsonl
 from ._nested import parse_records
 from ._template import join_pieces, parse_template, template_fields

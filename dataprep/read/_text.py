@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ._common import BadRecords, open_binary
-from ._inputs import InputFile
+from ._file import InputFile
 
 Piece = tuple[list[list[str]], list[int]]
 

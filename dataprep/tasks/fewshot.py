@@ -36,7 +36,7 @@ from dataprep import columns as C
 from dataprep.tasks.sft import task as sft
 from dataprep.text.filters import content_hashes, validation_flags
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from dataprep.build.ordered import ChunkResult
+from dataprep.tasks.base import ChunkResult
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
 from dataprep.tasks.sft.templates import RecordProblem, Rendered
@@ -200,7 +200,7 @@ def to_batch(rows) -> pa.RecordBatch:
 
 
 def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, Any]:
-    """The :class:`~dataprep.build.run.Plan` fields of a few-shot recipe."""
+    """The :class:`~dataprep.tasks.base.Plan` fields of a few-shot recipe."""
     pool = build_pool(recipe, tokenizer, files)
     k = recipe.fewshot.k
     if k and len(pool) < 2:

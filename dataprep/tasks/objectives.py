@@ -1,7 +1,7 @@
 """The pipeline hooks for ``objective: mlm | span_corruption`` and ``task: fewshot``.
 
 Each reuses the common run (chunks -> workers -> ordered stage -> manifest) and contributes a
-:class:`~dataprep.build.run.Plan`: MLM and span corruption keep the pretraining chunk worker
+:class:`~dataprep.tasks.base.Plan`: MLM and span corruption keep the pretraining chunk worker
 (normalize, filter, tokenize) and change packing and the rows; few-shot extends the
 fine-tuning worker (see :mod:`dataprep.tasks.fewshot`).
 """
@@ -69,8 +69,8 @@ def add_special_tokens(tokenizer: LoadedTokenizer, names: list[str]) -> tuple[Lo
 
 
 def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Any:
-    """The :class:`~dataprep.build.run.Plan` of an objective or few-shot recipe."""
-    from dataprep.build.run import Plan
+    """The :class:`~dataprep.tasks.base.Plan` of an objective or few-shot recipe."""
+    from dataprep.tasks.base import Plan
 
     if recipe.task == "fewshot":
         from dataprep.tasks import fewshot

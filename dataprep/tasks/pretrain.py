@@ -23,7 +23,7 @@ from dataprep.read import chunks
 from dataprep import columns as C
 from dataprep.text.filters import content_hashes, filter_mask, validation_flags
 from dataprep.text.normalize import normalize_array
-from dataprep.build.ordered import ChunkResult
+from dataprep.tasks.base import ChunkResult
 from dataprep.pack.packers import BfdPacker, WrapPacker
 from dataprep.read import InputFile, read_batches
 from dataprep.recipe import Recipe

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataprep.recipe import FilterSpec
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A recipe's ``filter:`` section."""
+
+    min_chars: int = 1
+    max_chars: int | None = None
+    min_words: int = 0
+    dedup: str = "exact"
+
 
 EMPTY = "empty"
 TOO_SHORT = "too_short"

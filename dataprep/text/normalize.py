@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataprep.recipe import NormalizeSpec
+
+@dataclass(frozen=True)
+class NormalizeSpec:
+    """A recipe's ``normalize:`` section."""
+
+    unicode: str = "NFC"
+    newlines: bool = True
+    strip_bom: bool = True
+    control_chars: bool = True
+    strip: bool = True
+    collapse_spaces: bool = False
+    max_blank_lines: int | None = None
+
 
 # C0 controls except \t (09) and \n (0A), plus DEL and the C1 block. \r is handled by `newlines`.
 _CONTROL = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}-\x{9F}]"

@@ -12,7 +12,7 @@ reads one of four layouts, all with the Hugging Face ``tokenizers`` library (no 
 ``vocab.txt``                              BERT WordPiece, ``[CLS] ... [SEP]`` post-processor
 =========================================  =================================================
 
-With ``reference: transformers`` (:mod:`dataprep.tasks.reference`) the files are read as above, and the
+With ``reference: transformers`` (:mod:`dataprep.text.hf_backend`) the files are read as above, and the
 encoding tokenizer is the backend of the installed transformers' ``AutoTokenizer.from_pretrained``
 for the folder instead (transformers 5.x gives other ids for Llama-style SentencePiece folders).
 
@@ -132,7 +132,7 @@ class TokenizerSpec:
             text. Set False to let them match the special ids.
         reference: Whose ids: ``tokenizers`` encodes with the files as shipped;
             ``transformers`` with the backend tokenizer of the installed transformers'
-            ``AutoTokenizer.from_pretrained(folder)`` (see :mod:`dataprep.tasks.reference`).
+            ``AutoTokenizer.from_pretrained(folder)`` (see :mod:`dataprep.text.hf_backend`).
     """
 
     path: str | None = None
@@ -402,9 +402,9 @@ def _groups(texts: list[str], budget: int) -> list[tuple[int, int]]:
 def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any]:
     """The manifest's ``tokenizer`` section: where the tokenizer came from, its files' digests, its
     special tokens and how documents are framed (``recipe`` is a :class:`~dataprep.recipe.Recipe`)."""
-    from dataprep.tasks import reference
+    from dataprep.text import hf_backend
     from dataprep.columns import TOKENIZER_DIR
-    from dataprep.build.write import sha256_file
+    from dataprep.storage import sha256_file
 
     trained = recipe.tokenizer.train is not None
     saved = trained or bool(getattr(tokenizer, "added_tokens", None))  # sentinels added for span corruption
@@ -420,7 +420,7 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
         "add_bos": recipe.tokenizer.add_bos,
         "add_eos": recipe.tokenizer.add_eos,
         "reference": recipe.tokenizer.reference,
-        **({"transformers_version": reference.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
+        **({"transformers_version": hf_backend.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
     }
 
 
@@ -599,7 +599,7 @@ def _read(path: Path, *, lowercase: bool) -> tuple[Tokenizer, str, list[Path], d
 
 def _transformers_backend(path: Path, file: Path, *, kind: str, lowercase: bool) -> Tokenizer:
     """``reference: transformers``: the backend of the installed transformers' tokenizer for the folder."""
-    from dataprep.tasks.reference import transformers_backend
+    from dataprep.text.hf_backend import transformers_backend
 
     if kind in ("json", "byte_level", "wordpiece_json") and file.name != TOKENIZER_FILE and file.suffix == ".json" and file.name != "vocab.json":
         raise TokenizerError(

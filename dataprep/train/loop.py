@@ -23,7 +23,6 @@ accuracy vs the majority class. ``classification=`` (``--classification``) overr
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -38,9 +37,8 @@ from dataprep.train import fewshot_eval, proofs as verify
 from dataprep.errors import ConfigError, OutputError
 from dataprep.train.loader import ArrowRows, Batches, Collator, read_info
 from dataprep.train.model import Transformer, pick_attention, preset
-
-# Peak learning rate per model preset: "cpu" was tuned on demo-sft; "gpu" is GPT-2 small's.
-PEAK_LR = {"cpu": 4e-3, "gpu": 6e-4}
+from dataprep.train.outputs import CHECKPOINT, CURVE, VERIFY, plot
+from dataprep.train.schedule import PEAK_LR, lr_at
 
 CHOICES = {
     "model": ("auto", "cpu", "gpu"),
@@ -49,11 +47,6 @@ CHOICES = {
     "classification": ("auto", "generative", "head"),
     "task_proof": ("auto", "on", "off"),
 }
-
-CHECKPOINT = "checkpoint.pt"
-VERIFY = "verify.json"
-CURVE = "loss.png"
-
 
 @dataclass
 class TrainConfig:
@@ -133,14 +126,6 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
         except (TypeError, ValueError):
             pass
     raise ConfigError(f"training setting {key!r} must be {kind.__name__}, got {value!r}")
-
-
-def _lr_at(step: int, cfg: TrainConfig, peak: float) -> float:
-    """Linear warmup to ``peak``, then a cosine down to ``min_lr`` at the last step."""
-    if step < cfg.warmup:
-        return peak * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (peak - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def _device(name: str) -> torch.device:
@@ -308,7 +293,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     tick = time.perf_counter()
     for batch in batches:
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg, peak_lr)
+            group["lr"] = lr_at(step, cfg, peak_lr)
         total, count = loss_of(verify.to_device(batch, device))
         loss = total / max(count, 1)  # token-weighted mean over the batch's targets
         opt.zero_grad(set_to_none=True)
@@ -389,24 +374,6 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     plot(history, out / CURVE, title=f"{info.name}: {model_name} model, {step} steps")
     echo(verdict(report))
     return report
-
-
-def plot(history: dict[str, Any], path: Path, *, title: str) -> None:
-    """Training loss per step and validation loss, on a log scale, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(history["step"], history["loss"], lw=0.8, label="train")
-    ax.plot(history["val_step"], history["val_loss"], "o-", label="validation")
-    ax.set(xlabel="step", ylabel="loss (per target token)", yscale="log", title=title)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def verdict(report: dict[str, Any]) -> str:

@@ -36,6 +36,8 @@ from dataprep.errors import ConfigError
 from dataprep.train.loader import ArrowRows, Batches, Collator, DatasetInfo
 from dataprep.tasks.mlm import Masker, word_starts
 from dataprep.train.model import Transformer, preset
+from dataprep.train.outputs import CURVE, VERIFY, plot
+from dataprep.train.schedule import PEAK_LR, lr_at
 
 ROW_COLUMNS = (C.INPUT_IDS, C.SEQ_LENS, C.NUM_PAD, C.LABELS)
 
@@ -116,8 +118,6 @@ def train_objective(info: DatasetInfo, out: Path, cfg: Any, *, device: torch.dev
     Raises:
         ConfigError: settings this trainer does not support (resume, a classification head).
     """
-    from dataprep.train.loop import PEAK_LR, VERIFY, CURVE, _lr_at, plot
-
     obj = info.manifest["objective"]
     name = obj["name"]
     if cfg.classification == "head":
@@ -163,7 +163,7 @@ def train_objective(info: DatasetInfo, out: Path, cfg: Any, *, device: torch.dev
     report_every = max(1, cfg.steps // 20)
     for step, batch in enumerate(Batches(train_rows, collator, batch_size=batch_size, seed=cfg.seed, num_steps=cfg.steps), start=1):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step - 1, cfg, peak_lr)
+            group["lr"] = lr_at(step - 1, cfg, peak_lr)
         total, count = loss_fn(verify.to_device(batch, device))
         loss = total / max(count, 1)
         opt.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ from .. import columns as C
 from ..errors import DataprepError
 from dataprep.dataset.paths import resolve, tokenizer_path
 from dataprep.text.tokenizer import ALL_ROLES, ROLES, LoadedTokenizer, TokenizerSpec, load_tokenizer, unknown_token_id
-from dataprep.build.write import sha256_file
+from dataprep.storage import sha256_file
 from .check_rows import Rows
 from .contract import Contract
 from .findings import Finding

@@ -38,7 +38,7 @@ from dataprep.errors import ConfigError, InputError
 from dataprep.text.filters import content_hashes, validation_flags
 from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
 from dataprep.text.normalize import normalize_array
-from dataprep.build.ordered import ChunkResult
+from dataprep.tasks.base import ChunkResult
 from dataprep.pack.packers import BfdPacker, PackedRows, PackStats
 from dataprep.read import FieldSpec, InputFile, read_records
 from dataprep.recipe import Recipe

@@ -1,0 +1,268 @@
+"""The numbers ``dataprep report`` shows: columnar scans of a dataset's shards plus its manifest.
+
+Every per-row and per-example number comes from Arrow buffers and numpy over whole record
+batches (list lengths, flattened values, prefix sums), never a Python loop per row, so a
+report of a million rows takes seconds. Per piece of every row (``seq_lens``)::
+
+    seq_lens  = [3, 2, 3 | 4, 4]      num_pad = [3, 0]   -> pieces [3, 2] | [4, 4], pad piece 3
+    loss_mask = [0 1 1 0 1 0 0 0 | 0 0 1 1 0 0 1 1]
+    targets   = [2, 1 | 2, 2]         prompt = length - targets
+
+Unknown tokens (the id a tokenizer writes for text it cannot represent) are counted per split in
+the same scan, when the manifest names the tokenizer's unk id (``tokenizer.special_tokens.unk``).
+
+What the data cannot tell (records read and dropped, truncations, boundary straddles, inputs,
+unknown tokens per input) comes from the manifest. Numbers both sources hold are compared, and
+any difference is listed under ``mismatches``. :func:`compute` gives the numbers (``--format json``); :mod:`dataprep.look.plots`
+draws them; :func:`dataprep.look.report.write_report` writes ``report.html`` (plots embedded) and the PNGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataprep import columns as C
+from dataprep.dataset.paths import resolve
+from dataprep.dataset.reader import Dataset
+from dataprep.text.tokenizer import unknown_token_id
+
+
+@dataclass
+class SplitArrays:
+    """Per-row and per-example arrays of one split (what the plots draw)."""
+
+    fill: np.ndarray  # per row: content tokens / seq_len
+    lengths: np.ndarray  # per example (fine-tuning) or document (pretraining), in tokens
+    targets: np.ndarray | None = None  # per example: target tokens (fine-tuning)
+    rows: int = 0
+    pad_tokens: int = 0
+    content_tokens: int = 0
+    target_tokens: int = 0
+    unknown_tokens: int = 0  # unknown-token ids among the content tokens (when unk_id is given)
+
+
+@dataclass
+class Report:
+    """The numbers (``summary``, JSON-ready) and the arrays behind the plots."""
+
+    summary: dict[str, Any]
+    arrays: dict[str, SplitArrays] = field(default_factory=dict)
+
+
+# --- scans -----------------------------------------------------------------------------
+
+
+def _values(array: pa.ListArray) -> np.ndarray:
+    """The list values of ``array`` that its rows cover (respects slicing), zero-copy when possible."""
+    return pc.list_flatten(array).to_numpy(zero_copy_only=False)
+
+
+def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_docs: bool = False, unk_id: int | None = None) -> SplitArrays:
+    """Scan one split's rows, batch by batch.
+
+    Args:
+        table: the split's rows.
+        seq_len: the row length the fill is measured against.
+        eos_id: the EOS id, used when ``eos_docs``.
+        eos_docs: documents are delimited by EOS across rows (``wrap`` packing with ``add_eos``);
+            otherwise each non-pad piece is one document or example.
+        unk_id: count this id (the unknown token; never the pad id, see
+            :func:`~dataprep.text.tokenizer.unknown_token_id`).
+    """
+    fills, lengths, targets = [], [], []
+    has_mask = C.LOSS_MASK in table.column_names
+    out = SplitArrays(fill=np.zeros(0), lengths=np.zeros(0, np.int64), targets=np.zeros(0, np.int64) if has_mask else None)
+    since_eos = 0  # tokens of the document still open at the end of the previous batch (eos_docs)
+    for batch in table.to_batches():
+        if batch.num_rows == 0:
+            continue
+        row_len = pc.list_value_length(batch.column(C.INPUT_IDS)).to_numpy(zero_copy_only=False).astype(np.int64)
+        num_pad = batch.column(C.NUM_PAD).to_numpy(zero_copy_only=False).astype(np.int64)
+        pieces_col = batch.column(C.SEQ_LENS)
+        pieces = _values(pieces_col).astype(np.int64)
+        per_row = pc.list_value_length(pieces_col).to_numpy(zero_copy_only=False).astype(np.int64)
+        # the pad piece is the last piece of each row with num_pad > 0
+        is_pad = np.zeros(len(pieces), dtype=bool)
+        is_pad[(np.cumsum(per_row) - 1)[num_pad > 0]] = True
+        content = row_len - num_pad
+        fills.append(content / seq_len)
+        out.rows += batch.num_rows
+        out.pad_tokens += int(num_pad.sum())
+        out.content_tokens += int(content.sum())
+        starts = np.concatenate(([0], np.cumsum(pieces)[:-1])) if len(pieces) else pieces
+        if has_mask:
+            mask = _values(batch.column(C.LOSS_MASK))
+            sums = np.add.reduceat(mask, starts, dtype=np.int64) if len(mask) else np.zeros(len(pieces), np.int64)
+            sums[pieces == 0] = 0  # reduceat gives the element at start for an empty piece
+            targets.append(sums[~is_pad])
+            out.target_tokens += int(sums[~is_pad].sum())
+        ids = _values(batch.column(C.INPUT_IDS)) if (eos_docs and eos_id is not None) or unk_id is not None else None
+        if unk_id is not None:
+            out.unknown_tokens += int(np.count_nonzero(ids == unk_id))
+        if eos_docs and eos_id is not None:
+            keep = np.ones(len(ids), dtype=bool)
+            for s, n in zip(starts[is_pad], pieces[is_pad]):  # only rows with padding: few
+                keep[s : s + n] = False
+            ends = np.flatnonzero(ids[keep] == eos_id)
+            if len(ends):
+                lengths.append(np.diff(np.concatenate(([-1 - since_eos], ends))))
+                since_eos = int(keep.sum()) - 1 - int(ends[-1])
+            else:
+                since_eos += int(keep.sum())
+        else:
+            lengths.append(pieces[~is_pad])
+    if fills:
+        out.fill = np.concatenate(fills)
+    if lengths:
+        out.lengths = np.concatenate(lengths).astype(np.int64)
+    if has_mask and targets:
+        out.targets = np.concatenate(targets).astype(np.int64)
+    return out
+
+
+def dist(values: np.ndarray) -> dict[str, float | int]:
+    """count, mean, min, p50, p90, p99, max of ``values`` (zeros when empty)."""
+    if len(values) == 0:
+        return {"count": 0, "mean": 0.0, "min": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0}
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "count": int(len(values)),
+        "mean": round(float(values.mean()), 4),
+        "min": _num(values.min()),
+        "p50": _num(p50),
+        "p90": _num(p90),
+        "p99": _num(p99),
+        "max": _num(values.max()),
+    }
+
+
+def _num(x) -> int | float:
+    x = float(x)
+    return int(x) if x.is_integer() else round(x, 4)
+
+
+# --- numbers ---------------------------------------------------------------------------
+
+
+def compute(ds: Dataset) -> Report:
+    """Scan every split of ``ds`` and gather the report's numbers."""
+    m = ds.manifest
+    counts = m.get("counts", {})
+    sft = m.get("sft") or {}
+    recipe = m.get("recipe") or {}
+    mode = (recipe.get("packing") or {}).get("mode", "none" if ds.task == "sft" else "wrap")
+    eos_docs = ds.task == "pretrain" and mode == "wrap" and bool(m["tokenizer"].get("add_eos"))
+    eos_id = m["tokenizer"].get("special_ids", {}).get("eos")
+    unk_id = unknown_token_id(m["tokenizer"].get("special_tokens") or {})
+    arrays = {s: scan_split(ds.table(s), seq_len=ds.seq_len, eos_id=eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
+
+    splits = {}
+    for name, a in arrays.items():
+        entry = {
+            "rows": a.rows,
+            "documents": int(len(a.lengths)),
+            "tokens": a.content_tokens,
+            "pad_tokens": a.pad_tokens,
+            "efficiency": round(a.content_tokens / (a.rows * ds.seq_len), 6) if a.rows else 0.0,
+            "fill": dist(a.fill),
+            "length": dist(a.lengths),
+        }
+        if unk_id is not None:
+            entry["unknown_tokens"] = a.unknown_tokens
+        if a.targets is not None:
+            entry["target_tokens"] = a.target_tokens
+            entry["targets_per_example"] = dist(a.targets)
+            entry["prompt_length"] = dist(a.lengths - a.targets)
+        splits[name] = entry
+    rows = sum(a.rows for a in arrays.values())
+    tokens = sum(a.content_tokens for a in arrays.values())
+    total = {
+        "rows": rows,
+        "documents": sum(s["documents"] for s in splits.values()),
+        "tokens": tokens,
+        "pad_tokens": sum(a.pad_tokens for a in arrays.values()),
+        "efficiency": round(tokens / (rows * ds.seq_len), 6) if rows else 0.0,
+    }
+    if ds.task == "sft":
+        total["target_tokens"] = sum(a.target_tokens for a in arrays.values())
+        total["target_ratio"] = round(total["target_tokens"] / tokens, 6) if tokens else 0.0
+    dropped = dict(counts.get("dropped", {}))
+    examples = sft.get("examples", {})
+    summary: dict[str, Any] = {
+        "dataset": str(ds.path),
+        "task": ds.task,
+        "format": m.get("format"),
+        "name": recipe.get("name", ""),
+        "recipe_hash": m.get("recipe_hash"),
+        "tokenizer": {k: m["tokenizer"].get(k) for k in ("source", "vocab_size", "fingerprint")},
+        "seq_len": ds.seq_len,
+        "packing": mode,
+        "documents_are": "eos_delimited" if eos_docs else ("examples" if ds.task == "sft" else "pieces"),
+        "records": {
+            "read": counts.get("records_read"),
+            "written": counts.get("records_written"),
+            "dropped": dropped,
+            "dropped_total": sum(dropped.values()),
+        },
+        "truncated": {"examples": examples.get("truncated", 0), "tokens": examples.get("truncated_tokens", 0)},
+        "boundary_straddles": examples.get("with_boundary_straddle", 0) if ds.task == "sft" else None,
+        "remainder_tokens_dropped": counts.get("remainder_tokens_dropped", 0),
+        "splits": splits,
+        "total": total,
+        "sources": [
+            {k: resolve(m, i[k]) if k == "path" else i.get(k) for k in ("path", "format", "bytes", "documents", "tokens", *(("unknown_tokens",) if unk_id is not None else ()))}
+            for i in m.get("inputs", [])
+        ],
+    }
+    if not m["tokenizer"].get("trained"):  # where its files are, as for the inputs ("trained" names none)
+        summary["tokenizer"]["source"] = resolve(m, m["tokenizer"]["source"])
+    if unk_id is not None:
+        summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
+    summary["mismatches"] = _mismatches(summary, m)
+    return Report(summary=summary, arrays=arrays)
+
+
+def _mismatches(summary: dict[str, Any], m: dict[str, Any]) -> list[str]:
+    """Where the data and the manifest disagree (a dataset changed after `run`, or a bug)."""
+    counts = m.get("counts", {})
+    found = []
+
+    def check(what: str, data: Any, manifest: Any) -> None:
+        if manifest is not None and data != manifest:
+            found.append(f"{what}: the data has {data:,}, the manifest says {manifest:,}")
+
+    for split, s in summary["splits"].items():
+        check(f"{split} rows", s["rows"], counts.get("rows", {}).get(split))
+        if summary["documents_are"] == "examples":
+            check(f"{split} examples", s["documents"], counts.get("documents", {}).get(split))
+    stated = counts.get("unknown_tokens") or {}
+    for split, s in summary["splits"].items():
+        if "unknown_tokens" in s and not (m.get("packing") or {}).get(split, {}).get("dropped_tokens"):
+            check(f"{split} unknown tokens", s["unknown_tokens"], stated.get(split))
+    check("tokens", summary["total"]["tokens"], counts.get("tokens"))
+    check("pad tokens", summary["total"]["pad_tokens"], counts.get("pad_tokens"))
+    if "target_tokens" in summary["total"]:
+        check("target tokens", summary["total"]["target_tokens"], (m.get("sft") or {}).get("target_tokens"))
+    return found
+
+
+def _unknown(m: dict[str, Any], unk_id: int, splits: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Unknown tokens per split (counted in the rows) and per input (from the manifest), with their
+    share of the tokens."""
+    def share(n: int | None, tokens: int | None) -> float | None:
+        return None if n is None or not tokens else round(n / tokens, 6)
+
+    return {
+        "id": unk_id,
+        "token": m["tokenizer"]["special_tokens"]["unk"]["token"],
+        "splits": {k: {"count": v["unknown_tokens"], "share": share(v["unknown_tokens"], v["tokens"])} for k, v in splits.items()},
+        "inputs": [{"path": i["path"], "count": i.get("unknown_tokens"), "share": share(i.get("unknown_tokens"), i.get("tokens"))} for i in sources],
+    }
+
+
+# --- text ------------------------------------------------------------------------------

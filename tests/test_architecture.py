@@ -1,0 +1,166 @@
+"""The package's shape: folders by stage, a layered import graph with no circles.
+
+The layers, bottom to top (a module may import its own layer and the ones below it, never one
+above): shared primitives -> what a stage reads and turns into tokens (``read``, ``text``,
+``pack``) -> the recipe and the built dataset's format -> the tasks -> building a dataset
+(``build``) -> what reads a built dataset (``validate``, ``look``, ``train``) -> the CLI.
+Every import counts, including those inside functions and under ``TYPE_CHECKING``: a lazy
+import hides a circle from Python, not from a reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "dataprep"
+
+LAYERS = [
+    {"dataprep", "dataprep.errors", "dataprep.columns", "dataprep.storage", "dataprep.schema"},
+    {"dataprep.read", "dataprep.text", "dataprep.pack"},
+    {"dataprep.recipe", "dataprep.dataset"},
+    {"dataprep.tasks"},
+    {"dataprep.build"},
+    {"dataprep.validate", "dataprep.look", "dataprep.train"},
+    {"dataprep.cli", "dataprep.__main__"},
+]
+MAX_MODULE_LINES = 400  # the issue's "about 400"; modules over it are listed in OVERSIZED below
+# Modules still over the limit, each to be split (issue 15); the test fails when one grows
+# past its recorded size or a new module passes the limit, and when a listed one shrinks under
+# it (so that the list only ever gets shorter).
+OVERSIZED: dict[str, int] = {
+    "dataprep.tasks.sft.chat": 865,
+    "dataprep.text.tokenizer": 862,
+    "dataprep.tasks.sft.task": 722,
+    "dataprep.pack.packers": 640,
+    "dataprep.train.loop": 406,
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The dataprep modules ``name`` imports (a package import counts as its ``__init__``)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            candidates = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in MODULES else module
+                          for alias in node.names]
+        else:
+            continue
+        for target in candidates:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+    return targets
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def layer_of(module: str) -> int:
+    best, rank = "", None
+    for index, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, rank = prefix, index
+    if rank is None:
+        raise AssertionError(f"{module} is in no layer: add its folder to LAYERS in {__file__}")
+    return rank
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_no_import_climbs_a_layer():
+    climbs = sorted(f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+                    for module, targets in GRAPH.items() for target in targets
+                    if layer_of(target) > layer_of(module))
+    assert climbs == []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    # a package's __init__ that only holds its docstring is not an edge; a submodule importing a
+    # sibling through its package (`from dataprep.read import x`) is one edge to the __init__
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    """The check above can fail: a made-up graph with a circle and a chain."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert layer_of("dataprep.build.run") > layer_of("dataprep.tasks.sft.task") > layer_of("dataprep.text.tokenizer")
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("dataprep_other.x")
+
+
+def test_modules_stay_small():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
+    over = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    grown = {name: (lines, OVERSIZED.get(name)) for name, lines in over.items() if lines > OVERSIZED.get(name, MAX_MODULE_LINES)}
+    assert grown == {}, "modules over the limit (lines, recorded): split them"
+    shrunk = sorted(name for name in OVERSIZED if sizes.get(name, 0) <= MAX_MODULE_LINES)
+    assert shrunk == [], "these are now small enough: remove them from OVERSIZED"
+
+
+def test_every_folder_says_what_it_owns():
+    for path in PACKAGE.rglob("__init__.py"):
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no docstring"
