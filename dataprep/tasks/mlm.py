@@ -315,7 +315,7 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
             "word_starts": word_starts(tokenizer)[1] if spec.whole_word else None, "seed": spec.seed,
             "mask_token_id": masker.mask_id, "never_masked_ids": np.flatnonzero(masker.special).tolist(),
             "frame": {"prefix": prefix, "suffix": suffix},
-            "added_tokens": list(getattr(tokenizer, "added_tokens", None) or []),  # <mask>, for a trained tokenizer
+            "added_tokens": list(tokenizer.added_tokens),  # <mask>, for a trained tokenizer
         }
         if spec.masking == "static":
             packers = list(stage.packers.values())  # the stage's own: a resumed run restored them from its checkpoint

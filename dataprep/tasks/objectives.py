@@ -46,7 +46,6 @@ def prepare_tokenizer(recipe: Recipe, tokenizer: LoadedTokenizer, tmp: Path) -> 
     extended, added = add_special_tokens(tokenizer, wanted)
     if added or recipe.tokenizer.train is not None:
         extended.save(tmp / C.TOKENIZER_DIR)
-    extended.added_tokens = added  # type: ignore[attr-defined]
     if added:
         log.info("added %d special token(s) (%s ... %s) to the tokenizer; saved in %s/", len(added), added[0], added[-1], C.TOKENIZER_DIR)
     return extended
@@ -64,7 +63,7 @@ def add_special_tokens(tokenizer: LoadedTokenizer, names: list[str]) -> tuple[Lo
     inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
     extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, sources=tokenizer.sources, source=tokenizer.source, files=tokenizer.files,
                                add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
-                               split_special_tokens=tokenizer.split_special_tokens)
+                               split_special_tokens=tokenizer.split_special_tokens, added_tokens=missing)
     return extended, missing
 
 

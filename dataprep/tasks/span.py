@@ -230,7 +230,7 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
             "name": "span_corruption", "noise_density": recipe.span.noise_density,
             "mean_span_length": recipe.span.mean_span_length, "seed": recipe.span.seed, **shape,
             "input_length": recipe.packing.seq_len, "sentinel_ids": sentinels, "eos_id": tokenizer.eos_id,
-            "added_tokens": list(getattr(tokenizer, "added_tokens", None) or []),
+            "added_tokens": list(tokenizer.added_tokens),
             "raw_tokens": sum(p["rows"] for p in stage.pack_stats().values()) * shape["raw_length"],
         }}
 

@@ -163,6 +163,8 @@ class LoadedTokenizer:
         fingerprint: sha256 of ``tokenizer.to_str()``; equal across processes and after
             :meth:`save` + :func:`load_tokenizer`.
         add_bos, add_eos, split_special_tokens: The spec's options.
+        added_tokens: special tokens this run added to the tokenizer (span corruption's sentinels,
+            a trained tokenizer's mask token), in the order they were added; the manifest lists them.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class LoadedTokenizer:
         add_eos: bool,
         split_special_tokens: bool,
         sources: dict[str, str] | None = None,
+        added_tokens: Iterable[str] = (),
     ):
         self.tokenizer = tokenizer
         self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
@@ -186,6 +189,7 @@ class LoadedTokenizer:
         self.add_bos = add_bos
         self.add_eos = add_eos
         self.split_special_tokens = split_special_tokens
+        self.added_tokens: tuple[str, ...] = tuple(added_tokens)
         self._derive()
 
     def _derive(self) -> None:
@@ -220,6 +224,7 @@ class LoadedTokenizer:
             "add_bos": self.add_bos,
             "add_eos": self.add_eos,
             "split_special_tokens": self.split_special_tokens,
+            "added_tokens": list(self.added_tokens),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -232,6 +237,7 @@ class LoadedTokenizer:
             add_bos=state["add_bos"],
             add_eos=state["add_eos"],
             split_special_tokens=state["split_special_tokens"],
+            added_tokens=state.get("added_tokens", ()),
         )
 
     def encode_docs(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -407,7 +413,7 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
     from dataprep.storage import sha256_file
 
     trained = recipe.tokenizer.train is not None
-    saved = trained or bool(getattr(tokenizer, "added_tokens", None))  # sentinels added for span corruption
+    saved = trained or bool(tokenizer.added_tokens)  # sentinels added for span corruption
     return {
         "source": tokenizer.source,
         "trained": trained,
