@@ -29,13 +29,13 @@ def sample_texts(recipe: Any, files: list, *, n: int = 8) -> list[str]:
     from collections import Counter
 
     from dataprep.tasks import pretrain
-    from dataprep.tasks.sft import task as sft
+    from dataprep.tasks.sft.records import iter_chunks
 
     out: list[str] = []
     try:
         if recipe.task == "pretrain":
             return list(itertools.islice(pretrain.iter_clean_texts(files, recipe), n))
-        for _, batch in sft.iter_chunks(files, recipe, Counter(), Counter()):
+        for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
             for column in batch.columns:
                 for value in column.to_pylist()[:n]:
                     out.extend(_strings(value))

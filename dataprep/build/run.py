@@ -3,7 +3,8 @@
 Every task runs the same way: read chunks (this process; Ray workers on ``--engine ray``) ->
 the task's chunk worker (threads, worker processes or Ray workers; results in input order) ->
 :class:`~dataprep.build.ordered.OrderedStage` (dedup, split, pack, write; this process) -> manifest.
-A task contributes a :class:`Plan`.
+A task (:class:`~dataprep.tasks.base.Task`, picked by :func:`~dataprep.tasks.registry.task_for`) contributes a
+:class:`~dataprep.tasks.base.Plan`.
 """
 
 from __future__ import annotations
@@ -29,43 +30,12 @@ from dataprep.errors import ConfigError
 from dataprep.read import InputFile, file_size, resolve_inputs
 from dataprep.read.digests import InputDigests
 from dataprep.recipe import Recipe
-from dataprep.tasks import objectives, pretrain
-from dataprep.tasks.base import Plan
-from dataprep.tasks.sft import task as sft
+from dataprep.tasks import pretrain
+from dataprep.tasks.registry import task_for
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
 
 log = logging.getLogger("dataprep.run")
 
-
-
-def plan_for(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
-    if objectives.uses_hooks(recipe):  # mlm, span_corruption, fewshot
-        return objectives.plan_for(recipe, tokenizer, files)
-    if recipe.task == "pretrain":
-        return Plan(
-            format="dataprep.pretrain/1",
-            schema=C.PRETRAIN_ROW_SCHEMA,
-            reader=pretrain.chunk_reader(recipe),
-            worker=(pretrain.chunk_worker, (recipe, tokenizer)),
-            make_packer=lambda: pretrain.make_packer(recipe, tokenizer),
-            to_batch=lambda rows: rows.to_record_batch(),
-            dedup=recipe.filter.dedup == "exact",
-            manifest=lambda stage: {},
-            mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
-        )
-    labels = None
-    if recipe.sft.classification is not None:
-        labels = recipe.sft.classification.labels or sft.read_label_set(recipe, files)
-    return Plan(
-        format="dataprep.sft/1",
-        schema=sft.row_schema(recipe),
-        reader=sft.chunk_reader(recipe),
-        worker=(sft.sft_worker, (recipe, tokenizer, files, labels)),
-        make_packer=lambda: sft.make_packer(recipe, tokenizer),
-        to_batch=sft.to_batch(recipe),
-        dedup=recipe.filter.dedup == "exact",
-        manifest=lambda stage: {"sft": sft.manifest_section(recipe, stage, labels, tokenizer)},
-    )
 
 
 def run(
@@ -145,7 +115,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     ident = checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
                                               in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
     saves.bind(ident)
-    plan = plan_for(recipe, tokenizer, files)
+    plan = task_for(recipe).plan(recipe, tokenizer, files)
     counts: Counter = Counter()
     read_drops: Counter = Counter()
     by_input: dict[int, Counter] = {}
@@ -216,7 +186,7 @@ def seq_len_of(recipe: Recipe) -> int:
 
 
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
-    return objectives.prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
+    return task_for(recipe).prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
 
 
 def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:

@@ -4,7 +4,7 @@ Each record goes through the task's own chunk worker on its own, so a recipe aut
 exactly the rows ``run`` would write, in seconds::
 
     read the first K records (the recipe's reader, fields, on_error)
-      -> for each record alone: sft.SftWorker / pretrain.chunk_worker  (render, tokenize, mask, overflow)
+      -> for each record alone: SftWorker / pretrain.chunk_worker  (render, tokenize, mask, overflow)
       -> RowView (ids, loss mask) | "dropped: <reason>" | "run would stop here: <error>"
 
 Nothing is re-implemented here: the rendering, masking and length policy are the pipeline's.
@@ -42,7 +42,8 @@ def rows_from_recipe(recipe: Recipe, *, source: str | Path | None = None, head: 
         ConfigError: the recipe trains its tokenizer (there is none to render with yet).
     """
     from dataprep.tasks import pretrain
-    from dataprep.tasks.sft import task as sft
+    from dataprep.tasks.sft.records import iter_chunks, location, read_label_set
+    from dataprep.tasks.sft.worker import SftWorker
     from dataprep.read import resolve_inputs
     from dataprep.text.tokenizer import load_tokenizer
 
@@ -64,12 +65,12 @@ def rows_from_recipe(recipe: Recipe, *, source: str | Path | None = None, head: 
     if recipe.task == "sft":
         labels = None
         if recipe.sft.classification is not None:
-            labels = recipe.sft.classification.labels or sft.read_label_set(recipe, files)
-        worker, chunks = sft.SftWorker(recipe, tokenizer, files, labels), sft.iter_chunks
+            labels = recipe.sft.classification.labels or read_label_set(recipe, files)
+        worker, chunks = SftWorker(recipe, tokenizer, files, labels), iter_chunks
     elif recipe.task == "fewshot":  # demonstrations come from the whole train split: read it first
         from dataprep.tasks import fewshot
 
-        labels, chunks = None, sft.iter_chunks
+        labels, chunks = None, iter_chunks
         worker = fewshot.FewshotWorker(recipe, tokenizer, files, fewshot.build_pool(recipe, tokenizer, files))
     else:
         labels, worker, chunks = None, pretrain.chunk_worker(recipe, tokenizer), pretrain.iter_chunks
@@ -81,7 +82,7 @@ def rows_from_recipe(recipe: Recipe, *, source: str | Path | None = None, head: 
         for i, line in enumerate(lines):
             if len(out) >= head:
                 break
-            title = f"{files[index].path.name} {sft.location(files[index], line)}"
+            title = f"{files[index].path.name} {location(files[index], line)}"
             try:
                 result = worker((index, batch.slice(i, 1)))
             except InputError as exc:

@@ -1,17 +1,33 @@
-"""What a task hands the common run (:mod:`dataprep.build.run`): a :class:`Plan`, and per chunk a
-:class:`ChunkResult`."""
+"""The interface every task implements, and what it hands the common run (:mod:`dataprep.build.run`).
+
+A :class:`Task` (one per kind of dataset: ``pretrain``, ``mlm``, ``span_corruption``, ``sft``,
+``fewshot``; :func:`dataprep.tasks.registry.task_for` picks it from a recipe) first adds what it
+needs to the tokenizer, then gives a :class:`Plan`: its chunk reader and worker, packer, row
+schema and manifest section. Its worker sends one :class:`ChunkResult` per input chunk. The run
+knows only this interface; adding a task is adding a module that implements it (and a line in
+the registry).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from dataprep.read.chunks import ChunkReader
+
+if TYPE_CHECKING:
+    from dataprep.read import InputFile
+    from dataprep.recipe import Recipe
+    from dataprep.text.tokenizer import LoadedTokenizer
+
+log = logging.getLogger("dataprep.tasks")
 
 
 @dataclass
@@ -55,3 +71,42 @@ class Plan:
     dedup: bool
     manifest: Callable[[Any], dict[str, Any]]  # the ordered stage -> the task's own manifest section
     mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
+
+
+class Task(Protocol):
+    """One kind of dataset: how a recipe's records become rows."""
+
+    name: str  # the recipe's task, or its pretraining objective: pretrain, mlm, span_corruption, sft, fewshot
+
+    def prepare_tokenizer(self, recipe: Recipe, tokenizer: LoadedTokenizer, tmp: Path) -> LoadedTokenizer:
+        """The tokenizer the run encodes with: ``tokenizer``, or a copy with the special tokens this
+        task needs added (and saved in ``tmp``'s ``tokenizer/`` folder)."""
+        ...
+
+    def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+        """What this task plugs into the common run, for ``recipe`` over ``files``."""
+        ...
+
+
+def with_special_tokens(recipe: Recipe, tokenizer: LoadedTokenizer, names: list[str], tmp: Path) -> LoadedTokenizer:
+    """``tokenizer`` with every one of ``names``: those it lacks are added as special tokens (so text
+    can never produce them) and listed in ``added_tokens``. A tokenizer that gained tokens, or that
+    the recipe trained, is saved in ``tmp``'s ``tokenizer/`` folder."""
+    from tokenizers import AddedToken, Tokenizer
+
+    from dataprep import columns as C
+    from dataprep.text.tokenizer import LoadedTokenizer
+
+    missing = [n for n in names if tokenizer.tokenizer.token_to_id(n) is None]
+    extended = tokenizer
+    if missing:
+        inner = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+        inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
+        extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, sources=tokenizer.sources, source=tokenizer.source,
+                                   files=tokenizer.files, add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
+                                   split_special_tokens=tokenizer.split_special_tokens, added_tokens=missing)
+        log.info("added %d special token(s) (%s ... %s) to the tokenizer; saved in %s/", len(missing), missing[0],
+                 missing[-1], C.TOKENIZER_DIR)
+    if missing or recipe.tokenizer.train is not None:
+        extended.save(tmp / C.TOKENIZER_DIR)
+    return extended

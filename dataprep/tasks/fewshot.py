@@ -33,10 +33,12 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.tasks.sft import task as sft
+from dataprep.tasks.sft.records import chunk_reader, iter_chunks
+from dataprep.tasks.sft.task import OnePerRow, manifest_section
+from dataprep.tasks.sft.worker import SftWorker
 from dataprep.text.filters import content_hashes, validation_flags
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from dataprep.tasks.base import ChunkResult
+from dataprep.tasks.base import ChunkResult, Plan
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
 from dataprep.tasks.sft.templates import RecordProblem, Rendered
@@ -69,13 +71,13 @@ class Pool:
 
 def build_pool(recipe: Recipe, tokenizer, files: list[InputFile]) -> Pool:
     """Read every input once and keep the train-split records as demonstrations."""
-    worker = sft.SftWorker(recipe, tokenizer, files, None)
+    worker = SftWorker(recipe, tokenizer, files, None)
     stop = worker.stop_text
     hashes: list[bytes] = []
     prompts: list[str] = []
     texts: list[str] = []
     seen: set[bytes] = set()
-    for index, batch in sft.iter_chunks(files, recipe, Counter(), Counter()):
+    for index, batch in iter_chunks(files, recipe, Counter(), Counter()):
         rendered = []
         columns = worker._columns(batch, files[index].entry)
         for row in range(batch.num_rows):
@@ -106,7 +108,7 @@ def prompt_of(query: Rendered, demos: list[str], separator: str) -> Rendered:
     return Rendered(text=head + query.text, targets=tuple((a + shift, b + shift) for a, b in query.targets), prompt_end=shift)
 
 
-class FewshotWorker(sft.SftWorker):
+class FewshotWorker(SftWorker):
     """Renders, picks demonstrations, fits and masks one chunk (built once per worker process)."""
 
     def __init__(self, recipe: Recipe, tokenizer, files: list[InputFile], pool: Pool):
@@ -199,6 +201,18 @@ def to_batch(rows) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([*batch.columns, pa.array(per_row.astype(np.int32))], schema=SCHEMA)
 
 
+class FewshotTask:
+    """``task: fewshot``: fine-tuning's labeled pairs as k-shot prompts, only the answer a target."""
+
+    name = "fewshot"
+
+    def prepare_tokenizer(self, recipe: Recipe, tokenizer, tmp):
+        return tokenizer
+
+    def plan(self, recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
+        return Plan(**plan_parts(recipe, tokenizer, files))
+
+
 def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, Any]:
     """The :class:`~dataprep.tasks.base.Plan` fields of a few-shot recipe."""
     pool = build_pool(recipe, tokenizer, files)
@@ -211,7 +225,7 @@ def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, A
         stats = stage.stats
         prompts = sum(stage.documents.values())
         return {
-            "sft": sft.manifest_section(recipe, stage, None, tokenizer),
+            "sft": manifest_section(recipe, stage, None, tokenizer),
             "fewshot": {
                 "k": k, "separator": recipe.fewshot.separator, "seed": recipe.fewshot.seed,
                 "pool": {"split": "train", "examples": len(pool)},
@@ -224,9 +238,9 @@ def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, A
     return {
         "format": FORMAT,
         "schema": SCHEMA,
-        "reader": sft.chunk_reader(recipe),
+        "reader": chunk_reader(recipe),
         "worker": (fewshot_worker, (recipe, tokenizer, files, pool)),
-        "make_packer": lambda: sft.OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes),
+        "make_packer": lambda: OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes),
         "to_batch": to_batch,
         "dedup": recipe.filter.dedup == "exact",
         "manifest": manifest,

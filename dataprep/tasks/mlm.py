@@ -40,6 +40,8 @@ from tokenizers import models
 from dataprep import columns as C
 from dataprep.errors import ConfigError, TokenizerError
 from dataprep.pack.packers import BfdPacker, PackedRows, RowBlocks
+from dataprep.tasks import pretrain
+from dataprep.tasks.base import Plan, with_special_tokens
 
 if TYPE_CHECKING:
     from dataprep.recipe import MlmSpec, Recipe
@@ -297,8 +299,27 @@ def unframed(tokenizer: LoadedTokenizer) -> LoadedTokenizer:
     return raw
 
 
+class MlmTask:
+    """``objective: mlm``: the pretraining worker (normalize, filter, tokenize), documents framed and
+    packed for an encoder; masked statically here or dynamically by the trainer."""
+
+    name = "mlm"
+
+    def prepare_tokenizer(self, recipe: Recipe, tokenizer: LoadedTokenizer, tmp) -> LoadedTokenizer:
+        """A tokenizer this recipe trains gets the mask token (a loaded one must have its own)."""
+        wanted = [recipe.mlm.mask_token or "<mask>"] if recipe.tokenizer.train is not None else []
+        return with_special_tokens(recipe, tokenizer, wanted, tmp)
+
+    def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
+        parts = plan_parts(recipe, tokenizer)
+        return Plan(format=parts["format"], schema=parts["schema"], reader=pretrain.chunk_reader(recipe),
+                    worker=(pretrain.chunk_worker, (recipe, parts["tokenizer"])), make_packer=parts["make_packer"],
+                    to_batch=lambda rows: rows.to_record_batch(), dedup=recipe.filter.dedup == "exact",
+                    manifest=parts["manifest"], mode="threads")
+
+
 def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
-    """What :func:`dataprep.build.run.plan_for` needs for ``objective: mlm``."""
+    """The parts of :meth:`MlmTask.plan` that are MLM's own."""
     masker = Masker.from_recipe(recipe.mlm, tokenizer)  # fails early: no mask token, bad ratios
     prefix, suffix = frame_of(tokenizer)
     frame_pieces(np.zeros(0, np.int32), np.zeros(0, np.int64), prefix=prefix, suffix=suffix, seq_len=recipe.packing.seq_len)
@@ -325,7 +346,7 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
         return {"objective": section}
 
     return {
-        "format": FORMAT_STATIC if recipe.mlm.masking == "static" else "dataprep.pretrain/1",
+        "format": FORMAT_STATIC if recipe.mlm.masking == "static" else pretrain.FORMAT,
         "schema": row_schema(recipe),
         "tokenizer": unframed(tokenizer),
         "make_packer": make_packer,

@@ -23,13 +23,15 @@ from dataprep.read import chunks
 from dataprep import columns as C
 from dataprep.text.filters import content_hashes, filter_mask, validation_flags
 from dataprep.text.normalize import normalize_array
-from dataprep.tasks.base import ChunkResult
+from dataprep.tasks.base import ChunkResult, Plan
 from dataprep.pack.packers import BfdPacker, WrapPacker
 from dataprep.read import InputFile, read_batches
 from dataprep.recipe import Recipe
 from dataprep.text.tokenizer import LoadedTokenizer
 
 log = logging.getLogger("dataprep.pretrain")
+
+FORMAT = "dataprep.pretrain/1"
 
 
 def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:
@@ -89,3 +91,25 @@ def make_packer(recipe: Recipe, tokenizer: LoadedTokenizer) -> WrapPacker | BfdP
     if p.mode == "wrap":
         return WrapPacker(seq_len=p.seq_len, remainder=p.remainder, pad_id=tokenizer.pad_id)
     return BfdPacker(seq_len=p.seq_len, buffer_tokens=p.buffer_tokens, pad_id=tokenizer.pad_id, pad_rows=p.pad_rows)
+
+
+class PretrainTask:
+    """``task: pretrain``, ``objective: clm``: documents packed into rows, every token a target."""
+
+    name = "pretrain"
+
+    def prepare_tokenizer(self, recipe: Recipe, tokenizer: LoadedTokenizer, tmp) -> LoadedTokenizer:
+        return tokenizer
+
+    def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+        return Plan(
+            format=FORMAT,
+            schema=C.PRETRAIN_ROW_SCHEMA,
+            reader=chunk_reader(recipe),
+            worker=(chunk_worker, (recipe, tokenizer)),
+            make_packer=lambda: make_packer(recipe, tokenizer),
+            to_batch=lambda rows: rows.to_record_batch(),
+            dedup=recipe.filter.dedup == "exact",
+            manifest=lambda stage: {},
+            mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
+        )

@@ -39,6 +39,8 @@ import pyarrow as pa
 from dataprep import columns as C
 from dataprep.errors import ConfigError
 from dataprep.pack.packers import PackedRows, PackStats, RowBlocks, WrapPacker
+from dataprep.tasks import pretrain
+from dataprep.tasks.base import Plan, with_special_tokens
 
 if TYPE_CHECKING:
     from dataprep.recipe import Recipe
@@ -145,7 +147,7 @@ def reconstruct(inputs: np.ndarray, labels: np.ndarray, sentinels: np.ndarray, *
 def sentinel_names(recipe: Recipe, tokenizer: LoadedTokenizer) -> list[str]:
     """The sentinels the rows need: ``<extra_id_0>`` ... one per span. Those already in the
     vocabulary (a T5 tokenizer's extra ids) are used as they are; the others are added
-    (:func:`dataprep.tasks.objectives.prepare_tokenizer`)."""
+    (:meth:`SpanTask.prepare_tokenizer`)."""
     spans = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,
                         eos=tokenizer.eos_id is not None)["spans"]
     return [SENTINEL.format(i) for i in range(spans)]
@@ -216,8 +218,25 @@ def to_batch(labels_length: int):
     return convert
 
 
+class SpanTask:
+    """``objective: span_corruption``: the pretraining worker, rows wrapped and corrupted T5-style."""
+
+    name = "span_corruption"
+
+    def prepare_tokenizer(self, recipe: Recipe, tokenizer: LoadedTokenizer, tmp) -> LoadedTokenizer:
+        """The sentinels every row needs, taken from the tokenizer or added to it."""
+        return with_special_tokens(recipe, tokenizer, sentinel_names(recipe, tokenizer), tmp)
+
+    def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
+        parts = plan_parts(recipe, tokenizer)
+        return Plan(format=parts["format"], schema=parts["schema"], reader=pretrain.chunk_reader(recipe),
+                    worker=(pretrain.chunk_worker, (recipe, parts["tokenizer"])), make_packer=parts["make_packer"],
+                    to_batch=parts["to_batch"], dedup=recipe.filter.dedup == "exact", manifest=parts["manifest"],
+                    mode="threads")
+
+
 def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
-    """What :func:`dataprep.build.run.plan_for` needs for ``objective: span_corruption``."""
+    """The parts of :meth:`SpanTask.plan` that are span corruption's own."""
     if tokenizer.eos_id is not None and not tokenizer.add_eos:
         raise ConfigError("span corruption ends every row with EOS and needs document boundaries: set `tokenizer.add_eos: true`")
     shape = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,

@@ -131,7 +131,7 @@ def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]], re
     ``records`` gets the count of files the schema pass could not read record by record."""
     import logging
 
-    from dataprep.tasks.sft import task as sft_task
+    from dataprep.tasks.sft import worker as sft_worker
     from dataprep.text.tokenizer import load_tokenizer
 
     quiet = logging.getLogger("dataprep.read")
@@ -141,7 +141,7 @@ def _run_findings(recipe: Recipe, files: list, flagged: set[tuple[str, str]], re
         counts: dict[str, int] = {}
         if recipe.task == "sft":
             tokenizer = load_tokenizer(recipe.tokenizer, base_dir=recipe.base_dir)
-            bad = sft_task.bad_records(recipe, tokenizer, files, counts)
+            bad = sft_worker.bad_records(recipe, tokenizer, files, counts)
         elif recipe.task == "pretrain":
             bad = _pretrain_rejects(files, recipe.output.chunk_records, counts)
         else:  # fewshot: the schema pass only
@@ -308,7 +308,7 @@ def kind_schema(kind: str, fields: dict[str, str]) -> dict[str, Any]:
 
 def recipe_sources(recipe: Recipe) -> list[Source]:
     """Every input of ``recipe`` with the schema of what ``run`` reads from it."""
-    from dataprep.tasks.sft import task as sft_task
+    from dataprep.tasks.sft import records as sft_records
 
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     out = []
@@ -320,7 +320,7 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
             fields = {"text": FieldSpec(file.spec.text_field)}
             values = {"text": "text"}
         else:
-            fields = sft_task.fields_for(recipe, file.entry)  # what run reads from this file
+            fields = sft_records.fields_for(recipe, file.entry)  # what run reads from this file
             values = _value_defs(recipe, fields)
         if file.spec.records is not None or any(_reaches(spec.path) for spec in fields.values()):
             out.append(Source(file, None))  # nested records, list indexes, parent paths: run's reader judges
@@ -337,14 +337,13 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
 
 def _value_defs(recipe: Recipe, fields: dict[str, FieldSpec]) -> dict[str, str]:
     """Template field -> the ``$defs`` entry its value must match."""
-    from dataprep.tasks.sft import task as sft_task
-    from dataprep.tasks.sft.task import template_of
+    from dataprep.tasks.sft.records import HISTORY, SYSTEM, TOOLS, template_of
 
     template = template_of(recipe)
     optional = set() if template is None else set(template.optional_fields)
     defs = {}
     for name, spec in fields.items():
-        if name in (sft_task.SYSTEM, sft_task.TOOLS, sft_task.HISTORY) and not spec.required:
+        if name in (SYSTEM, TOOLS, HISTORY) and not spec.required:
             defs[name] = "any_json"  # read when present; run judges their shape (blank is no value)
         elif spec.kind == "messages":
             # the shape only: roles, tool calls and targets are the chat template's, judged by run's own code

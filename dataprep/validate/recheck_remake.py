@@ -76,12 +76,12 @@ class Setup:
     def build(recipe, tokenizer, files, labels, **facts) -> Setup:
         """Raises DataprepError when the worker cannot be built (a chat template that no longer compiles)."""
         from dataprep.tasks import pretrain
-        from dataprep.tasks.sft import task as sft
+        from dataprep.tasks.sft.worker import SftWorker
 
         if recipe.task == "pretrain":
             worker = pretrain.chunk_worker(recipe, tokenizer)
         else:
-            worker = sft.SftWorker(recipe, tokenizer, files, labels)
+            worker = SftWorker(recipe, tokenizer, files, labels)
         return Setup(recipe, tokenizer, files, labels, worker, **facts)
 
     @property
@@ -104,18 +104,18 @@ class Setup:
         return {s: int((packing.get(s) or {}).get("dropped_tokens") or 0) if self.documents else 0 for s in C.SPLITS}
 
     def read(self, index: int, file) -> Iterator[pa.RecordBatch]:
-        from dataprep.tasks.sft import task as sft
+        from dataprep.tasks.sft.records import fields_for
 
         r = self.recipe
         if r.task == "pretrain":
             return read_batches(file, index, batch_size=r.output.chunk_records, on_error="skip", drops=Counter())
-        fields = sft.fields_for(r, file.entry)
+        fields = fields_for(r, file.entry)
         return read_records(file, index, fields=fields, batch_size=r.output.chunk_records, on_error="skip", drops=Counter())
 
 
 def remake(setup: Setup, picks: Iterable[int] | None) -> Iterator[Remade]:
     """The picked readable records (ascending indices; None: all), re-made, in input order."""
-    from dataprep.tasks.sft.task import location
+    from dataprep.tasks.sft.records import location
 
     wanted = None if picks is None else iter(picks)
     target = None if wanted is None else next(wanted, None)

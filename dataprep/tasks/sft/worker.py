@@ -1,0 +1,376 @@
+"""The fine-tuning chunk worker: records -> rendered (pair or chat template), tokenized once with
+offsets, masked, fitted to ``max_length``; every record that is not written is counted under its
+reason, with its location."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataprep import columns as C
+from dataprep.errors import ConfigError, InputError
+from dataprep.read import InputFile, read_records
+from dataprep.read import chunks
+from dataprep.recipe import Recipe
+from dataprep.tasks.base import ChunkResult
+from dataprep.tasks.sft.chat import TemplateRaised
+from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
+from dataprep.tasks.sft.records import (
+    HISTORY,
+    LABEL,
+    SYSTEM,
+    json_value,
+    chat_template_of,
+    conversation,
+    fields_for,
+    location,
+    read_label_set,
+    template_of,
+)
+from dataprep.tasks.sft.templates import RecordProblem, Rendered
+from dataprep.text.filters import content_hashes, validation_flags
+from dataprep.text.normalize import normalize_array
+
+log = logging.getLogger("dataprep.sft")
+
+
+# Drop reasons added by this stage (the readers and templates add their own).
+TOO_LONG = "too_long"
+RESPONSE_TOO_LONG = "response_too_long"
+NO_TARGET = "no_target"
+UNKNOWN_LABEL = "unknown_label"
+TEMPLATE_RAISED = "template_raised"
+SPECIAL_TOKEN_TEXT = "special_token_text"
+# Examples whose record holds a system prompt that a pair template has no place for (a warning).
+SYSTEM_NOT_RENDERED = "system_not_rendered"
+# Examples with a message part the chat template does not print (a warning per part).
+UNRENDERED, UNRENDERED_PARTS = "unrendered_", ("content", "reasoning", "tool_calls", "system")
+
+
+class SftWorker:
+    """Renders, tokenizes and masks one chunk (built once per worker process)."""
+
+    def __init__(self, recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None):
+        assert recipe.sft is not None
+        self.recipe = recipe
+        self.sft = recipe.sft
+        self.tokenizer = tokenizer
+        self.files = files
+        self.pair = template_of(recipe)
+        if self.pair is not None and self.sft.masking == "generation":
+            raise ConfigError("masking: generation reads a chat template's {% generation %} blocks; it needs template: chat")
+        self.chat = chat_template_of(recipe, tokenizer) if self.pair is None else None
+        if self.chat is not None and self.sft.masking == "generation" and not self.chat.has_generation_tags:
+            raise ConfigError(
+                "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks; set "
+                "chat.template to a generation-tagged training template, or use masking: all_assistant"
+            )
+        self.stop_text = tokenizer.tokens.get("eos")
+        if self.pair is not None and not self.stop_text:
+            raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
+        self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
+        self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
+        # validate --recipe: bad records are collected here as (file, location, reason, message, fix)
+        self.sink: list[tuple[str, str, str, str, str]] | None = None
+        self.drop_samples: list[tuple[str, str, str]] = []  # this chunk's first skipped records: (location, reason, message)
+
+    def _take_samples(self) -> list[tuple[str, str, str]]:
+        samples, self.drop_samples = self.drop_samples, []
+        return samples
+
+    def _check_special_text(self, record: Mapping[str, Any]) -> None:
+        """A record's own text must not hold a special token's text (``special_text: error``)."""
+        for name, value in record.items():
+            for text in _strings(value):
+                found = self.special_text.search(text)
+                if found:
+                    raise RecordProblem(
+                        SPECIAL_TOKEN_TEXT,
+                        f"field {name!r} holds {found.group()!r}, the text of a special token: it would encode as "
+                        "that token (a stop or turn marker) inside the example",
+                    )
+
+    def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
+        index, batch = item
+        file = self.files[index]
+        drops: Counter = Counter()
+        columns = self._columns(batch, file.entry)
+        lines = batch.column(C.LINE).to_pylist()
+        rendered, label_ids, kept_lines, unseen_system = [], [], [], []
+        for row, line in enumerate(lines):
+            record = {name: values[row] for name, values in columns.items()}
+            try:
+                label = self._label(record[LABEL]) if self.label_ids is not None else None
+                rendered.append(self._render(record))
+            except RecordProblem as problem:
+                self._bad(file, line, problem.reason, problem.message, drops)
+                continue
+            label_ids.append(label)
+            kept_lines.append(line)
+            unseen_system.append(int(self.pair is not None and bool(record.get(SYSTEM))))
+        encoded = encode_batch_flat(self.tokenizer, rendered)
+        extra = {SYSTEM_NOT_RENDERED: np.asarray(unseen_system, dtype=np.int64)}
+        for part in UNRENDERED_PARTS:  # examples where the chat template printed none of that part
+            extra[f"{UNRENDERED}{part}"] = np.fromiter((part in r.unrendered for r in rendered), dtype=np.int64, count=len(rendered))
+        return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops, extra_stats=extra)
+
+    def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
+                   extra_stats: Mapping[str, np.ndarray] | None = None,
+                   extra_columns: Mapping[str, np.ndarray] | None = None) -> ChunkResult:
+        """:meth:`_fit` for a whole chunk: vectorised for the examples that fit as they are (nearly
+        all), ``_fit`` itself, in input order, for the few with no target or over ``max_length``.
+
+        ``extra_stats`` (per-example counters, summed in the manifest) and ``extra_columns``
+        (per-example values, carried to every token as extras) let a task built on this one
+        (few-shot) add its own, filtered like everything else to the examples kept."""
+        lengths, offsets = enc.lengths, enc.offsets
+        mask = enc.mask.copy()
+        mask[offsets[:-1][lengths > 0]] = 0  # nothing in an example predicts its first token
+        cumulative = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+        targets = cumulative[offsets[1:]] - cumulative[offsets[:-1]]
+        stats = {
+            "truncated": np.zeros(len(enc), dtype=np.int64),
+            "truncated_tokens": np.zeros(len(enc), dtype=np.int64),
+            "straddles": enc.straddles.copy(),
+            "examples_with_straddle": (enc.straddles > 0).astype(np.int64),
+            "target_tokens": targets,
+            **(extra_stats or {}),
+        }
+        problems = np.flatnonzero((targets == 0) | (lengths > self.sft.max_length))
+        keep = np.ones(len(enc), dtype=bool)
+        keep[problems] = False
+        replaced: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for i in problems.tolist():
+            result = self._fit(enc[i], file, lines[i], drops)
+            if result is not None:
+                keep[i] = True
+                replaced[i] = result[:2]
+                for name, value in result[2].items():
+                    stats[name][i] = value
+        if replaced:  # truncated examples: rebuild the token arrays example by example
+            pieces = [
+                replaced[i] if i in replaced else (enc.ids[offsets[i] : offsets[i + 1]], mask[offsets[i] : offsets[i + 1]])
+                for i in np.flatnonzero(keep).tolist()
+            ]
+            out_lengths = np.fromiter((len(p[0]) for p in pieces), dtype=np.int64, count=len(pieces))
+            tokens = np.concatenate([p[0] for p in pieces]).astype(np.int32, copy=False)
+            out_mask = np.concatenate([p[1] for p in pieces]).astype(np.uint8, copy=False)
+        else:
+            per_token = np.repeat(keep, lengths)
+            out_lengths, tokens, out_mask = lengths[keep], enc.ids[per_token], mask[per_token]
+        hashes = content_hashes([rendered[i].text for i in np.flatnonzero(keep).tolist()])
+        extras = {C.LOSS_MASK: out_mask}
+        if self.label_ids is not None:
+            extras[C.LABEL_ID] = np.repeat(np.asarray(label_ids, dtype=np.int32)[keep], out_lengths)
+        for name, values in (extra_columns or {}).items():
+            extras[name] = np.repeat(np.asarray(values)[keep], out_lengths)
+        return ChunkResult(
+            hashes=hashes,
+            validation=validation_flags(hashes, fraction=self.recipe.split.validation, salt=self.recipe.split.salt),
+            tokens=tokens,
+            lengths=out_lengths,
+            source=source,
+            extras=extras,
+            doc_stats={name: values[keep] for name, values in stats.items()},
+            drops=drops,
+            drop_samples=self._take_samples(),
+        )
+
+    # --- per record ----------------------------------------------------------------------
+
+    def _columns(self, batch: pa.RecordBatch, entry: int) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for name, spec in fields_for(self.recipe, entry).items():
+            column = batch.column(name)
+            if spec.kind == "text":
+                out[name] = normalize_array(column, self.recipe.normalize).to_pylist()
+            elif spec.kind == "messages":
+                out[name] = [json.loads(v) for v in column.to_pylist()]
+            else:
+                out[name] = column.to_pylist()
+        return out
+
+    def _render(self, record: Mapping[str, Any]):
+        if self.special_text is not None:
+            self._check_special_text(record)
+        if self.pair is not None:
+            return self._render_pair(record)
+        messages, tools = conversation(record)
+        try:
+            return self.chat.render_with_targets(
+                messages, tools=tools, policy=self.sft.masking, reasoning=self.sft.chat.reasoning
+            )
+        except TemplateRaised as exc:
+            raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
+
+    def _render_pair(self, record: Mapping[str, Any]) -> Rendered:
+        """A pair template's example, after the record's ``history`` turns rendered through the same
+        template (their responses are targets under ``all_assistant`` and ``all``)."""
+        current = self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+        history = json_value(record.get(HISTORY), HISTORY) or []
+        if not history:
+            return current
+        turn = self.pair.turn_fields
+        if turn is None:
+            raise RecordProblem(
+                "unsupported_by_template",
+                f"the record has a history, but template {self.pair.name!r} has no single prompt and response field to "
+                "render earlier turns with; use template: chat, or unmap history",
+            )
+        texts, targets, offset = [], [], 0
+        for k, pair in enumerate(history):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise RecordProblem("bad_type", f"history[{k}] must be a [user, assistant] pair of strings, got {pair!r:.80}")
+            earlier = self.pair.render(dict(zip(turn, pair)), stop_text=self.stop_text, policy=self.sft.masking)
+            if self.sft.masking in ("all_assistant", "all"):
+                targets += [(a + offset, b + offset) for a, b in earlier.targets]
+            texts.append(earlier.text)
+            offset += len(earlier.text)
+        if self.sft.masking == "all":
+            targets = [(0, offset)]
+        targets += [(a + offset, b + offset) for a, b in current.targets]
+        return Rendered("".join(texts) + current.text, tuple(targets), offset + current.prompt_end)
+
+    def _label(self, value: str) -> int:
+        if value not in self.label_ids:
+            known = ", ".join(list(self.label_ids)[:10])
+            raise RecordProblem(UNKNOWN_LABEL, f"label {value!r} is not one of the labels ({known})")
+        return self.label_ids[value]
+
+    def _bad(self, file: InputFile, line: int, reason: str, message: str, drops: Counter) -> None:
+        """A bad record: raise with its file, record and fix (``on_error: raise``), count it under
+        ``reason`` (``skip``), or hand it to :attr:`sink` (``validate --recipe``)."""
+        strict = self.recipe.on_error == "raise"
+        if reason == UNKNOWN_LABEL:
+            strict = self.sft.classification is not None and self.sft.classification.unknown_label == "error"
+        fix = _FIXES.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
+        if self.sink is not None:
+            self.sink.append((file.location, location(file, line), reason, message, fix))
+            return
+        if strict:
+            raise InputError(file.location, location(file, line), message, fix)
+        drops[reason] += 1
+        if len(self.drop_samples) < DROP_SAMPLES:
+            self.drop_samples.append((location(file, line), reason, message))
+
+    def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter):
+        """Apply the length policy; returns (ids, mask, per-example stats) or None when dropped."""
+        ids, mask = enc.ids, enc.mask.copy()
+        truncated = 0
+        mask[:1] = 0  # nothing in the example predicts its first token
+        if not mask.any():
+            self._bad(file, line, NO_TARGET, "the example has no target token after tokenization", drops)
+            return None
+        limit = self.sft.max_length
+        if len(ids) > limit:
+            over = len(ids) - limit
+            if self.sft.overflow == "error":
+                self._bad(file, line, TOO_LONG, f"example is {len(ids)} tokens, over max_length {limit}", drops)
+                return None
+            if self.sft.overflow == "drop":
+                drops[TOO_LONG] += 1
+                return None
+            # truncate_prompt: cut the prompt from the left, keep a leading BOS, never cut a target.
+            keep_head = 1 if self.tokenizer.bos_id is not None and ids[0] == self.tokenizer.bos_id else 0
+            first_target = int(np.argmax(mask))
+            if keep_head + over > first_target - 1:  # at least one prompt token must remain before the targets
+                self._bad(
+                    file, line, RESPONSE_TOO_LONG,
+                    f"example is {len(ids)} tokens and its response alone needs {len(ids) - first_target + 1 + keep_head}; max_length is {limit}",
+                    drops,
+                )
+                return None
+            ids = np.concatenate([ids[:keep_head], ids[keep_head + over :]])
+            mask = np.concatenate([mask[:keep_head], mask[keep_head + over :]])
+            truncated = over
+        stats = {
+            "truncated": int(truncated > 0),
+            "truncated_tokens": truncated,
+            "straddles": enc.straddles,
+            "examples_with_straddle": int(enc.straddles > 0),
+            "target_tokens": int(mask.sum()),
+        }
+        return ids, mask, stats
+
+
+_SKIP = "or `on_error: skip` to count such records as dropped"
+DROP_SAMPLES = 3  # skipped records whose location a chunk result carries (for the end-of-run messages)
+_FIXES = {
+    UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
+    TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
+    RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
+    SPECIAL_TOKEN_TEXT: "remove or escape that text in the record, set `special_text: keep` to encode it as "
+    f"the special token, {_SKIP}",
+    "unsupported_by_template": f"use a chat template that renders them (`chat.template:`), unmap that field, {_SKIP}",
+    TEMPLATE_RAISED: f"fix the conversation as the template's message says, {_SKIP}",
+    "template_failed": f"give the template messages in the shape it expects (see its source), {_SKIP}",
+    "target_not_found": "use a template that renders every assistant turn's content, or `masking: generation` with a "
+    f"generation-tagged template (`chat.template:`), {_SKIP}",
+    "no_end_of_turn": f"use a template that closes assistant turns with an end-of-turn or EOS token, {_SKIP}",
+    "unknown_role": f"map the dataset's roles under the input's `roles:` (e.g. human: user, gpt: assistant), {_SKIP}",
+}
+
+
+def bad_records(
+    recipe: Recipe, tokenizer, files: list[InputFile], counts: dict[str, int] | None = None
+) -> Iterator[tuple[str, str, str, str, str]]:
+    """Every record of ``files`` that ``run`` would reject after reading it, as
+    ``(file, location, reason, message, fix)``, found by ``run``'s own reader and worker (render,
+    tokenize, mask, fit): ``validate --recipe`` and ``run`` share one definition of a bad record.
+    Records the reader rejects come first within each chunk's file position, then the worker's.
+    ``counts[file]`` is set to the records read from each file."""
+    cls = recipe.sft.classification
+    labels = None if cls is None else (cls.labels or read_label_set(recipe, files))
+    worker = SftWorker(recipe, tokenizer, files, labels)
+    worker.sink = found = []
+    reader = chunks.ChunkReader(
+        lambda index, file, drops: read_records(
+            file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
+            on_error="skip", drops=drops, sink=found,
+        ),
+        max_bytes=recipe.output.chunk_bytes,
+    )
+    for index, file in enumerate(files):
+        read = Counter()
+        for item in reader.file_chunks(index, file, read_drops=Counter(), counts=read):
+            worker(item)
+            yield from found
+            found.clear()
+        yield from found  # the reader's rejects after the file's last chunk
+        found.clear()
+        if counts is not None:
+            counts[file.location] = read["records_read"]
+
+
+def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
+    return SftWorker(recipe, tokenizer, files, labels)
+
+
+def _special_pattern(tokenizer) -> re.Pattern[str] | None:
+    """Any special token's text (longest first), or None when the tokenizer has none."""
+    texts = {t.content for t in tokenizer.tokenizer.get_added_tokens_decoder().values() if t.special and t.content}
+    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))) if texts else None
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a field value (text, or chat messages: lists of role/content dicts)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
