@@ -14,10 +14,11 @@ from tokenizers import ByteLevelBPETokenizer
 from dataprep import columns as C
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
-from dataprep.tasks.span import CORRUPT_BLOCK_ROWS, corrupt, lengths_for, reconstruct
+from dataprep.tasks.span import CORRUPT_BLOCK_ROWS, corrupt, lengths_for
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, read_split
+from .oracles import reconstruct
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 C4 = DATA / "corpora" / "c4_demo.jsonl"
@@ -136,8 +137,10 @@ def test_validate_flags_sentinels_out_of_order(tmp_path):
     with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, broken.schema) as writer:
         writer.write_table(broken)
     report = validate_dataset(out)
-    assert "sentinel_order" in report.counts and not report.ok
-    assert all(f.row == 0 for f in report.findings if f.kind == "sentinel_order")
+    # row 0 and nothing else: the swapped sentinel, the wrong opening one, and the rewritten shard's checksum
+    assert [(f.kind, f.split, f.row, f.position) for f in report.findings] == [
+        ("sentinel_order", "train", 0, 0), ("sentinel_order", "train", 0, None), ("shard_checksum", "train", None, None),
+    ], report.to_text()
 
 
 def test_recipe_span_c4_runs_and_validates(tmp_path):

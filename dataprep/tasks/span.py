@@ -123,27 +123,6 @@ def corrupt(raw: np.ndarray, rng: np.random.Generator, *, noise: int, spans: int
     return inputs.astype(np.int32), labels
 
 
-def reconstruct(inputs: np.ndarray, labels: np.ndarray, sentinels: np.ndarray, *, eos: int | None) -> list[int]:
-    """The raw tokens of one row, by merging its input and labels at the sentinels (the test oracle)."""
-    inputs, labels = list(map(int, inputs)), list(map(int, labels))
-    if eos is not None:
-        assert inputs[-1] == eos and labels[-1] == eos
-        inputs, labels = inputs[:-1], labels[:-1]
-    sentinel_set = set(map(int, sentinels))
-    spans: dict[int, list[int]] = {}
-    current = None
-    for token in labels:
-        if token in sentinel_set:
-            current = token
-            spans[current] = []
-        else:
-            spans[current].append(token)
-    out: list[int] = []
-    for token in inputs:
-        out.extend(spans[token] if token in sentinel_set else [token])
-    return out
-
-
 def sentinel_names(recipe: Recipe, tokenizer: LoadedTokenizer) -> list[str]:
     """The sentinels the rows need: ``<extra_id_0>`` ... one per span. Those already in the
     vocabulary (a T5 tokenizer's extra ids) are used as they are; the others are added
