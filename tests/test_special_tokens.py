@@ -27,7 +27,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from dataprep.errors import InputError, TokenizerError
 from dataprep.build.run import run
 from dataprep.recipe import recipe_from_dict
-from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer, tokenizer_manifest, unknown_token_id
+from dataprep.text.special_tokens import unknown_token_id
+from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
+from dataprep.text.tokenizer_manifest import tokenizer_manifest
 
 from .conftest import DATA
 

@@ -25,7 +25,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from dataprep.errors import TokenizerError
-from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer, train_tokenizer
+from dataprep.text import long_documents
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.text.train_bpe import train_tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOKENIZERS = DATA / "tokenizers"
@@ -400,13 +402,11 @@ class TestErrors:
 
 def test_encode_docs_groups_give_the_same_tokens(monkeypatch) -> None:
     """Encoding in bounded groups (memory) changes nothing in the output."""
-    from dataprep.text import tokenizer as module
-
     gpt2 = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=DATA)
     texts = [f"document {i} " * (i % 7 + 1) for i in range(50)]
     whole = gpt2.encode_docs(texts)
-    monkeypatch.setattr(module, "ENCODE_GROUP_CHARS", 40)
-    assert module._groups(texts, 40)[:3] == [(0, 2), (2, 3), (3, 4)]  # 11+22 chars, then 33, then 44
+    monkeypatch.setattr(long_documents, "ENCODE_GROUP_CHARS", 40)
+    assert long_documents._groups(texts, 40)[:3] == [(0, 2), (2, 3), (3, 4)]  # 11+22 chars, then 33, then 44
     grouped = gpt2.encode_docs(texts)
     assert np.array_equal(whole[0], grouped[0]) and np.array_equal(whole[1], grouped[1])
 
@@ -418,18 +418,16 @@ def test_long_documents_are_cut_only_where_no_token_changes(monkeypatch, folder,
     GPT-2 and BERT split a newline between two words into its own pre-token, so seams are used;
     Phi-3 prepends "▁" to every text it encodes, so every seam fails its check and documents stay whole.
     """
-    from dataprep.text import tokenizer as module
-
-    monkeypatch.setattr(module, "LONG_DOC_CHARS", 20_000)
-    monkeypatch.setattr(module, "SEAM_EVERY", 5_000)
+    monkeypatch.setattr(long_documents, "LONG_DOC_CHARS", 20_000)
+    monkeypatch.setattr(long_documents, "SEAM_EVERY", 5_000)
     tok = load_tokenizer(TokenizerSpec(path=str(folder), add_bos=add_bos), base_dir=DATA)
     shakespeare = (DATA / "corpora" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:200_000]
     multilingual = "\n".join(_jsonl_texts(DATA / "corpora" / "multilingual" / "xquad_contexts.jsonl")[::8])
     # paragraphs as single lines between blank lines: no newline between two words, only spaces
     one_line_paragraphs = "\n\n".join(p.replace("\n", " ") for p in shakespeare.split("\n\n"))
     docs = ["short one", shakespeare, "", multilingual, "x" * 30_000, one_line_paragraphs, "another short one"]
-    assert (len(tok._seams(shakespeare)) > 10) is cut
-    assert (len(tok._seams(one_line_paragraphs)) > 10) is cut
+    assert (len(long_documents.seams(tok.tokenizer, shakespeare)) > 10) is cut
+    assert (len(long_documents.seams(tok.tokenizer, one_line_paragraphs)) > 10) is cut
     tokens, lengths = tok.encode_docs(docs)
     expected = []
     for doc in docs:

@@ -32,7 +32,9 @@ from dataprep.read.digests import InputDigests
 from dataprep.recipe import Recipe
 from dataprep.tasks import pretrain
 from dataprep.tasks.registry import task_for
-from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer, tokenizer_manifest, train_tokenizer
+from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
+from dataprep.text.tokenizer_manifest import tokenizer_manifest
+from dataprep.text.train_bpe import train_tokenizer
 
 log = logging.getLogger("dataprep.run")
 

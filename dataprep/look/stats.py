@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from dataprep import columns as C
 from dataprep.dataset.paths import resolve
 from dataprep.dataset.reader import Dataset
-from dataprep.text.tokenizer import unknown_token_id
+from dataprep.text.special_tokens import unknown_token_id
 
 
 @dataclass

@@ -82,8 +82,8 @@ def transformers_tokenizer(folder: Path, *, kind: str, lowercase: bool = False) 
 
     Args:
         folder: the tokenizer's folder.
-        kind: the layout :func:`dataprep.text.tokenizer._read` found (``json``, ``byte_level``,
-            ``wordpiece``, ...); ``vocab.json`` / ``vocab.txt`` layouts pick their class.
+        kind: the layout :func:`dataprep.text.tokenizer_files.read_tokenizer_files` found (``json``,
+            ``byte_level``, ``wordpiece``, ...); ``vocab.json`` / ``vocab.txt`` layouts pick their class.
         lowercase: ``tokenizer.lowercase`` (WordPiece only).
 
     Raises:

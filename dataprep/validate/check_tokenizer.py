@@ -31,7 +31,8 @@ import numpy as np
 from .. import columns as C
 from ..errors import DataprepError
 from dataprep.dataset.paths import resolve, tokenizer_path
-from dataprep.text.tokenizer import ALL_ROLES, ROLES, LoadedTokenizer, TokenizerSpec, load_tokenizer, unknown_token_id
+from dataprep.text.special_tokens import ALL_ROLES, ROLES, unknown_token_id
+from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from dataprep.storage import sha256_file
 from .check_rows import Rows
 from .contract import Contract
