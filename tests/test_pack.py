@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from dataprep import columns
 from dataprep.errors import ConfigError
-from dataprep.pack.packers import BfdPacker, PackedRows, PackStats, RowBlocks, WrapPacker
+from dataprep.pack import layout
+from dataprep.pack.bfd import BfdPacker
+from dataprep.pack.rows import PackedRows, PackStats, RowBlocks
+from dataprep.pack.wrap import WrapPacker
 
 PAD = -1  # document tokens below are all >= 1, so pads are recognizable
 EXTRAS = {"pos": np.int64, columns.LOSS_MASK: np.uint8}
@@ -419,12 +422,10 @@ def test_bfd_slice_copies_equal_index_gathers(data, seq_len, buffer_tokens, pad_
     """The two ways rows are laid out (a copy per range for long rows, one gather for short ones) agree."""
     from unittest import mock
 
-    from dataprep.pack import packers as pack
-
     lens, cuts = data
     outs = []
     for threshold in (1, 10**9):  # every range by slices / every range by one gather
-        with mock.patch.object(pack, "_SLICE_COPY_MIN_MEAN", threshold):
+        with mock.patch.object(layout, "_SLICE_COPY_MIN_MEAN", threshold):
             b = BfdPacker(seq_len=seq_len, buffer_tokens=buffer_tokens, pad_id=PAD, pad_rows=pad_rows, extra_dtypes=EXTRAS)
             outs.append(feed(b, make_docs(lens), cuts, extras=True))
     sliced, gathered = outs

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep.build.write import SplitWriter
-from dataprep.pack.packers import PackedRows
+from dataprep.pack.rows import PackedRows
 from dataprep.tasks.base import ChunkResult
 from dataprep.text.filters import DUPLICATE
 

@@ -39,7 +39,8 @@ from tokenizers import models
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError, TokenizerError
-from dataprep.pack.packers import BfdPacker, PackedRows, RowBlocks
+from dataprep.pack.bfd import BfdPacker
+from dataprep.pack.rows import PackedRows, RowBlocks
 from dataprep.tasks import pretrain
 from dataprep.tasks.base import Plan, with_special_tokens
 

@@ -24,7 +24,8 @@ from dataprep import columns as C
 from dataprep.text.filters import content_hashes, filter_mask, validation_flags
 from dataprep.text.normalize import normalize_array
 from dataprep.tasks.base import ChunkResult, Plan
-from dataprep.pack.packers import BfdPacker, WrapPacker
+from dataprep.pack.bfd import BfdPacker
+from dataprep.pack.wrap import WrapPacker
 from dataprep.read import InputFile, read_batches
 from dataprep.recipe import Recipe
 from dataprep.text.tokenizer import LoadedTokenizer

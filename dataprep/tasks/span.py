@@ -38,7 +38,8 @@ import pyarrow as pa
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError
-from dataprep.pack.packers import PackedRows, PackStats, RowBlocks, WrapPacker
+from dataprep.pack.rows import PackedRows, PackStats, RowBlocks
+from dataprep.pack.wrap import WrapPacker
 from dataprep.tasks import pretrain
 from dataprep.tasks.base import Plan, with_special_tokens
 

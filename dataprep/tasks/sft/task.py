@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError
-from dataprep.pack.packers import BfdPacker, PackedRows, PackStats
+from dataprep.pack.bfd import BfdPacker
+from dataprep.pack.rows import PackedRows, PackStats
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
 from dataprep.tasks.base import Plan
