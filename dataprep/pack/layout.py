@@ -14,12 +14,14 @@ __all__ = ["check_seq_len", "check_extra_dtypes", "check_batch", "gather_ranges"
 
 
 def check_seq_len(seq_len: int) -> int:
+    """``seq_len`` as an int; :class:`ConfigError` unless it is a positive integer."""
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ConfigError(f"packing seq_len must be a positive integer, got {seq_len!r}")
     return int(seq_len)
 
 
 def check_extra_dtypes(extra_dtypes: dict[str, np.dtype] | None) -> dict[str, np.dtype]:
+    """name -> numpy dtype; :class:`ConfigError` when a name is one of the packed row columns."""
     dtypes = {str(k): np.dtype(v) for k, v in (extra_dtypes or {}).items()}
     reserved = {columns.INPUT_IDS, columns.SEQ_LENS, columns.NUM_PAD} & dtypes.keys()
     if reserved:

@@ -1,2 +1,13 @@
-"""Text, before and into tokens: Unicode normalization, document filters, and the tokenizer
-(loading, special-token roles, training a BPE, encoding long documents)."""
+"""Text, before and into tokens.
+
+- ``normalize``: Unicode normalization; ``filters``: document filters and dedup hashes.
+- ``tokenizer``: the recipe's ``TokenizerSpec``, ``LoadedTokenizer`` (encode documents into the
+  flat layout the packers take, pickling, saving) and ``load_tokenizer``.
+- ``tokenizer_files``: reading the file layouts (``tokenizer.json``, ``vocab.json`` +
+  ``merges.txt``, ``vocab.txt``, ``tokenizer_config.json``).
+- ``special_tokens``: which token plays BOS, EOS, pad and unk, and where each role came from.
+- ``train_bpe``: training a byte-level BPE on the recipe's documents.
+- ``long_documents``: encoding in bounded memory: groups, seams in long documents, ``malloc_trim``.
+- ``tokenizer_manifest``: the manifest's ``tokenizer`` section.
+- ``hf_backend`` and ``reference``: the installed transformers' tokenizer, and comparing its ids.
+"""

@@ -236,6 +236,8 @@ def _no_role(tokenizer: Tokenizer, role: str, names: tuple[str, ...], config: di
 
 
 def require_in_vocab(tokenizer: Tokenizer, token: str, where: str, what: str, fix: str) -> None:
+    """Unless ``token`` is in the vocabulary, raise :class:`TokenizerError` naming ``where``,
+    ``what``, close matches and ``fix``."""
     if tokenizer.token_to_id(token) is not None:
         return
     candidates = set(tokenizer.get_vocab(with_added_tokens=True))
