@@ -33,8 +33,6 @@ MAX_FUNCTION_LINES = 80
 # they are split.
 OVERSIZED: dict[str, int] = {
     "dataprep.tasks.sft.chat": 865,
-    "dataprep.text.tokenizer": 868,
-    "dataprep.pack.packers": 640,
     "dataprep.train.loop": 406,
 }
 LONG_FUNCTIONS: dict[str, int] = {

@@ -44,7 +44,7 @@ log = logging.getLogger("dataprep.run")
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pkl"
 SEEN_FILE = "seen.bin"
-FORMAT = 1
+FORMAT = 2  # 2: module paths of the pickled packers changed (dataprep.pack.{wrap,bfd,rows})
 DIGEST = 16  # bytes of a content hash (filters.content_hashes)
 DEFAULT_EVERY = 60.0  # seconds between checkpoints: a crash loses at most about this much work
 
