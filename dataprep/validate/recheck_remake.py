@@ -3,7 +3,7 @@
 A batch of wanted records goes through the worker at once; when it keeps fewer examples than
 records (a record filtered or refused), each half is re-made again, down to single records,
 so each result is tied to its record (file, line). Pretraining ``bfd`` cuts a document longer than
-``seq_len`` into ``seq_len`` pieces, as :class:`~dataprep.pack.packers.BfdPacker` does: one unit each.
+``seq_len`` into ``seq_len`` pieces, as :class:`~dataprep.pack.bfd.BfdPacker` does: one unit each.
 """
 
 from __future__ import annotations
