@@ -1,4 +1,13 @@
-"""Shared fixtures: paths to the real data beside the checkout (``../shared/data``)."""
+"""Shared fixtures: paths to the real data beside the checkout (``../shared/data``).
+
+**One rule for missing shared data: fail with the fix, never skip.** Tests read real public data
+from ``../shared/data`` (``DATA``) by path. When it is missing, every test that needs it FAILS with
+``put the shared data beside the checkout at ../shared``; tests that do not need it still run. A
+test needs it when it asks for the ``data_dir`` fixture, calls :func:`require_shared`, or lives in
+a module that names a path under ``../shared`` (``from .conftest import DATA``, ``GPT2 = DATA /
+...``). A skip because the data is missing (a module-level ``pytest.skip``) is turned into that
+failure too, so a missing folder can never pass for a green run (tests/test_readme.py checks the rule).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +19,59 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 RECIPES = REPO / "recipes"
+MISSING = (
+    f"the real test data is missing: {DATA} does not exist. "
+    "fix: put the shared data beside the checkout at ../shared (so that ../shared/data/README.md exists)"
+)
 
 
 def require_shared() -> None:
+    """Fail the calling test with the fix when ``../shared/data`` is missing."""
     if not DATA.is_dir():
-        pytest.fail(f"real test data expected at {DATA} (the ../shared folder beside the checkout)")
+        pytest.fail(MISSING, pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     require_shared()
     return DATA
+
+
+def _names_shared(module) -> bool:
+    """Whether a test module names a path under ``../shared`` at its top level."""
+    for value in vars(module).values():
+        if isinstance(value, Path) and value.is_relative_to(SHARED):
+            return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _shared_data_or_fail(request) -> None:
+    if not DATA.is_dir() and request.module is not None and _names_shared(request.module):
+        require_shared()
+
+
+def _skipped_for_missing_data(report) -> bool:
+    if DATA.is_dir() or not report.skipped:
+        return False
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    return str(DATA) in reason or str(SHARED) in reason or "shared data" in reason.lower()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield
+    if _skipped_for_missing_data(report):
+        report.outcome, report.longrepr = "failed", MISSING
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if _skipped_for_missing_data(report):
+        report.outcome, report.longrepr = "failed", MISSING
+    return report
 
 
 def read_split(out: Path, split: str = "train"):
