@@ -114,7 +114,7 @@ def test_source_file_overrides_the_recipe_inputs(pair_recipe, tmp_path):
 def test_error_that_would_stop_run_is_shown_in_place(pair_recipe):
     recipe = load_recipe(pair_recipe / "r.yaml", ["on_error=raise"])
     rows = preview.rows_from_recipe(recipe, head=5)
-    assert rows[0].mask is not None
+    assert rows[0].mask.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1]  # the first record renders before the error
     assert rows[1].notes[0].startswith("run would stop here: ") and "line 2" in rows[1].notes[0]
 
 
@@ -231,7 +231,9 @@ def test_cli_inspect_shows_mlm_targets_and_span_labels(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"masked LM · {len(chosen)} chosen positions: shown → original" in result.output
     assert re.search(rf"(^|  ){chosen[0]}:\S+→\S+", result.output, re.M)
-    assert f"{len(chosen)} targets" in result.output or len(row["seq_lens"]) > 1
+    assert (row["seq_lens"], row["num_pad"]) == ([128], 0)  # one piece fills row 0: the chosen positions are its targets
+    assert f"━━ train row 0 · 128 tokens · 1 segment · {len(chosen)} targets · 0 pad ━━" in result.output.splitlines()
+    assert f"── segment 1/1 · tokens 0–127 · {len(chosen)} targets ──" in result.output.splitlines()
     span = tmp_path / "span"
     run(load_recipe(RECIPES / "span-c4.yaml"), span, workers=1)
     labels = open_dataset(span).table("train").slice(0, 1).to_pylist()[0]["labels"]
