@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from dataprep.build.engine import ENGINES
-from .errors import DataprepError
+from .errors import DataprepError, Terminated
 
 
 class _PathOrURL(click.Path):
@@ -357,10 +357,6 @@ def _echo_error(exc: DataprepError) -> None:
         click.echo(json.dumps({"level": "error", "error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False), err=True)
     else:
         click.echo(f"error: {exc}", err=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is: the run stops cleanly (keeping its checkpoint)."""
 
 
 def _on_sigterm(signum, frame) -> None:

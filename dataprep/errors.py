@@ -1,15 +1,50 @@
-"""Typed exceptions. The library raises these; only ``cli.py`` turns them into messages.
+"""Typed exceptions: every error dataprep raises on purpose is defined here, and only here.
 
-Every message names what is wrong, where (file, line/record, recipe path) and how to fix it.
+The library raises these; only ``cli.py`` turns them into messages (``error: ...`` and
+``fix: ...``) and exit codes. Every message names what is wrong and where (file, line/record,
+recipe path); the fix says what to do about it. A raise site that knows the fix passes it
+(``ConfigError(message, fix=...)``, or a message ending in ``"\\n  fix: ..."``); otherwise the
+class's :attr:`~DataprepError.default_fix` is shown::
+
+    DataprepError
+    ├── RecipeError        the recipe file: unreadable, or keys/values against its schema
+    ├── ConfigError        options that cannot work together (recipe, --set, command options)
+    │   └── TemplateError  a pair or chat template that cannot render any record
+    │       ├── TemplateRaised  the chat template's raise_exception() for one conversation
+    │       └── RenderFailed    (internal) the template failed on one conversation
+    ├── DataError          the data: a record, an input file's contents, a built dataset
+    │   ├── InputError     a record or input file that cannot be read as the recipe says
+    │   ├── RecordProblem  one record that cannot be rendered (``reason`` is its drop counter)
+    │   └── DataLossError  a run that would lose more data than allowed, or write nothing
+    ├── TokenizerError     the tokenizer cannot be loaded, or lacks what the recipe needs
+    ├── OutputError        the output path cannot be written as asked
+    └── EngineError        the Ray engine could not start or finish the chunk work
+
+:class:`Terminated` is an internal signal, not an error (see there).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+FIX_LINE = "\n  fix: "  # how a message carries its fix: on its own line, after the message
 
 
 class DataprepError(Exception):
-    """Base class of every error dataprep raises on purpose."""
+    """Base class of every error dataprep raises on purpose.
+
+    Args:
+        message: What is wrong, and where.
+        fix: What to do about it; None to leave it to :attr:`default_fix`.
+    """
+
+    default_fix: ClassVar[str] = "see the message above; `dataprep COMMAND --help` lists each command's options"
+
+    def __init__(self, message: str = "", fix: str | None = None):
+        self.message = message
+        self.fix = fix
+        super().__init__(message if fix is None else f"{message}{FIX_LINE}{fix}")
 
 
 @dataclass(frozen=True)
@@ -26,6 +61,11 @@ class Issue:
 class RecipeError(DataprepError):
     """The recipe is invalid. Carries every issue found, not just the first."""
 
+    default_fix = (
+        "correct the recipe as each line says (`dataprep schema recipe` lists every key and value), then check it "
+        "with `dataprep check-recipe RECIPE`"
+    )
+
     def __init__(self, source: str, issues: list[Issue]):
         self.source = source
         self.issues = list(issues)
@@ -36,30 +76,93 @@ class RecipeError(DataprepError):
         return (type(self), (self.source, self.issues))
 
 
-class InputError(DataprepError):
+class ConfigError(DataprepError):
+    """Options that cannot work together, found after the recipe passed its schema (the recipe,
+    ``--set`` values, command options, the engine)."""
+
+    default_fix = (
+        "change the setting or option the message names (`dataprep schema recipe` lists the recipe's keys, "
+        "`dataprep COMMAND --help` the options)"
+    )
+
+
+class TemplateError(ConfigError):
+    """A template is invalid or cannot render any record (bad syntax, unknown name, no chat
+    template in the tokenizer, ...)."""
+
+    default_fix = "change the recipe's `template:` (or `chat.template:`) as the message says, or choose another template"
+
+
+class TemplateRaised(TemplateError):
+    """The chat template itself called ``raise_exception(message)`` for one conversation.
+
+    A :class:`TemplateError` (the template rejects the input); the fine-tuning worker counts it
+    as a per-record drop (``template_raised``), since another conversation may render fine.
+    """
+
+    default_fix = "fix the conversation as the template's message says, or set `on_error: skip` to count such records as dropped"
+
+
+class RenderFailed(TemplateError):
+    """Internal: the chat template failed on one conversation (a Jinja or type error), not at
+    compile time. ``ChatTemplate.render_with_targets`` turns it into a :class:`RecordProblem`
+    (``template_failed``); only a direct caller of ``ChatTemplate.render`` sees it, as a
+    :class:`TemplateError`."""
+
+    default_fix = "give the template messages in the shape it expects (see its source), or set `on_error: skip`"
+
+
+class DataError(DataprepError):
+    """A problem in the data, not in the recipe or settings: a record, an input file's contents,
+    or a built dataset (damaged shards, rows that contradict their manifest)."""
+
+    default_fix = (
+        "correct the data the message names; rebuild a damaged dataset with `dataprep run RECIPE --out PATH --overwrite`"
+    )
+
+
+class InputError(DataError):
     """A record or file of the input cannot be read as the recipe says."""
+
+    default_fix = "correct the file or record the message names, or set `on_error: skip` to count bad records as dropped"
 
     def __init__(self, path: str, location: str | None, message: str, fix: str | None = None):
         self.path = path
         self.location = location  # "line 12", "record 3", "row 7" or None for the whole file
         self.reason_message = message
-        self.fix = fix
         where = f"{path}, {location}" if location else path
-        text = f"{where}: {message}"
-        if fix:
-            text += f"\n  fix: {fix}"
-        super().__init__(text)
+        super().__init__(f"{where}: {message}", fix)
 
     def __reduce__(self):  # pickle across worker processes with the original arguments
         return (type(self), (self.path, self.location, self.reason_message, self.fix))
 
 
-class DataLossError(DataprepError):
+class RecordProblem(DataError):
+    """One record cannot be rendered. ``reason`` is a short code to count drops under.
+
+    Reasons: ``missing_field``, ``empty_field``, ``bad_type``, ``unknown_role``, ``no_target``
+    and the chat template's own (``target_not_found``, ``no_end_of_turn``, ...). The caller
+    adds the file and line (``InputError``) or counts ``dropped_<reason>``.
+    """
+
+    default_fix = (
+        "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped"
+    )
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self):  # pickle across worker processes with the original arguments
+        return (type(self), (self.reason, self.message))
+
+
+class DataLossError(DataError):
     """A run would lose more data than the recipe allows, or write an empty dataset or split."""
 
     def __init__(self, message: str, fix: str):
-        self.reason_message, self.fix = message, fix
-        super().__init__(f"{message}\n  fix: {fix}")
+        self.reason_message = message
+        super().__init__(message, fix)
 
     def __reduce__(self):
         return (type(self), (self.reason_message, self.fix))
@@ -68,10 +171,22 @@ class DataLossError(DataprepError):
 class TokenizerError(DataprepError):
     """The tokenizer cannot be loaded or lacks what the recipe needs."""
 
+    default_fix = "correct the recipe's `tokenizer:` section, or the tokenizer files, as the message says"
+
 
 class OutputError(DataprepError):
     """The output path cannot be written as asked (exists, not a dataset, ...)."""
 
+    default_fix = "choose another --out, or free the path the message names (--overwrite replaces a dataset dataprep wrote)"
 
-class ConfigError(DataprepError):
-    """Options that cannot work together, found after the recipe passed its schema."""
+
+class EngineError(DataprepError):
+    """The Ray engine could not start or finish the chunk work (a machine or cluster fault, not
+    the data's: a resumed run may get past it)."""
+
+    default_fix = "run the same command with --engine local to tell a Ray problem from a data one; `ray status` shows the cluster"
+
+
+class Terminated(KeyboardInterrupt):
+    """Internal signal, not an error: SIGTERM, raised by the CLI's signal handler so that the
+    run stops as it does on Ctrl-C (keeping its checkpoint); the CLI exits with status 143."""

@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
-from dataprep.tasks.sft.chat import ChatTemplate, TemplateRaised
+from dataprep.errors import RecordProblem, TemplateError, TemplateRaised
+from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.loss_mask import encode_batch_with_mask, encode_with_mask
-from dataprep.tasks.sft.templates import RecordProblem, Rendered, TemplateError
+from dataprep.tasks.sft.templates import Rendered
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from tests.conftest import DATA
 

@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from dataprep.errors import RecordProblem
 from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from dataprep.tasks.sft.templates import RecordProblem
 from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from tests.conftest import DATA
 

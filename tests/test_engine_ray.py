@@ -218,7 +218,8 @@ def test_ray_reads_and_writes_urls(tmp_path, local_ray):
 
 @needs_ray
 def test_unreachable_cluster_fails_fast_with_a_fix():
-    from dataprep.build.engine_ray import EngineError, _check_reachable
+    from dataprep.build.engine_ray import _check_reachable
+    from dataprep.errors import EngineError
 
     with pytest.raises(EngineError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1 .*ray start --head"):
         _check_reachable("127.0.0.1:1")

@@ -11,14 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, RecordProblem, TemplateError
 from dataprep.tasks.sft.templates import (
     POLICIES,
     TEMPLATES,
     PairTemplate,
-    RecordProblem,
     Rendered,
-    TemplateError,
     get_template,
     template_fields,
 )

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dataprep.errors import ConfigError, DataprepError
+from dataprep.errors import ConfigError, DataprepError, EngineError
 
 if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
@@ -57,10 +57,6 @@ MAX_RETRIES = 3  # re-runs of a chunk whose worker process died
 STORE_CHUNKS_PER_WORKER = 32
 STORE_MIN_BYTES = 256 << 20
 INSTALL = "pip install 'dataprep[ray]'"
-
-
-class EngineError(DataprepError):
-    """The Ray engine could not start or finish the chunk work."""
 
 
 def import_ray():

@@ -103,7 +103,7 @@ def _resumable(exc: BaseException) -> bool:
     """Whether a run that failed with ``exc`` may be continued: an interruption or a fault of the
     machine (a full disk, a lost worker), not a property of the data or the recipe, which a
     resumed run would meet again."""
-    from dataprep.build.engine_ray import EngineError
+    from dataprep.errors import EngineError
 
     return isinstance(exc, (KeyboardInterrupt, OSError, EngineError, MemoryError))
 

@@ -41,7 +41,8 @@ from dataprep.tasks.sft.loss_mask import encode_batch_flat
 from dataprep.tasks.base import ChunkResult, Plan
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
-from dataprep.tasks.sft.templates import RecordProblem, Rendered
+from dataprep.errors import RecordProblem
+from dataprep.tasks.sft.templates import Rendered
 
 log = logging.getLogger("dataprep.fewshot")
 

@@ -53,12 +53,13 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from dataprep.tasks.sft.templates import CHAT_POLICY, RecordProblem, Rendered, TemplateError, _check_policy
+from dataprep.errors import RecordProblem, RenderFailed, TemplateError, TemplateRaised
+from dataprep.tasks.sft.templates import CHAT_POLICY, Rendered, _check_policy
 
 if TYPE_CHECKING:
     from dataprep.text.tokenizer import LoadedTokenizer
 
-__all__ = ["ChatTemplate", "TemplateRaised", "CHAT_ROLES", "TEMPLATE_DATE", "REASONING_KEYS"]
+__all__ = ["ChatTemplate", "CHAT_ROLES", "TEMPLATE_DATE", "REASONING_KEYS"]
 
 CHAT_ROLES = ("system", "user", "assistant")
 CONFIG_FILE = "tokenizer_config.json"
@@ -77,18 +78,6 @@ TARGET_NOT_FOUND = "target_not_found"
 NO_END_OF_TURN = "no_end_of_turn"
 TEMPLATE_FAILED = "template_failed"
 UNSUPPORTED = "unsupported_by_template"
-
-
-class TemplateRaised(TemplateError):
-    """The chat template itself called ``raise_exception(message)`` for this conversation.
-
-    A subclass of :class:`TemplateError` (the template rejects the input); the caller may
-    treat it as a per-record drop, since another conversation may render fine.
-    """
-
-
-class _RenderFailed(TemplateError):
-    """The template failed on this conversation (a Jinja or type error), not at compile time."""
 
 
 def _raise_exception(message: str) -> None:
@@ -377,7 +366,7 @@ class ChatTemplate:
         except TemplateError:
             raise
         except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise _RenderFailed(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
+            raise RenderFailed(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
         finally:
             tracker.out = None
         return "".join(out)
@@ -541,7 +530,7 @@ class ChatTemplate:
             )
         try:
             text, spans = self.render_marked(msgs, tools=tools)
-        except _RenderFailed as exc:
+        except RenderFailed as exc:
             raise RecordProblem(TEMPLATE_FAILED, f"{exc} (this conversation; others may render)") from exc
         spans = [(a, b) for a, b in spans if b > a]
         if not spans:
@@ -551,7 +540,7 @@ class ChatTemplate:
     def _render_record(self, msgs: list[dict], tools: list | None, **kwargs: Any) -> str:
         try:
             return self.render(msgs, tools=tools, **kwargs)
-        except _RenderFailed as exc:
+        except RenderFailed as exc:
             raise RecordProblem(TEMPLATE_FAILED, f"{exc} (this conversation; others may render)") from exc
 
     def _check_messages(self, messages: list[dict]) -> None:

@@ -13,12 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from dataprep.errors import ConfigError
+from dataprep.errors import ConfigError, RecordProblem
 from dataprep.read import FieldSpec, InputFile, read_records
 from dataprep.read import chunks
 from dataprep.recipe import Recipe
 from dataprep.tasks.sft.chat import ChatTemplate
-from dataprep.tasks.sft.templates import PairTemplate, RecordProblem, get_template
+from dataprep.tasks.sft.templates import PairTemplate, get_template
 
 log = logging.getLogger("dataprep.sft")
 

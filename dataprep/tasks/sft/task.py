@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.errors import ConfigError
+from dataprep.errors import ConfigError, TemplateError
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.rows import PackedRows, PackStats
 from dataprep.read import InputFile
@@ -46,7 +46,6 @@ from dataprep.tasks.sft.records import (
     read_label_set,
     template_of,
 )
-from dataprep.tasks.sft.templates import TemplateError
 from dataprep.tasks.sft.worker import SYSTEM_NOT_RENDERED, UNRENDERED, UNRENDERED_PARTS, _sha, sft_worker
 
 log = logging.getLogger("dataprep.sft")

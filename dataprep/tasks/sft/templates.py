@@ -29,15 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dataprep.errors import DataprepError
+from dataprep.errors import RecordProblem, TemplateError
 
 __all__ = [
     "POLICIES",
     "PAIR_POLICY",
     "CHAT_POLICY",
     "Rendered",
-    "TemplateError",
-    "RecordProblem",
     "PairTemplate",
     "TEMPLATES",
     "get_template",
@@ -49,23 +47,6 @@ POLICIES = ("completion", "all_assistant", "last_assistant", "all", "generation"
 PAIR_POLICY = "completion"  # default for pairs
 CHAT_POLICY = "all_assistant"  # default for chat
 SPEC_KEYS = ("name", "prompt", "response", "prompt_no_input")
-
-
-class TemplateError(DataprepError):
-    """A template is invalid or cannot render any record (bad syntax, unknown name, ...)."""
-
-
-class RecordProblem(DataprepError):
-    """One record cannot be rendered. ``reason`` is a short code to count drops under.
-
-    Reasons: ``missing_field``, ``empty_field``, ``bad_type``, ``unknown_role``, ``no_target``.
-    The caller adds the file and line (``InputError``) or counts ``dropped_<reason>``.
-    """
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.errors import ConfigError, InputError
+from dataprep.errors import ConfigError, InputError, RecordProblem, TemplateRaised
 from dataprep.read import InputFile, read_records
 from dataprep.read import chunks
 from dataprep.recipe import Recipe
 from dataprep.tasks.base import ChunkResult
-from dataprep.tasks.sft.chat import TemplateRaised
 from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
 from dataprep.tasks.sft.records import (
     HISTORY,
@@ -35,7 +34,7 @@ from dataprep.tasks.sft.records import (
     read_label_set,
     template_of,
 )
-from dataprep.tasks.sft.templates import RecordProblem, Rendered
+from dataprep.tasks.sft.templates import Rendered
 from dataprep.text.filters import content_hashes, validation_flags
 from dataprep.text.normalize import normalize_array
 
