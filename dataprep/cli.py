@@ -1,24 +1,29 @@
-"""The command line. Thin: parse options, call the library, turn DataprepError into a message.
+"""The command line. Thin: parse options, call the library, turn errors into messages.
 
-Exit status: 0 success, 1 a dataprep error (the message says what, where and how to fix), 2 usage.
+Every failure a user can cause reaches them as ``error: ...`` and ``fix: ...`` on stderr, never a
+traceback. Exit status: 0 success, 1 a dataprep error (a :class:`~dataprep.errors.DataprepError`, or an
+OSError on a path the user named), 2 usage (click's own message), 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+from pathlib import Path
 
 import click
 
 from . import __version__
 from dataprep.build.engine import ENGINES
-from .errors import DataprepError, Terminated
+from .errors import FIX_LINE, DataprepError, Terminated
+
+OS_FIX = "check the path: what is read must exist, and the folder of what is written must be writable and have room"
 
 
 class _PathOrURL(click.Path):
-    """An existing local path, or a filesystem URL (``s3://...``, ``file://...``) taken as given:
-    its existence is checked when it is read, with the URL named in the error."""
+    """An existing local path, or a filesystem URL (``s3://...``) taken as given (checked when read)."""
 
     def convert(self, value, param, ctx):
         from .storage import is_url
@@ -178,8 +183,6 @@ def validate(paths: tuple[str, ...], kind: str | None, fields: tuple[str, ...], 
         dataprep validate data/chat.jsonl --as chat --field messages=conversations
         dataprep validate --recipe recipes/chat.yaml --max-errors 20
     """
-    from pathlib import Path
-
     from .validate import validate_dataset, validate_inputs
 
     dataset = len(paths) == 1 and Path(paths[0]).is_dir() and kind is None and recipe is None
@@ -238,8 +241,6 @@ def inspect_command(path: str | None, recipe: str | None, overrides: tuple[str, 
         dataprep inspect out/demo-sft --row 0 --ids --no-color
         dataprep inspect recipes/data/sft_tasks.jsonl --recipe recipes/demo-sft.yaml -n 5
     """
-    import os
-
     from dataprep.look import inspect as view
 
     if color is None:
@@ -290,8 +291,6 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
         dataprep report out/demo-sft
         dataprep report out/demo-sft --format json > numbers.json
     """
-    from pathlib import Path
-
     from dataprep.dataset.reader import open_dataset
     from dataprep.look.report import compute, summary_text, write_report
 
@@ -350,13 +349,18 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     return 0 if report["passed"] else 1
 
 
-def _echo_error(exc: DataprepError) -> None:
+def _echo_error(exc: DataprepError | OSError) -> None:
+    """``error: MESSAGE`` and ``fix: FIX`` on stderr (one JSON line with ``--log-format json``)."""
     from dataprep.build.progress import json_logs
 
+    if isinstance(exc, DataprepError):
+        message, fix = exc.explain()
+    else:  # a path the user named that cannot be read or written (missing, no permission, disk full)
+        message, fix = f"{exc.filename}: {exc.strerror} ({type(exc).__name__})" if exc.filename else str(exc), OS_FIX
     if json_logs():  # a pipeline reading JSON lines on stderr gets the error as one too
-        click.echo(json.dumps({"level": "error", "error": type(exc).__name__, "message": str(exc)}, ensure_ascii=False), err=True)
+        click.echo(json.dumps({"level": "error", "error": type(exc).__name__, "message": message, "fix": fix}, ensure_ascii=False), err=True)
     else:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {message}{FIX_LINE}{fix}", err=True)
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -364,8 +368,7 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; a DataprepError becomes 'error: ...' and exit status 1;
-    Ctrl-C and SIGTERM stop it cleanly (exit 130 and 143)."""
+    """Entry point: run the CLI, with the exit statuses and error messages the module docstring lists."""
     import signal
 
     if threading.current_thread() is threading.main_thread():
@@ -381,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except DataprepError as exc:
+    except (DataprepError, OSError) as exc:
         _echo_error(exc)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -46,6 +46,12 @@ class DataprepError(Exception):
         self.fix = fix
         super().__init__(message if fix is None else f"{message}{FIX_LINE}{fix}")
 
+    def explain(self) -> tuple[str, str]:
+        """What the user reads: the message, and the fix its text ends with (``fix=``, or a
+        message written with a ``fix:`` line), else :attr:`default_fix`."""
+        message, found, fix = str(self).partition(FIX_LINE)
+        return message, fix if found else self.default_fix
+
 
 @dataclass(frozen=True)
 class Issue:
