@@ -25,7 +25,25 @@ from dataprep.build.faults import os_fault
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.write import SplitWriter, batch_rows, open_output
-from dataprep.dataset.paths import portable
+from dataprep.dataset.manifest import Manifest, section, task_section
+from dataprep.dataset.manifest_parts import (
+    CORRUPTED,
+    EXAMPLES,
+    PIECES,
+    STREAM,
+    Counts,
+    Input,
+    Packing,
+    PackStats,
+    Padding,
+    PerSplit,
+    Rows,
+    Shard,
+    Split,
+    Splits,
+    Tokenizer,
+)
+from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.errors import ConfigError
 from dataprep.read import InputFile, file_size, resolve_inputs
 from dataprep.read.digests import InputDigests
@@ -52,7 +70,7 @@ def run(
     resume: bool = False,
     checkpoint_every: float | None = checkpoint.DEFAULT_EVERY,
 ) -> dict[str, Any]:
-    """Build the dataset that ``recipe`` describes at ``out``; return its manifest.
+    """Build the dataset that ``recipe`` describes at ``out``; return its manifest (the JSON written).
 
     Args:
         recipe: a loaded recipe (:func:`dataprep.recipe.load_recipe`).
@@ -82,9 +100,9 @@ def run(
     try:
         manifest = _build(recipe, files, sources, target.tmp, saves, workers=workers, progress=progress, engine=engine,
                           address=address, resume=resume)
-        manifest["run"] = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
-                           "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
-        manifest = portable(manifest, recipe, manifest.pop("run"))  # paths relative to the recipe; run facts in `run`
+        facts = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
+                 "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
+        manifest = manifest.portable(recipe, facts)  # paths relative to the recipe; run facts in `run`
         target.commit(manifest, list(C.SPLITS))
     except BaseException as exc:
         # a refused --resume keeps what it refused; an interruption keeps its checkpoint
@@ -96,7 +114,7 @@ def run(
         if isinstance(exc, OSError):
             raise os_fault(exc, out=Path(str(out)), work=target.tmp, inputs=[f.location for f in files], resumable=keep) from exc
         raise
-    return manifest
+    return manifest.to_dict()
 
 
 def _resumable(exc: BaseException) -> bool:
@@ -109,7 +127,7 @@ def _resumable(exc: BaseException) -> bool:
 
 
 def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: Path, saves: checkpoint.Checkpoints, *,
-           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool) -> dict[str, Any]:
+           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool) -> Manifest:
     """The run itself, in ``tmp``: read, work, dedup, split, pack, write; the manifest."""
     state = saves.load() if resume else None
     # a trained tokenizer is taken from the checkpoint, not trained again
@@ -148,7 +166,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
 
 
 def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done, *, counts, read_drops,
-          by_input, bar) -> dict[str, Any]:
+          by_input, bar) -> Manifest:
     trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
     checked = 0  # inputs before this one are read to their end and had their losses checked
     with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
@@ -169,7 +187,7 @@ def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, result
     bar.set_stage("checksums")
     sources.check_unchanged()
     manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
-    accounting.warn_unknown(stage, manifest["counts"]["tokens"], tokenizer.tokens.get("unk"))
+    accounting.warn_unknown(stage, manifest.counts.tokens, tokenizer.tokens.get("unk"))
     bar.close()
     return manifest
 
@@ -204,54 +222,81 @@ def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedT
     return tokenizer
 
 
-def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources) -> dict[str, Any]:
+def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources) -> Manifest:
+    """The dataset's manifest, without its ``run`` section (:meth:`Manifest.portable` adds it)."""
     dropped = Counter(read_drops)
     dropped.update(stage.drops)
-    pack = stage.pack_stats()
-    written = sum(stage.documents.values())
-    content = sum(p["content_tokens"] for p in pack.values())
-    rows = {split: pack[split]["rows"] for split in C.SPLITS}
-    slots = sum(p["rows"] * p["seq_len"] for p in pack.values())
-    manifest = {
-        "format": plan.format,
-        "dataprep_version": __version__,
-        "created_unix": int(time.time()),
-        "recipe": dict(recipe.resolved),
-        "recipe_hash": recipe.hash,
-        "recipe_dir": str(recipe.base_dir),  # what the recipe's relative paths were resolved against
-        "task": recipe.task,
-        "seq_len": seq_len_of(recipe),
-        "tokenizer": tokenizer_manifest(recipe, tokenizer),
-        "inputs": [
-            {
-                "path": f.location,
-                "format": f.format,
-                **({"encoding": f.encoding} if f.format not in ("parquet", "arrow") else {}),
-                "bytes": sources.sizes[i],
-                "sha256": sources.digests[i],
-                "records_read": by_input.get(i, Counter())[accounting.RECORDS_READ],
-                "documents": stage.source_documents[i],  # written from this file (after dedup)
-                "dropped": dict(sorted(accounting.input_drops(i, by_input, stage).items())),
-                "tokens": stage.source_tokens[i],  # their tokens before packing
-                "unknown_tokens": stage.source_unknown[i],  # of those, the tokenizer's unknown-token id
-            }
+    pack = {split: section(PackStats, stats, f"packing.{split}") for split, stats in stage.pack_stats().items()}
+    content = sum(p.content_tokens for p in pack.values())
+    slots = sum(p.rows * p.seq_len for p in pack.values())
+    sections = {key: task_section(key, value) for key, value in plan.manifest(stage).items()}  # the task's own
+    return Manifest(
+        format=plan.format,
+        dataprep_version=__version__,
+        recipe=dict(recipe.resolved),
+        recipe_hash=recipe.hash,
+        task=recipe.task,
+        seq_len=seq_len_of(recipe),
+        rows=_rows(recipe, tokenizer, pack, sections.get("objective")),
+        tokenizer=section(Tokenizer, tokenizer_manifest(recipe, tokenizer), "tokenizer"),
+        inputs=tuple(
+            Input(
+                path=f.location,
+                format=f.format,
+                encoding=f.encoding if f.format not in ("parquet", "arrow") else None,
+                bytes=sources.sizes[i],
+                sha256=sources.digests[i],
+                records_read=by_input.get(i, Counter())[accounting.RECORDS_READ],
+                documents=stage.source_documents[i],  # written from this file (after dedup)
+                dropped=dict(sorted(accounting.input_drops(i, by_input, stage).items())),
+                tokens=stage.source_tokens[i],  # their tokens before packing
+                unknown_tokens=stage.source_unknown[i],  # of those, the tokenizer's unknown-token id
+            )
             for i, f in enumerate(files)
-        ],
-        "padding": {"pad_token_id": tokenizer.pad_id, "trailing_piece": True, "column": C.NUM_PAD},
-        "counts": {
-            "records_read": counts["records_read"],
-            "records_written": written,
-            "dropped": dict(sorted(dropped.items())),
-            "documents": {split: stage.documents[split] for split in C.SPLITS},
-            "tokens": content,
-            "unknown_tokens": {split: stage.unknown[split] for split in C.SPLITS},
-            "pad_tokens": sum(p["pad_tokens"] for p in pack.values()),
-            "remainder_tokens_dropped": sum(p["dropped_tokens"] for p in pack.values()),
-            "rows": rows,
-            "packing_efficiency": (content / slots) if slots else 0.0,
-        },
-        "packing": pack,
-        "splits": {split: {"shards": shards[split]} for split in C.SPLITS},
-    }
-    manifest.update(plan.manifest(stage))
-    return manifest
+        ),
+        padding=Padding(pad_token_id=tokenizer.pad_id, trailing_piece=True, column=C.NUM_PAD),
+        counts=Counts(
+            records_read=counts["records_read"],
+            records_written=sum(stage.documents.values()),
+            dropped=dict(sorted(dropped.items())),
+            documents=PerSplit(**{split: stage.documents[split] for split in C.SPLITS}),
+            tokens=content,
+            unknown_tokens=PerSplit(**{split: stage.unknown[split] for split in C.SPLITS}),
+            pad_tokens=sum(p.pad_tokens for p in pack.values()),
+            remainder_tokens_dropped=sum(p.dropped_tokens for p in pack.values()),
+            rows=PerSplit(**{split: pack[split].rows for split in C.SPLITS}),
+            packing_efficiency=(content / slots) if slots else 0.0,
+        ),
+        packing=Packing(**pack),
+        splits=Splits(**{split: Split(shards=tuple(Shard(**shard) for shard in shards[split])) for split in C.SPLITS}),
+        **sections,
+    )
+
+
+def _rows(recipe: Recipe, tokenizer: LoadedTokenizer, pack: dict[str, PackStats], objective: Mlm | Span | None) -> Rows:
+    """What this run decided about its rows, stated in the manifest for every reader."""
+    mode = recipe.packing.mode
+    ids = tokenizer.special_ids
+    bos, eos = recipe.tokenizer.add_bos, recipe.tokenizer.add_eos
+    if isinstance(objective, Mlm):  # each piece is framed by the post-processor instead
+        bos = ids.get("bos") is not None and list(objective.frame.prefix[-1:]) == [ids["bos"]]
+        eos = ids.get("eos") is not None and list(objective.frame.suffix[:1]) == [ids["eos"]]
+    if recipe.task != "pretrain":
+        layout = EXAMPLES
+    elif isinstance(objective, Span):
+        layout = CORRUPTED
+    else:
+        layout = STREAM if mode == "wrap" else PIECES
+    label_column = None
+    if recipe.task == "sft" and recipe.sft.classification is not None:
+        label_column = C.LABEL_IDS if mode == "bfd" else C.LABEL_ID
+    return Rows(
+        length=seq_len_of(recipe),
+        fixed_length=(recipe.task == "pretrain" and mode == "wrap") or (mode == "bfd" and recipe.packing.pad_rows),
+        packing=mode,
+        layout=layout,
+        cut_documents=sum(p.split_documents for p in pack.values()) > 0,
+        starts_with_bos=bos,
+        ends_with_eos=eos,
+        label_column=label_column,
+    )

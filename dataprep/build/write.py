@@ -31,6 +31,7 @@ import xxhash
 
 from dataprep import storage
 from dataprep.columns import INCOMPLETE_SUFFIX, INPUT_IDS, MANIFEST_FILE, NUM_PAD, SHARD_PATTERN
+from dataprep.dataset.manifest import Manifest
 from dataprep.errors import OutputError
 from dataprep.build.faults import os_error_fix
 from dataprep.build.outlock import OutputLock
@@ -324,10 +325,10 @@ class DatasetDir:
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
 
-    def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+    def commit(self, manifest: Manifest, splits: list[str]) -> None:
         shutil.rmtree(self.tmp / "checkpoint", ignore_errors=True)
         write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
-        write_json_atomic(self.tmp / MANIFEST_FILE, manifest)  # last: its presence marks a whole dataset
+        write_json_atomic(self.tmp / MANIFEST_FILE, manifest.to_dict())  # last: its presence marks a whole dataset
         if self.out.exists():
             old = self.out.with_name(self.out.name + ".old" + INCOMPLETE_SUFFIX)
             if old.exists():
@@ -360,9 +361,9 @@ class UploadedDatasetDir:
         storage.check_output(self.url, overwrite=overwrite, manifest=MANIFEST_FILE)
         self.tmp = Path(tempfile.mkdtemp(prefix="dataprep-staging-"))
 
-    def commit(self, manifest: dict[str, Any], splits: list[str]) -> None:
+    def commit(self, manifest: Manifest, splits: list[str]) -> None:
         write_json_atomic(self.tmp / "dataset_dict.json", {"splits": splits})
-        write_json_atomic(self.tmp / MANIFEST_FILE, manifest)
+        write_json_atomic(self.tmp / MANIFEST_FILE, manifest.to_dict())
         storage.check_output(self.url, overwrite=self.overwrite, manifest=MANIFEST_FILE)  # still ours to replace
         self._keep = True  # a failed upload leaves the finished dataset here (the error says where)
         storage.upload(str(self.tmp), self.url, last=MANIFEST_FILE)

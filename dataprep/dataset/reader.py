@@ -4,16 +4,17 @@ Shards are Arrow IPC streams, memory-mapped here, so opening a split costs no co
 column scan touches only the pages it reads::
 
     ds = open_dataset("out/demo-sft")
-    ds.manifest["counts"]["tokens"]      # the manifest, as written
+    ds.facts.counts.tokens                # the manifest, typed (dataprep.dataset.manifest.Manifest)
+    ds.manifest["counts"]["tokens"]      # the manifest as written (a dict)
     ds.table("train").column("input_ids")  # one pa.Table per split (shards concatenated, in order)
-    ds.tokenizer()                        # manifest["tokenizer"]["source"] or OUT/tokenizer when saved (manifest_paths.tokenizer_path)
+    ds.tokenizer()                        # the tokenizer's source files, or OUT/tokenizer when saved (Manifest.tokenizer_path)
 
 Used by ``inspect`` and ``report``; nothing here writes.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from dataprep import columns as C
 from dataprep.errors import InputError, TokenizerError
-from dataprep.dataset.paths import tokenizer_path
+from dataprep.dataset.manifest import Manifest, read_json
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 log = logging.getLogger("dataprep.dataset")
@@ -33,23 +34,42 @@ _SPEC_KEYS = {"lowercase", "bos_token", "eos_token", "pad_token", "add_bos", "ad
 
 @dataclass
 class Dataset:
-    """An opened dataset folder. Build with :func:`open_dataset`."""
+    """An opened dataset folder. Build with :func:`open_dataset`.
+
+    Attributes:
+        path: the folder.
+        manifest: ``manifest.json`` as written (a dict; :attr:`facts` reads it typed).
+    """
 
     path: Path
     manifest: dict[str, Any]
     _tables: dict[str, pa.Table] = field(default_factory=dict, repr=False)
+    _parsed: tuple[dict[str, Any], Manifest] | None = field(default=None, repr=False)
+
+    @property
+    def facts(self) -> Manifest:
+        """The manifest, typed (:class:`~dataprep.dataset.manifest.Manifest`), read from
+        :attr:`manifest` again whenever that dict changed.
+
+        Raises:
+            InputError: the manifest does not match its schema.
+        """
+        if self._parsed is None or self._parsed[0] != self.manifest:
+            self._parsed = (copy.deepcopy(self.manifest), Manifest.from_dict(self.manifest, source=str(self.path / C.MANIFEST_FILE)))
+        return self._parsed[1]
 
     @property
     def task(self) -> str:
-        return self.manifest.get("task", "pretrain")
+        return self.facts.task
 
     @property
     def seq_len(self) -> int:
-        return int(self.manifest["seq_len"])
+        """The longest a row may be (``rows.length``)."""
+        return self.facts.rows.length
 
     @property
     def splits(self) -> list[str]:
-        return [s for s in C.SPLITS if s in self.manifest.get("splits", {})]
+        return list(C.SPLITS)
 
     def table(self, split: str) -> pa.Table:
         """The rows of ``split``, shards concatenated in manifest order (memory-mapped).
@@ -60,7 +80,7 @@ class Dataset:
         if split not in self.splits:
             raise InputError(str(self.path), None, f"no split {split!r}", f"choose one of {self.splits}")
         if split not in self._tables:
-            parts = [self._read_shard(split, shard["file"]) for shard in self.manifest["splits"][split]["shards"]]
+            parts = [self._read_shard(split, shard.file) for shard in self.facts.splits[split].shards]
             self._tables[split] = pa.concat_tables(parts) if parts else pa.table({})
         return self._tables[split]
 
@@ -84,18 +104,18 @@ class Dataset:
         Raises:
             TokenizerError: the tokenizer cannot be found or read (the message says where it looked).
         """
-        info = self.manifest["tokenizer"]
+        facts = self.facts
         if path is None:
-            path = tokenizer_path(self.manifest, self.path)
-        options = {k: v for k, v in (self.manifest.get("recipe", {}).get("tokenizer") or {}).items() if k in _SPEC_KEYS}
+            path = facts.tokenizer_path(self.path)
+        options = {k: v for k, v in (facts.recipe.get("tokenizer") or {}).items() if k in _SPEC_KEYS}
         try:
             tokenizer = load_tokenizer(TokenizerSpec(path=str(path), **options), base_dir=self.path)
         except TokenizerError as exc:
             raise TokenizerError(f"{exc}\n  fix: pass --tokenizer PATH to use a copy of the dataset's tokenizer") from exc
-        if info.get("fingerprint") and tokenizer.fingerprint != info["fingerprint"]:
+        if tokenizer.fingerprint != facts.tokenizer.fingerprint:
             log.warning(
                 "%s: this tokenizer differs from the one the dataset was built with (fingerprint %s, manifest %s); "
-                "decoded text may be wrong", path, tokenizer.fingerprint[:12], info["fingerprint"][:12],
+                "decoded text may be wrong", path, tokenizer.fingerprint[:12], facts.tokenizer.fingerprint[:12],
             )
         return tokenizer
 
@@ -104,17 +124,10 @@ def open_dataset(path: str | Path) -> Dataset:
     """Open the dataset folder ``path`` (it must hold ``manifest.json``).
 
     Raises:
-        InputError: the folder is not a dataprep dataset, or its manifest is not JSON.
+        InputError: the folder is not a dataprep dataset, or its manifest is not JSON or does not
+            match its schema.
     """
     path = Path(path)
-    manifest_file = path / C.MANIFEST_FILE
-    if not manifest_file.is_file():
-        hint = "build it with `dataprep run RECIPE --out PATH`"
-        if path.is_file():
-            hint = "to look at a source file, pass the recipe that reads it: `dataprep inspect FILE --recipe R.yaml`"
-        raise InputError(str(path), None, f"not a dataprep dataset (no {C.MANIFEST_FILE})", hint)
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(manifest_file), None, f"cannot read the manifest ({exc})", "rebuild the dataset") from exc
-    return Dataset(path=path, manifest=manifest)
+    ds = Dataset(path=path, manifest=read_json(path))
+    ds.facts  # refuse a manifest that does not match its schema now, naming its keys
+    return ds

@@ -126,7 +126,8 @@ def pick_rows(n: int, *, rows: Sequence[int] = (), random: int | None = None, se
 def rows_from_dataset(ds: Dataset, split: str, indices: Sequence[int]) -> list[RowView]:
     """The stored rows ``indices`` of ``split``, with class labels named from the manifest."""
     table = ds.table(split).take(pa.array(list(indices), pa.int64()))
-    names = {v: k for k, v in ((ds.manifest.get("sft") or {}).get("labels") or {}).items()}
+    sft = ds.facts.sft
+    names = {v: k for k, v in ((sft.labels if sft is not None else None) or {}).items()}
     out = []
     for index, row in zip(indices, table.to_pylist()):
         num_pad = int(row.get(C.NUM_PAD) or 0)

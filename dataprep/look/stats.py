@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataprep import columns as C
-from dataprep.dataset.paths import resolve
+from dataprep.dataset.manifest import Manifest, as_json
 from dataprep.dataset.reader import Dataset
 from dataprep.text.special_tokens import unknown_token_id
 
@@ -151,15 +151,12 @@ def _num(x) -> int | float:
 
 def compute(ds: Dataset) -> Report:
     """Scan every split of ``ds`` and gather the report's numbers."""
-    m = ds.manifest
-    counts = m.get("counts", {})
-    sft = m.get("sft") or {}
-    recipe = m.get("recipe") or {}
-    mode = (recipe.get("packing") or {}).get("mode", "none" if ds.task == "sft" else "wrap")
-    eos_docs = ds.task == "pretrain" and mode == "wrap" and bool(m["tokenizer"].get("add_eos"))
-    eos_id = m["tokenizer"].get("special_ids", {}).get("eos")
-    unk_id = unknown_token_id(m["tokenizer"].get("special_tokens") or {})
-    arrays = {s: scan_split(ds.table(s), seq_len=ds.seq_len, eos_id=eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
+    m = ds.facts
+    counts, tok, rows = m.counts, m.tokenizer, m.rows
+    # wrap rows hold the token stream: documents run through them and end at their EOS
+    eos_docs = m.task == "pretrain" and rows.packing == "wrap" and tok.add_eos
+    unk_id = unknown_token_id(as_json(tok.special_tokens) or {})
+    arrays = {s: scan_split(ds.table(s), seq_len=rows.length, eos_id=tok.eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
 
     splits = {}
     for name, a in arrays.items():
@@ -168,7 +165,7 @@ def compute(ds: Dataset) -> Report:
             "documents": int(len(a.lengths)),
             "tokens": a.content_tokens,
             "pad_tokens": a.pad_tokens,
-            "efficiency": round(a.content_tokens / (a.rows * ds.seq_len), 6) if a.rows else 0.0,
+            "efficiency": round(a.content_tokens / (a.rows * rows.length), 6) if a.rows else 0.0,
             "fill": dist(a.fill),
             "length": dist(a.lengths),
         }
@@ -179,57 +176,57 @@ def compute(ds: Dataset) -> Report:
             entry["targets_per_example"] = dist(a.targets)
             entry["prompt_length"] = dist(a.lengths - a.targets)
         splits[name] = entry
-    rows = sum(a.rows for a in arrays.values())
+    total_rows = sum(a.rows for a in arrays.values())
     tokens = sum(a.content_tokens for a in arrays.values())
     total = {
-        "rows": rows,
+        "rows": total_rows,
         "documents": sum(s["documents"] for s in splits.values()),
         "tokens": tokens,
         "pad_tokens": sum(a.pad_tokens for a in arrays.values()),
-        "efficiency": round(tokens / (rows * ds.seq_len), 6) if rows else 0.0,
+        "efficiency": round(tokens / (total_rows * rows.length), 6) if total_rows else 0.0,
     }
-    if ds.task == "sft":
+    if m.task == "sft":
         total["target_tokens"] = sum(a.target_tokens for a in arrays.values())
         total["target_ratio"] = round(total["target_tokens"] / tokens, 6) if tokens else 0.0
-    dropped = dict(counts.get("dropped", {}))
-    examples = sft.get("examples", {})
+    examples = m.sft.examples if m.sft is not None else None
     summary: dict[str, Any] = {
         "dataset": str(ds.path),
-        "task": ds.task,
-        "format": m.get("format"),
-        "name": recipe.get("name", ""),
-        "recipe_hash": m.get("recipe_hash"),
-        "tokenizer": {k: m["tokenizer"].get(k) for k in ("source", "vocab_size", "fingerprint")},
-        "seq_len": ds.seq_len,
-        "packing": mode,
-        "documents_are": "eos_delimited" if eos_docs else ("examples" if ds.task == "sft" else "pieces"),
+        "task": m.task,
+        "format": m.format,
+        "name": m.name,
+        "recipe_hash": m.recipe_hash,
+        "tokenizer": {"source": tok.source, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint},
+        "seq_len": rows.length,
+        "packing": rows.packing,
+        "documents_are": "eos_delimited" if eos_docs else ("examples" if m.task == "sft" else "pieces"),
         "records": {
-            "read": counts.get("records_read"),
-            "written": counts.get("records_written"),
-            "dropped": dropped,
-            "dropped_total": sum(dropped.values()),
+            "read": counts.records_read,
+            "written": counts.records_written,
+            "dropped": dict(counts.dropped),
+            "dropped_total": sum(counts.dropped.values()),
         },
-        "truncated": {"examples": examples.get("truncated", 0), "tokens": examples.get("truncated_tokens", 0)},
-        "boundary_straddles": examples.get("with_boundary_straddle", 0) if ds.task == "sft" else None,
-        "remainder_tokens_dropped": counts.get("remainder_tokens_dropped", 0),
+        "truncated": {"examples": examples.truncated if examples else 0, "tokens": examples.truncated_tokens if examples else 0},
+        "boundary_straddles": (examples.with_boundary_straddle if examples else 0) if m.task == "sft" else None,
+        "remainder_tokens_dropped": counts.remainder_tokens_dropped,
         "splits": splits,
         "total": total,
         "sources": [
-            {k: resolve(m, i[k]) if k == "path" else i.get(k) for k in ("path", "format", "bytes", "documents", "tokens", *(("unknown_tokens",) if unk_id is not None else ()))}
-            for i in m.get("inputs", [])
+            {"path": m.resolve(i.path), "format": i.format, "bytes": i.bytes, "documents": i.documents, "tokens": i.tokens,
+             **({"unknown_tokens": i.unknown_tokens} if unk_id is not None else {})}
+            for i in m.inputs
         ],
     }
-    if not m["tokenizer"].get("trained"):  # where its files are, as for the inputs ("trained" names none)
-        summary["tokenizer"]["source"] = resolve(m, m["tokenizer"]["source"])
+    if not tok.trained:  # where its files are, as for the inputs ("trained" names none)
+        summary["tokenizer"]["source"] = m.resolve(tok.source)
     if unk_id is not None:
         summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
     summary["mismatches"] = _mismatches(summary, m)
     return Report(summary=summary, arrays=arrays)
 
 
-def _mismatches(summary: dict[str, Any], m: dict[str, Any]) -> list[str]:
+def _mismatches(summary: dict[str, Any], m: Manifest) -> list[str]:
     """Where the data and the manifest disagree (a dataset changed after `run`, or a bug)."""
-    counts = m.get("counts", {})
+    counts = m.counts
     found = []
 
     def check(what: str, data: Any, manifest: Any) -> None:
@@ -237,21 +234,20 @@ def _mismatches(summary: dict[str, Any], m: dict[str, Any]) -> list[str]:
             found.append(f"{what}: the data has {data:,}, the manifest says {manifest:,}")
 
     for split, s in summary["splits"].items():
-        check(f"{split} rows", s["rows"], counts.get("rows", {}).get(split))
+        check(f"{split} rows", s["rows"], counts.rows[split])
         if summary["documents_are"] == "examples":
-            check(f"{split} examples", s["documents"], counts.get("documents", {}).get(split))
-    stated = counts.get("unknown_tokens") or {}
+            check(f"{split} examples", s["documents"], counts.documents[split])
     for split, s in summary["splits"].items():
-        if "unknown_tokens" in s and not (m.get("packing") or {}).get(split, {}).get("dropped_tokens"):
-            check(f"{split} unknown tokens", s["unknown_tokens"], stated.get(split))
-    check("tokens", summary["total"]["tokens"], counts.get("tokens"))
-    check("pad tokens", summary["total"]["pad_tokens"], counts.get("pad_tokens"))
+        if "unknown_tokens" in s and counts.unknown_tokens is not None and not m.packing[split].dropped_tokens:
+            check(f"{split} unknown tokens", s["unknown_tokens"], counts.unknown_tokens[split])
+    check("tokens", summary["total"]["tokens"], counts.tokens)
+    check("pad tokens", summary["total"]["pad_tokens"], counts.pad_tokens)
     if "target_tokens" in summary["total"]:
-        check("target tokens", summary["total"]["target_tokens"], (m.get("sft") or {}).get("target_tokens"))
+        check("target tokens", summary["total"]["target_tokens"], m.sft.target_tokens if m.sft is not None else None)
     return found
 
 
-def _unknown(m: dict[str, Any], unk_id: int, splits: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+def _unknown(m: Manifest, unk_id: int, splits: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
     """Unknown tokens per split (counted in the rows) and per input (from the manifest), with their
     share of the tokens."""
     def share(n: int | None, tokens: int | None) -> float | None:
@@ -259,7 +255,7 @@ def _unknown(m: dict[str, Any], unk_id: int, splits: dict[str, Any], sources: li
 
     return {
         "id": unk_id,
-        "token": m["tokenizer"]["special_tokens"]["unk"]["token"],
+        "token": m.tokenizer.special_tokens["unk"].token,
         "splits": {k: {"count": v["unknown_tokens"], "share": share(v["unknown_tokens"], v["tokens"])} for k, v in splits.items()},
         "inputs": [{"path": i["path"], "count": i.get("unknown_tokens"), "share": share(i.get("unknown_tokens"), i.get("tokens"))} for i in sources],
     }

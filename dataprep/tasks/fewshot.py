@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
+from dataprep.dataset.manifest_tasks import Fewshot, Pool as DemoPool  # Pool here is the demonstrations themselves
 from dataprep.tasks.sft.records import chunk_reader, iter_chunks
 from dataprep.tasks.sft.task import OnePerRow, manifest_section
 from dataprep.tasks.sft.worker import SftWorker
@@ -227,13 +228,13 @@ def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, A
         prompts = sum(stage.documents.values())
         return {
             "sft": manifest_section(recipe, stage, None, tokenizer),
-            "fewshot": {
-                "k": k, "separator": recipe.fewshot.separator, "seed": recipe.fewshot.seed,
-                "pool": {"split": "train", "examples": len(pool)},
-                "shots": {str(n): stats[f"shots_{n}"] for n in range(k + 1)},
-                "prompts_with_fewer_shots": stats["fewer_shots"],
-                "mean_shots": stats["shots"] / prompts if prompts else 0.0,
-            },
+            "fewshot": Fewshot(
+                k=k, separator=recipe.fewshot.separator, seed=recipe.fewshot.seed,
+                pool=DemoPool(split="train", examples=len(pool)),
+                shots={str(n): stats[f"shots_{n}"] for n in range(k + 1)},
+                prompts_with_fewer_shots=stats["fewer_shots"],
+                mean_shots=stats["shots"] / prompts if prompts else 0.0,
+            ),
         }
 
     return {

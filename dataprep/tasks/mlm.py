@@ -38,6 +38,7 @@ import numpy as np
 from tokenizers import models
 
 from dataprep import columns as C
+from dataprep.dataset.manifest_tasks import Frame, Mlm, StaticMasks
 from dataprep.errors import ConfigError, TokenizerError
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.rows import PackedRows, RowBlocks
@@ -256,6 +257,8 @@ class MlmPacker:
         self.counts = {"maskable": 0, "chosen": 0, "masked": 0, "random": 0, "unchanged": 0}
 
     def add(self, tokens: np.ndarray, doc_lens: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> PackedRows:
+        # documents longer than a framed piece holds are cut into pieces that rows place apart
+        self.stats.split_documents += int(np.count_nonzero(np.asarray(doc_lens) > self.seq_len - len(self.prefix) - len(self.suffix)))
         framed, lens = frame_pieces(tokens, doc_lens, prefix=self.prefix, suffix=self.suffix, seq_len=self.seq_len)
         return self._mask(self.inner.add(framed, lens), final=False)
 
@@ -329,22 +332,21 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
     def make_packer() -> MlmPacker:
         return MlmPacker(recipe, tokenizer, stream=next(streams))
 
-    def manifest(stage: Any) -> dict[str, Any]:
+    def manifest(stage: Any) -> dict[str, Mlm]:
         spec = recipe.mlm
-        section: dict[str, Any] = {
-            "name": "mlm", "masking": spec.masking, "rate": spec.rate, "mask_ratio": spec.mask_ratio,
-            "random_ratio": spec.random_ratio, "whole_word": spec.whole_word,
-            "word_starts": word_starts(tokenizer)[1] if spec.whole_word else None, "seed": spec.seed,
-            "mask_token_id": masker.mask_id, "never_masked_ids": np.flatnonzero(masker.special).tolist(),
-            "frame": {"prefix": prefix, "suffix": suffix},
-            "added_tokens": list(tokenizer.added_tokens),  # <mask>, for a trained tokenizer
-        }
+        static = None
         if spec.masking == "static":
             packers = list(stage.packers.values())  # the stage's own: a resumed run restored them from its checkpoint
             totals = {k: sum(p.counts[k] for p in packers) for k in packers[0].counts}
-            totals["chosen_ratio"] = totals["chosen"] / totals["maskable"] if totals["maskable"] else 0.0
-            section["static"] = totals
-        return {"objective": section}
+            static = StaticMasks(**totals, chosen_ratio=totals["chosen"] / totals["maskable"] if totals["maskable"] else 0.0)
+        return {"objective": Mlm(
+            masking=spec.masking, rate=spec.rate, mask_ratio=spec.mask_ratio, random_ratio=spec.random_ratio,
+            whole_word=spec.whole_word, word_starts=word_starts(tokenizer)[1] if spec.whole_word else None, seed=spec.seed,
+            mask_token_id=masker.mask_id, never_masked_ids=tuple(np.flatnonzero(masker.special).tolist()),
+            frame=Frame(prefix=tuple(prefix), suffix=tuple(suffix)),
+            added_tokens=tuple(tokenizer.added_tokens),  # <mask>, for a trained tokenizer
+            static=static,
+        )}
 
     return {
         "format": FORMAT_STATIC if recipe.mlm.masking == "static" else pretrain.FORMAT,

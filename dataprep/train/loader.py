@@ -42,6 +42,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
 from dataprep import columns as C
+from dataprep.dataset.manifest import Manifest
 from dataprep.dataset.reader import Dataset, open_dataset
 from dataprep.errors import ConfigError
 
@@ -78,30 +79,39 @@ class DatasetInfo:
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """``manifest.json`` as written (a dict)."""
         return self.dataset.manifest
+
+    @property
+    def facts(self) -> Manifest:
+        """The manifest, typed."""
+        return self.dataset.facts
 
 
 def read_info(path: str | Path | Dataset) -> DatasetInfo:
-    """The facts about the dataset at ``path`` that training needs (shard checksums are not checked).
+    """The facts about the dataset at ``path`` that training needs, as its manifest states them
+    (:class:`~dataprep.dataset.manifest.Manifest`; shard checksums are not checked).
 
     Raises:
-        InputError: ``path`` is not a dataprep dataset.
+        InputError: ``path`` is not a dataprep dataset, or its manifest does not match its schema.
     """
     ds = path if isinstance(path, Dataset) else open_dataset(path)
-    manifest = ds.manifest
-    special = manifest.get("tokenizer", {}).get("special_ids", {})
-    pad_id = manifest.get("padding", {}).get("pad_token_id")
-    sft = manifest.get("sft") or {}
-    stops = sft.get("stop_token_ids") or ([special["eos"]] if special.get("eos") is not None else [])
+    facts = ds.facts
+    tok = facts.tokenizer
+    pad_id = facts.padding.pad_token_id
+    if pad_id is None:
+        pad_id = tok.special_ids.get("pad", tok.eos_id) or 0
+    # an example's targets end at a stop id; with none stated (pretraining, masking: generation) EOS ends them
+    stops = facts.stop_ids or ((tok.eos_id,) if tok.eos_id is not None else ())
     return DatasetInfo(
         dataset=ds,
-        task=ds.task,
-        name=manifest.get("recipe", {}).get("name", ds.path.name),
-        seq_len=ds.seq_len,
-        vocab_size=int(manifest["tokenizer"]["vocab_size"]),
-        pad_id=int(pad_id if pad_id is not None else special.get("pad", special.get("eos", 0)) or 0),
+        task=facts.task,
+        name=facts.recipe.get("name", ds.path.name),
+        seq_len=facts.rows.length,
+        vocab_size=tok.vocab_size,
+        pad_id=int(pad_id),
         stop_ids=tuple(int(t) for t in stops),
-        labels=sft.get("labels"),
+        labels=None if facts.sft is None or facts.sft.labels is None else dict(facts.sft.labels),
     )
 
 

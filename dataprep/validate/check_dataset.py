@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import columns as C
+from ..dataset.manifest import Manifest
+from ..dataset.manifest_parts import PIECES, STREAM, Shard
 from .check_manifest import (
     checksum_of,
     iter_consistency,
@@ -41,6 +43,7 @@ from .check_manifest import (
     iter_shard_checksum,
     iter_shard_size,
     load_manifest,
+    typed_manifest,
 )
 from .check_rows import Rows, Scope, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
@@ -82,18 +85,12 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     started = time.perf_counter()
     out = Path(out)
     report = Report(str(out), "dataset", max_errors=max_errors)
-    manifest, problems = load_manifest(out)
-    report.extend(problems)
-    if manifest is None:
+    manifest, facts = _read_manifest(out, report)
+    if facts is None:
         return report
-    issues = list(iter_manifest_issues(manifest))
-    report.extend(issues)
-    if any(f.kind == "manifest_schema" and not (f.path or "").startswith("recipe.") for f in issues):
-        report.notes.append("shard and row checks skipped: the manifest does not match its schema, so it cannot be trusted to describe them")
-        return report
-    report.extend(iter_consistency(manifest))
-    report.extend(iter_layout(out, manifest))
-    contract = contract_of(manifest, out, report.notes)
+    report.extend(iter_consistency(facts))
+    report.extend(iter_layout(out, facts))
+    contract = contract_of(facts, report.notes)
     found_tokenizer, tokenizer = check_tokenizer(manifest, out, report.notes)  # check 9
     report.extend(found_tokenizer)
     contract = bound(contract, tokenizer)
@@ -103,7 +100,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
 
         expected = prepare(manifest, out, sample=recheck, seed=seed, report=report)
     workers = workers or min(os.cpu_count() or 1, 4)
-    tokens_per_split = {s: sum(x["tokens"] for x in manifest["splits"][s]["shards"]) for s in C.SPLITS}
+    tokens_per_split = {s: facts.splits[s].tokens for s in C.SPLITS}
     small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
     hashed: dict[str, Hashed] = {}
     totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}, "unknown": {}}
@@ -111,7 +108,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in (small, large):
             watch = ALL if split == small else _watch(hashed[small], expected)
-            shards = manifest["splits"][split]["shards"]
+            shards = facts.splits[split].shards
             results = list(pool.map(lambda entry: check_shard(out, split, entry, contract, watch, full_hash, tokenizer.unk_id), shards))
             for result in results:
                 report.extend(result.findings)
@@ -124,21 +121,8 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
             totals["unknown"][split] = sum(r.unknown for r in results)
             hashed[split] = merge_documents([r.units for r in results])
             totals["units"][split] = sum(r.units.units for r in results)
-    found = list(overlap(hashed[small], small, hashed[large], large))
-    split_docs = sum(int((manifest.get("packing") or {}).get(s, {}).get("split_documents") or 0) for s in C.SPLITS)
-    if found and contract.task == "pretrain" and contract.packing == "bfd" and split_docs:
-        # bfd pieces are the units here, and a document longer than seq_len is cut into pieces that
-        # land in different rows: two different documents can end in the same tail piece (or share
-        # a seq_len-long stretch), so equal pieces in both splits are not proof of a leak
-        pieces = sum(f.count or 1 for f in found)
-        report.notes.append(
-            f"split overlap: {pieces:,} piece(s) appear in both splits; with {split_docs:,} documents cut into "
-            "pieces (manifest packing.*.split_documents), equal pieces can come from different documents, "
-            "so they are not findings; wrap packing compares whole documents"
-        )
-    else:
-        report.extend(found)
-    stated = (manifest.get("sft") or {}).get("target_tokens")
+    _split_overlap(report, list(overlap(hashed[small], small, hashed[large], large)), contract, facts)
+    stated = facts.sft.target_tokens if facts.sft is not None else None
     if stated is not None and stated != targets and report.ok:  # other findings already explain a difference
         why = f"sft.target_tokens is {stated:,} but the rows hold {targets:,} target tokens"
         report.add(Finding("manifest_inconsistent", why, file=C.MANIFEST_FILE, path="sft.target_tokens"))
@@ -147,7 +131,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
 
         report.extend(compare(expected, hashed))
     seconds = time.perf_counter() - started
-    report.stats.update(_stats(contract, manifest, totals, targets, content, seconds))
+    report.stats.update(_stats(contract, totals, targets, content, seconds))
     if tokenizer.unk_id is not None:
         stats, found_unknown = unknown_tokens(manifest, totals["unknown"], totals["tokens"], tokenizer.unk_id)
         report.stats.update(stats)
@@ -155,6 +139,41 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     if maskable:
         report.stats["mlm_chosen_ratio"] = round(targets / maskable, 6)
     return report
+
+
+def _read_manifest(out: Path, report: Report) -> tuple[dict[str, Any] | None, Manifest | None]:
+    """The manifest as JSON and typed (check 1); None for the typed one when the shard and row
+    checks cannot trust it (no manifest, or one that breaks its schema: each issue a finding)."""
+    manifest, problems = load_manifest(out)
+    report.extend(problems)
+    if manifest is None:
+        return None, None
+    issues = list(iter_manifest_issues(manifest))
+    report.extend(issues)
+    if any(f.kind == "manifest_schema" and not (f.path or "").startswith("recipe.") for f in issues):
+        report.notes.append("shard and row checks skipped: the manifest does not match its schema, so it cannot be trusted to describe them")
+        return manifest, None
+    facts, refused = typed_manifest(manifest)
+    report.extend(refused)
+    return manifest, facts
+
+
+def _split_overlap(report: Report, found: list[Finding], contract: Contract, facts: Manifest) -> None:
+    """Units in both splits are findings (check 7), unless the units are pieces of documents the
+    run says it cut (``rows.layout: pieces``, ``rows.cut_documents``: bfd cuts documents longer
+    than seq_len, mlm those longer than a framed piece). Those pieces lie apart, so two different
+    documents can end in the same tail piece (or share an aligned stretch): equal pieces in both
+    splits are not proof of a leak, and a note says so."""
+    if not (found and contract.layout == PIECES and contract.cut_documents):
+        report.extend(found)
+        return
+    pieces = sum(f.count or 1 for f in found)
+    split_docs = sum(facts.packing[s].split_documents for s in C.SPLITS)
+    report.notes.append(
+        f"split overlap: {pieces:,} piece(s) appear in both splits; with {split_docs:,} documents cut into "
+        "pieces (manifest rows.cut_documents, packing.*.split_documents), equal pieces can come from different "
+        "documents, so they are not findings; wrap packing compares whole documents"
+    )
 
 
 def _watch(small: Hashed, expected) -> np.ndarray:
@@ -165,14 +184,15 @@ def _watch(small: Hashed, expected) -> np.ndarray:
     return keys
 
 
-def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract, watch, full_hash: bool, unk_id: int | None = None) -> ShardResult:
+def check_shard(out: Path, split: str, entry: Shard, contract: Contract, watch, full_hash: bool, unk_id: int | None = None) -> ShardResult:
     """Read one shard once and run checks 1 to 6 on it, collecting its units for 7 and 8."""
-    name = f"{split}/{entry['file']}"
+    name = f"{split}/{entry.file}"
     scope = Scope(name, split)
-    documents = contract.packing == "wrap" and contract.add_eos and contract.eos_id is not None and contract.objective_name != "span_corruption"
+    # documents run through the rows and end at their EOS: they are the units; else pieces are
+    documents = contract.layout == STREAM and contract.add_eos and contract.eos_id is not None
     units = ShardUnits(name, documents=documents, eos=contract.eos_id, watch=watch)
     result = ShardResult(scope.findings, units)
-    path = out / split / entry["file"]
+    path = out / split / entry.file
     if not path.is_file():
         return result  # reported as shard_missing with the layout
     # Memory-mapped, not read: the scan's one pass over every byte is also what brings it in
@@ -182,7 +202,7 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
     for finding in iter_shard_size(data.size, entry, name=name, split=split):
         scope.add(finding)
     algorithm, expected = checksum_of(entry, full_hash=full_hash)
-    scan = FileScan(data, algorithm if data.size == entry["bytes"] else None, special_ids(contract))
+    scan = FileScan(data, algorithm if data.size == entry.bytes else None, special_ids(contract))
     first = 0
     try:
         reader = pa.ipc.open_stream(pa.BufferReader(data))
@@ -200,10 +220,10 @@ def check_shard(out: Path, split: str, entry: dict[str, Any], contract: Contract
         for finding in iter_shard_checksum(digest, algorithm, expected, name=name, split=split):
             scope.add(finding)
     result.rows = first
-    if first != entry["rows"]:
-        scope.add(Finding("shard_rows", f"{first:,} rows, the manifest says {entry['rows']:,}", file=name, split=split))
-    if types_ok and result.tokens != entry["tokens"]:
-        scope.add(Finding("shard_tokens", f"{result.tokens:,} content tokens, the manifest says {entry['tokens']:,}", file=name, split=split))
+    if first != entry.rows:
+        scope.add(Finding("shard_rows", f"{first:,} rows, the manifest says {entry.rows:,}", file=name, split=split))
+    if types_ok and result.tokens != entry.tokens:
+        scope.add(Finding("shard_tokens", f"{result.tokens:,} content tokens, the manifest says {entry.tokens:,}", file=name, split=split))
     scope.close()
     return result
 
@@ -236,7 +256,7 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
     return content
 
 
-def _stats(c: Contract, manifest: dict[str, Any], totals: dict[str, Any], targets: int, content: int, seconds: float) -> dict[str, Any]:
+def _stats(c: Contract, totals: dict[str, Any], targets: int, content: int, seconds: float) -> dict[str, Any]:
     tokens = sum(totals["tokens"].values())
     stats: dict[str, Any] = {
         "rows": totals["rows"],

@@ -1,5 +1,9 @@
 """Check 1, the files: the manifest against its schema and itself, the folder layout, each shard file.
 
+The manifest is read as JSON first, so that every way it breaks its schema becomes a finding
+with its key path (:func:`~dataprep.dataset.manifest.manifest_issues`); one that matches is read
+typed (:class:`~dataprep.dataset.manifest.Manifest`) for the rest.
+
 Every shard listed must exist with the recorded size and checksum; a file the manifest does
 not list is an extra shard. ``state.json`` (what ``datasets.load_from_disk`` reads) must list
 the same shards in the same order. The checksum is ``xxh3_128`` when the manifest records
@@ -18,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import columns as C
+from ..dataset.manifest import Manifest, manifest_issues, read_json
+from ..dataset.manifest_parts import Shard
+from ..errors import InputError
 from ..recipe import recipe_hash
 from ..schema import iter_issues
 from .contract import recorded_recipe
@@ -29,22 +36,29 @@ DATASET_DICT = "dataset_dict.json"
 
 
 def load_manifest(out: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
-    """The parsed manifest, or None with the finding that says why there is none."""
-    path = out / MANIFEST
-    if not path.is_file():
+    """The parsed manifest (JSON, unchecked), or None with the finding that says why there is none."""
+    if not (out / MANIFEST).is_file():
         why = f"{out} has no {MANIFEST}: it is not a dataset dataprep finished writing"
         return None, [Finding("manifest_missing", why, file=MANIFEST)]
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, [Finding("manifest_unreadable", f"cannot read it as JSON: {exc}", file=MANIFEST)]
-    return manifest, []
+        return read_json(out), []
+    except InputError as exc:
+        return None, [Finding("manifest_unreadable", f"cannot read it as JSON: {exc.reason_message}", file=MANIFEST)]
+
+
+def typed_manifest(manifest: dict[str, Any]) -> tuple[Manifest | None, list[Finding]]:
+    """The manifest, typed; or None with a finding per key its record refuses (after
+    :func:`iter_manifest_issues` found none, only a key no schema rule covers)."""
+    try:
+        return Manifest.from_dict(manifest), []
+    except InputError as exc:
+        return None, [Finding("manifest_schema", exc.reason_message, file=MANIFEST, path=exc.location)]
 
 
 def iter_manifest_issues(manifest: Any) -> Iterator[Finding]:
     """The manifest against ``manifest.schema.json``, its recipe against ``recipe.schema.json``
     and its ``recipe_hash``."""
-    for issue in iter_issues(manifest, "manifest"):
+    for issue in manifest_issues(manifest):
         yield Finding("manifest_schema", issue.message, file=MANIFEST, path=issue.where)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("recipe"), dict):
         return
@@ -57,49 +71,47 @@ def iter_manifest_issues(manifest: Any) -> Iterator[Finding]:
         yield Finding("manifest_recipe_hash", why, file=MANIFEST, path="recipe_hash")
 
 
-def iter_consistency(manifest: dict[str, Any]) -> Iterator[Finding]:
+def iter_consistency(manifest: Manifest) -> Iterator[Finding]:
     """Totals that the manifest states twice must agree (shards vs counts vs packing); and no
     empty dataset or split (:func:`iter_empty`)."""
-    counts, packing = manifest["counts"], manifest["packing"]
+    counts, packing = manifest.counts, manifest.packing
     tokens = 0
     for split in C.SPLITS:
-        shards = manifest["splits"][split]["shards"]
-        rows = sum(s["rows"] for s in shards)
-        content = sum(s["tokens"] for s in shards)
+        rows, content = manifest.splits[split].rows, manifest.splits[split].tokens
         tokens += content
-        for path, stated in ((f"counts.rows.{split}", counts["rows"][split]), (f"packing.{split}.rows", packing[split]["rows"])):
+        for path, stated in ((f"counts.rows.{split}", counts.rows[split]), (f"packing.{split}.rows", packing[split].rows)):
             if stated != rows:
                 yield Finding("manifest_inconsistent", f"{path} is {stated:,} but the {split} shards list {rows:,} rows", file=MANIFEST, path=path)
-        if packing[split]["content_tokens"] != content:
-            why = f"packing.{split}.content_tokens is {packing[split]['content_tokens']:,} but the {split} shards list {content:,} tokens"
+        if packing[split].content_tokens != content:
+            why = f"packing.{split}.content_tokens is {packing[split].content_tokens:,} but the {split} shards list {content:,} tokens"
             yield Finding("manifest_inconsistent", why, file=MANIFEST, path=f"packing.{split}.content_tokens")
-    if counts["tokens"] != tokens:
-        yield Finding("manifest_inconsistent", f"counts.tokens is {counts['tokens']:,} but the shards list {tokens:,}", file=MANIFEST, path="counts.tokens")
-    pad = sum(packing[s]["pad_tokens"] for s in C.SPLITS)
-    if counts["pad_tokens"] != pad:
-        yield Finding("manifest_inconsistent", f"counts.pad_tokens is {counts['pad_tokens']:,} but packing says {pad:,}", file=MANIFEST, path="counts.pad_tokens")
-    written = counts["records_written"]
-    if counts["records_read"] != written + sum(counts["dropped"].values()):
-        why = f"records_read {counts['records_read']:,} != records_written {written:,} + dropped {sum(counts['dropped'].values()):,}"
+    if counts.tokens != tokens:
+        yield Finding("manifest_inconsistent", f"counts.tokens is {counts.tokens:,} but the shards list {tokens:,}", file=MANIFEST, path="counts.tokens")
+    pad = sum(packing[s].pad_tokens for s in C.SPLITS)
+    if counts.pad_tokens != pad:
+        yield Finding("manifest_inconsistent", f"counts.pad_tokens is {counts.pad_tokens:,} but packing says {pad:,}", file=MANIFEST, path="counts.pad_tokens")
+    written, dropped = counts.records_written, sum(counts.dropped.values())
+    if counts.records_read != written + dropped:
+        why = f"records_read {counts.records_read:,} != records_written {written:,} + dropped {dropped:,}"
         yield Finding("manifest_inconsistent", why, file=MANIFEST, path="counts.records_read")
-    if written != sum(counts["documents"].values()):
-        why = f"records_written {written:,} != documents train + validation {sum(counts['documents'].values()):,}"
+    if written != counts.documents.total:
+        why = f"records_written {written:,} != documents train + validation {counts.documents.total:,}"
         yield Finding("manifest_inconsistent", why, file=MANIFEST, path="counts.records_written")
     yield from iter_empty(manifest)
 
 
-def iter_empty(manifest: dict[str, Any]) -> Iterator[Finding]:
+def iter_empty(manifest: Manifest) -> Iterator[Finding]:
     """No row at all (``empty_dataset``), or none in a split the recipe asks for (``empty_split``),
     unless the recorded recipe has ``allow_empty: true``."""
-    recipe = manifest["recipe"]
+    recipe = manifest.recipe
     if recipe.get("allow_empty") is True:
         return
-    counts = manifest["counts"]
-    rows = {split: sum(s["rows"] for s in manifest["splits"][split]["shards"]) for split in C.SPLITS}
+    counts = manifest.counts
+    rows = {split: manifest.splits[split].rows for split in C.SPLITS}
     allow = "set `allow_empty: true` in the recipe if an empty output is what you want, and run again"
     if not any(rows.values()):
-        dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(counts["dropped"].items(), key=lambda kv: -kv[1])) or "none"
-        why = (f"the dataset has no row: {counts['records_read']:,} records read, {counts['records_written']:,} written "
+        dropped = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.dropped.items(), key=lambda kv: -kv[1])) or "none"
+        why = (f"the dataset has no row: {counts.records_read:,} records read, {counts.records_written:,} written "
                f"(dropped: {dropped})")
         yield Finding("empty_dataset", why, file=MANIFEST, path="counts.rows", expected=f"at least one row, or {allow}")
         return
@@ -108,14 +120,14 @@ def iter_empty(manifest: dict[str, Any]) -> Iterator[Finding]:
     for split, reason in wanted.items():
         if split == "validation" and not validation > 0:
             continue
-        documents = counts["documents"][split]
+        documents = counts.documents[split]
         if rows[split] == 0 or documents == 0:
             why = f"the {split} split has {rows[split]:,} rows from {documents:,} documents, and the recipe asks for it ({reason})"
             yield Finding("empty_split", why, file=MANIFEST, path=f"splits.{split}", split=split,
                           expected=f"rows in the {split} split, or {allow}")
 
 
-def iter_layout(out: Path, manifest: dict[str, Any]) -> Iterator[Finding]:
+def iter_layout(out: Path, manifest: Manifest) -> Iterator[Finding]:
     """Missing and extra shards, ``state.json`` and ``dataset_dict.json`` against the manifest."""
     try:
         splits = json.loads((out / DATASET_DICT).read_text(encoding="utf-8")).get("splits")
@@ -125,7 +137,7 @@ def iter_layout(out: Path, manifest: dict[str, Any]) -> Iterator[Finding]:
     if splits is not None and list(splits) != list(C.SPLITS):
         yield Finding("layout", f"lists splits {splits}, expected {list(C.SPLITS)}", file=DATASET_DICT)
     for split in C.SPLITS:
-        listed = [s["file"] for s in manifest["splits"][split]["shards"]]
+        listed = [s.file for s in manifest.splits[split].shards]
         folder = out / split
         for name in listed:
             if not (folder / name).is_file():
@@ -143,17 +155,17 @@ def iter_layout(out: Path, manifest: dict[str, Any]) -> Iterator[Finding]:
             yield Finding("layout", f"lists shards {files}, the manifest {listed}", file=f"{split}/{STATE}", split=split)
 
 
-def checksum_of(entry: dict[str, Any], *, full_hash: bool) -> tuple[str, str]:
+def checksum_of(entry: Shard, *, full_hash: bool) -> tuple[str, str]:
     """(algorithm, expected hex digest) to verify a shard with: xxh3_128 when recorded, else sha256."""
-    if entry.get("xxh3_128") and not full_hash:
-        return "xxh3_128", entry["xxh3_128"]
-    return "sha256", entry["sha256"]
+    if entry.xxh3_128 and not full_hash:
+        return "xxh3_128", entry.xxh3_128
+    return "sha256", entry.sha256
 
 
-def iter_shard_size(size: int, entry: dict[str, Any], *, name: str, split: str) -> Iterator[Finding]:
-    if size != entry["bytes"]:
-        cut = "truncated" if size < entry["bytes"] else "grown"
-        yield Finding("shard_size", f"{size:,} bytes, the manifest says {entry['bytes']:,} ({cut})", file=name, split=split)
+def iter_shard_size(size: int, entry: Shard, *, name: str, split: str) -> Iterator[Finding]:
+    if size != entry.bytes:
+        cut = "truncated" if size < entry.bytes else "grown"
+        yield Finding("shard_size", f"{size:,} bytes, the manifest says {entry.bytes:,} ({cut})", file=name, split=split)
 
 
 def iter_shard_checksum(actual: str, algorithm: str, expected: str, *, name: str, split: str) -> Iterator[Finding]:

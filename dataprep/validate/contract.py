@@ -1,15 +1,13 @@
 """What a dataset promises, read once from its manifest: the facts every row check tests against.
 
-The manifest records the resolved recipe and the tokenizer, so the row contract follows:
-row length (``seq_len``; exact for ``wrap`` and padded ``bfd``), vocab size, the special ids
-and whether every document got BOS/EOS, the pad id, the packing mode, the label column, and
-for fine-tuning the *stop tokens*: the ids that may close an example's targets.
-
-Stop tokens. A pair template appends the tokenizer's EOS to the response, so the stop token
-is EOS. A chat template closes each assistant turn with its own end-of-turn token (Phi-3:
-``<|end|>`` = 32007), which only the template knows: it is found by rendering a probe
-conversation through the recipe's template and masking policy and reading its last target
-token. A manifest that records ``sft.stop_token_ids`` is taken at its word instead.
+Every fact is one the run stated (:class:`~dataprep.dataset.manifest.Manifest`): the row length
+and whether rows are fixed (``rows``), the vocab size and special ids (``tokenizer``), the pad
+id, how documents sit in rows and how they are framed (``rows.layout``, ``rows.starts_with_bos``,
+``rows.ends_with_eos``; for mlm the post-processor's frame), the label column and label map, and
+for fine-tuning the *stop tokens*: the ids that may close an example's targets
+(``sft.stop_token_ids``: EOS for a pair template; a chat template's end-of-turn tokens, such as
+Phi-3's ``<|end|>`` = 32007). Nothing here works a decision of the run out again, and nothing
+imports the code that made the dataset: the checker is not the thing it checks.
 """
 
 from __future__ import annotations
@@ -19,13 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataprepError
-from dataprep.dataset.paths import tokenizer_path
-from ..recipe import Recipe, recipe_from_dict
-from dataprep.tasks.sft.task import stop_token_ids
-from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest_parts import STREAM
+from dataprep.recipe import Recipe, recipe_from_dict
 
-CHAT = "chat"
 FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract
 ROW_SCHEMAS = {"dataprep.mlm/1": "mlm-row", "dataprep.span/1": "span-row", "dataprep.fewshot/1": "fewshot-row"}
 
@@ -51,6 +46,8 @@ class Contract:
     stop_ids: tuple[int, ...] | None = None  # sft; None when they could not be found (check skipped)
     stop_source: str = ""
     objective: dict[str, Any] | None = None  # the manifest's objective section (mlm, span_corruption)
+    layout: str = STREAM  # how documents sit in rows (manifest rows.layout)
+    cut_documents: bool = False  # some document was cut into several pieces (manifest rows.cut_documents)
 
     @property
     def objective_name(self) -> str:
@@ -62,78 +59,48 @@ class Contract:
         return self.pad_id is not None and self.pad_id in (self.eos_id, self.bos_id)
 
 
-def contract_of(manifest: dict[str, Any], out: Path, notes: list[str]) -> Contract:
-    """The contract of a dataset whose manifest already passed its schema."""
-    recipe = manifest["recipe"]
-    tok = manifest["tokenizer"]
-    ids = tok["special_ids"]
-    packing = recipe.get("packing", {})
-    mode = packing.get("mode", "wrap")
-    task = manifest["task"]
-    pad_rows = bool(packing.get("pad_rows", True))
-    fixed = (task == "pretrain" and mode == "wrap") or (mode == "bfd" and pad_rows)
-    sft = manifest.get("sft") or {}
-    label_column = None
-    if task == "sft" and recipe.get("classification") is not None:
-        label_column = "label_ids" if mode == "bfd" else "label_id"
+def contract_of(manifest: Manifest, notes: list[str]) -> Contract:
+    """The contract of a dataset, from the facts its manifest states."""
+    rows, tok = manifest.rows, manifest.tokenizer
     stop_ids, source = (None, "")
-    if task in FINE_TUNING:
-        stop_ids, source = _stop_ids(manifest, out, notes)
-    add_bos, add_eos = tok["add_bos"], tok["add_eos"]
-    objective = manifest.get("objective")
-    if objective and objective.get("name") == "mlm":  # pieces are framed by the post-processor instead
-        frame = objective["frame"]
-        add_bos = ids.get("bos") is not None and frame["prefix"][-1:] == [ids["bos"]]
-        add_eos = ids.get("eos") is not None and frame["suffix"][:1] == [ids["eos"]]
+    if manifest.task in FINE_TUNING:
+        stop_ids, source = _stop_ids(manifest, notes)
+    labels = manifest.sft.labels if manifest.sft is not None else None
     return Contract(
-        task=task,
-        seq_len=manifest["seq_len"],
-        vocab_size=tok["vocab_size"],
-        bos_id=ids.get("bos"),
-        eos_id=ids.get("eos"),
-        pad_id=manifest["padding"]["pad_token_id"],
-        add_bos=add_bos,
-        add_eos=add_eos,
-        split_special_tokens=bool(recipe.get("tokenizer", {}).get("split_special_tokens", True)),
-        packing=mode,
-        fixed_length=fixed,
-        schema_name=ROW_SCHEMAS.get(manifest.get("format", ""), "pretrain-row" if task == "pretrain" else "sft-row"),
-        label_column=label_column,
-        num_labels=len(sft["labels"]) if sft.get("labels") else None,
+        task=manifest.task,
+        seq_len=rows.length,
+        vocab_size=tok.vocab_size,
+        bos_id=tok.bos_id,
+        eos_id=tok.eos_id,
+        pad_id=manifest.padding.pad_token_id,
+        add_bos=rows.starts_with_bos,
+        add_eos=rows.ends_with_eos,
+        split_special_tokens=bool((manifest.recipe.get("tokenizer") or {}).get("split_special_tokens", True)),
+        packing=rows.packing,
+        fixed_length=rows.fixed_length,
+        schema_name=ROW_SCHEMAS.get(manifest.format, "pretrain-row" if manifest.task == "pretrain" else "sft-row"),
+        label_column=rows.label_column,
+        num_labels=len(labels) if labels else None,
         stop_ids=stop_ids,
         stop_source=source,
-        objective=objective,
+        objective=None if manifest.objective is None else as_json(manifest.objective),
+        layout=rows.layout,
+        cut_documents=rows.cut_documents,
     )
 
 
-def _stop_ids(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[tuple[int, ...] | None, str]:
-    sft = manifest["sft"]
-    if sft.get("masking") == "generation":
+def _stop_ids(manifest: Manifest, notes: list[str]) -> tuple[tuple[int, ...] | None, str]:
+    sft = manifest.sft
+    if sft.masking == "generation":
         notes.append("stop-token check skipped: masking: generation takes the chat template's {% generation %} blocks as they are")
         return None, ""
-    if sft.get("stop_token_ids"):
-        return tuple(sft["stop_token_ids"]), "manifest sft.stop_token_ids"
-    eos = manifest["tokenizer"]["special_ids"].get("eos")
-    if manifest["recipe"].get("template") != CHAT:
-        return ((eos,), "EOS (pair template)") if eos is not None else (None, "")
-    try:
-        tokenizer = manifest_tokenizer(manifest, out)
-        return stop_token_ids(CHAT, tokenizer, masking=sft["masking"]), "chat template probe"
-    except DataprepError as exc:
-        notes.append(f"stop-token check skipped: cannot load the tokenizer to find the chat template's end-of-turn token ({exc})")
+    if sft.stop_token_ids is None:  # a chat dataset made before they were recorded
+        notes.append("stop-token check skipped: the manifest does not record sft.stop_token_ids (a dataset made by an "
+                     "older dataprep); rebuild it to have the chat template's end-of-turn tokens checked")
         return None, ""
-
-
-def manifest_tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
-    """Load the tokenizer a manifest names: its recorded source, or the copy saved in the dataset.
-
-    Raises:
-        TokenizerError: The files are gone or unreadable.
-    """
-    spec = dict(manifest["recipe"].get("tokenizer", {}))
-    spec.pop("train", None)
-    spec["path"] = tokenizer_path(manifest, out)
-    return load_tokenizer(TokenizerSpec(**spec), base_dir=out)
+    if not sft.stop_token_ids:
+        return None, ""
+    return tuple(sft.stop_token_ids), "manifest sft.stop_token_ids"
 
 
 def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
+from dataprep.dataset.manifest_tasks import Chat, Examples, Sft, Template
 from dataprep.errors import ConfigError, TemplateError
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.rows import PackedRows, PackStats
@@ -159,8 +160,8 @@ def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str
     return tuple(dict.fromkeys(i for i in ids if i is not None))
 
 
-def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, tokenizer) -> dict[str, Any]:
-    """What a fine-tuning manifest adds: template, masking, examples, targets, straddles, labels."""
+def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, tokenizer) -> Sft:
+    """What a fine-tuning manifest adds: template, masking, stop ids, examples, targets, straddles, labels."""
     template = template_of(recipe)
     chat = chat_template_of(recipe, tokenizer) if template is None else None
     content = sum(p["content_tokens"] for p in stage.pack_stats().values())
@@ -189,34 +190,32 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             "the manifest under sft.examples.unrendered",
             ", ".join(f"{part} {n}" for part, n in unrendered.items()),
         )
-    return {
-        "template": {
-            "name": template.name if template else CHAT,
-            "text_sha256": template.fingerprint if template else _sha(chat.source),
-        },
-        "chat": None if chat is None else {
-            "template_file": None if recipe.sft.chat.template is None else str(recipe.sft.chat.template),
-            "kwargs": dict(recipe.sft.chat.kwargs),
-            "date": recipe.sft.chat.date,
-            "reasoning": recipe.sft.chat.reasoning,
-            "stop_tokens": list(chat.stop_tokens()),
-        },
-        "masking": recipe.sft.masking,
-        "stop_token_ids": list(stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking, chat=chat)),
-        "max_length": recipe.sft.max_length,
-        "overflow": recipe.sft.overflow,
-        "examples": {
-            "truncated": stats["truncated"],
-            "truncated_tokens": stats["truncated_tokens"],
-            "with_boundary_straddle": stats["examples_with_straddle"],
-            "system_not_rendered": stats[SYSTEM_NOT_RENDERED],
-            "unrendered": unrendered,
-        },
-        "target_tokens": stats["target_tokens"],
-        "target_ratio": stats["target_tokens"] / content if content else 0.0,
-        "labels": None if labels is None else {label: i for i, label in enumerate(labels)},
-        "classification_train": None if recipe.sft.classification is None else recipe.sft.classification.train,
-    }
+    return Sft(
+        template=Template(name=template.name if template else CHAT,
+                          text_sha256=template.fingerprint if template else _sha(chat.source)),
+        chat=None if chat is None else Chat(
+            template_file=None if recipe.sft.chat.template is None else str(recipe.sft.chat.template),
+            kwargs=dict(recipe.sft.chat.kwargs),
+            date=recipe.sft.chat.date,
+            reasoning=recipe.sft.chat.reasoning,
+            stop_tokens=tuple(chat.stop_tokens()),
+        ),
+        masking=recipe.sft.masking,
+        stop_token_ids=stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking, chat=chat),
+        max_length=recipe.sft.max_length,
+        overflow=recipe.sft.overflow,
+        examples=Examples(
+            truncated=stats["truncated"],
+            truncated_tokens=stats["truncated_tokens"],
+            with_boundary_straddle=stats["examples_with_straddle"],
+            system_not_rendered=stats[SYSTEM_NOT_RENDERED],
+            unrendered=unrendered,
+        ),
+        target_tokens=stats["target_tokens"],
+        target_ratio=stats["target_tokens"] / content if content else 0.0,
+        labels=None if labels is None else {label: i for i, label in enumerate(labels)},
+        classification_train=None if recipe.sft.classification is None else recipe.sft.classification.train,
+    )
 
 
 __all__ = [
