@@ -29,7 +29,7 @@ def make(tmp_path: Path, path: Path = WIKI, **sections) -> object:
     data = {
         "task": "pretrain", "objective": "mlm",
         "inputs": [{"path": str(path), "format": "txt", "txt_unit": "line"}],
-        "tokenizer": {"path": str(BERT)}, "split": {"validation": 0.0},
+        "tokenizer": {"path": str(BERT)}, "split": {"validation": 0.1},
     }
     data.update(sections)
     return recipe_from_dict(data, base_dir=tmp_path)
@@ -52,7 +52,8 @@ def test_pieces_are_framed_like_the_post_processor(tmp_path, reference):
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    manifest = run(make(tmp_path, src, packing={"seq_len": 8, "pad_rows": False}), out, workers=1)
+    three = {"validation": 0.0}  # three documents: too few to hold one out
+    manifest = run(make(tmp_path, src, packing={"seq_len": 8, "pad_rows": False}, split=three), out, workers=1)
     assert manifest["objective"]["frame"] == {"prefix": [CLS], "suffix": [SEP]}
     t = read_split(out)
     pieces = []
@@ -202,7 +203,7 @@ def test_a_trained_tokenizer_gets_a_mask_token(tmp_path):
     recipe = recipe_from_dict(
         {"task": "pretrain", "objective": "mlm", "inputs": [{"path": str(RECIPES / "data" / "tiny_corpus.jsonl")}],
          "tokenizer": {"train": {"vocab_size": 600}}, "packing": {"seq_len": 64}, "mlm": {"masking": "static"},
-         "split": {"validation": 0.0}},  # (validate flags short tails of split documents in both splits, as for clm bfd)
+         "split": {"validation": 0.1}},
         base_dir=tmp_path)
     manifest = run(recipe, tmp_path / "out", workers=1)
     obj = manifest["objective"]
