@@ -142,7 +142,11 @@ def test_input_tokenizer_and_template_problems_say_what_and_fix(tmp_path, capsys
 
 def test_option_problems_say_what_and_fix(tmp_path, capsys):
     message, fix = _error(*invoke(["run", _recipe(tmp_path), "--out", str(tmp_path / "o"), "--address", "auto"], capsys)[::2])
-    assert message == "--address names a Ray cluster; it needs --engine ray" and fix == ConfigError.default_fix
+    assert message == "--address names a Ray cluster, but the engine is local" and fix == "add --engine ray, or leave out --address"
+    sft = _recipe(tmp_path, task="sft", inputs=[{"path": str(RECIPES / "data" / "sft_tasks.jsonl")}], template="prompt_completion",
+                  max_length=64, packing={"mode": "bfd", "seq_len": 32})
+    message, fix = _error(*invoke(["run", sft, "--out", str(tmp_path / "o"), "-w", "1"], capsys)[::2])
+    assert message.startswith("max_length 64 is longer than packing.seq_len 32: ") and fix == ConfigError.default_fix
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     message, fix = _error(*invoke(["run", _recipe(tmp_path), "--out", str(tmp_path / "taken")], capsys)[::2])

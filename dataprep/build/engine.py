@@ -111,7 +111,7 @@ def run_chunks(
         return ray_run_chunks(reader, worker, files, read_drops=read_drops, counts=counts, progress=progress,
                               workers=workers, address=address, by_input=by_input)
     if address is not None:
-        raise ConfigError("--address names a Ray cluster; it needs --engine ray")
+        raise ConfigError("--address names a Ray cluster, but the engine is local", fix="add --engine ray, or leave out --address")
     chunks = progress.track(reader.chunks(files, read_drops=read_drops, counts=counts, by_input=by_input))
     return ordered_map(*worker, chunks, workers=workers, mode=mode)
 

@@ -65,7 +65,7 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401  (the `data` extra)
     except ImportError as exc:
-        raise ConfigError(f"--engine ray needs Ray Data, which is not installed: {INSTALL}") from exc
+        raise ConfigError("--engine ray needs Ray Data, which is not installed", fix=f"{INSTALL}, or use --engine local") from exc
     return ray
 
 

@@ -305,7 +305,7 @@ class ChatTemplate:
             if not configs:
                 raise TemplateError(
                     f"{tokenizer.source}: no {CONFIG_FILE} with a chat_template beside the tokenizer; "
-                    "use a pair template, set `chat_template:` to a Jinja file, or point tokenizer.path at a "
+                    "use a pair template, set `chat.template:` to a Jinja file, or point tokenizer.path at a "
                     "folder whose config has one"
                 )
             # the loaded tokenizer has the added tokens: only the (small) config is read here
@@ -389,7 +389,7 @@ class ChatTemplate:
             raise RecordProblem(
                 UNSUPPORTED,
                 f"the record has {len(tools)} tool(s) but this chat template never renders `tools`, so the model "
-                "would train without seeing them; use a template that does (`chat_template:`), or unmap the tools field",
+                "would train without seeing them; use a template that does (`chat.template:`), or unmap the tools field",
             )
         arguments_form = self._probe()[2] if self.reads_tool_calls else "object"
         out = []
@@ -415,7 +415,7 @@ class ChatTemplate:
                     raise RecordProblem(
                         UNSUPPORTED,
                         f"message {i} has tool calls, but this chat template never renders `tool_calls`; "
-                        "use a template that does (`chat_template:`), or drop such records",
+                        "use a template that does (`chat.template:`), or drop such records",
                     )
                 m["tool_calls"] = [_call_form(call, arguments_form, i) for call in calls]
                 if "content" not in m and self._no_content is not _ABSENT:  # the form the template takes
@@ -830,7 +830,7 @@ def _pick_source(value: Any) -> str:
             return named["default"]
         raise TemplateError(f"chat_template lists templates {sorted(map(str, named))} but none named 'default'")
     raise TemplateError(
-        "the tokenizer has no chat_template; add one to tokenizer_config.json, set `chat_template:` to a Jinja "
+        "the tokenizer has no chat_template; add one to tokenizer_config.json, set `chat.template:` to a Jinja "
         "file, or use a pair template"
     )
 

@@ -79,8 +79,8 @@ def fields_for(recipe: Recipe, index: int) -> dict[str, FieldSpec]:
     for name, spec in (explicit or {}).items():
         if name not in defaults:
             raise ConfigError(
-                f"inputs[{index}].fields names {name!r}, which the template does not use; "
-                f"its fields are {sorted(defaults)}"
+                f"inputs[{index}].fields names {name!r}, which the template does not use; its fields are {sorted(defaults)}",
+                fix=f"map only those fields under inputs[{index}].fields, or choose the template that uses {name!r}",
             )
         defaults[name] = spec
     return defaults
@@ -183,5 +183,6 @@ def chat_template_of(recipe: Recipe, tokenizer) -> ChatTemplate:
         try:
             source = Path(spec.template).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"chat.template: cannot read {spec.template} ({exc.strerror or exc})") from exc
+            raise ConfigError(f"chat.template: cannot read {spec.template} ({exc.strerror or exc})",
+                              fix="point `chat.template` at a readable Jinja file") from exc
     return ChatTemplate.from_tokenizer(tokenizer, source=source, variables=dict(spec.kwargs), date=spec.date)

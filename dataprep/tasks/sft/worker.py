@@ -65,16 +65,17 @@ class SftWorker:
         self.files = files
         self.pair = template_of(recipe)
         if self.pair is not None and self.sft.masking == "generation":
-            raise ConfigError("masking: generation reads a chat template's {% generation %} blocks; it needs template: chat")
+            raise ConfigError("masking: generation reads a chat template's {% generation %} blocks, which a pair template "
+                              "has none of", fix="set `template: chat` with a generation-tagged `chat.template`, or another masking")
         self.chat = chat_template_of(recipe, tokenizer) if self.pair is None else None
         if self.chat is not None and self.sft.masking == "generation" and not self.chat.has_generation_tags:
             raise ConfigError(
-                "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks; set "
-                "chat.template to a generation-tagged training template, or use masking: all_assistant"
+                "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks",
+                fix="set chat.template to a generation-tagged training template, or use masking: all_assistant",
             )
         self.stop_text = tokenizer.tokens.get("eos")
         if self.pair is not None and not self.stop_text:
-            raise ConfigError("the tokenizer has no EOS token to close responses; set `tokenizer.eos_token`")
+            raise ConfigError("the tokenizer has no EOS token to close responses", fix="set `tokenizer.eos_token`")
         self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
         self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
         # validate --recipe: bad records are collected here as (file, location, reason, message, fix)
