@@ -740,3 +740,35 @@ def test_messages_name_the_files_own_lines_in_utf16(tmp_path):
         read(resolve_one(tmp_path, "d.csv", encoding="utf-16"))
     assert (err.value.location, err.value.reason_message) == ("line 4", "row has 1 column, expected 2 (text, n)")
     assert read(resolve_one(tmp_path, "d.csv", encoding="auto"), on_error="skip") == [("x\ny", 2), ("z", 5)]
+
+
+# --- 6. check-only reading (validate --recipe): the same readers hand every bad record over --------
+
+
+def test_collecting_hands_over_what_the_readers_reject_and_changes_nothing_outside(tmp_path, caplog):
+    from dataprep.read import collecting
+
+    (tmp_path / "d.jsonl").write_bytes(b'{"text": "a"}\n{"text": 1}\n\xff\n{"text": "b"}\n[]\n')
+    file = resolve_one(tmp_path, "d.jsonl")
+    expected_rows = [("a", 1), ("b", 4)]
+    for on_error in ("raise", "skip"):  # a reader built as run builds it (no sink of its own), in either mode
+        found: list = []
+        drops: collections.Counter = collections.Counter()
+        with caplog.at_level("WARNING", logger="dataprep.read"), collecting(found):
+            assert read(file, on_error=on_error, drops=drops) == expected_rows
+        assert [(f[1], f[2]) for f in found] == [("line 2", "non_string_field"), ("line 3", "invalid_utf8"), ("line 5", "not_an_object")]
+        assert all(f[0] == str(tmp_path / "d.jsonl") and f[3] and f[4] for f in found)
+        assert drops == {"non_string_field": 1, "invalid_utf8": 1, "not_an_object": 1}
+        assert not caplog.records  # handed over, not logged
+    with pytest.raises(InputError) as err:  # outside the block: run's behaviour, unchanged
+        read(file, on_error="raise")
+    assert (err.value.location, err.value.reason_message) == ("line 2", "field 'text' is int, expected a string")
+    drops = collections.Counter()
+    assert read(file, on_error="skip", drops=drops) == expected_rows and len(caplog.records) == 3
+    own: list = []  # a reader given its own sink keeps it inside the block
+    with collecting(found := []):
+        read(file, on_error="skip", sink=own)
+    assert len(own) == 3 and found == []
+    (tmp_path / "cut.jsonl.gz").write_bytes(GZ[: len(GZ) // 2])  # a damaged file is still a file error
+    with pytest.raises(InputError, match="truncated"), collecting([]):
+        read(resolve_one(tmp_path, "cut.jsonl.gz"))

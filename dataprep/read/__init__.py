@@ -24,8 +24,10 @@ do that). Bad records (invalid UTF-8, malformed JSON or rows, missing or
 wrong-typed fields, a JSON value that is not an object) either raise
 :class:`~dataprep.errors.InputError` or, with ``on_error="skip"``, are counted by
 reason (:data:`DROP_REASONS`) and logged (the first ``MAX_LOGGED`` per file, then
-one summary line). A damaged *file* is never a bad record: a .gz/.zst, parquet or
-arrow file cut short or corrupt raises in both modes, naming the file and the fix.
+one summary line). Inside :func:`collecting` (``validate --recipe``: run's own readers in
+a check-only mode) every bad record is handed to a list instead, with its location, reason,
+message and fix. A damaged *file* is never a bad record: a .gz/.zst, parquet or
+arrow file cut short or corrupt raises in every mode, naming the file and the fix.
 
 Every text reader reads UTF-8 bytes from :func:`open_binary`, which decompresses and,
 for an input with another ``encoding:`` (or ``auto``, decided per file when inputs are
@@ -53,7 +55,7 @@ Modules, in the order data flows through them::
 """
 
 from ._columnar import arrow_batches
-from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, json_message, open_binary, text_message, utf8_message
+from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, collecting, json_message, open_binary, text_message, utf8_message
 from ._delimited import DIALECTS
 from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
 from ._file import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec
@@ -77,6 +79,7 @@ __all__ = [
     "InputFile",
     "InputSpec",
     "arrow_batches",
+    "collecting",
     "file_sha256",
     "file_size",
     "iter_field",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -41,11 +43,34 @@ MAX_LOGGED = 10  # bad records logged one by one per file; the rest go into one 
 SKIP = "or set `on_error: skip` to drop such records"
 
 
+_COLLECTING: contextvars.ContextVar[list | None] = contextvars.ContextVar("dataprep_read_collecting", default=None)
+
+
+@contextlib.contextmanager
+def collecting(sink: list) -> Iterator[list]:
+    """Check-only reading (``validate --recipe``): inside this block every reader run without a
+    ``sink`` of its own (a task's chunk reader, as ``run`` builds it) counts each bad record and
+    appends ``(file, location, reason, message, fix)`` to ``sink``, whatever its ``on_error``
+    says, instead of raising or logging. Outside it nothing changes: ``run`` never enters it.
+
+    The readers are generators: a block must hold the reading itself, not only the call that
+    made the reader.
+    """
+    token = _COLLECTING.set(sink)
+    try:
+        yield sink
+    finally:
+        _COLLECTING.reset(token)
+
+
 class BadRecords:
     """Raises on a bad record, or counts and logs it (``on_error: skip``), or, with a ``sink``
-    (``validate --recipe``), counts it and appends ``(file, location, reason, message, fix)``."""
+    (``validate --recipe``; also inside :func:`collecting`), counts it and appends
+    ``(file, location, reason, message, fix)``."""
 
     def __init__(self, file: InputFile, on_error: str, drops: collections.Counter, sink: list | None = None):
+        if sink is None and _COLLECTING.get() is not None:
+            sink, on_error = _COLLECTING.get(), "skip"
         self.file, self.path, self.raise_ = file, file.location, on_error == "raise"
         self.drops, self.counts, self.logged = drops, collections.Counter(), 0
         self.sink = sink
