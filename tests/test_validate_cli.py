@@ -59,13 +59,16 @@ def test_raw_inputs(tmp_path, capsys):
     path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')
     code, out, _ = invoke(["validate", str(path), "--as", "prompt-completion"], capsys)
     assert code == 1
-    assert f"{path} line 2 $: missing_field: missing field 'completion' (keys present: prompt)" in out
-    assert "expected: a string with at least one non-space character" in out
+    assert f"{path} line 2: missing_field: missing field 'completion' (keys present: prompt)" in out
+    assert "expected: set `fields.completion.path:` to the field that holds `completion`" in out
+    assert f"input {path}: 2 records read, dropped: missing_field 1" in out
     code, out, _ = invoke(["validate", "--recipe", str(RECIPES / "demo-sft.yaml"), "--format", "json"], capsys)
-    assert code == 0 and json.loads(out)["stats"]["records"] == 6000
+    report = json.loads(out)
+    assert code == 0 and report["stats"]["records"] == 6000 and report["stats"]["records_written"] == 6000
+    assert report["inputs"] == [{"path": str(RECIPES / "data" / "sft_tasks.jsonl"), "records_read": 6000, "documents": 6000, "dropped": {}}]
     # the same file by URL: the finding names the URL
     code, out, _ = invoke(["validate", path.as_uri(), "--as", "prompt-completion"], capsys)
-    assert code == 1 and f"{path.as_uri()} line 2 $: missing_field" in out
+    assert code == 1 and f"{path.as_uri()} line 2: missing_field" in out
     code, _, err = invoke(["validate", (tmp_path / "nope.jsonl").as_uri(), "--as", "prompt-completion"], capsys)
     assert code == 1 and f"{(tmp_path / 'nope.jsonl').as_uri()}: does not exist" in err
 

@@ -87,6 +87,8 @@ class Report:
         stats: Figures worth reading even when clean (rows, tokens, target ratio, seconds).
         notes: Checks that were skipped, and why.
         stopped: Input validation stopped reading at ``max_errors`` findings.
+        inputs: Input validation: per input file, what ``run`` would count for it, in the
+            manifest's words (``path``, ``records_read``, ``documents`` written, ``dropped`` by reason).
     """
 
     target: str
@@ -97,6 +99,7 @@ class Report:
     stats: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     stopped: bool = False
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -121,6 +124,7 @@ class Report:
         return self.total >= self.max_errors
 
     def as_dict(self) -> dict[str, Any]:
+        inputs = {"inputs": self.inputs} if self.inputs else {}
         return {
             "target": self.target,
             "mode": self.mode,
@@ -132,6 +136,7 @@ class Report:
             "stopped": self.stopped,
             "stats": self.stats,
             "notes": self.notes,
+            **inputs,
         }
 
     def to_text(self) -> str:
@@ -146,8 +151,17 @@ class Report:
             lines.append("summary: " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.counts.items())))
         if self.stats:
             lines.append("stats: " + "; ".join(f"{k} {_fmt(v)}" for k, v in self.stats.items()))
+        lines += [_input_line(entry) for entry in self.inputs]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+def _input_line(entry: dict[str, Any]) -> str:
+    text = f"input {entry['path']}: {entry['records_read']:,} records read"
+    if "documents" in entry:
+        text += f", {entry['documents']:,} written"
+    dropped = entry.get("dropped") or {}
+    return text + (", dropped: " + ", ".join(f"{k} {n:,}" for k, n in dropped.items()) if dropped else "")
 
 
 def _fmt(value: Any) -> str:
