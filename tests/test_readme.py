@@ -6,7 +6,8 @@
   ones run: ``--help`` of every command used, ``schema``, ``check-recipe``. Every
   ``python benchmarks/...`` line in README.md and benchmarks/README.md names a script that exists,
   with options it defines.
-- Every module path written in README.md and benchmarks/README.md exists in the package, and every
+- Every module path written in README.md and benchmarks/README.md exists in the package (and every
+  path under ``schemas/``, ``recipes/``, ``tests/``, ``benchmarks/`` beside it), and every
   file the "Layout" table names exists where its row says.
 - Every measured figure in README.md (throughput, seconds, sizes, percentages, ratios, losses) names
   what produces it, in its paragraph, table or code block, or the one introducing it: a script under
@@ -197,7 +198,11 @@ def test_every_module_path_in_the_readmes_exists():
         for dotted in re.findall(r"(?<![\w/.-])(dataprep(?:\.\w+)+)(?![\w/])", text):
             assert resolves(dotted), (doc.name, dotted)
             checked.append(dotted)
-    assert {"dataprep/train/model.py", "dataprep.train.loader", "dataprep.train.objectives", "dataprep/read/"} <= set(checked)
+        for path in re.findall(r"(?<![\w/.<-])((?:schemas|recipes|tests|benchmarks)/[\w./-]*[\w/])(?![\w<>])", text):
+            assert (REPO / path).exists(), (doc.name, path)  # files beside the package too
+            checked.append(path)
+    assert {"dataprep/train/model.py", "dataprep.train.loader", "dataprep.train.objectives", "dataprep/read/",
+            "schemas/recipe.schema.json", "recipes/data/generate.py", "tests/test_report.py"} <= set(checked)
 
 
 def layout_rows() -> list[tuple[list[Path], list[str]]]:
