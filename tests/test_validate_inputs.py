@@ -159,6 +159,23 @@ def test_chosen_drops_are_counted_as_run_counts_them_not_listed(tmp_path):
     assert "no_tokens" not in framed.stats["dropped"] and framed.stats["records_written"] == 3
 
 
+@pytest.mark.parametrize("objective", ["mlm", "span_corruption"])
+def test_other_pretraining_objectives_drop_as_their_runs_do(tmp_path, objective):
+    """MLM encodes documents unframed (its packer frames pieces): a text BERT encodes to nothing is
+    no_tokens there; span corruption frames every document with EOS."""
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"document number {i} is here"} for i in range(30)]
+                + [{"text": "\u200b\u200b\u200b"}, {"text": 5}, {"text": "document number 3 is here"}, "[1]"])
+    if objective == "mlm":
+        extra = {"tokenizer": {"path": str(DATA / "tokenizers" / "bert-base-cased"), "pad_token": "[PAD]"},
+                 "mlm": {"masking": "static"}, "packing": {"mode": "bfd", "seq_len": 32}}
+    else:
+        extra = {"span_corruption": {"noise_density": 0.15}, "packing": {"seq_len": 32}}
+    report, _ = check(tmp_path, {**PRETRAIN, **extra, "objective": objective, "inputs": [{"path": "t.jsonl"}]})
+    assert found(report) == [("non_string_field", "line 32"), ("not_an_object", "line 34")]
+    assert report.stats["dropped"]["duplicate"] == 1
+    assert report.stats["dropped"].get("no_tokens", 0) == (1 if objective == "mlm" else 0)
+
+
 # --- fine-tuning: the worker's judgement too (render, tokenize, mask, fit) ----------------------------
 
 PAIR_FAULTS = [
@@ -191,6 +208,24 @@ def test_fine_tuning_faults_are_what_run_drops_or_stops_on(tmp_path, extras, rec
     assert found(report) == expected
     if expected:
         assert where(report.findings[0]) == (stop.path, stop.location, stop.reason_message, stop.fix)
+
+
+PAIR_FILE_FAULTS = [
+    ("csv-unclosed-quote", "p.csv", b'prompt,completion\na,b\n"open,c\nd,e\n', [("unreadable_file", "line 3")]),
+    ("csv-bad-row", "p.csv", b'prompt,completion\na,b\nc\nd,e,f\ng,h\n', [("bad_row", "line 3"), ("bad_row", "line 4")]),
+    ("zst-cut", "p.jsonl.zst", zstandard.ZstdCompressor().compress(
+        b"".join(b'{"prompt": "p%d", "completion": "c%d"}\n' % (i, i) for i in range(400)))[:700], [("unreadable_file", None)]),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), [c[1:] for c in PAIR_FILE_FAULTS], ids=[c[0] for c in PAIR_FILE_FAULTS])
+def test_fine_tuning_files_run_cannot_read(tmp_path, name, data, expected):
+    (tmp_path / name).write_bytes(data)
+    write_jsonl(tmp_path / "clean.jsonl", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(3)])
+    report, stop = check(tmp_path, {**PAIRS, "inputs": [{"path": name}, {"path": "clean.jsonl"}]})
+    assert found(report) == expected
+    assert where(report.findings[0]) == (stop.path, stop.location, stop.reason_message, stop.fix)
+    assert report.inputs[1] == {"path": str(tmp_path / "clean.jsonl"), "records_read": 3, "documents": 3, "dropped": {}}
 
 
 def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
@@ -280,8 +315,8 @@ def test_the_ceiling_run_would_stop_at_is_noted(tmp_path):
 def test_max_errors_stops_reading_at_the_end_of_a_chunk(tmp_path):
     write_jsonl(tmp_path / "bad.jsonl", [{"txt": str(i)} for i in range(5000)])
     report = validate_inputs([tmp_path / "bad.jsonl"], kind="text", max_errors=5)  # no good record: no chunk ends
-    assert report.stopped and found(report) == [("missing_field", f"line {n}") for n in range(1, 6)]
-    assert report.total == 5000 and report.stats["records"] == 5000
+    assert found(report) == [("missing_field", f"line {n}") for n in range(1, 6)]
+    assert not report.stopped and report.total == 5000 and report.stats["records"] == 5000  # read to its end, all counted
     write_jsonl(tmp_path / "mixed.jsonl", [{"txt": str(i)} if i % 2 else {"text": str(i)} for i in range(50_000)])
     report = validate_inputs([tmp_path / "mixed.jsonl"], kind="text", max_errors=5)
     assert report.stopped and len(report.findings) == 5 and report.stats["records"] < 50_000

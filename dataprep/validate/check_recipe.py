@@ -214,6 +214,7 @@ def check_files(plan: CheckPlan, files: list[InputFile], report: Report) -> None
                     work_drops.setdefault(index, Counter()).update(bad[2] for bad in plan.worker_bad)
                     pending.take(plan.worker_bad, upto=_last_line(item[1]))
                     if report.full:
+                        report.stopped = True  # at the end of this chunk
                         break
         except InputError as exc:  # the file cannot be read on: run stops here in every on_error mode
             pending.take(plan.worker_bad, upto=None)
@@ -224,7 +225,7 @@ def check_files(plan: CheckPlan, files: list[InputFile], report: Report) -> None
             by_input[index] = Counter({accounting.RECORDS_READ: counts["records_read"] - before[0] + lost.total(), **lost})
         report.inputs.append(_input_entry(index, file, by_input, work_drops, stage, plan.work is not None))
         if report.full:
-            report.stopped = True
+            report.stopped = report.stopped or index < len(files) - 1
             break
     _totals(report, stage, plan)
 
