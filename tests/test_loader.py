@@ -144,6 +144,27 @@ def test_missing_dataset_and_split(tmp_path, sft_dir):
         ArrowRows(sft_dir, "test")
 
 
+def test_read_info_takes_the_facts_the_manifest_states(sft_dir, tmp_path):
+    """The trainer's facts are the manifest's stated ones (rows.length, sft.stop_token_ids, the pad
+    id, the label map), never worked out again from the recipe: change them and they change."""
+    import shutil
+
+    out = tmp_path / "edited"
+    shutil.copytree(sft_dir, out)
+    m = json.loads((out / "manifest.json").read_text())
+    m["rows"]["length"] = 96
+    m["sft"]["stop_token_ids"] = [10, 0]
+    m["padding"]["pad_token_id"] = 3
+    m["sft"]["labels"] = {"no": 0, "yes": 1}
+    (out / "manifest.json").write_text(json.dumps(m))
+    info = read_info(out)
+    assert (info.seq_len, info.stop_ids, info.pad_id, info.labels) == (96, (10, 0), 3, {"no": 0, "yes": 1})
+    m["rows"]["length"] = "96"
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="rows.length"):
+        read_info(out)
+
+
 def test_sampler_is_seeded_epoch_permutations_and_resumable():
     full = list(StepSampler(10, batch_size=3, seed=7, num_steps=9))
     assert full == list(StepSampler(10, batch_size=3, seed=7, num_steps=9))

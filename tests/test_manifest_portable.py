@@ -206,6 +206,9 @@ def test_readers_find_the_files_either_layout(layout_copy):
     files = [found(resolve(m, f["path"])) for f in m["tokenizer"]["files"]]
     assert files == [os.path.join(tokenizer_dir, n) for n in ("tokenizer.json", "tokenizer_config.json")]
     assert found(resolve(m, m["sft"]["chat"]["template_file"])) == os.path.normpath(base / "../../shared/data/chat_templates/llama3_1.jinja")
+    typed = ds.facts  # the typed manifest finds the same files, in either layout
+    assert typed.tokenizer_path(out) == tokenizer_path(m, out)
+    assert [typed.resolve(f.path) for f in typed.tokenizer.files] == [resolve(m, f["path"]) for f in m["tokenizer"]["files"]]
     summary = report.compute(ds).summary
     assert found(summary["tokenizer"]["source"]) == tokenizer_dir
     assert [s["path"] for s in summary["sources"]] == [os.path.normpath(base / "../../shared/data/pairs/chat/glaive_toolcall_en_demo.json")]

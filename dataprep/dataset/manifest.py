@@ -22,6 +22,7 @@ the readers never work them out themselves.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -152,13 +153,15 @@ class Manifest:
 
     def resolve(self, path: str) -> str:
         """A path the manifest records, usable here (:func:`dataprep.dataset.paths.resolve`)."""
-        return paths.resolve(self._paths_view(), path)
+        return paths.resolve(self._paths_view, path)
 
     def tokenizer_path(self, out: str | Path) -> str:
         """Where the dataset's tokenizer loads from (:func:`dataprep.dataset.paths.tokenizer_path`)."""
-        return paths.tokenizer_path(self._paths_view(), out)
+        return paths.tokenizer_path(self._paths_view, out)
 
+    @functools.cached_property
     def _paths_view(self) -> dict[str, Any]:
+        """The parts of the JSON :mod:`dataprep.dataset.paths` reads (made once)."""
         return {k: encode(getattr(self, k)) for k in ("recipe", "recipe_dir", "tokenizer", "inputs", "run")
                 if getattr(self, k) is not None}
 
