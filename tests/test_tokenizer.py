@@ -35,9 +35,6 @@ GPT2 = TOKENIZERS / "gpt2"
 PHI3 = TOKENIZERS / "phi-3-mini"
 BERT = TOKENIZERS / "bert-base-cased"
 
-if not TOKENIZERS.is_dir():
-    pytest.skip(f"shared data not found at {DATA}", allow_module_level=True)
-
 
 def _jsonl_texts(path: Path) -> list[str]:
     with path.open(encoding="utf-8") as f:
