@@ -1,6 +1,6 @@
 """Tests of dataprep.tasks.sft.templates: built-in and custom pair templates, character-level targets.
 
-Token-level masks on real tokenizers are in test_masking.py; here everything is text.
+Token-level loss masks on real tokenizers are in test_loss_mask.py; here everything is text.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dataprep.errors import DataprepError, RecordProblem, TemplateError
 from dataprep.tasks.sft.templates import (
-    POLICIES,
+    TARGET_POLICIES,
     TEMPLATES,
     PairTemplate,
     Rendered,
@@ -179,7 +179,7 @@ def test_policy_all_targets_the_whole_text():
     rendered = TEMPLATES["classification"].render({"text": "hi", "label": "ham"}, stop_text=EOS, policy="all")
     assert rendered.targets == ((0, len(rendered.text)),)
     assert rendered.prompt_end == len("hi\nLabel: ")
-    for policy in POLICIES:
+    for policy in TARGET_POLICIES:
         if policy != "all":
             rendered = TEMPLATES["classification"].render({"text": "hi", "label": "ham"}, stop_text=EOS, policy=policy)
             assert rendered.target_text() == "ham" + EOS

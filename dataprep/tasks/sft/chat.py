@@ -15,7 +15,7 @@ once for training and finds each chosen assistant turn's target in that text: fr
 turn's own data went (or its header, for a turn whose tool-call or reasoning syntax the model
 writes) through the end-of-turn token that closes it (:mod:`dataprep.tasks.sft.chat_spans`).
 Which turns are targets is the recipe's ``masking:`` target policy (``all_assistant``,
-``last_assistant``, ``all``, ``generation``; :data:`~dataprep.tasks.sft.templates.POLICIES`).
+``last_assistant``, ``all``, ``generation``; :data:`~dataprep.tasks.sft.templates.TARGET_POLICIES`).
 
 Tokenizing the text (special tokens recognised) and turning the target spans into a loss mask is
 :mod:`dataprep.tasks.sft.loss_mask`'s job.
@@ -35,7 +35,7 @@ from dataprep.tasks.sft.chat_jinja import TEMPLATE_DATE, compile_template, parse
 from dataprep.tasks.sft.chat_messages import CHAT_ROLES, REASONING_KEYS, TRAIN_KEY, check_messages, prepare_messages
 from dataprep.tasks.sft.chat_probe import Probe, probe_template
 from dataprep.tasks.sft.chat_spans import Conversation, TurnTargets
-from dataprep.tasks.sft.templates import CHAT_POLICY, Rendered, _check_policy
+from dataprep.tasks.sft.templates import CHAT_TARGET_POLICY, Rendered, check_target_policy
 
 if TYPE_CHECKING:
     from dataprep.text.tokenizer import LoadedTokenizer
@@ -212,7 +212,7 @@ class ChatTemplate:
         messages: list[dict],
         *,
         tools: list | None = None,
-        policy: str = CHAT_POLICY,
+        policy: str = CHAT_TARGET_POLICY,
         reasoning: bool = True,
     ) -> Rendered:
         """Render the conversation once for training and locate its target spans in that text.
@@ -241,7 +241,7 @@ class ChatTemplate:
                 content) or ``no_end_of_turn``. The caller adds the file and record.
             TemplateRaised: The template called ``raise_exception`` on this conversation.
         """
-        _check_policy(policy)
+        check_target_policy(policy)
         msgs, tools = self.prepare(messages, tools)
         if policy == "generation":
             return self._generation_targets(msgs, tools)

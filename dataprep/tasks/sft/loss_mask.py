@@ -122,7 +122,7 @@ class EncodedBatch:
 
 
 def encode_with_mask(tokenizer: LoadedTokenizer, rendered: Rendered) -> Encoded:
-    """Tokenize ``rendered.text`` once (specials recognised, none added) and build its mask.
+    """Tokenize ``rendered.text`` once (specials recognised, none added) and build its loss mask.
 
     Args:
         tokenizer: The run's tokenizer; its ``split_special_tokens`` is ignored here (see
@@ -130,7 +130,7 @@ def encode_with_mask(tokenizer: LoadedTokenizer, rendered: Rendered) -> Encoded:
         rendered: The example and its target spans.
 
     Returns:
-        The ids, the mask, and the straddle and prompt-token counts.
+        The ids, the loss mask, and the straddle and prompt-token counts.
     """
     return encode_batch_flat(tokenizer, [rendered])[0]
 

@@ -13,10 +13,13 @@ and turning the spans into a per-token loss mask is :mod:`dataprep.tasks.sft.los
 Field values are inserted verbatim: a value holding ``"{x}"`` or ``"{{"`` stays literal, it is
 never formatted again. Literal braces in a template are written ``{{`` and ``}}``.
 
+Which text is a target is the *target policy* (the recipe's ``masking:``, :data:`TARGET_POLICIES`):
+the response and stop text, or with ``all`` the whole text.
+
 A record that cannot be rendered (a missing or empty field, a value that is not text)
-raises :class:`RecordProblem` with a short ``reason`` code, so the caller can count the drop
-or turn it into an error with the file and line. A template that cannot work for any record
-raises :class:`TemplateError`.
+raises :class:`~dataprep.errors.RecordProblem` with a short ``reason`` code, so the caller can
+count the drop or turn it into an error with the file and line. A template that cannot work for
+any record raises :class:`~dataprep.errors.TemplateError`.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from typing import Any
 from dataprep.errors import RecordProblem, TemplateError
 
 __all__ = [
-    "POLICIES",
-    "PAIR_POLICY",
-    "CHAT_POLICY",
+    "TARGET_POLICIES",
+    "PAIR_TARGET_POLICY",
+    "CHAT_TARGET_POLICY",
+    "check_target_policy",
     "Rendered",
     "PairTemplate",
     "TEMPLATES",
@@ -42,10 +46,12 @@ __all__ = [
     "template_fields",
 ]
 
-# Masking policies. For a pair every policy but "all" means "the response + stop text".
-POLICIES = ("completion", "all_assistant", "last_assistant", "all", "generation")  # generation: chat only
-PAIR_POLICY = "completion"  # default for pairs
-CHAT_POLICY = "all_assistant"  # default for chat
+# Target policies: which text is a training target, as the recipe's `masking:` key chooses it (turning
+# target spans into a per-token loss mask is loss_mask's job). For a pair every policy but "all" means
+# "the response + stop text".
+TARGET_POLICIES = ("completion", "all_assistant", "last_assistant", "all", "generation")  # generation: chat only
+PAIR_TARGET_POLICY = "completion"  # default for pairs
+CHAT_TARGET_POLICY = "all_assistant"  # default for chat
 SPEC_KEYS = ("name", "prompt", "response", "prompt_no_input")
 
 
@@ -72,11 +78,12 @@ class Rendered:
         return "".join(self.text[a:b] for a, b in self.targets)
 
 
-def _check_policy(policy: str) -> None:
-    if policy not in POLICIES:
-        close = difflib.get_close_matches(str(policy), POLICIES, n=1)
+def check_target_policy(policy: str) -> None:
+    """Raise a :class:`TemplateError` naming the valid policies (and a close match) for an unknown one."""
+    if policy not in TARGET_POLICIES:
+        close = difflib.get_close_matches(str(policy), TARGET_POLICIES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TemplateError(f"unknown masking policy {policy!r}{hint}; valid policies are {list(POLICIES)}")
+        raise TemplateError(f"unknown target policy (`masking:`) {policy!r}{hint}; valid policies are {list(TARGET_POLICIES)}")
 
 
 # --- parsing ---------------------------------------------------------------------------
@@ -211,14 +218,15 @@ class PairTemplate:
         spec = {"prompt": self.prompt, "response": self.response, "prompt_no_input": self.prompt_no_input}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
 
-    def render(self, record: Mapping[str, Any], *, stop_text: str, policy: str = PAIR_POLICY) -> Rendered:
+    def render(self, record: Mapping[str, Any], *, stop_text: str, policy: str = PAIR_TARGET_POLICY) -> Rendered:
         """Render one record: ``prompt + response + stop_text``.
 
         Args:
             record: Field name -> value (str, or a number/bool, rendered with ``str``).
             stop_text: The EOS token string, appended right after the response and part
                 of the target.
-            policy: ``"all"`` makes the whole text a target; any other policy the response.
+            policy: The target policy (the recipe's ``masking:``): ``"all"`` makes the whole text a
+                target; any other policy the response.
 
         Returns:
             The text, the target span ``[len(prompt), len(text))`` (the whole text for
@@ -227,9 +235,9 @@ class PairTemplate:
         Raises:
             RecordProblem: ``missing_field`` / ``empty_field`` for an absent or blank
                 required field, ``bad_type`` for a value that is not text or a number.
-            TemplateError: ``stop_text`` empty, or an unknown policy.
+            TemplateError: ``stop_text`` empty, or an unknown target policy.
         """
-        _check_policy(policy)
+        check_target_policy(policy)
         if not isinstance(stop_text, str) or not stop_text:
             raise TemplateError(
                 f"template {self.name!r}: stop_text must be the tokenizer's EOS token string, got {stop_text!r}"

@@ -1,5 +1,5 @@
-"""The fine-tuning chunk worker: records -> rendered (pair or chat template), tokenized once with
-offsets, masked, fitted to ``max_length``; every record that is not written is counted under its
+"""The fine-tuning chunk worker: records -> rendered (pair or chat template, targets chosen by the
+target policy), tokenized once with offsets into ids and a loss mask, fitted to ``max_length``; every record that is not written is counted under its
 reason, with its location."""
 
 from __future__ import annotations
@@ -63,12 +63,13 @@ class SftWorker:
         self.sft = recipe.sft
         self.tokenizer = tokenizer
         self.files = files
+        self.target_policy = self.sft.masking  # which text is a target (the recipe's `masking:`)
         self.pair = template_of(recipe)
-        if self.pair is not None and self.sft.masking == "generation":
+        if self.pair is not None and self.target_policy == "generation":
             raise ConfigError("masking: generation reads a chat template's {% generation %} blocks, which a pair template "
                               "has none of", fix="set `template: chat` with a generation-tagged `chat.template`, or another masking")
         self.chat = chat_template_of(recipe, tokenizer) if self.pair is None else None
-        if self.chat is not None and self.sft.masking == "generation" and not self.chat.has_generation_tags:
+        if self.chat is not None and self.target_policy == "generation" and not self.chat.has_generation_tags:
             raise ConfigError(
                 "masking: generation needs a chat template with {% generation %} ... {% endgeneration %} blocks",
                 fix="set chat.template to a generation-tagged training template, or use masking: all_assistant",
@@ -206,7 +207,7 @@ class SftWorker:
         messages, tools = conversation(record)
         try:
             return self.chat.render_with_targets(
-                messages, tools=tools, policy=self.sft.masking, reasoning=self.sft.chat.reasoning
+                messages, tools=tools, policy=self.target_policy, reasoning=self.sft.chat.reasoning
             )
         except TemplateRaised as exc:
             raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
@@ -214,7 +215,7 @@ class SftWorker:
     def _render_pair(self, record: Mapping[str, Any]) -> Rendered:
         """A pair template's example, after the record's ``history`` turns rendered through the same
         template (their responses are targets under ``all_assistant`` and ``all``)."""
-        current = self.pair.render(record, stop_text=self.stop_text, policy=self.sft.masking)
+        current = self.pair.render(record, stop_text=self.stop_text, policy=self.target_policy)
         history = json_value(record.get(HISTORY), HISTORY) or []
         if not history:
             return current
@@ -229,12 +230,12 @@ class SftWorker:
         for k, pair in enumerate(history):
             if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
                 raise RecordProblem("bad_type", f"history[{k}] must be a [user, assistant] pair of strings, got {pair!r:.80}")
-            earlier = self.pair.render(dict(zip(turn, pair)), stop_text=self.stop_text, policy=self.sft.masking)
-            if self.sft.masking in ("all_assistant", "all"):
+            earlier = self.pair.render(dict(zip(turn, pair)), stop_text=self.stop_text, policy=self.target_policy)
+            if self.target_policy in ("all_assistant", "all"):
                 targets += [(a + offset, b + offset) for a, b in earlier.targets]
             texts.append(earlier.text)
             offset += len(earlier.text)
-        if self.sft.masking == "all":
+        if self.target_policy == "all":
             targets = [(0, offset)]
         targets += [(a + offset, b + offset) for a, b in current.targets]
         return Rendered("".join(texts) + current.text, tuple(targets), offset + current.prompt_end)
