@@ -2,11 +2,11 @@
 
 A few-shot dataset (``task: fewshot``) holds, per held-out query, the k-shot prompt and, from
 ``query_start``, the query alone. Exact match (greedy, the stop token must close the answer) is
-measured for both prompts before training and after it::
+measured for both prompts before training and after it, and printed as one table::
 
-    exact match on 624 held-out queries   before training   after fine-tuning
-    zero-shot (query alone)                          0.0%               97.6%
-    4-shot (demonstrations in context)               0.0%               81.4%
+    exact match on N held-out queries     before training   after fine-tuning
+    zero-shot (query alone)                      untrained         fine-tuning
+    k-shot (demonstrations in context)    in-context alone   both together
 
 Zero-shot before training is the untrained model; k-shot before training is in-context learning
 alone (the bundled trainer starts from random weights, so there is nothing to learn from context
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dataprep import columns as C
-from dataprep.train import proofs as verify
+from dataprep.train import proofs
 from dataprep.errors import ConfigError
 from dataprep.train.loader import ArrowRows, DatasetInfo, read_info
 
@@ -52,13 +52,16 @@ def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEva
     """
     info = read_info(path)
     if info.task != "fewshot":
-        raise ConfigError(f"--eval-fewshot {path}: a {info.task} dataset; build one with a `task: fewshot` recipe (e.g. recipes/fewshot-demo.yaml)")
+        raise ConfigError(f"--eval-fewshot {path} is a {info.task} dataset, not a few-shot one",
+                          fix="build one with a `task: fewshot` recipe (e.g. recipes/fewshot-demo.yaml)")
     ours, theirs = trained.manifest["tokenizer"]["fingerprint"], info.manifest["tokenizer"]["fingerprint"]
     if ours != theirs:
-        raise ConfigError(f"--eval-fewshot {path} was tokenized with another tokenizer than {trained.path}; build both with the same `tokenizer`")
+        raise ConfigError(f"--eval-fewshot {path} was tokenized with another tokenizer than {trained.path}",
+                          fix="build both with the same `tokenizer`")
     rows = ArrowRows(info.dataset, "validation", columns=COLUMNS)
     if not len(rows):
-        raise ConfigError(f"--eval-fewshot {path} has no validation rows to evaluate; set `split.validation` above 0 in its recipe")
+        raise ConfigError(f"--eval-fewshot {path} has no validation rows to evaluate",
+                          fix="set `split.validation` above 0 in its recipe")
     zero, shots = [], []
     for i in range(min(limit, len(rows))):
         row = rows[i]
@@ -72,7 +75,7 @@ def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEva
 
 def evaluate(model: Any, ev: FewshotEval, *, pad_id: int, device: torch.device, decoder: Any | None = None) -> dict[str, Any]:
     """Exact match of greedy answers, zero-shot and k-shot."""
-    return {setting: verify.task_proof(model, pairs, stop_ids=ev.stop_ids, pad_id=pad_id, device=device, decoder=decoder)
+    return {setting: proofs.task_proof(model, pairs, stop_ids=ev.stop_ids, pad_id=pad_id, device=device, decoder=decoder)
             for setting, pairs in (("zero_shot", ev.zero_shot), ("k_shot", ev.k_shot))}
 
 

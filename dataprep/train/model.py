@@ -63,7 +63,7 @@ class ModelConfig:
 
 
 # The two shapes the trainer knows. "cpu" (0.62M parameters with a byte vocabulary) was tuned on
-# demo-sft on 2 cores (see dataprep/train/loop.py for the numbers); "gpu" is GPT-2-small-sized.
+# demo-sft on 2 cores (what it reaches there: the README's training section); "gpu" is GPT-2-small-sized.
 PRESETS: dict[str, dict[str, int]] = {
     "cpu": {"d_model": 128, "n_layers": 3, "n_heads": 4},
     "gpu": {"d_model": 768, "n_layers": 12, "n_heads": 12},
