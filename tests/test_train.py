@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from dataprep.cli import main
+from dataprep.errors import ConfigError
 from dataprep.train.loader import ArrowRows, Collator, read_info
 from dataprep.train.model import ModelConfig, Transformer, pick_attention
 from dataprep.build.run import run
@@ -75,13 +78,21 @@ def plant(src: Path, dst: Path, how: str) -> Path:
 
 def test_pretraining_run_learns_and_writes_its_files(pretrain_dir, tmp_path):
     lines: list[str] = []
-    report = train(pretrain_dir, tmp_path / "run", config_from(steps=40, lr=3e-3, **TINY), echo=lines.append)
+    # a loader no machine can deliver (1e12 x training's tokens/s): speed is reported, it never fails a run
+    cfg = config_from(steps=40, lr=3e-3, loader_ratio=1e12, **TINY)
+    report = train(pretrain_dir, tmp_path / "run", cfg, echo=lines.append)
     checks = report["checks"]
     assert checks["learning"]["pass"] and checks["learning"]["drop"] >= 0.25
     assert checks["learning"]["val_loss_after"] < checks["learning"]["val_loss_before"]
     assert checks["task"] == {"skipped": "pretraining data", "pass": None}
-    assert checks["mask"]["pass"] and checks["packing"]["pass"] and checks["throughput"]["pass"]
-    assert report["passed"] and lines[-1].endswith("verdict: PASS")
+    assert checks["mask"]["pass"] and checks["packing"]["pass"]
+    assert set(checks) == {"learning", "task", "mask", "packing"}  # no timed check decides pass/fail
+    speed = report["throughput"]
+    assert speed["train_tokens_per_s"] > 0 and speed["loader_tokens_per_s"] > 0 and speed["expected_ratio"] == 1e12
+    assert speed["loader_keeps_ahead"] is False
+    summary = lines[-1].splitlines()
+    assert report["passed"] and summary[-1] == "verdict: PASS"
+    assert summary[-2].startswith("speed     info  training ") and "informational, not part of the verdict" in summary[-2]
     assert json.loads((tmp_path / "run" / "verify.json").read_text()) == json.loads(json.dumps(report))
     assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
@@ -120,6 +131,9 @@ def test_resume_continues_the_same_run(sft_dir, tmp_path):
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["history"]["loss"]
     assert len(a) == len(b) == 12 and np.allclose(a, b, rtol=0, atol=1e-6)
     assert resumed["checks"]["learning"]["last_loss"] == pytest.approx(straight["checks"]["learning"]["last_loss"], abs=1e-6)
+    other = config_from(steps=12, task_proof="off", **dict(TINY, checkpoint_every=6, seed=1))
+    with pytest.raises(ConfigError, match=r"seed=0 \(now 1\)(.|\n)*fix: resume with the same settings \(--set seed=0\)"):
+        train(sft_dir, tmp_path / "b", other, resume=True, echo=lambda _: None)
 
 
 @pytest.mark.parametrize(
@@ -208,6 +222,56 @@ def test_cli_train(sft_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", str(sft_dir), "--out", str(tmp_path / "r3"), "--set", "stepz=3"])
     assert info.value.code == 1 and "did you mean 'steps'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "settings, message, fix",
+    [
+        (["d_model=65", "n_heads=2"], "training settings d_model=65 and n_heads=2 do not fit: d_model must divide into n_heads heads",
+         "--set d_model=64"),
+        (["d_model=66", "n_heads=2"], "each head's 33 dimensions must be even", "--set d_model=64"),
+        # only the width set: the cpu preset's 4 heads do not divide it
+        (["d_model=100", "model=cpu"], "d_model=100 and n_heads=4 (the cpu preset's shape with your settings) do not fit",
+         "--set d_model=96"),
+        (["steps=-5"], "training setting steps=-5 is out of range: it must be at least 1", "--set steps=2000"),
+        (["stepz=3"], "unknown training setting 'stepz'; did you mean 'steps'?", "--set steps=3"),
+        (["n_layers=two"], "training setting n_layers='two' must be int", "leave n_layers unset"),
+        (["lr=fast"], "training setting lr='fast' must be float", "leave lr unset"),
+        (["lr=1e-5"], "min_lr=0.0001 and lr=1e-05 do not fit", "--set min_lr=1e-06"),
+        (["workers=-1"], "training setting workers=-1 is out of range", "leave workers unset"),
+        (["task_threshold=2"], "task_threshold=2.0 is out of range: it must be a fraction from 0 to 1", "--set task_threshold=0.9"),
+        (["attention=fast"], "training setting attention='fast' is not one of auto, varlen, flex, sdpa", "--set attention=auto"),
+    ],
+)
+def test_cli_train_names_a_bad_setting_and_its_fix(sft_dir, tmp_path, capsys, settings, message, fix):
+    # a tiny run, so that a setting that slipped through fails this test in seconds, not after a whole run
+    args = ["train", str(sft_dir), "--out", str(tmp_path / "run"), "--device", "cpu", "--steps", "2", "--batch-size", "4",
+            "--set", "task_proof=off", "--set", "eval_rows=4", "--set", "proof_examples=2"]
+    with pytest.raises(SystemExit) as info:
+        main(args + [part for setting in settings for part in ("--set", setting)])
+    captured = capsys.readouterr()
+    assert info.value.code == 1, captured
+    error, _, after = captured.err.partition("\n  fix: ")
+    assert error.startswith("error: ") and message in error and after.startswith(fix), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""  # stopped before any work
+    assert not (tmp_path / "run").exists()
+
+
+def test_task_proof_on_pretraining_data_is_a_config_error(pretrain_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(pretrain_dir), "--out", str(tmp_path / "run"), "--set", "task_proof=on"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "task_proof=on needs a fine-tuning dataset with a stop token" in err
+    assert "fix: --set task_proof=auto" in err and "Traceback" not in err
+
+
+def test_bad_shape_reaches_the_user_of_the_installed_command(sft_dir, tmp_path):
+    """The command a user types, in its own process: an error and its fix on stderr, exit 1, no traceback."""
+    result = subprocess.run([sys.executable, "-m", "dataprep", "train", str(sft_dir), "--out", str(tmp_path / "run"),
+                             "--set", "d_model=65", "--set", "n_heads=2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ("error: training settings d_model=65 and n_heads=2 do not fit: d_model must divide into "
+                             "n_heads heads of equal size\n  fix: --set d_model=64 (a multiple of 2 x n_heads)\n")
 
 
 # The CI budget of the planted-mask comparison: about 10 s for the three runs on 2 cores.

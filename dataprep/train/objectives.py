@@ -20,10 +20,9 @@ first 10%, and the validation loss falls.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,18 @@ import numpy as np
 import torch
 
 from dataprep import columns as C
-from dataprep.train import proofs as verify
 from dataprep.errors import ConfigError
-from dataprep.train.loader import ArrowRows, Batches, Collator, DatasetInfo
 from dataprep.tasks.mlm import Masker, word_starts
-from dataprep.train.model import Transformer, preset
-from dataprep.train.outputs import CURVE, VERIFY, plot
+from dataprep.train import save
+from dataprep.train.checks import learning_check, objective_verdict
+from dataprep.train.config import TrainConfig
+from dataprep.train.device import to_device
+from dataprep.train.evaluate import validation_loss
+from dataprep.train.loader import ArrowRows, Batches, Collator, DatasetInfo
+from dataprep.train.model import Transformer
 from dataprep.train.schedule import PEAK_LR, lr_at
+from dataprep.train.setup import model_config, preset_name
+from dataprep.train.step import Clock, History, optimizer_step
 
 ROW_COLUMNS = (C.INPUT_IDS, C.SEQ_LENS, C.NUM_PAD, C.LABELS)
 
@@ -111,29 +115,33 @@ def masker_from_manifest(info: DatasetInfo) -> Masker:
                   random_ratio=obj["random_ratio"], starts=starts)
 
 
-def train_objective(info: DatasetInfo, out: Path, cfg: Any, *, device: torch.device,
+def objective_collator(info: DatasetInfo) -> tuple[Any, str, int]:
+    """The collator, the attention mask and the sequence length of an objective dataset."""
+    obj = info.manifest["objective"]
+    if obj["name"] == "mlm":
+        masker = masker_from_manifest(info) if obj["masking"] == "dynamic" else None
+        return MlmCollator(pad_id=info.pad_id, masker=masker, seed=obj["seed"]), "bidirectional", info.seq_len
+    return SpanCollator(), "prefix", info.seq_len + obj["labels_length"]
+
+
+def train_objective(info: DatasetInfo, out: Path, cfg: TrainConfig, *, device: torch.device,
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train an encoder (MLM) or a prefix LM (span corruption) on ``info``'s dataset; see the module docstring.
 
     Raises:
-        ConfigError: settings this trainer does not support (resume, a classification head).
+        ConfigError: settings this trainer does not support (a classification head).
     """
-    obj = info.manifest["objective"]
-    name = obj["name"]
+    name = info.manifest["objective"]["name"]
     if cfg.classification == "head":
-        raise ConfigError(f"classification 'head' does not apply to {name} data")
+        raise ConfigError(f"classification 'head' does not apply to {name} data", fix="--set classification=auto")
     train_rows = ArrowRows(info.dataset, "train", columns=ROW_COLUMNS)
     val_rows = ArrowRows(info.dataset, "validation", columns=ROW_COLUMNS)
-    if name == "mlm":
-        masker = masker_from_manifest(info) if obj["masking"] == "dynamic" else None
-        collator: Any = MlmCollator(pad_id=info.pad_id, masker=masker, seed=obj["seed"])
-        mask, length = "bidirectional", info.seq_len
-    else:
-        collator, mask, length = SpanCollator(), "prefix", info.seq_len + obj["labels_length"]
+    collator, mask, length = objective_collator(info)
+
+    # --- model and optimizer: the seed is set just before the weights are drawn
     torch.manual_seed(cfg.seed)
-    model_name = cfg.model if cfg.model != "auto" else ("gpu" if device.type == "cuda" else "cpu")
-    model_cfg = preset(model_name, vocab_size=info.vocab_size, max_seq_len=length + 8)
-    model_cfg = replace(model_cfg, **{k: v for k, v in (("d_model", cfg.d_model), ("n_layers", cfg.n_layers), ("n_heads", cfg.n_heads)) if v})
+    model_name = preset_name(cfg, device)
+    model_cfg = model_config(cfg, model_name, vocab_size=info.vocab_size, max_seq_len=length + 8)
     model = Transformer(model_cfg, attention="sdpa", mask=mask).to(device)
     loss_fn = model.masked_loss if name == "mlm" else model.lm_loss
     peak_lr = cfg.lr if cfg.lr is not None else PEAK_LR[model_name]
@@ -144,68 +152,36 @@ def train_objective(info: DatasetInfo, out: Path, cfg: Any, *, device: torch.dev
     echo(f"train {info.path} ({name}, {len(train_rows):,} train / {len(val_rows):,} validation rows) on {device}: "
          f"{model_name} model {params / 1e6:.2f}M params, {what}")
 
-    @torch.no_grad()
-    def evaluate() -> float:
-        model.eval()
-        total, count = 0.0, 0
-        steps = max(1, -(-min(cfg.eval_rows, len(val_rows)) // batch_size))
-        # a fixed seed: every evaluation scores the same masks
-        for batch in Batches(val_rows, collator, batch_size=batch_size, shuffle=False, num_steps=steps):
-            t, c = loss_fn(verify.to_device(batch, device))
-            total, count = total + float(t), count + c
-        model.train()
-        return total / max(count, 1)
-
-    before = evaluate()
-    history: dict[str, Any] = {"step": [], "loss": [], "lr": [], "val_step": [0], "val_loss": [before], "tokens": 0, "seconds": 0.0}
+    # --- train: validation loss before and after (the collator's masks are seeded: the same ones each time)
+    val_loss = partial(validation_loss, model, loss_fn, val_rows, collator, batch_size=batch_size,
+                       eval_rows=cfg.eval_rows, device=device)
+    history = History()
+    history.add_validation(0, val_loss())
     model.train()
-    tick = time.perf_counter()
-    report_every = max(1, cfg.steps // 20)
-    for step, batch in enumerate(Batches(train_rows, collator, batch_size=batch_size, seed=cfg.seed, num_steps=cfg.steps), start=1):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step - 1, cfg, peak_lr)
-        total, count = loss_fn(verify.to_device(batch, device))
-        loss = total / max(count, 1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        history["step"].append(step)
-        history["loss"].append(loss.item())
-        history["lr"].append(opt.param_groups[0]["lr"])
-        history["tokens"] += batch["num_tokens"]
+    clock, report_every = Clock(device), max(1, cfg.steps // 20)
+    batches = Batches(train_rows, collator, batch_size=batch_size, seed=cfg.seed, num_steps=cfg.steps)
+    for step, batch in enumerate(batches, start=1):
+        lr = lr_at(step - 1, cfg, peak_lr)
+        loss = optimizer_step(model, opt, loss_fn, to_device(batch, device), lr=lr, grad_clip=cfg.grad_clip)
+        history.add_step(step, loss, lr, batch["num_tokens"])
         if step % report_every == 0 or step == cfg.steps:
-            history["seconds"] += time.perf_counter() - tick
-            echo(f"step {step:>5}/{cfg.steps}  loss {history['loss'][-1]:.4f}  lr {history['lr'][-1]:.2e}")
-            tick = time.perf_counter()
-    after = evaluate()
-    history["val_step"].append(cfg.steps)
-    history["val_loss"].append(after)
-    losses = history["loss"]
-    k = max(1, len(losses) // 10)
-    first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
-    drop = 1 - last / first if first > 0 else 0.0
-    learning = {"first_loss": first, "last_loss": last, "drop": drop, "required_drop": cfg.loss_drop,
-                "val_loss_before": before, "val_loss_after": after, "pass": bool(drop >= cfg.loss_drop and after < before)}
-    torch.save({"model": model.state_dict(), "config": asdict(cfg), "model_config": asdict(model_cfg), "mask": mask}, out / "checkpoint.pt")
+            history.seconds += clock.lap()
+            echo(f"step {step:>5}/{cfg.steps}  loss {loss:.4f}  lr {lr:.2e}")
+            clock.restart()
+    history.add_validation(cfg.steps, val_loss())
+
+    # --- the learning check and the run folder
+    learning = learning_check(history.loss, val_before=history.val_loss[0], val_after=history.val_loss[-1],
+                              required_drop=cfg.loss_drop)
+    save.atomic_save({"model": model.state_dict(), "config": asdict(cfg), "model_config": asdict(model_cfg), "mask": mask},
+                     out / save.CHECKPOINT)
     report = {
         "dataset": str(info.path), "task": info.task, "objective": name, "attention_mask": mask, "device": str(device),
         "peak_lr": peak_lr, "batch_size": batch_size, "model": {"preset": model_name, "params": params, **asdict(model_cfg)},
-        "config": asdict(cfg), "steps": cfg.steps, "train_seconds": history["seconds"], "train_tokens": history["tokens"],
+        "config": asdict(cfg), "steps": cfg.steps, "train_seconds": history.seconds, "train_tokens": history.tokens,
         "checks": {"learning": learning}, "passed": learning["pass"],
     }
-    (out / VERIFY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    plot(history, out / CURVE, title=f"{info.name}: {name}, {model_name} model, {cfg.steps} steps")
-    echo(verdict(report))
+    save.write_report(out, report)
+    save.plot(history, out / save.CURVE, title=f"{info.name}: {name}, {model_name} model, {cfg.steps} steps")
+    echo(objective_verdict(report))
     return report
-
-
-def verdict(report: dict[str, Any]) -> str:
-    """The learning check and the overall verdict, as the next-token trainer prints them."""
-    learn = report["checks"]["learning"]
-    mark = "PASS" if learn["pass"] else "FAIL"
-    return "\n".join([
-        f"learning  {mark}  {report['objective']} train loss {learn['first_loss']:.3f} -> {learn['last_loss']:.3f} "
-        f"(-{learn['drop']:.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> {learn['val_loss_after']:.3f}",
-        f"verdict: {'PASS' if report['passed'] else 'FAIL'}",
-    ])

@@ -1,4 +1,4 @@
-"""The checks the trainer reports, each a number and a pass/fail: mask, packing, task, loader speed.
+"""The proofs the trainer runs on a model and the loader's rows: mask, packing, task.
 
 They take a model and the loader's rows, so they also run outside the trainer:
 
@@ -9,7 +9,6 @@ They take a model and the loader's rows, so they also run outside the trainer:
   examples run one at a time (fp32; tolerance 1e-4), so segments never leak into each other.
 * **task proof**: greedy decoding from held-out prompts; an answer counts only if it is
   followed by the stop token, so a model that never learned to stop scores 0.
-* **loader speed**: tokens/s of the loader alone.
 
 Where the prompt ends is read from the recipe's template (the literal text after its last
 ``{field}``, e.g. ``"\\nA: "``), not from ``loss_mask``: a dataset whose mask is broken must
@@ -20,7 +19,6 @@ back to the mask (``split: loss_mask`` in the report).
 from __future__ import annotations
 
 import string
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +27,7 @@ import torch
 
 from dataprep import columns as C
 from dataprep.errors import DataprepError
+from dataprep.train.device import to_device
 from dataprep.train.loader import ArrowRows, Collator, DatasetInfo, Row
 from dataprep.train.model import Transformer, attention_backend
 
@@ -74,10 +73,6 @@ def pack(rows: list[Row], *, seq_len: int) -> list[Row]:
             merged[C.LOSS_MASK] = np.concatenate([r[C.LOSS_MASK] for r in group])
         out.append(merged)
     return out
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _non_targets(row: Row) -> np.ndarray:
@@ -272,19 +267,3 @@ def task_proof(model: Transformer, pairs: list[tuple[np.ndarray, np.ndarray]], *
     samples = [{"prompt": text(p), "expected": text(a), "got": text(o)} for (p, a), o in list(zip(pairs, outputs))[:show]]
     return {"accuracy": float(np.mean(right)), "stopped_on_time": float(np.mean(on_time)),
             "never_stopped": float(np.mean(ran_on)), "max_new_tokens": max_new, "examples": len(pairs), "samples": samples}
-
-
-def loader_tokens_per_s(batches: Any, *, seconds: float = 1.0) -> float:
-    """Non-pad tokens/s the loader delivers alone (collated tensors, no model).
-
-    The clock starts at the first batch, so starting worker processes is not counted.
-    """
-    tokens, start = 0, None
-    for batch in batches:
-        if start is None:
-            start = time.perf_counter()
-            continue
-        tokens += batch["num_tokens"]
-        if time.perf_counter() - start >= seconds:
-            break
-    return tokens / max(time.perf_counter() - start, 1e-9) if start is not None else 0.0

@@ -11,7 +11,7 @@ PEAK_LR = {"cpu": 4e-3, "gpu": 6e-4}
 
 def lr_at(step: int, cfg: Any, peak: float) -> float:
     """Linear warmup to ``peak``, then a cosine down to ``min_lr`` at the last step (``cfg``: a
-    :class:`~dataprep.train.loop.TrainConfig`: ``warmup``, ``steps``, ``min_lr``)."""
+    :class:`~dataprep.train.config.TrainConfig`: ``warmup``, ``steps``, ``min_lr``)."""
     if step < cfg.warmup:
         return peak * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)

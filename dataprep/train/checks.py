@@ -1,0 +1,103 @@
+"""The checks a run reports, each numbers and a pass/fail, and the printed verdict.
+
+    learning  the last 10% of steps average at most (1 - loss_drop) x the first 10%, and the
+              validation loss falls
+    task      held-out accuracy after training (exact match >= task_threshold; a
+              classification head must beat always answering the commonest class)
+    mask      from :func:`dataprep.train.proofs.mask_proof`, at initialization
+    packing   from :func:`dataprep.train.proofs.packing_proof`, at initialization
+
+``passed`` is every check that ran passing (a skipped one is ``None``). Speed is reported
+beside them (:mod:`dataprep.train.speed`), never as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dataprep.train import proofs, speed
+from dataprep.train.evaluate import TaskPlan
+from dataprep.train.setup import Setup
+
+MARK = {True: "PASS", False: "FAIL", None: "skip"}
+
+
+def learning_check(losses: list[float], *, val_before: float, val_after: float, required_drop: float) -> dict[str, Any]:
+    """The mean loss of the last 10% of steps vs the first 10%'s, and the validation loss before and after."""
+    k = max(1, len(losses) // 10)
+    first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+    drop = 1 - last / first if first > 0 else 0.0
+    return {"first_loss": first, "last_loss": last, "drop": drop, "required_drop": required_drop,
+            "val_loss_before": val_before, "val_loss_after": val_after,
+            "pass": bool(drop >= required_drop and val_after < val_before)}
+
+
+def task_check(setup: Setup, plan: TaskPlan, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy before and after against the rule: ``task_threshold``, or the majority class for classification data."""
+    if setup.info.labels is not None:  # classification: beat always answering the commonest class
+        examples = proofs.examples(setup.val_rows, limit=10**9)
+        counts = np.bincount([int(e.get("label_id", 0)) for e in examples])
+        threshold, rule = float(counts.max() / counts.sum()), "beats the majority class"
+        passed = after["accuracy"] > threshold
+    else:
+        threshold, rule = setup.cfg.task_threshold, f">= {setup.cfg.task_threshold:.0%}"
+        passed = after["accuracy"] >= threshold
+    return {"before": before["accuracy"] if before else None, "after": after["accuracy"],
+            "threshold": threshold, "rule": rule, "examples": after["examples"],
+            "mode": "head" if setup.head else "greedy exact match + stop token", "split": plan.split_by,
+            "stopped_on_time": after.get("stopped_on_time"), "never_stopped": after.get("never_stopped"),
+            "samples": after.get("samples", []), "pass": bool(passed)}
+
+
+def task_skipped(task: str, task_proof: str) -> dict[str, Any]:
+    """The task check of a run that does not decode answers, and why."""
+    why = ("pretraining data" if task == "pretrain" else
+           "few-shot prompts (exact match: --eval-fewshot)" if task == "fewshot" else
+           "turned off (task_proof=off)" if task_proof == "off" else
+           "answers too long for exact match (use --set task_proof=on to force)")
+    return {"skipped": why, "pass": None}
+
+
+def passed(checks: dict[str, dict[str, Any]]) -> bool:
+    """Every check that ran passed."""
+    return all(c["pass"] for c in checks.values() if c["pass"] is not None)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """A few lines: each check's number and PASS / FAIL / skip, the speed (informational), then the verdict."""
+    if "objective" in report:  # mlm / span_corruption runs check learning only
+        return objective_verdict(report)
+    c = report["checks"]
+    mask, pack, task = c["mask"], c["packing"], c["task"]
+    if task["pass"] is None:
+        task_line = f"task      {MARK[None]}  {task['skipped']}"
+    else:
+        before = "n/a" if task["before"] is None else f"{task['before']:.1%}"
+        task_line = (f"task      {MARK[task['pass']]}  accuracy {before} -> {task['after']:.1%} on {task['examples']} held-out "
+                     f"({task['mode']}; needs {task['rule']})")
+    lines = [
+        _learning_line(c["learning"]),
+        task_line,
+        f"mask      {MARK[mask['pass']]}  {mask['labels_randomized']} non-target labels randomized: loss diff {mask['loss_diff']:.1e}, "
+        f"grad diff {mask['max_grad_diff']:.1e}; {mask['targets']} targets (data: {mask['targets_in_data']})",
+        f"packing   {MARK[pack['pass']]}  packed {pack['packed_loss']:.6f} vs one at a time {pack['one_at_a_time_loss']:.6f} "
+        f"(|diff| {pack['abs_diff']:.1e} <= {pack['tolerance']:.0e}, {pack['examples']} examples in {pack['rows']} rows)",
+        speed.line(report["throughput"]),
+        f"verdict: {'PASS' if report['passed'] else 'FAIL'}",
+    ]
+    return "\n".join(lines)
+
+
+def objective_verdict(report: dict[str, Any]) -> str:
+    """The learning check and the verdict of an MLM or span-corruption run."""
+    return "\n".join([_learning_line(report["checks"]["learning"], report["objective"]),
+                      f"verdict: {'PASS' if report['passed'] else 'FAIL'}"])
+
+
+def _learning_line(learn: dict[str, Any], objective: str | None = None) -> str:
+    what = f"{objective} train loss" if objective else "train loss"
+    return (f"learning  {MARK[learn['pass']]}  {what} {learn['first_loss']:.3f} -> {learn['last_loss']:.3f} "
+            f"(-{learn['drop']:.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> "
+            f"{learn['val_loss_after']:.3f}")

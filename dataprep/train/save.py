@@ -1,0 +1,106 @@
+"""What a training run writes in its folder, and how it reads a run back to resume it.
+
+    RUN/checkpoint.pt   weights, optimizer, step, history, the proofs at initialization, config
+    RUN/verify.json     the report: every check's numbers and pass/fail, the settings, the model
+    RUN/loss.png        training and validation loss per step
+
+Files are written to ``NAME.tmp`` and renamed, so a run stopped mid-write keeps its last
+checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from dataprep.errors import ConfigError, OutputError
+from dataprep.train.step import History
+
+if TYPE_CHECKING:
+    from dataprep.train.setup import Setup
+
+CHECKPOINT = "checkpoint.pt"
+VERIFY = "verify.json"
+CURVE = "loss.png"
+
+
+def checkpoint_path(out: Path, *, resume: bool, overwrite: bool) -> Path:
+    """The checkpoint of the run folder ``out``, once it is clear the run may write there.
+
+    The folder itself is made by the first file written, so a run stopped by an error before
+    training leaves nothing behind.
+
+    Raises:
+        OutputError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set, or
+            ``resume`` is set and there is no checkpoint.
+    """
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and not (resume or overwrite):
+        raise OutputError(f"{out} already holds a run", fix="pass --resume to continue it or --overwrite to start again")
+    if resume and not checkpoint.exists():
+        raise OutputError(f"nothing to resume: {checkpoint} does not exist", fix="run again without --resume")
+    return checkpoint
+
+
+def atomic_save(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to ``path.tmp``, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, setup: Setup, *, step: int, history: History, before: dict[str, Any]) -> None:
+    """Everything :func:`load_checkpoint` needs to continue the run exactly."""
+    atomic_save({"model": setup.model.state_dict(), "optimizer": setup.opt.state_dict(), "step": step,
+                 "history": asdict(history), "before": before, "config": asdict(setup.cfg),
+                 "model_config": asdict(setup.model_cfg)}, path)
+
+
+def load_checkpoint(path: Path, setup: Setup) -> tuple[int, History, dict[str, Any]]:
+    """Load weights and optimizer into ``setup``; return the step, the history and the proofs before training.
+
+    Raises:
+        ConfigError: the checkpoint was trained with other settings (another schedule, model or
+            seed would not continue the same run).
+    """
+    state = torch.load(path, map_location=setup.device, weights_only=False)
+    settings = asdict(setup.cfg)
+    changed = {k: v for k, v in state["config"].items() if settings.get(k) != v}
+    if changed:
+        saved = " ".join(f"--set {k}={v}" for k, v in changed.items())
+        raise ConfigError(f"{path} was trained with other settings: "
+                          f"{', '.join(f'{k}={v} (now {settings.get(k)})' for k, v in changed.items())}",
+                          fix=f"resume with the same settings ({saved}), or --overwrite to start again")
+    setup.model.load_state_dict(state["model"])
+    setup.opt.load_state_dict(state["optimizer"])
+    return state["step"], History(**state["history"]), state["before"]
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """``verify.json``: the report as indented JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / VERIFY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def plot(history: History, path: Path, *, title: str) -> None:
+    """Training loss per step and validation loss, on a log scale, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(history.step, history.loss, lw=0.8, label="train")
+    ax.plot(history.val_step, history.val_loss, "o-", label="validation")
+    ax.set(xlabel="step", ylabel="loss (per target token)", yscale="log", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
