@@ -164,15 +164,22 @@ def test_killed_worker_is_retried_and_output_is_identical(tmp_path, local_ray, m
     recipe = pretrain_recipe(tmp_path, "wrap")
     local = run(recipe, tmp_path / "local", workers=1)
     marker = tmp_path / "killed-once"
-    plan_for = pipeline.plan_for
+    task_for = pipeline.task_for
 
-    def dying_plan(*args):
-        plan = plan_for(*args)
-        setup, setup_args = plan.worker
-        plan.worker = (_dies_once, (str(marker), setup, *setup_args))
-        return plan
+    class Dying:  # the recipe's own task, whose worker dies once
+        def __init__(self, task):
+            self.task, self.name = task, task.name
 
-    monkeypatch.setattr(pipeline, "plan_for", dying_plan)
+        def prepare_tokenizer(self, *args):
+            return self.task.prepare_tokenizer(*args)
+
+        def plan(self, *args):
+            plan = self.task.plan(*args)
+            setup, setup_args = plan.worker
+            plan.worker = (_dies_once, (str(marker), setup, *setup_args))
+            return plan
+
+    monkeypatch.setattr(pipeline, "task_for", lambda recipe: Dying(task_for(recipe)))
     on_ray = run(recipe, tmp_path / "ray", engine="ray")
     assert marker.exists()  # a worker did die
     assert shard_hashes(on_ray) == shard_hashes(local)
