@@ -153,7 +153,7 @@ def check_recipe(recipe: str, overrides: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=_PathOrURL(exists=True))
-@click.option("--as", "kind", type=click.Choice(["text", "instruction", "prompt-completion", "chat", "classification"]), help="PATHS are raw input files of this record kind (schemas/<kind>-record.schema.json).")
+@click.option("--as", "kind", type=click.Choice(["text", "instruction", "prompt-completion", "chat", "classification"]), help="PATHS are raw input files of this record kind, judged by run's readers.")
 @click.option("--field", "fields", multiple=True, metavar="NAME=PATH", help="With --as: where a field is in your records, e.g. --field messages=conversations. Repeatable.")
 @click.option("--recipe", "-r", type=click.Path(exists=True, dir_okay=False), help="Check every input this recipe reads, with its field mapping and template (no PATHS).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --recipe: override a recipe value. Repeatable.")
@@ -170,8 +170,8 @@ def validate(paths: tuple[str, ...], kind: str | None, fields: tuple[str, ...], 
 
     A DATASET folder (one `run` wrote): the manifest, every shard's size and checksum, row
     types, token ids, row structure, document or example boundaries, stop tokens, and no
-    example in both splits. Raw inputs (--as KIND or --recipe): every record against its
-    schema, each problem with file, line, JSON path and the expected form.
+    example in both splits. Raw inputs (--as KIND or --recipe): judged by run's own code (its
+    readers; with --recipe also its task's worker): file, line, run's reason and fix.
 
     Exit status: 0 clean, 1 findings, 2 usage errors.
 
@@ -313,15 +313,15 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
 @click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.loop.TrainConfig), e.g. --set task_proof=on. Repeatable.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.config.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
 def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
     """Train a small transformer on DATASET and prove the data trains: the loss falls, held-out
-    answers are right (short-answer fine-tuning data), masks and packing are exact, and the
-    loader outruns training. Writes verify.json, loss.png and checkpoint.pt.
+    answers are right (short-answer fine-tuning data), masks and packing are exact (the
+    loader's speed against training's is reported, not part of the verdict). Writes verify.json, loss.png and checkpoint.pt.
 
     MLM datasets train an encoder (bidirectional attention), span-corruption datasets a prefix LM;
     both check that the loss falls. --eval-fewshot compares in-context learning with fine-tuning.
@@ -336,7 +336,9 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
         dataprep train out/demo-sft --eval-fewshot out/fewshot-demo
         dataprep train out/mlm-wikitext --out runs/mlm --steps 300
     """
-    from dataprep.train.loop import config_from, train, verdict
+    from dataprep.train.checks import verdict
+    from dataprep.train.config import config_from
+    from dataprep.train.loop import train
 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
     if len(settings) != len(overrides):
