@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dataprep.columns import IGNORE_INDEX
-from dataprep.errors import ConfigError, InputError
+from dataprep.errors import ConfigError, DataError, InputError
 from dataprep.train.loader import ArrowRows, Batches, Collator, StepSampler, read_info
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe
@@ -106,7 +106,7 @@ def test_collator_classification_positions():
 
 
 def test_collator_rejects_damaged_rows():
-    with pytest.raises(ConfigError, match="seq_lens do not sum"):
+    with pytest.raises(DataError, match="seq_lens do not sum"):
         Collator(pad_id=0)([{"input_ids": [1, 2, 3], "seq_lens": [2], "num_pad": 0}])
 
 

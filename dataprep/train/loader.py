@@ -44,7 +44,7 @@ from torch.utils.data import IterableDataset, Sampler, get_worker_info
 from dataprep import columns as C
 from dataprep.dataset.manifest import Manifest
 from dataprep.dataset.reader import Dataset, open_dataset
-from dataprep.errors import ConfigError
+from dataprep.errors import ConfigError, DataError
 
 Row = dict[str, Any]  # input_ids, seq_lens, num_pad (+ loss_mask, label_id | label_ids): numpy views
 
@@ -278,7 +278,7 @@ class Collator:
         seg_lens = np.concatenate(pieces)
         seg_pad = np.concatenate(pad_piece)
         if seg_lens.sum() != B * T:
-            raise ConfigError("a row's seq_lens do not sum to its length; the dataset is damaged (rebuild it)")
+            raise DataError("a row's seq_lens do not sum to its length; the dataset is damaged", fix="run `dataprep validate` on it, and build it again")
         ends = np.cumsum(seg_lens)
         starts = ends - seg_lens
         seg_of_token = np.repeat(np.arange(len(seg_lens)), seg_lens)
@@ -307,7 +307,7 @@ class Collator:
     def _classes(rows: Sequence[Mapping[str, Any]], flat_target: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict[str, torch.Tensor]:
         labels = np.concatenate([np.atleast_1d(np.asarray(r.get(C.LABEL_IDS, r.get(C.LABEL_ID)))) for r in rows])
         if len(labels) != len(starts):
-            raise ConfigError(f"{len(labels)} class labels for {len(starts)} examples; the dataset is damaged (rebuild it)")
+            raise DataError(f"{len(labels)} class labels for {len(starts)} examples; the dataset is damaged", fix="run `dataprep validate` on it, and build it again")
         # the head reads the token before an example's first target: the end of its prompt
         where = np.append(np.flatnonzero(flat_target), np.iinfo(np.int64).max)
         first = np.minimum(where[np.searchsorted(where, starts)], ends)  # no target: read its last token

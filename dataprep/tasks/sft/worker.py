@@ -17,8 +17,7 @@ import pyarrow as pa
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError, InputError, RecordProblem, TemplateRaised
-from dataprep.read import InputFile, read_records
-from dataprep.read import chunks
+from dataprep.read import InputFile
 from dataprep.recipe import Recipe
 from dataprep.tasks.base import ChunkResult
 from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
@@ -31,7 +30,6 @@ from dataprep.tasks.sft.records import (
     conversation,
     fields_for,
     location,
-    read_label_set,
     template_of,
 )
 from dataprep.tasks.sft.templates import Rendered
@@ -318,37 +316,6 @@ _FIXES = {
     "no_end_of_turn": f"use a template that closes assistant turns with an end-of-turn or EOS token, {_SKIP}",
     "unknown_role": f"map the dataset's roles under the input's `roles:` (e.g. human: user, gpt: assistant), {_SKIP}",
 }
-
-
-def bad_records(
-    recipe: Recipe, tokenizer, files: list[InputFile], counts: dict[str, int] | None = None
-) -> Iterator[tuple[str, str, str, str, str]]:
-    """Every record of ``files`` that ``run`` would reject after reading it, as
-    ``(file, location, reason, message, fix)``, found by ``run``'s own reader and worker (render,
-    tokenize, mask, fit): ``validate --recipe`` and ``run`` share one definition of a bad record.
-    Records the reader rejects come first within each chunk's file position, then the worker's.
-    ``counts[file]`` is set to the records read from each file."""
-    cls = recipe.sft.classification
-    labels = None if cls is None else (cls.labels or read_label_set(recipe, files))
-    worker = SftWorker(recipe, tokenizer, files, labels)
-    worker.sink = found = []
-    reader = chunks.ChunkReader(
-        lambda index, file, drops: read_records(
-            file, index, fields=fields_for(recipe, file.entry), batch_size=recipe.output.chunk_records,
-            on_error="skip", drops=drops, sink=found,
-        ),
-        max_bytes=recipe.output.chunk_bytes,
-    )
-    for index, file in enumerate(files):
-        read = Counter()
-        for item in reader.file_chunks(index, file, read_drops=Counter(), counts=read):
-            worker(item)
-            yield from found
-            found.clear()
-        yield from found  # the reader's rejects after the file's last chunk
-        found.clear()
-        if counts is not None:
-            counts[file.location] = read["records_read"]
 
 
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
