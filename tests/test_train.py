@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from dataprep.cli import main
+from dataprep.dataset.reader import open_dataset
 from dataprep.errors import ConfigError
 from dataprep.train.loader import ArrowRows, Collator, read_info
 from dataprep.train.model import ModelConfig, Transformer, pick_attention
@@ -203,7 +204,13 @@ def test_classification_head_run(tmp_path_factory, tmp_path):
     task = report["checks"]["task"]
     assert task["mode"] == "head" and task["rule"] == "beats the majority class" and 0.5 < task["threshold"] < 1
     assert task["examples"] == read_info(out).manifest["counts"]["documents"]["validation"]
-    assert 0.0 <= task["after"] <= 1.0 and report["checks"]["mask"]["pass"] and report["checks"]["packing"]["pass"]
+    right = round(task["after"] * task["examples"])  # the accuracy is a count of right answers over the examples
+    assert right / task["examples"] == task["after"] and 0 <= right <= task["examples"]
+    assert task["pass"] == (task["after"] > task["threshold"])
+    # the majority share, counted here from the stored validation label ids (one per example)
+    stored = [i for ids in open_dataset(out).table("validation").column("label_ids").to_pylist() for i in ids]
+    assert len(stored) == task["examples"] and task["threshold"] == max(np.bincount(stored)) / len(stored)
+    assert report["checks"]["mask"]["pass"] and report["checks"]["packing"]["pass"]
     assert report["model"]["num_labels"] == 2
 
 
