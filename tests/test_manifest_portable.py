@@ -26,7 +26,7 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.schema import iter_issues
 from dataprep.validate import validate_dataset
 
-from .conftest import DATA, RECIPES, REPO
+from .conftest import RECIPES, REPO
 
 # inputs + tokenizer files + chat template (chat-tools); a trained tokenizer (demo-pretrain);
 # a tokenizer saved in the dataset that also names its source files (span-c4)
