@@ -14,13 +14,16 @@ class's :attr:`~DataprepError.default_fix` is shown::
     │       └── RenderFailed    (internal) the template failed on one conversation
     ├── DataError          the data: a record, an input file's contents, a built dataset
     │   ├── InputError     a record or input file that cannot be read as the recipe says
+    │   │   └── ManifestError  a manifest.json that does not match its schema (every key named)
     │   ├── RecordProblem  one record that cannot be rendered (``reason`` is its drop counter)
     │   └── DataLossError  a run that would lose more data than allowed, or write nothing
     ├── TokenizerError     the tokenizer cannot be loaded, or lacks what the recipe needs
     ├── OutputError        the output path cannot be written as asked
+    │   └── ResumeError    ``run --resume`` cannot continue the run in ``OUT.incomplete``
     └── EngineError        the Ray engine could not start or finish the chunk work
 
-:class:`Terminated` is an internal signal, not an error (see there).
+:class:`Terminated` is an internal signal, not an error, and :class:`BadKey` an internal
+exception the manifest reader turns into a :class:`ManifestError` (see each).
 """
 
 from __future__ import annotations
@@ -143,6 +146,27 @@ class InputError(DataError):
         return (type(self), (self.path, self.location, self.reason_message, self.fix))
 
 
+class ManifestError(InputError):
+    """A ``manifest.json`` (read, or built by the run) does not match its schema. Carries every
+    issue found, each with its key path (``counts.tokens``, ``splits.train.shards[0].sha``), as
+    :class:`RecipeError` does; ``location`` names the keys, comma-separated.
+
+    An :class:`InputError`, so every ``except InputError`` that reads a dataset catches it too.
+    """
+
+    default_fix = "rebuild the dataset with `dataprep run RECIPE --out PATH --overwrite`"
+
+    def __init__(self, source: str, issues: list[Issue], fix: str | None = None):
+        self.source = source
+        self.issues = list(issues)
+        keys = ", ".join(dict.fromkeys(i.where for i in self.issues))
+        lines = "".join(f"\n  - {issue}" for issue in self.issues)
+        super().__init__(source, keys, f"the manifest does not match manifest.schema.json:{lines}", fix)
+
+    def __reduce__(self):  # pickle across worker processes with the original arguments
+        return (type(self), (self.source, self.issues, self.fix))
+
+
 class RecordProblem(DataError):
     """One record cannot be rendered. ``reason`` is a short code to count drops under.
 
@@ -186,11 +210,27 @@ class OutputError(DataprepError):
     default_fix = "choose another --out, or free the path the message names (--overwrite replaces a dataset dataprep wrote)"
 
 
+class ResumeError(OutputError):
+    """``--resume`` cannot continue the run in ``OUT.incomplete`` (nothing there, or it was made
+    from another recipe, input or tokenizer)."""
+
+
 class EngineError(DataprepError):
     """The Ray engine could not start or finish the chunk work (a machine or cluster fault, not
     the data's: a resumed run may get past it)."""
 
     default_fix = "run the same command with --engine local to tell a Ray problem from a data one; `ray status` shows the cluster"
+
+
+class BadKey(Exception):
+    """Internal, not a :class:`DataprepError` users see: the manifest codec
+    (:mod:`dataprep.dataset._codec`) met a key a record needs that the JSON lacks, or one it does
+    not know (``where`` is its path, e.g. ``counts.tokens``). :mod:`dataprep.dataset.manifest`
+    turns it into a :class:`ManifestError`."""
+
+    def __init__(self, where: str, message: str):
+        self.where, self.message = where, message
+        super().__init__(f"{where}: {message}")
 
 
 class Terminated(KeyboardInterrupt):

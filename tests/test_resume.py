@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from dataprep.build import checkpoint, ordered, write
-from dataprep.build.checkpoint import ResumeError
-from dataprep.errors import InputError, OutputError
+from dataprep.errors import InputError, OutputError, ResumeError
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 

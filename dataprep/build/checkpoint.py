@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataprep import __version__
-from dataprep.errors import OutputError
+from dataprep.errors import ResumeError
 from dataprep.build.write import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -47,11 +47,6 @@ SEEN_FILE = "seen.bin"
 FORMAT = 2  # 2: module paths of the pickled packers changed (dataprep.pack.{wrap,bfd,rows})
 DIGEST = 16  # bytes of a content hash (filters.content_hashes)
 DEFAULT_EVERY = 60.0  # seconds between checkpoints: a crash loses at most about this much work
-
-
-class ResumeError(OutputError):
-    """``--resume`` cannot continue the run in ``OUT.incomplete`` (nothing there, or it was made
-    from another recipe, input or tokenizer)."""
 
 
 def identity(recipe_hash: str, inputs: list[tuple[str, int, str]], tokenizer_fingerprint: str) -> dict[str, Any]:

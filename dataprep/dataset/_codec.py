@@ -18,7 +18,8 @@ read and written again has the same bytes)::
 A field declared with :func:`optional` is left out of the JSON when it is None (a key older
 manifests lack, or that only some tasks write); any other field is always written, ``null``
 included. A key that decoding needs and the JSON lacks, or a key no field holds, raises
-:class:`BadKey` with its path.
+:class:`~dataprep.errors.BadKey` with its path (internal: the manifest reader turns it into a
+:class:`~dataprep.errors.ManifestError`).
 """
 
 from __future__ import annotations
@@ -31,21 +32,14 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from dataprep.errors import BadKey
+
 _OPTIONAL = "optional"
 
 
 def optional(**kwargs: Any) -> Any:
     """A field that is absent from the JSON when None (and None when the JSON lacks it)."""
     return dataclasses.field(default=None, metadata={_OPTIONAL: True}, **kwargs)
-
-
-class BadKey(Exception):
-    """A key a record needs is not in the JSON, or one it does not know (``where`` is its path,
-    e.g. ``counts.tokens``)."""
-
-    def __init__(self, where: str, message: str):
-        self.where, self.message = where, message
-        super().__init__(f"{where}: {message}")
 
 
 def encode(value: Any) -> Any:

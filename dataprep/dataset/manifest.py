@@ -11,7 +11,7 @@ key that is wrong::
     m.sft.stop_token_ids, m.sft.labels          # what closes a target; the class-label map
     m.splits.train.shards[0].sha256
 
-    Manifest.load("out/broken")  -> InputError: out/broken/manifest.json, counts.tokens: the manifest
+    Manifest.load("out/broken")  -> ManifestError: out/broken/manifest.json, counts.tokens: the manifest
                                     does not match its schema: 'x' is not of type 'integer' ...
 
 The JSON keeps the keys earlier versions wrote (a manifest read and written again has the same
@@ -31,7 +31,7 @@ from typing import Any
 
 from dataprep import columns as C
 from dataprep.dataset import paths
-from dataprep.dataset._codec import BadKey, decode, encode, optional
+from dataprep.dataset._codec import decode, encode, optional
 from dataprep.dataset.manifest_parts import (
     Counts,
     Input,
@@ -44,12 +44,13 @@ from dataprep.dataset.manifest_parts import (
     legacy_rows,
 )
 from dataprep.dataset.manifest_tasks import Fewshot, Mlm, Sft, Span
-from dataprep.errors import InputError, Issue
+from dataprep.errors import BadKey, InputError, Issue, ManifestError
 from dataprep.schema import iter_issues
 
 __all__ = ["Manifest", "as_json", "manifest_issues", "read_json", "section", "task_section"]
 
 SCHEMA = "manifest"
+REBUILD = "rebuild the dataset with `dataprep run RECIPE --out PATH --overwrite`"
 CHAT = "chat"
 
 
@@ -96,8 +97,8 @@ class Manifest:
         """The manifest of the dataset folder ``out``.
 
         Raises:
-            InputError: ``out`` holds no manifest, it is not JSON, or it does not match its
-                schema (the message names every key that is wrong).
+            InputError: ``out`` holds no manifest, or it is not JSON.
+            ManifestError: it does not match its schema (``issues`` names every key that is wrong).
         """
         file = Path(out) / C.MANIFEST_FILE
         return cls.from_dict(read_json(out), source=str(file))
@@ -107,7 +108,7 @@ class Manifest:
         """A parsed ``manifest.json``, checked against its schema.
 
         Raises:
-            InputError: a key missing, of the wrong type, or unknown (each named with its path).
+            ManifestError: a key missing, of the wrong type, or unknown (each named with its path).
         """
         issues = list(manifest_issues(d))
         if issues:
@@ -125,7 +126,7 @@ class Manifest:
         """The JSON the file holds, checked against the schema.
 
         Raises:
-            InputError: the manifest does not match its schema (a bug in what built it).
+            ManifestError: the manifest does not match its schema (a bug in what built it).
         """
         d = encode(self)
         issues = list(manifest_issues(d))
@@ -196,7 +197,7 @@ def section(kind: type, value: Any, where: str) -> Any:
     section a task or the tokenizer still builds as a dict); ``where`` is its key path.
 
     Raises:
-        InputError: a key missing or unknown (a bug in what built it).
+        ManifestError: a key missing or unknown (a bug in what built it).
     """
     try:
         return decode(kind, value, where)
@@ -225,11 +226,8 @@ def manifest_issues(d: Any) -> Iterator[Issue]:
     return iter_issues(d, SCHEMA)
 
 
-def _refused(source: str, issues: list[Issue]) -> InputError:
-    keys = ", ".join(dict.fromkeys(i.where for i in issues))
-    lines = "".join(f"\n  - {issue}" for issue in issues)
-    return InputError(source, keys, f"the manifest does not match {SCHEMA}.schema.json:{lines}",
-                      "rebuild the dataset with `dataprep run RECIPE --out PATH --overwrite`")
+def _refused(source: str, issues: list[Issue]) -> ManifestError:
+    return ManifestError(source, issues, REBUILD)
 
 
 def _with_stated_facts(d: dict[str, Any]) -> dict[str, Any]:
