@@ -114,8 +114,8 @@ def test_rows_match_the_arrow_files(sft_dir):
     info = read_info(sft_dir)
     rows = ArrowRows(sft_dir, "validation")
     table = pa.ipc.open_stream(pa.memory_map(str(sft_dir / "validation" / "data-00000-of-00001.arrow"))).read_all()
-    assert len(rows) == table.num_rows == info.manifest["counts"]["rows"]["validation"]
-    assert rows.num_tokens() == info.manifest["splits"]["validation"]["shards"][0]["tokens"]
+    assert len(rows) == table.num_rows == info.manifest.counts.rows["validation"]
+    assert rows.num_tokens() == info.manifest.splits.validation.shards[0].tokens
     for i in (0, 7, len(rows) - 1):
         expected = table.slice(i, 1).to_pylist()[0]
         got = rows[i]

@@ -19,6 +19,7 @@ import yaml
 
 from dataprep import columns as C
 from dataprep.look import report
+from dataprep.dataset.manifest import read_json
 from dataprep.dataset.reader import open_dataset
 from dataprep.dataset.paths import MOVED_TO_RUN, portable, recipe_dir, resolve, tokenizer_path
 from dataprep.build.run import run
@@ -195,7 +196,7 @@ def test_validate_passes_either_layout(layout_copy):
 def test_readers_find_the_files_either_layout(layout_copy):
     _, out, recipe = layout_copy
     ds = open_dataset(out)
-    m = ds.manifest
+    m = read_json(out)  # the JSON as written: what the path helpers read
     base = Path(recipe.base_dir)
     tokenizer_dir = os.path.normpath(base / "../../shared/data/tokenizers/llama-3")
     found = lambda path: os.path.normpath(path)  # noqa: E731  (old manifests hold unnormalized absolute paths, used as they are)
@@ -204,7 +205,7 @@ def test_readers_find_the_files_either_layout(layout_copy):
     files = [found(resolve(m, f["path"])) for f in m["tokenizer"]["files"]]
     assert files == [os.path.join(tokenizer_dir, n) for n in ("tokenizer.json", "tokenizer_config.json")]
     assert found(resolve(m, m["sft"]["chat"]["template_file"])) == os.path.normpath(base / "../../shared/data/chat_templates/llama3_1.jinja")
-    typed = ds.facts  # the typed manifest finds the same files, in either layout
+    typed = ds.manifest  # the typed manifest finds the same files, in either layout
     assert typed.tokenizer_path(out) == tokenizer_path(m, out)
     assert [typed.resolve(f.path) for f in typed.tokenizer.files] == [resolve(m, f["path"]) for f in m["tokenizer"]["files"]]
     summary = report.compute(ds).summary
@@ -219,8 +220,8 @@ def test_a_moved_dataset_still_finds_its_sources(builds, tmp_path):
     shutil.copytree(built, out)
     save(out, portable(manifest, recipe, manifest["run"]))
     ds = open_dataset(out)
-    assert tokenizer_path(ds.manifest, out) == str(out / "tokenizer")  # saved in the dataset
-    assert ds.tokenizer().fingerprint == ds.manifest["tokenizer"]["fingerprint"]
+    assert tokenizer_path(read_json(out), out) == ds.manifest.tokenizer_path(out) == str(out / "tokenizer")  # saved in the dataset
+    assert ds.tokenizer().fingerprint == ds.manifest.tokenizer.fingerprint
     result = validate_dataset(out)
     assert result.ok and not [n for n in result.notes if n.startswith("tokenizer checks skipped")], result.to_text()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import json
 import re
@@ -18,7 +20,7 @@ from PIL import Image
 from dataprep.look import report
 from dataprep.cli import cli
 from dataprep.dataset.reader import open_dataset
-from dataprep.dataset.paths import resolve
+from dataprep.dataset.manifest import read_json
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 
@@ -50,7 +52,7 @@ def pretrain_dataset(tmp_path_factory):
 
 def recount(ds) -> dict:
     """The report's numbers, recounted row by row in plain Python (the independent oracle)."""
-    eos = ds.manifest["tokenizer"]["special_ids"]["eos"]
+    eos = ds.manifest.tokenizer.special_ids["eos"]
     out = {}
     for split in ds.splits:
         rows = ds.table(split).to_pylist()
@@ -86,7 +88,7 @@ def test_sft_numbers_equal_a_row_by_row_recount(sft_dataset):
         assert (got["rows"], got["tokens"], got["pad_tokens"]) == (e["rows"], e["tokens"], e["pad"])
         assert arrays.lengths.tolist() == e["lengths"] and arrays.targets.tolist() == e["targets"]
         assert np.allclose(arrays.fill, e["fills"])
-        assert got["documents"] == len(e["lengths"]) == ds.manifest["counts"]["documents"][split]
+        assert got["documents"] == len(e["lengths"]) == ds.manifest.counts.documents[split]
         assert got["target_tokens"] == sum(e["targets"])
         assert got["efficiency"] == round(e["tokens"] / (e["rows"] * ds.seq_len), 6)
         assert got["length"]["max"] == max(e["lengths"]) and got["length"]["p50"] == float(np.median(e["lengths"]))
@@ -99,7 +101,7 @@ def test_sft_numbers_equal_a_row_by_row_recount(sft_dataset):
     assert s["records"] == {"read": 6000, "written": 6000, "dropped": {}, "dropped_total": 0}
     assert s["sources"][0]["tokens"] == tokens and s["sources"][0]["documents"] == 6000
     assert s["mismatches"] == []
-    assert s["seq_len"] == 128 and s["packing"] == "bfd" and s["recipe_hash"] == ds.manifest["recipe_hash"]
+    assert s["seq_len"] == 128 and s["packing"] == "bfd" and s["recipe_hash"] == ds.manifest.recipe_hash
 
 
 def test_pretrain_document_lengths_cross_rows_and_sources_add_up(pretrain_dataset):
@@ -110,16 +112,16 @@ def test_pretrain_document_lengths_cross_rows_and_sources_add_up(pretrain_datase
     for split, e in expected.items():
         assert result.arrays[split].lengths.tolist() == e["docs"]
         # remainder: pad, so every kept document is whole and counted
-        assert s["splits"][split]["documents"] == ds.manifest["counts"]["documents"][split]
+        assert s["splits"][split]["documents"] == ds.manifest.counts.documents[split]
         assert result.arrays[split].targets is None
-    assert s["total"]["tokens"] == sum(e["tokens"] for e in expected.values()) == ds.manifest["counts"]["tokens"]
+    assert s["total"]["tokens"] == sum(e["tokens"] for e in expected.values()) == ds.manifest.counts.tokens
     # tokens per source: recorded by run, after dedup; they add up to the dataset's
     sources = s["sources"]
     assert [Path(x["path"]).name for x in sources] == ["a.jsonl", "b.jsonl"]
     assert sum(x["tokens"] for x in sources) == s["total"]["tokens"] + s["remainder_tokens_dropped"]
-    assert sum(x["documents"] for x in sources) == ds.manifest["counts"]["records_written"]
+    assert sum(x["documents"] for x in sources) == ds.manifest.counts.records_written
     assert all(x["tokens"] > 0 for x in sources)
-    assert s["records"]["dropped"] == ds.manifest["counts"]["dropped"] and s["mismatches"] == []
+    assert s["records"]["dropped"] == dict(ds.manifest.counts.dropped) and s["mismatches"] == []
 
 
 def test_tokens_per_source_match_separate_runs(tmp_path):
@@ -172,9 +174,9 @@ def test_cli_report_text_and_json(sft_dataset, tmp_path):
 
 def test_mismatch_between_data_and_manifest_is_reported(sft_dataset, tmp_path):
     ds = open_dataset(sft_dataset)
-    ds.manifest["counts"]["tokens"] += 1
+    ds.manifest = dataclasses.replace(ds.manifest, counts=dataclasses.replace(ds.manifest.counts, tokens=ds.manifest.counts.tokens + 1))
     assert report.compute(ds).summary["mismatches"] == [
-        f"tokens: the data has {ds.manifest['counts']['tokens'] - 1:,}, the manifest says {ds.manifest['counts']['tokens']:,}"
+        f"tokens: the data has {ds.manifest.counts.tokens - 1:,}, the manifest says {ds.manifest.counts.tokens:,}"
     ]
 
 
@@ -256,7 +258,7 @@ def test_unknown_tokens_per_split_and_input(lossy_dataset, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(built, out)
     ds = open_dataset(out)
-    unk = ds.manifest["tokenizer"]["special_tokens"]["unk"]["id"]
+    unk = ds.manifest.tokenizer.special_tokens["unk"].id
     assert unk == 2
     counted = {s: sum(row["input_ids"].count(unk) for row in ds.table(s).to_pylist()) for s in ds.splits}
     assert sum(counted.values()) == sum(braces.values()) and all(counted.values())  # remainder: pad drops nothing
@@ -264,7 +266,7 @@ def test_unknown_tokens_per_split_and_input(lossy_dataset, tmp_path):
     result = report.compute(open_dataset(out))
     s = result.summary
     tokens = {split: s["splits"][split]["tokens"] for split in counted}
-    sources = {Path(i["path"]).name: {**i, "path": resolve(ds.manifest, i["path"])} for i in ds.manifest["inputs"]}  # the report shows where they are
+    sources = {Path(i["path"]).name: {**i, "path": ds.manifest.resolve(i["path"])} for i in read_json(out)["inputs"]}  # the report shows where they are
     assert s["unknown_tokens"] == {
         "id": 2,
         "token": "<unk>",

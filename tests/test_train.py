@@ -197,13 +197,13 @@ def test_attention_backends_agree_and_fall_back():
 def test_classification_head_run(tmp_path_factory, tmp_path):
     """The recipe says how a classification dataset trains (classification.train); the CLI may override it."""
     out = build(tmp_path_factory, "classification.yaml", "packing.mode=bfd", "packing.seq_len=256", "classification.train=head")
-    assert read_info(out).manifest["sft"]["classification_train"] == "head"
+    assert read_info(out).manifest.sft.classification_train == "head"
     report = train(out, tmp_path / "run", config_from(steps=6, eval_rows=64, **TINY), echo=lambda _: None)  # auto: the recipe's
     generative = train(out, tmp_path / "gen", config_from(steps=2, classification="generative", eval_rows=64, **TINY), echo=lambda _: None)
     assert generative["checks"]["task"]["mode"] != "head" and generative["model"]["num_labels"] == 0
     task = report["checks"]["task"]
     assert task["mode"] == "head" and task["rule"] == "beats the majority class" and 0.5 < task["threshold"] < 1
-    assert task["examples"] == read_info(out).manifest["counts"]["documents"]["validation"]
+    assert task["examples"] == read_info(out).manifest.counts.documents["validation"]
     right = round(task["after"] * task["examples"])  # the accuracy is a count of right answers over the examples
     assert right / task["examples"] == task["after"] and 0 <= right <= task["examples"]
     assert task["pass"] == (task["after"] > task["threshold"])

@@ -46,7 +46,7 @@ def test_dynamic_masks_are_seeded_by_step_and_never_touch_specials(data):
     original = MlmCollator(pad_id=info.pad_id, masker=None).base(batch_rows)["input_ids"]
     chosen = a["labels"] != C.IGNORE_INDEX
     assert torch.equal(a["labels"][chosen], original[chosen])
-    specials = torch.tensor(info.manifest["objective"]["never_masked_ids"])
+    specials = torch.tensor(list(info.manifest.objective.never_masked_ids))
     assert not torch.isin(original[chosen], specials).any()  # [CLS] [SEP] [PAD] never chosen
     assert torch.equal(a["input_ids"][~chosen], original[~chosen])
     assert a["num_targets"] == int(chosen.sum()) and 0.10 < chosen.float().sum() / (~torch.isin(original, specials)).sum() < 0.20
@@ -56,7 +56,7 @@ def test_span_collator_builds_prefix_lm_rows(data):
     info = read_info(data / "span")
     rows = ArrowRows(info.dataset, "train", columns=(C.INPUT_IDS, C.SEQ_LENS, C.NUM_PAD, C.LABELS))
     batch = SpanCollator()([rows[0], rows[1]])
-    n_labels = info.manifest["objective"]["labels_length"]
+    n_labels = info.manifest.objective.labels_length
     assert batch["input_ids"].shape == (2, 64 + n_labels)
     assert batch["prefix_len"].tolist() == [64, 64]
     assert (batch["labels"][:, :64] == C.IGNORE_INDEX).all()

@@ -4,8 +4,7 @@ Shards are Arrow IPC streams, memory-mapped here, so opening a split costs no co
 column scan touches only the pages it reads::
 
     ds = open_dataset("out/demo-sft")
-    ds.facts.counts.tokens                # the manifest, typed (dataprep.dataset.manifest.Manifest)
-    ds.manifest["counts"]["tokens"]      # the manifest as written (a dict)
+    ds.manifest.counts.tokens             # the manifest, typed (dataprep.dataset.manifest.Manifest)
     ds.table("train").column("input_ids")  # one pa.Table per split (shards concatenated, in order)
     ds.tokenizer()                        # the tokenizer's source files, or OUT/tokenizer when saved (Manifest.tokenizer_path)
 
@@ -14,17 +13,15 @@ Used by ``inspect`` and ``report``; nothing here writes.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 
 from dataprep import columns as C
 from dataprep.errors import InputError, TokenizerError
-from dataprep.dataset.manifest import Manifest, read_json
+from dataprep.dataset.manifest import Manifest
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
 log = logging.getLogger("dataprep.dataset")
@@ -38,34 +35,21 @@ class Dataset:
 
     Attributes:
         path: the folder.
-        manifest: ``manifest.json`` as written (a dict; :attr:`facts` reads it typed).
+        manifest: ``manifest.json``, typed (:class:`~dataprep.dataset.manifest.Manifest`).
     """
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     _tables: dict[str, pa.Table] = field(default_factory=dict, repr=False)
-    _parsed: tuple[dict[str, Any], Manifest] | None = field(default=None, repr=False)
-
-    @property
-    def facts(self) -> Manifest:
-        """The manifest, typed (:class:`~dataprep.dataset.manifest.Manifest`), read from
-        :attr:`manifest` again whenever that dict changed.
-
-        Raises:
-            InputError: the manifest does not match its schema.
-        """
-        if self._parsed is None or self._parsed[0] != self.manifest:
-            self._parsed = (copy.deepcopy(self.manifest), Manifest.from_dict(self.manifest, source=str(self.path / C.MANIFEST_FILE)))
-        return self._parsed[1]
 
     @property
     def task(self) -> str:
-        return self.facts.task
+        return self.manifest.task
 
     @property
     def seq_len(self) -> int:
         """The longest a row may be (``rows.length``)."""
-        return self.facts.rows.length
+        return self.manifest.rows.length
 
     @property
     def splits(self) -> list[str]:
@@ -80,7 +64,7 @@ class Dataset:
         if split not in self.splits:
             raise InputError(str(self.path), None, f"no split {split!r}", f"choose one of {self.splits}")
         if split not in self._tables:
-            parts = [self._read_shard(split, shard.file) for shard in self.facts.splits[split].shards]
+            parts = [self._read_shard(split, shard.file) for shard in self.manifest.splits[split].shards]
             self._tables[split] = pa.concat_tables(parts) if parts else pa.table({})
         return self._tables[split]
 
@@ -104,18 +88,18 @@ class Dataset:
         Raises:
             TokenizerError: the tokenizer cannot be found or read (the message says where it looked).
         """
-        facts = self.facts
+        m = self.manifest
         if path is None:
-            path = facts.tokenizer_path(self.path)
-        options = {k: v for k, v in (facts.recipe.get("tokenizer") or {}).items() if k in _SPEC_KEYS}
+            path = m.tokenizer_path(self.path)
+        options = {k: v for k, v in (m.recipe.get("tokenizer") or {}).items() if k in _SPEC_KEYS}
         try:
             tokenizer = load_tokenizer(TokenizerSpec(path=str(path), **options), base_dir=self.path)
         except TokenizerError as exc:
             raise TokenizerError(f"{exc}\n  fix: pass --tokenizer PATH to use a copy of the dataset's tokenizer") from exc
-        if tokenizer.fingerprint != facts.tokenizer.fingerprint:
+        if tokenizer.fingerprint != m.tokenizer.fingerprint:
             log.warning(
                 "%s: this tokenizer differs from the one the dataset was built with (fingerprint %s, manifest %s); "
-                "decoded text may be wrong", path, tokenizer.fingerprint[:12], facts.tokenizer.fingerprint[:12],
+                "decoded text may be wrong", path, tokenizer.fingerprint[:12], m.tokenizer.fingerprint[:12],
             )
         return tokenizer
 
@@ -128,6 +112,4 @@ def open_dataset(path: str | Path) -> Dataset:
             match its schema.
     """
     path = Path(path)
-    ds = Dataset(path=path, manifest=read_json(path))
-    ds.facts  # refuse a manifest that does not match its schema now, naming its keys
-    return ds
+    return Dataset(path=path, manifest=Manifest.load(path))

@@ -126,7 +126,7 @@ def pick_rows(n: int, *, rows: Sequence[int] = (), random: int | None = None, se
 def rows_from_dataset(ds: Dataset, split: str, indices: Sequence[int]) -> list[RowView]:
     """The stored rows ``indices`` of ``split``, with class labels named from the manifest."""
     table = ds.table(split).take(pa.array(list(indices), pa.int64()))
-    sft = ds.facts.sft
+    sft = ds.manifest.sft
     names = {v: k for k, v in ((sft.labels if sft is not None else None) or {}).items()}
     out = []
     for index, row in zip(indices, table.to_pylist()):

@@ -151,7 +151,7 @@ def _num(x) -> int | float:
 
 def compute(ds: Dataset) -> Report:
     """Scan every split of ``ds`` and gather the report's numbers."""
-    m = ds.facts
+    m = ds.manifest
     counts, tok, rows = m.counts, m.tokenizer, m.rows
     # wrap rows hold the token stream: documents run through them and end at their EOS
     eos_docs = m.task == "pretrain" and rows.packing == "wrap" and tok.add_eos

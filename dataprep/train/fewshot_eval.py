@@ -54,7 +54,7 @@ def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEva
     if info.task != "fewshot":
         raise ConfigError(f"--eval-fewshot {path} is a {info.task} dataset, not a few-shot one",
                           fix="build one with a `task: fewshot` recipe (e.g. recipes/fewshot-demo.yaml)")
-    ours, theirs = trained.manifest["tokenizer"]["fingerprint"], info.manifest["tokenizer"]["fingerprint"]
+    ours, theirs = trained.manifest.tokenizer.fingerprint, info.manifest.tokenizer.fingerprint
     if ours != theirs:
         raise ConfigError(f"--eval-fewshot {path} was tokenized with another tokenizer than {trained.path}",
                           fix="build both with the same `tokenizer`")
@@ -69,7 +69,7 @@ def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEva
         first = int(np.argmax(mask))
         zero.append((ids[start:first], ids[first:]))
         shots.append((ids[:first], ids[first:]))
-    return FewshotEval(Path(path), int(info.manifest["fewshot"]["k"]), zero, shots, info.stop_ids,
+    return FewshotEval(Path(path), info.manifest.fewshot.k, zero, shots, info.stop_ids,
                        longest=max(len(p) + len(a) for p, a in shots))
 
 

@@ -78,14 +78,9 @@ class DatasetInfo:
         return self.dataset.path
 
     @property
-    def manifest(self) -> dict[str, Any]:
-        """``manifest.json`` as written (a dict)."""
+    def manifest(self) -> Manifest:
+        """The dataset's manifest, typed."""
         return self.dataset.manifest
-
-    @property
-    def facts(self) -> Manifest:
-        """The manifest, typed."""
-        return self.dataset.facts
 
 
 def read_info(path: str | Path | Dataset) -> DatasetInfo:
@@ -96,7 +91,7 @@ def read_info(path: str | Path | Dataset) -> DatasetInfo:
         InputError: ``path`` is not a dataprep dataset, or its manifest does not match its schema.
     """
     ds = path if isinstance(path, Dataset) else open_dataset(path)
-    facts = ds.facts
+    facts = ds.manifest
     tok = facts.tokenizer
     pad_id = facts.padding.pad_token_id
     if pad_id is None:

@@ -70,9 +70,9 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     out = Path(out)
     checkpoint = save.checkpoint_path(out, resume=resume, overwrite=overwrite)
     info = read_info(dataset)
-    if info.manifest.get("objective"):  # mlm / span_corruption: an encoder or a prefix LM
+    if info.manifest.objective is not None:  # mlm / span_corruption: an encoder or a prefix LM
         if resume or cfg.eval_fewshot:
-            raise ConfigError(f"{info.path} is {info.manifest['objective']['name']} data: --resume and --eval-fewshot "
+            raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume and --eval-fewshot "
                               "apply to next-token training only", fix="train it without --resume and --eval-fewshot")
         return train_objective(info, out, cfg, device=pick_device(cfg.device), echo=echo)
 

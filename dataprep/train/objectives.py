@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from dataprep import columns as C
+from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.errors import ConfigError
 from dataprep.tasks.mlm import Masker, word_starts
 from dataprep.train import save
@@ -107,21 +108,23 @@ class SpanCollator:
 
 def masker_from_manifest(info: DatasetInfo) -> Masker:
     """The dynamic masker a dataset's ``objective`` section describes."""
-    obj = info.manifest["objective"]
+    obj = info.manifest.objective
+    assert isinstance(obj, Mlm)
     special = np.zeros(info.vocab_size, dtype=bool)
-    special[obj["never_masked_ids"]] = True
-    starts = word_starts(info.dataset.tokenizer())[0] if obj["whole_word"] else None
-    return Masker(mask_id=obj["mask_token_id"], special=special, rate=obj["rate"], mask_ratio=obj["mask_ratio"],
-                  random_ratio=obj["random_ratio"], starts=starts)
+    special[list(obj.never_masked_ids)] = True
+    starts = word_starts(info.dataset.tokenizer())[0] if obj.whole_word else None
+    return Masker(mask_id=obj.mask_token_id, special=special, rate=obj.rate, mask_ratio=obj.mask_ratio,
+                  random_ratio=obj.random_ratio, starts=starts)
 
 
 def objective_collator(info: DatasetInfo) -> tuple[Any, str, int]:
     """The collator, the attention mask and the sequence length of an objective dataset."""
-    obj = info.manifest["objective"]
-    if obj["name"] == "mlm":
-        masker = masker_from_manifest(info) if obj["masking"] == "dynamic" else None
-        return MlmCollator(pad_id=info.pad_id, masker=masker, seed=obj["seed"]), "bidirectional", info.seq_len
-    return SpanCollator(), "prefix", info.seq_len + obj["labels_length"]
+    obj = info.manifest.objective
+    if isinstance(obj, Mlm):
+        masker = masker_from_manifest(info) if obj.masking == "dynamic" else None
+        return MlmCollator(pad_id=info.pad_id, masker=masker, seed=obj.seed), "bidirectional", info.seq_len
+    assert isinstance(obj, Span)
+    return SpanCollator(), "prefix", info.seq_len + obj.labels_length
 
 
 def train_objective(info: DatasetInfo, out: Path, cfg: TrainConfig, *, device: torch.device,
@@ -131,7 +134,8 @@ def train_objective(info: DatasetInfo, out: Path, cfg: TrainConfig, *, device: t
     Raises:
         ConfigError: settings this trainer does not support (a classification head).
     """
-    name = info.manifest["objective"]["name"]
+    assert info.manifest.objective is not None
+    name = info.manifest.objective.name
     if cfg.classification == "head":
         raise ConfigError(f"classification 'head' does not apply to {name} data", fix="--set classification=auto")
     train_rows = ArrowRows(info.dataset, "train", columns=ROW_COLUMNS)

@@ -169,7 +169,7 @@ def packing_proof(model: Transformer, singles: list[Row], collator: Collator, de
 
 def response_marker(info: DatasetInfo) -> str | None:
     """The literal text that ends the template's prompt (``"\\nA: "``), or None."""
-    template = info.manifest.get("recipe", {}).get("template")
+    template = info.manifest.recipe.get("template")
     if isinstance(template, str) and template != "chat":
         from dataprep.tasks.sft.templates import get_template
 

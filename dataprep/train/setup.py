@@ -111,7 +111,8 @@ def classification(info: DatasetInfo, cfg: TrainConfig) -> str:
     """
     chosen = cfg.classification
     if chosen == "auto":
-        chosen = (info.manifest.get("sft") or {}).get("classification_train") or "generative"
+        sft = info.manifest.sft
+        chosen = (sft.classification_train if sft is not None else None) or "generative"
     if chosen == "head" and info.labels is None:
         raise ConfigError(f"classification 'head' needs a classification dataset; {info.path} has no label_id",
                           fix="--classification generative (or train a classification dataset)")
