@@ -25,12 +25,8 @@ from dataprep.build.faults import os_fault
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.write import SplitWriter, batch_rows, open_output
-from dataprep.dataset.manifest import Manifest, section, task_section
+from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
-    CORRUPTED,
-    EXAMPLES,
-    PIECES,
-    STREAM,
     Counts,
     Input,
     Packing,
@@ -43,12 +39,12 @@ from dataprep.dataset.manifest_parts import (
     Splits,
     Tokenizer,
 )
-from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.errors import ConfigError
 from dataprep.read import InputFile, file_size, resolve_inputs
 from dataprep.read.digests import InputDigests
 from dataprep.recipe import Recipe
 from dataprep.tasks import pretrain
+from dataprep.tasks.base import RowFacts
 from dataprep.tasks.registry import task_for
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
 from dataprep.text.tokenizer_manifest import tokenizer_manifest
@@ -229,7 +225,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
     pack = {split: section(PackStats, stats, f"packing.{split}") for split, stats in stage.pack_stats().items()}
     content = sum(p.content_tokens for p in pack.values())
     slots = sum(p.rows * p.seq_len for p in pack.values())
-    sections = {key: task_section(key, value) for key, value in plan.manifest(stage).items()}  # the task's own
+    sections = plan.manifest(stage)  # the task's own
     return Manifest(
         format=plan.format,
         dataprep_version=__version__,
@@ -237,7 +233,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
         recipe_hash=recipe.hash,
         task=recipe.task,
         seq_len=seq_len_of(recipe),
-        rows=_rows(recipe, tokenizer, pack, sections.get("objective")),
+        rows=_rows(recipe, plan.rows, pack),
         tokenizer=section(Tokenizer, tokenizer_manifest(recipe, tokenizer), "tokenizer"),
         inputs=tuple(
             Input(
@@ -269,34 +265,22 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
         ),
         packing=Packing(**pack),
         splits=Splits(**{split: Split(shards=tuple(Shard(**shard) for shard in shards[split])) for split in C.SPLITS}),
-        **sections,
+        sft=sections.sft,
+        fewshot=sections.fewshot,
+        objective=sections.objective,
     )
 
 
-def _rows(recipe: Recipe, tokenizer: LoadedTokenizer, pack: dict[str, PackStats], objective: Mlm | Span | None) -> Rows:
-    """What this run decided about its rows, stated in the manifest for every reader."""
-    mode = recipe.packing.mode
-    ids = tokenizer.special_ids
-    bos, eos = recipe.tokenizer.add_bos, recipe.tokenizer.add_eos
-    if isinstance(objective, Mlm):  # each piece is framed by the post-processor instead
-        bos = ids.get("bos") is not None and list(objective.frame.prefix[-1:]) == [ids["bos"]]
-        eos = ids.get("eos") is not None and list(objective.frame.suffix[:1]) == [ids["eos"]]
-    if recipe.task != "pretrain":
-        layout = EXAMPLES
-    elif isinstance(objective, Span):
-        layout = CORRUPTED
-    else:
-        layout = STREAM if mode == "wrap" else PIECES
-    label_column = None
-    if recipe.task == "sft" and recipe.sft.classification is not None:
-        label_column = C.LABEL_IDS if mode == "bfd" else C.LABEL_ID
+def _rows(recipe: Recipe, facts: RowFacts, pack: dict[str, PackStats]) -> Rows:
+    """What this run decided about its rows, stated in the manifest for every reader: the task's
+    facts, the row length, and whether the packer cut any document."""
     return Rows(
         length=seq_len_of(recipe),
-        fixed_length=(recipe.task == "pretrain" and mode == "wrap") or (mode == "bfd" and recipe.packing.pad_rows),
-        packing=mode,
-        layout=layout,
+        fixed_length=facts.fixed_length,
+        packing=recipe.packing.mode,
+        layout=facts.layout,
         cut_documents=sum(p.split_documents for p in pack.values()) > 0,
-        starts_with_bos=bos,
-        ends_with_eos=eos,
-        label_column=label_column,
+        starts_with_bos=recipe.tokenizer.add_bos if facts.starts_with_bos is None else facts.starts_with_bos,
+        ends_with_eos=recipe.tokenizer.add_eos if facts.ends_with_eos is None else facts.ends_with_eos,
+        label_column=facts.label_column,
     )

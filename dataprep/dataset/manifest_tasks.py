@@ -146,3 +146,12 @@ class Span:
 
 
 Objective = Mlm | Span
+
+
+@dataclass(frozen=True)
+class TaskSections:
+    """The sections a task adds to its manifest (each None when the task has none)."""
+
+    sft: Sft | None = None
+    fewshot: Fewshot | None = None
+    objective: Objective | None = None

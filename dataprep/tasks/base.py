@@ -3,9 +3,14 @@
 A :class:`Task` (one per kind of dataset: ``pretrain``, ``mlm``, ``span_corruption``, ``sft``,
 ``fewshot``; :func:`dataprep.tasks.registry.task_for` picks it from a recipe) first adds what it
 needs to the tokenizer, then gives a :class:`Plan`: its chunk reader and worker, packer, row
-schema and manifest section. Its worker sends one :class:`ChunkResult` per input chunk. The run
-knows only this interface; adding a task is adding a module that implements it (and a line in
-the registry).
+schema, what it states about its rows (:class:`RowFacts`) and its typed manifest section
+(:class:`~dataprep.dataset.manifest_tasks.TaskSections`). Its worker sends one
+:class:`ChunkResult` per input chunk. The run knows only this interface; adding a task is adding
+a module that implements it (and a line in the registry).
+
+The read side (``validate``, ``look``, ``train``) never imports a task: it reads what the task
+stated in the manifest (``format``, ``rows``, the task's section), so the checks stay independent
+of the code they check.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from dataprep.dataset.manifest_parts import EXAMPLES, PIECES, STREAM
+from dataprep.dataset.manifest_tasks import TaskSections
 from dataprep.read.chunks import ChunkReader
 
 if TYPE_CHECKING:
@@ -58,6 +65,44 @@ class ChunkResult:
     drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RowFacts:
+    """What a task states about its rows (the manifest's ``rows``, less what the packer counts).
+
+    Attributes:
+        layout: how documents sit in the rows (:data:`dataprep.dataset.manifest_parts.LAYOUTS`).
+        fixed_length: every row is exactly the row length.
+        label_column: the class-label column (``label_id`` / ``label_ids``), or None.
+        starts_with_bos, ends_with_eos: whether each piece starts with BOS / ends with EOS when the
+            task decides it (MLM's post-processor frame); None: as the recipe's ``tokenizer.add_bos`` /
+            ``add_eos`` say.
+    """
+
+    layout: str
+    fixed_length: bool
+    label_column: str | None = None
+    starts_with_bos: bool | None = None
+    ends_with_eos: bool | None = None
+
+
+def fixed_rows(recipe: Recipe, *, wrap_fills: bool) -> bool:
+    """Whether every row is exactly ``packing.seq_len`` long: wrap fills them (when the task wraps a
+    stream, ``wrap_fills``); bfd pads them when ``pad_rows``."""
+    p = recipe.packing
+    return (wrap_fills and p.mode == "wrap") or (p.mode == "bfd" and p.pad_rows)
+
+
+def stream_facts(recipe: Recipe, **stated: Any) -> RowFacts:
+    """The row facts of a task that packs a document stream (pretraining, MLM)."""
+    layout = STREAM if recipe.packing.mode == "wrap" else PIECES
+    return RowFacts(layout=layout, fixed_length=fixed_rows(recipe, wrap_fills=True), **stated)
+
+
+def example_facts(recipe: Recipe, *, label_column: str | None = None) -> RowFacts:
+    """The row facts of a fine-tuning task: each piece is one whole example."""
+    return RowFacts(layout=EXAMPLES, fixed_length=fixed_rows(recipe, wrap_fills=False), label_column=label_column)
+
+
 @dataclass
 class Plan:
     """What a task plugs into the common run."""
@@ -69,7 +114,8 @@ class Plan:
     make_packer: Callable[[], Any]
     to_batch: Callable[[Any], pa.RecordBatch]
     dedup: bool
-    manifest: Callable[[Any], dict[str, Any]]  # the ordered stage -> the task's own manifest section
+    rows: RowFacts
+    manifest: Callable[[Any], TaskSections] = lambda stage: TaskSections()  # the ordered stage -> the task's own sections
     mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
 
 

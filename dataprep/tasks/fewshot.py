@@ -27,19 +27,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.dataset.manifest_tasks import Fewshot, Pool as DemoPool  # Pool here is the demonstrations themselves
+from dataprep.dataset.manifest_tasks import Fewshot, Pool as DemoPool, TaskSections  # Pool here is the demonstrations themselves
 from dataprep.tasks.sft.records import chunk_reader, iter_chunks
 from dataprep.tasks.sft.task import OnePerRow, manifest_section
 from dataprep.tasks.sft.worker import SftWorker
 from dataprep.text.filters import content_hashes, validation_flags
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from dataprep.tasks.base import ChunkResult, Plan
+from dataprep.tasks.base import ChunkResult, Plan, example_facts
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
 from dataprep.errors import RecordProblem
@@ -212,38 +211,40 @@ class FewshotTask:
         return tokenizer
 
     def plan(self, recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
-        return Plan(**plan_parts(recipe, tokenizer, files))
+        """The demonstration pool (read first), the few-shot worker, one prompt per row, and the
+        ``sft`` and ``fewshot`` sections."""
+        return _plan(recipe, tokenizer, files)
 
 
-def plan_parts(recipe: Recipe, tokenizer, files: list[InputFile]) -> dict[str, Any]:
-    """The :class:`~dataprep.tasks.base.Plan` fields of a few-shot recipe."""
+def _plan(recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
     pool = build_pool(recipe, tokenizer, files)
     k = recipe.fewshot.k
     if k and len(pool) < 2:
         log.warning("the demonstration pool (train split) holds %d record(s): most prompts get fewer than %d shots", len(pool), k)
     dtypes = {C.LOSS_MASK: np.dtype(np.uint8), C.QUERY_START: np.dtype(np.int32)}
 
-    def manifest(stage) -> dict[str, Any]:
+    def manifest(stage) -> TaskSections:
         stats = stage.stats
         prompts = sum(stage.documents.values())
-        return {
-            "sft": manifest_section(recipe, stage, None, tokenizer),
-            "fewshot": Fewshot(
+        return TaskSections(
+            sft=manifest_section(recipe, stage, None, tokenizer),
+            fewshot=Fewshot(
                 k=k, separator=recipe.fewshot.separator, seed=recipe.fewshot.seed,
                 pool=DemoPool(split="train", examples=len(pool)),
                 shots={str(n): stats[f"shots_{n}"] for n in range(k + 1)},
                 prompts_with_fewer_shots=stats["fewer_shots"],
                 mean_shots=stats["shots"] / prompts if prompts else 0.0,
             ),
-        }
+        )
 
-    return {
-        "format": FORMAT,
-        "schema": SCHEMA,
-        "reader": chunk_reader(recipe),
-        "worker": (fewshot_worker, (recipe, tokenizer, files, pool)),
-        "make_packer": lambda: OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes),
-        "to_batch": to_batch,
-        "dedup": recipe.filter.dedup == "exact",
-        "manifest": manifest,
-    }
+    return Plan(
+        format=FORMAT,
+        schema=SCHEMA,
+        reader=chunk_reader(recipe),
+        worker=(fewshot_worker, (recipe, tokenizer, files, pool)),
+        make_packer=lambda: OnePerRow(max_length=recipe.sft.max_length, extra_dtypes=dtypes),
+        to_batch=to_batch,
+        dedup=recipe.filter.dedup == "exact",
+        rows=example_facts(recipe),
+        manifest=manifest,
+    )

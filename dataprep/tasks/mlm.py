@@ -38,12 +38,12 @@ import numpy as np
 from tokenizers import models
 
 from dataprep import columns as C
-from dataprep.dataset.manifest_tasks import Frame, Mlm, StaticMasks
+from dataprep.dataset.manifest_tasks import Frame, Mlm, StaticMasks, TaskSections
 from dataprep.errors import ConfigError, TokenizerError
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.rows import PackedRows, RowBlocks
 from dataprep.tasks import pretrain
-from dataprep.tasks.base import Plan, with_special_tokens
+from dataprep.tasks.base import Plan, stream_facts, with_special_tokens
 
 if TYPE_CHECKING:
     from dataprep.recipe import MlmSpec, Recipe
@@ -315,15 +315,12 @@ class MlmTask:
         return with_special_tokens(recipe, tokenizer, wanted, tmp)
 
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
-        parts = plan_parts(recipe, tokenizer)
-        return Plan(format=parts["format"], schema=parts["schema"], reader=pretrain.chunk_reader(recipe),
-                    worker=(pretrain.chunk_worker, (recipe, parts["tokenizer"])), make_packer=parts["make_packer"],
-                    to_batch=lambda rows: rows.to_record_batch(), dedup=recipe.filter.dedup == "exact",
-                    manifest=parts["manifest"], mode="threads")
+        """The pretraining reader and worker (with an unframed tokenizer: the packer frames each
+        piece), MLM's packer, and its ``objective`` section."""
+        return _plan(recipe, tokenizer)
 
 
-def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
-    """The parts of :meth:`MlmTask.plan` that are MLM's own."""
+def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
     masker = Masker.from_recipe(recipe.mlm, tokenizer)  # fails early: no mask token, bad ratios
     prefix, suffix = frame_of(tokenizer)
     frame_pieces(np.zeros(0, np.int32), np.zeros(0, np.int64), prefix=prefix, suffix=suffix, seq_len=recipe.packing.seq_len)
@@ -332,26 +329,34 @@ def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
     def make_packer() -> MlmPacker:
         return MlmPacker(recipe, tokenizer, stream=next(streams))
 
-    def manifest(stage: Any) -> dict[str, Mlm]:
+    def manifest(stage: Any) -> TaskSections:
         spec = recipe.mlm
         static = None
         if spec.masking == "static":
             packers = list(stage.packers.values())  # the stage's own: a resumed run restored them from its checkpoint
             totals = {k: sum(p.counts[k] for p in packers) for k in packers[0].counts}
             static = StaticMasks(**totals, chosen_ratio=totals["chosen"] / totals["maskable"] if totals["maskable"] else 0.0)
-        return {"objective": Mlm(
+        return TaskSections(objective=Mlm(
             masking=spec.masking, rate=spec.rate, mask_ratio=spec.mask_ratio, random_ratio=spec.random_ratio,
             whole_word=spec.whole_word, word_starts=word_starts(tokenizer)[1] if spec.whole_word else None, seed=spec.seed,
             mask_token_id=masker.mask_id, never_masked_ids=tuple(np.flatnonzero(masker.special).tolist()),
             frame=Frame(prefix=tuple(prefix), suffix=tuple(suffix)),
             added_tokens=tuple(tokenizer.added_tokens),  # <mask>, for a trained tokenizer
             static=static,
-        )}
+        ))
 
-    return {
-        "format": FORMAT_STATIC if recipe.mlm.masking == "static" else pretrain.FORMAT,
-        "schema": row_schema(recipe),
-        "tokenizer": unframed(tokenizer),
-        "make_packer": make_packer,
-        "manifest": manifest,
-    }
+    ids = tokenizer.special_ids
+    return Plan(
+        format=FORMAT_STATIC if recipe.mlm.masking == "static" else pretrain.FORMAT,
+        schema=row_schema(recipe),
+        reader=pretrain.chunk_reader(recipe),
+        worker=(pretrain.chunk_worker, (recipe, unframed(tokenizer))),
+        make_packer=make_packer,
+        to_batch=lambda rows: rows.to_record_batch(),
+        dedup=recipe.filter.dedup == "exact",
+        rows=stream_facts(recipe,  # each piece is framed by the post-processor, not the recipe's add_bos/add_eos
+                          starts_with_bos=ids.get("bos") is not None and list(prefix[-1:]) == [ids["bos"]],
+                          ends_with_eos=ids.get("eos") is not None and list(suffix[:1]) == [ids["eos"]]),
+        manifest=manifest,
+        mode="threads",
+    )

@@ -23,7 +23,7 @@ from dataprep.read import chunks
 from dataprep import columns as C
 from dataprep.text.filters import content_hashes, filter_mask, validation_flags
 from dataprep.text.normalize import normalize_array
-from dataprep.tasks.base import ChunkResult, Plan
+from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
 from dataprep.read import InputFile, read_batches
@@ -111,6 +111,6 @@ class PretrainTask:
             make_packer=lambda: make_packer(recipe, tokenizer),
             to_batch=lambda rows: rows.to_record_batch(),
             dedup=recipe.filter.dedup == "exact",
-            manifest=lambda stage: {},
+            rows=stream_facts(recipe),
             mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
         )

@@ -41,7 +41,9 @@ from dataprep.errors import ConfigError
 from dataprep.pack.rows import PackedRows, PackStats, RowBlocks
 from dataprep.pack.wrap import WrapPacker
 from dataprep.tasks import pretrain
-from dataprep.tasks.base import Plan, with_special_tokens
+from dataprep.dataset.manifest_parts import CORRUPTED
+from dataprep.dataset.manifest_tasks import Span, TaskSections
+from dataprep.tasks.base import Plan, RowFacts, fixed_rows, with_special_tokens
 
 if TYPE_CHECKING:
     from dataprep.recipe import Recipe
@@ -208,36 +210,36 @@ class SpanTask:
         return with_special_tokens(recipe, tokenizer, sentinel_names(recipe, tokenizer), tmp)
 
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
-        parts = plan_parts(recipe, tokenizer)
-        return Plan(format=parts["format"], schema=parts["schema"], reader=pretrain.chunk_reader(recipe),
-                    worker=(pretrain.chunk_worker, (recipe, parts["tokenizer"])), make_packer=parts["make_packer"],
-                    to_batch=parts["to_batch"], dedup=recipe.filter.dedup == "exact", manifest=parts["manifest"],
-                    mode="threads")
+        """The pretraining reader and worker, the span packer (wrap, then corrupt each row), and
+        the ``objective`` section."""
+        return _plan(recipe, tokenizer)
 
 
-def plan_parts(recipe: Recipe, tokenizer: LoadedTokenizer) -> dict[str, Any]:
-    """The parts of :meth:`SpanTask.plan` that are span corruption's own."""
+def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
     if tokenizer.eos_id is not None and not tokenizer.add_eos:
         raise ConfigError("span corruption ends every row with EOS and needs document boundaries: set `tokenizer.add_eos: true`")
     shape = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,
                         eos=tokenizer.eos_id is not None)
     streams = itertools.count()
 
-    def manifest(stage: Any) -> dict[str, Any]:
-        sentinels = [tokenizer.tokenizer.token_to_id(SENTINEL.format(i)) for i in range(shape["spans"])]
-        return {"objective": {
-            "name": "span_corruption", "noise_density": recipe.span.noise_density,
-            "mean_span_length": recipe.span.mean_span_length, "seed": recipe.span.seed, **shape,
-            "input_length": recipe.packing.seq_len, "sentinel_ids": sentinels, "eos_id": tokenizer.eos_id,
-            "added_tokens": list(tokenizer.added_tokens),
-            "raw_tokens": sum(p["rows"] for p in stage.pack_stats().values()) * shape["raw_length"],
-        }}
+    def manifest(stage: Any) -> TaskSections:
+        sentinels = tuple(tokenizer.tokenizer.token_to_id(SENTINEL.format(i)) for i in range(shape["spans"]))
+        return TaskSections(objective=Span(
+            noise_density=recipe.span.noise_density, mean_span_length=recipe.span.mean_span_length,
+            seed=recipe.span.seed, **shape, input_length=recipe.packing.seq_len, sentinel_ids=sentinels,
+            eos_id=tokenizer.eos_id, added_tokens=tuple(tokenizer.added_tokens),
+            raw_tokens=sum(p["rows"] for p in stage.pack_stats().values()) * shape["raw_length"],
+        ))
 
-    return {
-        "format": FORMAT,
-        "schema": SCHEMA,
-        "tokenizer": tokenizer,
-        "make_packer": lambda: SpanPacker(recipe, tokenizer, stream=next(streams)),
-        "to_batch": to_batch(shape["labels_length"]),
-        "manifest": manifest,
-    }
+    return Plan(
+        format=FORMAT,
+        schema=SCHEMA,
+        reader=pretrain.chunk_reader(recipe),
+        worker=(pretrain.chunk_worker, (recipe, tokenizer)),
+        make_packer=lambda: SpanPacker(recipe, tokenizer, stream=next(streams)),
+        to_batch=to_batch(shape["labels_length"]),
+        dedup=recipe.filter.dedup == "exact",
+        rows=RowFacts(layout=CORRUPTED, fixed_length=fixed_rows(recipe, wrap_fills=True)),
+        manifest=manifest,
+        mode="threads",
+    )

@@ -30,13 +30,13 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.dataset.manifest_tasks import Chat, Examples, Sft, Template
+from dataprep.dataset.manifest_tasks import Chat, Examples, Sft, TaskSections, Template
 from dataprep.errors import ConfigError, TemplateError
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.rows import PackedRows, PackStats
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
-from dataprep.tasks.base import Plan
+from dataprep.tasks.base import Plan, example_facts
 from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.records import (
     CHAT,
@@ -89,10 +89,18 @@ def row_schema(recipe: Recipe) -> pa.Schema:
         pa.field(C.NUM_PAD, pa.int32()),
         pa.field(C.LOSS_MASK, pa.list_(pa.uint8())),
     ]
-    if recipe.sft.classification is not None:
-        packed = recipe.packing.mode == "bfd"
-        fields.append(pa.field(C.LABEL_IDS if packed else C.LABEL_ID, pa.list_(pa.int32()) if packed else pa.int32()))
+    column = label_column(recipe)
+    if column is not None:
+        fields.append(pa.field(column, pa.list_(pa.int32()) if column == C.LABEL_IDS else pa.int32()))
     return pa.schema(fields)
+
+
+def label_column(recipe: Recipe) -> str | None:
+    """The class-label column: ``label_ids`` (one per example) when packed, ``label_id`` when each
+    row is one example; None when the recipe does not classify."""
+    if recipe.sft.classification is None:
+        return None
+    return C.LABEL_IDS if recipe.packing.mode == "bfd" else C.LABEL_ID
 
 
 def make_packer(recipe: Recipe, tokenizer):
@@ -253,5 +261,6 @@ class SftTask:
             make_packer=lambda: make_packer(recipe, tokenizer),
             to_batch=to_batch(recipe),
             dedup=recipe.filter.dedup == "exact",
-            manifest=lambda stage: {"sft": manifest_section(recipe, stage, labels, tokenizer)},
+            rows=example_facts(recipe, label_column=label_column(recipe)),
+            manifest=lambda stage: TaskSections(sft=manifest_section(recipe, stage, labels, tokenizer)),
         )
