@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dataprep.look import report
+from dataprep.look import plots, report
 from dataprep.cli import cli
 from dataprep.dataset.reader import open_dataset
 from dataprep.dataset.manifest import read_json
@@ -299,3 +299,21 @@ def test_no_unknown_tokens_shown_without_an_unknown_token(sft_dataset):
     s = report.compute(open_dataset(sft_dataset)).summary
     assert "unknown_tokens" not in s and "unknown_tokens" not in s["splits"]["train"]
     assert not [k for k, _ in report.summary_rows(s) if k.startswith("unknown")]
+
+
+def test_fewshot_prompts_are_reported_as_examples_with_their_targets(tmp_path):
+    """Few-shot rows are whole prompts with an answer target: the report counts examples and their
+    target tokens (recounted from the rows), as it does for fine-tuning; not document pieces."""
+    out = tmp_path / "fewshot"
+    run(load_recipe(RECIPES / "fewshot-demo.yaml"), out, workers=1)
+    ds = open_dataset(out)
+    s = report.compute(ds).summary
+    targets = {split: sum(sum(row["loss_mask"]) for row in ds.table(split).to_pylist()) for split in ds.splits}
+    assert s["documents_are"] == "examples"
+    assert {split: s["splits"][split]["target_tokens"] for split in ds.splits} == targets
+    assert s["total"]["target_tokens"] == sum(targets.values()) > 0
+    assert s["boundary_straddles"] == ds.manifest.sft.examples.with_boundary_straddle
+    rows = dict(report.summary_rows(s))
+    assert rows["examples"] == ", ".join(f"{k} {v['documents']:,}" for k, v in s["splits"].items())
+    assert rows["target tokens"].startswith(f"{sum(targets.values()):,} ")
+    assert "targets.png" in plots.draw_all(report.compute(ds))

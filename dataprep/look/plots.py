@@ -75,7 +75,7 @@ def _hist(ax, series: dict[str, np.ndarray], *, upper: float | None = None, inte
 
 def lengths(report: Report) -> bytes:
     s = report.summary
-    if s["task"] == "sft":
+    if s["documents_are"] == "examples":
         fig, ax = _figure("Example lengths: prompt vs response (target) tokens", "tokens", "examples")
         prompt = np.concatenate([a.lengths - a.targets for a in report.arrays.values()]) if report.arrays else np.zeros(0)
         response = np.concatenate([a.targets for a in report.arrays.values()]) if report.arrays else np.zeros(0)
@@ -150,7 +150,7 @@ def _short_names(paths: list[str]) -> list[str]:
 def draw_all(report: Report) -> dict[str, bytes]:
     """Every plot that applies to the dataset, by file name, in report order."""
     images = {"lengths.png": lengths(report)}
-    if report.summary["task"] == "sft":
+    if report.summary["documents_are"] == "examples":
         images["targets.png"] = targets(report)
     images["fill.png"] = fill(report)
     images["drops.png"] = drops(report)

@@ -30,13 +30,13 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("records", f"{_n(rec['read'])} read, {_n(rec['written'])} written; dropped: {dropped}"),
         ("rows", ", ".join(f"{k} {v['rows']:,}" for k, v in s["splits"].items()) + f" (seq_len {s['seq_len']:,}, {s['packing']})"),
         (
-            "examples" if s["task"] == "sft" else "documents",
+            "examples" if s["documents_are"] == "examples" else "documents",
             ", ".join(f"{k} {v['documents']:,}" for k, v in s["splits"].items()),
         ),
         ("tokens", f"{tot['tokens']:,} ({tot['pad_tokens']:,} pad)"),
         ("packing efficiency", f"{tot['efficiency']:.2%}"),
     ]
-    if s["task"] == "sft":
+    if s["documents_are"] == "examples":
         rows.append(("target tokens", f"{tot['target_tokens']:,} ({tot['target_ratio']:.2%} of tokens)"))
         rows.append(("truncated", f"{s['truncated']['examples']:,} examples ({s['truncated']['tokens']:,} tokens)"))
         rows.append(("boundary straddles", f"{s['boundary_straddles']:,} examples"))

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from dataprep import columns as C
 from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest_parts import EXAMPLES, STREAM
 from dataprep.dataset.reader import Dataset
 from dataprep.text.special_tokens import unknown_token_id
 
@@ -153,8 +154,10 @@ def compute(ds: Dataset) -> Report:
     """Scan every split of ``ds`` and gather the report's numbers."""
     m = ds.manifest
     counts, tok, rows = m.counts, m.tokenizer, m.rows
-    # wrap rows hold the token stream: documents run through them and end at their EOS
-    eos_docs = m.task == "pretrain" and rows.packing == "wrap" and tok.add_eos
+    # wrap rows hold the token stream: documents run through them and end at their EOS (an
+    # objective's frame or corruption makes pieces instead); examples are one piece each
+    eos_docs = rows.layout == STREAM and m.objective is None and tok.add_eos
+    examples_layout = rows.layout == EXAMPLES
     unk_id = unknown_token_id(as_json(tok.special_tokens) or {})
     arrays = {s: scan_split(ds.table(s), seq_len=rows.length, eos_id=tok.eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
 
@@ -185,7 +188,7 @@ def compute(ds: Dataset) -> Report:
         "pad_tokens": sum(a.pad_tokens for a in arrays.values()),
         "efficiency": round(tokens / (total_rows * rows.length), 6) if total_rows else 0.0,
     }
-    if m.task == "sft":
+    if examples_layout:
         total["target_tokens"] = sum(a.target_tokens for a in arrays.values())
         total["target_ratio"] = round(total["target_tokens"] / tokens, 6) if tokens else 0.0
     examples = m.sft.examples if m.sft is not None else None
@@ -198,7 +201,7 @@ def compute(ds: Dataset) -> Report:
         "tokenizer": {"source": tok.source, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint},
         "seq_len": rows.length,
         "packing": rows.packing,
-        "documents_are": "eos_delimited" if eos_docs else ("examples" if m.task == "sft" else "pieces"),
+        "documents_are": "eos_delimited" if eos_docs else ("examples" if examples_layout else "pieces"),
         "records": {
             "read": counts.records_read,
             "written": counts.records_written,
@@ -206,7 +209,7 @@ def compute(ds: Dataset) -> Report:
             "dropped_total": sum(counts.dropped.values()),
         },
         "truncated": {"examples": examples.truncated if examples else 0, "tokens": examples.truncated_tokens if examples else 0},
-        "boundary_straddles": (examples.with_boundary_straddle if examples else 0) if m.task == "sft" else None,
+        "boundary_straddles": (examples.with_boundary_straddle if examples else 0) if examples_layout else None,
         "remainder_tokens_dropped": counts.remainder_tokens_dropped,
         "splits": splits,
         "total": total,
