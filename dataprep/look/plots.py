@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
-    from dataprep.look.stats import Report
+    from dataprep.look.stats import Stats
 
 SIZE = (8, 4)  # inches; at DPI 100 -> 800 x 400 px
 DPI = 100
@@ -73,7 +73,7 @@ def _hist(ax, series: dict[str, np.ndarray], *, upper: float | None = None, inte
     ax.legend()
 
 
-def lengths(report: Report) -> bytes:
+def lengths(report: Stats) -> bytes:
     s = report.summary
     if s["documents_are"] == "examples":
         fig, ax = _figure("Example lengths: prompt vs response (target) tokens", "tokens", "examples")
@@ -87,13 +87,13 @@ def lengths(report: Report) -> bytes:
     return _png(fig)
 
 
-def targets(report: Report) -> bytes:
+def targets(report: Stats) -> bytes:
     fig, ax = _figure("Target tokens per example", "target tokens", "examples")
     _hist(ax, {split: a.targets for split, a in report.arrays.items() if a.targets is not None})
     return _png(fig)
 
 
-def fill(report: Report) -> bytes:
+def fill(report: Stats) -> bytes:
     eff = report.summary["total"]["efficiency"]
     fig, ax = _figure(f"Row fill (content / seq_len); packing efficiency {eff:.1%}", "fill", "rows")
     _hist(ax, {split: a.fill for split, a in report.arrays.items()}, upper=1.0, integer=False)
@@ -102,7 +102,7 @@ def fill(report: Report) -> bytes:
     return _png(fig)
 
 
-def drops(report: Report) -> bytes:
+def drops(report: Stats) -> bytes:
     s = report.summary
     bars = {f"dropped: {k}": v for k, v in s["records"]["dropped"].items()}
     if s["truncated"]["examples"]:
@@ -112,7 +112,7 @@ def drops(report: Report) -> bytes:
     return _png(fig)
 
 
-def sources(report: Report) -> bytes:
+def sources(report: Stats) -> bytes:
     items = report.summary["sources"]
     have_tokens = items and all(i.get("tokens") is not None for i in items)
     key, label = ("tokens", "tokens written") if have_tokens else ("bytes", "input bytes (tokens per source not in this manifest)")
@@ -147,7 +147,7 @@ def _short_names(paths: list[str]) -> list[str]:
     return [str(Path(*Path(p).parts[-2:])) for p in paths]
 
 
-def draw_all(report: Report) -> dict[str, bytes]:
+def draw_all(report: Stats) -> dict[str, bytes]:
     """Every plot that applies to the dataset, by file name, in report order."""
     images = {"lengths.png": lengths(report)}
     if report.summary["documents_are"] == "examples":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.errors import OutputError
-from dataprep.look.stats import Report, compute
+from dataprep.look.stats import Stats, compute
 
 __all__ = ["REPORT_FILE", "compute", "summary_text", "summary_rows", "write_report", "render_html"]
 
@@ -72,7 +72,7 @@ def _n(x: int | None) -> str:
 # --- files -----------------------------------------------------------------------------
 
 
-def write_report(report: Report, out: str | Path) -> Path:
+def write_report(report: Stats, out: str | Path) -> Path:
     """Write the PNGs and ``report.html`` (PNGs embedded as base64, nothing fetched) into ``out``.
 
     Returns:

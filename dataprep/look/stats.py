@@ -48,7 +48,7 @@ class SplitArrays:
 
 
 @dataclass
-class Report:
+class Stats:
     """The numbers (``summary``, JSON-ready) and the arrays behind the plots."""
 
     summary: dict[str, Any]
@@ -150,7 +150,7 @@ def _num(x) -> int | float:
 # --- numbers ---------------------------------------------------------------------------
 
 
-def compute(ds: Dataset) -> Report:
+def compute(ds: Dataset) -> Stats:
     """Scan every split of ``ds`` and gather the report's numbers."""
     m = ds.manifest
     counts, tok, rows = m.counts, m.tokenizer, m.rows
@@ -224,7 +224,7 @@ def compute(ds: Dataset) -> Report:
     if unk_id is not None:
         summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
     summary["mismatches"] = _mismatches(summary, m)
-    return Report(summary=summary, arrays=arrays)
+    return Stats(summary=summary, arrays=arrays)
 
 
 def _mismatches(summary: dict[str, Any], m: Manifest) -> list[str]:

@@ -44,7 +44,7 @@ from dataprep.errors import InputError
 from ._common import SKIP, BadRecords, names_list, open_binary
 from ._fields import Field, RowExtractor
 from ._file import InputFile
-from ._json import Piece, Rows
+from ._json import FieldColumns, Piece
 
 DIALECTS = {
     "tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "strict": True},
@@ -88,7 +88,7 @@ def read_delimited(file: InputFile, fields: list[Field], bad: BadRecords, batch_
     names: tuple[str, ...] | None = spec.columns
     fix_row = _FIX_ROW[fmt]
     extract = None
-    rows = Rows(len(fields), batch_size)
+    rows = FieldColumns(len(fields), batch_size)
     with open_binary(file) as fh:
         lines = _Lines(fh, bad)
         reader = csv.reader(lines, **DIALECTS[fmt])

@@ -22,7 +22,7 @@ _FIX_JSON_LINE = f"fix the JSON on that line (one complete JSON object per line)
 _FIX_NESTING = "make the value there what `records:` expects (or fix `records:`), or set `on_error: skip` to drop that part"
 
 
-class Rows:
+class FieldColumns:
     """Collects extracted rows column-wise and hands them on in batches of ``batch_size``."""
 
     def __init__(self, width: int, batch_size: int):
@@ -123,7 +123,7 @@ def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size:
         message = f"expected a JSON array of records at the top level, got {json_type(records)}"
         raise InputError(path, None, message, "make the file a JSON array of objects, or JSON Lines (`format: jsonl`)")
     extract = RowExtractor(fields, bad).row
-    rows = Rows(len(fields), batch_size)
+    rows = FieldColumns(len(fields), batch_size)
     for index, record in enumerate(records):
         row = extract(record, f"record {index}")
         if row is not None and (piece := rows.add(row, index)):
@@ -137,7 +137,7 @@ def _nested_json(
 ) -> Iterator[Piece]:
     """Records found by ``records:`` in a json file, numbered 0, 1, ... (bad ones too)."""
     extract = RowExtractor(fields, bad).row
-    rows = Rows(len(fields), batch_size)
+    rows = FieldColumns(len(fields), batch_size)
     problems = _Problems(bad, path)
     index = -1
     for index, (record, parents, where) in enumerate(walk(root, path, problems)):
@@ -155,7 +155,7 @@ def _read_jsonl_nested(
 ) -> Iterator[Piece]:
     """Records found by ``records:`` in each line of a jsonl file; ``line`` is the line they are on."""
     extract = RowExtractor(fields, bad).row
-    rows = Rows(len(fields), batch_size)
+    rows = FieldColumns(len(fields), batch_size)
     problems = _Problems(bad, path)
     found = lines = 0
     with open_binary(file) as fh:
