@@ -184,6 +184,7 @@ def test_batches_resume_and_workers_give_the_same_stream(sft_dir):
     rows, collator = ArrowRows(sft_dir, "train"), Collator(pad_id=0)
     straight = [b["input_ids"] for b in Batches(rows, collator, batch_size=8, seed=1, num_steps=6)]
     resumed = [b["input_ids"] for b in Batches(rows, collator, batch_size=8, seed=1, start_step=3, num_steps=3)]
+    assert len(straight) == 6 and len(resumed) == 3 and straight[0].shape[0] == 8
     assert all(torch.equal(a, b) for a, b in zip(straight[3:], resumed, strict=True))
     loader = DataLoader(Batches(rows, collator, batch_size=8, seed=1, num_steps=6), batch_size=None, num_workers=2)
     assert all(torch.equal(a, b["input_ids"]) for a, b in zip(straight, loader, strict=True))

@@ -90,6 +90,7 @@ def test_pretraining_run_learns_and_writes_its_files(pretrain_dir, tmp_path):
     assert set(checks) == {"learning", "task", "mask", "packing"}  # no timed check decides pass/fail
     speed = report["throughput"]
     assert speed["train_tokens_per_s"] > 0 and speed["loader_tokens_per_s"] > 0 and speed["expected_ratio"] == 1e12
+    assert speed["ratio"] == pytest.approx(speed["loader_tokens_per_s"] / speed["train_tokens_per_s"])
     assert speed["loader_keeps_ahead"] is False
     summary = lines[-1].splitlines()
     assert report["passed"] and summary[-1] == "verdict: PASS"
