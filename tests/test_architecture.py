@@ -97,6 +97,31 @@ def test_no_import_climbs_a_layer():
     assert climbs == []
 
 
+# The readers of a built dataset check it through what its manifest states, not through the code
+# that built it (an oracle that shares code with what it checks cannot catch that code's bugs).
+# These modules run the producer's code on purpose, each for the reason given:
+RUNS_THE_PRODUCER = {
+    "dataprep.validate.check_recipe": "validate --recipe reports what `run` would drop: it must be run's own readers and worker",
+    "dataprep.validate.check_inputs": "validate --inputs reads raw files with run's field rules (tasks.sft.records.fields_for)",
+    "dataprep.validate.recheck_remake": "--recheck-sources re-makes rows from the sources (an independent re-derivation is still to do)",
+    "dataprep.look.preview": "inspect --recipe shows records as run would render them",
+    "dataprep.train.objectives": "dynamic MLM masking at training time is the producer's masker (the same operation, not a check)",
+    "dataprep.train.proofs": "the response marker comes from the pair template's text (issue 17 replaces the mask proof)",
+}
+READERS = ("dataprep.validate", "dataprep.look", "dataprep.train")
+PRODUCERS = ("dataprep.tasks", "dataprep.build")
+
+
+def test_readers_of_a_dataset_do_not_import_the_code_that_built_it():
+    found = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
+                   if module.startswith(READERS) and module not in RUNS_THE_PRODUCER
+                   for target in targets if target.startswith(PRODUCERS))
+    assert found == []
+    stale = sorted(m for m in RUNS_THE_PRODUCER
+                   if m not in GRAPH or not any(t.startswith(PRODUCERS) for t in GRAPH[m]))
+    assert stale == [], "listed as running the producer but no longer does: remove from RUNS_THE_PRODUCER"
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}
