@@ -71,7 +71,7 @@ class SftSpec:
     """The fine-tuning part of a recipe (``task: sft``)."""
 
     template: str | Mapping[str, Any]
-    masking: str
+    target_policy: str  # the recipe's `masking:`: which text is a target (completion, all_assistant, last_assistant, generation, ...)
     max_length: int
     overflow: str
     classification: ClassificationSpec | None = None
@@ -244,7 +244,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         cls = r.get("classification")
         sft = SftSpec(
             template=r["template"],
-            masking=r["masking"],
+            target_policy=r["masking"],
             max_length=r["max_length"],
             overflow=r["overflow"],
             classification=None

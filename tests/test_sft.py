@@ -314,7 +314,7 @@ def test_recipe_checks_for_sft(tmp_path):
         recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}}, base_dir=tmp_path)
     chat = recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "chat"}, base_dir=tmp_path)
     pair = recipe_from_dict({"task": "sft", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}, "template": "alpaca"}, base_dir=tmp_path)
-    assert chat.sft.masking == "all_assistant" and pair.sft.masking == "completion"
+    assert chat.sft.target_policy == "all_assistant" and pair.sft.target_policy == "completion"
     assert pair.packing.mode == "none" and pair.sft.max_length == 2048 and pair.sft.overflow == "drop"
     pretrain = recipe_from_dict({"task": "pretrain", "inputs": [{"path": "a"}], "tokenizer": {"path": "t"}}, base_dir=tmp_path)
     assert pretrain.packing.mode == "wrap" and "masking" not in pretrain.resolved and "classification" not in pretrain.resolved

@@ -151,8 +151,9 @@ def to_batch(recipe: Recipe):
     return convert
 
 
-def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str, chat: ChatTemplate | None = None) -> tuple[int, ...]:
-    """The ids that may close an example's targets under ``template`` and ``masking``.
+def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, policy: str, chat: ChatTemplate | None = None) -> tuple[int, ...]:
+    """The ids that may close an example's targets under ``template`` and the target ``policy``
+    (the recipe's ``masking:``).
 
     Pair templates: the EOS id. ``chat``: EOS and the end-of-turn tokens the chat template
     closes assistant turns with (Phi-3: ``<|end|>``; gpt-oss: ``<|return|>``, ``<|end|>``,
@@ -161,7 +162,7 @@ def stop_token_ids(template: str | Mapping[str, Any], tokenizer, *, masking: str
     """
     if template != CHAT:
         return (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
-    if masking == "generation":  # the template's own blocks decide what ends a target
+    if policy == "generation":  # the template's own blocks decide what ends a target
         return ()
     chat = chat if chat is not None else ChatTemplate.from_tokenizer(tokenizer)
     ids = [tokenizer.tokenizer.token_to_id(text) for text in chat.stop_tokens()]
@@ -208,8 +209,8 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
             reasoning=recipe.sft.chat.reasoning,
             stop_tokens=tuple(chat.stop_tokens()),
         ),
-        masking=recipe.sft.masking,
-        stop_token_ids=stop_token_ids(recipe.sft.template, tokenizer, masking=recipe.sft.masking, chat=chat),
+        masking=recipe.sft.target_policy,
+        stop_token_ids=stop_token_ids(recipe.sft.template, tokenizer, policy=recipe.sft.target_policy, chat=chat),
         max_length=recipe.sft.max_length,
         overflow=recipe.sft.overflow,
         examples=Examples(

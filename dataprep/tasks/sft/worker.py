@@ -61,7 +61,7 @@ class SftWorker:
         self.sft = recipe.sft
         self.tokenizer = tokenizer
         self.files = files
-        self.target_policy = self.sft.masking  # which text is a target (the recipe's `masking:`)
+        self.target_policy = self.sft.target_policy  # which text is a target (the recipe's `masking:`)
         self.pair = template_of(recipe)
         if self.pair is not None and self.target_policy == "generation":
             raise ConfigError("masking: generation reads a chat template's {% generation %} blocks, which a pair template "
