@@ -22,7 +22,8 @@ from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 from dataprep.text.tokenizer import load_tokenizer
 from dataprep.validate import validate_dataset
-from dataprep.validate.findings import Report
+from dataprep.dataset.manifest import Manifest
+from dataprep.validate.findings import Findings
 from dataprep.validate.recheck import compare, prepare
 from dataprep.build.write import shard_digests
 
@@ -107,7 +108,7 @@ def stored_rows(out: Path, split: str) -> list[dict]:
     return pa.ipc.open_stream((out / split / entry["file"]).read_bytes()).read_all().to_pylist()
 
 
-def findings(report: Report) -> list[tuple]:
+def findings(report: Findings) -> list[tuple]:
     return [(f.kind, f.split, f.row, f.position, f.file, f.line) for f in report.findings]
 
 
@@ -375,15 +376,16 @@ def test_paths_relative_to_run_recipe_dir(sft_copy):
     manifest["run"]["recipe_dir"] = base
     assert resolve(manifest, "tasks.jsonl") == str(Path(base) / "tasks.jsonl")
     assert resolve(manifest, "/abs/x.jsonl") == "/abs/x.jsonl"
-    report = Report(str(sft_copy), "dataset")
-    expected = prepare(manifest, sft_copy, sample="all", seed=0, report=report)
+    report = Findings(str(sft_copy), "dataset")
+    expected = prepare(Manifest.from_dict(manifest), sft_copy, sample="all", seed=0, report=report)
     assert expected is not None and report.ok and report.notes == [], report.to_text()
     assert compare(expected) == [] and report.stats["recheck"] == {"sampled": 300}
-    del manifest["run"]["recipe_dir"]  # neither: recovered from the recorded paths, as before
+    del manifest["run"]["recipe_dir"]  # neither (a manifest older than both, created_unix at the top level):
+    manifest["created_unix"] = manifest["run"].pop("created_unix")  # recovered from the recorded paths, as before
     manifest["tokenizer"]["source"] = str(Path(base) / manifest["tokenizer"]["source"])
     manifest["inputs"][0]["path"] = str(Path(base) / manifest["inputs"][0]["path"])
-    report = Report(str(sft_copy), "dataset")
-    assert compare(prepare(manifest, sft_copy, sample=20, seed=1, report=report)) == [] and report.ok
+    report = Findings(str(sft_copy), "dataset")
+    assert compare(prepare(Manifest.from_dict(manifest), sft_copy, sample=20, seed=1, report=report)) == [] and report.ok
 
 
 def test_duplicates_are_counted_not_found(tmp_path):

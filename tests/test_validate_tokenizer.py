@@ -20,6 +20,7 @@ from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
 from dataprep.dataset.paths import resolve
 from dataprep.validate.check_tokenizer import unknown_tokens
+from dataprep.dataset.manifest import Manifest
 
 from .test_special_tokens import qwen3_like, t5_like
 from .test_validate_dataset import copy, manifest, rewrite, rows_of, save_manifest, shard_path
@@ -221,11 +222,13 @@ def test_relative_tokenizer_paths_are_found_through_the_recipe_folder(t5, tmp_pa
     assert "tokenizer_file_changed" in validate_dataset(ds).counts
 
 
-def test_a_dropped_tail_may_hold_unknown_tokens_the_manifest_counted():
+def test_a_dropped_tail_may_hold_unknown_tokens_the_manifest_counted(t5):
     """The run counts unknown tokens before packing; wrap with `remainder: drop` may drop some."""
-    m = {"tokenizer": {"special_tokens": {"unk": {"token": "<unk>", "id": UNK, "source": "model"}}},
-         "counts": {"unknown_tokens": {"train": 7, "validation": 2}},
-         "packing": {"train": {"dropped_tokens": 3}, "validation": {"dropped_tokens": 0}}}
+    d = manifest(t5)
+    assert d["tokenizer"]["special_tokens"]["unk"] == {"token": "<unk>", "id": UNK, "source": d["tokenizer"]["special_tokens"]["unk"]["source"]}
+    d["counts"]["unknown_tokens"] = {"train": 7, "validation": 2}
+    d["packing"]["train"]["dropped_tokens"], d["packing"]["validation"]["dropped_tokens"] = 3, 0
+    m = Manifest.from_dict(d)
     stats, findings = unknown_tokens(m, {"train": 5, "validation": 2}, {"train": 1000, "validation": 200}, UNK)
     assert stats == {"unknown_tokens": {"train": 5, "validation": 2}, "unknown_share": 0.005833} and findings == []
     _, findings = unknown_tokens(m, {"train": 3, "validation": 2}, {"train": 1000, "validation": 200}, UNK)

@@ -1,7 +1,7 @@
 """``dataprep validate``: prove a dataset (or its raw inputs) before a training run.
 
-Two entry points, both returning a :class:`Report` of :class:`Finding` s (what, where, why)
-and never raising for bad data:
+Two entry points, both returning :class:`Findings` (a report of :class:`Finding` s: what, where,
+why) and never raising for bad data:
 
 - :func:`validate_dataset` checks a folder ``dataprep run`` wrote (:mod:`.check_dataset`):
   the manifest and every shard file, row types, token ids, row structure, document or example
@@ -11,13 +11,13 @@ and never raising for bad data:
   reports exactly what ``run`` would drop or stop on (:mod:`.check_recipe`); with a record kind
   (``--as``), its readers alone.
 
-Modules: ``findings`` (Finding, Report), ``contract`` (what a manifest promises), ``check_manifest``
+Modules: ``findings`` (Finding, Findings), ``contract`` (what a manifest promises), ``check_manifest``
 (check 1), ``check_rows`` (2-4), ``check_tokens`` (5-6), ``units`` (7), ``recheck`` (8),
 ``check_dataset`` (runs 1-8), ``check_recipe`` and ``check_inputs`` (raw inputs).
 """
 
 from .check_dataset import validate_dataset
 from .check_inputs import INPUT_KINDS, validate_inputs
-from .findings import Finding, Report
+from .findings import Finding, Findings
 
-__all__ = ["INPUT_KINDS", "Finding", "Report", "validate_dataset", "validate_inputs"]
+__all__ = ["INPUT_KINDS", "Finding", "Findings", "validate_dataset", "validate_inputs"]

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from .. import columns as C
 from ..dataset.manifest import Manifest
-from ..dataset.manifest_parts import PIECES, STREAM, Shard
+from ..dataset.manifest_parts import CORRUPTED, EXAMPLES, PIECES, STREAM, Shard
 from .check_manifest import (
     checksum_of,
     iter_consistency,
@@ -45,12 +45,12 @@ from .check_manifest import (
     load_manifest,
     typed_manifest,
 )
-from .check_rows import Rows, Scope, check_nulls, check_schema, check_structure, check_vocab
+from .check_rows import RowBatch, Scope, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
 from .check_tokenizer import bound, check_tokenizer, count_unknown, unknown_tokens
 from .check_tokens import Pieces, check_pretrain, check_sft, special_ids
 from .contract import Contract, contract_of
-from .findings import Finding, Report
+from .findings import Finding, Findings
 from .scan import FileScan
 from .units import ALL, Hashed, ShardUnits, merge_documents, overlap
 
@@ -67,7 +67,7 @@ class ShardResult:
     bytes: int = 0
 
 
-def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool = False, workers: int = 0, recheck: int = 0, seed: int = 0) -> Report:
+def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool = False, workers: int = 0, recheck: int = 0, seed: int = 0) -> Findings:
     """Check a dataset folder; every problem becomes a finding, nothing raises for bad data.
 
     Args:
@@ -84,13 +84,13 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     """
     started = time.perf_counter()
     out = Path(out)
-    report = Report(str(out), "dataset", max_errors=max_errors)
-    manifest, facts = _read_manifest(out, report)
-    if facts is None:
+    report = Findings(str(out), "dataset", max_errors=max_errors)
+    manifest = _read_manifest(out, report)
+    if manifest is None:
         return report
-    report.extend(iter_consistency(facts))
-    report.extend(iter_layout(out, facts))
-    contract = contract_of(facts, report.notes)
+    report.extend(iter_consistency(manifest))
+    report.extend(iter_layout(out, manifest))
+    contract = contract_of(manifest, report.notes)
     found_tokenizer, tokenizer = check_tokenizer(manifest, out, report.notes)  # check 9
     report.extend(found_tokenizer)
     contract = bound(contract, tokenizer)
@@ -100,7 +100,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
 
         expected = prepare(manifest, out, sample=recheck, seed=seed, report=report)
     workers = workers or min(os.cpu_count() or 1, 4)
-    tokens_per_split = {s: facts.splits[s].tokens for s in C.SPLITS}
+    tokens_per_split = {s: manifest.splits[s].tokens for s in C.SPLITS}
     small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
     hashed: dict[str, Hashed] = {}
     totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}, "unknown": {}}
@@ -108,7 +108,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in (small, large):
             watch = ALL if split == small else _watch(hashed[small], expected)
-            shards = facts.splits[split].shards
+            shards = manifest.splits[split].shards
             results = list(pool.map(lambda entry: check_shard(out, split, entry, contract, watch, full_hash, tokenizer.unk_id), shards))
             for result in results:
                 report.extend(result.findings)
@@ -121,8 +121,8 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
             totals["unknown"][split] = sum(r.unknown for r in results)
             hashed[split] = merge_documents([r.units for r in results])
             totals["units"][split] = sum(r.units.units for r in results)
-    _split_overlap(report, list(overlap(hashed[small], small, hashed[large], large)), contract, facts)
-    stated = facts.sft.target_tokens if facts.sft is not None else None
+    _split_overlap(report, list(overlap(hashed[small], small, hashed[large], large)), contract, manifest)
+    stated = manifest.sft.target_tokens if manifest.sft is not None else None
     if stated is not None and stated != targets and report.ok:  # other findings already explain a difference
         why = f"sft.target_tokens is {stated:,} but the rows hold {targets:,} target tokens"
         report.add(Finding("manifest_inconsistent", why, file=C.MANIFEST_FILE, path="sft.target_tokens"))
@@ -141,24 +141,24 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     return report
 
 
-def _read_manifest(out: Path, report: Report) -> tuple[dict[str, Any] | None, Manifest | None]:
-    """The manifest as JSON and typed (check 1); None for the typed one when the shard and row
-    checks cannot trust it (no manifest, or one that breaks its schema: each issue a finding)."""
-    manifest, problems = load_manifest(out)
+def _read_manifest(out: Path, report: Findings) -> Manifest | None:
+    """The manifest, typed (check 1: the raw JSON against the schemas first); None when the shard
+    and row checks cannot trust it (no manifest, or one that breaks its schema: each issue a finding)."""
+    raw, problems = load_manifest(out)
     report.extend(problems)
-    if manifest is None:
-        return None, None
-    issues = list(iter_manifest_issues(manifest))
+    if raw is None:
+        return None
+    issues = list(iter_manifest_issues(raw))
     report.extend(issues)
     if any(f.kind == "manifest_schema" and not (f.path or "").startswith("recipe.") for f in issues):
         report.notes.append("shard and row checks skipped: the manifest does not match its schema, so it cannot be trusted to describe them")
-        return manifest, None
-    facts, refused = typed_manifest(manifest)
+        return None
+    manifest, refused = typed_manifest(raw)
     report.extend(refused)
-    return manifest, facts
+    return manifest
 
 
-def _split_overlap(report: Report, found: list[Finding], contract: Contract, facts: Manifest) -> None:
+def _split_overlap(report: Findings, found: list[Finding], contract: Contract, manifest: Manifest) -> None:
     """Units in both splits are findings (check 7), unless the units are pieces of documents the
     run says it cut (``rows.layout: pieces``, ``rows.cut_documents``: bfd cuts documents longer
     than seq_len, mlm those longer than a framed piece). Those pieces lie apart, so two different
@@ -168,7 +168,7 @@ def _split_overlap(report: Report, found: list[Finding], contract: Contract, fac
         report.extend(found)
         return
     pieces = sum(f.count or 1 for f in found)
-    split_docs = sum(facts.packing[s].split_documents for s in C.SPLITS)
+    split_docs = sum(manifest.packing[s].split_documents for s in C.SPLITS)
     report.notes.append(
         f"split overlap: {pieces:,} piece(s) appear in both splits; with {split_docs:,} documents cut into "
         "pieces (manifest rows.cut_documents, packing.*.split_documents), equal pieces can come from different "
@@ -233,7 +233,7 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
     summary = scan.tokens(batch.column(C.INPUT_IDS).values)
     if not check_nulls(batch, first, scope):
         return 0
-    rows = Rows.from_batch(batch, first)
+    rows = RowBatch.from_batch(batch, first)
     content = int(len(rows.ids) - rows.num_pad.sum())
     check_vocab(rows, c, scope, summary)
     good = check_structure(rows, c, scope)
@@ -242,16 +242,16 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
         rows = rows.take(good)
     result.unknown += count_unknown(rows, unk_id)
     pieces = Pieces.of(rows)
-    if c.objective_name == "span_corruption":  # corrupted rows: sentinels and spans, not document pieces
+    if c.layout == CORRUPTED:  # span corruption: sentinels and spans, not document pieces
         check_span(rows, c, scope)
-    elif c.task == "pretrain":
+    elif c.layout == EXAMPLES:  # fine-tuning and few-shot
+        result.targets += check_sft(rows, pieces, c, scope)
+        check_fewshot(rows, c, scope)
+    else:  # pretraining documents (stream) or pieces of them
         check_pretrain(rows, pieces, c, scope, summary.counts if whole else None)
         chosen, maskable = check_mlm(rows, pieces, c, scope)
         result.targets += chosen
         result.maskable += maskable
-    else:
-        result.targets += check_sft(rows, pieces, c, scope)
-        check_fewshot(rows, c, scope)
     units.add(rows, pieces)
     return content
 
@@ -261,9 +261,9 @@ def _stats(c: Contract, totals: dict[str, Any], targets: int, content: int, seco
     stats: dict[str, Any] = {
         "rows": totals["rows"],
         "tokens": totals["tokens"],
-        "documents" if c.task == "pretrain" else "examples": totals["units"],
+        "examples" if c.layout == EXAMPLES else "documents": totals["units"],
     }
-    if c.task != "pretrain":
+    if c.layout == EXAMPLES:
         stats["target_ratio"] = round(targets / content, 6) if content else 0.0
         stats["target_tokens"] = targets
         if c.stop_ids is not None:

@@ -36,7 +36,7 @@ from dataprep.recipe import Recipe, recipe_from_dict
 from dataprep.tasks.sft.records import fields_for
 
 from .check_recipe import CheckPlan, check_files, check_recipe, reader_of
-from .findings import Report
+from .findings import Findings
 
 # record kind -> the fine-tuning template that reads it (None: pretraining text)
 INPUT_KINDS: dict[str, str | None] = {
@@ -57,7 +57,7 @@ def validate_inputs(
     recipe: Recipe | None = None,
     max_errors: int = 50,
     base_dir: Path | None = None,
-) -> Report:
+) -> Findings:
     """Check raw input records as ``run`` would judge them; stop reading after ``max_errors`` findings.
 
     Args:
@@ -87,7 +87,7 @@ def validate_inputs(
     started = time.perf_counter()
     as_recipe = kind_recipe(kind, paths, fields or {}, base_dir=base_dir or Path.cwd())
     files = resolve_inputs(as_recipe.inputs, base_dir=as_recipe.base_dir)
-    report = Report(", ".join(paths), "inputs", max_errors=max_errors)
+    report = Findings(", ".join(paths), "inputs", max_errors=max_errors)
     check_files(CheckPlan(reader_of(as_recipe), None), files, report)
     report.notes.append(f"--as {kind}: run's readers judged the records; the template's and the tokenizer's "
                         "judgement (roles, targets, blank values, labels, lengths) needs --recipe")

@@ -24,10 +24,9 @@ from typing import Any
 from .. import columns as C
 from ..dataset.manifest import Manifest, manifest_issues, read_json
 from ..dataset.manifest_parts import Shard
-from ..errors import InputError
+from ..errors import InputError, ManifestError
 from ..recipe import recipe_hash
 from ..schema import iter_issues
-from .contract import recorded_recipe
 from .findings import Finding
 
 MANIFEST = C.MANIFEST_FILE
@@ -47,22 +46,23 @@ def load_manifest(out: Path) -> tuple[dict[str, Any] | None, list[Finding]]:
 
 
 def typed_manifest(manifest: dict[str, Any]) -> tuple[Manifest | None, list[Finding]]:
-    """The manifest, typed; or None with a finding per key its record refuses (after
-    :func:`iter_manifest_issues` found none, only a key no schema rule covers)."""
+    """The manifest, typed; or None with the finding that names the keys its record refuses
+    (after :func:`iter_manifest_issues` found none, only a key no schema rule covers)."""
     try:
         return Manifest.from_dict(manifest), []
-    except InputError as exc:
+    except ManifestError as exc:
         return None, [Finding("manifest_schema", exc.reason_message, file=MANIFEST, path=exc.location)]
 
 
 def iter_manifest_issues(manifest: Any) -> Iterator[Finding]:
     """The manifest against ``manifest.schema.json``, its recipe against ``recipe.schema.json``
-    and its ``recipe_hash``."""
+    and its ``recipe_hash``: the one place validate reads the raw JSON (to name every key that
+    breaks the schema; everything after reads the typed :class:`Manifest`)."""
     for issue in manifest_issues(manifest):
         yield Finding("manifest_schema", issue.message, file=MANIFEST, path=issue.where)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("recipe"), dict):
         return
-    for issue in iter_issues(recorded_recipe(manifest), "recipe"):
+    for issue in iter_issues(manifest["recipe"], "recipe"):
         yield Finding("manifest_schema", issue.message, file=MANIFEST, path=f"recipe.{issue.where}")
     recorded = manifest.get("recipe_hash")
     actual = recipe_hash(manifest["recipe"])

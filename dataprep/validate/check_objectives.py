@@ -18,12 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import columns as C
-from .check_rows import Rows, Scope
+from ..dataset.manifest_tasks import Mlm, Span
+from .check_rows import RowBatch, Scope
 from .check_tokens import Pieces
 from .contract import Contract
 
 
-def _per_row_lengths(rows: Rows, scope: Scope, expected: np.ndarray, what: str) -> np.ndarray:
+def _per_row_lengths(rows: RowBatch, scope: Scope, expected: np.ndarray, what: str) -> np.ndarray:
     """Rows whose ``labels`` have the expected length (flag the others)."""
     got = np.diff(rows.labels_starts)
     bad = np.flatnonzero(got != expected)
@@ -32,17 +33,17 @@ def _per_row_lengths(rows: Rows, scope: Scope, expected: np.ndarray, what: str) 
     return got == expected
 
 
-def check_mlm(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> tuple[int, int]:
+def check_mlm(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope) -> tuple[int, int]:
     """Static MLM labels; returns (chosen positions, maskable positions) of the batch."""
     if rows.labels is None:
         return 0, 0
-    objective = c.objective or {}
+    mlm = c.objective if isinstance(c.objective, Mlm) else None
+    never_masked, mask_id = (mlm.never_masked_ids, mlm.mask_token_id) if mlm is not None else ((), None)
     if not _per_row_lengths(rows, scope, np.diff(rows.starts), "as long as input_ids:").all():
         return 0, 0
     ids, labels = rows.ids, rows.labels.astype(np.int64)
     special = np.zeros(max(c.vocab_size, int(ids.max(initial=0)) + 1), dtype=bool)
-    special[[i for i in objective.get("never_masked_ids", []) if i < len(special)]] = True
-    mask_id = objective.get("mask_token_id")
+    special[[i for i in never_masked if i < len(special)]] = True
     bad = np.flatnonzero((labels != C.IGNORE_INDEX) & ((labels < 0) | (labels >= c.vocab_size)))
     row, pos = rows.where(bad)
     values = labels[bad]
@@ -69,24 +70,24 @@ def check_mlm(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> tuple[in
     return int(chosen.sum()), maskable
 
 
-def check_span(rows: Rows, c: Contract, scope: Scope) -> None:
+def check_span(rows: RowBatch, c: Contract, scope: Scope) -> None:
     """Span-corruption rows: labels length, sentinel order in both columns, EOS, reconstruction length."""
-    objective = c.objective or {}
-    if rows.labels is None:
+    span = c.objective
+    if rows.labels is None or not isinstance(span, Span):
         return
-    target = int(objective["labels_length"])
+    target = span.labels_length
     ok = _per_row_lengths(rows, scope, np.asarray(target), "the manifest's objective.labels_length is")
     bad = np.flatnonzero((rows.labels < 0) | (rows.labels >= c.vocab_size))
     if len(bad):
         r = np.searchsorted(rows.labels_starts, bad, side="right") - 1
         values = rows.labels[bad]
         scope.flag("label_value", rows.row[r], bad - rows.labels_starts[r], lambda i: f"label {int(values[i])} is not an id below vocab_size {c.vocab_size}")
-    sentinels = np.asarray(objective["sentinel_ids"], dtype=np.int64)
+    sentinels = np.asarray(span.sentinel_ids, dtype=np.int64)
     rank = np.full(max(c.vocab_size, int(sentinels.max(initial=0)) + 1, int(rows.ids.max(initial=0)) + 1,
                        int(rows.labels.max(initial=0)) + 1), -1, dtype=np.int64)
     rank[sentinels] = np.arange(len(sentinels))
-    eos = objective.get("eos_id")
-    spans = int(objective["spans"])
+    eos = span.eos_id
+    spans = span.spans
     for column, values, starts in (("input_ids", rows.ids, rows.starts), ("labels", rows.labels, rows.labels_starts)):
         r_of = np.repeat(np.arange(rows.n), np.diff(starts))
         found = np.where(values >= 0, rank[np.clip(values, 0, None)], -1)
@@ -112,7 +113,7 @@ def check_span(rows: Rows, c: Contract, scope: Scope) -> None:
         scope.flag("sentinel_order", rows.row[bad_rows], None, lambda i: f"labels do not start with the first sentinel {int(sentinels[0])}")
 
 
-def check_fewshot(rows: Rows, c: Contract, scope: Scope) -> None:
+def check_fewshot(rows: RowBatch, c: Contract, scope: Scope) -> None:
     """``query_start`` inside the row and before the query's first target."""
     if rows.query_start is None or rows.mask is None:
         return

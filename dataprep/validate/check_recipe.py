@@ -5,7 +5,7 @@ One definition of a bad record: this reports the records ``dataprep run`` would 
 locations and with the same fixes, because the same code finds them::
 
     run       task reader -> task worker -> ordered stage: dedup, split, pack, write -> manifest
-    validate  task reader -> task worker -> ordered stage: dedup, split              -> Report
+    validate  task reader -> task worker -> ordered stage: dedup, split              -> Findings
               (read.collecting)  (its sink)   (no packer, no writer, no file)
 
 - The reader is the task's own chunk reader (its :class:`~dataprep.tasks.base.Plan`'s); inside
@@ -57,7 +57,7 @@ from dataprep.tasks.sft import records as sft_records
 from dataprep.tasks.sft.worker import SftWorker
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
 
-from .findings import Finding, Report
+from .findings import Finding, Findings
 
 if TYPE_CHECKING:
     from dataprep.tasks.base import ChunkResult
@@ -78,7 +78,7 @@ class CheckPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def check_recipe(recipe: Recipe, *, max_errors: int = 50) -> Report:
+def check_recipe(recipe: Recipe, *, max_errors: int = 50) -> Findings:
     """Every input of ``recipe``, read and worked as ``run`` would, with nothing written.
 
     Args:
@@ -95,7 +95,7 @@ def check_recipe(recipe: Recipe, *, max_errors: int = 50) -> Report:
     """
     started = time.perf_counter()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    report = Report(f"inputs of {recipe.name or 'the recipe'}", "inputs", max_errors=max_errors)
+    report = Findings(f"inputs of {recipe.name or 'the recipe'}", "inputs", max_errors=max_errors)
     with tempfile.TemporaryDirectory(prefix="dataprep-validate-") as tmp:  # a task's prepared tokenizer, if it saves one
         try:
             plan = check_plan(recipe, files, Path(tmp))
@@ -193,7 +193,7 @@ class _NoRows:
         return self
 
 
-def check_files(plan: CheckPlan, files: list[InputFile], report: Report) -> None:
+def check_files(plan: CheckPlan, files: list[InputFile], report: Findings) -> None:
     """Read and work every input as the run would; findings into ``report``, in file order, and
     each input's counts into ``report.inputs``. Stops after ``report.max_errors`` findings."""
     stage = OrderedStage(dict.fromkeys(C.SPLITS), make_packer=_NoRows, to_batch=None, dedup=plan.dedup)
@@ -240,7 +240,7 @@ class _InFileOrder:
     one is read to its end, every record counted.
     """
 
-    def __init__(self, report: Report, chosen: frozenset[str]):
+    def __init__(self, report: Findings, chosen: frozenset[str]):
         self.report, self.chosen, self.held = report, chosen, []
 
     def append(self, bad: Bad) -> None:
@@ -285,7 +285,7 @@ def _input_entry(index: int, file: InputFile, by_input, work_drops, stage: Order
     return entry
 
 
-def _totals(report: Report, stage: OrderedStage, plan: CheckPlan) -> None:
+def _totals(report: Findings, stage: OrderedStage, plan: CheckPlan) -> None:
     dropped: Counter = Counter()
     for entry in report.inputs:
         dropped.update(entry["dropped"])
@@ -301,7 +301,7 @@ def _totals(report: Report, stage: OrderedStage, plan: CheckPlan) -> None:
     report.notes.extend(plan.notes)
 
 
-def ceiling_notes(recipe: Recipe, report: Report) -> None:
+def ceiling_notes(recipe: Recipe, report: Findings) -> None:
     """Say which inputs would stop an ``on_error: skip`` run: more damage than ``max_dropped_fraction``."""
     if recipe.on_error != "skip" or recipe.max_dropped_fraction >= 1 or report.stopped:
         return

@@ -1,6 +1,6 @@
 """Checks 2 to 4, per record batch: column types, token ids below the vocab, row structure.
 
-A batch becomes flat numpy views of its Arrow buffers (:class:`Rows`, zero copy), and each
+A batch becomes flat numpy views of its Arrow buffers (:class:`RowBatch`, zero copy), and each
 check is a handful of whole-array operations: no Python loop per row or token.
 
 Structure, per row: at least one token; no longer than ``seq_len`` (exactly ``seq_len`` for
@@ -71,7 +71,7 @@ def _list(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Rows:
+class RowBatch:
     """One record batch as flat arrays. ``row`` maps each row to its index in the shard."""
 
     row: np.ndarray  # int64 shard row index per row
@@ -94,10 +94,10 @@ class Rows:
         return len(self.row)
 
     @staticmethod
-    def from_batch(batch: pa.RecordBatch, first_row: int) -> Rows:
+    def from_batch(batch: pa.RecordBatch, first_row: int) -> RowBatch:
         ids, starts = _list(batch.column(C.INPUT_IDS))
         seq_lens, seq_starts = _list(batch.column(C.SEQ_LENS))
-        rows = Rows(
+        rows = RowBatch(
             row=np.arange(first_row, first_row + batch.num_rows, dtype=np.int64),
             ids=ids,
             starts=starts,
@@ -126,7 +126,7 @@ class Rows:
         r = np.searchsorted(self.starts, flat, side="right") - 1
         return self.row[r], flat - self.starts[r]
 
-    def take(self, keep: np.ndarray) -> Rows:
+    def take(self, keep: np.ndarray) -> RowBatch:
         """The rows where ``keep`` is True (copies)."""
         def gather(values: np.ndarray | None, starts: np.ndarray | None):
             if values is None or starts is None:
@@ -195,7 +195,7 @@ def check_nulls(batch: pa.RecordBatch, first_row: int, scope: Scope) -> bool:
 # --- check 3: token ids ----------------------------------------------------------------------
 
 
-def check_vocab(rows: Rows, c: Contract, scope: Scope, summary: TokenSummary | None = None) -> None:
+def check_vocab(rows: RowBatch, c: Contract, scope: Scope, summary: TokenSummary | None = None) -> None:
     """Every id in [0, vocab_size): the max of the ids viewed as unsigned (negatives become huge),
     from the file scan when there was one; the bad ids are located only when it is too big."""
     if not len(rows.ids):
@@ -212,7 +212,7 @@ def check_vocab(rows: Rows, c: Contract, scope: Scope, summary: TokenSummary | N
 # --- check 4: row structure ------------------------------------------------------------------
 
 
-def check_structure(rows: Rows, c: Contract, scope: Scope) -> np.ndarray:
+def check_structure(rows: RowBatch, c: Contract, scope: Scope) -> np.ndarray:
     """Row lengths, pieces, mask length and the pad piece; returns True per structurally sound row."""
     lengths = rows.lengths()
     good = lengths > 0
@@ -245,7 +245,7 @@ def check_structure(rows: Rows, c: Contract, scope: Scope) -> np.ndarray:
     return good
 
 
-def _check_pad_piece(rows: Rows, c: Contract, scope: Scope, good: np.ndarray) -> np.ndarray:
+def _check_pad_piece(rows: RowBatch, c: Contract, scope: Scope, good: np.ndarray) -> np.ndarray:
     ok = np.ones(rows.n, dtype=bool)
     num_pad = rows.num_pad
     lengths = rows.lengths()
@@ -286,5 +286,5 @@ def _msg2(a: np.ndarray, b: np.ndarray, text: Callable[[int, int], str]) -> Call
     return lambda i: text(int(a[i]), int(b[i]))
 
 
-def row_stats(rows: Rows) -> dict[str, Any]:
+def row_stats(rows: RowBatch) -> dict[str, Any]:
     return {"rows": rows.n, "tokens": int(len(rows.ids) - rows.num_pad.sum())}

@@ -30,11 +30,12 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from dataprep.dataset.paths import resolve, tokenizer_path
+from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest_parts import Tokenizer
 from dataprep.text.special_tokens import ALL_ROLES, ROLES, unknown_token_id
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from dataprep.storage import sha256_file
-from .check_rows import Rows
+from .check_rows import RowBatch
 from .contract import Contract
 from .findings import Finding
 
@@ -50,32 +51,32 @@ class TokenizerFacts:
     unk_id: int | None = None  # the unknown-token id to count in the rows (see unknown_token_id)
 
 
-def check_tokenizer(manifest: dict[str, Any], out: Path, notes: list[str]) -> tuple[list[Finding], TokenizerFacts]:
+def check_tokenizer(manifest: Manifest, out: Path, notes: list[str]) -> tuple[list[Finding], TokenizerFacts]:
     """The tokenizer files against the manifest: digests, vocab size and every special role.
 
     Files that are not there (a dataset moved to another machine) skip the checks with a note.
     """
-    tok = manifest["tokenizer"]
+    tok = manifest.tokenizer
     recorded = _recorded_roles(tok)
-    facts = TokenizerFacts(unk_id=unknown_token_id(tok["special_tokens"]) if "special_tokens" in tok else None)
+    facts = TokenizerFacts(unk_id=None if tok.special_tokens is None else unknown_token_id(as_json(tok.special_tokens)))
     findings = []
-    if not tok.get("saved_as"):
-        for i, entry in enumerate(tok["files"]):
-            path = Path(resolve(manifest, entry["path"]))
+    if not tok.saved_as:
+        for i, entry in enumerate(tok.files):
+            path = Path(manifest.resolve(entry.path))
             if not path.is_file():
                 notes.append(f"{SKIPPED}: {path} (tokenizer.files[{i}]) is not there")
                 return findings, facts
-            findings += _digest(path, entry["sha256"], i)
+            findings += _digest(path, entry.sha256, i)
     try:
         loaded = _load(manifest, out)
     except DataprepError as exc:
         notes.append(f"{SKIPPED}: cannot load the tokenizer the manifest names ({exc})")
         return findings, facts
-    if tok.get("saved_as") and loaded.fingerprint != tok["fingerprint"]:
-        why = f"fingerprint is {loaded.fingerprint[:16]}..., the manifest says {tok['fingerprint'][:16]}...: the saved tokenizer changed after the run"
-        findings.append(Finding("tokenizer_file_changed", why, file=f"{tok['saved_as']}/", path="tokenizer.fingerprint"))
-    if tok["vocab_size"] != loaded.vocab_size:
-        why = f"tokenizer.vocab_size is {tok['vocab_size']:,} but the tokenizer files hold {loaded.vocab_size:,} tokens"
+    if tok.saved_as and loaded.fingerprint != tok.fingerprint:
+        why = f"fingerprint is {loaded.fingerprint[:16]}..., the manifest says {tok.fingerprint[:16]}...: the saved tokenizer changed after the run"
+        findings.append(Finding("tokenizer_file_changed", why, file=f"{tok.saved_as}/", path="tokenizer.fingerprint"))
+    if tok.vocab_size != loaded.vocab_size:
+        why = f"tokenizer.vocab_size is {tok.vocab_size:,} but the tokenizer files hold {loaded.vocab_size:,} tokens"
         findings.append(Finding("tokenizer_vocab_size", why, file=MANIFEST, path="tokenizer.vocab_size"))
     findings += _inconsistent_ids(tok)
     derived = {role: (entry["token"], entry["id"]) for role, entry in loaded.special_tokens.items()}
@@ -87,9 +88,9 @@ def check_tokenizer(manifest: dict[str, Any], out: Path, notes: list[str]) -> tu
             got = (None, got[1])
         if want != got:
             why = f"the manifest records {_role_text(role, want)}, the tokenizer files give {_role_text(role, got)}"
-            where = "special_tokens" if "special_tokens" in tok else "special_ids"
+            where = "special_ids" if tok.special_tokens is None else "special_tokens"
             findings.append(Finding("tokenizer_special_tokens", why, file=MANIFEST, path=f"tokenizer.{where}.{role}"))
-    if "special_tokens" not in tok:
+    if tok.special_tokens is None:
         facts = replace(facts, unk_id=unknown_token_id(loaded.special_tokens))
     return findings, replace(facts, vocab_size=loaded.vocab_size)
 
@@ -101,26 +102,27 @@ def bound(contract: Contract, facts: TokenizerFacts) -> Contract:
     return replace(contract, vocab_size=facts.vocab_size)
 
 
-def count_unknown(rows: Rows, unk_id: int | None) -> int:
+def count_unknown(rows: RowBatch, unk_id: int | None) -> int:
     """Unknown-token ids in the rows (never in the pad piece: unknown_token_id is None when pad is unk)."""
     return 0 if unk_id is None else int(np.count_nonzero(rows.ids == unk_id))
 
 
-def unknown_tokens(manifest: dict[str, Any], counted: dict[str, int], tokens: dict[str, int], unk_id: int) -> tuple[dict[str, Any], list[Finding]]:
+def unknown_tokens(manifest: Manifest, counted: dict[str, int], tokens: dict[str, int], unk_id: int) -> tuple[dict[str, Any], list[Finding]]:
     """The stats for the unknown tokens counted per split, and a finding per split whose count the
     manifest states otherwise. A pretraining split may have dropped the tail of its token stream
     (``packing.<split>.dropped_tokens``), which the manifest's count still includes."""
     total, content = sum(counted.values()), sum(tokens.values())
     stats = {"unknown_tokens": {s: counted[s] for s in C.SPLITS}, "unknown_share": round(total / content, 6) if content else 0.0}
-    stated = (manifest.get("counts") or {}).get("unknown_tokens")
+    stated = manifest.counts.unknown_tokens
     findings = []
-    if isinstance(stated, dict):
+    if stated is not None:
+        special = manifest.tokenizer.special_tokens or {}
         for split in C.SPLITS:
             n = counted[split]
-            want = stated.get(split)
-            dropped = int(((manifest.get("packing") or {}).get(split) or {}).get("dropped_tokens") or 0)
-            if want is not None and not (n <= want <= n + dropped):
-                token = ((manifest["tokenizer"].get("special_tokens") or {}).get("unk") or {}).get("token")
+            want = stated[split]
+            dropped = manifest.packing[split].dropped_tokens
+            if not (n <= want <= n + dropped):
+                token = special["unk"].token if "unk" in special else None
                 named = f" {token!r}" if token else ""
                 why = f"the rows hold {n:,} unknown tokens (id {unk_id}{named}), counts.unknown_tokens.{split} says {want:,}"
                 if dropped:
@@ -132,34 +134,34 @@ def unknown_tokens(manifest: dict[str, Any], counted: dict[str, int], tokens: di
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _load(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
+def _load(manifest: Manifest, out: Path) -> LoadedTokenizer:
     """The tokenizer the manifest names, with the recorded recipe's options (BOS/EOS not required)."""
-    spec = dict(manifest["recipe"].get("tokenizer", {}))
+    spec = dict(manifest.recipe.get("tokenizer", {}))
     spec.pop("train", None)
     spec.update(add_bos=False, add_eos=False)
-    spec["path"] = tokenizer_path(manifest, out)
+    spec["path"] = manifest.tokenizer_path(out)
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out, warn=False)
 
 
-def _recorded_roles(tok: dict[str, Any]) -> dict[str, tuple[str | None, int] | None]:
+def _recorded_roles(tok: Tokenizer) -> dict[str, tuple[str | None, int] | None]:
     """role -> (token, id), None where the manifest says the role does not exist. ``special_tokens``
     covers every role; a manifest with only ``special_ids`` records ids of BOS, EOS and pad."""
-    if "special_tokens" in tok:
-        entries = tok["special_tokens"]
-        return {role: (entries[role]["token"], entries[role]["id"]) if role in entries else None for role in ALL_ROLES}
-    ids = tok["special_ids"]
+    if tok.special_tokens is not None:
+        entries = tok.special_tokens
+        return {role: (entries[role].token, entries[role].id) if role in entries else None for role in ALL_ROLES}
+    ids = tok.special_ids
     return {role: (None, ids[role]) if role in ids else None for role in ROLES}
 
 
-def _inconsistent_ids(tok: dict[str, Any]) -> list[Finding]:
+def _inconsistent_ids(tok: Tokenizer) -> list[Finding]:
     """``special_ids`` must repeat the ids of ``special_tokens``."""
-    if "special_tokens" not in tok:
+    if tok.special_tokens is None:
         return []
     findings = []
     for role in ROLES:
-        stated, entry = tok["special_ids"].get(role), tok["special_tokens"].get(role)
-        if stated != (entry or {}).get("id"):
-            why = f"tokenizer.special_ids.{role} is {stated}, tokenizer.special_tokens.{role} says {_role_text(role, None if entry is None else (entry['token'], entry['id']))}"
+        stated, entry = tok.special_ids.get(role), tok.special_tokens.get(role)
+        if stated != (None if entry is None else entry.id):
+            why = f"tokenizer.special_ids.{role} is {stated}, tokenizer.special_tokens.{role} says {_role_text(role, None if entry is None else (entry.token, entry.id))}"
             findings.append(Finding("manifest_inconsistent", why, file=MANIFEST, path=f"tokenizer.special_ids.{role}"))
     return findings
 

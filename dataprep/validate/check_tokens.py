@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .check_rows import Rows, Scope
+from .check_rows import RowBatch, Scope
 from .contract import Contract
 
 
@@ -46,12 +46,12 @@ class Pieces:
 
     start: np.ndarray  # flat position of each piece's first token
     end: np.ndarray  # one past its last token
-    row: np.ndarray  # index into Rows of each piece
+    row: np.ndarray  # index into the batch's rows of each piece
     pad: np.ndarray  # bool: the trailing pad piece
     last_content: np.ndarray  # bool: the row's last non-pad piece
 
     @staticmethod
-    def of(rows: Rows) -> Pieces:
+    def of(rows: RowBatch) -> Pieces:
         cumulative = np.concatenate(([0], np.cumsum(rows.seq_lens)))
         per_row = np.diff(rows.seq_starts)
         row = np.repeat(np.arange(rows.n, dtype=np.int64), per_row)
@@ -63,17 +63,17 @@ class Pieces:
         last_content[last_index[last_index >= rows.seq_starts[:-1]]] = True
         return Pieces(start=cumulative[:-1], end=cumulative[1:], row=row, pad=pad, last_content=last_content)
 
-    def where(self, rows: Rows, k: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def where(self, rows: RowBatch, k: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(shard row, position in row) of flat positions inside pieces ``k``."""
         r = self.row[k]
         return rows.row[r], flat - rows.starts[r]
 
-    def index_of(self, rows: Rows, k: np.ndarray) -> np.ndarray:
+    def index_of(self, rows: RowBatch, k: np.ndarray) -> np.ndarray:
         """Piece number within its row."""
         return k - rows.seq_starts[self.row[k]]
 
 
-def check_pretrain(rows: Rows, pieces: Pieces, c: Contract, scope: Scope, counts: dict[int, int] | None = None) -> None:
+def check_pretrain(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope, counts: dict[int, int] | None = None) -> None:
     """Document boundaries (EOS, BOS), doubled BOS, special ids out of place.
 
     ``counts``: occurrences of each special id in the batch, from the file scan; when they
@@ -106,7 +106,7 @@ def check_pretrain(rows: Rows, pieces: Pieces, c: Contract, scope: Scope, counts
         _check_stray(rows, pieces, c, scope, doubled, counts or {})
 
 
-def check_doubled_bos(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> np.ndarray:
+def check_doubled_bos(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope) -> np.ndarray:
     """Pieces starting with BOS, BOS; returns the flat positions of the second BOS."""
     if c.bos_id is None:
         return np.zeros(0, dtype=np.int64)
@@ -127,7 +127,7 @@ def special_ids(c: Contract) -> tuple[int, ...]:
     return tuple(dict.fromkeys(i for i in ids if i is not None))
 
 
-def _check_stray(rows: Rows, pieces: Pieces, c: Contract, scope: Scope, doubled: np.ndarray, counts: dict[int, int]) -> None:
+def _check_stray(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope, doubled: np.ndarray, counts: dict[int, int]) -> None:
     """Special ids where the pipeline never puts them (see the module docstring)."""
     ids = rows.ids
     piece_end = pieces.end
@@ -171,7 +171,7 @@ def _check_stray(rows: Rows, pieces: Pieces, c: Contract, scope: Scope, doubled:
         scope.flag("pad_in_content", row, pos, lambda i: f"pad id {c.pad_id} in piece {int(number[i])}; pad tokens belong only to the trailing pad piece")
 
 
-def check_sft(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> int:
+def check_sft(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope) -> int:
     """Fine-tuning rules; returns the number of target tokens in content pieces."""
     ids, mask = rows.ids, rows.mask
     assert mask is not None
@@ -208,7 +208,7 @@ def check_sft(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> int:
     return len(targets)
 
 
-def _check_labels(rows: Rows, pieces: Pieces, c: Contract, scope: Scope) -> None:
+def _check_labels(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope) -> None:
     limit = c.num_labels
     if rows.label_id is not None and limit:
         bad = np.flatnonzero((rows.label_id < 0) | (rows.label_id >= limit))

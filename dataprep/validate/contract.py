@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest import Manifest
 from dataprep.dataset.manifest_parts import STREAM
+from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.recipe import Recipe, recipe_from_dict
 
 FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract
@@ -45,13 +46,13 @@ class Contract:
     num_labels: int | None = None
     stop_ids: tuple[int, ...] | None = None  # sft; None when they could not be found (check skipped)
     stop_source: str = ""
-    objective: dict[str, Any] | None = None  # the manifest's objective section (mlm, span_corruption)
+    objective: Mlm | Span | None = None  # the manifest's objective section (None: next-token prediction)
     layout: str = STREAM  # how documents sit in rows (manifest rows.layout)
     cut_documents: bool = False  # some document was cut into several pieces (manifest rows.cut_documents)
 
     @property
     def objective_name(self) -> str:
-        return (self.objective or {}).get("name", "clm")
+        return "clm" if self.objective is None else self.objective.name
 
     @property
     def pad_is_special_elsewhere(self) -> bool:
@@ -83,7 +84,7 @@ def contract_of(manifest: Manifest, notes: list[str]) -> Contract:
         num_labels=len(labels) if labels else None,
         stop_ids=stop_ids,
         stop_source=source,
-        objective=None if manifest.objective is None else as_json(manifest.objective),
+        objective=manifest.objective,
         layout=rows.layout,
         cut_documents=rows.cut_documents,
     )
@@ -103,7 +104,7 @@ def _stop_ids(manifest: Manifest, notes: list[str]) -> tuple[tuple[int, ...] | N
     return tuple(sft.stop_token_ids), "manifest sft.stop_token_ids"
 
 
-def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:
+def recipe_of(manifest: Manifest, *, base_dir: Path) -> Recipe:
     """The manifest's resolved recipe as a :class:`Recipe` (relative paths against ``base_dir``).
 
     Raises:
@@ -112,6 +113,6 @@ def recipe_of(manifest: dict[str, Any], *, base_dir: Path) -> Recipe:
     return recipe_from_dict(recorded_recipe(manifest), base_dir=base_dir, source="manifest.json recipe")
 
 
-def recorded_recipe(manifest: dict[str, Any]) -> dict[str, Any]:
+def recorded_recipe(manifest: Manifest) -> dict[str, Any]:
     """A copy of the manifest's resolved recipe (it passes the recipe schema as recorded)."""
-    return copy.deepcopy(manifest["recipe"])
+    return copy.deepcopy(manifest.recipe)

@@ -1,7 +1,8 @@
-"""Findings: what a check found wrong, where, and why; and the report that collects them.
+"""What a check found wrong, where, and why (:class:`Finding`); and :class:`Findings`, the report
+that collects them.
 
 Checks are generators that *yield* :class:`Finding` s (jsonschema's ``iter_errors`` style);
-:class:`Report` collects them, keeps the first ``max_errors`` for display, and counts every
+:class:`Findings` collects them, keeps the first ``max_errors`` for display, and counts every
 one by kind. A vectorized check that finds many bad tokens at once yields a few exact
 findings and then one finding whose ``count`` stands for the rest, so the counts stay exact
 without building an object per bad token::
@@ -75,8 +76,8 @@ class Finding:
 
 
 @dataclass
-class Report:
-    """Everything one validation found.
+class Findings:
+    """Everything one validation found: the report ``validate`` prints.
 
     Attributes:
         target: What was validated (a dataset folder, or input files).

@@ -46,12 +46,14 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from dataprep.dataset.paths import recipe_dir, resolve, tokenizer_path
+from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest_parts import STREAM
+from dataprep.dataset.paths import recipe_dir
 from ..read import DROP_REASONS, file_sha256, file_size, resolve_inputs
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from . import recheck_remake as remaking
 from .contract import recipe_of
-from .findings import Finding, Report
+from .findings import Finding, Findings
 from .recheck_match import match
 from .recheck_remake import Remade, Setup, Tail
 
@@ -65,7 +67,7 @@ class Expected:
     setup: Setup
     records: list[Remade]
     every: bool
-    report: Report
+    report: Findings
     tails: dict[str, Tail | None] = field(default_factory=dict)
 
     @property
@@ -85,7 +87,7 @@ class Expected:
         return self.tails[split]
 
 
-def prepare(manifest: dict[str, Any], out: Path, *, sample: int | str, seed: int, report: Report) -> Expected | None:
+def prepare(manifest: Manifest, out: Path, *, sample: int | str, seed: int, report: Findings) -> Expected | None:
     """Re-make ``sample`` records (``"all"``: every one); findings about changed inputs or tokenizer go to ``report``."""
     setup = _setup(manifest, Path(out), report)
     if setup is None:
@@ -128,8 +130,8 @@ def compare(expected: Expected, hashed: Any = None) -> list[Finding]:
 # --- set-up ------------------------------------------------------------------------------
 
 
-def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
-    base = recipe_dir(manifest)
+def _setup(manifest: Manifest, out: Path, report: Findings) -> Setup | None:
+    base = recipe_dir(as_json(manifest))
     if base is None:
         report.notes.append("recheck skipped: cannot tell which folder the recipe's relative paths were resolved against (the manifest has no recipe_dir)")
         return None
@@ -141,45 +143,45 @@ def _setup(manifest: dict[str, Any], out: Path, report: Report) -> Setup | None:
         report.add(Finding("recheck_unavailable", f"cannot rebuild the recipe's inputs or tokenizer: {exc}", file=C.MANIFEST_FILE))
         return None
     report.extend(_changed_inputs(manifest, files))
-    if tokenizer.fingerprint != manifest["tokenizer"]["fingerprint"]:
-        why = f"the tokenizer at {tokenizer.source} has fingerprint {tokenizer.fingerprint[:16]}..., the dataset was made with {manifest['tokenizer']['fingerprint'][:16]}..."
+    if tokenizer.fingerprint != manifest.tokenizer.fingerprint:
+        why = f"the tokenizer at {tokenizer.source} has fingerprint {tokenizer.fingerprint[:16]}..., the dataset was made with {manifest.tokenizer.fingerprint[:16]}..."
         report.add(Finding("tokenizer_changed", why, file=C.MANIFEST_FILE, path="tokenizer.fingerprint"))
-    if manifest.get("objective") or recipe.task == "fewshot":
-        what = f"objective {manifest['objective']['name']}" if manifest.get("objective") else "few-shot prompts"
+    if manifest.objective is not None or manifest.fewshot is not None:
+        what = f"objective {manifest.objective.name}" if manifest.objective is not None else "few-shot prompts"
         report.notes.append(f"recheck skipped: rows of {what} are not re-made record by record (masks, spans and demonstrations depend on other records)")
         return None
-    wrap = recipe.task == "pretrain" and recipe.packing.mode == "wrap"
-    eos = tokenizer.eos_id if recipe.tokenizer.add_eos else None
-    bos = tokenizer.bos_id if recipe.tokenizer.add_bos else None
-    if wrap and eos is None and bos is None:
+    rows = manifest.rows  # what the run stated: how documents sit in the rows, and how they are framed
+    eos = manifest.tokenizer.eos_id if rows.ends_with_eos else None
+    bos = manifest.tokenizer.bos_id if rows.starts_with_bos else None
+    if rows.layout == STREAM and eos is None and bos is None:
         report.notes.append("recheck skipped: wrap rows without EOS or BOS have no document boundaries to find documents by")
         return None
-    if manifest["tokenizer"]["trained"]:
+    if manifest.tokenizer.trained:
         report.notes.append("recheck uses the tokenizer saved in the dataset (a trained tokenizer is not retrained)")
-    labels = (manifest.get("sft") or {}).get("labels")
+    labels = manifest.sft.labels if manifest.sft is not None else None
     labels = None if labels is None else tuple(sorted(labels, key=labels.get))
     try:
         setup = Setup.build(recipe, tokenizer, files, labels, out=out, manifest=manifest, eos=eos, bos=bos)
     except DataprepError as exc:
         report.add(Finding("recheck_unavailable", f"cannot build the recipe's worker: {exc}", file=C.MANIFEST_FILE))
         return None
-    counts = manifest["counts"]
-    setup.readable = counts["records_read"] - sum(counts["dropped"].get(r, 0) for r in DROP_REASONS)
+    counts = manifest.counts
+    setup.readable = counts.records_read - sum(counts.dropped.get(r, 0) for r in DROP_REASONS)
     return setup
 
 
-def _tokenizer(manifest: dict[str, Any], out: Path) -> LoadedTokenizer:
+def _tokenizer(manifest: Manifest, out: Path) -> LoadedTokenizer:
     """The tokenizer the manifest names: the copy saved in the dataset, or its recorded source."""
-    spec = dict(manifest["recipe"].get("tokenizer", {}))
+    spec = dict(manifest.recipe.get("tokenizer", {}))
     spec.pop("train", None)
-    spec["path"] = tokenizer_path(manifest, out)
+    spec["path"] = manifest.tokenizer_path(out)
     return load_tokenizer(TokenizerSpec(**spec), base_dir=out, warn=False)  # the run warned already
 
 
-def _changed_inputs(manifest: dict[str, Any], files) -> list[Finding]:
+def _changed_inputs(manifest: Manifest, files) -> list[Finding]:
     findings = []
     same = (lambda p: p if "://" in p else os.path.normpath(p))
-    recorded = {same(resolve(manifest, entry["path"])): entry for entry in manifest["inputs"]}
+    recorded = {same(manifest.resolve(entry.path)): entry for entry in manifest.inputs}
     now = {same(f.location): f for f in files}
     for path in sorted(set(recorded) - set(now)):
         findings.append(Finding("source_changed", "read by the run, but no longer among the recipe's inputs", file=path))
@@ -190,6 +192,6 @@ def _changed_inputs(manifest: dict[str, Any], files) -> list[Finding]:
         if entry is None or (not file.url and file.path.is_dir()):
             continue
         size = file_size(file)
-        if size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
-            findings.append(Finding("source_changed", f"changed since the run ({size:,} bytes now, {entry['bytes']:,} then, or different content)", file=file.location))
+        if size != entry.bytes or file_sha256(file) != entry.sha256:
+            findings.append(Finding("source_changed", f"changed since the run ({size:,} bytes now, {entry.bytes:,} then, or different content)", file=file.location))
     return findings

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from dataprep.text.filters import DUPLICATE
+
 from .findings import EXAMPLES, Finding
 from .recheck_remake import Unit, remake
 from .recheck_rows import SplitUnits, Stored, Wanted, digest, keys3, scan
@@ -84,7 +86,7 @@ class _Matcher:
         self.upto = upto  # records before the last unclaimed one: where a duplicate's original may be
         self.first_seen: dict[bytes, int] | None = None
         self.near: dict[str, dict[tuple, list[Stored]]] = {}  # split -> (half, length, key) -> near candidates
-        self.what = "example" if self.setup.recipe.task != "pretrain" else ("document" if self.setup.documents else "piece")
+        self.what = "example" if self.setup.examples else ("document" if self.setup.documents else "piece")
 
     def explain(self, u: Unit) -> list[Finding]:
         r = u.record
@@ -195,7 +197,7 @@ class _Matcher:
     def _duplicate(self, u: Unit) -> bool:
         """A sampled record whose content an earlier record had: dedup dropped it, and the stored
         unit with its tokens is that record's (whose mask or label may differ)."""
-        if self.every or not self.setup.dedup or not (self.setup.manifest["counts"].get("dropped") or {}).get("duplicate"):
+        if self.every or not self.setup.dedup or not self.setup.manifest.counts.dropped.get(DUPLICATE):
             return False
         if self.first_seen is None:  # once, for every unclaimed unit
             self.first_seen = {}

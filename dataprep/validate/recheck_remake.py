@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import columns as C
+from ..dataset.manifest import Manifest
+from ..dataset.manifest_parts import EXAMPLES, PIECES, STREAM
 from ..errors import DataprepError
 from dataprep.text.filters import DUPLICATE, content_hashes
 from ..read import read_batches, read_records
@@ -67,7 +69,7 @@ class Setup:
     labels: tuple[str, ...] | None
     worker: Any
     out: Path
-    manifest: dict
+    manifest: Manifest
     eos: int | None
     bos: int | None
     readable: int = 0
@@ -90,8 +92,13 @@ class Setup:
 
     @property
     def documents(self) -> bool:
-        """Units are wrap documents (else examples or bfd pieces)."""
-        return self.recipe.task == "pretrain" and self.mode == "wrap"
+        """Units are wrap documents (else examples or bfd pieces): the manifest's ``rows.layout``."""
+        return self.manifest.rows.layout == STREAM
+
+    @property
+    def examples(self) -> bool:
+        """Units are fine-tuning examples (``rows.layout: examples``)."""
+        return self.manifest.rows.layout == EXAMPLES
 
     @property
     def dedup(self) -> bool:
@@ -100,8 +107,7 @@ class Setup:
     @property
     def dropped(self) -> dict[str, int]:
         """Per split, the wrap remainder's tokens (0 unless ``remainder: drop`` cut a row)."""
-        packing = self.manifest.get("packing") or {}
-        return {s: int((packing.get(s) or {}).get("dropped_tokens") or 0) if self.documents else 0 for s in C.SPLITS}
+        return {s: self.manifest.packing[s].dropped_tokens if self.documents else 0 for s in C.SPLITS}
 
     def read(self, index: int, file) -> Iterator[pa.RecordBatch]:
         from dataprep.tasks.sft.records import fields_for
@@ -175,7 +181,7 @@ def _fill(setup: Setup, record: Remade, result, k: int, a: int, b: int) -> Remad
     if not len(tokens):
         return record  # nothing to write (the packers skip empty documents)
     L = setup.recipe.packing.seq_len
-    if setup.recipe.task == "pretrain" and setup.mode == "bfd" and len(tokens) > L:
+    if setup.manifest.rows.layout == PIECES and len(tokens) > L:
         record.units = [Unit(record, tokens[i : i + L], None, None) for i in range(0, len(tokens), L)]
     else:
         record.units = [Unit(record, tokens, mask, label)]
@@ -250,9 +256,9 @@ def window_tail(setup: Setup, split: str) -> Tail | None:
 def earlier_hashes(setup: Setup, upto: int) -> set[bytes]:
     """Content hashes of the records the recipe keeps among the first ``upto`` readable ones
     (pretraining: normalize and filter only, as the worker does before tokenizing)."""
-    if not (setup.manifest["counts"].get("dropped") or {}).get(DUPLICATE):
+    if not setup.manifest.counts.dropped.get(DUPLICATE):
         return set()  # the run dropped no duplicate: nothing earlier can make one
-    if setup.recipe.task != "pretrain":
+    if setup.examples:
         return {r.hash for r in remake(setup, range(upto)) if r.units}
     from dataprep.tasks.pretrain import clean_texts
 

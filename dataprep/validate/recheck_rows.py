@@ -30,7 +30,9 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from .check_rows import Rows
+from dataprep.dataset.manifest import Manifest
+
+from .check_rows import RowBatch
 from .check_tokens import Pieces
 from .units import unit_keys
 
@@ -134,7 +136,7 @@ class SplitUnits:
         if any(c.null_count or getattr(c, "values", c).null_count for c in batch.columns):
             self.skipped_rows += batch.num_rows
             return
-        rows = Rows.from_batch(batch, first)
+        rows = RowBatch.from_batch(batch, first)
         good = sound(rows)
         if not good.all():
             self.skipped_rows += int((~good).sum())
@@ -233,7 +235,7 @@ class SplitUnits:
         return sorted(units, key=lambda u: u.start)
 
 
-def sound(rows: Rows) -> np.ndarray:
+def sound(rows: RowBatch) -> np.ndarray:
     """Rows whose geometry can be trusted (pieces sum to the row, a valid pad piece, one mask value
     per token, one label per example); the row checks report the others."""
     lengths = rows.lengths()
@@ -261,15 +263,15 @@ class Scan:
     problems: list[str] = field(default_factory=list)
 
 
-def scan(out: Path, manifest: dict, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: dict[str, bool]) -> Scan:
+def scan(out: Path, manifest: Manifest, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: dict[str, bool]) -> Scan:
     """Every shard of both splits, in manifest order."""
     result = Scan()
     for split in ("train", "validation"):
         units = SplitUnits(split, wanted, documents=documents, eos=eos, bos=bos, remainder=remainder[split])
-        for entry in manifest["splits"][split]["shards"]:
-            problem = units.add_shard(entry["file"], out / split / entry["file"])
+        for entry in manifest.splits[split].shards:
+            problem = units.add_shard(entry.file, out / split / entry.file)
             if problem:
-                result.problems.append(f"{split}/{entry['file']} {problem}")
+                result.problems.append(f"{split}/{entry.file} {problem}")
         units.finish()
         result.splits[split] = units
     return result

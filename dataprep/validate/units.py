@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xxhash
 
-from .check_rows import Rows
+from .check_rows import RowBatch
 from .check_tokens import Pieces
 from .findings import EXAMPLES, Finding
 
@@ -137,7 +137,7 @@ class ShardUnits:
         masks = None if mask is None else [xxhash.xxh3_128_digest(mask[x:y]) for x, y in zip(a, b)]
         self.hashed.add_many(self.file, keys[chosen].tolist(), digests, masks, row[chosen].tolist(), pos[chosen].tolist(), (ends - starts)[chosen].tolist())
 
-    def add(self, rows: Rows, pieces: Pieces) -> None:
+    def add(self, rows: RowBatch, pieces: Pieces) -> None:
         content = np.flatnonzero(~pieces.pad)
         if not self.documents:
             starts, ends = pieces.start[content], pieces.end[content]
@@ -171,12 +171,12 @@ class ShardUnits:
         if int(ends[-1]) < len(stream):
             self._continue(stream[int(ends[-1]) :].tobytes(), rows, flat, int(ends[-1]))
 
-    def _place(self, rows: Rows, flat: np.ndarray | None, stream_pos: int) -> tuple[int, int]:
+    def _place(self, rows: RowBatch, flat: np.ndarray | None, stream_pos: int) -> tuple[int, int]:
         at = stream_pos if flat is None else int(flat[stream_pos])
         row, pos = rows.where(np.array([at]))
         return int(row[0]), int(pos[0])
 
-    def _continue(self, data: bytes, rows: Rows, flat, at: int) -> None:
+    def _continue(self, data: bytes, rows: RowBatch, flat, at: int) -> None:
         if not self.head_closed:
             self.head += data
             return
@@ -184,7 +184,7 @@ class ShardUnits:
             self.open_place = self._place(rows, flat, at)
         self.open += data
 
-    def _close(self, data: bytes, rows: Rows, flat) -> None:
+    def _close(self, data: bytes, rows: RowBatch, flat) -> None:
         if not self.head_closed:
             self.head += data
             self.head_closed = True
