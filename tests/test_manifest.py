@@ -27,7 +27,7 @@ from dataprep.errors import InputError
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.train.loader import read_info
 
-from .conftest import RECIPES
+from .conftest import DATA, RECIPES
 
 # one shipped recipe per task (and the facts each states), plus clm's other packing
 BUILT = {
@@ -64,6 +64,34 @@ SHARDS_BEFORE = {
 }
 
 
+# what closes a target, as the tokenizer files name it: a pair template's EOS, Phi-3's end of turn
+STOP_TOKENS = {
+    "demo-sft": (RECIPES / "data" / "byte_tokenizer", "<|endoftext|>", 0),
+    "classification": (DATA / "tokenizers" / "gpt2", "<|endoftext|>", 50256),
+    "chat": (DATA / "tokenizers" / "phi-3-mini", "<|end|>", 32007),
+    "fewshot-demo": (RECIPES / "data" / "byte_tokenizer", "<|endoftext|>", 0),
+}
+
+
+def token_id(folder: Path, token: str) -> int | None:
+    """The id the tokenizer files give ``token`` (read here, not by dataprep's loader)."""
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(folder / "tokenizer.json")).token_to_id(token)
+    return json.loads((folder / "vocab.json").read_text(encoding="utf-8")).get(token)
+
+
+def assert_stop_ids(m: Manifest, name: str) -> None:
+    """Fine-tuning states exactly the one id that closes its targets; pretraining has no sft section."""
+    if name not in STOP_TOKENS:
+        assert m.task == "pretrain" and m.sft is None and m.stop_ids is None
+        return
+    folder, token, expected = STOP_TOKENS[name]
+    assert token_id(folder, token) == expected  # the table is the files' own
+    assert m.sft.stop_token_ids == m.stop_ids == (expected,), (name, m.sft.stop_token_ids)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("manifest")
@@ -95,8 +123,7 @@ def test_the_run_states_its_decisions(built, name):
     for fact, value in BUILT[name].items():
         assert getattr(m.rows, fact) == value, fact
     assert m.rows.length == m.seq_len
-    if m.task != "pretrain":
-        assert m.sft.stop_token_ids is not None
+    assert_stop_ids(m, name)
     assert isinstance(m.objective, Mlm) == (name == "mlm-wikitext") and isinstance(m.objective, Span) == (name == "span-c4")
 
 

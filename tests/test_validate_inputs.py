@@ -40,16 +40,15 @@ def found(report) -> list[tuple]:
     return [(f.kind, f.line) for f in report.findings]
 
 
-def check(tmp_path: Path, recipe: dict, *, stops: bool = True):
+def check(tmp_path: Path, recipe: dict):
     """``validate --recipe`` on ``recipe`` (written beside its inputs), checked against what
-    ``run`` does with it: the report, and the InputError ``run`` stops with under ``on_error: raise``
-    (``stops=False``: that run is left out, for a tokenizer slow to load)."""
+    ``run`` does with it: the report, and the InputError ``run`` stops with under ``on_error: raise``."""
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     before = sorted(tmp_path.rglob("*"))
     report = validate_inputs(recipe=load_recipe(path), max_errors=1000)
     assert sorted(tmp_path.rglob("*")) == before, "validate wrote something"
-    stop = same_as_run(report, path, stops=stops)
+    stop = same_as_run(report, path)
     return report, stop
 
 
@@ -57,7 +56,7 @@ def where(f) -> tuple:
     return f.file, f.line, f.message, f.expected
 
 
-def same_as_run(report, path: Path, *, stops: bool = True) -> InputError | None:
+def same_as_run(report, path: Path) -> InputError | None:
     """Assert ``report`` says what ``run`` does: the record (or file) it stops on under
     ``on_error: raise`` is a finding, with its file, location, message and fix; under
     ``on_error: skip`` its manifest counts the same records read, written and dropped, by
@@ -65,11 +64,10 @@ def same_as_run(report, path: Path, *, stops: bool = True) -> InputError | None:
     out = path.parent / "out"
     stop = None
     try:
-        if stops:
-            run(load_recipe(path, ["on_error=raise"]), out / "raise", workers=1, progress=False)
+        run(load_recipe(path, ["on_error=raise"]), out / "raise", workers=1, progress=False)
     except InputError as err:
         stop = err
-    assert not stops or (stop is None) == report.ok, report.to_text()
+    assert (stop is None) == report.ok, report.to_text()  # run stops exactly when validate finds damage
     if stop is not None:
         assert (stop.path, stop.location, stop.reason_message, stop.fix) in [where(f) for f in report.findings]
     skip = ["on_error=skip", "max_dropped_fraction=1", "allow_empty=true"]
@@ -244,12 +242,14 @@ def test_a_chat_recipe_is_judged_by_runs_own_code(tmp_path):
     ])
     recipe = {"task": "sft", "inputs": [{"path": "chats.jsonl"}], "tokenizer": {"path": str(DATA / "tokenizers" / "gemma-3")},
               "template": "chat", "max_length": 256, "overflow": "error", "split": {"validation": 0.0}}
-    report, _ = check(tmp_path, recipe, stops=False)
+    report, stop = check(tmp_path, recipe)
     assert found(report) == [
         ("template_raised", "line 2"), ("unknown_role", "line 3"), ("special_token_text", "line 4"), ("too_long", "line 5"),
         ("bad_messages", "line 6"), ("non_text_content", "line 8"), ("no_target", "line 9"),
     ]
     assert "roles must alternate" in report.findings[0].message
+    # under on_error: raise, run stops on the reader's fault (line 6): it reads a chunk before rendering any of it
+    assert (stop.location, where(report.findings[4])) == ("line 6", (stop.path, stop.location, stop.reason_message, stop.fix))
 
 
 # --- property: random damage, random chunking -------------------------------------------------------
