@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from dataprep.build.engine import ENGINES
 from .errors import FIX_LINE, DataprepError, Terminated
 

@@ -18,14 +18,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "dataprep"
 
 LAYERS = [
-    {"dataprep", "dataprep.errors", "dataprep.columns", "dataprep.storage", "dataprep.schema"},
+    {"dataprep._version", "dataprep.errors", "dataprep.columns", "dataprep.storage", "dataprep.schema"},
     {"dataprep.read", "dataprep.text", "dataprep.pack"},
     {"dataprep.recipe", "dataprep.dataset"},
     {"dataprep.tasks"},
     {"dataprep.build"},
-    {"dataprep.validate", "dataprep.look", "dataprep.train"},
-    {"dataprep.cli", "dataprep.__main__"},
+    {"dataprep.validate", "dataprep.look", "dataprep.train", "dataprep.export"},
+    {"dataprep.cli", "dataprep.__main__", "dataprep.api"},
 ]
+# The package itself (``import dataprep``) offers the Python API, so it sits on top: nothing in the
+# package imports it (the version lives in dataprep._version).
+TOP = {"dataprep": len(LAYERS) - 1}
 MAX_MODULE_LINES = 400  # the issue's "about 400"; modules over it are listed in OVERSIZED below
 MAX_FUNCTION_LINES = 80
 # Modules and functions allowed over the limits, at most their recorded size (none since issue 15
@@ -75,6 +78,8 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def layer_of(module: str) -> int:
+    if module in TOP:
+        return TOP[module]
     best, rank = "", None
     for index, layer in enumerate(LAYERS):
         for prefix in layer:

@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataprep import __version__
+from dataprep._version import __version__
 from dataprep.errors import ResumeError
 from dataprep.build.write import write_bytes_atomic
 

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dataprep import __version__
+from dataprep._version import __version__
 from dataprep import columns as C
 from dataprep.build import accounting, checkpoint, reference_check
 from dataprep.build.engine import default_workers, run_chunks
