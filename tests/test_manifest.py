@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from dataprep.build.run import run
-from dataprep.dataset.manifest import Manifest, task_section
+from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import Rows
-from dataprep.dataset.manifest_tasks import Mlm, Span
+from dataprep.dataset.manifest_tasks import Mlm, Objective, Span
 from dataprep.dataset.reader import open_dataset
 from dataprep.errors import InputError
 from dataprep.recipe import load_recipe, recipe_from_dict
@@ -200,15 +200,15 @@ def test_the_writer_refuses_a_manifest_that_breaks_the_schema(built):
 
 
 def test_a_task_section_as_json_is_typed_and_an_unknown_key_named():
-    section = {"name": "span_corruption", "noise_density": 0.15, "mean_span_length": 3.0, "seed": 0, "raw_length": 9,
+    span = {"name": "span_corruption", "noise_density": 0.15, "mean_span_length": 3.0, "seed": 0, "raw_length": 9,
                "noise_tokens": 1, "spans": 1, "labels_length": 3, "input_length": 8, "sentinel_ids": [5], "eos_id": 0,
                "added_tokens": [], "raw_tokens": 90}
-    assert isinstance(task_section("objective", section), Span)
+    assert isinstance(section(Objective, span, "objective"), Span)
     with pytest.raises(InputError) as caught:
-        task_section("objective", {**section, "noise": 1})
+        section(Objective, {**span, "noise": 1}, "objective")
     assert caught.value.location == "objective.noise"
     with pytest.raises(InputError, match="objective.name"):
-        task_section("objective", {**section, "name": "clm"})
+        section(Objective, {**span, "name": "clm"}, "objective")
 
 
 @pytest.mark.parametrize("name", list(BUILT))

@@ -47,7 +47,7 @@ from dataprep.dataset.manifest_tasks import Fewshot, Mlm, Sft, Span
 from dataprep.errors import BadKey, InputError, Issue, ManifestError
 from dataprep.schema import iter_issues
 
-__all__ = ["Manifest", "as_json", "manifest_issues", "read_json", "section", "task_section"]
+__all__ = ["Manifest", "as_json", "manifest_issues", "read_json", "section"]
 
 SCHEMA = "manifest"
 REBUILD = "rebuild the dataset with `dataprep run RECIPE --out PATH --overwrite`"
@@ -203,22 +203,6 @@ def section(kind: type, value: Any, where: str) -> Any:
         return decode(kind, value, where)
     except BadKey as exc:
         raise _refused("the manifest built", [Issue(exc.where, exc.message)]) from exc
-
-
-def task_section(key: str, value: Any) -> Any:
-    """A task's manifest section (``sft``, ``fewshot``, ``objective``) as its record (:func:`section`)."""
-    if key not in _TASK_SECTIONS:
-        raise _refused("the manifest built", [Issue(key, f"not a task section; one of {', '.join(_TASK_SECTIONS)}")])
-    return section(_field_types()[key], value, key)
-
-
-_TASK_SECTIONS = ("sft", "fewshot", "objective")
-
-
-def _field_types() -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(Manifest)
 
 
 def manifest_issues(d: Any) -> Iterator[Issue]:
