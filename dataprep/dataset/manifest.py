@@ -156,6 +156,11 @@ class Manifest:
         """A path the manifest records, usable here (:func:`dataprep.dataset.paths.resolve`)."""
         return paths.resolve(self._paths_view, path)
 
+    def recipe_folder(self) -> str | None:
+        """The folder the recipe's relative paths were resolved against, or None when the manifest
+        cannot tell (:func:`dataprep.dataset.paths.recipe_dir`)."""
+        return paths.recipe_dir(self._paths_view)
+
     def tokenizer_path(self, out: str | Path) -> str:
         """Where the dataset's tokenizer loads from (:func:`dataprep.dataset.paths.tokenizer_path`)."""
         return paths.tokenizer_path(self._paths_view, out)

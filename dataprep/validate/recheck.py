@@ -46,9 +46,8 @@ import numpy as np
 
 from .. import columns as C
 from ..errors import DataprepError
-from dataprep.dataset.manifest import Manifest, as_json
+from dataprep.dataset.manifest import Manifest
 from dataprep.dataset.manifest_parts import STREAM
-from dataprep.dataset.paths import recipe_dir
 from ..read import DROP_REASONS, file_sha256, file_size, resolve_inputs
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 from . import recheck_remake as remaking
@@ -131,7 +130,7 @@ def compare(expected: Expected, hashed: Any = None) -> list[Finding]:
 
 
 def _setup(manifest: Manifest, out: Path, report: Findings) -> Setup | None:
-    base = recipe_dir(as_json(manifest))
+    base = manifest.recipe_folder()
     if base is None:
         report.notes.append("recheck skipped: cannot tell which folder the recipe's relative paths were resolved against (the manifest has no recipe_dir)")
         return None
