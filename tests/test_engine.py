@@ -59,3 +59,26 @@ def test_unknown_engine_and_mode_name_the_choices():
                    workers=1, engine="spark")
     with pytest.raises(ConfigError, match=r"\['threads', 'processes'\]"):
         ordered_map(make_fn, (0,), [], workers=1, mode="fibers")
+
+
+BARE_SCRIPT = """\
+import functools
+from dataprep.build import engine
+print("top level ran", flush=True)
+print(list(engine.ordered_map(functools.partial, (pow, 2), range(8), workers=2, mode="processes")), flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_worker_processes_do_not_run_a_script_without_a_main_guard_again(tmp_path, how):
+    """Spawned workers never import the parent's ``__main__``: a script without the guard runs
+    its top level once (with plain spawn every worker re-ran it and the pool respawned them forever)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "bare.py"
+    script.write_text(BARE_SCRIPT, encoding="utf-8")
+    args, stdin = ([sys.executable, str(script)], None) if how == "file" else ([sys.executable, "-"], BARE_SCRIPT)
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["top level ran", str([2**i for i in range(8)])]

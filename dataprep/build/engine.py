@@ -14,6 +14,21 @@ Which local mode a task uses is the task's choice (:class:`~dataprep.tasks.base.
 - ``processes`` for fine-tuning, whose per-example templating and masking run Python code that
   holds the GIL: N spawned processes give N cores.
 
+Worker processes are *spawned* (a fresh interpreter), never forked: the parent may hold the
+tokenizer's Rust thread pool (``encode_batch`` ran here: the trained tokenizer, the reference
+check), and a forked child inherits its locks but not its threads, so it can hang on the first
+encode. ``forkserver`` would not help either, see below. What multiprocessing's ``spawn`` also
+does is import the parent's ``__main__`` file again in every child (as ``__mp_main__``), so that
+functions defined there can be unpickled; a script that calls ``dataprep.build`` without an
+``if __name__ == "__main__":`` guard then runs again in each worker, whose own ``build`` fails
+while the child is still starting, and the pool starts a new worker, forever (the issue's
+hang). ``forkserver`` children are prepared the same way (``spawn.prepare``), whatever
+``set_forkserver_preload`` says. So the workers here are started by a spawn context whose
+children are told nothing of ``__main__`` (:class:`_CleanSpawn`): everything a worker runs is
+a module-level function of an importable module (``dataprep`` or the caller's package), so it
+never needs the main script. Start-up costs what spawn costs (the child imports only the modules
+its work is defined in); shards are byte-identical, since nothing else changes.
+
 :func:`run_chunks` picks the engine: on ``local`` this process reads the chunks and
 :func:`ordered_map` dispatches them to a mode; ``ray`` (:mod:`dataprep.build.engine_ray`) reads and works
 on them on Ray Data.
@@ -21,8 +36,11 @@ on them on Ray Data.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
+import multiprocessing.pool
 import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -171,9 +189,9 @@ def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator
 
 
 def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
-    # spawn, not fork: the parent may hold tokenizer thread pools, which do not survive a fork.
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(setup, setup_args)) as pool:
+    # spawn, not fork: the parent may hold tokenizer thread pools, which do not survive a fork;
+    # and children that never import __main__ (see the module docstring)
+    with mp.pool.Pool(workers, initializer=_init_worker, initargs=(setup, setup_args), context=worker_context()) as pool:
         pending: deque[mp.pool.AsyncResult] = deque()
         for item in items:
             pending.append(pool.apply_async(_call, (item,)))
@@ -181,3 +199,63 @@ def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterat
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+# --- worker processes that never import the parent's __main__ ---------------------------------
+
+_LAUNCH = threading.Lock()  # spawn.get_preparation_data is swapped only while one child is launched
+
+
+def worker_context() -> mp.context.BaseContext:
+    """The start method of the ``processes`` mode: spawn, without ``__main__`` in the children.
+
+    Where multiprocessing's spawn internals are not as expected (another platform, another
+    Python), plain spawn: scripts there need the ``__main__`` guard, as multiprocessing documents.
+    """
+    if _CleanSpawn.available():
+        return _CleanSpawn()
+    return mp.get_context("spawn")
+
+
+def _without_main(data: dict[str, Any]) -> dict[str, Any]:
+    """Preparation data for a child, minus what makes it run the parent's main script again."""
+    return {k: v for k, v in data.items() if k not in ("init_main_from_path", "init_main_from_name")}
+
+
+@functools.lru_cache(maxsize=None)
+def _clean_popen():
+    from multiprocessing import popen_spawn_posix, spawn
+
+    class Popen(popen_spawn_posix.Popen):
+        """spawn's Popen whose child does not import the parent's ``__main__``."""
+
+        def _launch(self, process_obj):
+            with _LAUNCH:
+                original = spawn.get_preparation_data
+                spawn.get_preparation_data = lambda name: _without_main(original(name))
+                try:
+                    super()._launch(process_obj)
+                finally:
+                    spawn.get_preparation_data = original
+
+    return Popen
+
+
+class _CleanSpawnProcess(mp.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        return _clean_popen()(process_obj)
+
+
+class _CleanSpawn(mp.context.SpawnContext):
+    """A spawn context whose processes start without the parent's ``__main__``."""
+
+    Process = _CleanSpawnProcess
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            from multiprocessing import popen_spawn_posix, spawn
+        except ImportError:  # Windows
+            return False
+        return hasattr(spawn, "get_preparation_data") and hasattr(popen_spawn_posix.Popen, "_launch")
