@@ -83,7 +83,8 @@ def stored_paths(manifest: dict) -> list[str]:
 
 def old_layout(manifest: dict) -> dict:
     """The manifest as dataprep wrote it before this change: ``created_unix`` and ``recipe_dir``
-    top-level, absolute paths (tokenizer and template joined to the recipe folder, unnormalized)."""
+    top-level, absolute paths (tokenizer and template joined to the recipe folder, unnormalized),
+    and (before #16) no copy of a tokenizer it did not train or extend (``saved_as`` null)."""
     base = str(recipe_dir(manifest))
     raw = lambda p: p if os.path.isabs(p) else os.path.join(base, p)  # noqa: E731
     old = json.loads(json.dumps(manifest))
@@ -102,6 +103,7 @@ def old_layout(manifest: dict) -> dict:
     tok = out["tokenizer"]
     if not tok["trained"]:
         tok["source"] = raw(tok["source"])
+        tok["saved_as"] = None  # no copy in the dataset: the readers load the source files
     for entry in tok["files"]:
         entry["path"] = raw(entry["path"])
     chat = (out.get("sft") or {}).get("chat") or {}
@@ -194,13 +196,14 @@ def test_validate_passes_either_layout(layout_copy):
 
 
 def test_readers_find_the_files_either_layout(layout_copy):
-    _, out, recipe = layout_copy
+    layout, out, recipe = layout_copy
     ds = open_dataset(out)
     m = read_json(out)  # the JSON as written: what the path helpers read
     base = Path(recipe.base_dir)
     tokenizer_dir = os.path.normpath(base / "../../shared/data/tokenizers/llama-3")
     found = lambda path: os.path.normpath(path)  # noqa: E731  (old manifests hold unnormalized absolute paths, used as they are)
-    assert found(tokenizer_path(m, out)) == tokenizer_dir
+    # the dataset's own copy; a dataset from before the copy loads the source files
+    assert found(tokenizer_path(m, out)) == (str(out / "tokenizer") if layout == "portable" else tokenizer_dir)
     assert ds.tokenizer().fingerprint == m["tokenizer"]["fingerprint"]
     files = [found(resolve(m, f["path"])) for f in m["tokenizer"]["files"]]
     assert files == [os.path.join(tokenizer_dir, n) for n in ("tokenizer.json", "tokenizer_config.json")]
@@ -231,7 +234,7 @@ def test_a_moved_dataset_still_finds_its_sources(builds, tmp_path):
 
 def _manifest(base: Path, **sections) -> dict:
     return {
-        "format": "dataprep.sft/1", "dataprep_version": "0", "created_unix": 1700000000,
+        "format": "dataprep.sft/2", "dataprep_version": "0", "created_unix": 1700000000,
         "recipe": {}, "recipe_hash": "0" * 64, "recipe_dir": str(base), "task": "sft",
         "tokenizer": sections.pop("tokenizer"), "inputs": sections.pop("inputs"), **sections,
         "run": {"seconds": 1.5, "workers": 2, "engine": "local"},

@@ -47,7 +47,7 @@ from dataprep.tasks import pretrain
 from dataprep.tasks.base import RowFacts
 from dataprep.tasks.registry import task_for
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
-from dataprep.text.tokenizer_manifest import tokenizer_manifest
+from dataprep.text.tokenizer_manifest import copy_tokenizer_files, tokenizer_manifest
 from dataprep.text.train_bpe import train_tokenizer
 
 log = logging.getLogger("dataprep.run")
@@ -202,7 +202,12 @@ def seq_len_of(recipe: Recipe) -> int:
 
 
 def _tokenizer(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:
-    return task_for(recipe).prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
+    """The tokenizer the run encodes with, in the dataset's ``tokenizer/`` folder: saved there when
+    trained or extended by the task, else its files copied (the dataset is self-contained)."""
+    tokenizer = task_for(recipe).prepare_tokenizer(recipe, _load_or_train(recipe, files, tmp), tmp)
+    if recipe.tokenizer.train is None and not tokenizer.added_tokens:
+        copy_tokenizer_files(tokenizer, tmp / C.TOKENIZER_DIR)
+    return tokenizer
 
 
 def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedTokenizer:

@@ -93,8 +93,10 @@ def resolve(manifest: dict[str, Any], path: str) -> str:
 
 
 def tokenizer_path(manifest: dict[str, Any], out: str | Path) -> str:
-    """Where the dataset's tokenizer loads from: the copy saved in the dataset folder ``out``
-    (``tokenizer.saved_as``), else the files the run read (``tokenizer.source``, resolved)."""
+    """Where the dataset's tokenizer loads from: the copy in the dataset folder ``out``
+    (``tokenizer.saved_as``: every dataset since the copy, so one that moved still finds it), else,
+    in older datasets that saved only a trained or extended tokenizer, the files the run read
+    (``tokenizer.source``, resolved)."""
     tok = manifest["tokenizer"]
     return str(Path(out) / tok["saved_as"]) if tok.get("saved_as") else resolve(manifest, tok["source"])
 
