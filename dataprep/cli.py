@@ -351,6 +351,32 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     return 0 if report["passed"] else 1
 
 
+@cli.command("export")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "fmt", required=True, type=click.Choice(["megatron", "nanogpt", "mds", "parquet", "jsonl"]), help="megatron: SPLIT.bin/.idx (--data-path DEST/train); nanogpt: train.bin/val.bin + meta.pkl; mds: MosaicML streaming shards; parquet and jsonl: every column (jsonl adds decoded text and targets).")
+@click.option("--split", type=click.Choice(["train", "validation", "all"]), default="all", show_default=True, help="The split(s) to export.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Export folder, written atomically (default: DATASET-FORMAT beside DATASET).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export at --out.")
+def export_command(dataset: str, fmt: str, split: str, out: str | None, overwrite: bool) -> None:
+    """Export DATASET for another trainer, with export.json recording where it came from (the
+    manifest's sha256, counts, each file's sha256). Token-only formats (megatron, nanogpt) refuse
+    rows that carry a loss mask or labels: use mds, parquet or jsonl for those.
+
+    Example:
+
+    \b
+        dataprep export out/demo-pretrain --to megatron --out out/demo-pretrain-megatron
+        dataprep export out/demo-sft --to mds --split train
+    """
+    from dataprep.export import export
+
+    record = export(dataset, fmt, split=split, dest=out, overwrite=overwrite)
+    for name, entry in record["splits"].items():
+        docs = f", {entry['documents']:,} documents" if "documents" in entry else ""
+        click.echo(f"{name}: {entry['rows']:,} rows, {entry['tokens']:,} tokens{docs} -> {', '.join(entry['files'])}")
+    click.echo(f"wrote {out or dataset.rstrip('/') + '-' + fmt} (provenance in export.json)")
+
+
 def _echo_error(exc: DataprepError | OSError) -> None:
     """``error: MESSAGE`` and ``fix: FIX`` on stderr (one JSON line with ``--log-format json``)."""
     from dataprep.build.progress import json_logs
