@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import pickle
+import re
+import shlex
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,9 +23,9 @@ import pytest
 
 from dataprep import columns as C
 from dataprep.build.run import run
-from dataprep.cli import main
+from dataprep.cli import cli, main
 from dataprep.errors import ConfigError, OutputError
-from dataprep.export import export
+from dataprep.export import EXPORTERS, export
 from dataprep.export.megatron import Megatron
 from dataprep.export.nanogpt import token_dtype
 from dataprep.recipe import load_recipe
@@ -213,6 +215,7 @@ def test_token_only_formats_refuse_fine_tuning_rows(built, tmp_path, fmt):
 
 
 def test_cli_export_and_its_refusal(built, tmp_path, capsys):
+    assert list(next(p for p in cli.commands["export"].params if p.name == "fmt").type.choices) == list(EXPORTERS)
     with pytest.raises(SystemExit) as info:
         main(["export", str(built / "sft-packed"), "--to", "megatron", "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
@@ -264,3 +267,34 @@ def test_an_export_appears_whole_or_not_at_all(built, tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     with pytest.raises(OutputError, match="not a dataprep export"):
         export(out, "megatron", dest=tmp_path / "mine", overwrite=True)
+
+
+def readme_section() -> str:
+    text = (RECIPES.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Export:")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_export_section_runs_as_written(built, tmp_path, monkeypatch, capsys):
+    """The section's `dataprep export` lines, then its Python block, on the demo datasets."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "demo-pretrain").symlink_to(built / "wrap")
+    (tmp_path / "out" / "demo-sft").symlink_to(built / "sft")
+    monkeypatch.chdir(tmp_path)
+    section = readme_section()
+    commands = [shlex.split(line, comments=True) for line in re.findall(r"^dataprep export .*$", section, re.M)]
+    assert len(commands) == 5
+    for words in commands:
+        with pytest.raises(SystemExit) as info:
+            main(words[1:])
+        assert info.value.code == 0, (words, capsys.readouterr().err)
+    from dataprep.export.mds import import_streaming
+
+    import_streaming()  # streaming without torchvision, as the section says
+    capsys.readouterr()
+    exec(compile(re.search(r"```python\n(.*?)```", section, re.S).group(1), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    counts = manifest(built / "wrap")["counts"]
+    assert f"megatron: {counts['documents']['train']} documents" in printed
+    assert f"nanogpt: {len(stream(built / 'wrap', 'train'))} tokens; mds: {manifest(built / 'sft')['counts']['rows']['train']} rows" in printed
+    assert hashlib.sha256((built / "wrap" / "manifest.json").read_bytes()).hexdigest()[:16] in printed

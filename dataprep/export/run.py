@@ -8,7 +8,6 @@ with its output). ``DEST`` defaults to ``OUT-FORMAT`` beside the dataset.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -24,8 +23,6 @@ from dataprep.export.megatron import Megatron
 from dataprep.export.nanogpt import NanoGPT
 from dataprep.export.parquet import Parquet
 from dataprep.export.provenance import FILE, provenance
-
-log = logging.getLogger("dataprep.export")
 
 EXPORTERS: dict[str, type[Exporter]] = {e.name: e for e in (Megatron, NanoGPT, Mds, Parquet, Jsonl)}
 SPLIT_CHOICES = (*C.SPLITS, "all")
@@ -75,7 +72,6 @@ def export(out: str | Path, fmt: str, *, split: str = "all", dest: str | Path | 
     written: dict[str, Written] = {}
     for s in splits:
         written[s] = exporter.write(ds, s, tmp)
-        log.info("%s %s: %s rows, %s tokens -> %s", out, s, f"{written[s].rows:,}", f"{written[s].tokens:,}", ", ".join(written[s].files))
     shared = exporter.finish(ds, tmp, written)
     record = provenance(ds, fmt, tmp, written, shared)
     (tmp / FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
