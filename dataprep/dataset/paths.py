@@ -98,7 +98,8 @@ def tokenizer_path(manifest: dict[str, Any], out: str | Path) -> str:
     in older datasets that saved only a trained or extended tokenizer, the files the run read
     (``tokenizer.source``, resolved)."""
     tok = manifest["tokenizer"]
-    return str(Path(out) / tok["saved_as"]) if tok.get("saved_as") else resolve(manifest, tok["source"])
+    # absolute: readers resolve a relative tokenizer path against the dataset folder
+    return os.path.abspath(Path(out) / tok["saved_as"]) if tok.get("saved_as") else resolve(manifest, tok["source"])
 
 
 def recipe_dir(manifest: dict[str, Any]) -> Path | None:

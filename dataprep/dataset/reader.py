@@ -6,9 +6,15 @@ column scan touches only the pages it reads::
     ds = open_dataset("out/demo-sft")
     ds.manifest.counts.tokens             # the manifest, typed (dataprep.dataset.manifest.Manifest)
     ds.table("train").column("input_ids")  # one pa.Table per split (shards concatenated, in order)
-    ds.tokenizer()                        # the tokenizer's source files, or OUT/tokenizer when saved (Manifest.tokenizer_path)
+    ds.tokenizer()                        # the dataset's copy in OUT/tokenizer (Manifest.tokenizer_path)
+    ds.polars("train")                    # the same rows as a polars DataFrame; ds.lazy("train") a LazyFrame
 
-Used by ``inspect`` and ``report``; nothing here writes.
+polars' ``read_ipc``/``scan_ipc`` read the Arrow IPC *file* format, and the shards are streams
+(what ``datasets`` writes and reads), so :meth:`Dataset.polars` hands polars the memory-mapped
+table instead (``pl.from_arrow``: no file is read again; polars widens the 32-bit list offsets
+to its own). ``pl.read_ipc_stream(shard)`` reads one shard as well.
+
+Used by ``inspect``, ``report`` and ``dataprep.open``; nothing here writes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -23,6 +30,9 @@ from dataprep import columns as C
 from dataprep.errors import InputError, TokenizerError
 from dataprep.dataset.manifest import Manifest
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger("dataprep.dataset")
 
@@ -78,6 +88,26 @@ class Dataset:
                 str(file), None, f"cannot read the shard as an Arrow stream ({exc})",
                 "rebuild the dataset with `dataprep run ... --overwrite`",
             ) from exc
+
+    def polars(self, split: str = "train") -> pl.DataFrame:
+        """The rows of ``split`` as a polars DataFrame, from the memory-mapped table.
+
+        Example::
+
+            df = dataprep.open("out/demo-sft").polars("train")
+            df.select(pl.col("input_ids").list.len().mean())
+
+        Raises:
+            InputError: as :meth:`table`.
+        """
+        import polars as pl
+
+        return pl.from_arrow(self.table(split), rechunk=False)
+
+    def lazy(self, split: str = "train") -> pl.LazyFrame:
+        """The rows of ``split`` as a polars LazyFrame (over :meth:`polars`' frame: the data stays
+        memory-mapped; a query reads only the columns it uses)."""
+        return self.polars(split).lazy()
 
     def tokenizer(self, path: str | Path | None = None) -> LoadedTokenizer:
         """Load the dataset's tokenizer, with the recipe's special-token options.

@@ -89,7 +89,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     if manifest is None:
         return report
     report.extend(iter_consistency(manifest))
-    report.extend(iter_layout(out, manifest))
+    report.extend(iter_layout(out, manifest, report.notes))
     contract = contract_of(manifest, report.notes)
     found_tokenizer, tokenizer = check_tokenizer(manifest, out, report.notes)  # check 9
     report.extend(found_tokenizer)

@@ -5,7 +5,10 @@ with its key path (:func:`~dataprep.dataset.manifest.manifest_issues`); one that
 typed (:class:`~dataprep.dataset.manifest.Manifest`) for the rest.
 
 Every shard listed must exist with the recorded size and checksum; a file the manifest does
-not list is an extra shard. ``state.json`` (what ``datasets.load_from_disk`` reads) must list
+not list is an extra shard, except the ``cache-*.arrow`` files that ``datasets`` writes beside
+the data it maps or filters (``load_from_disk(OUT)["train"].map(...)``): those are counted in a
+note, since the dataset is unchanged (``Dataset.cleanup_cache_files()`` removes them).
+``state.json`` (what ``datasets.load_from_disk`` reads) must list
 the same shards in the same order. The checksum is ``xxh3_128`` when the manifest records
 one (about 30 GB/s), else ``sha256`` (about 1.8 GB/s); ``full_hash`` forces sha256.
 
@@ -127,8 +130,16 @@ def iter_empty(manifest: Manifest) -> Iterator[Finding]:
                           expected=f"rows in the {split} split, or {allow}")
 
 
-def iter_layout(out: Path, manifest: Manifest) -> Iterator[Finding]:
-    """Missing and extra shards, ``state.json`` and ``dataset_dict.json`` against the manifest."""
+DATASETS_CACHE = "cache-*.arrow"  # what `datasets` names the results of .map / .filter it caches
+
+
+def iter_layout(out: Path, manifest: Manifest, notes: list[str] | None = None) -> Iterator[Finding]:
+    """Missing and extra shards, ``state.json`` and ``dataset_dict.json`` against the manifest.
+
+    ``datasets`` cache files not listed in the manifest are not findings: their count per split
+    goes into ``notes`` (one line), when given.
+    """
+    cached: dict[str, int] = {}
     try:
         splits = json.loads((out / DATASET_DICT).read_text(encoding="utf-8")).get("splits")
     except (OSError, ValueError, AttributeError) as exc:
@@ -143,7 +154,10 @@ def iter_layout(out: Path, manifest: Manifest) -> Iterator[Finding]:
             if not (folder / name).is_file():
                 yield Finding("shard_missing", "listed in the manifest but not on disk", file=f"{split}/{name}", split=split)
         on_disk = sorted(p.name for p in folder.glob("*.arrow")) if folder.is_dir() else []
-        for name in sorted(set(on_disk) - set(listed)):
+        cache = {p.name for p in folder.glob(DATASETS_CACHE)} - set(listed) if folder.is_dir() else set()
+        if cache:
+            cached[split] = len(cache)
+        for name in sorted(set(on_disk) - set(listed) - cache):
             yield Finding("shard_extra", "on disk but not listed in the manifest (left by another run?)", file=f"{split}/{name}", split=split)
         try:
             state = json.loads((folder / STATE).read_text(encoding="utf-8"))
@@ -153,6 +167,10 @@ def iter_layout(out: Path, manifest: Manifest) -> Iterator[Finding]:
             continue
         if files != listed:
             yield Finding("layout", f"lists shards {files}, the manifest {listed}", file=f"{split}/{STATE}", split=split)
+    if cached and notes is not None:
+        where = ", ".join(f"{split} {n:,}" for split, n in cached.items())
+        notes.append(f"ignored {sum(cached.values()):,} datasets cache file(s) ({DATASETS_CACHE}, left by datasets' .map or "
+                     f".filter; not part of the dataset): {where}; Dataset.cleanup_cache_files() removes them")
 
 
 def checksum_of(entry: Shard, *, full_hash: bool) -> tuple[str, str]:
