@@ -32,16 +32,19 @@ from dataprep.recipe import load_recipe
 
 from .conftest import RECIPES, read_split
 
-EOS = 0  # the demo tokenizers' EOS (the trained BPE's and the byte tokenizer's)
+EOS = BOS = 0  # the demo tokenizers' EOS (the trained BPE's and the byte tokenizer's), also BOS where asked
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Four tiny datasets, built once: pretraining wrap and bfd, fine-tuning unpacked and packed."""
+    """Tiny datasets, built once: pretraining wrap (documents framed by EOS, by BOS, by neither) and
+    bfd, fine-tuning unpacked and packed."""
     root = tmp_path_factory.mktemp("export")
     recipes = {
         "wrap": ("demo-pretrain.yaml", ["output.batch_tokens=4096"]),  # several record batches per split
         "bfd": ("demo-pretrain.yaml", ["packing.mode=bfd", "packing.seq_len=256", "output.batch_tokens=4096"]),
+        "wrap-bos": ("demo-pretrain.yaml", ["tokenizer.add_eos=false", "tokenizer.add_bos=true", "tokenizer.bos_token=<|endoftext|>"]),
+        "wrap-bare": ("demo-pretrain.yaml", ["tokenizer.add_eos=false"]),  # no EOS, no BOS: row ends are ambiguous
         "sft": ("demo-sft.yaml", []),
         "sft-packed": ("demo-sft.yaml", ["packing.mode=bfd"]),
     }
@@ -70,10 +73,24 @@ def documents(out, split, layout):
                 docs.append(ids[start : start + n])
                 start += n
         return docs
+    if layout == "wrap-bare":  # inside a row pieces are documents; at a row's end one runs on
+        docs = []
+        for r, (ids, lens) in enumerate(content_rows(out, split)):
+            start = 0
+            for p, n in enumerate(lens):
+                if r and p == 0:
+                    docs[-1] += ids[:n]
+                else:
+                    docs.append(ids[start : start + n])
+                start += n
+        return docs
     docs, current = [], []
     for t in stream(out, split):
+        if layout == "wrap-bos" and t == BOS and current:
+            docs.append(current)
+            current = []
         current.append(t)
-        if t == EOS:
+        if layout == "wrap" and t == EOS:
             docs.append(current)
             current = []
     return docs + ([current] if current else [])
@@ -91,7 +108,7 @@ def megatron_docs(prefix):
     return [data[i].tolist() for i in range(len(data))], data[0].dtype
 
 
-@pytest.mark.parametrize("layout", ["wrap", "bfd"])
+@pytest.mark.parametrize("layout", ["wrap", "wrap-bos", "bfd"])
 def test_megatron_round_trip_through_megatron_core(built, tmp_path, layout):
     out, dest = built / layout, tmp_path / "megatron"
     export(out, "megatron", dest=dest)
@@ -101,6 +118,20 @@ def test_megatron_round_trip_through_megatron_core(built, tmp_path, layout):
         docs, dtype = megatron_docs(dest / prefix)
         assert dtype == np.uint16  # a 955-id vocabulary: Megatron's own choice below 65,500
         assert docs == expected
+
+
+def test_megatron_warns_where_row_ends_are_ambiguous(built, tmp_path, caplog):
+    """Without EOS or BOS a document ending exactly at a row's end is joined with the next: said, not hidden."""
+    out, dest = built / "wrap-bare", tmp_path / "megatron"
+    with caplog.at_level("WARNING", logger="dataprep.export"):
+        record = export(out, "megatron", dest=dest)
+    for split in C.SPLITS:
+        docs, _ = megatron_docs(dest / split)
+        assert docs == documents(out, split, "wrap-bare")
+        stated = manifest(out)["counts"]["documents"][split]
+        assert record["splits"][split]["documents"] == len(docs) < stated  # the demo has such documents
+        assert f"{len(docs):,} Megatron documents written for {stated:,} dataset documents" in caplog.text
+    assert "no EOS or BOS to tell" in caplog.text
 
 
 @pytest.mark.parametrize("layout", ["wrap", "bfd"])
@@ -298,3 +329,22 @@ def test_readme_export_section_runs_as_written(built, tmp_path, monkeypatch, cap
     assert f"megatron: {counts['documents']['train']} documents" in printed
     assert f"nanogpt: {len(stream(built / 'wrap', 'train'))} tokens; mds: {manifest(built / 'sft')['counts']['rows']['train']} rows" in printed
     assert hashlib.sha256((built / "wrap" / "manifest.json").read_bytes()).hexdigest()[:16] in printed
+
+
+def test_documents_join_across_rows_and_batches():
+    """pieces.py's example: docs [1 1 9] [2 9] [3 3 3 3 9] (9 = EOS), wrap seq_len 4, the last row padded."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from dataprep.export.pieces import Documents, content
+
+    rows = pa.record_batch({C.INPUT_IDS: [[1, 1, 9, 2], [9, 3, 3, 3], [3, 9, 0, 0]],
+                            C.SEQ_LENS: [[3, 1], [1, 3], [2, 2]], C.NUM_PAD: pa.array([0, 0, 2], pa.int32())})
+    facts = SimpleNamespace(rows=SimpleNamespace(layout="stream", ends_with_eos=True, starts_with_bos=False),
+                            tokenizer=SimpleNamespace(eos_id=9, bos_id=None))
+    for parts in ([rows], [rows.slice(i, 1) for i in range(3)]):  # one batch, or a row per batch
+        docs = Documents(facts)
+        found = [int(n) for part in parts for n in docs.add(content(part))] + docs.finish().tolist()
+        assert found == [3, 2, 5]
+        assert [t for part in parts for t in content(part).tokens.tolist()] == [1, 1, 9, 2, 9, 3, 3, 3, 3, 9]

@@ -79,12 +79,13 @@ def _check_documents(ds: Dataset, split: str, found: int) -> None:
     stated = m.packing[split].documents
     if m.rows.cut_documents and m.rows.layout != "stream":
         log.warning(
-            "%s %s: %s documents were cut into pieces placed apart in the rows; each piece is one Megatron "
-            "document (%s written for %s dataset documents)",
-            ds.path, split, f"{m.packing[split].split_documents:,}", f"{found:,}", f"{stated:,}",
+            "%s %s: %s documents were cut into pieces that lie apart in the rows (rows.cut_documents); "
+            "each piece is written as its own Megatron document (%s written)",
+            ds.path, split, f"{m.packing[split].split_documents:,}", f"{found:,}",
         )
     elif found != stated:
-        why = ("documents that end exactly at a row's end are joined with the next (the rows have no EOS to tell)"
-               if not m.rows.ends_with_eos else "the remainder cut or an EOS inside a document at a row's end")
+        framed = m.rows.ends_with_eos or m.rows.starts_with_bos
+        why = ("documents that end exactly at a row's end are joined with the next (the rows have no EOS or BOS to tell)"
+               if not framed else "the remainder cut, or an EOS or BOS inside a document at a row's end")
         log.warning("%s %s: %s Megatron documents written for %s dataset documents: %s",
                     ds.path, split, f"{found:,}", f"{stated:,}", why)

@@ -12,9 +12,10 @@ shuffler moves whole documents. How they sit in the rows is the manifest's ``row
 
 * ``stream`` (wrap): documents run on across rows. Inside a row a piece boundary is a document
   boundary; at a row's end the document goes on into the next row unless its last token is the
-  EOS every document ends with (``rows.ends_with_eos``). Without EOS nothing tells a document
-  that ends exactly at a row's end from one that runs on, so those are joined (the exporter
-  warns, and counts the documents it found against the manifest's).
+  EOS every document ends with (``rows.ends_with_eos``) or the next row starts with the BOS every
+  document starts with (``rows.starts_with_bos``). With neither, nothing tells a document that
+  ends exactly at a row's end from one that runs on, so those are joined (the exporter warns,
+  and counts the documents it found against the manifest's).
 * ``pieces`` (bfd, mlm), ``examples``: every piece is one document (or example). A document bfd
   cut (``rows.cut_documents``) has pieces placed apart in different rows, and the rows do not
   say which pieces belong together: each piece is then its own document (the exporter warns).
@@ -93,31 +94,37 @@ class Documents:
     """Join content pieces into documents across batches, as the module docstring says.
 
     Feed each batch's :class:`Content` to :meth:`add`, which returns the lengths of the documents
-    that end in it; :meth:`finish` returns the last one's when the split ends inside a document.
+    that end before or in it; :meth:`finish` returns the last one's.
     """
 
     def __init__(self, manifest: Manifest):
-        rows = manifest.rows
+        rows, tokenizer = manifest.rows, manifest.tokenizer
         self.stream = rows.layout == STREAM
-        self.eos = manifest.tokenizer.eos_id if rows.ends_with_eos else None
+        self.eos = tokenizer.eos_id if rows.ends_with_eos else None
+        self.bos = tokenizer.bos_id if rows.starts_with_bos else None
         self.open = 0  # tokens of the document still running at the end of the last batch
+        self.last_token = -1  # the last content token of the last batch (-1: none yet)
 
     def add(self, c: Content) -> np.ndarray:
         if len(c.piece_lens) == 0:
             return np.empty(0, dtype=np.int64)
-        ends = np.ones(len(c.piece_lens), dtype=bool)
-        if self.stream:  # a row's last piece ends its document only at an EOS
-            last_token = c.tokens[np.cumsum(c.piece_lens) - 1]
-            ends[c.row_last] = False if self.eos is None else last_token[c.row_last] == self.eos
         cum = np.cumsum(c.piece_lens)
-        closed = cum[ends]
-        lengths = np.diff(np.concatenate([[0], closed]))
-        if len(lengths):
-            lengths[0] += self.open
-            self.open = int(cum[-1] - closed[-1])
-        else:
+        first = cum - c.piece_lens  # where each piece starts in c.tokens
+        starts = np.ones(len(cum), dtype=bool)
+        if self.stream:  # a row's first piece starts a document only after an EOS, or at a BOS
+            row_first = np.concatenate([[True], c.row_last[:-1]])
+            after_eos = np.concatenate([[self.last_token], c.tokens[cum[:-1] - 1]]) == self.eos if self.eos is not None else False
+            at_bos = c.tokens[first] == self.bos if self.bos is not None else False
+            starts[row_first] = (np.zeros(len(cum), dtype=bool) | after_eos | at_bos)[row_first]
+        self.last_token = int(c.tokens[cum[-1] - 1])
+        bounds = first[starts]
+        if len(bounds) == 0:
             self.open += int(cum[-1])
-        return lengths.astype(np.int64)
+            return np.empty(0, dtype=np.int64)
+        head = self.open + int(bounds[0])  # the document open before the first start, if any
+        lengths = np.concatenate([[head] if head else [], np.diff(bounds)]).astype(np.int64)
+        self.open = int(cum[-1] - bounds[-1])
+        return lengths
 
     def finish(self) -> np.ndarray:
         lengths = np.array([self.open] if self.open else [], dtype=np.int64)
