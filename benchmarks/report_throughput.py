@@ -48,9 +48,9 @@ def large_split(rows: int, length: int = 64) -> pa.Table:
     return pa.table(
         {
             "input_ids": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 200, rows * length, dtype=np.int32))),
-            "seq_lens": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 3), pa.array(pieces)),
+            "seq_lengths": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 3), pa.array(pieces)),
             "num_pad": pa.array(np.full(rows, length - 60, dtype=np.int32)),
-            "loss_mask": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 2, rows * length, dtype=np.uint8))),
+            "assistant_masks": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 2, rows * length, dtype=np.uint8))),
         }
     )
 
@@ -58,7 +58,7 @@ def large_split(rows: int, length: int = 64) -> pa.Table:
 def plain_pass(table: pa.Table) -> int:
     """Each list column's lengths and value sum, and the pad column's sum."""
     total = 0
-    for name in ("input_ids", "seq_lens", "loss_mask"):
+    for name in ("input_ids", "seq_lengths", "assistant_masks"):
         column = table.column(name)
         total += pc.sum(pc.list_value_length(column)).as_py() + pc.sum(pc.list_flatten(column)).as_py()
     return total + pc.sum(table.column("num_pad")).as_py()

@@ -10,14 +10,19 @@ SOURCE = "source"      # index of the input file in the run's input list (int32)
 LINE = "line"          # 1-based line (line formats) or 0-based record/row index (others) (int64)
 
 # --- output rows ---------------------------------------------------------------------
+# Column names are the ones trainers already read, so a dataset trains as-is (#16): TRL's
+# SFTTrainer turns ``assistant_masks`` into labels without flags and keeps packed examples apart
+# from ``seq_lengths`` (padding_free=True); Hugging Face models read ``input_ids`` and ``labels``.
+# The Python names (SEQ_LENS, LOSS_MASK) name the fact; the strings are what the shards hold.
 INPUT_IDS = "input_ids"  # list<int32>
-SEQ_LENS = "seq_lens"    # list<int32>: lengths of the pieces in the row, summing to len(input_ids)
+SEQ_LENS = "seq_lengths"  # list<int32>: lengths of the pieces in the row, summing to len(input_ids)
 NUM_PAD = "num_pad"      # int32: length of the trailing pad piece (0 when the row has none)
-LOSS_MASK = "loss_mask"  # list<uint8>: 1 = training target
+LOSS_MASK = "assistant_masks"  # list<uint8>: 1 = training target (fine-tuning)
 LABEL_ID = "label_id"    # int32 (classification, one example per row)
 LABEL_IDS = "label_ids"  # list<int32> (classification, packed: one per example in the row)
 LABELS = "labels"        # list<int32>: mlm (static): the original id where chosen, else IGNORE_INDEX;
-                         # span_corruption: the sentinel-delimited spans
+                         # span_corruption: the sentinel-delimited spans; sft with ``output.labels``:
+                         # input_ids where a target, else IGNORE_INDEX (prompts, piece starts, pad)
 QUERY_START = "query_start"  # int32 (fewshot): where the query's own prompt starts in input_ids
 
 TOKEN_TYPE = pa.int32()

@@ -47,6 +47,7 @@ class OutputSpec:
     chunk_records: int = 2048
     chunk_bytes: int = 4 * 1024 * 1024
     batch_tokens: int = 4 * 1024 * 1024
+    labels: bool = False  # sft: also write `labels` (ids at targets, IGNORE_INDEX elsewhere)
 
 
 @dataclass(frozen=True)

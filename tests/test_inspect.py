@@ -231,7 +231,7 @@ def test_cli_inspect_shows_mlm_targets_and_span_labels(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"masked LM · {len(chosen)} chosen positions: shown → original" in result.output
     assert re.search(rf"(^|  ){chosen[0]}:\S+→\S+", result.output, re.M)
-    assert (row["seq_lens"], row["num_pad"]) == ([128], 0)  # one piece fills row 0: the chosen positions are its targets
+    assert (row["seq_lengths"], row["num_pad"]) == ([128], 0)  # one piece fills row 0: the chosen positions are its targets
     assert f"━━ train row 0 · 128 tokens · 1 segment · {len(chosen)} targets · 0 pad ━━" in result.output.splitlines()
     assert f"── segment 1/1 · tokens 0–127 · {len(chosen)} targets ──" in result.output.splitlines()
     span = tmp_path / "span"

@@ -37,9 +37,9 @@ def pretrain_dir(tmp_path_factory):
 
 PACKED_SFT = {  # two examples and a 2-token pad piece (the docstring of dataprep/train/loader.py)
     "input_ids": [5, 6, 7, 8, 9, 10, 11, 0, 0],
-    "seq_lens": [4, 3, 2],
+    "seq_lengths": [4, 3, 2],
     "num_pad": 2,
-    "loss_mask": [0, 0, 1, 1, 0, 1, 1, 0, 0],
+    "assistant_masks": [0, 0, 1, 1, 0, 1, 1, 0, 0],
 }
 
 
@@ -71,8 +71,8 @@ def test_collator_packed_fine_tuning_row_exact():
 
 def test_collator_pretraining_rows_label_everything_but_piece_starts_and_pad():
     rows = [
-        {"input_ids": [1, 2, 3, 4, 5], "seq_lens": [2, 3], "num_pad": 0},
-        {"input_ids": [6, 7, 8], "seq_lens": [3], "num_pad": 0},  # shorter: the collator pads it
+        {"input_ids": [1, 2, 3, 4, 5], "seq_lengths": [2, 3], "num_pad": 0},
+        {"input_ids": [6, 7, 8], "seq_lengths": [3], "num_pad": 0},  # shorter: the collator pads it
     ]
     batch = Collator(pad_id=99)(rows)
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 99, 99]]
@@ -95,9 +95,9 @@ def test_collator_pad_to_and_label_values():
 
 def test_collator_classification_positions():
     rows = [
-        {"input_ids": [3, 4, 5, 0, 6, 7, 0], "seq_lens": [4, 3], "num_pad": 0,
-         "loss_mask": [0, 0, 1, 1, 0, 1, 1], "label_ids": [1, 0]},
-        {"input_ids": [8, 9, 10, 0], "seq_lens": [4], "num_pad": 0, "loss_mask": [0, 0, 1, 1], "label_id": 1},
+        {"input_ids": [3, 4, 5, 0, 6, 7, 0], "seq_lengths": [4, 3], "num_pad": 0,
+         "assistant_masks": [0, 0, 1, 1, 0, 1, 1], "label_ids": [1, 0]},
+        {"input_ids": [8, 9, 10, 0], "seq_lengths": [4], "num_pad": 0, "assistant_masks": [0, 0, 1, 1], "label_id": 1},
     ]
     batch = Collator(pad_id=0)(rows)
     # the last prompt token of each example, as flat indices into [2, 7]: 1, 4 and 7 + 1
@@ -106,8 +106,8 @@ def test_collator_classification_positions():
 
 
 def test_collator_rejects_damaged_rows():
-    with pytest.raises(DataError, match="seq_lens do not sum"):
-        Collator(pad_id=0)([{"input_ids": [1, 2, 3], "seq_lens": [2], "num_pad": 0}])
+    with pytest.raises(DataError, match="seq_lengths do not sum"):
+        Collator(pad_id=0)([{"input_ids": [1, 2, 3], "seq_lengths": [2], "num_pad": 0}])
 
 
 def test_rows_match_the_arrow_files(sft_dir):
@@ -120,8 +120,8 @@ def test_rows_match_the_arrow_files(sft_dir):
         expected = table.slice(i, 1).to_pylist()[0]
         got = rows[i]
         assert got["input_ids"].tolist() == expected["input_ids"]
-        assert got["loss_mask"].tolist() == expected["loss_mask"]
-        assert got["seq_lens"].tolist() == expected["seq_lens"] and got["num_pad"] == expected["num_pad"]
+        assert got["assistant_masks"].tolist() == expected["assistant_masks"]
+        assert got["seq_lengths"].tolist() == expected["seq_lengths"] and got["num_pad"] == expected["num_pad"]
     assert rows[-1]["input_ids"].tolist() == rows[len(rows) - 1]["input_ids"].tolist()
     with pytest.raises(IndexError):
         rows[len(rows)]
@@ -134,7 +134,7 @@ def test_rows_across_record_batches(pretrain_dir):
     table = pa.ipc.open_stream(pa.memory_map(str(pretrain_dir / "train" / "data-00000-of-00001.arrow"))).read_all()
     ids = table.column("input_ids").to_pylist()
     assert [rows[i]["input_ids"].tolist() for i in range(len(rows))] == ids
-    assert "loss_mask" not in rows[0]
+    assert "assistant_masks" not in rows[0]
 
 
 def test_missing_dataset_and_split(tmp_path, sft_dir):
@@ -193,6 +193,62 @@ def test_batches_resume_and_workers_give_the_same_stream(sft_dir):
     assert sum(b["input_ids"].shape[0] for b in ordered) == len(rows)
 
 
+def test_two_ranks_split_every_epoch_disjointly_and_say_what_they_leave_out():
+    ranks = [StepSampler(10, batch_size=2, seed=3, num_steps=6, rank=r, world_size=2) for r in (0, 1)]
+    assert (ranks[0].steps_per_epoch, ranks[0].dropped_per_epoch) == (2, 2)  # 10 // (2 x 2) steps, 2 rows left over
+    streams = [list(s) for s in ranks]
+    assert streams == [list(StepSampler(10, batch_size=2, seed=3, num_steps=6, rank=r, world_size=2)) for r in (0, 1)]
+    for epoch in range(3):
+        seen = [sum(stream[2 * epoch : 2 * epoch + 2], []) for stream in streams]
+        dropped = ranks[0].dropped(epoch).tolist()
+        assert dropped == ranks[1].dropped(epoch).tolist() and len(dropped) == 2
+        # each rank its own rows; together with the rows left out, every row exactly once
+        assert sorted(seen[0] + seen[1] + dropped) == list(range(10))
+    assert ranks[0].dropped(0).tolist() != ranks[0].dropped(1).tolist()  # a different remainder each epoch
+    # one rank of two sees, step by step, the halves of what one rank with twice the batch sees
+    whole = list(StepSampler(10, batch_size=4, seed=3, num_steps=6))
+    assert [a + b for a, b in zip(*streams)] == whole
+    # file order: every row once; the last global batch is cut short, here rank 1 gets one row
+    assert [list(StepSampler(10, batch_size=3, shuffle=False, rank=r, world_size=2)) for r in (0, 1)] == [
+        [[0, 1, 2], [6, 7, 8]], [[3, 4, 5], [9]]]
+    assert list(StepSampler(7, batch_size=3, shuffle=False, rank=1, world_size=2)) == [[3, 4, 5], []]
+    with pytest.raises(ConfigError, match="rank 2 is not in 0..1"):
+        StepSampler(10, batch_size=2, rank=2, world_size=2)
+    with pytest.raises(ConfigError, match="batch_size 3 on each of 4 ranks does not fit a split of 10 rows"):
+        StepSampler(10, batch_size=3, world_size=4)
+
+
+def test_batches_state_dict_resumes_mid_epoch_with_the_identical_stream(sft_dir):
+    rows, collator = ArrowRows(sft_dir, "train"), Collator(pad_id=0)
+
+    def make(**kw):
+        return Batches(rows, collator, batch_size=16, seed=5, num_steps=12, rank=1, world_size=2, **kw)
+
+    steps_per_epoch = make().sampler.steps_per_epoch
+    assert steps_per_epoch == len(rows) // 32 == 168
+    first = make(start_step=steps_per_epoch - 5)  # 5 steps before the end of epoch 0, 7 after it
+    stream = iter(first)
+    head = [next(stream)["input_ids"] for _ in range(3)]
+    state = first.state_dict()
+    assert state == {"step": steps_per_epoch - 2, "stop": steps_per_epoch + 7, "seed": 5, "batch_size": 16,
+                     "shuffle": True, "rank": 1, "world_size": 2, "num_rows": len(rows)}
+    rest = [b["input_ids"] for b in stream]
+    again = make()
+    again.load_state_dict(json.loads(json.dumps(state)))  # a state survives JSON (a checkpoint)
+    resumed = [b["input_ids"] for b in again]
+    assert len(head) == 3 and len(rest) == len(resumed) == 9
+    assert all(torch.equal(a, b) for a, b in zip(rest, resumed, strict=True))
+    # the other rank's batches at the same steps are other rows
+    other = Batches(rows, collator, batch_size=16, seed=5, start_step=steps_per_epoch - 2, num_steps=9, rank=0, world_size=2)
+    assert not any(torch.equal(a, b["input_ids"]) for a, b in zip(rest, other))
+    # with DataLoader workers, batches are counted where they are taken
+    workers = make(start_step=steps_per_epoch - 5)
+    taken = [b["input_ids"] for _, b in zip(range(3), workers.loader(num_workers=2))]
+    assert workers.state_dict()["step"] == steps_per_epoch - 2 and all(torch.equal(a, b) for a, b in zip(head, taken))
+    with pytest.raises(ConfigError, match="seed 6 != 5"):
+        make().load_state_dict(dict(state, seed=6))
+
+
 def test_torch_dataloader_with_sampler(sft_dir):
     rows = ArrowRows(sft_dir, "train")
     loader = DataLoader(rows, batch_sampler=StepSampler(len(rows), batch_size=4, seed=0, num_steps=2), collate_fn=Collator(pad_id=0))
@@ -203,14 +259,14 @@ def test_torch_dataloader_with_sampler(sft_dir):
 
 
 def test_every_label_is_the_next_token_of_its_own_segment(sft_dir):
-    """On real rows: targets equal input_ids where loss_mask is 1, never at a segment start."""
+    """On real rows: targets equal input_ids where assistant_masks is 1, never at a segment start."""
     rows = ArrowRows(sft_dir, "train")
     batch = Collator(pad_id=0)([rows[i] for i in range(32)])
     labels, ids, pos = batch["labels"], batch["input_ids"], batch["position_ids"]
     target = labels != X
     assert torch.equal(labels[target], ids[target])
     assert not (target & (pos == 0)).any()
-    data_targets = sum(int(rows[i]["loss_mask"].sum()) for i in range(32))
+    data_targets = sum(int(rows[i]["assistant_masks"].sum()) for i in range(32))
     assert batch["num_targets"] == int(target.sum()) == data_targets
     manifest = json.loads((sft_dir / "manifest.json").read_text())
     assert manifest["sft"]["masking"] == "completion"

@@ -140,13 +140,13 @@ def test_whole_word_masking_chooses_every_subtoken(bert, reference):
 def test_static_masks_match_plain_rows_and_any_worker_count(tmp_path):
     sections = {"packing": {"seq_len": 128}, "output": {"chunk_records": 300}, "split": {"validation": 0.1}}
     plain = run(make(tmp_path, **sections), tmp_path / "plain", workers=1)
-    assert plain["format"] == "dataprep.pretrain/1"
+    assert plain["format"] == "dataprep.pretrain/2"
     shas = []
     for workers in (1, 2):
         m = run(make(tmp_path, mlm={"masking": "static", "seed": 3}, **sections), tmp_path / f"static-{workers}", workers=workers)
         shas.append({s: [x["sha256"] for x in m["splits"][s]["shards"]] for s in C.SPLITS})
     assert shas[0] == shas[1]
-    assert m["format"] == "dataprep.mlm/1"
+    assert m["format"] == "dataprep.mlm/2"
     stats = m["objective"]["static"]
     assert abs(stats["chosen_ratio"] - 0.15) < 0.01
     for split in C.SPLITS:

@@ -59,7 +59,7 @@ def recount(ds) -> dict:
         lengths, targets, fills, docs, open_doc = [], [], [], [], 0
         tokens = pad = 0
         for row in rows:
-            pieces = row["seq_lens"][:-1] if row["num_pad"] else row["seq_lens"]
+            pieces = row["seq_lengths"][:-1] if row["num_pad"] else row["seq_lengths"]
             content = len(row["input_ids"]) - row["num_pad"]
             tokens += content
             pad += row["num_pad"]
@@ -67,8 +67,8 @@ def recount(ds) -> dict:
             at = 0
             for n in pieces:
                 lengths.append(n)
-                if "loss_mask" in row:
-                    targets.append(sum(row["loss_mask"][at : at + n]))
+                if "assistant_masks" in row:
+                    targets.append(sum(row["assistant_masks"][at : at + n]))
                 at += n
             for t in row["input_ids"][:content]:  # documents end at EOS, across rows (pretraining)
                 open_doc += 1
@@ -190,9 +190,9 @@ def large_split(rows: int, length: int = 64) -> tuple[pa.Table, np.ndarray]:
     table = pa.table(
         {
             "input_ids": pa.ListArray.from_arrays(offsets, pa.array(rng.integers(0, 200, rows * length, dtype=np.int32))),
-            "seq_lens": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 3), pa.array(pieces)),
+            "seq_lengths": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 3), pa.array(pieces)),
             "num_pad": pa.array(np.full(rows, length - 60, dtype=np.int32)),
-            "loss_mask": pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
+            "assistant_masks": pa.ListArray.from_arrays(offsets, pa.array(mask.reshape(-1))),
         }
     )
     return table, mask
@@ -308,7 +308,7 @@ def test_fewshot_prompts_are_reported_as_examples_with_their_targets(tmp_path):
     run(load_recipe(RECIPES / "fewshot-demo.yaml"), out, workers=1)
     ds = open_dataset(out)
     s = report.compute(ds).summary
-    targets = {split: sum(sum(row["loss_mask"]) for row in ds.table(split).to_pylist()) for split in ds.splits}
+    targets = {split: sum(sum(row["assistant_masks"]) for row in ds.table(split).to_pylist()) for split in ds.splits}
     assert s["documents_are"] == "examples"
     assert {split: s["splits"][split]["target_tokens"] for split in ds.splits} == targets
     assert s["total"]["target_tokens"] == sum(targets.values()) > 0

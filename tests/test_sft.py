@@ -57,7 +57,7 @@ def test_prompt_completion_exact_ids_and_mask_gpt2(tmp_path):
     assert row[C.LOSS_MASK] == [0, 0, 0, 0, 0, 0, 1, 1, 1]
     assert row[C.SEQ_LENS] == [9] and row[C.NUM_PAD] == 0
     assert manifest["sft"]["target_tokens"] == 3 and manifest["sft"]["masking"] == "completion"
-    assert manifest["format"] == "dataprep.sft/1"
+    assert manifest["format"] == "dataprep.sft/2"
 
 
 def test_demo_sft_rows_are_byte_exact(tmp_path):

@@ -145,7 +145,7 @@ def test_validate_flags_sentinels_out_of_order(tmp_path):
 
 def test_recipe_span_c4_runs_and_validates(tmp_path):
     manifest = run(load_recipe(RECIPES / "span-c4.yaml"), tmp_path / "out", workers=2)
-    assert manifest["format"] == "dataprep.span/1" and manifest["seq_len"] == 256
+    assert manifest["format"] == "dataprep.span/2" and manifest["seq_len"] == 256
     counts = manifest["counts"]
     assert counts["records_read"] == counts["records_written"] + sum(counts["dropped"].values())
     assert validate_dataset(tmp_path / "out").ok

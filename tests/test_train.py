@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from dataprep.build.run import run
 from dataprep.recipe import load_recipe
 from dataprep.train.loop import config_from, train
 from dataprep.train.proofs import examples, mask_proof, packing_proof
+from dataprep.train import device, speed
 
 from .conftest import RECIPES
 
@@ -48,7 +50,7 @@ def pretrain_dir(tmp_path_factory):
 
 
 def plant(src: Path, dst: Path, how: str) -> Path:
-    """A copy of a fine-tuning dataset whose loss_mask is broken in every split.
+    """A copy of a fine-tuning dataset whose assistant_masks are broken in every split.
 
     ``prompt``: the prompt is the target instead of the answer. ``no_stop``: the stop token
     that closes each answer is not a target. The manifest is copied unchanged (its shard
@@ -60,7 +62,7 @@ def plant(src: Path, dst: Path, how: str) -> Path:
         for shard in sorted((dst / split).glob("data-*.arrow")):
             table = pa.ipc.open_stream(pa.memory_map(str(shard))).read_all()
             masks = []
-            for ids, mask in zip(table.column("input_ids").to_pylist(), table.column("loss_mask").to_pylist()):
+            for ids, mask in zip(table.column("input_ids").to_pylist(), table.column("assistant_masks").to_pylist()):
                 mask = np.array(mask, dtype=np.uint8)
                 if how == "prompt":
                     mask = 1 - mask
@@ -69,7 +71,7 @@ def plant(src: Path, dst: Path, how: str) -> Path:
                     mask[(np.array(ids) == eos) & (mask == 1)] = 0
                 masks.append(mask)
             column = pa.array(masks, type=pa.list_(pa.uint8()))
-            table = table.set_column(table.schema.get_field_index("loss_mask"), "loss_mask", column)
+            table = table.set_column(table.schema.get_field_index("assistant_masks"), "assistant_masks", column)
             tmp = shard.with_name(shard.name + ".tmp")  # never truncate a file that is memory-mapped
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
@@ -118,7 +120,7 @@ def test_fine_tuning_run_reports_every_check(sft_dir, tmp_path):
 
 
 def test_resume_continues_the_same_run(sft_dir, tmp_path):
-    cfg = config_from(steps=12, task_proof="off", **dict(TINY, checkpoint_every=6))
+    cfg = config_from(steps=12, task_proof="off", progress_every=0, **dict(TINY, checkpoint_every=6))  # a line per step
     straight = train(sft_dir, tmp_path / "a", cfg, echo=lambda _: None)
 
     def crash_after_step_6(line: str) -> None:
@@ -188,7 +190,7 @@ def test_attention_backends_agree_and_fall_back():
     sdpa = Transformer(cfg)
     flex = Transformer(cfg, attention="flex")
     flex.load_state_dict(sdpa.state_dict())
-    batch = Collator(pad_id=0)([{"input_ids": list(range(1, 21)), "seq_lens": [7, 9, 4], "num_pad": 4}] * 2)
+    batch = Collator(pad_id=0)([{"input_ids": list(range(1, 21)), "seq_lengths": [7, 9, 4], "num_pad": 4}] * 2)
     with torch.no_grad():  # flex attention's forward runs on CPU (eager), its backward does not
         a = sdpa.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
         b = flex.hidden(batch["input_ids"], batch["position_ids"], batch["document_ids"])
@@ -310,3 +312,117 @@ def test_default_run_solves_demo_sft_and_planted_masks_fail(sft_dir, tmp_path):
     for how in ("prompt", "no_stop"):
         broken = train(plant(sft_dir, tmp_path / f"d-{how}", how), tmp_path / how, echo=print)
         assert not broken["passed"] and broken["checks"]["task"]["after"] < 0.05
+
+
+# --- progress while training, and the CPU threads
+
+
+class FakeClock:
+    """One second later at every reading, from 100 s."""
+
+    def __init__(self):
+        self.now = 99.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+PROGRESS = re.compile(r"step +(\d+)/(\d+)  loss \d+\.\d{4}  lr \d\.\d\de[-+]\d\d  [\d,]+ tok/s  elapsed (\d+):(\d\d)  ETA (\d+):(\d\d)")
+
+
+def test_progress_lines_count_elapsed_up_and_eta_down(pretrain_dir, tmp_path, monkeypatch):
+    # the run reads the fake clock once when training starts and once per step: step k is k seconds in
+    monkeypatch.setattr(speed, "monotonic", FakeClock())
+    lines: list[str] = []
+    cfg = config_from(steps=6, progress_every=0, **TINY)
+    train(pretrain_dir, tmp_path / "run", cfg, echo=lines.append)
+    steps = [PROGRESS.fullmatch(line) for line in lines if line.startswith("step ")]
+    assert all(steps) and len(steps) == 6, lines
+    assert [int(m[1]) for m in steps] == [1, 2, 3, 4, 5, 6] and {m[2] for m in steps} == {"6"}
+    assert [int(m[3]) * 60 + int(m[4]) for m in steps] == [1, 2, 3, 4, 5, 6]      # elapsed
+    assert [int(m[5]) * 60 + int(m[6]) for m in steps] == [5, 4, 3, 2, 1, 0]      # ETA: 1 s per step x steps left
+    assert "training 6 steps (a line every 0 s)" in lines
+
+
+def test_progress_is_timed_not_counted():
+    """A line after the first step, then every ``every`` seconds of wall time, and at the last step."""
+    progress = speed.Progress(start=0, total=25, every=10, clock=FakeClock())  # 1 s per step
+    assert [step for step in range(1, 26) if progress.due(step) is not None] == [1, 11, 21, 25]
+    resumed = speed.Progress(start=100, total=200, every=10, clock=FakeClock())
+    assert resumed.due(101) == 1.0 and resumed.eta(101, 1.0) == 99.0  # from the steps this process ran
+    assert resumed.eta(100, 0.0) != resumed.eta(100, 0.0)  # NaN before the first step ...
+    assert speed.clock_time(float("nan")) == "?"          # ... printed as unknown
+    assert [speed.clock_time(s) for s in (0, 59.4, 61, 3599, 3600, 86399)] == [
+        "0:00", "0:59", "1:01", "59:59", "1:00:00", "23:59:59"]
+
+
+@pytest.fixture
+def torch_threads():
+    """Put torch's thread count back after a test that sets it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_follow_the_cpu_affinity_not_the_core_count(monkeypatch, tmp_path, torch_threads):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})  # e.g. taskset -c 0,2,5
+    no_quota = tmp_path / "absent"
+    assert device.available_cores(cpu_max=no_quota) == 3
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # docker --cpus 1.5: 2 cores' worth of threads
+    assert device.available_cores(cpu_max=quota) == 2
+    quota.write_text("max 100000\n")
+    assert device.available_cores(cpu_max=quota) == 3
+    monkeypatch.setattr(device, "CPU_MAX", no_quota)
+    assert device.use_threads(None) == 3 and torch.get_num_threads() == 3
+    assert device.use_threads(1) == 1 and torch.get_num_threads() == 1  # --threads wins
+
+
+def test_a_run_uses_the_affinity_or_threads(pretrain_dir, tmp_path, monkeypatch, torch_threads, capsys):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1})
+    monkeypatch.setattr(device, "CPU_MAX", tmp_path / "absent")
+    report = train(pretrain_dir, tmp_path / "auto", config_from(steps=2, **TINY), echo=lambda _: None)
+    assert report["threads"] == 1 and report["config"]["threads"] is None
+    args = ["train", str(pretrain_dir), "--out", str(tmp_path / "cli"), "--steps", "2", "--threads", "2"]
+    with pytest.raises(SystemExit):
+        main(args + [f"--set={k}={v}" for k, v in TINY.items()])
+    out = capsys.readouterr().out
+    assert ", 2 CPU threads" in out.splitlines()[0]
+    assert json.loads((tmp_path / "cli" / "verify.json").read_text())["threads"] == 2 and torch.get_num_threads() == 2
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(pretrain_dir), "--out", str(tmp_path / "bad"), "--set", "threads=0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "threads=0 is out of range: it must be at least 1" in err and "leave threads unset" in err
+
+
+def test_busy_hint_only_when_other_work_fills_the_cores():
+    hint = device.busy_hint(2, cores=2, load=4.0)
+    assert hint is not None and "load 4.0 on 2 cores" in hint and "--threads 1" in hint
+    assert device.busy_hint(2, cores=2, load=1.2) is None  # idle enough
+    assert device.busy_hint(1, cores=2, load=4.0) is None  # one thread already
+
+
+def test_resume_may_change_threads_and_progress(sft_dir, tmp_path):
+    """How fast a run goes and how often it prints are the machine's, not the run's: a resume may change them."""
+    cfg = config_from(steps=4, task_proof="off", **dict(TINY, checkpoint_every=2))
+    train(sft_dir, tmp_path / "run", cfg, echo=lambda _: None)
+    other = config_from(steps=4, task_proof="off", threads=1, progress_every=0, **dict(TINY, checkpoint_every=2))
+    assert train(sft_dir, tmp_path / "run", other, resume=True, echo=lambda _: None)["steps"] == 4
+    with pytest.raises(ConfigError, match="trained with other settings: seed=0"):
+        train(sft_dir, tmp_path / "run", config_from(steps=4, task_proof="off", seed=1, **dict(TINY, checkpoint_every=2)),
+              resume=True, echo=lambda _: None)
+
+
+def test_a_run_ends_with_where_to_look_then_the_verdict(pretrain_dir, tmp_path):
+    lines: list[str] = []
+    train(pretrain_dir, tmp_path / "run", config_from(steps=2, **TINY), echo=lines.append)
+    look, verdict_block = lines[-2].splitlines(), lines[-1].splitlines()
+    assert look[0] == "look next:"
+    assert look[1].split()[:3] == ["dataprep", "inspect", str(pretrain_dir)]
+    assert look[2].split()[:3] == ["dataprep", "report", str(pretrain_dir)]
+    assert look[3].split()[0] == str(tmp_path / "run" / "verify.json")
+    assert look[4] == "what each check proves when it passes:"
+    assert [line.split()[0] for line in look[5:]] == ["learning", "mask", "packing"]  # the task is skipped: no claim
+    assert verdict_block[-1].startswith("verdict: ")

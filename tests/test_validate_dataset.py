@@ -109,8 +109,8 @@ def forge(ds: Path) -> None:
         sha, fast = shard_digests(path)
         entry.update(rows=table.num_rows, bytes=path.stat().st_size, sha256=sha, xxh3_128=fast)
         entry["tokens"] = len(ids.values) - int(np.sum(table.column("num_pad").to_numpy()))
-        if "loss_mask" in table.column_names:
-            targets += int(np.sum(table.column("loss_mask").combine_chunks().values.to_numpy()))
+        if "assistant_masks" in table.column_names:
+            targets += int(np.sum(table.column("assistant_masks").combine_chunks().values.to_numpy()))
     for split in ("train", "validation"):
         shards = m["splits"][split]["shards"]
         m["counts"]["rows"][split] = m["packing"][split]["rows"] = sum(s["rows"] for s in shards)
@@ -127,8 +127,8 @@ def found(report) -> list[tuple]:
 
 def pieces(row: dict) -> list[tuple[int, int]]:
     """(start, end) of each piece of a row."""
-    ends = np.cumsum(row["seq_lens"])
-    return list(zip((ends - np.asarray(row["seq_lens"])).tolist(), ends.tolist()))
+    ends = np.cumsum(row["seq_lengths"])
+    return list(zip((ends - np.asarray(row["seq_lengths"])).tolist(), ends.tolist()))
 
 
 # --- clean datasets --------------------------------------------------------------------------
@@ -268,21 +268,21 @@ def test_token_id_at_or_above_vocab(pretrain, tmp_path):
 def test_seq_lens_not_summing(pretrain, tmp_path):
     ds = copy(pretrain, tmp_path)
     rows = rows_of(ds, "train", 2)
-    rows[3]["seq_lens"][0] += 1
+    rows[3]["seq_lengths"][0] += 1
     rewrite(ds, "train", 2, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train', 2).name}"
     assert found(report) == [("seq_lens_sum", name, 3, None)]
-    assert report.findings[0].message == "seq_lens sum to 129 but the row has 128 tokens"
+    assert report.findings[0].message == "seq_lengths sum to 129 but the row has 128 tokens"
 
 
 def test_loss_mask_of_another_length_and_long_row(sft, tmp_path):
     ds = copy(sft, tmp_path)
     rows = rows_of(ds, "train")
-    rows[8]["loss_mask"].append(1)
+    rows[8]["assistant_masks"].append(1)
     rows[9]["input_ids"] = rows[9]["input_ids"] * 4
-    rows[9]["loss_mask"] = rows[9]["loss_mask"] * 4
-    rows[9]["seq_lens"] = [len(rows[9]["input_ids"])]
+    rows[9]["assistant_masks"] = rows[9]["assistant_masks"] * 4
+    rows[9]["seq_lengths"] = [len(rows[9]["input_ids"])]
     rewrite(ds, "train", 0, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train').name}"
@@ -297,7 +297,7 @@ def test_missing_eos(pretrain, tmp_path):
     rows = rows_of(ds, "train", 1)
     row = rows[6]
     (start, end), *_ = pieces(row)  # the first piece is followed by another: it ends a document
-    assert len(row["seq_lens"]) >= 2 and row["input_ids"][end - 1] == 0
+    assert len(row["seq_lengths"]) >= 2 and row["input_ids"][end - 1] == 0
     row["input_ids"][end - 1] = 65
     rewrite(ds, "train", 1, rows)
     report = validate_dataset(ds)
@@ -310,10 +310,10 @@ def test_eos_inside_a_piece_means_seq_lens_moved(pretrain, tmp_path):
     ds = copy(pretrain, tmp_path)
     rows = rows_of(ds, "train", 0)
     row = rows[10]
-    assert len(row["seq_lens"]) >= 3 and row["seq_lens"][1] > 3
-    row["seq_lens"][0] += 2  # the boundary moves 2 tokens right: still sums to 128
-    row["seq_lens"][1] -= 2
-    end = row["seq_lens"][0]
+    assert len(row["seq_lengths"]) >= 3 and row["seq_lengths"][1] > 3
+    row["seq_lengths"][0] += 2  # the boundary moves 2 tokens right: still sums to 128
+    row["seq_lengths"][1] -= 2
+    end = row["seq_lengths"][0]
     rewrite(ds, "train", 0, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train', 0).name}"
@@ -323,7 +323,7 @@ def test_eos_inside_a_piece_means_seq_lens_moved(pretrain, tmp_path):
 def test_doubled_bos_in_pretraining(pretrain_bos, tmp_path):
     ds = copy(pretrain_bos, tmp_path)
     rows = rows_of(ds, "train")
-    r = next(i for i, row in enumerate(rows) if len(row["seq_lens"]) >= 2 and row["seq_lens"][1] >= 3)
+    r = next(i for i, row in enumerate(rows) if len(row["seq_lengths"]) >= 2 and row["seq_lengths"][1] >= 3)
     row = rows[r]
     start, end = pieces(row)[1]  # a piece after the first starts a document: BOS first
     assert row["input_ids"][start] == 1
@@ -356,8 +356,8 @@ def test_bos_inside_a_document(pretrain_bos, tmp_path):
 def test_mask_shifted_by_one_position(sft, tmp_path, shift):
     ds = copy(sft, tmp_path)
     rows = rows_of(ds, "train")
-    mask = rows[21]["loss_mask"]
-    rows[21]["loss_mask"] = np.roll(mask, shift).tolist()
+    mask = rows[21]["assistant_masks"]
+    rows[21]["assistant_masks"] = np.roll(mask, shift).tolist()
     rewrite(ds, "train", 0, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train').name}"
@@ -374,14 +374,14 @@ def test_lost_stop_token_target_in_a_packed_chat_row(chat, tmp_path):
     rows = rows_of(ds, "train")
     row = rows[3]
     start, end = pieces(row)[2]
-    ids, mask = np.asarray(row["input_ids"]), np.asarray(row["loss_mask"])
+    ids, mask = np.asarray(row["input_ids"]), np.asarray(row["assistant_masks"])
     last = start + int(np.flatnonzero(mask[start:end])[-1])
     assert ids[last] == 32007  # <|end|> closes the last assistant turn
-    row["loss_mask"][last] = 0
+    row["assistant_masks"][last] = 0
     rewrite(ds, "train", 0, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train').name}"
-    before = start + int(np.flatnonzero(np.asarray(row["loss_mask"])[start:end])[-1])
+    before = start + int(np.flatnonzero(np.asarray(row["assistant_masks"])[start:end])[-1])
     assert found(report) == [("last_target_not_stop", name, 3, before)]
     assert report.findings[0].message.startswith(f"the last target of example 2 is id {ids[before]}; it must be its stop token (32007, manifest sft.stop_token_ids)")
 
@@ -400,7 +400,7 @@ def test_doubled_bos_in_a_chat_example(chat, tmp_path):
 def test_example_with_no_targets(sft, tmp_path):
     ds = copy(sft, tmp_path)
     rows = rows_of(ds, "validation")
-    rows[7]["loss_mask"] = [0] * len(rows[7]["loss_mask"])
+    rows[7]["assistant_masks"] = [0] * len(rows[7]["assistant_masks"])
     rewrite(ds, "validation", 0, rows)
     report = validate_dataset(ds)
     name = f"validation/{shard_path(ds, 'validation').name}"
@@ -412,7 +412,7 @@ def test_target_in_padding(chat, tmp_path):
     ds = copy(chat, tmp_path)
     rows = rows_of(ds, "validation")
     assert rows[0]["num_pad"] > 0
-    rows[0]["loss_mask"][-1] = 1
+    rows[0]["assistant_masks"][-1] = 1
     rewrite(ds, "validation", 0, rows)
     report = validate_dataset(ds)
     name = f"validation/{shard_path(ds, 'validation').name}"
@@ -440,7 +440,7 @@ def test_train_validation_overlap_of_documents(pretrain, tmp_path):
     ds = copy(pretrain, tmp_path)
     validation, train = rows_of(ds, "validation"), rows_of(ds, "train", 2)
     row = validation[3]
-    assert len(row["seq_lens"]) >= 3 and row["num_pad"] == 0
+    assert len(row["seq_lengths"]) >= 3 and row["num_pad"] == 0
     train[5] = dict(row)
     rewrite(ds, "train", 2, train)
     report = validate_dataset(ds)

@@ -249,7 +249,7 @@ def test_one_flipped_mask_bit(sft_copy):
     m = json.loads((sft_copy / C.MANIFEST_FILE).read_text())
     source = resolve(m, m["inputs"][0]["path"])  # the copy's recipe_dir is the original's
     assert findings(report) == [("recheck_mask", "validation", 3, position, source, line)], report.to_text()
-    assert "has loss_mask 0 where the record gives 1 (1 of" in report.findings[0].message
+    assert "has assistant_masks 0 where the record gives 1 (1 of" in report.findings[0].message
     assert_samples_find(sft_copy, findings(report))
 
 

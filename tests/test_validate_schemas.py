@@ -63,7 +63,7 @@ def test_rows_and_manifest_of_built_datasets_match_their_schemas(tmp_path):
         out = tmp_path / name
         manifest = run(load_recipe(RECIPES / f"{name}.yaml"), out, workers=1, progress=False)
         assert list(iter_issues(json.loads((out / "manifest.json").read_text()), "manifest")) == []
-        assert manifest["format"] == f"dataprep.{'sft' if name == 'demo-sft' else 'pretrain'}/1"
+        assert manifest["format"] == f"dataprep.{'sft' if name == 'demo-sft' else 'pretrain'}/2"
         shard = out / "train" / manifest["splits"]["train"]["shards"][0]["file"]
         rows = pa.ipc.open_stream(pa.memory_map(str(shard))).read_all().slice(0, 5).to_pylist()
         for row in rows:

@@ -2,7 +2,7 @@
 
 Every per-row and per-example number comes from Arrow buffers and numpy over whole record
 batches (list lengths, flattened values, prefix sums), never a Python loop per row, so a
-report of a million rows takes seconds. Per piece of every row (``seq_lens``)::
+report of a million rows takes seconds. Per piece of every row (``seq_lengths``)::
 
     seq_lens  = [3, 2, 3 | 4, 4]      num_pad = [3, 0]   -> pieces [3, 2] | [4, 4], pad piece 3
     loss_mask = [0 1 1 0 1 0 0 0 | 0 0 1 1 0 0 1 1]

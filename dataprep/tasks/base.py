@@ -47,7 +47,7 @@ class ChunkResult:
         tokens: int32, the kept documents' tokens, flat.
         lengths: int64, tokens per kept document.
         source: index of the input file the chunk came from.
-        extras: per-token arrays aligned with ``tokens`` (e.g. ``loss_mask``).
+        extras: per-token arrays aligned with ``tokens`` (e.g. ``assistant_masks``).
         doc_stats: per-document counters (e.g. ``target_tokens``); summed over the documents
             actually written, so duplicates never count.
         drops: dropped records of this chunk, by reason.
@@ -107,7 +107,7 @@ def example_facts(recipe: Recipe, *, label_column: str | None = None) -> RowFact
 class Plan:
     """What a task plugs into the common run."""
 
-    format: str  # manifest "format", e.g. dataprep.pretrain/1
+    format: str  # manifest "format", e.g. dataprep.pretrain/2
     schema: pa.Schema  # row schema
     reader: ChunkReader  # reads one input file's chunks, here or on a Ray worker
     worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args): builds the chunk function once per worker

@@ -46,7 +46,7 @@ from dataprep.tasks.sft.templates import Rendered
 
 log = logging.getLogger("dataprep.fewshot")
 
-FORMAT = "dataprep.fewshot/1"
+FORMAT = "dataprep.fewshot/2"
 EXTRA_DRAWS = 8  # candidates drawn beyond k, so that excluded ones (the query, its prompt) can be replaced
 
 

@@ -8,7 +8,7 @@
          -> static masking: mask each block of rows (seeded) -> write
 
 Every piece is framed, so every row starts with ``[CLS]`` and every piece ends with ``[SEP]``;
-``seq_lens`` keeps the pieces apart. BERT-base-cased, ``seq_len=8``, one short document::
+``seq_lengths`` keeps the pieces apart. BERT-base-cased, ``seq_len=8``, one short document::
 
     text         "Hello world, unbelievable"
     pieces       [CLS] Hello world , un ##believable [SEP] | [PAD]      seq_lens [7, 1], num_pad 1
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from dataprep.text.tokenizer import LoadedTokenizer
 
 MASK_TOKENS = ("[MASK]", "<mask>")
-FORMAT_STATIC = "dataprep.mlm/1"
+FORMAT_STATIC = "dataprep.mlm/2"
 MASK_BLOCK_ROWS = 1024  # rows masked with one generator (static masks; see RowBlocks)
 
 

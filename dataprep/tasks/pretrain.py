@@ -32,7 +32,7 @@ from dataprep.text.tokenizer import LoadedTokenizer
 
 log = logging.getLogger("dataprep.pretrain")
 
-FORMAT = "dataprep.pretrain/1"
+FORMAT = "dataprep.pretrain/2"
 
 
 def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from dataprep.recipe import Recipe
     from dataprep.text.tokenizer import LoadedTokenizer
 
-FORMAT = "dataprep.span/1"
+FORMAT = "dataprep.span/2"
 SENTINEL = "<extra_id_{}>"
 CORRUPT_BLOCK_ROWS = 1024  # rows corrupted with one generator (see RowBlocks)
 

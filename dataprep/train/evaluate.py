@@ -46,7 +46,7 @@ class TaskPlan:
 
     on: bool
     pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    split_by: str | None = None  # "template marker" or "loss_mask"
+    split_by: str | None = None  # "template marker" or "assistant_masks"
     decoder: Any | None = None   # the dataset's tokenizers.Tokenizer, to show samples as text
 
 

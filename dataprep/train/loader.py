@@ -3,16 +3,19 @@
 Three parts, usable alone or together::
 
     ArrowRows(path, "train")          one split, memory-mapped: row i -> numpy views, no copy
-    StepSampler(n, batch_size=, seed=, start_step=)
-                                      batch k = rows of a seeded permutation; a pure function of
-                                      (seed, k), so resuming at step k needs no saved state
+    StepSampler(n, batch_size=, seed=, start_step=, rank=, world_size=)
+                                      batch k = this rank's rows of a seeded permutation; a pure
+                                      function of (seed, k, rank), so resuming at step k needs no
+                                      saved state (dataprep.train.sampler)
     Collator(pad_id=)                 rows -> input_ids, labels, position_ids, document_ids,
                                       cu_seqlens (and, on request, a block-causal attention mask)
 
-``Batches`` chains the three into an ``IterableDataset`` of ready batches. Work per batch is a
+``Batches`` chains the three into an ``IterableDataset`` of ready batches, with ``state_dict()``.
+For Hugging Face ``Trainer`` (and any ``model(**batch)``): ``HFRows`` + ``HFCollator``
+(:mod:`dataprep.train.hf_collate`). Work per batch is a
 few numpy operations per *row* and per *batch*; nothing loops over tokens in Python.
 
-A packed row of two examples and a pad piece (fine-tuning, ``loss_mask`` 1 = target), as the
+A packed row of two examples and a pad piece (fine-tuning, ``assistant_masks`` 1 = target), as the
 collator returns it. ``labels`` follow the Hugging Face convention: aligned with ``input_ids``,
 the model shifts them, so ``labels[t]`` is what position ``t - 1`` must predict::
 
@@ -39,14 +42,18 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import Dataset as TorchDataset
-from torch.utils.data import IterableDataset, Sampler, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from dataprep import columns as C
 from dataprep.dataset.manifest import Manifest
 from dataprep.dataset.reader import Dataset, open_dataset
 from dataprep.errors import ConfigError, DataError
+from dataprep.train.hf_collate import HFCollator, hf_row
+from dataprep.train.sampler import StepSampler
 
-Row = dict[str, Any]  # input_ids, seq_lens, num_pad (+ loss_mask, label_id | label_ids): numpy views
+Row = dict[str, Any]  # input_ids, seq_lengths, num_pad (+ assistant_masks, labels, label_id | label_ids): numpy views
+
+__all__ = ["ArrowRows", "Batches", "Collator", "DatasetInfo", "HFCollator", "HFRows", "StepSampler", "hf_row", "read_info"]
 
 
 @dataclass(frozen=True)
@@ -173,52 +180,16 @@ class ArrowRows(TorchDataset):
         return int(sum(b[C.INPUT_IDS].offsets[-1] - b[C.INPUT_IDS].offsets[0] for b in self._batches))
 
 
-class StepSampler(Sampler[list[int]]):
-    """Row indices of batch ``start_step``, ``start_step + 1``, ...: a seeded, resumable order.
+class HFRows(ArrowRows):
+    """A split whose rows are ``input_ids``, ``labels``, ``position_ids`` (:func:`~dataprep.train.hf_collate.hf_row`):
+    the keys a Hugging Face model's ``forward`` names, so ``Trainer`` keeps them with its default
+    ``remove_unused_columns=True``. Collate with :class:`~dataprep.train.hf_collate.HFCollator`.
 
-    Epoch ``e`` is a permutation drawn from ``(seed, e)``; batch ``k`` is slice ``k mod
-    steps_per_epoch`` of epoch ``k // steps_per_epoch``. Every batch is a pure function of
-    ``(seed, k)``, so a run restarted at step ``k`` sees exactly the batches it would have seen.
-    The last partial batch of an epoch is dropped so every batch has ``batch_size`` rows.
-
-    Args:
-        num_rows: rows in the split.
-        batch_size: rows per batch.
-        seed: seed of the permutations.
-        start_step: the first batch to yield.
-        num_steps: how many batches to yield (None: forever; one pass when not shuffling).
-        shuffle: False keeps file order (evaluation).
-
-    Raises:
-        ConfigError: fewer rows than ``batch_size`` when shuffling.
+    Args: as :class:`ArrowRows`.
     """
 
-    def __init__(self, num_rows: int, *, batch_size: int, seed: int = 0, start_step: int = 0,
-                 num_steps: int | None = None, shuffle: bool = True):
-        if batch_size < 1 or (shuffle and num_rows < batch_size):
-            raise ConfigError(f"batch_size {batch_size} does not fit a split of {num_rows} rows; lower the batch size")
-        self.num_rows, self.batch_size, self.seed = num_rows, batch_size, seed
-        self.start_step, self.num_steps, self.shuffle = start_step, num_steps, shuffle
-        self.steps_per_epoch = num_rows // batch_size if shuffle else -(-num_rows // batch_size)
-        if not shuffle and num_steps is None:
-            self.num_steps = self.steps_per_epoch  # file order: one pass, the last batch may be short
-        self._epoch, self._order = -1, np.arange(num_rows)
-
-    def indices(self, step: int) -> np.ndarray:
-        """The row indices of batch ``step``."""
-        epoch, k = divmod(step, self.steps_per_epoch)
-        if self.shuffle and epoch != self._epoch:
-            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
-        return self._order[k * self.batch_size : (k + 1) * self.batch_size]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step = self.start_step
-        while self.num_steps is None or step < self.start_step + self.num_steps:
-            yield self.indices(step).tolist()
-            step += 1
-
-    def __len__(self) -> int:
-        return self.num_steps if self.num_steps is not None else self.steps_per_epoch
+    def __getitem__(self, i: int) -> Row:
+        return hf_row(super().__getitem__(i))
 
 
 class Collator:
@@ -273,7 +244,7 @@ class Collator:
         seg_lens = np.concatenate(pieces)
         seg_pad = np.concatenate(pad_piece)
         if seg_lens.sum() != B * T:
-            raise DataError("a row's seq_lens do not sum to its length; the dataset is damaged", fix="run `dataprep validate` on it, and build it again")
+            raise DataError("a row's seq_lengths do not sum to its length; the dataset is damaged", fix="run `dataprep validate` on it, and build it again")
         ends = np.cumsum(seg_lens)
         starts = ends - seg_lens
         seg_of_token = np.repeat(np.arange(len(seg_lens)), seg_lens)
@@ -314,30 +285,70 @@ class Batches(IterableDataset):
 
     With a ``DataLoader(batches, batch_size=None, num_workers=W)``, worker ``w`` builds steps
     ``start_step + w``, ``+ W``, ...; the DataLoader takes them round-robin, so the order is the
-    same for any ``W``.
+    same for any ``W``. :meth:`state_dict` is the position after the last batch handed out by
+    iterating this object, or :meth:`loader` (which counts in this process whatever the workers);
+    :meth:`load_state_dict` continues from it, mid-epoch included, with the identical stream.
 
     Args:
         rows: the split.
         collator: turns rows into tensors.
-        batch_size: rows per batch.
+        batch_size: rows per batch (per rank).
         seed: seed of the order.
         start_step: the first batch (resume here).
         num_steps: how many batches (None: forever; one pass when not shuffling).
         shuffle: False: file order (evaluation).
+        rank, world_size: this rank's share of every global batch (:class:`StepSampler`).
     """
 
     def __init__(self, rows: ArrowRows, collator: Collator, *, batch_size: int, seed: int = 0, start_step: int = 0,
-                 num_steps: int | None = None, shuffle: bool = True):
+                 num_steps: int | None = None, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         self.rows, self.collator = rows, collator
         self.sampler = StepSampler(len(rows), batch_size=batch_size, seed=seed, start_step=start_step,
-                                   num_steps=num_steps, shuffle=shuffle)
+                                   num_steps=num_steps, shuffle=shuffle, rank=rank, world_size=world_size)
+        self.taken = 0  # batches handed out since start_step, counted in the process that iterates
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for n, indices in enumerate(self.sampler):
-            if n % workers == worker:
-                yield self.collator(self.rows.__getitems__(indices), step=self.sampler.start_step + n)
+            if n % workers == worker and (indices or self.sampler.shuffle):
+                batch = self.collator(self.rows.__getitems__(indices), step=self.sampler.start_step + n)
+                if info is None:
+                    self.taken = n + 1
+                yield batch
+
+    def loader(self, *, num_workers: int = 0, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Batches from a ``DataLoader`` with ``num_workers`` workers, counted for :meth:`state_dict`."""
+        if num_workers == 0:
+            yield from self
+            return
+        from torch.utils.data import DataLoader
+
+        for n, batch in enumerate(DataLoader(self, batch_size=None, num_workers=num_workers, **kwargs)):
+            self.taken = n + 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands: the next step, and what fixes the order (checked on load)."""
+        s = self.sampler
+        stop = None if s.num_steps is None else s.start_step + s.num_steps
+        return {"step": s.start_step + self.taken, "stop": stop, "seed": s.seed, "batch_size": s.batch_size,
+                "shuffle": s.shuffle, "rank": s.rank, "world_size": s.world_size, "num_rows": s.num_rows}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (:meth:`state_dict`): the next batch is the one that would have come next.
+
+        Raises:
+            ConfigError: ``state`` was saved for another order (seed, batch size, ranks or split size).
+        """
+        s = self.sampler
+        mine = self.state_dict()
+        differ = [k for k in ("seed", "batch_size", "shuffle", "rank", "world_size", "num_rows") if state[k] != mine[k]]
+        if differ:
+            raise ConfigError("the loader state was saved for another order: " + ", ".join(f"{k} {state[k]} != {mine[k]}" for k in differ)
+                              + "; build Batches with the saved settings to resume")
+        s.start_step, self.taken = int(state["step"]), 0
+        s.num_steps = None if state["stop"] is None else int(state["stop"]) - s.start_step
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -3,7 +3,7 @@
 They take a model and the loader's rows, so they also run outside the trainer:
 
 * **mask proof**: labels rebuilt with random token ids at every position the *data* says is
-  not a target (``loss_mask`` 0, pad, each piece's first token) give bit-identical loss and
+  not a target (``assistant_masks`` 0, pad, each piece's first token) give bit-identical loss and
   gradients; changing one target label does change the loss (the proof is not vacuous).
 * **packing proof**: examples packed into rows score the same token-weighted loss as the same
   examples run one at a time (fp32; tolerance 1e-4), so segments never leak into each other.
@@ -11,7 +11,7 @@ They take a model and the loader's rows, so they also run outside the trainer:
   followed by the stop token, so a model that never learned to stop scores 0.
 
 Where the prompt ends is read from the recipe's template (the literal text after its last
-``{field}``, e.g. ``"\\nA: "``), not from ``loss_mask``: a dataset whose mask is broken must
+``{field}``, e.g. ``"\\nA: "``), not from ``assistant_masks``: a dataset whose mask is broken must
 not get to define its own answers. Templates whose tail tokenizes differently in context fall
 back to the mask (``split: loss_mask`` in the report).
 """
@@ -212,7 +212,7 @@ def task_examples(info: DatasetInfo, rows: ArrowRows, *, limit: int) -> tuple[li
         ids, mask = np.asarray(ex[C.INPUT_IDS]), np.asarray(ex[C.LOSS_MASK], dtype=bool)
         first = int(np.argmax(mask)) if mask.any() else len(ids)
         pairs.append((ids[:first], ids[first:]))
-    return pairs, "loss_mask"
+    return pairs, "assistant_masks"
 
 
 @torch.no_grad()

@@ -4,8 +4,8 @@ A batch becomes flat numpy views of its Arrow buffers (:class:`RowBatch`, zero c
 check is a handful of whole-array operations: no Python loop per row or token.
 
 Structure, per row: at least one token; no longer than ``seq_len`` (exactly ``seq_len`` for
-``wrap`` and padded ``bfd``); pieces (``seq_lens``) positive and summing to the row length;
-``loss_mask`` as long as ``input_ids``; ``num_pad`` either 0 or the length of the last piece,
+``wrap`` and padded ``bfd``); pieces (``seq_lengths``) positive and summing to the row length;
+``assistant_masks`` as long as ``input_ids``; ``num_pad`` either 0 or the length of the last piece,
 whose tokens are all the pad id. Rows that break the structure are reported and left out of
 the token-level checks, whose geometry would be meaningless for them.
 """
@@ -234,12 +234,12 @@ def check_structure(rows: RowBatch, c: Contract, scope: Scope) -> np.ndarray:
     cumulative = np.concatenate(([0], np.cumsum(rows.seq_lens)))
     sums = cumulative[rows.seq_starts[1:]] - cumulative[rows.seq_starts[:-1]]
     off = sums != lengths
-    scope.flag("seq_lens_sum", rows.row[off], None, _msg2(sums[off], lengths[off], lambda s, n: f"seq_lens sum to {s:,} but the row has {n:,} tokens"))
+    scope.flag("seq_lens_sum", rows.row[off], None, _msg2(sums[off], lengths[off], lambda s, n: f"seq_lengths sum to {s:,} but the row has {n:,} tokens"))
     good &= ~off
     if rows.mask_starts is not None:
         mask_lengths = np.diff(rows.mask_starts)
         off = mask_lengths != lengths
-        scope.flag("loss_mask_length", rows.row[off], None, _msg2(mask_lengths[off], lengths[off], lambda m, n: f"loss_mask has {m:,} values for {n:,} tokens"))
+        scope.flag("loss_mask_length", rows.row[off], None, _msg2(mask_lengths[off], lengths[off], lambda m, n: f"assistant_masks has {m:,} values for {n:,} tokens"))
         good &= ~off
     good &= _check_pad_piece(rows, c, scope, good)
     return good

@@ -1,6 +1,6 @@
 """Checks 5 and 6, per batch of structurally sound rows: document and example boundaries.
 
-Every row is a run of *pieces* (``seq_lens``): document pieces (pretraining) or whole
+Every row is a run of *pieces* (``seq_lengths``): document pieces (pretraining) or whole
 examples (fine-tuning), then the pad piece when ``num_pad > 0``. Piece starts and ends are
 flat positions from one cumulative sum, so each rule is a gather or a comparison::
 
@@ -21,13 +21,13 @@ flat positions from one cumulative sum, so each rule is a gather or a comparison
 With ``split_special_tokens`` (the default), special-token text inside a document stays
 text, so the special ids appear only where the pipeline put them: EOS only as a piece's last
 token (or in the pad piece when pad is EOS), BOS only as a piece's first token and only with
-``add_bos``, the pad id only in the pad piece. Any other occurrence means ``seq_lens`` no
+``add_bos``, the pad id only in the pad piece. Any other occurrence means ``seq_lengths`` no
 longer matches the documents (or the tokens were changed). A *doubled BOS* is a piece that
 starts with two BOS.
 
 Fine-tuning (each content piece is one example): at least one target; no target at the
 example's first position (nothing in the example predicts it); the last target is a stop
-token (see :mod:`.contract`); ``loss_mask`` is 0 or 1; label ids in range, one per example.
+token (see :mod:`.contract`); ``assistant_masks`` is 0 or 1; label ids in range, one per example.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _check_stray(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope, doub
         flat, k = flat[stray], k[stray]
         row, pos = pieces.where(rows, k, flat)
         number = pieces.index_of(rows, k)
-        scope.flag("eos_inside_piece", row, pos, lambda i: f"EOS {c.eos_id} inside piece {int(number[i])}, not at its end: seq_lens does not match the documents")
+        scope.flag("eos_inside_piece", row, pos, lambda i: f"EOS {c.eos_id} inside piece {int(number[i])}, not at its end: seq_lengths does not match the documents")
     bos_allowed = 0
     if c.bos_id is not None:
         starts_bos = int(np.count_nonzero(ids[pieces.start[content]] == c.bos_id)) if c.add_bos else 0
@@ -179,7 +179,7 @@ def check_sft(rows: RowBatch, pieces: Pieces, c: Contract, scope: Scope) -> int:
         bad = np.flatnonzero(mask > 1)
         row, pos = rows.where(bad)
         values = mask[bad]
-        scope.flag("loss_mask_value", row, pos, lambda i: f"loss_mask is {int(values[i])}; it is 0 or 1")
+        scope.flag("loss_mask_value", row, pos, lambda i: f"assistant_masks is {int(values[i])}; it is 0 or 1")
     content = np.flatnonzero(~pieces.pad)
     targets = np.flatnonzero(mask)
     k_of = np.searchsorted(pieces.end, targets, side="right")

@@ -23,7 +23,7 @@ from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.recipe import Recipe, recipe_from_dict
 
 FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract
-ROW_SCHEMAS = {"dataprep.mlm/1": "mlm-row", "dataprep.span/1": "span-row", "dataprep.fewshot/1": "fewshot-row"}
+ROW_SCHEMAS = {"dataprep.mlm/2": "mlm-row", "dataprep.span/2": "span-row", "dataprep.fewshot/2": "fewshot-row"}
 
 
 @dataclass(frozen=True)

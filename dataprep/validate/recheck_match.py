@@ -157,7 +157,7 @@ class _Matcher:
             else:
                 diff = np.flatnonzero(e.mask != u.mask)
                 shard, row, pos = here.place(e.start + int(diff[0]))
-                why = (f"{shard} row {row} position {pos} has loss_mask {int(e.mask[diff[0]])} where the record gives {int(u.mask[diff[0]])} "
+                why = (f"{shard} row {row} position {pos} has assistant_masks {int(e.mask[diff[0]])} where the record gives {int(u.mask[diff[0]])} "
                        f"({len(diff):,} of {len(u.mask):,} values differ); the {self.what} at {start} has the record's tokens")
                 found.append(Finding("recheck_mask", why, row=row, position=pos, **where))
         if u.label != e.label:
@@ -177,7 +177,7 @@ class _Matcher:
         why = (f"{shard} row {row} position {pos} holds id {int(e.tokens[k])} where the record gives {int(made[k])}: "
                f"{len(diff):,} of the {len(made):,} tokens differ in the {what} stored at {start}")
         if prefix is None and e.mask is not None and u.mask is not None and not np.array_equal(e.mask, u.mask):
-            why += f"; {int(np.count_nonzero(e.mask != u.mask)):,} loss_mask values differ too"
+            why += f"; {int(np.count_nonzero(e.mask != u.mask)):,} assistant_masks values differ too"
         if prefix is None and e.label != u.label:
             why += f"; its label_id is {e.label}, the record's {u.label}"
         return Finding("recheck_tokens", why, row=row, position=pos, **where)

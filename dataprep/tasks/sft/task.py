@@ -52,7 +52,7 @@ from dataprep.tasks.sft.worker import SYSTEM_NOT_RENDERED, UNRENDERED, UNRENDERE
 log = logging.getLogger("dataprep.sft")
 
 
-FORMAT = "dataprep.sft/1"
+FORMAT = "dataprep.sft/2"  # /2: seq_lengths, assistant_masks (were seq_lens, loss_mask) (#16)
 
 
 class OnePerRow:
@@ -92,7 +92,24 @@ def row_schema(recipe: Recipe) -> pa.Schema:
     column = label_column(recipe)
     if column is not None:
         fields.append(pa.field(column, pa.list_(pa.int32()) if column == C.LABEL_IDS else pa.int32()))
+    if recipe.output.labels:
+        fields.append(pa.field(C.LABELS, pa.list_(pa.int32())))
     return pa.schema(fields)
+
+
+def labels_of(rows: PackedRows) -> pa.ListArray:
+    """``output.labels``: per token, the id where ``assistant_masks`` is 1, else ``IGNORE_INDEX``;
+    each piece's first token and the pad piece are never labels (dataprep's collator agrees)::
+
+        input_ids        5    6    7  8 |    9 10 11 |    0    0
+        assistant_masks  0    0    1  1 |    0  1  1 |    0    0
+        labels        -100 -100    7  8 | -100 10 11 | -100 -100
+    """
+    mask = rows.extras[C.LOSS_MASK].astype(bool)
+    starts = np.concatenate(([0], np.cumsum(rows.seq_lens, dtype=np.int64)[:-1]))
+    mask[starts[starts < len(mask)]] = False
+    labels = np.where(mask, rows.input_ids, C.IGNORE_INDEX).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(rows.row_offsets.astype(np.int32)), pa.array(labels))
 
 
 def label_column(recipe: Recipe) -> str | None:
@@ -133,6 +150,7 @@ def to_batch(recipe: Recipe):
         labels = rows.extras.pop(C.LABEL_ID, None)
         batch = rows.to_record_batch()
         arrays = list(batch.columns)
+        targets = labels_of(rows) if recipe.output.labels else None
         if labels is not None:
             # the label of each example = the label at its first token (pad pieces excluded)
             starts = np.concatenate(([0], np.cumsum(rows.seq_lens)[:-1])).astype(np.int64)
@@ -146,6 +164,8 @@ def to_batch(recipe: Recipe):
                 counts = np.diff(rows.seq_offsets) - (rows.num_pad > 0)
                 offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
                 arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(per_piece[~is_pad].astype(np.int32))))
+        if targets is not None:
+            arrays.append(targets)
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return convert
