@@ -5,17 +5,17 @@ them is first used, so ``import dataprep`` loads no tokenizer, torch or Ray)::
 
     import dataprep
 
-    manifest = dataprep.build("recipes/demo-sft.yaml", "out/demo-sft", workers=2, overwrite=True)
+    manifest = dataprep.build_dataset("recipes/demo-sft.yaml", "out/demo-sft", workers=2, overwrite=True)
     manifest.counts.rows.train                 # the typed manifest (dataprep.dataset.manifest.Manifest)
 
-    ds = dataprep.open("out/demo-sft")
+    ds = dataprep.open_dataset("out/demo-sft")
     ds.table("train")                          # pyarrow, memory-mapped
     ds.polars("train"), ds.lazy("train")       # polars DataFrame / LazyFrame
     ds.torch("train")                          # map-style rows for a torch DataLoader
     ds.tokenizer()                             # the copy inside the dataset (OUT/tokenizer)
 
-    report = dataprep.validate("out/demo-sft")  # .ok, .findings, .notes, .to_text()
-    print(dataprep.inspect("out/demo-sft", rows=[0]))
+    report = dataprep.validate_dataset("out/demo-sft")  # .ok, .findings, .notes, .to_text()
+    print(dataprep.inspect_dataset("out/demo-sft", rows=[0]))
 
 A recipe is a YAML path, a dict (relative paths in it are taken from the current folder) or a
 :class:`~dataprep.recipe.Recipe`. ``inputs=`` builds from records in memory, a
@@ -42,11 +42,11 @@ if TYPE_CHECKING:
     from dataprep.train.loader import ArrowRows
     from dataprep.validate.findings import Findings
 
-__all__ = ["Dataset", "build", "inspect", "open", "validate"]
+__all__ = ["Dataset", "build_dataset", "inspect_dataset", "open_dataset", "validate_dataset"]
 
 
 class Dataset(_Dataset):
-    """A built dataset, opened (:func:`open`): :class:`dataprep.dataset.reader.Dataset` (manifest,
+    """A built dataset, opened (:func:`open_dataset`): :class:`dataprep.dataset.reader.Dataset` (manifest,
     ``table``, ``polars``, ``lazy``, ``tokenizer``) plus :meth:`torch`."""
 
     def torch(self, split: str = "train", *, columns: Sequence[str] | None = None) -> ArrowRows:
@@ -57,7 +57,7 @@ class Dataset(_Dataset):
 
             from torch.utils.data import DataLoader
             from dataprep.train.loader import Collator
-            rows = dataprep.open("out/demo-sft").torch("train")
+            rows = dataprep.open_dataset("out/demo-sft").torch("train")
             batch = next(iter(DataLoader(rows, batch_size=8, collate_fn=Collator())))
         """
         from dataprep.train.loader import ArrowRows
@@ -65,7 +65,7 @@ class Dataset(_Dataset):
         return ArrowRows(self, split, columns=columns)
 
 
-def build(
+def build_dataset(
     recipe: str | Path | Mapping[str, Any] | Recipe,
     out: str | Path,
     *,
@@ -105,9 +105,9 @@ def build(
 
     Example::
 
-        m = dataprep.build({"task": "sft", "template": "alpaca", "tokenizer": {"path": "tok/"},
+        m = dataprep.build_dataset({"task": "sft", "template": "alpaca", "tokenizer": {"path": "tok/"},
                             "inputs": [{"path": "data.json"}]}, "out/alpaca", workers=2)
-        m = dataprep.build("recipes/alpaca.yaml", "out/mine", inputs=[{"instruction": "Hi", "input": "", "output": "Hello"}] * 50)
+        m = dataprep.build_dataset("recipes/alpaca.yaml", "out/mine", inputs=[{"instruction": "Hi", "input": "", "output": "Hello"}] * 50)
     """
     from dataprep.build.run import run
     from dataprep.dataset.manifest import Manifest
@@ -136,7 +136,7 @@ def build(
         return Manifest.from_dict(run(recipe_from_dict(resolved, base_dir=base_dir, source=source), out, **kwargs))
 
 
-def open(out: str | Path) -> Dataset:  # noqa: A001  (dataprep.open, as the issue asks)
+def open_dataset(out: str | Path) -> Dataset:
     """Open a built dataset: its typed manifest, splits as Arrow/polars/torch rows, its tokenizer.
 
     Raises:
@@ -145,7 +145,7 @@ def open(out: str | Path) -> Dataset:  # noqa: A001  (dataprep.open, as the issu
 
     Example::
 
-        ds = dataprep.open("out/demo-sft")
+        ds = dataprep.open_dataset("out/demo-sft")
         ds.polars("train").select(pl.col("input_ids").list.len().max())
     """
     from dataprep.dataset.manifest import Manifest
@@ -153,7 +153,7 @@ def open(out: str | Path) -> Dataset:  # noqa: A001  (dataprep.open, as the issu
     return Dataset(path=Path(out), manifest=Manifest.load(out))
 
 
-def validate(out: str | Path, *, recheck: int = 0, full_hash: bool = False, max_errors: int = 50) -> Findings:
+def validate_dataset(out: str | Path, *, recheck: int = 0, full_hash: bool = False, max_errors: int = 50) -> Findings:
     """Check a built dataset as ``dataprep validate`` does; nothing raises for bad data.
 
     Returns:
@@ -161,15 +161,15 @@ def validate(out: str | Path, *, recheck: int = 0, full_hash: bool = False, max_
 
     Example::
 
-        report = dataprep.validate("out/demo-sft")
+        report = dataprep.validate_dataset("out/demo-sft")
         assert report.ok, report.to_text()
     """
-    from dataprep.validate import validate_dataset
+    from dataprep.validate import validate_dataset as check
 
-    return validate_dataset(out, recheck=recheck, full_hash=full_hash, max_errors=max_errors)
+    return check(out, recheck=recheck, full_hash=full_hash, max_errors=max_errors)
 
 
-def inspect(out: str | Path, *, split: str = "train", rows: Sequence[int] = (), random: int | None = None,
+def inspect_dataset(out: str | Path, *, split: str = "train", rows: Sequence[int] = (), random: int | None = None,
             seed: int = 0, head: int = 3, show_ids: bool = False) -> str:
     """Rows of a built dataset as tokens, as ``dataprep inspect`` prints them without colour
     (targets in ``⟦ ⟧``, special tokens in ``⟨ ⟩``, ``│`` between tokens).
@@ -179,11 +179,11 @@ def inspect(out: str | Path, *, split: str = "train", rows: Sequence[int] = (), 
 
     Example::
 
-        print(dataprep.inspect("out/demo-sft", rows=[0, 5], show_ids=True))
+        print(dataprep.inspect_dataset("out/demo-sft", rows=[0, 5], show_ids=True))
     """
     from dataprep.look import inspect as view
 
-    ds = open(out)
+    ds = open_dataset(out)
     n = ds.table(split).num_rows
     if n == 0:
         return f"{out}: split {split!r} has no rows"

@@ -94,7 +94,7 @@ class Dataset:
 
         Example::
 
-            df = dataprep.open("out/demo-sft").polars("train")
+            df = dataprep.open_dataset("out/demo-sft").polars("train")
             df.select(pl.col("input_ids").list.len().mean())
 
         Raises:
