@@ -84,8 +84,12 @@ def _check_documents(ds: Dataset, split: str, found: int) -> None:
             ds.path, split, f"{m.packing[split].split_documents:,}", f"{found:,}",
         )
     elif found != stated:
-        framed = m.rows.ends_with_eos or m.rows.starts_with_bos
-        why = ("documents that end exactly at a row's end are joined with the next (the rows have no EOS or BOS to tell)"
-               if not framed else "the remainder cut, or an EOS or BOS inside a document at a row's end")
+        pack = m.packing[split]
+        if not (m.rows.ends_with_eos or m.rows.starts_with_bos):
+            why = "documents that end exactly at a row's end are joined with the next (the rows have no EOS or BOS to tell)"
+        elif pack.dropped_tokens:
+            why = f"packing.remainder: drop left out the last {pack.dropped_tokens:,} tokens, with the documents in them"
+        else:
+            why = "an EOS or BOS inside a document at a row's end"
         log.warning("%s %s: %s Megatron documents written for %s dataset documents: %s",
                     ds.path, split, f"{found:,}", f"{stated:,}", why)
