@@ -298,6 +298,9 @@ def test_an_export_appears_whole_or_not_at_all(built, tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     with pytest.raises(OutputError, match="not a dataprep export"):
         export(out, "megatron", dest=tmp_path / "mine", overwrite=True)
+    with pytest.raises(ConfigError, match="inside the dataset"):
+        export(out, "megatron", dest=out / "megatron")
+    assert not (out / "megatron").exists() and not (out / "megatron.incomplete").exists()
 
 
 def readme_section() -> str:

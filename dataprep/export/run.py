@@ -48,6 +48,7 @@ def export(out: str | Path, fmt: str, *, split: str = "all", dest: str | Path | 
     Raises:
         ConfigError: an unknown format or split, or a format that cannot carry the rows (a loss
             mask or labels in a token-only format; the message names the formats that can).
+        ConfigError: also ``dest`` inside the dataset folder.
         OutputError: ``dest`` exists (without ``overwrite``), or is not an export.
         InputError: ``out`` is not a dataset.
     """
@@ -64,6 +65,9 @@ def export(out: str | Path, fmt: str, *, split: str = "all", dest: str | Path | 
         raise ConfigError(f"{out}: cannot export as {fmt}: {refused}",
                           fix=f"export with --to {' / '.join(ROW_FORMATS)}, which keep every column")
     dest = Path(dest) if dest is not None else default_dest(out, fmt)
+    if dest.resolve().is_relative_to(ds.path.resolve()):
+        raise ConfigError(f"--out {dest} is inside the dataset {out}, whose files validate checks",
+                          fix=f"export beside it, e.g. --out {default_dest(out, fmt)}")
     _check_dest(dest, overwrite=overwrite)
     tmp = dest.with_name(dest.name + C.INCOMPLETE_SUFFIX)
     if tmp.exists():  # left by an export that did not finish: ours by its name
