@@ -132,6 +132,11 @@ def test_readme_trl_script(workdir, monkeypatch):
     assert counted == manifest.sft.target_tokens == DEMO_SFT_TARGETS
     batch = next(iter(trainer.get_eval_dataloader()))
     assert batch["input_ids"].shape[0] == 1 and (batch["position_ids"] == 0).sum() > 2  # padding-free: examples in one row
+    # TRL's batch is, token for token, dataprep's own for the same rows, laid end to end
+    rows = ArrowRows(scope["OUT"], "validation")
+    ours = [HFCollator(pad_id=0)([rows[i]]) for i in range(trainer.args.per_device_eval_batch_size)]
+    for key in ("input_ids", "labels", "position_ids"):
+        assert batch[key][0].tolist() == sum((b[key][0].tolist() for b in ours), []), key
     model = trainer.model.eval()
     with torch.no_grad():
         loss = float(trainer.compute_loss(model, dict(batch)))  # TRL's own path (it sets use_cache=False)
