@@ -42,7 +42,7 @@ from dataprep.text.tokenizer import LoadedTokenizer
 STYLES: dict[str, tuple[dict, dict]] = {
     "target": ({"fg": 231, "bg": 28, "bold": True}, {"fg": 231, "bg": 22, "bold": True}),
     "context": ({"fg": 252, "bg": 238}, {"fg": 252, "bg": 236}),
-    "text": ({"fg": 252, "bg": 24}, {"fg": 252, "bg": 17}),  # no loss_mask (pretraining rows)
+    "text": ({"fg": 252, "bg": 24}, {"fg": 252, "bg": 17}),  # no assistant_masks (pretraining rows)
 }
 FLAT_STYLES = {"target": {"fg": 46, "bold": True}, "context": {"fg": 245}, "text": {}}  # boundaries off
 SPECIAL_FG = 213

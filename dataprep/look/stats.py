@@ -4,9 +4,9 @@ Every per-row and per-example number comes from Arrow buffers and numpy over who
 batches (list lengths, flattened values, prefix sums), never a Python loop per row, so a
 report of a million rows takes seconds. Per piece of every row (``seq_lengths``)::
 
-    seq_lens  = [3, 2, 3 | 4, 4]      num_pad = [3, 0]   -> pieces [3, 2] | [4, 4], pad piece 3
-    loss_mask = [0 1 1 0 1 0 0 0 | 0 0 1 1 0 0 1 1]
-    targets   = [2, 1 | 2, 2]         prompt = length - targets
+    seq_lengths     = [3, 2, 3 | 4, 4]      num_pad = [3, 0]   -> pieces [3, 2] | [4, 4], pad piece 3
+    assistant_masks = [0 1 1 0 1 0 0 0 | 0 0 1 1 0 0 1 1]
+    targets         = [2, 1 | 2, 2]         prompt = length - targets
 
 Unknown tokens (the id a tokenizer writes for text it cannot represent) are counted per split in
 the same scan, when the manifest names the tokenizer's unk id (``tokenizer.special_tokens.unk``).

@@ -8,7 +8,7 @@
         -> tokenize once with offsets -> mask the query's answer -> fewer shots while too long]
         (workers) -> dedup -> split -> one prompt per row -> write (main)
 
-Demo-sft's inline template, k=2, separator ``"\\n\\n"`` (``⟦ ⟧`` = loss_mask 1)::
+Demo-sft's inline template, k=2, separator ``"\\n\\n"`` (``⟦ ⟧`` = assistant_masks 1)::
 
     Q: add 3 49\\nA: 52\\n\\nQ: reverse idp\\nA: pdi\\n\\nQ: add 60 83\\nA: ⟦143<eos>⟧
     |-- demonstration --|    |-- demonstration --|    ^ query_start

@@ -11,7 +11,7 @@ Every piece is framed, so every row starts with ``[CLS]`` and every piece ends w
 ``seq_lengths`` keeps the pieces apart. BERT-base-cased, ``seq_len=8``, one short document::
 
     text         "Hello world, unbelievable"
-    pieces       [CLS] Hello world , un ##believable [SEP] | [PAD]      seq_lens [7, 1], num_pad 1
+    pieces       [CLS] Hello world , un ##believable [SEP] | [PAD]      seq_lengths [7, 1], num_pad 1
     static mask  [CLS] Hello [MASK] , un ##believable [SEP] | [PAD]
     labels       -100  -100  world -100 -100 -100     -100  | -100
 

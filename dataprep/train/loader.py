@@ -19,11 +19,11 @@ A packed row of two examples and a pad piece (fine-tuning, ``assistant_masks`` 1
 collator returns it. ``labels`` follow the Hugging Face convention: aligned with ``input_ids``,
 the model shifts them, so ``labels[t]`` is what position ``t - 1`` must predict::
 
-    input_ids    = [ 5  6  7  8 |  9 10 11 | 0  0]      seq_lens = [4, 3, 2], num_pad = 2
-    loss_mask    = [ 0  0  1  1 |  0  1  1 | 0  0]
-    labels       = [-100 -100 7 8 | -100 10 11 | -100 -100]
-    position_ids = [ 0  1  2  3 |  0  1  2 | 0  1]
-    document_ids = [ 0  0  0  0 |  1  1  1 | 2  2]      (pad is a segment of its own)
+    input_ids       = [ 5  6  7  8 |  9 10 11 | 0  0]      seq_lengths = [4, 3, 2], num_pad = 2
+    assistant_masks = [ 0  0  1  1 |  0  1  1 | 0  0]
+    labels          = [-100 -100 7 8 | -100 10 11 | -100 -100]
+    position_ids    = [ 0  1  2  3 |  0  1  2 | 0  1]
+    document_ids    = [ 0  0  0  0 |  1  1  1 | 2  2]      (pad is a segment of its own)
     cu_seqlens   = [0, 4, 7, 9]                         (over the flattened batch)
 
 Each piece's first token is never a label, even in pretraining rows (where every other token

@@ -13,7 +13,7 @@ They take a model and the loader's rows, so they also run outside the trainer:
 Where the prompt ends is read from the recipe's template (the literal text after its last
 ``{field}``, e.g. ``"\\nA: "``), not from ``assistant_masks``: a dataset whose mask is broken must
 not get to define its own answers. Templates whose tail tokenizes differently in context fall
-back to the mask (``split: loss_mask`` in the report).
+back to the mask (``split: assistant_masks`` in the report).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def pack(rows: list[Row], *, seq_len: int) -> list[Row]:
 
 
 def _non_targets(row: Row) -> np.ndarray:
-    """Positions the data says carry no loss: loss_mask 0, the pad piece, each piece's first token."""
+    """Positions the data says carry no loss: assistant_masks 0, the pad piece, each piece's first token."""
     n = len(row[C.INPUT_IDS])
     non = ~np.asarray(row[C.LOSS_MASK], dtype=bool) if C.LOSS_MASK in row else np.zeros(n, dtype=bool)
     lengths = np.asarray(row[C.SEQ_LENS])

@@ -5,7 +5,7 @@ examples (fine-tuning), then the pad piece when ``num_pad > 0``. Piece starts an
 flat positions from one cumulative sum, so each rule is a gather or a comparison::
 
     input_ids  a a a E | b b E | c c      (E = EOS, seq_len 8, wrap)
-    seq_lens   [4, 3, 2]   piece ends 3, 6, 8   -> pieces 0 and 1 end documents: ids[3], ids[6] == E
+    seq_lengths [4, 3, 2]  piece ends 3, 6, 8   -> pieces 0 and 1 end documents: ids[3], ids[6] == E
 
 **Which pretraining pieces end a document** (and so must end with EOS when ``add_eos``):
 

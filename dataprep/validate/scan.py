@@ -7,8 +7,8 @@ token share a single pass: the file is hashed in order, and where the bytes are 
 ``input_ids`` values they are hashed, maxed and counted in 256K-token blocks that stay in
 cache::
 
-    file   [schema][batch 0: ids ....... seq_lens num_pad][batch 1: ids ....... ...]
-    hash    ------> ====== blocks ======> -------------> ====== blocks ======> ---->
+    file   [schema][batch 0: ids ....... seq_lengths num_pad][batch 1: ids ....... ...]
+    hash    ------> ====== blocks ======> ----------------> ====== blocks ======> ---->
                     max, count(EOS), count(BOS), count(pad) per block
 
 The later checks use the max and the counts as fast paths (all ids below the vocab; as many

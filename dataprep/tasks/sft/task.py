@@ -7,9 +7,9 @@
 
 One example, GPT-2, ``prompt_completion`` (``1`` = target)::
 
-    text       "Reverse: abc\\n"    "cba"  "<|endoftext|>"
-    input_ids   ... 25 450 66 198   66 7012   50256
-    loss_mask    0  0   0  0   0     1   1      1
+    text             "Reverse: abc\\n"    "cba"  "<|endoftext|>"
+    input_ids         ... 25 450 66 198   66 7012   50256
+    assistant_masks    0  0   0  0   0     1   1      1
 
 The target is the response **and the stop token that closes it**. The first token of every
 example is never a target (nothing before it in the example predicts it), so packed examples
