@@ -174,7 +174,7 @@ def test_mds_round_trip_through_streaming_dataset(built, tmp_path, layout):
             assert shard["raw_data"]["hashes"]["sha1"] == hashlib.sha1(raw).hexdigest()
 
 
-@pytest.mark.parametrize("layout", ["wrap", "sft-packed"])
+@pytest.mark.parametrize("layout", ["wrap", "bfd", "sft", "sft-packed"])
 def test_parquet_keeps_every_column(built, tmp_path, layout):
     out = built / layout
     export(out, "parquet", dest=tmp_path / "pq", split="validation")
@@ -194,6 +194,15 @@ def test_jsonl_rows_text_and_targets(built, tmp_path):
         for line in lines:  # each example decodes to a source record as the template renders it
             (text,), ((target,),) = line["text"], line["targets"]
             assert rendered[text] == target
+
+
+@pytest.mark.parametrize("layout", ["wrap", "bfd"])
+def test_jsonl_pretraining_rows_and_pieces(built, tmp_path, layout):
+    out = built / layout
+    export(out, "jsonl", dest=tmp_path / "jsonl", split="validation")
+    lines = [json.loads(line) for line in (tmp_path / "jsonl" / "validation.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in line.items() if k != "text"} for line in lines] == read_split(out, "validation").to_pylist()
+    assert [len(line["text"]) for line in lines] == [len(lens) for _, lens in content_rows(out, "validation")]
 
 
 def test_jsonl_packed_rows_have_one_text_per_example(built, tmp_path):
@@ -216,6 +225,23 @@ def _flip_nanogpt(dest):
     data = np.memmap(dest / "train.bin", dtype=np.uint16, mode="r+")
     data[5] ^= 1
     data.flush()
+
+
+def test_the_mds_check_fails_on_a_flipped_token(built, tmp_path):
+    out, dest = built / "sft", tmp_path / "mds"
+    export(out, "mds", dest=dest, split="validation")
+    rows = read_split(out, "validation").to_pylist()
+    shard = dest / "validation" / "shard.00000.mds"
+    data = bytearray(shard.read_bytes())
+    at = data.index(np.array(rows[0][C.INPUT_IDS][:8], dtype=np.int32).tobytes())
+    data[at + 4 * 3] ^= 1  # the 4th token of the first row
+    shard.write_bytes(bytes(data))
+    found = mds_rows(dest / "validation")
+    assert found[1:] == rows[1:]
+    with pytest.raises(AssertionError):
+        assert found[0] == rows[0]
+    index = json.loads((dest / "validation" / "index.json").read_text())
+    assert index["shards"][0]["raw_data"]["hashes"]["sha1"] != hashlib.sha1(bytes(data)).hexdigest()
 
 
 @pytest.mark.parametrize("fmt", ["megatron", "nanogpt"])
@@ -257,12 +283,20 @@ def test_cli_export_and_its_refusal(built, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "validation.bin", "validation.idx"]
 
 
+def test_unknown_format_and_split_list_the_choices(built):
+    with pytest.raises(ConfigError) as info:
+        export(built / "wrap", "arrow")
+    assert all(name in info.value.explain()[1] for name in EXPORTERS)
+    with pytest.raises(ConfigError, match="train, validation, all"):
+        export(built / "wrap", "megatron", split="test")
+
+
 def test_provenance_names_the_dataset_and_every_file(built, tmp_path):
     out, dest = built / "bfd", tmp_path / "megatron"
     record = export(out, "megatron", dest=dest)
     assert json.loads((dest / "export.json").read_text()) == record
     m = manifest(out)
-    assert record["format"] == "megatron" and record["export"] == "dataprep.export/1"
+    assert (record["format"], record["split"], record["export"]) == ("megatron", "all", "dataprep.export/1")
     assert record["dataprep_version"] == m["dataprep_version"]
     assert record["dataset"]["manifest_sha256"] == hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
     assert record["dataset"]["recipe_hash"] == m["recipe_hash"]

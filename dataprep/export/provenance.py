@@ -2,7 +2,7 @@
 
 ::
 
-    {"export": "dataprep.export/1", "format": "megatron", "dataprep_version": "0.1.0",
+    {"export": "dataprep.export/1", "format": "megatron", "split": "all", "dataprep_version": "0.1.0",
      "dataset": {"path": "/abs/out/demo-pretrain", "manifest_sha256": "...", "recipe_hash": "...",
                  "format": "dataprep.pretrain/1", "task": "pretrain", "layout": "stream",
                  "tokenizer_fingerprint": "...", "vocab_size": 955},
@@ -30,20 +30,21 @@ FILE = "export.json"
 FORMAT = "dataprep.export/1"
 
 
-def provenance(ds: Dataset, fmt: str, dest: Path, written: dict[str, Written], shared: list[str]) -> dict[str, Any]:
+def provenance(ds: Dataset, fmt: str, split: str, dest: Path, written: dict[str, Written], shared: list[str]) -> dict[str, Any]:
     """The ``export.json`` object of an export in ``dest`` (its files already written)."""
     m = ds.manifest
     splits = {}
-    for split, w in written.items():
+    for name, w in written.items():
         entry: dict[str, Any] = {"rows": w.rows, "tokens": w.tokens}
         if w.documents is not None:
             entry["documents"] = w.documents
         entry.update(w.extra)
         entry["files"] = _files(dest, w.files)
-        splits[split] = entry
+        splits[name] = entry
     return {
         "export": FORMAT,
         "format": fmt,
+        "split": split,
         "dataprep_version": __version__,
         "dataset": {
             "path": str(ds.path.resolve()),

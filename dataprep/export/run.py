@@ -53,7 +53,8 @@ def export(out: str | Path, fmt: str, *, split: str = "all", dest: str | Path | 
         InputError: ``out`` is not a dataset.
     """
     if fmt not in EXPORTERS:
-        raise ConfigError(f"unknown export format {fmt!r}", fix=f"choose one of {', '.join(EXPORTERS)}")
+        choices = "; ".join(f"{name}: {e.summary}" for name, e in EXPORTERS.items())
+        raise ConfigError(f"unknown export format {fmt!r}", fix=f"choose one of {choices}")
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"unknown split {split!r}", fix=f"choose one of {', '.join(SPLIT_CHOICES)}")
     ds = open_dataset(out)
@@ -77,7 +78,7 @@ def export(out: str | Path, fmt: str, *, split: str = "all", dest: str | Path | 
     for s in splits:
         written[s] = exporter.write(ds, s, tmp)
     shared = exporter.finish(ds, tmp, written)
-    record = provenance(ds, fmt, tmp, written, shared)
+    record = provenance(ds, fmt, split, tmp, written, shared)
     (tmp / FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if dest.exists():
         shutil.rmtree(dest)
