@@ -43,24 +43,26 @@ BUILT = {
 CLM_BFD = {"task": "pretrain", "inputs": [{"path": str(RECIPES / "data" / "tiny_corpus.jsonl")}],
            "tokenizer": {"train": {"vocab_size": 600}}, "packing": {"mode": "bfd", "seq_len": 64}, "split": {"validation": 0.1}}
 # sha256 of every shard, from the commit before the manifest was typed (fca9310): the rows are
-# not the manifest's business, so typing it changed none of their bytes
+# not the manifest's business, so typing it changed none of their bytes. Re-pinned when #16 renamed
+# seq_lens -> seq_lengths and loss_mask -> assistant_masks: the Arrow schema's names changed, every
+# column's values did not (built with the checkout before and after, compared column by column)
 SHARDS_BEFORE = {
-    "demo-pretrain": {"train": "56ab44ddc14364fcf7dab39bb7b0046315d1446566a49d1b7a85b3fa26ecdea6",
-                     "validation": "3086e6829f466ac300d073cc89aca1f2b7c6b4c9bb95008d224992100e4a363f"},
-    "demo-sft": {"train": "99b1cf4e11a05c6fcb630454440b5206276295436c0187fd90ae62f199787d4d",
-                "validation": "922c0e163a3963eceb0e4494ac8e4cdd684bfc8486182139b03cd2f193979496"},
-    "classification": {"train": "bc3ce8d1a124a0e58fac966aeb8255963a191e088091aa63e40c377237a63ae8",
-                      "validation": "30baac2eaa557af0131e310ea86f8201887d193860e424d73fc68bb095eecb60"},
-    "chat": {"train": "ae49062836ddc2e7bdd784f8100f367a6f665a890bc196679571e404994cbe11",
-            "validation": "70f6c6cbd90b404d25cfabed63ce174ede997d3d8385473507c5d93f0b11489e"},
-    "fewshot-demo": {"train": "75f8c3a651621f0646369ea4bf776db8328eb3af8a165dea7a9d9d62842b902e",
-                    "validation": "3ff3415c10b6c1aa901739e39328263a7b1cbd0bd598d15ea3fbb9db04dd2395"},
-    "mlm-wikitext": {"train": "49779beb0374e09b10d86929013f6fd34a59dc9f8a7e6c3516ece8e110e29548",
-                    "validation": "abb3813fb5184cbec570ff3b87f98b202b52f7b015b72f075d83500dc671f708"},
-    "span-c4": {"train": "7d6d392deb9b56ab2fe37478dcbefeb55fe678da4aeea660df295e059de5ee0e",
-               "validation": "5edbbd8efeb9dcaaac92ad4594d5b70f111f7bd52887b112eaf8c5578b64e5c7"},
-    "clm-bfd": {"train": "4cff996c700d84091fda07c007e0acf7048a50509ab2c191a457e5dd3017fd84",
-               "validation": "588b9de3c6302c5c70ad93201636b78c16c7bc9c70bd5812d0d8a66506d5f734"},
+    "demo-pretrain": {"train": "dd7484a5409f2cd5dbdf80ee0ffd413e8a21d01e77e18f48071645b56991409b",
+                      "validation": "e7d044903acedca3b18487c73a0900e9df0f5237020c30a92ca241c99d8a1243"},
+    "demo-sft": {"train": "447e2360f898bc560ae6501c979fd0c432a40d1b848089449146c6fcd8499e9d",
+                 "validation": "9d3a6369e02d09816556aa115a3d241f37407bfc01c03809aeda1f747463ae21"},
+    "classification": {"train": "80c3e3999795df28dbc000834317241e532ddaef416f277431ee01c48bf94b08",
+                       "validation": "7544de313c995739271818d66fe3dd1b10bc1005d7c8561e2555ffd0da48f1a4"},
+    "chat": {"train": "0960636762ec34f4f0d0fa97dcf5d1703078309a0f98ef9eb702def3da13f6c0",
+             "validation": "02e7701e18be0c307e2315d62b51098756cfc9dd3670f987b3f35854f958c670"},
+    "fewshot-demo": {"train": "741d8f2f5c56c49af4fc70523b600281c9ebd21e1ba6edb621f93fce79ad9cd9",
+                     "validation": "f8b5978cfc3f686fe3954772427c1cad77a30409ae7ad5e1cf4e9d43797f6d77"},
+    "mlm-wikitext": {"train": "c852a138cbb2d8680c34e5b96e6086f4603febf10f971415f0a12e177f8d0b0c",
+                     "validation": "01afe16c046d2308b6bbe687a8681ddfac4bc6f76a6ba0e4c3803ff436e47855"},
+    "span-c4": {"train": "0dc175f8101e932c3810dfa7a1baf255ee15bb8b60364d1ba44c52554e92f1bb",
+                "validation": "a138a30baf37d9c785d45e3df1475e9dfcfc8722c6b8931f9062c5095a21af03"},
+    "clm-bfd": {"train": "271a972fbeb0dfcd4ef3737ac7e81f66a3d66c08ae93e31da96ab86cf9c7e384",
+                "validation": "af611bdbb861a1d458178d425807fb41a6d8ece222aef83b0c2f6017cbac7b7e"},
 }
 
 
