@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataprep.dataset.manifest_parts import STREAM
 from dataprep.dataset.reader import Dataset
 from dataprep.export.base import TokensOnly, Written, log
 from dataprep.export.pieces import Documents, batches, content
@@ -77,7 +78,7 @@ def _check_documents(ds: Dataset, split: str, found: int) -> None:
     """Say where the documents written are not the dataset's documents (never silently)."""
     m = ds.manifest
     stated = m.packing[split].documents
-    if m.rows.cut_documents and m.rows.layout != "stream":
+    if m.rows.cut_documents and m.rows.layout != STREAM:
         log.warning(
             "%s %s: %s documents were cut into pieces that lie apart in the rows (rows.cut_documents); "
             "each piece is written as its own Megatron document (%s written)",
