@@ -1,7 +1,7 @@
 """JSONL: ``SPLIT.jsonl``, one JSON object per row, for eyes and for tools that read JSON.
 
-Each line holds every column of the row as it is (``input_ids``, ``seq_lens``, ``num_pad``,
-``loss_mask``, labels, ...), so nothing is lost, plus the row decoded by the dataset's tokenizer:
+Each line holds every column of the row as it is (``input_ids``, ``seq_lengths``, ``num_pad``,
+``assistant_masks``, labels, ...), so nothing is lost, plus the row decoded by the dataset's tokenizer:
 
     "text":    one string per content piece (an example, a document or a document's piece; the pad piece left out)
     "targets": (rows with a loss mask) per piece, the decoded runs of target tokens

@@ -1,7 +1,7 @@
 """MosaicML streaming (MDS): ``SPLIT/`` holds shards and ``index.json`` written by ``MDSWriter``.
 
 One MDS sample per dataset row, every column kept: token lists as ``ndarray:<dtype>`` (so
-``input_ids``, ``loss_mask``, ``labels`` come back as numpy arrays of the dataset's own types),
+``input_ids``, ``assistant_masks``, ``labels`` come back as numpy arrays of the dataset's own types),
 scalars (``num_pad``, ``label_id``, ...) as their integer type. The shards carry mosaicml-streaming's
 own hashes (``sha1`` and ``xxh64``, checked by its reader with ``validate_hash``). Read with
 ``streaming.StreamingDataset(local="DEST/train", shuffle=False)``.

@@ -1,10 +1,10 @@
 """Rows -> content tokens, their pieces, and whole documents: what token-only formats write.
 
-A row is ``input_ids`` cut into pieces by ``seq_lens``, the last piece the pad when ``num_pad``
+A row is ``input_ids`` cut into pieces by ``seq_lengths``, the last piece the pad when ``num_pad``
 is set. Exporters that write tokens drop the pads and keep the pieces' content, batch by batch::
 
     rows        [a a a b] [b c c c] [c c P P]      (wrap, seq_len 4; P = pad, num_pad 2)
-    seq_lens    [3 1]     [1 3]     [2 2]
+    seq_lengths [3 1]     [1 3]     [2 2]
     content     a a a b b c c c c c                 pieces 3 1 1 3 2 (the pad piece dropped)
 
 Documents are what Megatron indexes (one Megatron document per dataprep document), so that its
