@@ -59,8 +59,8 @@ class Manifest:
     """Everything ``manifest.json`` holds, in the order it is written.
 
     Attributes:
-        format: the row format (``dataprep.pretrain/1``, ``dataprep.sft/1``, ``dataprep.mlm/1``,
-            ``dataprep.span/1``, ``dataprep.fewshot/1``).
+        format: the row format (``dataprep.pretrain/2``, ``dataprep.sft/2``, ``dataprep.mlm/2``,
+            ``dataprep.span/2``, ``dataprep.fewshot/2``).
         recipe: the resolved recipe as the run recorded it (every default filled in).
         task: ``pretrain``, ``sft`` or ``fewshot``.
         seq_len: the longest row (the same as ``rows.length``; kept for older readers).
