@@ -113,7 +113,7 @@ RUNS_THE_PRODUCER = {
     "dataprep.train.objectives": "dynamic MLM masking at training time is the producer's masker (the same operation, not a check)",
     "dataprep.train.proofs": "the response marker comes from the pair template's text (issue 17 replaces the mask proof)",
 }
-READERS = ("dataprep.validate", "dataprep.look", "dataprep.train")
+READERS = ("dataprep.validate", "dataprep.look", "dataprep.train", "dataprep.export")
 PRODUCERS = ("dataprep.tasks", "dataprep.build")
 
 

@@ -63,12 +63,14 @@ def unknown_in_rows(ds: Path, split: str) -> int:
 
 
 def with_tokenizer_copy(ds: Path, tmp_path: Path) -> Path:
-    """Copy the tokenizer folder beside the dataset and point the manifest at the copy."""
+    """Copy the tokenizer folder beside the dataset and point the manifest at the copy, as a dataset
+    made before the tokenizer was copied into it (``saved_as`` null: the source files are checked)."""
     m = manifest(ds)
     source = Path(resolve(m, m["tokenizer"]["source"]))
     folder = tmp_path / "tokenizer-copy"
     shutil.copytree(source, folder)
     m["tokenizer"]["source"] = str(folder)
+    m["tokenizer"]["saved_as"] = None
     for entry in m["tokenizer"]["files"]:
         entry["path"] = str(folder / Path(entry["path"]).name)
     save_manifest(ds, m)
