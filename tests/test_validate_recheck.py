@@ -350,17 +350,25 @@ def test_an_edited_source_record_is_stale(tmp_path):
     assert report.findings[2].row == 4 and "that no source record re-makes" in report.findings[2].message
 
 
-def test_a_swapped_tokenizer_is_stale(tmp_path):
+@pytest.mark.parametrize("where", ["dataset copy", "source"])
+def test_a_swapped_tokenizer_is_stale(tmp_path, where):
+    """The dataset's own tokenizer copy swapped for another is stale; the source folder swapped after
+    the build is not (the dataset carries the copy it was built with)."""
     folder = tmp_path / "small"
     small_sft(folder, records=50)
+    swapped = folder / "out" / "tokenizer" if where == "dataset copy" else folder / "tok"
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        (folder / "tok" / name).unlink()
+        (swapped / name).unlink()
     for name in ("vocab.json", "merges.txt"):  # GPT-2 where the byte tokenizer was
-        shutil.copy(DATA / "tokenizers" / "gpt2" / name, folder / "tok" / name)
+        shutil.copy(DATA / "tokenizers" / "gpt2" / name, swapped / name)
     report = validate_dataset(folder / "out", recheck=10)
+    if where == "source":
+        assert report.ok, report.to_text()
+        return
     kinds = [f.kind for f in report.findings]
-    assert kinds[0] == "tokenizer_changed" and report.findings[0].path == "tokenizer.fingerprint"
-    assert kinds[1:] == ["recheck_tokens"] * 10
+    assert kinds == ["tokenizer_file_changed", "tokenizer_vocab_size", "tokenizer_special_tokens", "tokenizer_special_tokens",
+                     "tokenizer_changed"] + ["recheck_tokens"] * 10
+    assert report.findings[0].path == report.findings[4].path == "tokenizer.fingerprint"
 
 
 # --- manifest paths: both layouts -------------------------------------------------------------

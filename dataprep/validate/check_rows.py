@@ -156,7 +156,7 @@ def expected_columns(c: Contract) -> dict[str, str]:
     """Column -> Arrow type (as Arrow prints it) for this dataset, from the row schema's ``x-arrow-type``."""
     schema = load_schema(c.schema_name)
     properties = schema["properties"]
-    names = list(schema["required"]) + ([c.label_column] if c.label_column else [])
+    names = list(schema["required"]) + ([c.label_column] if c.label_column else []) + ([C.LABELS] if c.labels else [])
     return {name: properties[name]["x-arrow-type"] for name in names}
 
 
@@ -241,8 +241,22 @@ def check_structure(rows: RowBatch, c: Contract, scope: Scope) -> np.ndarray:
         off = mask_lengths != lengths
         scope.flag("loss_mask_length", rows.row[off], None, _msg2(mask_lengths[off], lengths[off], lambda m, n: f"assistant_masks has {m:,} values for {n:,} tokens"))
         good &= ~off
+    if c.labels and rows.labels_starts is not None:
+        _check_labels(rows, lengths, scope)
     good &= _check_pad_piece(rows, c, scope, good)
     return good
+
+
+def _check_labels(rows: RowBatch, lengths: np.ndarray, scope: Scope) -> None:
+    """sft with ``output.labels``: ``labels`` are the ids where ``assistant_masks`` is 1, IGNORE_INDEX elsewhere."""
+    off = np.diff(rows.labels_starts) != lengths
+    scope.flag("labels_length", rows.row[off], None, lambda i: "labels is not as long as input_ids")
+    if off.any() or rows.mask is None or len(rows.mask) != len(rows.ids):
+        return
+    expected = np.where(rows.mask != 0, rows.ids, C.IGNORE_INDEX)
+    wrong = np.flatnonzero(rows.labels != expected)
+    row, pos = rows.where(wrong)
+    scope.flag("labels_value", row, pos, lambda i: f"labels has {int(rows.labels[wrong[i]])} where assistant_masks and input_ids give {int(expected[wrong[i]])}")
 
 
 def _check_pad_piece(rows: RowBatch, c: Contract, scope: Scope, good: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ class Contract:
     fixed_length: bool  # every row is exactly seq_len
     schema_name: str  # pretrain-row | sft-row
     label_column: str | None = None  # label_id | label_ids
+    labels: bool = False  # sft with output.labels: rows add `labels`, the ids at targets and IGNORE_INDEX elsewhere
     num_labels: int | None = None
     stop_ids: tuple[int, ...] | None = None  # sft; None when they could not be found (check skipped)
     stop_source: str = ""
@@ -81,6 +82,7 @@ def contract_of(manifest: Manifest, notes: list[str]) -> Contract:
         fixed_length=rows.fixed_length,
         schema_name=ROW_SCHEMAS.get(manifest.format, "pretrain-row" if manifest.task == "pretrain" else "sft-row"),
         label_column=rows.label_column,
+        labels=manifest.task == "sft" and bool((manifest.recipe.get("output") or {}).get("labels")),
         num_labels=len(labels) if labels else None,
         stop_ids=stop_ids,
         stop_source=source,
