@@ -523,3 +523,22 @@ def test_long_documents_with_a_validation_split_validate_clean(tmp_path, name):
         assert m["sft"]["target_tokens"] > 100 * m["counts"]["records_written"]  # long responses
     report = validate_dataset(out)
     assert report.findings == [] and report.ok, report.to_text()
+
+
+def test_labels_column_of_output_labels_is_checked(tmp_path):
+    """``output.labels: true``: a clean dataset passes; one label that is not its target id, and
+    a labels list of the wrong length, are each found at their row (and position)."""
+    out = tmp_path / "labels"
+    run(load_recipe(RECIPES / "demo-sft.yaml", ["output.labels=true", "packing.mode=bfd", "packing.seq_len=128"]), out,
+        workers=1, progress=False)
+    assert validate_dataset(out).ok
+    rows = rows_of(out, "train")
+    row = rows[5]
+    first = row["assistant_masks"].index(1)
+    assert row["labels"][first] == row["input_ids"][first]
+    row["labels"][first] = -100  # a target no longer trained
+    rows[9]["labels"] = rows[9]["labels"][:-1]
+    rewrite(out, "train", 0, rows)
+    report = validate_dataset(out)
+    name = f"train/{shard_path(out, 'train').name}"
+    assert found(report) == [("labels_length", name, 9, None), ("labels_value", name, 5, first)]

@@ -249,14 +249,19 @@ def check_structure(rows: RowBatch, c: Contract, scope: Scope) -> np.ndarray:
 
 def _check_labels(rows: RowBatch, lengths: np.ndarray, scope: Scope) -> None:
     """sft with ``output.labels``: ``labels`` are the ids where ``assistant_masks`` is 1, IGNORE_INDEX elsewhere."""
-    off = np.diff(rows.labels_starts) != lengths
+    got = np.diff(rows.labels_starts)
+    off = got != lengths
     scope.flag("labels_length", rows.row[off], None, lambda i: "labels is not as long as input_ids")
-    if off.any() or rows.mask is None or len(rows.mask) != len(rows.ids):
+    if rows.mask is None or len(rows.mask) != len(rows.ids):
         return
-    expected = np.where(rows.mask != 0, rows.ids, C.IGNORE_INDEX)
-    wrong = np.flatnonzero(rows.labels != expected)
+    # the values of every row whose labels have the right length (a short row hides no other row's error)
+    keep = ~np.repeat(off, lengths)
+    labels = rows.labels[~np.repeat(off, got)]
+    expected = np.where(rows.mask[keep] != 0, rows.ids[keep], C.IGNORE_INDEX)
+    bad = np.flatnonzero(labels != expected)
+    wrong = np.flatnonzero(keep)[bad]  # positions in the batch's input_ids
     row, pos = rows.where(wrong)
-    scope.flag("labels_value", row, pos, lambda i: f"labels has {int(rows.labels[wrong[i]])} where assistant_masks and input_ids give {int(expected[wrong[i]])}")
+    scope.flag("labels_value", row, pos, lambda i: f"labels has {int(labels[bad[i]])} where assistant_masks and input_ids give {int(expected[bad[i]])}")
 
 
 def _check_pad_piece(rows: RowBatch, c: Contract, scope: Scope, good: np.ndarray) -> np.ndarray:
