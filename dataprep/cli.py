@@ -312,13 +312,14 @@ def report(dataset: str, out: str | None, fmt: str) -> None:
 @click.option("--seed", type=int, help="Seeds the weights and the data order (default 0).")
 @click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: the cores this process may run on). On a machine busy with other work, fewer is faster: --threads 1.")
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.config.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
-def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
+def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, threads: int | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
     """Train a small transformer on DATASET and prove the data trains: the loss falls, held-out
     answers are right (short-answer fine-tuning data), masks and packing are exact (the
     loader's speed against training's is reported, not part of the verdict). Writes verify.json, loss.png and checkpoint.pt.
@@ -343,7 +344,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
     if len(settings) != len(overrides):
         raise click.UsageError("--set takes KEY=VALUE, e.g. --set task_proof=on")
-    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, classification=classification, eval_fewshot=eval_fewshot)
+    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, threads=threads, classification=classification, eval_fewshot=eval_fewshot)
     run_dir = out or dataset.rstrip("/\\") + "-train"
     report = train(dataset, run_dir, cfg, resume=resume, overwrite=overwrite, echo=(lambda _: None) if quiet else click.echo)
     if quiet:

@@ -51,6 +51,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     workers: int | None = None     # DataLoader worker processes (None: 0 on CPU, where cores train; 4 on CUDA)
+    threads: int | None = None     # torch CPU threads (None: the cores this process may run on; busy machine: 1)
+    progress_every: float = 10.0   # seconds between progress lines (0: every step)
     classification: str = "auto"   # auto (the recipe's classification.train) | generative | head
     eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
     eval_every: int = 250          # validation loss every N steps (0: only at the end)
@@ -74,9 +76,9 @@ class TrainConfig:
 MINIMUM: dict[str, tuple[float, bool]] = {
     "d_model": (1, True), "n_layers": (1, True), "n_heads": (1, True), "steps": (1, True), "batch_size": (1, True),
     "lr": (0, False), "min_lr": (0, True), "warmup": (0, True), "weight_decay": (0, True), "grad_clip": (0, False),
-    "seed": (0, True), "workers": (0, True), "eval_every": (0, True), "eval_rows": (1, True),
-    "checkpoint_every": (0, True), "loss_drop": (0, True), "task_examples": (1, True), "task_threshold": (0, True),
-    "proof_examples": (1, True), "loader_ratio": (0, True),
+    "seed": (0, True), "workers": (0, True), "threads": (1, True), "progress_every": (0, True),
+    "eval_every": (0, True), "eval_rows": (1, True), "checkpoint_every": (0, True), "loss_drop": (0, True),
+    "task_examples": (1, True), "task_threshold": (0, True), "proof_examples": (1, True), "loader_ratio": (0, True),
 }
 # Fractions: at most 1.
 FRACTIONS = ("loss_drop", "task_threshold")

@@ -10,6 +10,11 @@ One run, top to bottom (nanoGPT style), in :func:`train`; each step names the mo
     -> validation loss, task accuracy after         evaluate
     -> the checks and the verdict                   checks (tokens/s reported by speed, never checked)
     -> RUN/checkpoint.pt, RUN/verify.json, RUN/loss.png   save
+    -> where to look next, then the verdict          save.look_next, checks.verdict
+
+While it trains, a progress line (loss, tokens/s, elapsed time, ETA) every ``progress_every``
+seconds (:class:`~dataprep.train.speed.Progress`). torch's CPU threads are ``threads``, by default
+the cores this process may run on (:func:`~dataprep.train.device.available_cores`).
 
 The settings are :class:`~dataprep.train.config.TrainConfig` (``--set KEY=VALUE``). A dataset whose
 manifest has an ``objective`` section (mlm, span corruption) trains in :mod:`dataprep.train.objectives`.
@@ -35,7 +40,7 @@ from dataprep.errors import ConfigError
 from dataprep.train import evaluate, fewshot_eval, save, speed
 from dataprep.train.checks import learning_check, passed, task_check, task_skipped, verdict
 from dataprep.train.config import TrainConfig, config_from
-from dataprep.train.device import pick_device, to_device
+from dataprep.train.device import busy_hint, pick_device, to_device, use_threads
 from dataprep.train.evaluate import TaskPlan
 from dataprep.train.loader import read_info
 from dataprep.train.objectives import train_objective
@@ -70,6 +75,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     out = Path(out)
     checkpoint = save.checkpoint_path(out, resume=resume, overwrite=overwrite)
     info = read_info(dataset)
+    threads = use_threads(cfg.threads)
     if info.manifest.objective is not None:  # mlm / span_corruption: an encoder or a prefix LM
         if resume or cfg.eval_fewshot:
             raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume and --eval-fewshot "
@@ -78,7 +84,10 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
 
     # --- data, device, model, optimizer; what the task check decodes
     setup = build(info, cfg)
-    echo(setup.describe())
+    echo(f"{setup.describe()}, {threads} CPU thread{'s' if threads > 1 else ''}")
+    hint = busy_hint(threads) if setup.device.type == "cpu" else None
+    if hint:
+        echo(hint)
     plan = evaluate.task_plan(setup)
 
     # --- the proofs at initialization, or where a stopped run left off
@@ -86,6 +95,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
         step, history, before = save.load_checkpoint(checkpoint, setup)
         echo(f"resumed at step {step}")
     else:
+        echo(f"proofs at initialization, and the untrained model's scores{' on the task' if plan.on else ''}")
         step, history, before = 0, History(), evaluate.before_training(setup, plan)
         history.add_validation(0, before["val_loss"])
 
@@ -94,10 +104,13 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     history.add_validation(step, evaluate.validation_loss_of(setup))
     save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
 
-    # --- the checks, the report, the run folder
+    # --- the checks, the report, the run folder; where to look next, and the verdict last
+    echo(f"scoring the trained model{' on the task' if plan.on or setup.head else ''}")
     report = make_report(setup, plan, history, before, step=step, echo=echo)
+    report["threads"] = threads
     save.write_report(out, report)
     save.plot(history, out / save.CURVE, title=f"{info.name}: {setup.model_name} model, {step} steps")
+    echo(save.look_next(dataset, out, report["checks"]))
     echo(verdict(report))
     return report
 
@@ -106,12 +119,13 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
                 echo: Callable[[str], None]) -> int:
     """Optimizer steps from ``step`` to ``cfg.steps``; returns the last step.
 
-    Every 5% of the run: a progress line, and the validation loss every ``eval_every`` steps and
-    a checkpoint every ``checkpoint_every`` steps when one falls due.
+    A progress line after the first step, every ``progress_every`` seconds and at the last; the
+    validation loss every ``eval_every`` steps and a checkpoint every ``checkpoint_every`` steps.
     """
     cfg = setup.cfg
     setup.model.train()
-    report_every = max(1, cfg.steps // 20)
+    echo(f"training {cfg.steps - step:,} steps (a line every {cfg.progress_every:g} s)")
+    progress = speed.Progress(start=step, total=cfg.steps, every=cfg.progress_every)
     clock = Clock(setup.device)  # training time only: evaluations and checkpoints are not counted
     for batch in setup.batches(seed=cfg.seed, start=step, count=max(0, cfg.steps - step)):
         lr = lr_at(step, cfg, setup.peak_lr)
@@ -119,14 +133,18 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
                               grad_clip=cfg.grad_clip)
         step += 1
         history.add_step(step, loss, lr, batch["num_tokens"])
-        if step % report_every != 0 and step != cfg.steps:
+        elapsed = progress.due(step)  # wall time: no CUDA sync
+        evaluate_now = cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps
+        save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+        if elapsed is None and not evaluate_now and not save_now:
             continue
         history.seconds += clock.lap()
-        echo(f"step {step:>5}/{cfg.steps}  loss {loss:.4f}  lr {lr:.2e}  {history.tokens_per_s:,.0f} tok/s")
-        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+        if elapsed is not None:
+            echo(progress.line(step, loss=loss, lr=lr, tokens_per_s=history.tokens_per_s, elapsed=elapsed))
+        if evaluate_now:
             history.add_validation(step, evaluate.validation_loss_of(setup))
             echo(f"           validation loss {history.val_loss[-1]:.4f}")
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if save_now:
             save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
         clock.restart()
     return step

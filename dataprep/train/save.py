@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 CHECKPOINT = "checkpoint.pt"
 VERIFY = "verify.json"
 CURVE = "loss.png"
+# Settings of the machine, not of the run: a run may resume with others (how fast it goes, what it prints).
+MACHINE_SETTINGS = ("threads", "progress_every")
+# What each check proves when it passes, for the lines a run ends with.
+PROVES = {
+    "learning": "a model learns from these rows: the training and the held-out loss fall",
+    "task": "the trained model answers held-out prompts exactly, and stops after the answer",
+    "mask": "the loss reads the target tokens and nothing else",
+    "packing": "examples packed into one row never see each other",
+}
 
 
 def checkpoint_path(out: Path, *, resume: bool, overwrite: bool) -> Path:
@@ -71,7 +80,7 @@ def load_checkpoint(path: Path, setup: Setup) -> tuple[int, History, dict[str, A
     """
     state = torch.load(path, map_location=setup.device, weights_only=False)
     settings = asdict(setup.cfg)
-    changed = {k: v for k, v in state["config"].items() if settings.get(k) != v}
+    changed = {k: v for k, v in state["config"].items() if settings.get(k) != v and k not in MACHINE_SETTINGS}
     if changed:
         saved = " ".join(f"--set {k}={v}" for k, v in changed.items())
         raise ConfigError(f"{path} was trained with other settings: "
@@ -104,3 +113,18 @@ def plot(history: History, path: Path, *, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def look_next(dataset: str | Path, out: Path, checks: dict[str, Any]) -> str:
+    """The lines before the verdict: where to look next, and what each check proves when it passes."""
+    import shlex
+
+    data = shlex.quote(str(dataset))
+    where = {f"dataprep inspect {data}": "the rows as text, the trained tokens highlighted",
+             f"dataprep report {data}": "an HTML report: lengths, targets, drops, plots",
+             str(out / VERIFY): f"every figure below ({CURVE}: the loss curve)"}
+    width = max(map(len, where)) + 2
+    lines = ["look next:", *(f"  {what:<{width}}{why}" for what, why in where.items()),
+             "what each check proves when it passes:"]
+    lines += [f"  {name:<9} {proves}" for name, proves in PROVES.items() if checks.get(name, {}).get("pass") is not None]
+    return "\n".join(lines)
