@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine (Python 3.10+ with venv):
-#   make demo   install, then run the main job on the bundled sample data:
-#               recipes -> shards -> validate -> a short training run that proves them
-#   make test   install, then run the test suite
+#   make demo   the light install (the library: no Ray, no transformers, no test tools), then the
+#               main job on the bundled sample data: recipes -> shards -> validate -> a short
+#               training run on each demo that proves them (ends with "verdict: PASS")
+#   make test   the test install (`.[test]`: + pytest, hypothesis, transformers, Ray), then the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,17 +10,30 @@ BIN := $(VENV)/bin
 # Set TORCH_SPEC to choose another build, e.g. TORCH_SPEC='torch==2.13.0' (the default).
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= out
+# Training threads for the demo (default: the cores this process may run on). On a busy machine
+# fewer threads than cores is faster: make demo THREADS=1
+THREADS ?=
+TRAIN_OPTS := $(if $(THREADS),--threads $(THREADS))
+# The demo's fine-tuning run (benchmarks/demo_time.py measures the whole demo).
+DEMO_SFT_STEPS ?= 2000
 
-.PHONY: install demo test test-all clean
+.PHONY: install install-test demo test test-all clean
 
-$(BIN)/dataprep: pyproject.toml
+# The light install: what the library and `make demo` need.
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-install: $(BIN)/dataprep
+# The test install: the light one plus the `test` extra.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/dataprep run recipes/demo-pretrain.yaml --out $(OUT)/demo-pretrain --overwrite
@@ -27,13 +41,13 @@ demo: install
 	$(BIN)/dataprep run recipes/demo-sft.yaml --out $(OUT)/demo-sft --overwrite
 	$(BIN)/dataprep validate $(OUT)/demo-sft
 	$(BIN)/python -c "import datasets; d = datasets.load_from_disk('$(OUT)/demo-sft'); print(d)"
-	$(BIN)/dataprep train $(OUT)/demo-pretrain --out $(OUT)/demo-pretrain-train --overwrite --steps 100
-	$(BIN)/dataprep train $(OUT)/demo-sft --out $(OUT)/demo-sft-train --overwrite
+	$(BIN)/dataprep train $(OUT)/demo-pretrain --out $(OUT)/demo-pretrain-train --overwrite --steps 100 $(TRAIN_OPTS)
+	$(BIN)/dataprep train $(OUT)/demo-sft --out $(OUT)/demo-sft-train --overwrite --steps $(DEMO_SFT_STEPS) $(TRAIN_OPTS)
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install-test
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 clean:
