@@ -85,8 +85,8 @@ def option_values(params: dict, name: str) -> list:
 
 
 def test_readme_has_the_commands_it_shows():
-    assert len(COMMANDS) == 38, [" ".join(c) for c in COMMANDS]
-    assert {split_command(c)[1] for c in COMMANDS} == {"run", "check-recipe", "schema", "validate", "inspect", "report", "train"}
+    assert len(COMMANDS) == 43, [" ".join(c) for c in COMMANDS]
+    assert {split_command(c)[1] for c in COMMANDS} == {"run", "check-recipe", "schema", "validate", "inspect", "report", "train", "export"}
 
 
 def test_every_readme_command_parses_and_names_files_that_exist(tmp_path, monkeypatch):
@@ -163,8 +163,9 @@ RECIPES_DIR = REPO / "recipes"
 
 
 def bound_names(module: Path) -> set[str]:
-    """Names a module binds at its top level (defs, classes, assignments, imports)."""
-    names = set()
+    """Names a module binds at its top level (defs, classes, assignments, imports), and, when it has
+    a module ``__getattr__`` (the package's lazy API), the names its ``__all__`` offers."""
+    names, offered = set(), set()
     for node in ast.parse(module.read_text(encoding="utf-8")).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
@@ -173,7 +174,9 @@ def bound_names(module: Path) -> set[str]:
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names |= {t.id for t in targets if isinstance(t, ast.Name)}
-    return names
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                offered = {e.value for e in getattr(node.value, "elts", []) if isinstance(e, ast.Constant)}
+    return names | offered if "__getattr__" in names else names
 
 
 def resolves(dotted: str) -> bool:
@@ -222,7 +225,7 @@ def layout_rows() -> list[tuple[list[Path], list[str]]]:
 
 def test_layout_names_modules_that_exist_where_it_says():
     rows = layout_rows()
-    assert len(rows) == 11
+    assert len(rows) == 13
     named = set()
     for folders, names in rows:
         bases = [*folders, *(f / n for f in folders for n in names if n.endswith("/") and (f / n).is_dir()), PACKAGE, REPO]
