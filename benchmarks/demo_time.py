@@ -42,6 +42,14 @@ def load() -> str:
         return "unknown"
 
 
+def installed(folder: Path) -> str:
+    """Whether the optional packages made it into the clone's .venv (they must not)."""
+    code = ("import importlib.util as u; print(', '.join(f'{m} ' + ('yes' if u.find_spec(m) else 'no') "
+            "for m in ('torch', 'ray', 'transformers', 'pytest', 'hypothesis')))")
+    done = subprocess.run([str(folder / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    return done.stdout.strip() or done.stderr.strip()
+
+
 def run_make(folder: Path, args: list[str]) -> tuple[list[tuple[float, str]], int]:
     """`make demo ARGS` in ``folder``: every output line with its time since the start, and the exit status."""
     start = time.perf_counter()
@@ -91,6 +99,8 @@ def main() -> int:
         print(f"{seconds:7.1f}  {name}")
     print(f"{lines[-1][0]:7.1f}  total: make demo exited {status}; verdicts {', '.join(verdicts) or 'none'}")
     print(f"load average at the end {load()}")
+    venv = sum(f.stat().st_size for f in (folder / ".venv").rglob("*") if f.is_file() and not f.is_symlink())
+    print(f".venv: {venv / 1e9:.2f} GB; installed: {installed(folder)}")
     if opts.keep:
         print(f"kept: {folder}")
     else:
