@@ -32,6 +32,7 @@ $(VENV)/.installed: pyproject.toml
 # The test install: the light one plus the `test` extra.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-deps "mosaicml-streaming==0.13.0"
 	touch $@
 
 install: $(VENV)/.installed
