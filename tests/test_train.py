@@ -426,3 +426,16 @@ def test_a_run_ends_with_where_to_look_then_the_verdict(pretrain_dir, tmp_path):
     assert look[4] == "what each check proves when it passes:"
     assert [line.split()[0] for line in look[5:]] == ["learning", "mask", "packing"]  # the task is skipped: no claim
     assert verdict_block[-1].startswith("verdict: ")
+
+
+def test_automatic_threads_fall_back_to_one_when_other_work_takes_the_cores(torch_threads):
+    torch.set_num_threads(2)
+    watch = device.Contention(2, auto=True)
+    assert watch.update(12_000) is None and watch.update(9_000) is None  # slower, not collapsed
+    line = watch.update(3_000)  # under a third of the best: the threads wait for each other
+    assert line is not None and "12,000" in line and "1 thread instead of 2" in line and "--threads N" in line
+    assert watch.threads == 1 and torch.get_num_threads() == 1
+    assert watch.update(100) is None  # one thread already
+    chosen = device.Contention(2, auto=False)  # --threads 2: the user's choice stands
+    torch.set_num_threads(2)
+    assert chosen.update(12_000) is None and chosen.update(100) is None and torch.get_num_threads() == 2

@@ -55,6 +55,31 @@ def use_threads(requested: int | None) -> int:
     return threads
 
 
+class Contention:
+    """Automatic threads (no ``--threads``): go on with one thread when other work takes the cores mid-run.
+
+    Threads that wait for each other collapse when a core is taken away: on the 2-core VM, demo-sft
+    training on two threads fell from about 12 steps/s to 0.3 when other jobs started. So when a
+    progress interval trains at under a third of the best rate seen so far, training goes on with
+    one thread (which other work slows down only in proportion).
+    """
+
+    def __init__(self, threads: int, *, auto: bool):
+        self.threads, self.auto, self.best = threads, auto, 0.0
+
+    def update(self, tokens_per_s: float) -> str | None:
+        """The rate of the last interval; returns what changed (a line to print), or None."""
+        if not self.auto or self.threads == 1 or tokens_per_s <= 0:
+            return None
+        self.best = max(self.best, tokens_per_s)
+        if tokens_per_s >= self.best / 3:
+            return None
+        before, self.threads = self.threads, 1
+        torch.set_num_threads(1)
+        return (f"training slowed to {tokens_per_s:,.0f} tok/s from {self.best:,.0f}: other work holds the cores, "
+                f"so it goes on with 1 thread instead of {before} (--threads N chooses)")
+
+
 def busy_hint(threads: int, *, cores: int | None = None, load: float | None = None) -> str | None:
     """A hint when other work already keeps the cores busy (1-minute load average), else None.
 

@@ -40,7 +40,7 @@ from dataprep.errors import ConfigError
 from dataprep.train import evaluate, fewshot_eval, save, speed
 from dataprep.train.checks import learning_check, passed, task_check, task_skipped, verdict
 from dataprep.train.config import TrainConfig, config_from
-from dataprep.train.device import busy_hint, pick_device, to_device, use_threads
+from dataprep.train.device import Contention, busy_hint, pick_device, to_device, use_threads
 from dataprep.train.evaluate import TaskPlan
 from dataprep.train.loader import read_info
 from dataprep.train.objectives import train_objective
@@ -100,14 +100,15 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
         history.add_validation(0, before["val_loss"])
 
     # --- train, then the validation loss and a checkpoint of the finished run
-    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo)
+    contention = Contention(threads, auto=cfg.threads is None and setup.device.type == "cpu")
+    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo, contention=contention)
     history.add_validation(step, evaluate.validation_loss_of(setup))
     save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
 
     # --- the checks, the report, the run folder; where to look next, and the verdict last
     echo(f"scoring the trained model{' on the task' if plan.on or setup.head else ''}")
     report = make_report(setup, plan, history, before, step=step, echo=echo)
-    report["threads"] = threads
+    report["threads"] = threads if contention.threads == threads else {"start": threads, "end": contention.threads}
     save.write_report(out, report)
     save.plot(history, out / save.CURVE, title=f"{info.name}: {setup.model_name} model, {step} steps")
     echo(save.look_next(dataset, out, report["checks"]))
@@ -116,17 +117,19 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
 
 
 def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, Any], checkpoint: Path,
-                echo: Callable[[str], None]) -> int:
+                echo: Callable[[str], None], contention: Contention | None = None) -> int:
     """Optimizer steps from ``step`` to ``cfg.steps``; returns the last step.
 
     A progress line after the first step, every ``progress_every`` seconds and at the last; the
-    validation loss every ``eval_every`` steps and a checkpoint every ``checkpoint_every`` steps.
+    validation loss every ``eval_every`` steps and a checkpoint every ``checkpoint_every`` steps. With
+    ``contention``, each interval's tokens/s may move training to one thread (see :class:`Contention`).
     """
     cfg = setup.cfg
     setup.model.train()
     echo(f"training {cfg.steps - step:,} steps (a line every {cfg.progress_every:g} s)")
     progress = speed.Progress(start=step, total=cfg.steps, every=cfg.progress_every)
     clock = Clock(setup.device)  # training time only: evaluations and checkpoints are not counted
+    seen = (history.tokens, history.seconds)  # at the last progress line: this interval's rate
     for batch in setup.batches(seed=cfg.seed, start=step, count=max(0, cfg.steps - step)):
         lr = lr_at(step, cfg, setup.peak_lr)
         loss = optimizer_step(setup.model, setup.opt, setup.loss, to_device(batch, setup.device), lr=lr,
@@ -141,6 +144,11 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
         history.seconds += clock.lap()
         if elapsed is not None:
             echo(progress.line(step, loss=loss, lr=lr, tokens_per_s=history.tokens_per_s, elapsed=elapsed))
+            rate = (history.tokens - seen[0]) / max(history.seconds - seen[1], 1e-9)
+            changed = contention.update(rate) if contention and step > 1 else None  # step 1: warm-up
+            if changed:
+                echo(changed)
+            seen = (history.tokens, history.seconds)
         if evaluate_now:
             history.add_validation(step, evaluate.validation_loss_of(setup))
             echo(f"           validation loss {history.val_loss[-1]:.4f}")
