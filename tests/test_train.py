@@ -428,14 +428,22 @@ def test_a_run_ends_with_where_to_look_then_the_verdict(pretrain_dir, tmp_path):
     assert verdict_block[-1].startswith("verdict: ")
 
 
-def test_automatic_threads_fall_back_to_one_when_other_work_takes_the_cores(torch_threads):
+def test_automatic_threads_keep_the_faster_of_all_or_one(torch_threads):
     torch.set_num_threads(2)
-    watch = device.Contention(2, auto=True)
-    assert watch.update(12_000) is None and watch.update(9_000) is None  # slower, not collapsed
-    line = watch.update(3_000)  # under a third of the best: the threads wait for each other
+    idle = device.Contention(2, auto=True)
+    assert idle.update(12_000) is None and torch.get_num_threads() == 1  # the first interval on 2: try 1 next
+    line = idle.update(8_000)                                              # 1 is slower: back to 2
+    assert line == "2 threads train faster than 1 here (12,000 vs 8,000 tok/s)" and torch.get_num_threads() == 2
+    assert idle.update(9_000) is None and idle.threads == 2                # slower, not collapsed
+    line = idle.update(3_000)  # under a third of the best: other work took the cores
     assert line is not None and "12,000" in line and "1 thread instead of 2" in line and "--threads N" in line
-    assert watch.threads == 1 and torch.get_num_threads() == 1
-    assert watch.update(100) is None  # one thread already
-    chosen = device.Contention(2, auto=False)  # --threads 2: the user's choice stands
+    assert idle.threads == 1 and torch.get_num_threads() == 1
+    assert idle.update(100_000) is None and idle.threads == 1  # for good
     torch.set_num_threads(2)
-    assert chosen.update(12_000) is None and chosen.update(100) is None and torch.get_num_threads() == 2
+    busy = device.Contention(2, auto=True)  # busy from the start: no drop to see, the trial finds it
+    assert busy.update(3_000) is None and busy.update(6_000).startswith("1 thread trains faster than 2 here")
+    assert busy.threads == 1 and torch.get_num_threads() == 1 and busy.update(10) is None
+    torch.set_num_threads(2)
+    chosen = device.Contention(2, auto=False)  # --threads 2: the user's choice stands
+    assert all(chosen.update(rate) is None for rate in (12_000, 100, 50_000)) and torch.get_num_threads() == 2
+    assert device.Contention(1, auto=True).update(5) is None  # one core: nothing to choose

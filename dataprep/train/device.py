@@ -56,28 +56,49 @@ def use_threads(requested: int | None) -> int:
 
 
 class Contention:
-    """Automatic threads (no ``--threads``): go on with one thread when other work takes the cores mid-run.
+    """Automatic threads (no ``--threads``): train on whichever is faster, all the cores' threads or one.
 
-    Threads that wait for each other collapse when a core is taken away: on the 2-core VM, demo-sft
-    training on two threads fell from about 12 steps/s to 0.3 when other jobs started. So when a
-    progress interval trains at under a third of the best rate seen so far, training goes on with
-    one thread (which other work slows down only in proportion).
+    Threads that wait for each other collapse when other work takes a core: on the 2-core VM, demo-sft
+    training on two threads fell from about 12 steps/s to 0.3 when other jobs started, and one thread
+    was faster while they ran. So the first progress interval trains on every thread and the next on
+    one, and training keeps the faster; later, an interval at under a third of the best rate moves it
+    to one thread for good. Each interval's rate counts training time only.
     """
 
     def __init__(self, threads: int, *, auto: bool):
-        self.threads, self.auto, self.best = threads, auto, 0.0
+        self.threads, self.many, self.auto = threads, threads, auto and threads > 1
+        self.best = 0.0
+        self.first: float | None = None  # the rate on every thread, while one is tried
+        self.tried = False
+
+    def _use(self, threads: int) -> None:
+        self.threads = threads
+        torch.set_num_threads(threads)
 
     def update(self, tokens_per_s: float) -> str | None:
-        """The rate of the last interval; returns what changed (a line to print), or None."""
-        if not self.auto or self.threads == 1 or tokens_per_s <= 0:
+        """The rate of the interval just trained; returns a line to print when the choice is made or changes."""
+        if not self.auto or tokens_per_s <= 0:
             return None
+        if not self.tried:
+            if self.first is None:  # the first interval on every thread: try one next
+                self.first = tokens_per_s
+                self._use(1)
+                return None
+            self.tried = True
+            if tokens_per_s > self.first:
+                self.auto = False
+                return (f"1 thread trains faster than {self.many} here ({tokens_per_s:,.0f} vs {self.first:,.0f} tok/s): "
+                        f"other work holds the cores; going on with 1 (--threads N chooses)")
+            self._use(self.many)
+            self.best = self.first
+            return f"{self.many} threads train faster than 1 here ({self.first:,.0f} vs {tokens_per_s:,.0f} tok/s)"
         self.best = max(self.best, tokens_per_s)
         if tokens_per_s >= self.best / 3:
             return None
-        before, self.threads = self.threads, 1
-        torch.set_num_threads(1)
+        self.auto = False
+        self._use(1)
         return (f"training slowed to {tokens_per_s:,.0f} tok/s from {self.best:,.0f}: other work holds the cores, "
-                f"so it goes on with 1 thread instead of {before} (--threads N chooses)")
+                f"so it goes on with 1 thread instead of {self.many} (--threads N chooses)")
 
 
 def busy_hint(threads: int, *, cores: int | None = None, load: float | None = None) -> str | None:
@@ -94,8 +115,8 @@ def busy_hint(threads: int, *, cores: int | None = None, load: float | None = No
             return None
     if threads < 2 or load < cores:
         return None
-    return (f"the machine is busy (load {load:.1f} on {cores} cores): if training is slow, "
-            f"--threads 1 (threads that wait for each other are slower than one)")
+    return (f"the machine is busy (load {load:.1f} on {cores} cores): threads that wait for each other may be slower "
+            f"than one (--threads 1)")
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
