@@ -98,6 +98,7 @@ def test_fsspec_only_scheme_round_trips(tmp_path):
             ["dataset_dict.json", "manifest.json"]
             + [f"{split}/{s['file']}" for split, e in local["splits"].items() for s in e["shards"]]
             + [f"{split}/{name}" for split in local["splits"] for name in ("dataset_info.json", "state.json")]
+            + [f"tokenizer/{name}" for name in ("merges.txt", "vocab.json")]  # GPT-2's two files, copied
         )
         assert json.loads(mem.cat("/dp-test/out/manifest.json")) == remote
         with pytest.raises(OutputError, match="already exists; pass --overwrite"):

@@ -25,7 +25,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataprep.errors import TokenizerError
 
 if TYPE_CHECKING:
     from dataprep.text.tokenizer import LoadedTokenizer
@@ -44,7 +43,8 @@ def copy_tokenizer_files(tokenizer: LoadedTokenizer, folder: Path) -> list[Path]
     folder reads it. Returns the copies.
 
     Raises:
-        TokenizerError: a file cannot be read or the folder cannot be written.
+        OSError: a file cannot be read or the folder cannot be written (the run turns a full disk or
+            a missing permission into its message, naming the path: :mod:`dataprep.build.faults`).
     """
     folder = Path(folder)
     sources = list(tokenizer.files)
@@ -52,15 +52,11 @@ def copy_tokenizer_files(tokenizer: LoadedTokenizer, folder: Path) -> list[Path]
         parent = sources[0].parent
         sources += [parent / name for name in BESIDE if (parent / name).is_file() and parent / name not in sources]
     copies = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, file in enumerate(sources):
-            target = folder / _folder_name(file, first=i == 0)
-            shutil.copyfile(file, target)
-            copies.append(target)
-    except OSError as exc:
-        raise TokenizerError(f"{folder}: cannot copy the tokenizer's files into the dataset ({exc}); "
-                             "check the output folder is writable and the tokenizer files readable") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, file in enumerate(sources):
+        target = folder / _folder_name(file, first=i == 0)
+        shutil.copyfile(file, target)
+        copies.append(target)
     return copies
 
 
