@@ -192,3 +192,26 @@ def machine() -> str:
 
 def mb(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
+
+
+def build_once(spec: dict, out: Path, *, base_dir: Path, workers: int | None) -> Path:
+    """Build the dataset ``spec`` describes at ``out``, or reuse the one already there when it was
+    built from the same recipe (same ``recipe_hash``)."""
+    from dataprep.build.run import run
+    from dataprep.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict(spec, base_dir=base_dir)
+    manifest = out / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text())["recipe_hash"] == recipe.hash:
+        print(f"reusing {out}")
+        return out
+    started = time.perf_counter()
+    run(recipe, out, workers=workers, overwrite=True, progress=None)
+    print(f"built {out} in {time.perf_counter() - started:.0f} s")
+    return out
+
+
+def shard_files(dataset: Path) -> list[Path]:
+    """Every shard file of a built dataset, in manifest order (train, then validation)."""
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    return [dataset / split / s["file"] for split, info in manifest["splits"].items() for s in info["shards"]]

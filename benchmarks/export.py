@@ -26,11 +26,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from _bench import BENCH, corpus_prefix
+from _bench import BENCH, build_once, corpus_prefix, shard_files
 
-from dataprep.build.run import run
 from dataprep.export import EXPORTERS, export
-from dataprep.recipe import recipe_from_dict
 
 
 def build(work: Path, corpus: Path, tokenizer: Path, limit_mb: float, workers: int | None) -> Path:
@@ -43,21 +41,7 @@ def build(work: Path, corpus: Path, tokenizer: Path, limit_mb: float, workers: i
         "packing": {"mode": "wrap", "seq_len": 2048},
         "split": {"validation": 0.01},
     }
-    recipe = recipe_from_dict(spec, base_dir=work)
-    out = work / "dataset"
-    manifest = out / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text())["recipe_hash"] == recipe.hash:
-        print(f"reusing {out}")
-        return out
-    started = time.perf_counter()
-    run(recipe, out, workers=workers, overwrite=True, progress=None)
-    print(f"built {out} in {time.perf_counter() - started:.0f} s")
-    return out
-
-
-def shards(dataset: Path) -> list[Path]:
-    manifest = json.loads((dataset / "manifest.json").read_text())
-    return [dataset / split / s["file"] for split, info in manifest["splits"].items() for s in info["shards"]]
+    return build_once(spec, work / "dataset", base_dir=work, workers=workers)
 
 
 def plain_read(paths: list[Path]) -> int:
@@ -87,7 +71,7 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = build(args.work, args.corpus, args.tokenizer, args.limit_mb, args.workers)
-    paths = shards(dataset)
+    paths = shard_files(dataset)
     size = sum(p.stat().st_size for p in paths)
     manifest = json.loads((dataset / "manifest.json").read_text())
     print(f"{manifest['counts']['tokens']:,} tokens, {sum(manifest['counts']['rows'].values()):,} rows, {size / 1e6:,.1f} MB of shards")

@@ -33,10 +33,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from _bench import corpus_prefix
+from _bench import build_once, corpus_prefix, shard_files
 
-from dataprep.build.run import run
-from dataprep.recipe import recipe_from_dict
 from dataprep.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,21 +64,7 @@ def build(work: Path, inputs: list[Path], tokenizer: Path, workers: int | None) 
         "packing": {"mode": "wrap", "seq_len": 2048},
         "split": {"validation": 0.01},
     }
-    recipe = recipe_from_dict(spec, base_dir=work)
-    out = work / "dataset"
-    manifest = out / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text())["recipe_hash"] == recipe.hash:
-        print(f"reusing {out}")
-        return out
-    started = time.perf_counter()
-    run(recipe, out, workers=workers, overwrite=True, progress=None)
-    print(f"built {out} in {time.perf_counter() - started:.0f} s")
-    return out
-
-
-def shards(dataset: Path) -> list[Path]:
-    manifest = json.loads((dataset / "manifest.json").read_text())
-    return [dataset / split / s["file"] for split, info in manifest["splits"].items() for s in info["shards"]]
+    return build_once(spec, work / "dataset", base_dir=work, workers=workers)
 
 
 def evict(paths: list[Path]) -> None:
@@ -135,7 +119,7 @@ def main() -> None:
     dataset = build(args.work, prepare_inputs(args.work, args.corpus, args.limit_mb, args.copies), args.tokenizer, args.workers)
     manifest = json.loads((dataset / "manifest.json").read_text())
     tokens = manifest["counts"]["tokens"]
-    paths = shards(dataset)
+    paths = shard_files(dataset)
     size = sum(p.stat().st_size for p in paths)
     print(f"{tokens:,} tokens, {sum(manifest['counts']['rows'].values()):,} rows, {len(paths)} shards, {size / 1e6:,.0f} MB; "
           f"{os.cpu_count()} cores; pyarrow {pa.__version__}")
