@@ -106,7 +106,7 @@ def test_the_demo_commands_run_without_ray_or_transformers(tmp_path):
     assert "ModuleNotFoundError" in fresh_interpreter("import transformers", env).stderr  # the block works
     out = tmp_path / "out"
     tiny = ["--steps", "30", "--batch-size", "16", "--lr", "3e-3", "--set", "d_model=64", "--set", "n_layers=2",
-            "--set", "n_heads=2", "--set", "warmup=5", "--set", "eval_every=0", "--set", "checkpoint_every=0"]
+            "--set", "n_heads=2", "--set", "warmup=0.05", "--set", "eval_every=0", "--set", "checkpoint_every=0"]
     commands = [
         ["run", "recipes/demo-pretrain.yaml", "--out", str(out / "demo-pretrain")],
         ["validate", str(out / "demo-pretrain")],

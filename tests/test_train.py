@@ -29,7 +29,7 @@ from dataprep.train import device, speed
 from .conftest import RECIPES
 
 # A model small enough that a CI run takes seconds; the lr schedule is short to match.
-TINY = {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 16, "warmup": 5, "eval_every": 0, "checkpoint_every": 0}
+TINY = {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 16, "warmup": 0.05, "eval_every": 0, "checkpoint_every": 0}
 CPU = torch.device("cpu")
 
 

@@ -22,7 +22,7 @@ from dataprep.train.objectives import MlmCollator, SpanCollator, masker_from_man
 
 from .conftest import RECIPES
 
-SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "warmup": 5, "lr": 1e-2, "eval_rows": 32, "batch_size": 8}
+SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "warmup": 0.05, "lr": 1e-2, "eval_rows": 32, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ class TrainConfig:
     batch_size: int | None = None  # rows per step (None: 4096 // seq_len, e.g. 64 rows of demo-sft)
     lr: float | None = None        # peak learning rate (None: the preset's, PEAK_LR)
     min_lr: float = 1e-4           # end of the cosine
-    warmup: int = 100              # linear warmup steps
+    warmup: float = 0.05           # linear warmup: this fraction of the steps (100 of demo-sft's 2,000)
     weight_decay: float = 0.5      # strong decay: demo-sft's additions generalize instead of being memorized
     grad_clip: float = 1.0
     seed: int = 0
@@ -55,7 +55,7 @@ class TrainConfig:
     progress_every: float = 10.0   # seconds between progress lines (0: every step)
     classification: str = "auto"   # auto (the recipe's classification.train) | generative | head
     eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
-    eval_every: int = 250          # validation loss every N steps (0: only at the end)
+    eval_every: int | None = None  # validation loss every N steps (None: 20 times a run, a curve; 0: only at the end)
     eval_rows: int = 512           # validation rows per evaluation
     checkpoint_every: int = 500    # also save a checkpoint every N steps (0: only at the end)
     # verification
@@ -71,6 +71,16 @@ class TrainConfig:
         if found:
             raise found[0]  # each message is complete: the first one stops the run
 
+    @property
+    def warmup_steps(self) -> int:
+        """Steps of linear warmup: ``warmup`` x ``steps``, at least 1 unless ``warmup`` is 0."""
+        return max(1, round(self.warmup * self.steps)) if self.warmup > 0 else 0
+
+    @property
+    def validation_every(self) -> int:
+        """Steps between validation losses: ``eval_every``, else a twentieth of the run (0: only before and after)."""
+        return self.eval_every if self.eval_every is not None else max(1, self.steps // VALIDATION_POINTS)
+
 
 # The smallest value each numeric setting may take, and whether it may equal it.
 MINIMUM: dict[str, tuple[float, bool]] = {
@@ -81,7 +91,9 @@ MINIMUM: dict[str, tuple[float, bool]] = {
     "task_examples": (1, True), "task_threshold": (0, True), "proof_examples": (1, True), "loader_ratio": (0, True),
 }
 # Fractions: at most 1.
-FRACTIONS = ("loss_drop", "task_threshold")
+FRACTIONS = ("loss_drop", "task_threshold", "warmup")
+# Validation losses a run draws when ``eval_every`` is not set: enough points for a curve.
+VALIDATION_POINTS = 20
 
 
 def problems(cfg: TrainConfig) -> list[ConfigError]:

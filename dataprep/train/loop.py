@@ -121,7 +121,7 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
     """Optimizer steps from ``step`` to ``cfg.steps``; returns the last step.
 
     A progress line after the first step, every ``progress_every`` seconds and at the last; the
-    validation loss every ``eval_every`` steps and a checkpoint every ``checkpoint_every`` steps. With
+    validation loss every ``validation_every`` steps and a checkpoint every ``checkpoint_every`` steps. With
     ``contention``, each interval's tokens/s may move training to one thread (see :class:`Contention`).
     """
     cfg = setup.cfg
@@ -130,6 +130,7 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
     progress = speed.Progress(start=step, total=cfg.steps, every=cfg.progress_every)
     clock = Clock(setup.device)  # training time only: evaluations and checkpoints are not counted
     seen = (history.tokens, history.seconds)  # at the last progress line: this interval's rate
+    every = cfg.validation_every
     for batch in setup.batches(seed=cfg.seed, start=step, count=max(0, cfg.steps - step)):
         lr = lr_at(step, cfg, setup.peak_lr)
         loss = optimizer_step(setup.model, setup.opt, setup.loss, to_device(batch, setup.device), lr=lr,
@@ -137,7 +138,7 @@ def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, 
         step += 1
         history.add_step(step, loss, lr, batch["num_tokens"])
         elapsed = progress.due(step)  # wall time: no CUDA sync
-        evaluate_now = cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps
+        evaluate_now = every and step % every == 0 and step != cfg.steps
         save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
         if elapsed is None and not evaluate_now and not save_now:
             continue

@@ -33,7 +33,7 @@ from dataprep import columns as C
 from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.errors import ConfigError
 from dataprep.tasks.mlm import Masker, word_starts
-from dataprep.train import save
+from dataprep.train import save, speed
 from dataprep.train.checks import learning_check, objective_verdict
 from dataprep.train.config import TrainConfig
 from dataprep.train.device import to_device
@@ -162,16 +162,24 @@ def train_objective(info: DatasetInfo, out: Path, cfg: TrainConfig, *, device: t
     history = History()
     history.add_validation(0, val_loss())
     model.train()
-    clock, report_every = Clock(device), max(1, cfg.steps // 20)
+    clock, every = Clock(device), cfg.validation_every
+    progress = speed.Progress(start=0, total=cfg.steps, every=cfg.progress_every)
+    echo(f"training {cfg.steps:,} steps (a line every {cfg.progress_every:g} s)")
     batches = Batches(train_rows, collator, batch_size=batch_size, seed=cfg.seed, num_steps=cfg.steps)
     for step, batch in enumerate(batches, start=1):
         lr = lr_at(step - 1, cfg, peak_lr)
         loss = optimizer_step(model, opt, loss_fn, to_device(batch, device), lr=lr, grad_clip=cfg.grad_clip)
         history.add_step(step, loss, lr, batch["num_tokens"])
-        if step % report_every == 0 or step == cfg.steps:
-            history.seconds += clock.lap()
-            echo(f"step {step:>5}/{cfg.steps}  loss {loss:.4f}  lr {lr:.2e}")
-            clock.restart()
+        elapsed = progress.due(step)
+        evaluate_now = every and step % every == 0 and step != cfg.steps
+        if elapsed is None and not evaluate_now:
+            continue
+        history.seconds += clock.lap()
+        if elapsed is not None:
+            echo(progress.line(step, loss=loss, lr=lr, tokens_per_s=history.tokens_per_s, elapsed=elapsed))
+        if evaluate_now:
+            history.add_validation(step, val_loss())
+        clock.restart()
     history.add_validation(cfg.steps, val_loss())
 
     # --- the learning check and the run folder

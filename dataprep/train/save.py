@@ -2,7 +2,7 @@
 
     RUN/checkpoint.pt   weights, optimizer, step, history, the proofs at initialization, config
     RUN/verify.json     the report: every check's numbers and pass/fail, the settings, the model
-    RUN/loss.png        training and validation loss per step
+    RUN/loss.png        training and validation loss per step, and the learning rate
 
 Files are written to ``NAME.tmp`` and renamed, so a run stopped mid-write keeps its last
 checkpoint whole.
@@ -98,18 +98,22 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
 
 
 def plot(history: History, path: Path, *, title: str) -> None:
-    """Training loss per step and validation loss, on a log scale, saved as a PNG."""
+    """Training loss per step and validation loss (log scale) over the learning rate, saved as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, (ax, lr) = plt.subplots(2, 1, figsize=(7, 5), dpi=100, sharex=True, height_ratios=(3, 1))
     ax.plot(history.step, history.loss, lw=0.8, label="train")
-    ax.plot(history.val_step, history.val_loss, "o-", label="validation")
-    ax.set(xlabel="step", ylabel="loss (per target token)", yscale="log", title=title)
+    ax.plot(history.val_step, history.val_loss, "o-", ms=3, label=f"validation ({len(history.val_step)} points)")
+    ax.set(ylabel="loss (per target token)", yscale="log", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
+    lr.plot(history.step, history.lr, lw=0.8, color="tab:green")
+    lr.set(xlabel="step", ylabel="learning rate")
+    lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    lr.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
