@@ -45,7 +45,7 @@ from dataprep import columns as C  # noqa: E402
 from dataprep.train.config import config_from  # noqa: E402
 from dataprep.train.device import to_device  # noqa: E402
 from dataprep.train.loader import ArrowRows, Collator, read_info  # noqa: E402
-from dataprep.train.model import ModelConfig, Transformer, attention_backend, preset  # noqa: E402
+from dataprep.train.model import Transformer, attention_backend, preset  # noqa: E402
 
 BACKENDS = ("sdpa", "varlen", "flex")
 LOGITS_TOL = 5e-2     # bf16 vs fp32: the tolerance pick_attention's probe uses
