@@ -258,7 +258,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 DAMAGE = {  # kind -> (line bytes from a short text, the reason run gives it; None: written)
-    "good": (lambda t: json.dumps({"prompt": t, "completion": t[::-1] or "x"}).encode(), None),
+    "good": (lambda t: json.dumps({"prompt": t.strip() or "p", "completion": t[::-1].strip() or "x"}).encode(), None),
     "missing": (lambda t: json.dumps({"prompt": t}).encode(), "missing_field"),
     "wrong_type": (lambda t: json.dumps({"prompt": t, "completion": [t]}).encode(), "non_string_field"),
     "blank": (lambda t: json.dumps({"prompt": t or "p", "completion": " "}).encode(), "empty_field"),
