@@ -49,7 +49,7 @@ demo: install
 	$(BIN)/dataprep train $(OUT)/demo-sft --out $(OUT)/demo-sft-train --overwrite --steps $(DEMO_SFT_STEPS) $(TRAIN_OPTS)
 
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-all: install-test
 	$(BIN)/python -m pytest -q -m "slow or not slow"
