@@ -111,7 +111,8 @@ RUNS_THE_PRODUCER = {
     "dataprep.validate.recheck_remake": "--recheck-sources re-makes rows from the sources (an independent re-derivation is still to do)",
     "dataprep.look.preview": "inspect --recipe shows records as run would render them",
     "dataprep.train.objectives": "dynamic MLM masking at training time is the producer's masker (the same operation, not a check)",
-    "dataprep.train.proofs": "the response marker comes from the pair template's text (issue 17 replaces the mask proof)",
+    "dataprep.train.proofs": "the task check's response marker comes from the pair template's text",
+    "dataprep.train.reference": "a named pair template's text (not its rendering code) comes from the producer's table",
 }
 READERS = ("dataprep.validate", "dataprep.look", "dataprep.train", "dataprep.export")
 PRODUCERS = ("dataprep.tasks", "dataprep.build")

@@ -87,9 +87,14 @@ def test_pretraining_run_learns_and_writes_its_files(pretrain_dir, tmp_path):
     checks = report["checks"]
     assert checks["learning"]["pass"] and checks["learning"]["drop"] >= 0.25
     assert checks["learning"]["val_loss_after"] < checks["learning"]["val_loss_before"]
-    assert checks["task"] == {"skipped": "pretraining data", "pass": None}
-    assert checks["mask"]["pass"] and checks["packing"]["pass"]
-    assert set(checks) == {"learning", "task", "mask", "packing"}  # no timed check decides pass/fail
+    assert checks["task"] == {"skipped": "pretraining data", "pass": None, "proves": "data"}
+    assert checks["targets"]["pass"] is None and checks["targets"]["skipped"].startswith("pretrain data")
+    assert checks["heldout"]["pass"] and checks["labels"]["pass"] is None and checks["learned"]["pass"] is None
+    assert checks["collator"]["pass"] and checks["attention"]["pass"]
+    # no timed check decides pass/fail; each check says whether it proves the data or the trainer's code
+    assert {name: c["proves"] for name, c in checks.items()} == {
+        "learning": "data", "task": "data", "targets": "data", "heldout": "data", "labels": "data", "learned": "data",
+        "collator": "code", "attention": "code"}
     speed = report["throughput"]
     assert speed["train_tokens_per_s"] > 0 and speed["loader_tokens_per_s"] > 0 and speed["expected_ratio"] == 1e12
     assert speed["ratio"] == pytest.approx(speed["loader_tokens_per_s"] / speed["train_tokens_per_s"])
@@ -113,9 +118,14 @@ def test_fine_tuning_run_reports_every_check(sft_dir, tmp_path):
     assert task["before"] == 0.0 and task["examples"] == 64 and task["split"] == "template marker"
     assert task["pass"] is False  # 40 steps of a tiny model do not solve the tasks: the verdict says so
     assert task["samples"][0]["prompt"].startswith("Q: ") and task["samples"][0]["expected"].endswith("<|endoftext|>")
-    assert checks["mask"]["pass"] and checks["mask"]["targets"] == checks["mask"]["targets_in_data"]
-    assert checks["mask"]["one_target_changed_loss_diff"] > 0  # the proof can fail
-    assert checks["packing"]["pass"] and checks["packing"]["abs_diff"] <= 1e-4
+    assert checks["collator"]["pass"] and checks["collator"]["targets"] == checks["collator"]["targets_in_data"]
+    assert checks["collator"]["one_target_changed_loss_diff"] > 0  # the proof can fail
+    assert checks["attention"]["pass"] and checks["attention"]["abs_diff"] <= 1e-4
+    targets = checks["targets"]  # the data proofs: demo-sft's records re-rendered independently
+    assert targets["pass"] and targets["rendered"] == 512 and targets["found"] == targets["masks_equal"] == 512
+    assert checks["heldout"] == {"examples": {"train": 5376, "validation": 624}, "in_both_splits": 0, "first": None,
+                                 "pass": True, "proves": "data"}
+    assert checks["learned"]["target_drop"] > checks["learned"]["prompt_drop"]
     assert report["passed"] is False
 
 
@@ -213,7 +223,8 @@ def test_classification_head_run(tmp_path_factory, tmp_path):
     # the majority share, counted here from the stored validation label ids (one per example)
     stored = [i for ids in open_dataset(out).table("validation").column("label_ids").to_pylist() for i in ids]
     assert len(stored) == task["examples"] and task["threshold"] == max(np.bincount(stored)) / len(stored)
-    assert report["checks"]["mask"]["pass"] and report["checks"]["packing"]["pass"]
+    assert report["checks"]["collator"]["pass"] and report["checks"]["attention"]["pass"]
+    assert report["checks"]["labels"]["pass"] and report["checks"]["labels"]["examples"] == 5170
     assert report["model"]["num_labels"] == 2
 
 
@@ -424,7 +435,8 @@ def test_a_run_ends_with_where_to_look_then_the_verdict(pretrain_dir, tmp_path):
     assert look[2].split()[:3] == ["dataprep", "report", str(pretrain_dir)]
     assert look[3].split()[0] == str(tmp_path / "run" / "verify.json")
     assert look[4] == "what each check proves when it passes:"
-    assert [line.split()[0] for line in look[5:]] == ["learning", "mask", "packing"]  # the task is skipped: no claim
+    # the checks that ran (a skipped one makes no claim)
+    assert [line.split()[0] for line in look[5:]] == ["learning", "heldout", "collator", "attention"]
     assert verdict_block[-1].startswith("verdict: ")
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataprep.train import fewshot_eval, proofs
+from dataprep.train import data_proofs, fewshot_eval, proofs
 from dataprep.train.device import to_device
+from dataprep.train.model import attention_backend
 from dataprep.train.loader import ArrowRows, Batches
 from dataprep.train.setup import Setup
 
@@ -88,13 +89,36 @@ def fewshot_accuracy(setup: Setup, plan: TaskPlan) -> dict[str, Any] | None:
                                  decoder=plan.decoder)
 
 
+def data_checks(setup: Setup, plan: TaskPlan) -> tuple[dict[str, Any], list[Any]]:
+    """The proofs about the data (no model needed): targets, heldout, labels; and the validation
+    examples the independent reference rendered, for the ``learned`` check."""
+    info = setup.info
+    rows = info.manifest.rows
+    index = data_proofs.index_examples({"train": setup.train_rows, "validation": setup.val_rows},
+                                       stream=rows is not None and rows.layout == "stream")
+    targets, refs = data_proofs.targets_proof(info, index, decoder=plan.decoder, limit=data_proofs.REFERENCE_RECORDS)
+    return {"targets": targets, "heldout": data_proofs.heldout_check(index, decoder=plan.decoder),
+            "labels": data_proofs.labels_check(info, index, decoder=plan.decoder)}, refs[: data_proofs.LEARNED_EXAMPLES]
+
+
+def reference_losses(setup: Setup, refs: list[Any]) -> dict[str, float] | None:
+    """The model's loss on the reference's target and prompt tokens (fp32 attention), or None without a reference."""
+    if not refs or setup.head:
+        return None
+    with attention_backend(setup.model, proofs.fp32_backend(setup.model)):
+        return data_proofs.token_losses(setup.model, refs, pad_id=setup.info.pad_id, device=setup.device)
+
+
 def before_training(setup: Setup, plan: TaskPlan) -> dict[str, Any]:
-    """The proofs at initialization (mask, packing) and the scores an untrained model gets."""
+    """The proofs at initialization (collator, attention, the data's), and the scores an untrained model gets."""
     cfg = setup.cfg
     singles = list(proofs.examples(setup.val_rows, limit=cfg.proof_examples))
+    data, refs = data_checks(setup, plan)
     return {
         "mask": proofs.mask_proof(setup.model, singles, setup.collator, setup.device, seed=cfg.seed),
         "packing": proofs.packing_proof(setup.model, singles, setup.collator, setup.device, seq_len=setup.info.seq_len),
+        "data": data,
+        "reference_losses": reference_losses(setup, refs),
         "val_loss": validation_loss_of(setup),
         "task": task_accuracy(setup, plan) if plan.on else None,
         "fewshot": fewshot_accuracy(setup, plan),

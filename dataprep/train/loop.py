@@ -38,7 +38,7 @@ from typing import Any
 
 from dataprep.errors import ConfigError
 from dataprep.train import evaluate, fewshot_eval, save, speed
-from dataprep.train.checks import learning_check, passed, task_check, task_skipped, verdict
+from dataprep.train.checks import KINDS, learned_check, learning_check, passed, task_check, task_skipped, verdict
 from dataprep.train.config import TrainConfig, config_from
 from dataprep.train.device import Contention, busy_hint, pick_device, to_device, use_threads
 from dataprep.train.evaluate import TaskPlan
@@ -164,16 +164,21 @@ def make_report(setup: Setup, plan: TaskPlan, history: History, before: dict[str
     """What ``verify.json`` holds: the checks after training, the speed, the settings and the model."""
     cfg, info = setup.cfg, setup.info
     loader = speed.loader_tokens_per_s(setup.batches(seed=cfg.seed + 1, start=0, count=None))  # the same loader, alone
+    data, refs = evaluate.data_checks(setup, plan)  # the model plays no part: the same as at initialization
     checks: dict[str, Any] = {
         "learning": learning_check(history.loss, val_before=before["val_loss"], val_after=history.val_loss[-1],
                                    required_drop=cfg.loss_drop),
-        "mask": before["mask"],
-        "packing": before["packing"],
     }
     if plan.on or setup.head:
         checks["task"] = task_check(setup, plan, before["task"], evaluate.task_accuracy(setup, plan))
     else:
         checks["task"] = task_skipped(info.task, cfg.task_proof)
+    checks.update(data)
+    checks["learned"] = learned_check(before.get("reference_losses"), evaluate.reference_losses(setup, refs),
+                                      required_drop=cfg.loss_drop)
+    checks["collator"], checks["attention"] = before["mask"], before["packing"]
+    for name, check in checks.items():
+        check["proves"] = KINDS[name]
     fewshot = None
     if setup.fewshot is not None:
         fewshot = fewshot_eval.summary(setup.fewshot, before["fewshot"], evaluate.fewshot_accuracy(setup, plan))

@@ -33,8 +33,12 @@ MACHINE_SETTINGS = ("threads", "progress_every")
 PROVES = {
     "learning": "a model learns from these rows: the training and the held-out loss fall",
     "task": "the trained model answers held-out prompts exactly, and stops after the answer",
-    "mask": "the loss reads the target tokens and nothing else",
-    "packing": "examples packed into one row never see each other",
+    "targets": "the rows train exactly the responses and stop tokens of the source records, rendered another way",
+    "heldout": "no validation example is a training example",
+    "labels": "every label id names the class its target text spells",
+    "learned": "the model learned the answers, wherever the rows put the loss",
+    "collator": "(code) the loss reads the tokens the rows mark as targets, and nothing else",
+    "attention": "(code) examples packed into one row never see each other",
 }
 
 
