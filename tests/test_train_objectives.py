@@ -129,7 +129,7 @@ def test_eval_fewshot_reports_the_comparison_table(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(data / "mlm"), "--out", str(tmp_path / "bad"), "--eval-fewshot", str(data / "fewshot")])
     assert exit_info.value.code == 1
-    assert "--eval-fewshot apply to next-token training only" in capsys.readouterr().err
+    assert "--eval-fewshot and --init-from apply to next-token training only" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -20,10 +20,11 @@ from dataprep.cli.app import cli
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.config.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
+@click.option("--init-from", "init_from", type=click.Path(exists=True), help="Start from the model of this run folder (its checkpoint.pt): pretrain, then fine-tune. The dataset must use the run's tokenizer (new tokens added after its own are allowed).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
-def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, threads: int | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
+def train_command(dataset: str, out: str | None, steps: int | None, batch_size: int | None, lr: float | None, seed: int | None, model: str | None, device: str | None, threads: int | None, classification: str | None, overrides: tuple[str, ...], eval_fewshot: str | None, init_from: str | None, resume: bool, overwrite: bool, quiet: bool) -> int:
     """Train a small transformer on DATASET and prove the data trains: the loss falls, held-out
     answers are right (short-answer fine-tuning data), masks and packing are exact (the
     loader's speed against training's is reported, not part of the verdict). Writes verify.json, loss.png and checkpoint.pt.
@@ -39,6 +40,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
         dataprep train out/demo-sft
         dataprep train out/demo-pretrain --out runs/pretrain --steps 300 --set eval_every=100
         dataprep train out/demo-sft --eval-fewshot out/fewshot-demo
+        dataprep train out/task-sft --init-from runs/base --eval-fewshot out/task-fewshot
         dataprep train out/mlm-wikitext --out runs/mlm --steps 300
     """
     from dataprep.train.checks import verdict
@@ -48,7 +50,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
     if len(settings) != len(overrides):
         raise click.UsageError("--set takes KEY=VALUE, e.g. --set task_proof=on")
-    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, threads=threads, classification=classification, eval_fewshot=eval_fewshot)
+    cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, threads=threads, classification=classification, eval_fewshot=eval_fewshot, init_from=init_from)
     run_dir = out or dataset.rstrip("/\\") + "-train"
     report = train(dataset, run_dir, cfg, resume=resume, overwrite=overwrite, echo=(lambda _: None) if quiet else click.echo)
     if quiet:

@@ -79,10 +79,12 @@ def evaluate(model: Any, ev: FewshotEval, *, pad_id: int, device: torch.device, 
             for setting, pairs in (("zero_shot", ev.zero_shot), ("k_shot", ev.k_shot))}
 
 
-def summary(ev: FewshotEval, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What verify.json records: the three numbers of the comparison, and both full rows."""
+def summary(ev: FewshotEval, before: dict[str, Any], after: dict[str, Any], *, base: bool = False) -> dict[str, Any]:
+    """What verify.json records: the three numbers of the comparison, and both full rows. ``base``: the run
+    started from a pretrained model (``--init-from``), so "before" is that base model, not a random one."""
     return {
         "dataset": str(ev.path), "k": ev.k, "queries": len(ev.zero_shot),
+        "before_is": "base model" if base else "random initialization",
         "zero_shot": before["zero_shot"]["accuracy"], "k_shot": before["k_shot"]["accuracy"],
         "fine_tuned": after["zero_shot"]["accuracy"], "fine_tuned_k_shot": after["k_shot"]["accuracy"],
         "before": before, "after": after,
@@ -95,6 +97,7 @@ def table(result: dict[str, Any]) -> str:
     rows = [("zero-shot (query alone)", result["zero_shot"], result["fine_tuned"]),
             (f"{result['k']}-shot (demonstrations in context)", result["k_shot"], result["fine_tuned_k_shot"])]
     width = max(len(head), *(len(r[0]) for r in rows))
-    lines = [f"{head:<{width}}   before training   after fine-tuning"]
+    before = "base model" if result.get("before_is") == "base model" else "before training"
+    lines = [f"{head:<{width}}   {before:>15}   after fine-tuning"]
     lines += [f"{name:<{width}}   {b:>15.1%}   {a:>17.1%}" for name, b, a in rows]
     return "\n".join(lines)

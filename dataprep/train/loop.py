@@ -77,14 +77,19 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     info = read_info(dataset)
     threads = use_threads(cfg.threads)
     if info.manifest.objective is not None:  # mlm / span_corruption: an encoder or a prefix LM
-        if resume or cfg.eval_fewshot:
-            raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume and --eval-fewshot "
-                              "apply to next-token training only", fix="train it without --resume and --eval-fewshot")
+        if resume or cfg.eval_fewshot or cfg.init_from:
+            raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume, --eval-fewshot and "
+                              "--init-from apply to next-token training only",
+                              fix="train it without --resume, --eval-fewshot and --init-from")
         return train_objective(info, out, cfg, device=pick_device(cfg.device), echo=echo)
 
     # --- data, device, model, optimizer; what the task check decodes
     setup = build(info, cfg)
     echo(f"{setup.describe()}, {threads} CPU thread{'s' if threads > 1 else ''}")
+    if setup.init is not None:
+        added = setup.init["added_tokens"]
+        echo(f"starting from {setup.init['path']} (step {setup.init['step']})"
+             + (f"; {added} new token{'s' if added > 1 else ''} get embedding rows (the mean of the old ones)" if added else ""))
     hint = busy_hint(threads) if setup.device.type == "cpu" else None
     if hint:
         echo(hint)
@@ -181,10 +186,11 @@ def make_report(setup: Setup, plan: TaskPlan, history: History, before: dict[str
         check["proves"] = KINDS[name]
     fewshot = None
     if setup.fewshot is not None:
-        fewshot = fewshot_eval.summary(setup.fewshot, before["fewshot"], evaluate.fewshot_accuracy(setup, plan))
+        fewshot = fewshot_eval.summary(setup.fewshot, before["fewshot"], evaluate.fewshot_accuracy(setup, plan),
+                                       base=setup.init is not None)
         echo(fewshot_eval.table(fewshot))
     return {
-        "dataset": str(info.path), "task": info.task, "fewshot": fewshot, "device": str(setup.device),
+        "dataset": str(info.path), "task": info.task, "init_from": setup.init, "fewshot": fewshot, "device": str(setup.device),
         "attention": setup.attention, "peak_lr": setup.peak_lr, "batch_size": setup.batch_size,
         "loader_workers": setup.workers,
         "model": {"preset": setup.model_name, "params": setup.params, **asdict(setup.model_cfg)}, "config": asdict(cfg),

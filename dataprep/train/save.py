@@ -70,9 +70,12 @@ def atomic_save(state: dict[str, Any], path: Path) -> None:
 
 def save_checkpoint(path: Path, setup: Setup, *, step: int, history: History, before: dict[str, Any]) -> None:
     """Everything :func:`load_checkpoint` needs to continue the run exactly."""
+    from dataprep.train.init_from import tokenizer_identity
+
     atomic_save({"model": setup.model.state_dict(), "optimizer": setup.opt.state_dict(), "step": step,
                  "history": asdict(history), "before": before, "config": asdict(setup.cfg),
-                 "model_config": asdict(setup.model_cfg)}, path)
+                 "model_config": asdict(setup.model_cfg), "preset": setup.model_name,
+                 "tokenizer": tokenizer_identity(setup.info)}, path)
 
 
 def load_checkpoint(path: Path, setup: Setup) -> tuple[int, History, dict[str, Any]]:

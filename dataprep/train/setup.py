@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from dataprep.errors import ConfigError
-from dataprep.train import fewshot_eval
+from dataprep.train import fewshot_eval, init_from
 from dataprep.train.config import TrainConfig, check_shape
 from dataprep.train.device import autocast_dtype, pick_device
 from dataprep.train.fewshot_eval import FewshotEval
@@ -42,6 +42,7 @@ class Setup:
     model: Transformer
     opt: torch.optim.Optimizer
     peak_lr: float
+    init: dict[str, Any] | None = None  # where the weights came from (--init-from), for verify.json
 
     @property
     def params(self) -> int:
@@ -91,16 +92,24 @@ def build(info: DatasetInfo, cfg: TrainConfig) -> Setup:
     dtype = autocast_dtype(device)
     model_name = preset_name(cfg, device)
     longest = max(info.seq_len, fewshot.longest if fewshot else 0)  # k-shot prompts may be longer than the rows
-    model_cfg = model_config(cfg, model_name, vocab_size=info.vocab_size, max_seq_len=longest + 64,
-                             num_labels=len(info.labels) if head else 0)
+    num_labels = len(info.labels) if head else 0
+    start = init_from.read_start(cfg.init_from) if cfg.init_from else None
+    if start is not None:
+        added = init_from.added_tokens(start, info)
+        model_name = start.get("preset") or model_name
+        model_cfg = init_from.model_config(start, cfg, info, max_seq_len=longest + 64, num_labels=num_labels)
+    else:
+        model_cfg = model_config(cfg, model_name, vocab_size=info.vocab_size, max_seq_len=longest + 64, num_labels=num_labels)
     attention = pick_attention(device, dtype=dtype, prefer=cfg.attention)
-    model = Transformer(model_cfg, attention=attention).to(device)
+    model = Transformer(model_cfg, attention=attention)
+    init = init_from.load_weights(model, start, added=added) if start is not None else None
+    model = model.to(device)
     peak_lr = cfg.lr if cfg.lr is not None else PEAK_LR[model_name]
     return Setup(info=info, cfg=cfg, device=device, dtype=dtype, train_rows=train_rows, val_rows=val_rows,
                  collator=collator, batch_size=cfg.batch_size or max(1, 4096 // info.seq_len),
                  workers=cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0),
                  head=head, fewshot=fewshot, model_name=model_name, model_cfg=model_cfg, attention=attention,
-                 model=model, opt=adamw(model, cfg, peak_lr, device), peak_lr=peak_lr)
+                 model=model, opt=adamw(model, cfg, peak_lr, device), peak_lr=peak_lr, init=init)
 
 
 def classification(info: DatasetInfo, cfg: TrainConfig) -> str:
