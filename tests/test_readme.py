@@ -250,6 +250,8 @@ NOT_MEASURED = {  # README text holding a figure that is a setting, a threshold 
     "more than `max_dropped_fraction` (1%)": "the default drop ceiling",
     "with a warning above 0.01%": "the unknown-token warning threshold",
     "the mean loss of the last 10% of steps is at least 25% below the first 10%'s": "the learning check's rule",
+    "at least 90% must be found": "the targets check's rule",
+    "fell by at least 25%, and by more than on the prompt tokens": "the learned check's rule",
     "expected at least 10x faster": "the loader's expected margin",
     "a log line every 10 s otherwise": "the progress log interval",
     "error: more than max_dropped_fraction (1.0%) of an input's records were dropped": "an example error message",
