@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataprep.dataset.manifest import Manifest
+from dataprep.errors import DataprepError
 from dataprep.read import FieldSpec, read_records, resolve_inputs
 from dataprep.recipe import Recipe, recipe_from_dict
 
@@ -97,7 +98,11 @@ def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | N
     if skipped is not None:
         return Rendering([], skipped=skipped)
     prompt_text, response_text, no_input = _template_text(manifest.recipe["template"])
-    recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
+    try:
+        recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
+        resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
+    except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
+        return Rendering([], skipped=f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})")
     expected, unrendered = [], Counter()
     optional = set(_fields(prompt_text)) - set(_fields(no_input)) if no_input is not None else set()
     names = {name: name not in optional for name in _fields(prompt_text) + _fields(response_text)}
