@@ -125,7 +125,7 @@ def test_fine_tuning_run_reports_every_check(sft_dir, tmp_path):
     assert targets["pass"] and targets["rendered"] == 512 and targets["found"] == targets["masks_equal"] == 512
     assert checks["heldout"] == {"examples": {"train": 5376, "validation": 624}, "in_both_splits": 0, "first": None,
                                  "pass": True, "proves": "data"}
-    assert checks["learned"]["target_drop"] > checks["learned"]["prompt_drop"]
+    assert checks["learned"]["pass"] and checks["learned"]["target_drop"] > checks["learned"]["prompt_drop"]
     assert report["passed"] is False
 
 
@@ -303,16 +303,25 @@ def test_planted_broken_masks_fail_the_task_proof(sft_dir, tmp_path):
     """Same small budget for all three: the good data learns to stop after the answer; the broken ones cannot."""
     cfg = config_from(steps=BUDGET["steps"], lr=3e-3, task_examples=200, **dict(TINY, **BUDGET["shape"]))
     quiet = lambda _: None  # noqa: E731
-    good = train(sft_dir, tmp_path / "good", cfg, echo=quiet)["checks"]["task"]
+    good_run = train(sft_dir, tmp_path / "good", cfg, echo=quiet)
+    good = good_run["checks"]["task"]
     prompt = train(plant(sft_dir, tmp_path / "d-prompt", "prompt"), tmp_path / "prompt", cfg, echo=quiet)
     no_stop = train(plant(sft_dir, tmp_path / "d-no-stop", "no_stop"), tmp_path / "no-stop", cfg, echo=quiet)
     # 200 tiny steps: too few to get answers right (the slow test below gets >= 90%), enough to
     # learn where an answer ends; measured: 0.875 of the answers stopped on time, vs 0.0 and 0.0
     assert good["stopped_on_time"] >= 0.7 and good["never_stopped"] <= 0.05
+    assert good_run["checks"]["targets"]["pass"] and good_run["checks"]["learned"]["pass"]
     for broken in (prompt, no_stop):
         task = broken["checks"]["task"]
         assert not broken["passed"] and task["pass"] is False and task["after"] == 0.0
         assert task["stopped_on_time"] <= 0.05 and task["never_stopped"] >= 0.9  # it runs on past the answer
+        # the data proof names the fault without training (tests/test_proofs.py plants each one alone)
+        targets = broken["checks"]["targets"]
+        assert targets["pass"] is False and targets["found"] == 512 and targets["masks_equal"] == 0
+    # learned: the answers' loss did not fall, the prompts were trained; the code checks pass on bad data too
+    assert prompt["checks"]["learned"]["pass"] is False and prompt["checks"]["learned"]["target_drop"] < 0.25
+    assert all(prompt["checks"][name]["pass"] for name in ("collator", "attention", "heldout"))
+    assert no_stop["checks"]["targets"]["first_mismatch"]["reference_trains_not_data"] == "<|endoftext|>"
 
 
 @pytest.mark.slow
