@@ -23,6 +23,14 @@ LABEL_IDS = "label_ids"  # list<int32> (classification, packed: one per example 
 LABELS = "labels"        # list<int32>: mlm (static): the original id where chosen, else IGNORE_INDEX;
                          # span_corruption: the sentinel-delimited spans; sft with ``output.labels``:
                          # input_ids where a target, else IGNORE_INDEX (prompts, piece starts, pad)
+# preference (#18): the names TRL's DataCollatorForPreference / KTO collator read, one pair per row;
+# the prompt once, each response its target tokens with the stop token last
+PROMPT_IDS = "prompt_ids"      # list<int32>: the shared prompt's tokens
+CHOSEN_IDS = "chosen_ids"      # list<int32>: the chosen response
+REJECTED_IDS = "rejected_ids"  # list<int32>: the rejected response
+COMPLETION_IDS = "completion_ids"  # list<int32> (kto): the one response
+KTO_LABEL = "label"            # bool (kto): the response is desirable
+SEGMENT = "segment"            # uint8 per token, between stages only: 0 prompt, 1 chosen, 2 rejected
 QUERY_START = "query_start"  # int32 (fewshot): where the query's own prompt starts in input_ids
 
 TOKEN_TYPE = pa.int32()

@@ -241,7 +241,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         inputs.append(InputSpec(**spec))
         fields.append(None if field_map is None else {name: _field(v) for name, v in field_map.items()})
     sft = None
-    if r["task"] in ("sft", "fewshot"):
+    if r["task"] in ("sft", "fewshot", "preference"):  # preference renders as sft does (its own options: resolved)
         cls = r.get("classification")
         sft = SftSpec(
             template=r["template"],

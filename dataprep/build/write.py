@@ -47,7 +47,11 @@ _ARROW_TO_FEATURE = {
 
 
 def content_tokens(batch: pa.RecordBatch) -> int:
-    """Tokens in a batch of rows, less their trailing pad pieces."""
+    """Tokens in a batch of rows, less their trailing pad pieces (rows with no ``input_ids``, such as
+    preference pairs, count the tokens of every list column)."""
+    if INPUT_IDS not in batch.schema.names:
+        lists = [c for c in batch.columns if pa.types.is_list(c.type)]
+        return sum(int(c.offsets[-1].as_py() - c.offsets[0].as_py()) for c in lists)
     offsets = batch.column(INPUT_IDS).offsets
     return int(offsets[-1].as_py() - offsets[0].as_py()) - int(pc.sum(batch.column(NUM_PAD)).as_py() or 0)
 

@@ -7,12 +7,13 @@ from dataprep.recipe import Recipe
 from dataprep.tasks.base import Task
 from dataprep.tasks.fewshot import FewshotTask
 from dataprep.tasks.mlm import MlmTask
+from dataprep.tasks.preference.task import PreferenceTask
 from dataprep.tasks.pretrain import PretrainTask
 from dataprep.tasks.sft.task import SftTask
 from dataprep.tasks.span import SpanTask
 
 PRETRAINING: dict[str, Task] = {"clm": PretrainTask(), "mlm": MlmTask(), "span_corruption": SpanTask()}  # by objective
-OTHERS: dict[str, Task] = {"sft": SftTask(), "fewshot": FewshotTask()}  # by task
+OTHERS: dict[str, Task] = {"sft": SftTask(), "fewshot": FewshotTask(), "preference": PreferenceTask()}  # by task
 
 
 def task_for(recipe: Recipe) -> Task:
