@@ -45,6 +45,7 @@ from .check_manifest import (
     load_manifest,
     typed_manifest,
 )
+from .check_preference import PREFERENCE_ROWS, check_preference
 from .check_rows import RowBatch, Scope, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
 from .check_tokenizer import bound, check_tokenizer, count_unknown, unknown_tokens
@@ -230,6 +231,12 @@ def check_shard(out: Path, split: str, entry: Shard, contract: Contract, watch, 
 
 def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, units: ShardUnits, result: ShardResult, scan: FileScan, unk_id: int | None = None) -> int:
     """Checks 3 to 6 on one batch, then its units; returns its content tokens."""
+    if c.schema_name in PREFERENCE_ROWS:  # pairs: their own row checks (no input_ids, no units)
+        if not check_nulls(batch, first, scope):
+            return 0
+        content, targets = check_preference(batch, first, c, scope)
+        result.targets += targets
+        return content
     summary = scan.tokens(batch.column(C.INPUT_IDS).values)
     if not check_nulls(batch, first, scope):
         return 0

@@ -23,7 +23,8 @@ from dataprep.dataset.manifest_tasks import Mlm, Span
 from dataprep.recipe import Recipe, recipe_from_dict
 
 FINE_TUNING = ("sft", "fewshot")  # tasks whose rows follow the fine-tuning contract
-ROW_SCHEMAS = {"dataprep.mlm/2": "mlm-row", "dataprep.span/2": "span-row", "dataprep.fewshot/2": "fewshot-row"}
+ROW_SCHEMAS = {"dataprep.mlm/2": "mlm-row", "dataprep.span/2": "span-row", "dataprep.fewshot/2": "fewshot-row",
+               "dataprep.preference/1": "preference-row", "dataprep.kto/1": "kto-row"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def contract_of(manifest: Manifest, notes: list[str]) -> Contract:
     """The contract of a dataset, from the facts its manifest states."""
     rows, tok = manifest.rows, manifest.tokenizer
     stop_ids, source = (None, "")
-    if manifest.task in FINE_TUNING:
+    if manifest.task in FINE_TUNING or manifest.task == "preference":  # preference: what closes each response
         stop_ids, source = _stop_ids(manifest, notes)
     labels = manifest.sft.labels if manifest.sft is not None else None
     return Contract(
