@@ -153,3 +153,18 @@ def test_a_swapped_label_map_fails_labels(tmp_path):
     assert found["labels"]["wrong"] == found["labels"]["examples"] == 5170
     assert found["labels"]["first_wrong"]["target_text"] != found["labels"]["first_wrong"]["names"]
 
+
+
+def test_a_token_stream_with_train_rows_in_validation_fails_heldout(tmp_path):
+    """Pretraining rows (wrap packing): the whole documents inside each row are compared, not the rows."""
+    good = tmp_path / "pretrain"
+    run(load_recipe(RECIPES / "demo-pretrain.yaml"), good, workers=1)
+    stream = lambda path: data_proofs.heldout_check(  # noqa: E731
+        data_proofs.index_examples({s: ArrowRows(read_info(path).dataset, s) for s in C.SPLITS}, stream=True), decoder=None)
+    assert stream(good)["pass"] and stream(good)["examples"]["validation"] > 0
+    found = stream(rewrite(good, tmp_path / "leak", validation_from_train))
+    # each copied row brings the documents it holds whole: all but its first and last piece (and the pad)
+    table = pa.ipc.open_stream(pa.memory_map(str(sorted((good / "train").glob("data-*.arrow"))[0]))).read_all().slice(0, 5)
+    whole = sum(len(lengths) - 2 - (pad > 0) for lengths, pad in
+                zip(table.column(C.SEQ_LENS).to_pylist(), table.column(C.NUM_PAD).to_pylist()))
+    assert found["pass"] is False and found["in_both_splits"] == whole > 0

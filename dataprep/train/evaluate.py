@@ -110,14 +110,14 @@ def reference_losses(setup: Setup, refs: list[Any]) -> dict[str, float] | None:
 
 
 def before_training(setup: Setup, plan: TaskPlan) -> dict[str, Any]:
-    """The proofs at initialization (collator, attention, the data's), and the scores an untrained model gets."""
+    """The proofs of the code at initialization (collator, attention), and the scores an untrained model gets
+    (the data proofs need no model: :func:`data_checks` runs after training, for the report)."""
     cfg = setup.cfg
     singles = list(proofs.examples(setup.val_rows, limit=cfg.proof_examples))
-    data, refs = data_checks(setup, plan)
+    _, refs = data_checks(setup, plan)  # the reference's validation examples: their loss before training
     return {
         "mask": proofs.mask_proof(setup.model, singles, setup.collator, setup.device, seed=cfg.seed),
         "packing": proofs.packing_proof(setup.model, singles, setup.collator, setup.device, seq_len=setup.info.seq_len),
-        "data": data,
         "reference_losses": reference_losses(setup, refs),
         "val_loss": validation_loss_of(setup),
         "task": task_accuracy(setup, plan) if plan.on else None,
