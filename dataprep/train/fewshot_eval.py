@@ -11,7 +11,14 @@ measured for both prompts before training and after it, and printed as one table
 Zero-shot before training is the untrained model; k-shot before training is in-context learning
 alone (the bundled trainer starts from random weights, so there is nothing to learn from context
 yet: the row is the baseline a pretrained checkpoint would raise); zero-shot after training is
-fine-tuning. Both datasets must share the tokenizer.
+fine-tuning. Both datasets must share the tokenizer. Started from a pretrained model
+(``--init-from``), the "before" column is that base model, and the k-shot cell is what in-context
+learning does for it (the two-stage demo: benchmarks/two_stage.py).
+
+An answer ends at the stop token or, as the k-shot prompt shows between demonstrations (and as
+few-shot harnesses stop at ``"\n\n"``), at the first token of the demonstration separator: a
+base model pretrained on blank-line separated episodes closes an answer that way. Either way,
+exact match is the answer's tokens, all of them, then one of those ends.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataprep import columns as C
 from dataprep.train import proofs
 from dataprep.errors import ConfigError
 from dataprep.train.loader import ArrowRows, DatasetInfo, read_info
+from dataprep.train.model import attention_backend
 
 COLUMNS = (C.INPUT_IDS, C.SEQ_LENS, C.NUM_PAD, C.LOSS_MASK, C.QUERY_START)
 
@@ -41,6 +49,7 @@ class FewshotEval:
     k_shot: list[tuple[np.ndarray, np.ndarray]]
     stop_ids: tuple[int, ...]
     longest: int  # longest k-shot prompt + answer, in tokens
+    ends: tuple[int, ...] = ()  # what closes an answer: the stop tokens and the separator's first token
 
 
 def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEval:
@@ -70,13 +79,41 @@ def prepare(path: str | Path, trained: DatasetInfo, *, limit: int) -> FewshotEva
         zero.append((ids[start:first], ids[first:]))
         shots.append((ids[:first], ids[first:]))
     return FewshotEval(Path(path), info.manifest.fewshot.k, zero, shots, info.stop_ids,
-                       longest=max(len(p) + len(a) for p, a in shots))
+                       longest=max(len(p) + len(a) for p, a in shots), ends=answer_ends(info))
+
+
+def answer_ends(info: DatasetInfo) -> tuple[int, ...]:
+    """The stop tokens, and the first token of the separator between demonstrations (when the
+    tokenizer can be read: otherwise only the stop tokens, which exact match then needs)."""
+    separator, tokenizer = info.manifest.fewshot.separator, proofs.load_decoder(info)
+    if not separator or tokenizer is None:
+        return tuple(info.stop_ids)
+    first = tokenizer.encode(separator, add_special_tokens=False).ids[:1]
+    return tuple(dict.fromkeys([*info.stop_ids, *first]))
 
 
 def evaluate(model: Any, ev: FewshotEval, *, pad_id: int, device: torch.device, decoder: Any | None = None) -> dict[str, Any]:
     """Exact match of greedy answers, zero-shot and k-shot."""
-    return {setting: proofs.task_proof(model, pairs, stop_ids=ev.stop_ids, pad_id=pad_id, device=device, decoder=decoder)
+    return {setting: score(model, pairs, ends=ev.ends or ev.stop_ids, pad_id=pad_id, device=device, decoder=decoder)
             for setting, pairs in (("zero_shot", ev.zero_shot), ("k_shot", ev.k_shot))}
+
+
+def score(model: Any, pairs: list[tuple[np.ndarray, np.ndarray]], *, ends: tuple[int, ...], pad_id: int,
+          device: torch.device, decoder: Any | None = None, show: int = 3) -> dict[str, Any]:
+    """Exact match of greedy answers: the answer's tokens (its stop token aside), then one of ``ends``."""
+    was_training = model.training
+    model.eval()
+    with attention_backend(model, "sdpa"):
+        outputs = proofs.greedy(model, [p for p, _ in pairs], stop_ids=ends, pad_id=pad_id,
+                                max_new=max(len(a) for _, a in pairs) + 4, device=device)
+    model.train(was_training)
+    right = [len(o) == len(a) and bool((o[:-1] == a[:-1]).all()) and o[-1] in ends for o, (_, a) in zip(outputs, pairs)]
+
+    def text(ids: np.ndarray) -> str:
+        return decoder.decode(ids.tolist(), skip_special_tokens=False) if decoder is not None else str(ids.tolist())
+
+    samples = [{"prompt": text(p)[-200:], "expected": text(a), "got": text(o)} for (p, a), o in list(zip(pairs, outputs))[:show]]
+    return {"accuracy": float(np.mean(right)), "examples": len(pairs), "samples": samples}
 
 
 def summary(ev: FewshotEval, before: dict[str, Any], after: dict[str, Any], *, base: bool = False) -> dict[str, Any]:

@@ -88,6 +88,62 @@ def sft_tasks(n: int = 6000, seed: int = 1) -> list[dict]:
     return records
 
 
+# The two-stage demo (recipes/two-stage-*.yaml): pretraining documents are episodes, each several
+# demonstrations of ONE rule drawn from RULES, in the fine-tuning template's own format. A query
+# alone does not say which rule applies (zero-shot: about one rule in len(RULES)); the
+# demonstrations before it do (in-context learning): each rule transforms the letters its own way
+# and writes its answer with its own joiner, so a small model can tell the rule from the answers it
+# sees in context. The fine-tuning task is one rule (TASK_RULE), so after fine-tuning the query
+# alone suffices. Letters are space-separated so that the BPE the pretraining recipe trains keeps
+# one token per letter.
+LETTERS = "abcdefgh"
+RULES = {  # name: (transformation, joiner of the answer's letters)
+    "reverse": (lambda xs: xs[::-1], " "),
+    "sort": (sorted, ","),
+    "rotate": (lambda xs: xs[1:] + xs[:1], "-"),
+    "upper": (lambda xs: [x.upper() for x in xs], "."),
+}
+TASK_RULE = "reverse"
+
+
+def letters(rng: random.Random) -> list[str]:
+    return [rng.choice(LETTERS) for _ in range(rng.randint(3, 5))]
+
+
+def rule_pair(rule: str, xs: list[str]) -> dict:
+    transform, joiner = RULES[rule]
+    return {"prompt": " ".join(xs), "completion": joiner.join(transform(xs))}
+
+
+def rule_task(n: int = 2000, seed: int = 2) -> list[dict]:
+    """``n`` distinct queries of TASK_RULE: the fine-tuning (and few-shot) records."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    records = []
+    while len(records) < n:
+        pair = rule_pair(TASK_RULE, letters(rng))
+        if pair["prompt"] not in seen:
+            seen.add(pair["prompt"])
+            records.append(dict(id=len(records), rule=TASK_RULE, **pair))
+    return records
+
+
+def rule_episodes(n: int = 6000, seed: int = 3, *, avoid: set[str] = frozenset()) -> list[dict]:
+    """``n`` pretraining documents: 4-8 demonstrations of one rule each ("Q: ..\nA: .." joined by a
+    blank line, as the few-shot recipe renders them), never using a query in ``avoid``."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(n):
+        rule = rng.choice(sorted(RULES))
+        shots, count = [], rng.randint(4, 8)
+        while len(shots) < count:
+            pair = rule_pair(rule, letters(rng))
+            if pair["prompt"] not in avoid:
+                shots.append(f"Q: {pair['prompt']}\nA: {pair['completion']}")
+        docs.append({"id": i, "text": "\n\n".join(shots), "meta": {"kind": "episode", "rule": rule}})
+    return docs
+
+
 def byte_tokenizer(folder: Path) -> None:
     """A byte-level tokenizer with no merges (256 byte tokens + <|endoftext|>): tiny models learn
     character-level tasks (reversal, sorting) far more easily than over BPE merges."""
@@ -117,6 +173,9 @@ def main() -> None:
     write_jsonl(HERE / "tiny_corpus.jsonl", pretrain_corpus())
     write_jsonl(HERE / "sft_tasks.jsonl", sft_tasks())
     byte_tokenizer(HERE / "byte_tokenizer")
+    task = rule_task()
+    write_jsonl(HERE / "rule_task.jsonl", task)
+    write_jsonl(HERE / "rule_episodes.jsonl", rule_episodes(avoid={r["prompt"] for r in task}))
 
 
 if __name__ == "__main__":

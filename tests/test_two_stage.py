@@ -1,0 +1,140 @@
+"""The two-stage demo's data (recipes/two-stage-*.yaml, benchmarks/two_stage.py): the pretraining
+episodes follow one rule each and never hold a task query, the three recipes build with the
+tokenizer stage 1 trains, and the k-shot prompts hold their demonstrations token for token.
+
+The demo's own claim (base 4-shot above base zero-shot, fine-tuned above both) needs a pretrained
+base model (minutes): it is ``test_two_stage_demo_table`` behind ``slow``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from tokenizers import Tokenizer
+
+from dataprep import columns as C
+from dataprep.build.run import run
+from dataprep.recipe import load_recipe
+from dataprep.train.fewshot_eval import answer_ends
+from dataprep.train.loader import read_info
+
+from .conftest import RECIPES, read_split
+
+REPO = RECIPES.parent
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("generate", RECIPES / "data" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def jsonl(name: str) -> list[dict]:
+    return [json.loads(line) for line in (RECIPES / "data" / name).read_text(encoding="utf-8").splitlines()]
+
+
+def which_rules(gen, prompt: str, completion: str) -> set[str]:
+    return {r for r in gen.RULES if gen.rule_pair(r, prompt.split(" "))["completion"] == completion}
+
+
+def episode_rule(gen, text: str) -> set[str]:
+    """The rules every demonstration of an episode agrees with (empty: the episode mixes rules)."""
+    rules = set(gen.RULES)
+    for shot in text.split("\n\n"):
+        q, a = shot.split("\n")
+        rules &= which_rules(gen, q.removeprefix("Q: "), a.removeprefix("A: "))
+    return rules
+
+
+def test_shipped_files_are_what_the_generator_writes():
+    gen = generator()
+    task = gen.rule_task()
+    assert jsonl("rule_task.jsonl") == task
+    assert jsonl("rule_episodes.jsonl") == gen.rule_episodes(avoid={r["prompt"] for r in task})
+
+
+def test_each_episode_is_one_rule_and_no_task_query_is_pretrained():
+    gen = generator()
+    episodes, task = jsonl("rule_episodes.jsonl"), jsonl("rule_task.jsonl")
+    for doc in episodes:
+        assert doc["meta"]["rule"] in episode_rule(gen, doc["text"]), doc["id"]
+    # the rules are used about equally (zero-shot: about 1 in 4), and the task is one of them
+    counts = {r: sum(d["meta"]["rule"] == r for d in episodes) for r in gen.RULES}
+    assert min(counts.values()) > 0.2 * len(episodes)
+    assert all(which_rules(gen, r["prompt"], r["completion"]) >= {gen.TASK_RULE} for r in task)
+    assert not leaked(episodes, task)
+    # able to fail: a planted episode of mixed rules, and a task query planted into pretraining
+    mixed = "Q: a b c\nA: c b a\n\nQ: c a b\nA: a,b,c"
+    assert episode_rule(gen, mixed) == set()
+    planted = {"text": f"Q: {task[5]['prompt']}\nA: {task[5]['completion']}"}
+    assert leaked([*episodes, planted], task) == {task[5]["prompt"]}
+
+
+def leaked(episodes: list[dict], task: list[dict]) -> set[str]:
+    """Task queries (held out or not) that a pretraining episode already shows."""
+    queries = {shot.split("\n")[0].removeprefix("Q: ") for d in episodes for shot in d["text"].split("\n\n")}
+    return queries & {r["prompt"] for r in task}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-stage")
+    run(load_recipe(RECIPES / "two-stage-pretrain.yaml"), root / "pretrain", workers=1)
+    tokenizer = [f"tokenizer.path={root / 'pretrain' / 'tokenizer'}"]
+    for name in ("sft", "fewshot"):
+        run(load_recipe(RECIPES / f"two-stage-{name}.yaml", tokenizer), root / name, workers=1)
+    return root
+
+
+def test_recipes_build_with_the_pretraining_tokenizer(built):
+    infos = {name: read_info(built / name) for name in ("pretrain", "sft", "fewshot")}
+    fingerprints = {info.manifest.tokenizer.fingerprint for info in infos.values()}
+    assert len(fingerprints) == 1  # one tokenizer, trained by stage 1, for all three
+    tok = Tokenizer.from_file(str(built / "pretrain" / "tokenizer" / "tokenizer.json"))
+    # one token per letter, so the rules are about tokens: BPE merges never join two letters
+    assert tok.encode("Q: a b c\nA: c,b,a").tokens == ["Q", ":", "Ġa", "Ġb", "Ġc", "Ċ", "A", ":", "Ġc", ",", "b", ",", "a"]
+    # the answer ends at the stop token, or at the blank line that separates demonstrations
+    assert answer_ends(infos["fewshot"]) == (*infos["fewshot"].stop_ids, tok.token_to_id("Ċ"))
+
+
+def test_kshot_prompts_hold_train_demonstrations_and_the_sft_query(built):
+    tok = Tokenizer.from_file(str(built / "pretrain" / "tokenizer" / "tokenizer.json"))
+    train = {r["prompt"]: r["completion"] for r in jsonl("rule_task.jsonl")}
+    sft_val = read_split(built / "sft", "validation")
+    fs_val = read_split(built / "fewshot", "validation")
+    assert fs_val.num_rows == sft_val.num_rows == 207
+    sft_prompts = set()
+    for ids, mask in zip(sft_val.column(C.INPUT_IDS).to_pylist(), sft_val.column(C.LOSS_MASK).to_pylist()):
+        sft_prompts.add(tok.decode(ids[: mask.index(1)], skip_special_tokens=False))
+    train_prompts = {tok.decode(ids, skip_special_tokens=False).split("\n")[0].removeprefix("Q: ")
+                     for ids in read_split(built / "sft", "train").column(C.INPUT_IDS).to_pylist()}
+    rows = zip(fs_val.column(C.INPUT_IDS).to_pylist(), fs_val.column(C.LOSS_MASK).to_pylist(),
+               fs_val.column(C.QUERY_START).to_pylist())
+    for ids, mask, start in rows:
+        first = mask.index(1)
+        query = tok.decode(ids[start:first], skip_special_tokens=False)
+        assert query in sft_prompts  # the same held-out prompt as the fine-tuning data's
+        demos = tok.decode(ids[:start], skip_special_tokens=False).split("\n\n")[:-1]
+        assert len(demos) == 4
+        for demo in demos:
+            q, a = demo.removeprefix("Q: ").split("\nA: ")
+            assert q in train_prompts and train[q] == a  # a train example, answered right
+            # token for token as the template renders it alone
+            assert tok.encode(demo).ids == tok.encode(f"Q: {q}\nA: {a}").ids
+        answer = tok.decode(ids[first:], skip_special_tokens=False)
+        assert answer.endswith("<|endoftext|>") and sum(mask) == len(ids) - first
+
+
+@pytest.mark.slow
+def test_two_stage_demo_table(tmp_path):
+    """The demo's claim, as benchmarks/two_stage.py runs it (about 10 minutes on 2 busy cores)."""
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "two_stage.py"), "--work", str(tmp_path)], check=True)
+    table = json.loads((tmp_path / "runs" / "two-stage-ft" / "verify.json").read_text())["fewshot"]
+    assert table["before_is"] == "base model"
+    assert table["k_shot"] >= table["zero_shot"] + 0.2  # in-context learning
+    assert table["fine_tuned"] >= 0.9 and table["fine_tuned"] > table["k_shot"]  # fine-tuning beats both
