@@ -12,6 +12,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
@@ -19,7 +20,7 @@ from tokenizers import Tokenizer
 from dataprep import columns as C
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe
-from dataprep.train.fewshot_eval import answer_ends
+from dataprep.train.fewshot_eval import FewshotEval, answer_ends, summary, table
 from dataprep.train.loader import read_info
 
 from .conftest import RECIPES, read_split
@@ -138,3 +139,14 @@ def test_two_stage_demo_table(tmp_path):
     assert table["before_is"] == "base model"
     assert table["k_shot"] >= table["zero_shot"] + 0.2  # in-context learning
     assert table["fine_tuned"] >= 0.9 and table["fine_tuned"] > table["k_shot"]  # fine-tuning beats both
+
+
+def test_table_says_base_model_when_the_run_started_from_one():
+    row = {"accuracy": 0.0}
+    result = summary(FewshotEval(Path("fs"), 4, [], [], (0,), longest=0), {"zero_shot": row, "k_shot": row},
+                     {"zero_shot": row, "k_shot": row}, base=True)
+    assert result["before_is"] == "base model"
+    assert table(result).splitlines()[0] == "exact match on 0 held-out queries         base model   after fine-tuning"
+    result = summary(FewshotEval(Path("fs"), 4, [], [], (0,), longest=0), {"zero_shot": row, "k_shot": row},
+                     {"zero_shot": row, "k_shot": row})
+    assert table(result).splitlines()[0].endswith("   before training   after fine-tuning")
