@@ -14,7 +14,7 @@ from dataprep.cli.app import cli
 @click.option("--batch-size", type=click.IntRange(min=1), help="Rows per step (default 4096 // seq_len: 64 for demo-sft).")
 @click.option("--lr", type=float, help="Peak learning rate (default: 4e-3 for the cpu model, 6e-4 for gpu).")
 @click.option("--seed", type=int, help="Seeds the weights and the data order (default 0).")
-@click.option("--model", type=click.Choice(["auto", "cpu", "gpu"]), help="Model size (default auto: gpu when CUDA is present).")
+@click.option("--model", metavar="cpu|gpu|auto|PATH", help="Model size (default auto: gpu when CUDA is present), or PATH: a local transformers causal-LM folder (config.json, and model.safetensors to start from its weights; config.json alone: random weights from --seed). Never downloaded.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: the cores this process may run on). On a machine busy with other work, fewer is faster: --threads 1.")
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
@@ -40,6 +40,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
         dataprep train out/demo-sft
         dataprep train out/demo-pretrain --out runs/pretrain --steps 300 --set eval_every=100
         dataprep train out/demo-sft --eval-fewshot out/fewshot-demo
+        dataprep train out/demo-sft --model models/tiny-llama --steps 300
         dataprep train out/task-sft --init-from runs/base --eval-fewshot out/task-fewshot
         dataprep train out/mlm-wikitext --out runs/mlm --steps 300
     """

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from dataprep.errors import ConfigError
 
 CHOICES = {
-    "model": ("auto", "cpu", "gpu"),
     "attention": ("auto", "varlen", "flex", "sdpa"),
     "device": ("auto", "cpu", "cuda"),
     "classification": ("auto", "generative", "head"),
@@ -36,7 +36,7 @@ class TrainConfig:
         ConfigError: a setting out of its range, or settings that do not fit together.
     """
 
-    model: str = "auto"            # cpu | gpu | auto (gpu when CUDA is present)
+    model: str = "auto"            # cpu | gpu | auto (gpu when CUDA is present) | a transformers folder (hf_model.py)
     d_model: int | None = None     # override the preset's width / depth / heads
     n_layers: int | None = None
     n_heads: int | None = None
@@ -116,10 +116,39 @@ def problems(cfg: TrainConfig) -> list[ConfigError]:
     if cfg.lr is not None and cfg.lr > 0 and cfg.min_lr > cfg.lr:
         found.append(ConfigError(f"training settings min_lr={cfg.min_lr!r} and lr={cfg.lr!r} do not fit: the cosine would "
                                  "climb from lr up to min_lr", fix=f"--set min_lr={cfg.lr / 10:g} (at most lr)"))
+    model = model_problem(cfg.model)
+    if model:
+        found.append(model)
     shape = shape_problem(cfg.d_model, cfg.n_heads)
     if shape:
         found.append(shape)
     return found
+
+
+PRESET_NAMES = ("auto", "cpu", "gpu")  # --model: these, or a transformers folder
+
+
+def is_folder_model(value: str) -> bool:
+    """``--model`` names a transformers folder, not a preset."""
+    return value not in PRESET_NAMES
+
+
+def model_problem(value: str) -> ConfigError | None:
+    """Why ``--model VALUE`` cannot be used, or None: a preset, or a folder holding ``config.json``."""
+    if not is_folder_model(value):
+        return None
+    path = Path(value)
+    if path.is_dir() and (path / "config.json").is_file():
+        return None
+    if path.is_dir():
+        return ConfigError(f"--model {value}: the folder has no config.json, so it is not a transformers model",
+                           fix="give a folder written by save_pretrained (config.json, and model.safetensors for weights)")
+    if value.count("/") == 1 and not value.startswith((".", "/", "~")) and not path.exists():
+        name = value.split("/")[1]
+        return ConfigError(f"--model {value}: no such folder; it looks like a Hugging Face Hub id, and dataprep never downloads",
+                           fix=f"download it yourself (`hf download {value} --local-dir models/{name}`), then --model models/{name}")
+    return ConfigError(f"--model {value} is neither a preset (auto, cpu, gpu) nor a folder",
+                       fix="--model cpu (or gpu, auto), or the folder of a transformers causal LM (config.json)")
 
 
 def _range(name: str, least: float, inclusive: bool) -> str:

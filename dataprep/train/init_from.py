@@ -118,6 +118,27 @@ def model_config(start: dict[str, Any], settings: Any, info: DatasetInfo, *, max
                                rope_base=saved.get("rope_base", 10000.0)), **shape)
 
 
+def load_hf(start: dict[str, Any], info: DatasetInfo) -> tuple[Any, dict[str, Any]]:
+    """The transformers model of a ``--model PATH`` run, rebuilt from the architecture its checkpoint
+    records, with its weights. Tokens added after the base's fit only in embedding rows the model
+    already has (rows past the old tokenizer's ids: random, or the base's untrained ones).
+
+    Raises:
+        ConfigError: another tokenizer, or more tokens than the model's embedding rows.
+    """
+    from dataprep.train.hf_model import from_checkpoint
+
+    added = added_tokens(start, info)
+    model = from_checkpoint(start["hf_config"])
+    if info.vocab_size > model.cfg.vocab_size:
+        raise ConfigError(f"--init-from {start['path']}: its transformers model has {model.cfg.vocab_size:,} embedding rows, "
+                          f"the dataset's tokenizer {info.vocab_size:,} ids",
+                          fix="build the dataset with the base run's tokenizer (its OUT/tokenizer folder)")
+    model.load_state_dict(start["model"])
+    return model, {"path": start["path"], "step": start.get("step"), "tokenizer": start["tokenizer"]["fingerprint"],
+                   "added_tokens": added, "preset": start.get("preset")}
+
+
 @torch.no_grad()
 def load_weights(model: Transformer, start: dict[str, Any], *, added: int) -> dict[str, Any]:
     """The checkpoint's weights into ``model``; new token rows get the mean of the old ones.

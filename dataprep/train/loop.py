@@ -39,7 +39,7 @@ from typing import Any
 from dataprep.errors import ConfigError
 from dataprep.train import evaluate, fewshot_eval, save, speed
 from dataprep.train.checks import KINDS, learned_check, learning_check, passed, task_check, task_skipped, verdict
-from dataprep.train.config import TrainConfig, config_from
+from dataprep.train.config import TrainConfig, config_from, is_folder_model
 from dataprep.train.device import Contention, busy_hint, pick_device, to_device, use_threads
 from dataprep.train.evaluate import TaskPlan
 from dataprep.train.loader import read_info
@@ -81,15 +81,16 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
             raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume, --eval-fewshot and "
                               "--init-from apply to next-token training only",
                               fix="train it without --resume, --eval-fewshot and --init-from")
+        if is_folder_model(cfg.model):
+            raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --model {cfg.model} (a transformers "
+                              "causal LM) trains next-token data only", fix="--model cpu (or gpu, auto)")
         return train_objective(info, out, cfg, device=pick_device(cfg.device), echo=echo)
 
     # --- data, device, model, optimizer; what the task check decodes
     setup = build(info, cfg)
     echo(f"{setup.describe()}, {threads} CPU thread{'s' if threads > 1 else ''}")
-    if setup.init is not None:
-        added = setup.init["added_tokens"]
-        echo(f"starting from {setup.init['path']} (step {setup.init['step']})"
-             + (f"; {added} new token{'s' if added > 1 else ''} get embedding rows (the mean of the old ones)" if added else ""))
+    for line in setup.origin():
+        echo(line)
     hint = busy_hint(threads) if setup.device.type == "cpu" else None
     if hint:
         echo(hint)

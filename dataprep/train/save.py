@@ -72,9 +72,11 @@ def save_checkpoint(path: Path, setup: Setup, *, step: int, history: History, be
     """Everything :func:`load_checkpoint` needs to continue the run exactly."""
     from dataprep.train.init_from import tokenizer_identity
 
+    hf = getattr(setup.model, "hf", None)  # --model PATH: the architecture, to rebuild it for --init-from
     atomic_save({"model": setup.model.state_dict(), "optimizer": setup.opt.state_dict(), "step": step,
                  "history": asdict(history), "before": before, "config": asdict(setup.cfg),
-                 "model_config": asdict(setup.model_cfg), "preset": setup.model_name,
+                 "model_config": asdict(setup.model_cfg), "preset": setup.model_name, "peak_lr": setup.peak_lr,
+                 **({"hf_config": hf.config.to_dict()} if hf is not None else {}),
                  "tokenizer": tokenizer_identity(setup.info)}, path)
 
 

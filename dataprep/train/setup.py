@@ -13,7 +13,7 @@ import torch
 
 from dataprep.errors import ConfigError
 from dataprep.train import fewshot_eval, init_from
-from dataprep.train.config import TrainConfig, check_shape
+from dataprep.train.config import TrainConfig, check_shape, is_folder_model
 from dataprep.train.device import autocast_dtype, pick_device
 from dataprep.train.fewshot_eval import FewshotEval
 from dataprep.train.loader import ArrowRows, Batches, Collator, DatasetInfo
@@ -36,10 +36,10 @@ class Setup:
     workers: int                   # DataLoader worker processes (0: batches built in this process)
     head: bool                     # a classification head on label_id instead of the LM loss
     fewshot: FewshotEval | None    # --eval-fewshot's queries
-    model_name: str                # the preset: cpu | gpu
+    model_name: str                # the preset (cpu | gpu), or the transformers model and its folder
     model_cfg: ModelConfig
-    attention: str                 # the attention backend pick_attention chose
-    model: Transformer
+    attention: str                 # the attention backend pick_attention chose (transformers: its own)
+    model: Any                     # Transformer, or hf_model.HFCausalLM (--model PATH)
     opt: torch.optim.Optimizer
     peak_lr: float
     init: dict[str, Any] | None = None  # where the weights came from (--init-from), for verify.json
@@ -64,6 +64,21 @@ class Setup:
             return batches
         return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.workers,
                                            pin_memory=self.device.type == "cuda")
+
+    def origin(self) -> list[str]:
+        """Lines saying where the weights come from, when not from the seed alone (--init-from, --model PATH)."""
+        lines = []
+        about = getattr(self.model, "about", None)
+        if about:
+            off = ", ".join(f"{k}={v:g}" for k, v in about["dropout_turned_off"].items())
+            lines.append(f"transformers {about['architecture']} from {about['folder']}: weights {about['weights']}"
+                         + (f"; dropout turned off ({off} -> 0: the proofs compare forward passes exactly)" if off else ""))
+        if self.init is not None:
+            added = self.init["added_tokens"]
+            rows = "rows the model already has" if hasattr(self.model, "hf") else "rows at the mean of the old ones"
+            lines.append(f"starting from {self.init['path']} (step {self.init['step']})"
+                         + (f"; {added} new token{'s' if added > 1 else ''} get embedding {rows}" if added else ""))
+        return lines
 
     def describe(self) -> str:
         """The line a run starts with: data, device, model."""
@@ -90,26 +105,57 @@ def build(info: DatasetInfo, cfg: TrainConfig) -> Setup:
 
     torch.manual_seed(cfg.seed)  # the weights below are the first random draw of the run
     dtype = autocast_dtype(device)
-    model_name = preset_name(cfg, device)
     longest = max(info.seq_len, fewshot.longest if fewshot else 0)  # k-shot prompts may be longer than the rows
-    num_labels = len(info.labels) if head else 0
+    model_name, model_cfg, attention, model, init, default_lr = make_model(
+        info, cfg, device, dtype, longest=longest, num_labels=len(info.labels) if head else 0)
+    model = model.to(device)
+    peak_lr = cfg.lr if cfg.lr is not None else default_lr
+    return Setup(info=info, cfg=cfg, device=device, dtype=dtype, train_rows=train_rows, val_rows=val_rows,
+                 collator=collator, batch_size=cfg.batch_size or max(1, 4096 // info.seq_len),
+                 workers=cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0),
+                 head=head, fewshot=fewshot, model_name=model_name, model_cfg=model_cfg, attention=attention,
+                 model=model, opt=adamw(model, cfg, peak_lr, device), peak_lr=peak_lr, init=init)
+
+
+def make_model(info: DatasetInfo, cfg: TrainConfig, device: torch.device, dtype: torch.dtype, *, longest: int,
+               num_labels: int) -> tuple[str, ModelConfig, str, Any, dict[str, Any] | None, float]:
+    """The run's model: a preset, a transformers folder (``--model PATH``) or another run's (``--init-from``).
+
+    Returns:
+        Its name, shape, attention backend, the model (on the CPU), where its weights came from
+        (``--init-from``, else None) and the peak learning rate when ``lr`` is unset.
+
+    Raises:
+        ConfigError: settings the model cannot take (a shape setting against a folder or a
+            checkpoint, a head on a transformers model, --model PATH with --init-from).
+    """
+    folder = is_folder_model(cfg.model)
+    shape = [k for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None]
+    if folder and (shape or num_labels or cfg.init_from):
+        what = (f"--set {shape[0]}" if shape else "--classification head" if num_labels else "--init-from")
+        raise ConfigError(f"--model {cfg.model} is a transformers model: {what} does not apply to it (its shape is its "
+                          "config.json's; it trains classification data generatively; --init-from brings its own model)",
+                          fix=f"drop {what}" + (" (or --classification generative)" if num_labels else ""))
     start = init_from.read_start(cfg.init_from) if cfg.init_from else None
+    if folder:
+        from dataprep.train import hf_model
+
+        model, about = hf_model.load(cfg.model, vocab_size=info.vocab_size, longest=longest + 64)
+        lr = hf_model.LR_RANDOM if about["weights"].startswith("random") else hf_model.LR_PRETRAINED
+        return hf_model.name(about), model.cfg, f"{model.attention} (transformers)", model, None, lr
+    if start is not None and "hf_config" in start:  # a run of --model PATH: the same architecture again
+        model, init = init_from.load_hf(start, info)
+        return start["preset"], model.cfg, f"{model.attention} (transformers)", model, init, start["peak_lr"]
+    model_name = start.get("preset") if start is not None else preset_name(cfg, device)
     if start is not None:
-        added = init_from.added_tokens(start, info)
-        model_name = start.get("preset") or model_name
+        added = init_from.added_tokens(start, info)  # the tokenizer first: another one makes every other check moot
         model_cfg = init_from.model_config(start, cfg, info, max_seq_len=longest + 64, num_labels=num_labels)
     else:
         model_cfg = model_config(cfg, model_name, vocab_size=info.vocab_size, max_seq_len=longest + 64, num_labels=num_labels)
     attention = pick_attention(device, dtype=dtype, prefer=cfg.attention)
     model = Transformer(model_cfg, attention=attention)
     init = init_from.load_weights(model, start, added=added) if start is not None else None
-    model = model.to(device)
-    peak_lr = cfg.lr if cfg.lr is not None else PEAK_LR[model_name]
-    return Setup(info=info, cfg=cfg, device=device, dtype=dtype, train_rows=train_rows, val_rows=val_rows,
-                 collator=collator, batch_size=cfg.batch_size or max(1, 4096 // info.seq_len),
-                 workers=cfg.workers if cfg.workers is not None else (4 if device.type == "cuda" else 0),
-                 head=head, fewshot=fewshot, model_name=model_name, model_cfg=model_cfg, attention=attention,
-                 model=model, opt=adamw(model, cfg, peak_lr, device), peak_lr=peak_lr, init=init)
+    return model_name, model_cfg, attention, model, init, PEAK_LR[model_name]
 
 
 def classification(info: DatasetInfo, cfg: TrainConfig) -> str:
