@@ -26,7 +26,7 @@ from dataprep.recipe import load_recipe
 from dataprep.train import data_proofs
 from dataprep.train.loader import ArrowRows, read_info
 
-from .conftest import RECIPES, require_shared
+from .conftest import DATA, RECIPES, require_shared
 
 Table = pa.Table
 
@@ -168,3 +168,32 @@ def test_a_token_stream_with_train_rows_in_validation_fails_heldout(tmp_path):
     whole = sum(len(lengths) - 2 - (pad > 0) for lengths, pad in
                 zip(table.column(C.SEQ_LENS).to_pylist(), table.column(C.NUM_PAD).to_pylist()))
     assert found["pass"] is False and found["in_both_splits"] == whole > 0
+
+
+def test_chat_records_re_rendered_through_a_generation_tagged_template(tmp_path):
+    """recipes/chat.yaml (Phi-3's template) against phi3_training.jinja, rendered by transformers' Jinja renderer."""
+    require_shared()
+    pytest.importorskip("transformers")
+    chat = tmp_path / "chat"
+    run(load_recipe(RECIPES / "chat.yaml"), chat, workers=1)
+    template = str(DATA / "chat_templates" / "phi3_training.jinja")
+
+    def targets(path: Path, chat_template: str | None = template) -> dict:
+        info = read_info(path)
+        index = data_proofs.index_examples({s: ArrowRows(info.dataset, s) for s in C.SPLITS})
+        return data_proofs.targets_proof(info, index, decoder=info.dataset.tokenizer().tokenizer, limit=512,
+                                         chat_template=chat_template)[0]
+
+    assert targets(chat, None)["skipped"].startswith("chat template: give a {% generation %}-tagged copy")
+    # every record found token for token; one difference, in every conversation: the training template
+    # also trains the <|endoftext|> after the last assistant turn, the recipe stops at Phi-3's <|end|>
+    found = targets(chat)
+    assert (found["rendered"], found["found"], found["masks_equal"], found["pass"]) == (500, 500, 0, False)
+    assert found["first_mismatch"]["data_trains_not_reference"] == ""
+    assert found["first_mismatch"]["reference_trains_not_data"] == "<|endoftext|>"
+    eos = read_info(chat).manifest.tokenizer.special_ids["eos"]
+    trained_eos = rewrite(chat, tmp_path / "eos", masks(lambda ids, mask: np.where(ids == eos, 1, mask).astype(np.uint8)))
+    assert targets(trained_eos)["masks_equal"] == 500 and targets(trained_eos)["pass"]  # then they agree
+    prompts = rewrite(trained_eos, tmp_path / "prompts", masks(prompt_as_target))
+    first = targets(prompts)["first_mismatch"]
+    assert targets(prompts)["pass"] is False and first["data_trains_not_reference"].startswith("<|user|> Who are you?")

@@ -85,8 +85,10 @@ def _text(decoder: Any, ids: Iterable[int]) -> str:
     return decoder.decode(ids, skip_special_tokens=False) if decoder is not None else str(ids)
 
 
-def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int) -> tuple[dict[str, Any], list[reference.Expected]]:
-    """The re-rendered records against the dataset; also the validation examples found (for ``learned``)."""
+def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
+                  chat_template: str | None = None) -> tuple[dict[str, Any], list[reference.Expected]]:
+    """The re-rendered records against the dataset; also the validation examples found (for ``learned``).
+    ``chat_template``: a generation-tagged template that re-renders chat records."""
     if decoder is None:
         return {"skipped": "the dataset's tokenizer cannot be loaded", "pass": None}, []
     rows = info.manifest.rows
@@ -94,7 +96,7 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int) 
     stop = info.stop_ids[0] if info.stop_ids else None
     if stop is None:
         return {"skipped": "no stop token stated", "pass": None}, []
-    rendering = reference.render(info.manifest, decoder, stop_id=stop, bos_id=bos, limit=limit)
+    rendering = reference.render(info.manifest, decoder, stop_id=stop, bos_id=bos, limit=limit, chat_template=chat_template)
     if rendering.skipped:
         return {"skipped": rendering.skipped, "pass": None}, []
     too_long = found = equal = 0

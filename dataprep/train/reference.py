@@ -88,13 +88,17 @@ def why_not(manifest: Manifest) -> str | None:
     return None
 
 
-def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | None, limit: int) -> Rendering:
+def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | None, limit: int,
+           chat_template: str | None = None) -> Rendering:
     """The first ``limit`` readable records of the dataset's inputs, rendered and tokenized.
 
     ``encoder`` is the dataset's ``tokenizers.Tokenizer`` (specials recognised in the text).
+    ``chat_template``: a ``{% generation %}``-tagged template for chat data (:mod:`reference_chat`).
     """
-    skipped = why_not(manifest)
     sft = manifest.sft
+    if sft is not None and manifest.recipe.get("template") == "chat" and manifest.recipe.get("classification") is None:
+        return _render_chat(manifest, encoder, chat_template=chat_template, limit=limit)
+    skipped = why_not(manifest)
     if skipped is not None:
         return Rendering([], skipped=skipped)
     prompt_text, response_text, no_input = _template_text(manifest.recipe["template"])
@@ -123,6 +127,22 @@ def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | N
         first = int(np.argmax(mask))
         expected.append(Expected(where=where, ids=ids, mask=mask, prompt_tokens=first))
     return Rendering(expected, unrendered=unrendered, max_length=sft.max_length, overflow=sft.overflow)
+
+
+def _render_chat(manifest: Manifest, encoder: object, *, chat_template: str | None, limit: int) -> Rendering:
+    """Chat records through a generation-tagged template, or why they cannot be."""
+    from dataprep.train import reference_chat
+
+    sft = manifest.sft
+    skipped = reference_chat.why_not(chat_template)
+    if skipped is None and sft.masking != "all_assistant":
+        skipped = f"masking: {sft.masking}: a generation-tagged template marks every assistant turn (all_assistant)"
+    if skipped is not None:
+        return Rendering([], skipped=skipped)
+    specials = {f"{name}_token": s.token for name, s in manifest.tokenizer.special_tokens.items() if name in ("bos", "eos")}
+    expected, unrendered, skipped = reference_chat.render(manifest, encoder, template=str(chat_template), specials=specials,
+                                                          limit=limit, expected_type=Expected)
+    return Rendering(expected, skipped=skipped, unrendered=unrendered, max_length=sft.max_length, overflow=sft.overflow)
 
 
 def _records(recipe: Recipe, names: dict[str, bool], *, limit: int) -> Iterator[tuple[str, dict[str, str]]]:
