@@ -10,11 +10,10 @@ the stop token is appended as a target (a BOS before, when the dataset frames wi
     "Q: 12+7\\nA: " + "19"   ->  ids  Q : ␣ 1 2 + 7 \\n A : ␣ 1 9 <eos>
                               mask 0 0 0 0 0 0 0 0  0 0 0 1 1   1
 
-What it cannot render it says, never guesses: chat templates (``transformers``'
-``apply_chat_template`` with ``{% generation %}`` tags would be the independent path; not built
-yet), classification labels, target policies other than ``completion``, normalized text, and a
-record with earlier turns (``history``) are reported as the reason the proof is skipped or the
-record is not rendered.
+Chat records go through a ``{% generation %}``-tagged template instead (:mod:`reference_chat`).
+What it cannot render it says, never guesses: a chat without such a template, classification
+labels, target policies other than ``completion``, normalized text, and a record with earlier
+turns (``history``) are reported as the reason the proof is skipped or the record is not rendered.
 """
 
 from __future__ import annotations
@@ -76,8 +75,6 @@ def why_not(manifest: Manifest) -> str | None:
     recipe, sft = manifest.recipe, manifest.sft
     if sft is None:
         return f"{manifest.task} data has no response to re-render"
-    if recipe.get("template") == "chat":
-        return "chat template: the independent renderer for chats is not built yet (see validate --recheck-sources)"
     if recipe.get("classification") is not None:
         return "classification data: the label check compares label ids with their target text instead"
     if sft.masking != "completion":
