@@ -68,6 +68,7 @@ def test_a_transformers_model_trains_with_every_proof(runs, hf_run):
     report, lines = hf_run
     checks = report["checks"]
     assert set(checks) == {"learning", "task", "targets", "heldout", "labels", "learned", "collator", "attention"}
+    assert all(check["pass"] is not False for check in checks.values()), checks  # each passes, or says why it skips
     assert checks["collator"]["pass"] and checks["collator"]["loss_diff"] == 0.0
     assert checks["attention"]["pass"] and checks["attention"]["rows"] < checks["attention"]["examples"]
     assert checks["learning"]["pass"], checks["learning"]
@@ -114,6 +115,13 @@ def test_a_folder_with_weights_loads_them_and_scores_as_transformers_does(runs):
         theirs = saved(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
     assert count == int(np.asarray(row["assistant_masks"]).sum()) and count > 0
     assert torch.allclose(total / count, theirs, atol=1e-6)
+    # the task check's greedy decoding (left padding as a segment of its own) answers as transformers'
+    # generate does on each prompt alone
+    prompts = [np.asarray(row["input_ids"][:n]) for n in (9, 4)]
+    ours = proofs.greedy(model, prompts, stop_ids=(-1,), pad_id=info.pad_id, max_new=6, device=torch.device("cpu"))
+    for prompt, answer in zip(prompts, ours):
+        alone = saved.generate(torch.tensor(prompt)[None], max_new_tokens=6, do_sample=False, pad_token_id=info.pad_id)
+        assert answer.tolist() == alone[0, len(prompt):].tolist()
     assert hf_model.name(about) == f"llama ({runs / 'llama-weights'})"
 
 
@@ -152,7 +160,7 @@ def test_what_a_transformers_model_cannot_take_is_refused(runs, tmp_path):
 
 def test_a_transformers_run_is_a_base_for_init_from(runs, hf_run, tmp_path):
     base = torch.load(runs / "hf" / "checkpoint.pt", weights_only=False)
-    report = train(runs / "sft", tmp_path / "next", config_from(steps=2, init_from=str(runs / "hf"), **HF), echo=quiet)
+    report = train(runs / "sft", tmp_path / "next", config_from(steps=1, init_from=str(runs / "hf"), **HF), echo=quiet)
     after = torch.load(tmp_path / "next" / "checkpoint.pt", weights_only=False)
     assert after["history"]["val_loss"][0] == base["history"]["val_loss"][-1]
     assert report["model"]["preset"] == base["preset"] and report["init_from"]["step"] == 40
@@ -162,7 +170,7 @@ def test_a_transformers_run_is_a_base_for_init_from(runs, hf_run, tmp_path):
 
 def test_a_run_starts_where_its_base_ended(runs, tmp_path):
     base = torch.load(runs / "base" / "checkpoint.pt", weights_only=False)
-    report = train(runs / "sft", tmp_path / "next", config_from(steps=5, init_from=str(runs / "base"), **TINY), echo=quiet)
+    report = train(runs / "sft", tmp_path / "next", config_from(steps=1, init_from=str(runs / "base"), **TINY), echo=quiet)
     after = torch.load(tmp_path / "next" / "checkpoint.pt", weights_only=False)
     # the same weights on the same validation rows: the new run's loss before training is the base's last
     assert after["history"]["val_loss"][0] == base["history"]["val_loss"][-1]

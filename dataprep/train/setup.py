@@ -140,7 +140,7 @@ def make_model(info: DatasetInfo, cfg: TrainConfig, device: torch.device, dtype:
     if folder:
         from dataprep.train import hf_model
 
-        model, about = hf_model.load(cfg.model, vocab_size=info.vocab_size, longest=longest + 64)
+        model, about = hf_model.load(cfg.model, vocab_size=info.vocab_size, longest=longest)
         lr = hf_model.LR_RANDOM if about["weights"].startswith("random") else hf_model.LR_PRETRAINED
         return hf_model.name(about), model.cfg, f"{model.attention} (transformers)", model, None, lr
     if start is not None and "hf_config" in start:  # a run of --model PATH: the same architecture again
