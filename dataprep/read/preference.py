@@ -96,7 +96,7 @@ def read_transcripts(record: Mapping[str, object]) -> Pair | Problem:
         if a != b:
             break
         common += 1
-    cut = chosen.rfind(ASSISTANT, 0, common - len(ASSISTANT) + 1) if common >= len(ASSISTANT) else -1
+    cut = chosen.rfind(ASSISTANT, 0, common)
     if cut < 0:
         return NO_COMMON_PROMPT, "the two transcripts share no prefix ending at an '\\n\\nAssistant:' turn boundary"
     end = cut + len(ASSISTANT)
