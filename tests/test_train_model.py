@@ -103,11 +103,11 @@ def test_the_attention_check_catches_a_model_whose_packed_rows_meet(runs):
 def test_a_folder_with_weights_loads_them_and_scores_as_transformers_does(runs):
     from dataprep.train import hf_model
 
-    model, about = hf_model.load(runs / "llama-weights", vocab_size=257, longest=300)
+    info = read_info(runs / "sft")
+    model, about = hf_model.load(runs / "llama-weights", vocab_size=257, longest=300, tokenizer=info.dataset.tokenizer().tokenizer)
     saved = transformers.LlamaForCausalLM.from_pretrained(runs / "llama-weights", local_files_only=True)
     assert about["weights"] == "model.safetensors" and about["architecture"] == "LlamaForCausalLM"
     assert all(torch.equal(a, b) for a, b in zip(model.hf.state_dict().values(), saved.state_dict().values()))
-    info = read_info(runs / "sft")
     row = next(proofs.examples(ArrowRows(info.dataset, "validation"), limit=1))
     batch = Collator(pad_id=info.pad_id)([row])
     total, count = model.lm_loss(batch)
@@ -123,6 +123,21 @@ def test_a_folder_with_weights_loads_them_and_scores_as_transformers_does(runs):
         alone = saved.generate(torch.tensor(prompt)[None], max_new_tokens=6, do_sample=False, pad_token_id=info.pad_id)
         assert answer.tolist() == alone[0, len(prompt):].tolist()
     assert hf_model.name(about) == f"llama ({runs / 'llama-weights'})"
+    assert about["tokenizer"] == "not checked: the folder has no tokenizer.json"
+
+
+def test_pretrained_weights_need_the_models_tokenizer(runs, tmp_path):
+    """The folder's tokenizer.json against the dataset's: the same ids pass, another tokenizer is refused."""
+    from dataprep.train import hf_model
+
+    shutil.copytree(runs / "llama-weights", tmp_path / "m")
+    sft, pretrain = read_info(runs / "sft"), read_info(runs / "pretrain")
+    shutil.copy(RECIPES / "data" / "byte_tokenizer" / "tokenizer.json", tmp_path / "m")
+    _, about = hf_model.load(tmp_path / "m", vocab_size=257, longest=300, tokenizer=sft.dataset.tokenizer().tokenizer)
+    assert about["tokenizer"] == "the folder's tokenizer.json: every token has the model's id"
+    with pytest.raises(ConfigError, match="the dataset was built with another tokenizer than the model's") as err:
+        hf_model.load(tmp_path / "m", vocab_size=257, longest=300, tokenizer=pretrain.dataset.tokenizer().tokenizer)
+    assert f"tokenizer: {{path: {tmp_path / 'm'}}}" in err.value.fix
 
 
 @pytest.mark.parametrize("value, message, fix", [

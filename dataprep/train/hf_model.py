@@ -18,6 +18,11 @@ fails on such a model (``tests/test_train_model.py`` runs one)::
     input_ids     5 6 7 8 | 9 10 11 | 0 0     two examples and a pad piece in one row
     position_ids  0 1 2 3 | 0  1  2 | 0 1     restarts: transformers builds a block-causal mask
 
+With pretrained weights, the dataset's tokenizer must be the model's: when the folder holds a
+``tokenizer.json``, every one of its tokens must have the same id in the dataset's tokenizer, and
+any other token must be an added special token (else a ``ConfigError`` naming both); without one
+the run says the tokenizer was not checked. The vocabulary must fit the model's embedding rows.
+
 Dropout is turned off (every ``*dropout*`` / ``*_pdrop`` setting of the config set to 0, and the
 run says so): the proofs compare two forward passes bit for bit.
 """
@@ -53,13 +58,44 @@ def _no_dropout(config: Any) -> dict[str, float]:
     return changed
 
 
-def load(path: str | Path, *, vocab_size: int, longest: int) -> tuple[HFCausalLM, dict[str, Any]]:
+def _check_tokenizer(path: Path, tokenizer: Any) -> str:
+    """With pretrained weights, the dataset's tokenizer must give every token of the folder's ``tokenizer.json``
+    the id the model learned it under; tokens it adds must be added (special) tokens. Returns what was checked.
+
+    Raises:
+        ConfigError: a token whose id differs, or one the dataset's tokenizer lacks.
+    """
+    from tokenizers import Tokenizer
+
+    if not (path / "tokenizer.json").is_file():
+        return "not checked: the folder has no tokenizer.json"
+    theirs = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab(with_added_tokens=True)
+    ours = tokenizer.get_vocab(with_added_tokens=True)
+    wrong = sorted((i, t) for t, i in theirs.items() if ours.get(t) != i)
+    added = {t.content for t in tokenizer.get_added_tokens_decoder().values()}
+    extra = sorted((i, t) for t, i in ours.items() if t not in theirs and t not in added)
+    if extra:  # e.g. a BPE trained further: merges the model never saw
+        i, token = extra[0]
+        raise ConfigError(f"--model {path}: the dataset was built with another tokenizer than the model's ({len(extra):,} "
+                          f"of its tokens are not the model's and not added special tokens, e.g. {token!r}: id {i})",
+                          fix=f"build the dataset with the model's tokenizer (recipe: tokenizer: {{path: {path}}})")
+    if wrong:
+        i, token = wrong[0]
+        raise ConfigError(f"--model {path}: the dataset was built with another tokenizer than the model's ({len(wrong):,} of "
+                          f"its {len(theirs):,} tokens have another id or none, e.g. {token!r}: id {i} in the model, "
+                          f"{ours.get(token)} in the dataset)",
+                          fix=f"build the dataset with the model's tokenizer (recipe: tokenizer: {{path: {path}}})")
+    return "the folder's tokenizer.json: every token has the model's id"
+
+
+def load(path: str | Path, *, vocab_size: int, longest: int, tokenizer: Any | None = None) -> tuple[HFCausalLM, dict[str, Any]]:
     """The model in folder ``path`` (weights, or random ones from the current torch seed), wrapped.
 
     Args:
         path: a ``save_pretrained`` folder.
         vocab_size: the dataset tokenizer's ids (the model's embedding must have a row for each).
         longest: the longest row (or few-shot prompt) the run feeds it.
+        tokenizer: the dataset's ``tokenizers.Tokenizer``, checked against the folder's with pretrained weights.
 
     Returns:
         The adapter, and what ``verify.json`` records of the model (folder, type, weights or random, dropout turned off).
@@ -85,6 +121,7 @@ def load(path: str | Path, *, vocab_size: int, longest: int) -> tuple[HFCausalLM
     if weights is None and any(path.glob("*.bin")):
         raise ConfigError(f"--model {path} holds pytorch_model.bin weights, which dataprep does not unpickle",
                           fix="save the model with save_pretrained(..., safe_serialization=True) (model.safetensors)")
+    checked = _check_tokenizer(path, tokenizer) if weights and tokenizer is not None else "not needed: random weights"
     try:
         if weights:
             hf = AutoModelForCausalLM.from_pretrained(path, config=config, local_files_only=True, trust_remote_code=False,
@@ -97,7 +134,7 @@ def load(path: str | Path, *, vocab_size: int, longest: int) -> tuple[HFCausalLM
                           fix="give a causal LM (LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, ...)") from exc
     about = {"folder": str(path), "model_type": config.model_type, "architecture": type(hf).__name__,
              "weights": weights or "random (config.json only; the run's seed)", "vocab_size": config.vocab_size,
-             "dropout_turned_off": dropout, "attention": hf.config._attn_implementation}
+             "tokenizer": checked, "dropout_turned_off": dropout, "attention": hf.config._attn_implementation}
     model = HFCausalLM(hf)
     model.about = about
     return model, about

@@ -71,7 +71,8 @@ class Setup:
         about = getattr(self.model, "about", None)
         if about:
             off = ", ".join(f"{k}={v:g}" for k, v in about["dropout_turned_off"].items())
-            lines.append(f"transformers {about['architecture']} from {about['folder']}: weights {about['weights']}"
+            lines.append(f"transformers {about['architecture']} from {about['folder']}: weights {about['weights']}; "
+                         f"tokenizer {about['tokenizer']}"
                          + (f"; dropout turned off ({off} -> 0: the proofs compare forward passes exactly)" if off else ""))
         if self.init is not None:
             added = self.init["added_tokens"]
@@ -140,7 +141,8 @@ def make_model(info: DatasetInfo, cfg: TrainConfig, device: torch.device, dtype:
     if folder:
         from dataprep.train import hf_model
 
-        model, about = hf_model.load(cfg.model, vocab_size=info.vocab_size, longest=longest)
+        model, about = hf_model.load(cfg.model, vocab_size=info.vocab_size, longest=longest,
+                                     tokenizer=info.dataset.tokenizer().tokenizer)
         lr = hf_model.LR_RANDOM if about["weights"].startswith("random") else hf_model.LR_PRETRAINED
         return hf_model.name(about), model.cfg, f"{model.attention} (transformers)", model, None, lr
     if start is not None and "hf_config" in start:  # a run of --model PATH: the same architecture again
