@@ -24,6 +24,9 @@ Three parts, each printed (and written to ``--json``) as soon as it is done:
    time (CUDA synchronized) are timed apart. The data wait must be under ``STARVED`` of the step.
 4. **The default run on the GPU.** ``dataprep train out/demo-sft`` with nothing set: on CUDA that is the
    ``gpu`` preset, bf16 and the attention ``pick_attention`` chooses; its verdict and figures.
+5. **A transformers model on the GPU.** ``dataprep train out/demo-sft --model FOLDER`` with a small
+   Llama built from a config (random weights): the checks of the trainer's code (collator,
+   attention: packed rows kept apart inside transformers) and learning must pass.
 
 Exit status 0 when every part passes. The README and benchmarks/README quote its output.
 """
@@ -196,6 +199,31 @@ def loader_keeps_up(dataset: Path, device: torch.device, *, steps: int) -> dict[
             "pass": bool(wait / total < STARVED)}
 
 
+def transformers_run(dataset: Path, *, steps: int, device: str = "cuda") -> dict[str, Any]:
+    """Part 5: a Llama-shaped transformers model (config only: random weights) trained with --model."""
+    from dataprep.train.loop import train
+
+    try:
+        import transformers
+    except ImportError as exc:
+        return {"error": f"transformers is not installed: {exc}", "pass": False}
+    info = read_info(dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "llama"
+        transformers.LlamaConfig(vocab_size=info.vocab_size, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                 tie_word_embeddings=True).save_pretrained(folder)
+        started = time.perf_counter()
+        report = train(dataset, Path(tmp) / "run", config_from(steps=steps, model=str(folder), device=device, progress_every=60.0),
+                       overwrite=True, echo=lambda line: None)
+    checks = report["checks"]
+    return {"transformers": transformers.__version__, "model": report.get("model"), "passed": report["passed"],
+            "checks": {name: check.get("pass") for name, check in checks.items()},
+            "attention_check": checks["attention"], "task_accuracy": (checks.get("task") or {}).get("after"),
+            "tokens_per_s": report["throughput"]["train_tokens_per_s"], "seconds": time.perf_counter() - started,
+            "pass": bool(checks["collator"]["pass"] and checks["attention"]["pass"] and checks["learning"]["pass"])}
+
+
 def show(part: str, result: dict[str, Any]) -> None:
     print(f"\n== {part}: {'PASS' if result.get('pass') else 'FAIL'}", flush=True)
     print(json.dumps(result, indent=1, default=str), flush=True)
@@ -207,6 +235,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--steps", type=int, default=2000, help="steps of each demo training run (part 2)")
     parser.add_argument("--loader-steps", type=int, default=200, help="steps of the loader timing (part 3)")
+    parser.add_argument("--hf-steps", type=int, default=500, help="steps of the transformers model's run (part 5)")
     parser.add_argument("--json", type=Path, help="write every figure here too")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -236,6 +265,9 @@ def main() -> int:
     save()
 
     if device.type == "cuda":
+        results["transformers"] = transformers_run(args.dataset, steps=args.hf_steps)
+        show("5. a transformers model (--model, a small Llama from a config)", results["transformers"])
+        save()
         results["default"] = default_run(args.dataset, steps=args.steps)
         show("4. the default run on the GPU (gpu preset, bf16, attention picked)", results["default"])
         save()
@@ -251,7 +283,7 @@ def main() -> int:
     results["training"] = training_agrees(args.dataset, device, steps=args.steps, on_run=on_run)
     results.pop("runs_so_far", None)
     show("2. training agrees (demo-sft, cpu preset)", results["training"])
-    results["pass"] = all(results[k]["pass"] for k in ("kernels", "loader", "training", "default") if k in results)
+    results["pass"] = all(results[k]["pass"] for k in ("kernels", "loader", "training", "default", "transformers") if k in results)
     save()
     print(f"\ngpu check: {'PASS' if results['pass'] else 'FAIL'}")
     return 0 if results["pass"] else 1
