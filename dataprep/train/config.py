@@ -56,6 +56,7 @@ class TrainConfig:
     classification: str = "auto"   # auto (the recipe's classification.train) | generative | head
     eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
     init_from: str | None = None   # a run folder (checkpoint.pt) whose model this run starts from (pretrain, then fine-tune)
+    reference_chat_template: str | None = None  # a {% generation %}-tagged Jinja template: the targets proof's reference for chats
     eval_every: int | None = None  # validation loss every N steps (None: 20 times a run, a curve; 0: only at the end)
     eval_rows: int = 512           # validation rows per evaluation
     checkpoint_every: int = 500    # also save a checkpoint every N steps (0: only at the end)

@@ -97,7 +97,7 @@ def data_checks(setup: Setup, plan: TaskPlan) -> tuple[dict[str, Any], list[Any]
     index = data_proofs.index_examples({"train": setup.train_rows, "validation": setup.val_rows},
                                        stream=rows is not None and rows.layout == "stream")
     targets, refs = data_proofs.targets_proof(info, index, decoder=plan.decoder, limit=data_proofs.REFERENCE_RECORDS,
-                                              chat_template=getattr(setup.cfg, "reference_chat_template", None))
+                                              chat_template=setup.cfg.reference_chat_template)
     return {"targets": targets, "heldout": data_proofs.heldout_check(index, decoder=plan.decoder),
             "labels": data_proofs.labels_check(info, index, decoder=plan.decoder)}, refs[: data_proofs.LEARNED_EXAMPLES]
 

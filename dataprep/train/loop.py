@@ -191,7 +191,7 @@ def make_report(setup: Setup, plan: TaskPlan, history: History, before: dict[str
                                        base=setup.init is not None)
         echo(fewshot_eval.table(fewshot))
     return {
-        "dataset": str(info.path), "task": info.task, "init_from": setup.init, "fewshot": fewshot, "device": str(setup.device),
+        "dataset": str(info.path), "task": info.task, "init_from": setup.init, "transformers": getattr(setup.model, "about", None), "fewshot": fewshot, "device": str(setup.device),
         "attention": setup.attention, "peak_lr": setup.peak_lr, "batch_size": setup.batch_size,
         "loader_workers": setup.workers,
         "model": {"preset": setup.model_name, "params": setup.params, **asdict(setup.model_cfg)}, "config": asdict(cfg),
