@@ -20,7 +20,7 @@ from dataprep.cli.app import cli
 @click.option("--classification", type=click.Choice(["generative", "head"]), help="Classification data: train the label words or a head on label_id (default: as the recipe's classification.train says).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any other training setting (dataprep.train.config.TrainConfig), e.g. --set task_proof=on. Repeatable.")
 @click.option("--eval-fewshot", "eval_fewshot", type=click.Path(file_okay=False), help="A task: fewshot dataset (same tokenizer): report exact match zero-shot and k-shot, before and after training, in one table.")
-@click.option("--init-from", "init_from", type=click.Path(exists=True), help="Start from the model of this run folder (its checkpoint.pt): pretrain, then fine-tune. The dataset must use the run's tokenizer (new tokens added after its own are allowed).")
+@click.option("--init-from", "init_from", type=click.Path(), help="Start from the model of this run folder (its checkpoint.pt): pretrain, then fine-tune. The dataset must use the run's tokenizer (new tokens added after its own are allowed).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start again over a run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict.")
