@@ -249,3 +249,23 @@ def test_validate_catches_a_planted_broken_pair_of_each_kind(build, tmp_path):
     for kind in ("pref_same_response", "pref_stop_not_last", "pref_prompt_in_response", "pref_empty_prompt",
                  "pref_too_long", "token_id_range"):
         assert counts[kind] >= 1, (kind, dict(counts))
+
+
+def test_inspect_shows_the_prompt_once_and_report_the_length_margin(build):
+    from click.testing import CliRunner
+
+    from dataprep.cli import cli
+
+    out = build("preference-synthetic")
+    shown = CliRunner().invoke(cli, ["inspect", str(out), "--row", "0", "--no-color"])
+    assert shown.exit_code == 0, shown.output
+    first = rows_of(out)[0]
+    assert shown.output.count("Q: ") == 1 and "chosen" in shown.output and "| rejected" in shown.output
+    assert f"prompt {len(first[C.PROMPT_IDS])} tokens; chosen {len(first[C.CHOSEN_IDS])}" in shown.output
+    numbers = CliRunner().invoke(cli, ["report", str(out), "--format", "json"])
+    assert numbers.exit_code == 0, numbers.output
+    train = json.loads(numbers.output)["splits"]["train"]
+    rows = rows_of(out)
+    margins = [len(r[C.CHOSEN_IDS]) - len(r[C.REJECTED_IDS]) for r in rows]
+    assert train["margin"]["count"] == len(rows) and train["margin"]["max"] == max(margins)
+    assert train["chosen_longer"] == round(sum(m > 0 for m in margins) / len(margins), 6)

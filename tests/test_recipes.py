@@ -35,10 +35,14 @@ END_TO_END = {  # seconds to run + validate with --workers 1 on the 2-core VM, 2
     "span-c4",  # 3.4
     "mlm-wikitext",  # 2.3
     "chat",  # 2.3
+    "preference-synthetic",  # 6
+    "preference-hh-sample",  # 1
 }
 CHECK_ONLY = {
     "chat-tools": "12 s end to end; tests/test_validate_recheck.py builds its first 60 records, tests/test_sft_chat.py all 300",
     "chat-gpt-oss": "21 s end to end; tests/test_validate_recheck.py builds its first 60 records",
+    "preference-dpo-en-demo": "12 s end to end; tests/test_preference.py builds and validates it",
+    "preference-kto-en-demo": "30 s end to end (Gemma 3's tokenizer); tests/test_preference.py builds and validates it",
 }
 
 

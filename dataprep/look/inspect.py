@@ -37,6 +37,7 @@ from dataprep import columns as C
 from dataprep.dataset.reader import Dataset
 from dataprep.errors import ConfigError
 from dataprep.text.tokenizer import LoadedTokenizer
+from dataprep.look import preference
 
 # kind -> (style of even tokens, style of odd tokens): alternating backgrounds show boundaries.
 STYLES: dict[str, tuple[dict, dict]] = {
@@ -125,6 +126,8 @@ def pick_rows(n: int, *, rows: Sequence[int] = (), random: int | None = None, se
 
 def rows_from_dataset(ds: Dataset, split: str, indices: Sequence[int]) -> list[RowView]:
     """The stored rows ``indices`` of ``split``, with class labels named from the manifest."""
+    if preference.is_preference(ds.table(split)):  # pairs: shown side by side (look/preference.py)
+        return preference.pair_views(ds.table(split), split, indices)
     table = ds.table(split).take(pa.array(list(indices), pa.int64()))
     sft = ds.manifest.sft
     names = {v: k for k, v in ((sft.labels if sft is not None else None) or {}).items()}
@@ -308,4 +311,7 @@ def iter_formatted(
     specials = special_ids(tokenizer)
     yield legend(color=color)
     for row in rows:
+        if isinstance(row, preference.PairView):
+            yield preference.format_pair(row, tokenizer)
+            continue
         yield format_row(row, tokenizer, color=color, boundaries=boundaries, show_ids=show_ids, specials=specials)

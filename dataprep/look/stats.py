@@ -126,6 +126,43 @@ def scan_split(table: pa.Table, *, seq_len: int, eos_id: int | None = None, eos_
     return out
 
 
+def scan_pairs(table: pa.Table, *, seq_len: int, **_: Any) -> SplitArrays:
+    """:func:`scan_split` for preference rows (no ``input_ids``): per row, the stored tokens."""
+    lengths = sum((pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False).astype(np.int64)
+                   for name in table.column_names if pa.types.is_list(table.schema.field(name).type)), np.zeros(table.num_rows, np.int64))
+    prompt = pc.list_value_length(table.column("prompt_ids")).to_numpy(zero_copy_only=False).astype(np.int64)
+    return SplitArrays(fill=lengths / seq_len, lengths=lengths, targets=lengths - prompt, rows=table.num_rows,
+                       content_tokens=int(lengths.sum()), target_tokens=int((lengths - prompt).sum()))
+
+
+def pair_lengths(table: pa.Table) -> dict[str, Any]:
+    """Preference rows: length distributions of prompts and responses, and the margin (chosen -
+    rejected tokens) with the share of pairs whose chosen response is longer (a known bias: a model
+    can learn "longer is better" instead of the preference). KTO: lengths by label."""
+    def lengths(name: str) -> np.ndarray:
+        return pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    out: dict[str, Any] = {"rows": table.num_rows, "prompt_length": dist(lengths(C.PROMPT_IDS))}
+    if C.COMPLETION_IDS in table.column_names:
+        label = table.column(C.KTO_LABEL).to_numpy(zero_copy_only=False).astype(bool)
+        n = lengths(C.COMPLETION_IDS)
+        out.update(desirable=int(label.sum()), undesirable=int((~label).sum()),
+                   desirable_length=dist(n[label]), undesirable_length=dist(n[~label]))
+        return out
+    chosen, rejected = lengths(C.CHOSEN_IDS), lengths(C.REJECTED_IDS)
+    margin = chosen - rejected
+    out.update(chosen_length=dist(chosen), rejected_length=dist(rejected), margin=dist(margin),
+               chosen_longer=round(float((margin > 0).mean()), 6) if len(margin) else 0.0)
+    return out
+
+
+
+
+def _pair_entry(table: pa.Table, a: SplitArrays) -> dict[str, Any]:
+    return {**pair_lengths(table), "documents": a.rows, "tokens": a.content_tokens, "pad_tokens": 0, "efficiency": 0.0,
+            "fill": dist(a.fill), "length": dist(a.lengths), "target_tokens": a.target_tokens}
+
+
 def dist(values: np.ndarray) -> dict[str, float | int]:
     """count, mean, min, p50, p90, p99, max of ``values`` (zeros when empty)."""
     if len(values) == 0:
@@ -158,11 +195,16 @@ def compute(ds: Dataset) -> Stats:
     # objective's frame or corruption makes pieces instead); examples are one piece each
     eos_docs = rows.layout == STREAM and m.objective is None and tok.add_eos
     examples_layout = rows.layout == EXAMPLES
-    unk_id = unknown_token_id(as_json(tok.special_tokens) or {})
-    arrays = {s: scan_split(ds.table(s), seq_len=rows.length, eos_id=tok.eos_id, eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
+    pairs = m.task == "preference"  # one pair per row, no input_ids: lengths and margins (pair_lengths)
+    unk_id = None if pairs else unknown_token_id(as_json(tok.special_tokens) or {})
+    arrays = {s: (scan_pairs if pairs else scan_split)(ds.table(s), seq_len=rows.length, eos_id=tok.eos_id,
+                                                                  eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
 
     splits = {}
     for name, a in arrays.items():
+        if pairs:
+            splits[name] = _pair_entry(ds.table(name), a)
+            continue
         entry = {
             "rows": a.rows,
             "documents": int(len(a.lengths)),
