@@ -15,12 +15,12 @@ import yaml
 
 from dataprep import columns as C
 from dataprep.build.run import run
-from dataprep.build.write import shard_digests
 from dataprep.read.preference import IDENTICAL, NO_COMMON_PROMPT, read_pair, read_transcripts, read_unpaired
 from dataprep.recipe import load_recipe
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES, require_shared
+from .test_validate_recheck import edit_rows
 
 TEMPLATES = DATA / "chat_templates"
 
@@ -213,22 +213,6 @@ def test_a_merge_across_the_boundary_is_dropped_or_cut(tmp_path, build):
     assert merged[C.PROMPT_IDS] + merged[C.CHOSEN_IDS] == tok("Q: reverse abc\nA: cba<|endoftext|>")["input_ids"]
 
 
-def plant(out: Path, edit) -> None:
-    """Rewrite the train shard with ``edit(rows)`` applied and fix its size and checksums."""
-    manifest = json.loads((out / C.MANIFEST_FILE).read_text())
-    entry = manifest["splits"]["train"]["shards"][0]
-    path = out / "train" / entry["file"]
-    with pa.ipc.open_stream(path.read_bytes()) as reader:
-        schema, rows = reader.schema, reader.read_all().to_pylist()
-    edit(rows)
-    with pa.ipc.new_stream(str(path), schema) as writer:
-        writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-    entry["sha256"], entry["xxh3_128"] = shard_digests(path)
-    entry["bytes"] = path.stat().st_size
-    entry["tokens"] = sum(len(r[C.PROMPT_IDS]) + len(r[C.CHOSEN_IDS]) + len(r[C.REJECTED_IDS]) for r in rows)
-    (out / C.MANIFEST_FILE).write_text(json.dumps(manifest))
-
-
 def test_validate_catches_a_planted_broken_pair_of_each_kind(build, tmp_path):
     import shutil
 
@@ -244,7 +228,7 @@ def test_validate_catches_a_planted_broken_pair_of_each_kind(build, tmp_path):
         rows[4][C.REJECTED_IDS] = [5] * 70 + [0]  # over max_length 64
         rows[5][C.CHOSEN_IDS] = [10**6, 0]  # outside the vocab
 
-    plant(out, edit)
+    edit_rows(out, "train", edit)  # sizes and checksums fixed: only the row checks can tell
     counts = validate_dataset(out).counts
     for kind in ("pref_same_response", "pref_stop_not_last", "pref_prompt_in_response", "pref_empty_prompt",
                  "pref_too_long", "token_id_range"):
