@@ -39,14 +39,15 @@ def dataprep(*args: str) -> list[str]:
     return [sys.executable, "-m", "dataprep", *args]
 
 
-def step(name: str, cmd: list[str], seconds: dict[str, float], *, echo: bool = False) -> str:
-    """Run one command; its output is printed on failure (and always with ``echo``)."""
+def step(name: str, cmd: list[str], seconds: dict[str, float], *, verdict: bool = False) -> str:
+    """Run one command; its output is printed when it fails. ``verdict``: a training run whose checks
+    failed (exit 1, verify.json written) goes on, with its output, so the table still prints."""
     start = time.monotonic()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     seconds[name] = time.monotonic() - start
-    if done.returncode != 0 or echo:
-        print(done.stdout + done.stderr)
     if done.returncode != 0:
+        print(done.stdout + done.stderr)
+    if done.returncode != 0 and not (verdict and done.returncode == 1 and "verdict: FAIL" in done.stdout):
         sys.exit(f"{name} failed (exit {done.returncode}): {' '.join(cmd)}")
     print(f"{name:<28} {seconds[name]:7.1f} s", flush=True)
     return done.stdout
@@ -79,7 +80,7 @@ def main() -> None:
                                             "--set", tokenizer, "--overwrite"), seconds)
     step("fine-tune + the table", dataprep("train", str(data["sft"]), "--out", str(tuned), "--init-from", str(base),
                                            "--eval-fewshot", str(data["fewshot"]), "--steps",
-                                           str(args.finetune_steps), *common), seconds)
+                                           str(args.finetune_steps), *common), seconds, verdict=True)
     print(f"{'total':<28} {time.monotonic() - start:7.1f} s\n")
     report = json.loads((tuned / "verify.json").read_text())
     from dataprep.train.fewshot_eval import table
