@@ -37,12 +37,15 @@ END_TO_END = {  # seconds to run + validate with --workers 1 on the 2-core VM, 2
     "chat",  # 2.3
     "preference-synthetic",  # 6
     "preference-hh-sample",  # 1
+    "two-stage-pretrain",  # 3
 }
 CHECK_ONLY = {
     "chat-tools": "12 s end to end; tests/test_validate_recheck.py builds its first 60 records, tests/test_sft_chat.py all 300",
     "chat-gpt-oss": "21 s end to end; tests/test_validate_recheck.py builds its first 60 records",
     "preference-dpo-en-demo": "12 s end to end; tests/test_preference.py builds and validates it",
     "preference-kto-en-demo": "30 s end to end (Gemma 3's tokenizer); tests/test_preference.py builds and validates it",
+    "two-stage-sft": "reads the tokenizer two-stage-pretrain trains (out/two-stage-pretrain/tokenizer); tests/test_two_stage.py builds it",
+    "two-stage-fewshot": "reads the tokenizer two-stage-pretrain trains; tests/test_two_stage.py builds it",
 }
 
 
@@ -72,7 +75,7 @@ def not_kept(given, resolved, path: str = "$") -> list[str]:
 def test_every_shipped_recipe_is_run_or_checked():
     names = {path.stem for path in SHIPPED}
     assert names == END_TO_END | set(CHECK_ONLY) and not END_TO_END & set(CHECK_ONLY)
-    assert len(names) == 12
+    assert len(names) == 19
 
 
 @pytest.mark.parametrize("recipe", SHIPPED, ids=lambda p: p.stem)

@@ -139,8 +139,21 @@ SHIPPED = {
 }
 
 
+# Shipped recipes --recheck-sources cannot re-make yet, each with why (validate says so as a finding).
+NOT_RECHECKED = {
+    "preference-dpo-en-demo": "task: preference: re-making pairs from their records is not built yet (#18)",
+    "preference-kto-en-demo": "task: preference (#18)",
+    "preference-hh-sample": "task: preference (#18)",
+    "preference-synthetic": "task: preference (#18)",
+    "two-stage-pretrain": "the same paths as demo-pretrain (a trained tokenizer, wrap), rechecked there",
+    "two-stage-sft": "reads the tokenizer two-stage-pretrain trains; tests/test_two_stage.py checks its rows exactly",
+    "two-stage-fewshot": "reads the tokenizer two-stage-pretrain trains; tests/test_two_stage.py checks its rows exactly",
+}
+
+
 def test_every_shipped_recipe_is_covered():
-    assert {path.stem for path in RECIPES.glob("*.yaml")} == {name for name, _, _ in SHIPPED.values()}
+    shipped = {path.stem for path in RECIPES.glob("*.yaml")}
+    assert shipped == {name for name, _, _ in SHIPPED.values()} | set(NOT_RECHECKED)
 
 
 @pytest.mark.parametrize("case", list(SHIPPED))
