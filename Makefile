@@ -20,7 +20,7 @@ TRAIN_OPTS := $(if $(THREADS),--threads $(THREADS))
 DEMO_PRETRAIN_STEPS ?= 50
 DEMO_SFT_STEPS ?= 2000
 
-.PHONY: install install-test demo test test-all clean
+.PHONY: install install-test demo two-stage test test-all clean
 
 # The light install: what the library and `make demo` need.
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,10 @@ demo: install
 	$(BIN)/python -c "import datasets; d = datasets.load_from_disk('$(OUT)/demo-sft'); print(d)"
 	$(BIN)/dataprep train $(OUT)/demo-pretrain --out $(OUT)/demo-pretrain-train --overwrite --steps $(DEMO_PRETRAIN_STEPS) $(TRAIN_OPTS)
 	$(BIN)/dataprep train $(OUT)/demo-sft --out $(OUT)/demo-sft-train --overwrite --steps $(DEMO_SFT_STEPS) $(TRAIN_OPTS)
+
+# In-context learning vs fine-tuning on one table: pretrain a base, fine-tune it (README "two-stage demo").
+two-stage: install
+	$(BIN)/python benchmarks/two_stage.py $(if $(THREADS),--threads $(THREADS))
 
 test: install-test
 	$(BIN)/python -m pytest -q --durations=20
