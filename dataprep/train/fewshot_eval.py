@@ -9,9 +9,8 @@ measured for both prompts before training and after it, and printed as one table
     k-shot (demonstrations in context)    in-context alone   both together
 
 Zero-shot before training is the untrained model; k-shot before training is in-context learning
-alone (the bundled trainer starts from random weights, so there is nothing to learn from context
-yet: the row is the baseline a pretrained checkpoint would raise); zero-shot after training is
-fine-tuning. Both datasets must share the tokenizer. Started from a pretrained model
+alone (from random weights there is nothing to learn from context yet, so without ``--init-from``
+the row is a floor); zero-shot after training is fine-tuning. Both datasets must share the tokenizer. Started from a pretrained model
 (``--init-from``), the "before" column is that base model, and the k-shot cell is what in-context
 learning does for it (the two-stage demo: benchmarks/two_stage.py).
 
