@@ -212,7 +212,7 @@ def test_classification_head_run(tmp_path_factory, tmp_path):
     out = build(tmp_path_factory, "classification.yaml", "packing.mode=bfd", "packing.seq_len=256", "classification.train=head")
     assert read_info(out).manifest.sft.classification_train == "head"
     report = train(out, tmp_path / "run", config_from(steps=6, eval_rows=64, **TINY), echo=lambda _: None)  # auto: the recipe's
-    generative = train(out, tmp_path / "gen", config_from(steps=2, classification="generative", eval_rows=64, **TINY), echo=lambda _: None)
+    generative = train(out, tmp_path / "gen", config_from(steps=2, classification="generative", eval_rows=64, task_examples=32, **TINY), echo=lambda _: None)
     assert generative["checks"]["task"]["mode"] != "head" and generative["model"]["num_labels"] == 0
     task = report["checks"]["task"]
     assert task["mode"] == "head" and task["rule"] == "beats the majority class" and 0.5 < task["threshold"] < 1

@@ -91,15 +91,19 @@ def fewshot_accuracy(setup: Setup, plan: TaskPlan) -> dict[str, Any] | None:
 
 def data_checks(setup: Setup, plan: TaskPlan) -> tuple[dict[str, Any], list[Any]]:
     """The proofs about the data (no model needed): targets, heldout, labels; and the validation
-    examples the independent reference rendered, for the ``learned`` check."""
+    examples the independent reference rendered, for the ``learned`` check. Computed once per run
+    (the rows and the sources do not change while it trains)."""
+    if setup.data_found is not None:
+        return setup.data_found
     info = setup.info
     rows = info.manifest.rows
     index = data_proofs.index_examples({"train": setup.train_rows, "validation": setup.val_rows},
                                        stream=rows is not None and rows.layout == "stream")
     targets, refs = data_proofs.targets_proof(info, index, decoder=plan.decoder, limit=data_proofs.REFERENCE_RECORDS,
                                               chat_template=setup.cfg.reference_chat_template)
-    return {"targets": targets, "heldout": data_proofs.heldout_check(index, decoder=plan.decoder),
-            "labels": data_proofs.labels_check(info, index, decoder=plan.decoder)}, refs[: data_proofs.LEARNED_EXAMPLES]
+    setup.data_found = ({"targets": targets, "heldout": data_proofs.heldout_check(index, decoder=plan.decoder),
+                         "labels": data_proofs.labels_check(info, index, decoder=plan.decoder)}, refs[: data_proofs.LEARNED_EXAMPLES])
+    return setup.data_found
 
 
 def reference_losses(setup: Setup, refs: list[Any]) -> dict[str, float] | None:

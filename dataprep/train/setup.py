@@ -43,6 +43,7 @@ class Setup:
     opt: torch.optim.Optimizer
     peak_lr: float
     init: dict[str, Any] | None = None  # where the weights came from (--init-from), for verify.json
+    data_found: tuple[dict[str, Any], list[Any]] | None = None  # evaluate.data_checks' result: the data does not change
 
     @property
     def params(self) -> int:
