@@ -17,7 +17,7 @@ Each returns a dict with ``pass`` (None: skipped, with ``skipped`` saying why).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from dataprep import columns as C
 from dataprep.train import reference
 from dataprep.train.loader import ArrowRows, Collator, DatasetInfo
+from dataprep.train.proofs import examples
 
 FOUND_SHARE = 0.9     # of the comparable rendered records, the share that must be found
 SCAN_LIMIT = 500_000  # examples indexed per split at most
@@ -43,39 +44,22 @@ class Index:
     scanned: dict[str, int] = field(default_factory=dict)
 
 
-def _pieces(rows: ArrowRows, *, whole_only: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None, int | None]]:
-    """(ids, mask, label) of every non-pad piece of ``rows``; with ``whole_only``, not a row's first or last
-    piece (in a token stream those are parts of documents cut at the row's edges)."""
-    for i in range(len(rows)):
-        row = rows[i]
-        lengths = np.asarray(row[C.SEQ_LENS])
-        count = len(lengths) - (1 if row[C.NUM_PAD] > 0 else 0)
-        labels = np.atleast_1d(row.get(C.LABEL_IDS, row.get(C.LABEL_ID, -1)))
-        ends = np.cumsum(lengths)
-        for k in range(count):
-            if whole_only and (k == 0 or k == count - 1):
-                continue
-            start, end = int(ends[k] - lengths[k]), int(ends[k])
-            mask = np.asarray(row[C.LOSS_MASK][start:end], dtype=bool) if C.LOSS_MASK in row else None
-            label = int(labels[k]) if C.LABEL_ID in row or C.LABEL_IDS in row else None
-            yield np.asarray(row[C.INPUT_IDS][start:end], dtype=np.int64), mask, label
-
-
 def index_examples(splits: dict[str, ArrowRows], *, stream: bool = False) -> Index:
     """Every example of every split (up to :data:`SCAN_LIMIT` each), keyed by its ids; ``stream``: the
     rows are a token stream (wrap packing), whose whole documents are the pieces inside each row."""
     index = Index()
     for split, rows in splits.items():
         count = 0
-        for ids, mask, label in _pieces(rows, whole_only=stream):
+        for ex in examples(rows, limit=SCAN_LIMIT, whole_only=stream):
+            ids = np.asarray(ex[C.INPUT_IDS], dtype=np.int64)
+            mask = np.asarray(ex[C.LOSS_MASK], dtype=bool) if C.LOSS_MASK in ex else None
+            label = ex.get(C.LABEL_ID)
             key = ids.tobytes()
             seen = index.entries.get(key)
             if seen is not None and seen[0] != split:
                 index.overlap.append(key)
             index.entries.setdefault(key, (split, mask, label))
             count += 1
-            if count >= SCAN_LIMIT:
-                break
         index.scanned[split] = count
     return index
 

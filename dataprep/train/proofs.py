@@ -32,8 +32,10 @@ from dataprep.train.loader import ArrowRows, Collator, DatasetInfo, Row
 from dataprep.train.model import Transformer, attention_backend
 
 
-def examples(rows: ArrowRows, *, limit: int) -> Iterator[Row]:
-    """Up to ``limit`` single-example rows: every non-pad piece of the split's rows, in order."""
+def examples(rows: ArrowRows, *, limit: int, whole_only: bool = False) -> Iterator[Row]:
+    """Up to ``limit`` single-example rows: every non-pad piece of the split's rows, in order; with
+    ``whole_only``, not a row's first or last piece (in a token stream those are parts of documents
+    cut at the row's edges)."""
     produced = 0
     for i in range(len(rows)):
         row = rows[i]
@@ -43,6 +45,9 @@ def examples(rows: ArrowRows, *, limit: int) -> Iterator[Row]:
         start = 0
         for k in range(count):
             end = start + int(lengths[k])
+            if whole_only and (k == 0 or k == count - 1):
+                start = end
+                continue
             example: Row = {C.INPUT_IDS: row[C.INPUT_IDS][start:end], C.SEQ_LENS: np.array([end - start]), C.NUM_PAD: 0}
             if C.LOSS_MASK in row:
                 example[C.LOSS_MASK] = row[C.LOSS_MASK][start:end]
