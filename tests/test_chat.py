@@ -170,10 +170,11 @@ def test_sharegpt0_written_out(phi3, chat, conversations):
     messages = conversations["sharegpt"][0]
     enc = encode_with_mask(phi3, chat.render_with_targets(messages, policy="all_assistant"))
     assert enc.ids.tolist() == SHAREGPT0_IDS
-    #              <|user|> Who are you ? <|end|> <|assistant|> I am ... ). <|end|>
-    assert enc.mask.tolist() == [0] * 6 + [0] + [1] * 25 + [0] * 7 + [0] + [1] * 4 + [0]
+    #              <|user|> Who are you ? <|end|> <|assistant|> I am ... ). <|end|>, ... You too ! <|end|> <|endoftext|>
+    # (the template's EOS after the final assistant turn is that turn's last target)
+    assert enc.mask.tolist() == [0] * 6 + [0] + [1] * 25 + [0] * 7 + [0] + [1] * 4 + [1]
     last = encode_with_mask(phi3, chat.render_with_targets(messages, policy="last_assistant"))
-    assert last.mask.tolist() == [0] * 40 + [1] * 4 + [0]
+    assert last.mask.tolist() == [0] * 40 + [1] * 4 + [1]
     everything = encode_with_mask(phi3, chat.render_with_targets(messages, policy="all"))
     assert everything.mask.tolist() == [1] * 45
     assert enc.straddles == last.straddles == everything.straddles == 0
@@ -214,16 +215,16 @@ def test_multi_turn_policies(phi3, chat, conversations, source, index):
     messages = conversations[source][index]
     replies = [m["content"] for m in messages if m["role"] == "assistant"]
     assert len(replies) >= 2
-    # every assistant turn, each closed by its <|end|>; never the final <|endoftext|>
+    # every assistant turn, each closed by its <|end|>; the last also by the template's final <|endoftext|>
     enc = encode_with_mask(phi3, chat.render_with_targets(messages, policy="all_assistant"))
-    assert _turn_texts(phi3, enc) == [r + "<|end|>" for r in replies]
-    assert enc.straddles == 0 and enc.ids[-1] == phi3.eos_id and enc.mask[-1] == 0
+    assert _turn_texts(phi3, enc) == [r + "<|end|>" for r in replies[:-1]] + [replies[-1] + "<|end|><|endoftext|>"]
+    assert enc.straddles == 0 and enc.ids[-1] == phi3.eos_id and enc.mask[-1] == 1
     ends = np.flatnonzero(np.diff(np.r_[enc.mask, 0].astype(int)) == -1)  # last token of each run
-    assert enc.ids[ends].tolist() == [32007] * len(replies)
+    assert enc.ids[ends].tolist() == [32007] * (len(replies) - 1) + [phi3.eos_id]
     # only the last
     for policy in ("last_assistant", "completion"):
         last = encode_with_mask(phi3, chat.render_with_targets(messages, policy=policy))
-        assert _turn_texts(phi3, last) == [replies[-1] + "<|end|>"]
+        assert _turn_texts(phi3, last) == [replies[-1] + "<|end|><|endoftext|>"]
         assert last.prompt_tokens == int(np.argmax(last.mask))
     # everything, the template's own tokens too
     everything = encode_with_mask(phi3, chat.render_with_targets(messages, policy="all"))
@@ -487,10 +488,11 @@ def test_per_message_train_flags_override_the_policy(chat):
         {"role": "user", "content": "c"}, {"role": "assistant", "content": "d", "train": False},
         {"role": "user", "content": "e"}, {"role": "assistant", "content": "f"},
     ]
+    # the final turn also trains the <|endoftext|> the template appends after it
     rendered = chat.render_with_targets(messages, policy="all_assistant")
-    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>"]
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>\n<|endoftext|>"]
     rendered = chat.render_with_targets(messages, policy="last_assistant")
-    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>"]
+    assert [rendered.text[a:b] for a, b in rendered.targets] == ["b<|end|>", "f<|end|>\n<|endoftext|>"]
     assert "train" not in json.dumps(chat.prepare(messages)[0])  # the template never sees the flag
     with pytest.raises(RecordProblem, match="train: false") as info:
         chat.render_with_targets([messages[0], {"role": "assistant", "content": "b", "train": False}])

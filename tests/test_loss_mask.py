@@ -249,7 +249,7 @@ def test_stripping_added_tokens_keep_to_their_own_text(phi3):
     enc = encode_with_mask(phi3, rendered)
     tokens = [phi3.tokenizer.id_to_token(int(i)) for i in enc.ids]
     assert tokens == ["<|user|>", "▁Hi", "<|end|>", "<|assistant|>", "▁Hello", ".", "<|end|>", "<|endoftext|>"]
-    assert enc.mask.tolist() == [0, 0, 0, 0, 1, 1, 1, 0]
+    assert enc.mask.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # the final turn's target ends with the template's EOS
     assert enc.straddles == 0 and enc.prompt_tokens == 4
 
 

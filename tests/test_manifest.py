@@ -45,7 +45,10 @@ CLM_BFD = {"task": "pretrain", "inputs": [{"path": str(RECIPES / "data" / "tiny_
 # sha256 of every shard, from the commit before the manifest was typed (fca9310): the rows are
 # not the manifest's business, so typing it changed none of their bytes. Re-pinned when #16 renamed
 # seq_lens -> seq_lengths and loss_mask -> assistant_masks: the Arrow schema's names changed, every
-# column's values did not (built with the checkout before and after, compared column by column)
+# column's values did not (built with the checkout before and after, compared column by column).
+# chat re-pinned when a final assistant turn's target came to run through the EOS its template appends
+# (#17): input_ids, seq_lengths and num_pad equal, assistant_masks differ in 500 tokens, each the
+# final <|endoftext|> of one example, 0 -> 1 (built with the checkout before and after, compared)
 SHARDS_BEFORE = {
     "demo-pretrain": {"train": "dd7484a5409f2cd5dbdf80ee0ffd413e8a21d01e77e18f48071645b56991409b",
                       "validation": "e7d044903acedca3b18487c73a0900e9df0f5237020c30a92ca241c99d8a1243"},
@@ -53,8 +56,8 @@ SHARDS_BEFORE = {
                  "validation": "9d3a6369e02d09816556aa115a3d241f37407bfc01c03809aeda1f747463ae21"},
     "classification": {"train": "80c3e3999795df28dbc000834317241e532ddaef416f277431ee01c48bf94b08",
                        "validation": "7544de313c995739271818d66fe3dd1b10bc1005d7c8561e2555ffd0da48f1a4"},
-    "chat": {"train": "0960636762ec34f4f0d0fa97dcf5d1703078309a0f98ef9eb702def3da13f6c0",
-             "validation": "02e7701e18be0c307e2315d62b51098756cfc9dd3670f987b3f35854f958c670"},
+    "chat": {"train": "cd8307e28777f3a9e9dba17533f3197bada44c4ecbb848171ffd9fc6c0d39d92",
+             "validation": "d1319d7df31bcd31eb3c03fe45a3a619245abdaa9547acab73733db3c77efb78"},
     "fewshot-demo": {"train": "741d8f2f5c56c49af4fc70523b600281c9ebd21e1ba6edb621f93fce79ad9cd9",
                      "validation": "f8b5978cfc3f686fe3954772427c1cad77a30409ae7ad5e1cf4e9d43797f6d77"},
     "mlm-wikitext": {"train": "c852a138cbb2d8680c34e5b96e6086f4603febf10f971415f0a12e177f8d0b0c",
@@ -66,12 +69,13 @@ SHARDS_BEFORE = {
 }
 
 
-# what closes a target, as the tokenizer files name it: a pair template's EOS, Phi-3's end of turn
+# what closes a target, as the tokenizer files name it: a pair template's EOS; Phi-3's end of turn,
+# and the EOS its template appends after a final assistant turn
 STOP_TOKENS = {
-    "demo-sft": (RECIPES / "data" / "byte_tokenizer", "<|endoftext|>", 0),
-    "classification": (DATA / "tokenizers" / "gpt2", "<|endoftext|>", 50256),
-    "chat": (DATA / "tokenizers" / "phi-3-mini", "<|end|>", 32007),
-    "fewshot-demo": (RECIPES / "data" / "byte_tokenizer", "<|endoftext|>", 0),
+    "demo-sft": (RECIPES / "data" / "byte_tokenizer", ("<|endoftext|>",), (0,)),
+    "classification": (DATA / "tokenizers" / "gpt2", ("<|endoftext|>",), (50256,)),
+    "chat": (DATA / "tokenizers" / "phi-3-mini", ("<|end|>", "<|endoftext|>"), (32007, 32000)),
+    "fewshot-demo": (RECIPES / "data" / "byte_tokenizer", ("<|endoftext|>",), (0,)),
 }
 
 
@@ -85,13 +89,13 @@ def token_id(folder: Path, token: str) -> int | None:
 
 
 def assert_stop_ids(m: Manifest, name: str) -> None:
-    """Fine-tuning states exactly the one id that closes its targets; pretraining has no sft section."""
+    """Fine-tuning states exactly the ids that close its targets; pretraining has no sft section."""
     if name not in STOP_TOKENS:
         assert m.task == "pretrain" and m.sft is None and m.stop_ids is None
         return
-    folder, token, expected = STOP_TOKENS[name]
-    assert token_id(folder, token) == expected  # the table is the files' own
-    assert m.sft.stop_token_ids == m.stop_ids == (expected,), (name, m.sft.stop_token_ids)
+    folder, tokens, expected = STOP_TOKENS[name]
+    assert tuple(token_id(folder, token) for token in tokens) == expected  # the table is the files' own
+    assert m.sft.stop_token_ids == m.stop_ids == expected, (name, m.sft.stop_token_ids)
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +135,13 @@ def test_the_run_states_its_decisions(built, name):
 
 def test_stated_facts_are_the_ones_readers_used_to_work_out(built):
     chat, sft, classification, mlm = (Manifest.load(built[n]) for n in ("chat", "demo-sft", "classification", "mlm-wikitext"))
-    assert chat.sft.stop_token_ids == (32007,)  # Phi-3's <|end|>, from its chat template
+    assert chat.sft.stop_token_ids == (32007, 32000)  # Phi-3's <|end|>, and the <|endoftext|> its template appends
     assert sft.sft.stop_token_ids == (0,)  # the byte tokenizer's EOS closes a pair template's response
     assert classification.rows.label_column == "label_id" and classification.sft.labels == {"ham": 0, "spam": 1}
     assert mlm.objective.frame.prefix == (101,) and mlm.objective.frame.suffix == (102,)  # [CLS] piece [SEP]
     assert sum(mlm.packing[s].split_documents for s in ("train", "validation")) > 0  # mlm counts the documents it cut
     info = read_info(built["chat"])
-    assert (info.stop_ids, info.seq_len, info.pad_id) == ((32007,), chat.rows.length, chat.padding.pad_token_id)
+    assert (info.stop_ids, info.seq_len, info.pad_id) == ((32007, 32000), chat.rows.length, chat.padding.pad_token_id)
 
 
 @pytest.mark.parametrize("name", list(BUILT))

@@ -171,7 +171,8 @@ def test_a_token_stream_with_train_rows_in_validation_fails_heldout(tmp_path):
 
 
 def test_chat_records_re_rendered_through_a_generation_tagged_template(tmp_path):
-    """recipes/chat.yaml (Phi-3's template) against phi3_training.jinja, rendered by transformers' Jinja renderer."""
+    """recipes/chat.yaml (Phi-3's template) against phi3_training.jinja, rendered by transformers' Jinja renderer.
+    Every other chat family: tests/test_proofs_chat_families.py."""
     require_shared()
     pytest.importorskip("transformers")
     chat = tmp_path / "chat"
@@ -185,15 +186,16 @@ def test_chat_records_re_rendered_through_a_generation_tagged_template(tmp_path)
                                          chat_template=chat_template)[0]
 
     assert targets(chat, None)["skipped"].startswith("chat template: give a {% generation %}-tagged copy")
-    # every record found token for token; one difference, in every conversation: the training template
-    # also trains the <|endoftext|> after the last assistant turn, the recipe stops at Phi-3's <|end|>
+    # every record found token for token, every mask equal: each assistant turn through its <|end|>, the
+    # last one also through the <|endoftext|> the template appends (the training template marks it too)
     found = targets(chat)
-    assert (found["rendered"], found["found"], found["masks_equal"], found["pass"]) == (500, 500, 0, False)
-    assert found["first_mismatch"]["data_trains_not_reference"] == ""
-    assert found["first_mismatch"]["reference_trains_not_data"] == "<|endoftext|>"
+    assert (found["rendered"], found["found"], found["masks_equal"], found["pass"]) == (500, 500, 500, True)
+    prompts = targets(rewrite(chat, tmp_path / "prompts", masks(prompt_as_target)))
+    first = prompts["first_mismatch"]
+    assert (prompts["found"], prompts["masks_equal"], prompts["pass"]) == (500, 0, False)
+    assert first["data_trains_not_reference"].startswith("<|user|> Who are you?")
     eos = read_info(chat).manifest.tokenizer.special_ids["eos"]
-    trained_eos = rewrite(chat, tmp_path / "eos", masks(lambda ids, mask: np.where(ids == eos, 1, mask).astype(np.uint8)))
-    assert targets(trained_eos)["masks_equal"] == 500 and targets(trained_eos)["pass"]  # then they agree
-    prompts = rewrite(trained_eos, tmp_path / "prompts", masks(prompt_as_target))
-    first = targets(prompts)["first_mismatch"]
-    assert targets(prompts)["pass"] is False and first["data_trains_not_reference"].startswith("<|user|> Who are you?")
+    unended = targets(rewrite(chat, tmp_path / "eos", masks(lambda ids, mask: np.where(ids == eos, 0, mask).astype(np.uint8))))
+    assert (unended["found"], unended["masks_equal"], unended["pass"]) == (500, 0, False)  # the final EOS not trained
+    assert unended["first_mismatch"]["data_trains_not_reference"] == ""
+    assert unended["first_mismatch"]["reference_trains_not_data"] == "<|endoftext|>"

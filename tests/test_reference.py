@@ -258,8 +258,9 @@ def test_chat_rows_equal_transformers5_apply_chat_template(tmp_path):
     # the first word of every turn: ▁Hi / Hi, ▁Gut / G ut, ▁def / def, ▁That / That
     assert [hf.convert_ids_to_tokens(i) for i in (6324, 18567, 24032, 29954, 329, 822, 1753, 2193, 7058)] == [
         "▁Hi", "Hi", "▁Gut", "G", "ut", "▁def", "def", "▁That", "That"]
-    # the replies are the targets either way (+ <|end|>); "Gut" is two tokens for transformers
-    assert sum(rows["tokenizers"][C.LOSS_MASK]) == 21 and sum(rows["transformers"][C.LOSS_MASK]) == 22
+    # the replies are the targets either way (+ <|end|>, and the <|endoftext|> after the final one); "Gut" is
+    # two tokens for transformers
+    assert sum(rows["tokenizers"][C.LOSS_MASK]) == 22 and sum(rows["transformers"][C.LOSS_MASK]) == 23
     ids, mask = rows["transformers"][C.INPUT_IDS], rows["transformers"][C.LOSS_MASK]
     assert ids[mask.index(1) - 1] == 32001 and ids[mask.index(1)] == 29954  # <|assistant|> then G
 

@@ -150,14 +150,15 @@ def test_chat_recipe_matches_chat_template_and_ends_turns_with_end(tmp_path):
         ids = reference.encode(text, add_special_tokens=False).ids
         assert row[C.INPUT_IDS] == ids
         mask = row[C.LOSS_MASK]
-        # each assistant turn's targets end with its <|end|>; the final <|endoftext|> is not trained
+        # each assistant turn's targets end with its <|end|>; the last turn's also with the <|endoftext|>
+        # the template appends after it (every conversation here ends with an assistant turn)
         turns = sum(1 for m in messages if m["role"] == "assistant")
         ends = [i for i, (t, m) in enumerate(zip(ids, mask)) if m and t == PHI3_END]
-        assert len(ends) == turns
-        assert ids[-1] == PHI3_EOS and mask[-1] == 0
-        # target runs = assistant turns; each run ends at an <|end|>
+        assert len(ends) == turns and messages[-1]["role"] == "assistant"
+        assert ids[-1] == PHI3_EOS and mask[-1] == 1 and ends[-1] == len(ids) - 2
+        # target runs = assistant turns; each run ends at an <|end|>, the last at the <|endoftext|>
         runs = np.flatnonzero(np.diff(np.concatenate(([0], mask, [0]))) == -1) - 1
-        assert runs.tolist() == ends
+        assert runs.tolist() == ends[:-1] + [len(ids) - 1]
 
 
 @pytest.mark.parametrize("policy", ["all_assistant", "last_assistant", "all"])
@@ -181,12 +182,13 @@ def test_multi_turn_policies(tmp_path, policy):
     reference = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
     ids, mask = np.array(row[C.INPUT_IDS]), np.array(row[C.LOSS_MASK])
     targets = ids[mask == 1].tolist()
-    # Phi-3: '▁Hello' 15043, '.' 29889, '<|end|>' 32007; '▁Good' 7197, 'bye' 26966
+    # Phi-3: '▁Hello' 15043, '.' 29889, '<|end|>' 32007; '▁Good' 7197, 'bye' 26966; the final turn's
+    # target ends with the '<|endoftext|>' 32000 the template appends after it
     if policy == "all_assistant":
-        assert targets == [15043, 29889, PHI3_END, 7197, 26966, 29889, PHI3_END]
+        assert targets == [15043, 29889, PHI3_END, 7197, 26966, 29889, PHI3_END, PHI3_EOS]
         assert [reference.id_to_token(i) for i in targets[:3]] == ["▁Hello", ".", "<|end|>"]
     elif policy == "last_assistant":
-        assert targets == [7197, 26966, 29889, PHI3_END]
+        assert targets == [7197, 26966, 29889, PHI3_END, PHI3_EOS]
     else:
         assert mask[0] == 0 and mask[1:].all()  # everything but the first token
 

@@ -100,12 +100,15 @@ def _only_example(tmp_path, recipe):
 
 
 def _phi3_reference(messages) -> tuple[list[int], list[str]]:
-    """Phi-3's own template, written out by hand: ids of the text and each assistant turn's target."""
+    """Phi-3's own template, written out by hand: ids of the text and each assistant turn's target
+    (a final assistant turn's runs through the <|endoftext|> the template appends)."""
     parts, targets = [], []
     for m in messages:
         parts.append(f"<|{m['role']}|>\n{m['content']}<|end|>\n")
         if m["role"] == "assistant":
             targets.append(f"{m['content']}<|end|>")
+    if messages[-1]["role"] == "assistant":
+        targets[-1] += "<|endoftext|>"
     text = "".join(parts) + "<|endoftext|>"
     return Tokenizer.from_file(str(PHI3 / "tokenizer.json")).encode(text, add_special_tokens=False).ids, targets
 
@@ -130,7 +133,7 @@ def test_alpaca_with_history_renders_prior_turns_through_the_chat_template(tmp_p
                                    {"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6"}])
     assert ids == expected
     raw = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
-    assert [t.strip() for t in _target_texts(raw, ids, mask)] == ["4<|end|>", "6<|end|>"]
+    assert [t.strip() for t in _target_texts(raw, ids, mask)] == ["4<|end|>", "6<|end|><|endoftext|>"]
 
 
 def test_alpaca_input_joins_the_instruction_with_a_newline(tmp_path):
@@ -153,7 +156,7 @@ def test_typed_parts_and_train_flags_from_a_recipe(tmp_path):
                                    {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}])
     assert ids == expected
     raw = Tokenizer.from_file(str(PHI3 / "tokenizer.json"))
-    assert [t.strip() for t in _target_texts(raw, ids, mask)] == ["Goodbye<|end|>"]  # train: false honoured
+    assert [t.strip() for t in _target_texts(raw, ids, mask)] == ["Goodbye<|end|><|endoftext|>"]  # train: false honoured
 
 
 def test_tools_the_template_cannot_render_stop_the_run_with_file_and_record(tmp_path):

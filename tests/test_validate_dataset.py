@@ -59,7 +59,8 @@ def sft(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chat(tmp_path_factory) -> Path:
-    """chat: Phi-3 chat template, bfd-packed rows, <|end|> (32007) closes every assistant turn."""
+    """chat: Phi-3 chat template, bfd-packed rows, <|end|> (32007) closes every assistant turn, and the
+    <|endoftext|> (32000) the template appends closes a final one."""
     return _build(tmp_path_factory, "chat", load_recipe(RECIPES / "chat.yaml"))
 
 
@@ -158,7 +159,8 @@ def test_stats_report_the_target_ratio_and_stop_tokens(sft, chat):
     assert report.stats["target_tokens"] == m["sft"]["target_tokens"]
     assert report.stats["target_ratio"] == pytest.approx(m["sft"]["target_ratio"], abs=1e-6)
     assert report.stats["stop_token_ids"] == [0]
-    assert validate_dataset(chat).stats["stop_token_ids"] == [32007]  # Phi-3 <|end|>, from the chat template
+    # Phi-3 <|end|>, and the <|endoftext|> the template appends after a final assistant turn
+    assert validate_dataset(chat).stats["stop_token_ids"] == [32007, 32000]
 
 
 # --- check 1: files ---------------------------------------------------------------------------
@@ -376,14 +378,14 @@ def test_lost_stop_token_target_in_a_packed_chat_row(chat, tmp_path):
     start, end = pieces(row)[2]
     ids, mask = np.asarray(row["input_ids"]), np.asarray(row["assistant_masks"])
     last = start + int(np.flatnonzero(mask[start:end])[-1])
-    assert ids[last] == 32007  # <|end|> closes the last assistant turn
-    row["assistant_masks"][last] = 0
+    assert ids[last - 1 : last + 1].tolist() == [32007, 32000]  # <|end|> <|endoftext|> close the last assistant turn
+    row["assistant_masks"][last - 1 : last + 1] = [0, 0]
     rewrite(ds, "train", 0, rows)
     report = validate_dataset(ds)
     name = f"train/{shard_path(ds, 'train').name}"
     before = start + int(np.flatnonzero(np.asarray(row["assistant_masks"])[start:end])[-1])
     assert found(report) == [("last_target_not_stop", name, 3, before)]
-    assert report.findings[0].message.startswith(f"the last target of example 2 is id {ids[before]}; it must be its stop token (32007, manifest sft.stop_token_ids)")
+    assert report.findings[0].message.startswith(f"the last target of example 2 is id {ids[before]}; it must be its stop token (32007, 32000, manifest sft.stop_token_ids)")
 
 
 def test_doubled_bos_in_a_chat_example(chat, tmp_path):

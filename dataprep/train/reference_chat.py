@@ -13,12 +13,23 @@ for some tokenizers (Phi-3), which the producer reports on its own.
 The template is the user's (``TrainConfig.reference_chat_template`` or the ``chat_template`` argument):
 a training variant of the model's template, e.g. ``../shared/data/chat_templates/phi3_training.jinja``.
 Without one, or without transformers, the proof is skipped with the reason.
+
+It is given what the recipe gave the producer's template, as *data*: the recipe's ``chat.kwargs``
+(``reasoning_effort``, ...) and its ``chat.date`` as what ``strftime_now`` prints. gpt-oss writes
+the date into its system block, and transformers' ``strftime_now`` prints today's, so no record built
+on another day would be found. transformers passes template arguments through as plain data (a
+function becomes a string), so the date goes in as the global of transformers' compiled template
+for this text (``_compile_jinja_template``, cached by text), set only while these records render.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,34 +65,63 @@ def render(manifest: Manifest, encoder: Any, *, template: str | Path, specials: 
     from transformers.utils.chat_template_utils import render_jinja_template
 
     text = Path(template).read_text()
-    encoder = type(encoder).from_str(encoder.to_str())  # a copy that reads the template's special tokens as tokens
-    encoder.encode_special_tokens = False
+    encoder = _reading_specials(encoder)
     try:
         recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
         files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
         return [], Counter(), f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})"
+    variables = {**dict(recipe.sft.chat.kwargs), **specials}
     expected, unrendered = [], Counter()
-    for where, messages in _conversations(recipe, files, limit=limit):
-        if any(m.get("tool_calls") or "train" in m or m.get("reasoning_content") for m in messages):
-            unrendered["tool calls, train flags or reasoning (rendered by the recipe's chat options)"] += 1
-            continue
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        try:
-            rendered, spans = render_jinja_template([plain], chat_template=text, return_assistant_tokens_mask=True, **specials)
-        except Exception as exc:  # noqa: BLE001 - a template error is the user's template, reported per record
-            unrendered[f"the template raised {type(exc).__name__}"] += 1
-            continue
-        encoding = encoder.encode(rendered[0], add_special_tokens=False)
-        ids = np.array(encoding.ids, dtype=np.int64)
-        starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
-        ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
-        mask = np.zeros(len(ids), dtype=bool)
-        for a, b in spans[0]:
-            mask |= (starts < b) & (ends > a)
-        first = int(np.argmax(mask)) if mask.any() else len(ids)
-        expected.append(expected_type(where=where, ids=ids, mask=mask, prompt_tokens=first))
+    with _dated(text, datetime.strptime(str(recipe.sft.chat.date), "%Y-%m-%d")):
+        for where, messages in _conversations(recipe, files, limit=limit):
+            if any(m.get("tool_calls") or "train" in m or m.get("reasoning_content") for m in messages):
+                unrendered["tool calls, train flags or reasoning (rendered by the recipe's chat options)"] += 1
+                continue
+            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+            try:
+                rendered, spans = render_jinja_template([plain], chat_template=text, return_assistant_tokens_mask=True, **variables)
+            except Exception as exc:  # noqa: BLE001 - a template error is the user's template, reported per record
+                unrendered[f"the template raised {type(exc).__name__}"] += 1
+                continue
+            encoding = encoder.encode(rendered[0], add_special_tokens=False)
+            ids = np.array(encoding.ids, dtype=np.int64)
+            starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
+            ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
+            mask = np.zeros(len(ids), dtype=bool)
+            for a, b in spans[0]:
+                mask |= (starts < b) & (ends > a)
+            first = int(np.argmax(mask)) if mask.any() else len(ids)
+            expected.append(expected_type(where=where, ids=ids, mask=mask, prompt_tokens=first))
     return expected, unrendered, None
+
+
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # encoder -> its copy that reads specials
+
+
+def _reading_specials(encoder: Any) -> Any:
+    """A copy of ``encoder`` that reads the template's special tokens as tokens, made once per encoder
+    (copying a 262k-token vocabulary such as Gemma 3's takes seconds)."""
+    copy = _COPIES.get(encoder)
+    if copy is None:
+        copy = type(encoder).from_str(encoder.to_str())
+        copy.encode_special_tokens = False
+        _COPIES[encoder] = copy
+    return copy
+
+
+@contextmanager
+def _dated(template: str, day: datetime) -> Iterator[None]:
+    """While inside, transformers' compiled ``template`` prints ``day`` where it calls ``strftime_now``."""
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    names = _compile_jinja_template(template).globals
+    previous = names.get("strftime_now")
+    names["strftime_now"] = lambda format: day.strftime(format)
+    try:
+        yield
+    finally:
+        names["strftime_now"] = previous
 
 
 def _conversations(recipe: Any, files: list[Any], *, limit: int):

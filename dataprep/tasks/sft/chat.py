@@ -94,6 +94,7 @@ class ChatTemplate:
         longest_first = sorted(self.special_tokens, key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, longest_first)) or "(?!)")
         self._probed: Probe | None = None
+        self._final_eos: bool | None = None  # the template appends EOS after a final assistant turn
 
     def __repr__(self) -> str:
         return f"ChatTemplate({len(self.source)} chars, eos_token={self.eos_token!r}, roles={self.roles})"
@@ -273,7 +274,7 @@ class ChatTemplate:
 
     def _turns(self, conversation: Conversation) -> TurnTargets:
         learned = self._probe()
-        return TurnTargets(conversation, learned.stops, learned.header, self._special_re)
+        return TurnTargets(conversation, learned.stops, learned.header, self._special_re, eos=self.eos_token)
 
     def _generation_targets(self, msgs: list[dict], tools: list | None) -> Rendered:
         if not self.has_generation_tags:
@@ -308,5 +309,19 @@ class ChatTemplate:
         return self._probed
 
     def stop_tokens(self) -> tuple[str, ...]:
-        """The texts that close a target: the end-of-turn tokens the template uses (EOS when none)."""
-        return self._probe().stops
+        """The texts that close a target: the end-of-turn tokens the template uses (EOS when none),
+        then EOS when the template appends it after a final assistant turn (Phi-3; that turn's
+        target ends with it, see :mod:`dataprep.tasks.sft.chat_spans`)."""
+        stops = self._probe().stops
+        if self._final_eos is None:
+            self._final_eos = bool(self.eos_token) and self.eos_token not in stops and self._appends_eos()
+        return (*stops, self.eos_token) if self._final_eos else stops
+
+    def _appends_eos(self) -> bool:
+        """Whether a final assistant turn's target ends with EOS (a probe conversation's does)."""
+        probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+        try:
+            rendered = self.render_with_targets(probe, policy="last_assistant")
+        except (RecordProblem, TemplateError):
+            return False
+        return rendered.text[: rendered.targets[-1][1]].endswith(self.eos_token)

@@ -20,6 +20,21 @@ reasoning syntax itself (gpt-oss: `` to=functions.f<|channel|>commentary json<|m
 A plain content turn starts at its content: the header, an empty think block the template
 inserts and a system block are never targets. The closing token must come before the next
 message's own data, so the next turn's opening token is never taken for this turn's end.
+
+**The EOS after a final assistant turn is a target too.** When the conversation ends with an
+assistant turn and the template appends the EOS token after that turn's end-of-turn token (only
+whitespace between), the target runs through that EOS (Phi-3)::
+
+    ...<|assistant|>\nYou too!<|end|>\n<|endoftext|>
+                      |<------ target ------->|
+
+The EOS is what ends the *document*: a model never trained on it never learns to emit it, yet
+the template puts it in every training text. TRL's generation-tagged training templates
+(``../shared/data/chat_templates/phi3_training.jinja``) mark it, and the trainer's targets proof
+re-renders chats through them. A turn followed by another message keeps its end-of-turn token
+as its last target (the template prints no EOS there), and templates that append nothing after
+the last turn, or whose end-of-turn token *is* the EOS (Llama 3 ``<|eot_id|>``, Gemma 3
+``<end_of_turn>``, DeepSeek-V3 ``<｜end▁of▁sentence｜>``, gpt-oss ``<|return|>``), are unchanged.
 """
 
 from __future__ import annotations
@@ -138,12 +153,15 @@ class TurnTargets:
         stops: The texts that close a turn (the template's end-of-turn tokens; EOS when none).
         header: The assistant header (the template's generation prompt), or None.
         special: Matches any special token's text, longest first.
+        eos: The EOS text: a final assistant turn's target runs through it when the template
+            appends it after that turn (see the module docstring); None: never.
     """
 
     conversation: Conversation
     stops: tuple[str, ...]
     header: str | None
     special: re.Pattern[str]
+    eos: str | None = None
 
     def turn(self, i: int, *, reasoning: bool) -> Span:
         """[start, end) of message ``i``'s target: its rendered data through its end-of-turn token.
@@ -169,13 +187,24 @@ class TurnTargets:
                 if calls:  # the call syntax after the reasoning is still the model's to write
                     thought = conv.region(i, reasoning=True, calls=False, content=False)
                     low = thought[1] if thought else None
-                    return self._header_end(i, content[0], low=low), self._closer(i, end)
+                    return self._header_end(i, content[0], low=low), self._through_eos(i, self._closer(i, end))
                 start, syntax = content[0], False
             elif rendered:
                 syntax = True  # and the reasoning syntax (<think>, <|channel|>analysis)
         if syntax:
             start = self._header_end(i, start)
-        return start, self._closer(i, end)
+        return start, self._through_eos(i, self._closer(i, end))
+
+    def _through_eos(self, i: int, closer: int) -> int:
+        """``closer``, or the end of the EOS the template appends after it when message ``i`` is
+        the conversation's last (only whitespace between, nothing after)."""
+        text, eos = self.conversation.text, self.eos
+        if not eos or i != len(self.conversation.msgs) - 1:
+            return closer
+        rest = text[closer:]
+        if rest.strip() != eos:
+            return closer
+        return closer + rest.index(eos) + len(eos)
 
     def _closer(self, i: int, end: int) -> int:
         """End of the end-of-turn token after message ``i``'s data (which ends at ``end``), before the
