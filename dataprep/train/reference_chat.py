@@ -100,8 +100,10 @@ _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # encoder -> i
 
 
 def _reading_specials(encoder: Any) -> Any:
-    """A copy of ``encoder`` that reads the template's special tokens as tokens, made once per encoder
-    (copying a 262k-token vocabulary such as Gemma 3's takes seconds)."""
+    """``encoder`` when it reads the template's special tokens as tokens, else a copy that does, made
+    once per encoder (copying a 262k-token vocabulary such as Gemma 3's takes seconds)."""
+    if not encoder.encode_special_tokens:
+        return encoder
     copy = _COPIES.get(encoder)
     if copy is None:
         copy = type(encoder).from_str(encoder.to_str())
