@@ -2,8 +2,8 @@
 episodes follow one rule each and never hold a task query, the three recipes build with the
 tokenizer stage 1 trains, and the k-shot prompts hold their demonstrations token for token.
 
-The demo's own claim (base 4-shot above base zero-shot, fine-tuned above both) needs a pretrained
-base model (minutes): it is ``test_two_stage_demo_table`` behind ``slow``.
+The demo's own claim (base 2-shot above base zero-shot, fine-tuned above both, each by MARGIN)
+needs a pretrained base model (minutes): it is ``test_two_stage_demo_table`` behind ``slow``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataprep.train.loader import read_info
 from .conftest import RECIPES, read_split
 
 REPO = RECIPES.parent
+MARGIN = 0.10  # the demo's claim: each row of the table this far above the one it improves on
 
 
 def generator():
@@ -41,6 +42,14 @@ def jsonl(name: str) -> list[dict]:
 
 def which_rules(gen, prompt: str, completion: str) -> set[str]:
     return {r for r in gen.RULES if gen.rule_pair(r, prompt.split(" "))["completion"] == completion}
+
+
+def rules_by_joiner(rules: dict) -> dict[str, set[str]]:
+    """The rules that write their answers with each joiner (what one demonstration shows at a glance)."""
+    found: dict[str, set[str]] = {}
+    for name, (_, joiner) in rules.items():
+        found.setdefault(joiner, set()).add(name)
+    return found
 
 
 def episode_rule(gen, text: str) -> set[str]:
@@ -69,6 +78,16 @@ def test_each_episode_is_one_rule_and_no_task_query_is_pretrained():
     assert min(counts.values()) > 0.2 * len(episodes)
     assert all(which_rules(gen, r["prompt"], r["completion"]) >= {gen.TASK_RULE} for r in task)
     assert not leaked(episodes, task)
+    # how an answer is written shows the pair of rules, never the rule itself: in-context learning
+    # must read the letters to do better than one in two (the task's rule shares its joiner too)
+    pairs = rules_by_joiner(gen.RULES)
+    assert all(len(rules) == 2 for rules in pairs.values()) and gen.TASK_RULE in pairs[gen.RULES[gen.TASK_RULE][1]]
+    # and the two rules of a pair give different answers to most task queries (else ambiguity is moot)
+    for rules in pairs.values():
+        agree = sum(len({gen.rule_pair(r, q["prompt"].split(" "))["completion"] for r in rules}) == 1 for q in task)
+        assert agree < 0.1 * len(task), rules
+    # able to fail: the old design, one joiner per rule, gives each rule away
+    assert not all(len(rules) == 2 for rules in rules_by_joiner({**gen.RULES, "upper": (str.upper, ".")}).values())
     # able to fail: a planted episode of mixed rules, and a task query planted into pretraining
     mixed = "Q: a b c\nA: c b a\n\nQ: c a b\nA: a,b,c"
     assert episode_rule(gen, mixed) == set()
@@ -121,7 +140,7 @@ def test_kshot_prompts_hold_train_demonstrations_and_the_sft_query(built):
         query = tok.decode(ids[start:first], skip_special_tokens=False)
         assert query in sft_prompts  # the same held-out prompt as the fine-tuning data's
         demos = tok.decode(ids[:start], skip_special_tokens=False).split("\n\n")[:-1]
-        assert len(demos) == 4
+        assert len(demos) == 2
         for demo in demos:
             q, a = demo.removeprefix("Q: ").split("\nA: ")
             assert q in train_prompts and train[q] == a  # a train example, answered right
@@ -133,14 +152,15 @@ def test_kshot_prompts_hold_train_demonstrations_and_the_sft_query(built):
 
 @pytest.mark.slow
 def test_two_stage_demo_table(tmp_path):
-    """The demo's claim, as benchmarks/two_stage.py runs it (about 10 minutes on 2 busy cores)."""
+    """The demo's claim, as benchmarks/two_stage.py runs it (about 6 minutes on 2 idle cores, 15 busy)."""
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "two_stage.py"), "--work", str(tmp_path)], check=True)
     table = json.loads((tmp_path / "runs" / "two-stage-ft" / "verify.json").read_text())["fewshot"]
     assert table["before_is"] == "base model"
-    assert table["k_shot"] >= table["zero_shot"] + 0.2  # in-context learning
-    # fine-tuning: the query alone now does what the base model needed 4 demonstrations for (measured:
-    # base 26.1% zero-shot, 100% 4-shot; fine-tuned 100% zero-shot, so it ties in-context learning here)
-    assert table["fine_tuned"] >= 0.9 and table["fine_tuned"] >= table["k_shot"] and table["fine_tuned"] > table["zero_shot"]
+    assert table["k"] == 2
+    # in-context learning: two demonstrations show the pair of rules, which the query alone does not
+    assert table["k_shot"] >= table["zero_shot"] + MARGIN
+    # fine-tuning: the query alone now does better than the base model with demonstrations
+    assert table["fine_tuned"] >= table["k_shot"] + MARGIN and table["fine_tuned"] >= 0.9
 
 
 def test_table_says_base_model_when_the_run_started_from_one():

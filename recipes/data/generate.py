@@ -90,18 +90,20 @@ def sft_tasks(n: int = 6000, seed: int = 1) -> list[dict]:
 
 # The two-stage demo (recipes/two-stage-*.yaml): pretraining documents are episodes, each several
 # demonstrations of ONE rule drawn from RULES, in the fine-tuning template's own format. A query
-# alone does not say which rule applies (zero-shot: about one rule in len(RULES)); the
-# demonstrations before it do (in-context learning): each rule transforms the letters its own way
-# and writes its answer with its own joiner, so a small model can tell the rule from the answers it
-# sees in context. The fine-tuning task is one rule (TASK_RULE), so after fine-tuning the query
-# alone suffices. Letters are space-separated so that the BPE the pretraining recipe trains keeps
-# one token per letter.
+# alone does not say which rule applies (zero-shot: about one rule in len(RULES)). The rules come in
+# pairs that write their answers the same way (reverse and rotate join the letters with spaces,
+# sort and sort-descending with commas), so demonstrations in context show which pair applies but
+# not which rule of the two: telling those apart means reading how the letters moved, which the
+# small base model barely learns in its minutes of pretraining (in-context learning: about one in
+# two). The fine-tuning task is one rule (TASK_RULE), so after fine-tuning the query alone
+# suffices. Letters are space-separated so that the BPE the pretraining recipe trains keeps one
+# token per letter.
 LETTERS = "abcdefgh"
-RULES = {  # name: (transformation, joiner of the answer's letters)
+RULES = {  # name: (transformation, joiner of the answer's letters): two rules per joiner
     "reverse": (lambda xs: xs[::-1], " "),
+    "rotate": (lambda xs: xs[1:] + xs[:1], " "),
     "sort": (sorted, ","),
-    "rotate": (lambda xs: xs[1:] + xs[:1], "-"),
-    "upper": (lambda xs: [x.upper() for x in xs], "."),
+    "sort-desc": (lambda xs: sorted(xs, reverse=True), ","),
 }
 TASK_RULE = "reverse"
 
