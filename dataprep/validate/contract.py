@@ -6,7 +6,7 @@ id, how documents sit in rows and how they are framed (``rows.layout``, ``rows.s
 ``rows.ends_with_eos``; for mlm the post-processor's frame), the label column and label map, and
 for fine-tuning the *stop tokens*: the ids that may close an example's targets
 (``sft.stop_token_ids``: EOS for a pair template; a chat template's end-of-turn tokens, such as
-Phi-3's ``<|end|>`` = 32007). Nothing here works a decision of the run out again, and nothing
+Phi-3's ``<|end|>`` = 32007, and its ``<|endoftext|>`` = 32000 that closes a final turn). Nothing here works a decision of the run out again, and nothing
 imports the code that made the dataset: the checker is not the thing it checks.
 """
 
