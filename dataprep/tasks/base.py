@@ -138,7 +138,7 @@ def with_special_tokens(recipe: Recipe, tokenizer: LoadedTokenizer, names: list[
     """``tokenizer`` with every one of ``names``: those it lacks are added as special tokens (so text
     can never produce them) and listed in ``added_tokens``. A tokenizer that gained tokens, or that
     the recipe trained, is saved in ``tmp``'s ``tokenizer/`` folder."""
-    from tokenizers import AddedToken, Tokenizer
+    from tokenizers import AddedToken
 
     from dataprep import columns as C
     from dataprep.text.tokenizer import LoadedTokenizer
@@ -146,7 +146,7 @@ def with_special_tokens(recipe: Recipe, tokenizer: LoadedTokenizer, names: list[
     missing = [n for n in names if tokenizer.tokenizer.token_to_id(n) is None]
     extended = tokenizer
     if missing:
-        inner = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+        inner = tokenizer.copy()
         inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
         extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, sources=tokenizer.sources, source=tokenizer.source,
                                    files=tokenizer.files, add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,

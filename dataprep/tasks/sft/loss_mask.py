@@ -18,7 +18,8 @@ strings (``<|end|>``, ``<|endoftext|>``) and they must encode to their special i
 ``apply_chat_template(..., tokenize=True)`` does. :class:`~dataprep.text.tokenizer.LoadedTokenizer`
 sets ``encode_special_tokens = split_special_tokens`` (default True: specials inside
 *documents* are plain text), so this module encodes with a private copy of the tokenizer
-with ``encode_special_tokens=False``, made once per tokenizer and never shared. The flip side,
+with ``encode_special_tokens=False``, made once per tokenizer and never shared (a tokenizer with
+``split_special_tokens: false`` reads them already and is used as it is, never changed here). The flip side,
 also true of transformers: a special-token string inside a record's field encodes as that
 special token.
 
@@ -82,8 +83,11 @@ _CACHE: weakref.WeakKeyDictionary[LoadedTokenizer, _Templated] = weakref.WeakKey
 def _templated(tokenizer: LoadedTokenizer) -> _Templated:
     found = _CACHE.get(tokenizer)
     if found is None:
-        copy = Tokenizer.from_str(tokenizer.tokenizer.to_str())
-        copy.encode_special_tokens = False
+        if tokenizer.split_special_tokens:  # the run's encodes specials in documents as text
+            copy = tokenizer.copy()
+            copy.encode_special_tokens = False
+        else:  # it reads them as tokens already: a copy would only cost a parse (seconds for Gemma 3)
+            copy = tokenizer.tokenizer
         added = copy.get_added_tokens_decoder()
         size = max([copy.get_vocab_size(with_added_tokens=True), *(i + 1 for i in added)])
         strips = np.zeros(size, dtype=bool)
