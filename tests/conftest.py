@@ -11,6 +11,7 @@ failure too, so a missing folder can never pass for a green run (tests/test_read
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,32 @@ def read_split(out: Path, split: str = "train"):
 
     state = json.loads((out / split / "state.json").read_text())
     return pa.concat_tables(pa.ipc.open_stream((out / split / f["filename"]).read_bytes()).read_all() for f in state["_data_files"])
+
+
+# --- the shared tokenizers, loaded once per session ----------------------------------------------
+# Parsing Gemma 3's 33 MB tokenizer.json takes seconds, and transformers 5 takes about ten to build its
+# AutoTokenizer; each test module used to pay both again. What these return is shared by every test
+# that asks for the same thing: use it read-only (encode, decode, apply_chat_template); a test that
+# changes a tokenizer's settings or tokens loads its own.
+
+
+@functools.lru_cache(maxsize=None)
+def shared_tokenizer(name: str, **options):
+    """``load_tokenizer`` of ``../shared/data/tokenizers/NAME`` with ``TokenizerSpec`` options (and
+    ``warn``): one ``LoadedTokenizer`` per distinct call for the whole session. Read-only."""
+    from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
+
+    require_shared()
+    warn = options.pop("warn", True)
+    return load_tokenizer(TokenizerSpec(path=str(DATA / "tokenizers" / name), **options), base_dir=DATA, warn=warn)
+
+
+@functools.lru_cache(maxsize=None)
+def transformers_tokenizer(name: str):
+    """``transformers.AutoTokenizer.from_pretrained`` of ``../shared/data/tokenizers/NAME`` (a local
+    folder: nothing is downloaded), loaded once per session by the tests themselves, independently
+    of dataprep's own loader. Read-only."""
+    import transformers
+
+    require_shared()
+    return transformers.AutoTokenizer.from_pretrained(str(DATA / "tokenizers" / name), local_files_only=True)

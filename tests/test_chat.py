@@ -30,7 +30,7 @@ from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.loss_mask import encode_batch_with_mask, encode_with_mask
 from dataprep.tasks.sft.templates import Rendered
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
-from tests.conftest import DATA
+from tests.conftest import DATA, shared_tokenizer, transformers_tokenizer
 
 PHI3 = DATA / "tokenizers/phi-3-mini"
 CHAT = DATA / "pairs/chat"
@@ -79,7 +79,7 @@ def conversations() -> dict[str, list[list[dict]]]:
 
 @pytest.fixture(scope="module")
 def phi3() -> LoadedTokenizer:
-    return load_tokenizer(TokenizerSpec(path=str(PHI3)), base_dir=DATA)
+    return shared_tokenizer("phi-3-mini")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def raw() -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def hf5():
-    transformers = pytest.importorskip("transformers")
-    return transformers.AutoTokenizer.from_pretrained(str(PHI3))
+    pytest.importorskip("transformers")
+    return transformers_tokenizer("phi-3-mini")  # AutoTokenizer.from_pretrained(PHI3)
 
 
 def _hf_ids(out) -> list[int]:
@@ -432,7 +432,7 @@ LLAMA3 = DATA / "tokenizers/llama-3"
 
 @pytest.fixture(scope="module")
 def gpt_oss():
-    tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT_OSS)), base_dir=GPT_OSS)
+    tokenizer = shared_tokenizer("gpt-oss")
     return tokenizer, ChatTemplate.from_tokenizer(tokenizer)
 
 
@@ -505,14 +505,14 @@ def transformers():
 
 
 def test_generation_masking_equals_transformers_assistant_masks(transformers):
-    tokenizer = load_tokenizer(TokenizerSpec(path=str(LLAMA3)), base_dir=LLAMA3)
+    tokenizer = shared_tokenizer("llama-3")
     source = (DATA / "chat_templates/llama3_training.jinja").read_text()
     chat = ChatTemplate.from_tokenizer(tokenizer, source=source)
     messages = [{"role": "system", "content": "Be brief."}, *USER_ASSISTANT, {"role": "user", "content": "Bye"},
                 {"role": "assistant", "content": " Bye! "}]
     rendered = chat.render_with_targets(messages, policy="generation")
     assert [rendered.text[a:b] for a, b in rendered.targets] == ["Hello!<|eot_id|>", "Bye!<|eot_id|>"]
-    hf = transformers.AutoTokenizer.from_pretrained(str(LLAMA3))
+    hf = transformers_tokenizer("llama-3")  # AutoTokenizer.from_pretrained(LLAMA3)
     out = hf.apply_chat_template(messages, chat_template=source, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     encoded = encode_with_mask(tokenizer, rendered)
     assert encoded.ids.tolist() == out["input_ids"]
@@ -529,7 +529,7 @@ def test_template_arguments_and_a_fixed_date(gpt_oss, transformers):
     assert "Reasoning: low" in text and "Current date: 2025-03-04" in text
     assert "Reasoning: medium" in ChatTemplate.from_tokenizer(tokenizer).render(USER_ASSISTANT)
     assert "Current date: 2026-01-01" in ChatTemplate.from_tokenizer(tokenizer).render(USER_ASSISTANT)
-    hf = transformers.AutoTokenizer.from_pretrained(str(GPT_OSS))
+    hf = transformers_tokenizer("gpt-oss")  # AutoTokenizer.from_pretrained(GPT_OSS)
     today = __import__("datetime").date.today().isoformat()
     same_day = ChatTemplate.from_tokenizer(tokenizer, variables={"reasoning_effort": "low"}, date=today)
     assert same_day.render(USER_ASSISTANT) == hf.apply_chat_template(USER_ASSISTANT, tokenize=False, reasoning_effort="low")

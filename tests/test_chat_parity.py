@@ -33,8 +33,7 @@ from tokenizers import Tokenizer
 from dataprep.errors import RecordProblem
 from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
-from tests.conftest import DATA
+from tests.conftest import DATA, shared_tokenizer, transformers_tokenizer
 
 transformers = pytest.importorskip("transformers")
 TRANSFORMERS = "5.25.0"
@@ -98,9 +97,8 @@ def conversations(with_tools: bool) -> tuple[tuple[str, list[dict], list | None]
 @lru_cache(maxsize=None)
 def family(name: str):
     folder, template, oracle, _, _ = FAMILIES[name]
-    path = DATA / "tokenizers" / folder
-    tokenizer = load_tokenizer(TokenizerSpec(path=str(path)), base_dir=Path("."))
-    hf = transformers.AutoTokenizer.from_pretrained(str(path))
+    tokenizer = shared_tokenizer(folder)
+    hf = transformers_tokenizer(folder)  # AutoTokenizer.from_pretrained(folder)
     source = (TEMPLATES / template).read_text(encoding="utf-8") if template else None
     # transformers prints today's date where a template calls strftime_now (gpt-oss); so does this one
     chat = ChatTemplate.from_tokenizer(tokenizer, source=source, date=datetime.date.today().isoformat())

@@ -19,7 +19,7 @@ from dataprep.read.preference import IDENTICAL, NO_COMMON_PROMPT, read_pair, rea
 from dataprep.recipe import load_recipe
 from dataprep.validate import validate_dataset
 
-from .conftest import DATA, RECIPES, require_shared
+from .conftest import DATA, RECIPES, require_shared, transformers_tokenizer
 from .test_validate_recheck import edit_rows
 
 TEMPLATES = DATA / "chat_templates"
@@ -54,8 +54,6 @@ def rows_of(out: Path, split: str = "train") -> list[dict]:
 
 
 def hf(name: str):
-    from transformers import AutoTokenizer
-
     folder = DATA / "tokenizers" / name
     if not (folder / "tokenizer.json").is_file():  # gpt2: vocab.json + merges.txt, read by `tokenizers` itself
         from tokenizers import ByteLevelBPETokenizer
@@ -63,7 +61,7 @@ def hf(name: str):
         bpe = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
         bpe.add_special_tokens(["<|endoftext|>"])
         return _Gpt2(bpe)
-    return AutoTokenizer.from_pretrained(str(folder))
+    return transformers_tokenizer(name)  # AutoTokenizer.from_pretrained(folder), once per session
 
 
 class _Gpt2:

@@ -31,7 +31,7 @@ from dataprep.text.special_tokens import unknown_token_id
 from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from dataprep.text.tokenizer_manifest import tokenizer_manifest
 
-from .conftest import DATA
+from .conftest import DATA, shared_tokenizer, transformers_tokenizer
 
 TOKENIZERS = DATA / "tokenizers"
 ROLES = ("bos", "eos", "pad", "unk")
@@ -67,7 +67,7 @@ def roles(loaded) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def shared() -> dict:
-    return {name: load_tokenizer(TokenizerSpec(path=str(TOKENIZERS / name)), base_dir=DATA, warn=False) for name in SHARED}
+    return {name: shared_tokenizer(name, warn=False) for name in SHARED}
 
 
 # --- tokenizers built here -------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_roles_match_transformers(shared, name):
         options = {"do_lower_case": False} if name == "bert-base-cased" else {}
         hf = getattr(transformers, HF_CLASS[name]).from_pretrained(folder, local_files_only=True, **options)
     else:
-        hf = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        hf = transformers_tokenizer(name)  # AutoTokenizer.from_pretrained(folder, local_files_only=True)
     ours = shared[name].tokens
     theirs = {role: getattr(hf, f"{role}_token") for role in ROLES}
     assert {r: (ours[r], theirs[r]) for r in ROLES if ours[r] != theirs[r]} == DIFFERENCES.get(name, {})
