@@ -52,6 +52,14 @@ def rules_by_joiner(rules: dict) -> dict[str, set[str]]:
     return found
 
 
+def agreement(rules: dict, names: set[str], task: list[dict]) -> float:
+    """The fraction of task queries on which the rules ``names`` all give the same answer."""
+    def answer(name: str, prompt: str) -> str:
+        transform, joiner = rules[name]
+        return joiner.join(transform(prompt.split(" ")))
+    return sum(len({answer(n, q["prompt"]) for n in names}) == 1 for q in task) / len(task)
+
+
 def episode_rule(gen, text: str) -> set[str]:
     """The rules every demonstration of an episode agrees with (empty: the episode mixes rules)."""
     rules = set(gen.RULES)
@@ -84,10 +92,12 @@ def test_each_episode_is_one_rule_and_no_task_query_is_pretrained():
     assert all(len(rules) == 2 for rules in pairs.values()) and gen.TASK_RULE in pairs[gen.RULES[gen.TASK_RULE][1]]
     # and the two rules of a pair give different answers to most task queries (else ambiguity is moot)
     for rules in pairs.values():
-        agree = sum(len({gen.rule_pair(r, q["prompt"].split(" "))["completion"] for r in rules}) == 1 for q in task)
-        assert agree < 0.1 * len(task), rules
-    # able to fail: the old design, one joiner per rule, gives each rule away
+        assert agreement(gen.RULES, rules, task) < 0.1, rules
+    # able to fail: the old design, one joiner per rule, gives each rule away; and a pair that agrees on
+    # every 3-letter query (reverse, and swapping the ends)
     assert not all(len(rules) == 2 for rules in rules_by_joiner({**gen.RULES, "upper": (str.upper, ".")}).values())
+    swap = {**gen.RULES, "swap": (lambda xs: xs[-1:] + xs[1:-1] + xs[:1], " ")}
+    assert agreement(swap, {"reverse", "swap"}, task) > 0.25
     # able to fail: a planted episode of mixed rules, and a task query planted into pretraining
     mixed = "Q: a b c\nA: c b a\n\nQ: c a b\nA: a,b,c"
     assert episode_rule(gen, mixed) == set()
@@ -152,7 +162,7 @@ def test_kshot_prompts_hold_train_demonstrations_and_the_sft_query(built):
 
 @pytest.mark.slow
 def test_two_stage_demo_table(tmp_path):
-    """The demo's claim, as benchmarks/two_stage.py runs it (about 6 minutes on 2 idle cores, 15 busy)."""
+    """The demo's claim, as benchmarks/two_stage.py runs it (about 7 minutes on the 2-core VM; longer when busy)."""
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "two_stage.py"), "--work", str(tmp_path)], check=True)
     table = json.loads((tmp_path / "runs" / "two-stage-ft" / "verify.json").read_text())["fewshot"]
     assert table["before_is"] == "base model"
