@@ -112,3 +112,13 @@ def transformers_tokenizer(name: str):
 
     require_shared()
     return transformers.AutoTokenizer.from_pretrained(str(DATA / "tokenizers" / name), local_files_only=True)
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer_json(name: str):
+    """``tokenizers.Tokenizer.from_file`` of ``../shared/data/tokenizers/NAME/tokenizer.json`` as
+    shipped (no dataprep code in between), parsed once per session. Read-only."""
+    from tokenizers import Tokenizer
+
+    require_shared()
+    return Tokenizer.from_file(str(DATA / "tokenizers" / name / "tokenizer.json"))

@@ -33,7 +33,7 @@ from tokenizers import Tokenizer
 from dataprep.errors import RecordProblem
 from dataprep.tasks.sft.chat import ChatTemplate
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
-from tests.conftest import DATA, shared_tokenizer, transformers_tokenizer
+from tests.conftest import DATA, shared_tokenizer, tokenizer_json, transformers_tokenizer
 
 transformers = pytest.importorskip("transformers")
 TRANSFORMERS = "5.25.0"
@@ -165,7 +165,7 @@ def test_ids_text_and_targets_match_transformers(name, policy):
         if same_ids:
             reference = hf.apply_chat_template(given, tools=given_tools, tokenize=True, **options)["input_ids"]
         else:  # tokenizer.json as shipped (transformers 4.x); transformers 5 differs for this family
-            reference = Tokenizer.from_file(str(DATA / "tokenizers" / FAMILIES[name][0] / "tokenizer.json"))
+            reference = tokenizer_json(FAMILIES[name][0])  # Tokenizer.from_file(tokenizer.json)
             reference = reference.encode(rendered.text, add_special_tokens=False).ids
         assert ids == reference, (name, kind)
         # Each target span is one chosen turn as rendered: it ends with an end-of-turn token, and its

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from dataprep import columns as C
 from dataprep.build import reference_check
@@ -49,7 +48,7 @@ from dataprep.recipe import recipe_from_dict
 from dataprep.train import data_proofs
 from dataprep.train.loader import ArrowRows, read_info
 
-from .conftest import DATA
+from .conftest import DATA, tokenizer_json
 from .test_proofs import masks, rewrite
 
 pytest.importorskip("transformers")
@@ -153,7 +152,7 @@ def end_of_turn_not_trained(stops: tuple[int, ...]):
 def test_targets_proof_on_each_chat_family(records, tmp_path, name):
     good = build(records, tmp_path / "good", name)
     # the dataset's tokenizer.json as shipped (what info.dataset.tokenizer() loads, without its checks: seconds for Gemma's)
-    decoder = Tokenizer.from_file(str(DATA / "tokenizers" / FAMILIES[name][0] / "tokenizer.json"))
+    decoder = tokenizer_json(FAMILIES[name][0])  # Tokenizer.from_file(tokenizer.json)
     _, _, _, (head, tail), end_of_turn, before_first = FAMILIES[name]
     total = SHAREGPT + KTO
     first_turns = len(json.loads(records.read_text(encoding="utf-8").splitlines()[0])["conversations"]) // 2

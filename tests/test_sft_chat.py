@@ -18,7 +18,7 @@ from dataprep.errors import InputError
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset
-from tests.conftest import DATA, RECIPES, read_split
+from tests.conftest import DATA, RECIPES, read_split, tokenizer_json
 
 PHI3 = DATA / "tokenizers/phi-3-mini"
 LLAMA3 = DATA / "tokenizers/llama-3"
@@ -53,7 +53,7 @@ def test_tool_calling_recipe_runs_validates_and_trains_every_assistant_turn(tmp_
     dropped = manifest["counts"]["dropped"]
     assert set(dropped) <= {"duplicate"}  # every conversation rendered, its tools and calls included
     assert validate_dataset(tmp_path / "out").ok
-    reference = Tokenizer.from_file(str(LLAMA3 / "tokenizer.json"))
+    reference = tokenizer_json("llama-3")  # Tokenizer.from_file(LLAMA3 / "tokenizer.json")
     calls = 0
     for ids, mask in _unpack(_rows(tmp_path / "out")):
         text = reference.decode(ids, skip_special_tokens=False)
@@ -72,7 +72,7 @@ def test_gpt_oss_recipe_runs_and_validates_with_return_and_end(tmp_path):
     assert manifest["sft"]["chat"]["date"] == "2026-01-01"
     assert manifest["sft"]["chat"]["stop_tokens"] == ["<|return|>", "<|end|>", "<|call|>"]
     assert validate_dataset(tmp_path / "out").ok
-    reference = Tokenizer.from_file(str(GPT_OSS / "tokenizer.json"))
+    reference = tokenizer_json("gpt-oss")  # Tokenizer.from_file(GPT_OSS / "tokenizer.json")
     records = json.loads((DATA / "pairs/chat/sharegpt_dummy_conversation.json").read_text())
     turns = sorted(sum(t["from"] == "gpt" for t in r["conversations"]) for r in records)
     seen = []

@@ -31,7 +31,7 @@ from dataprep.text.special_tokens import unknown_token_id
 from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 from dataprep.text.tokenizer_manifest import tokenizer_manifest
 
-from .conftest import DATA, shared_tokenizer, transformers_tokenizer
+from .conftest import DATA, shared_tokenizer, tokenizer_json, transformers_tokenizer
 
 TOKENIZERS = DATA / "tokenizers"
 ROLES = ("bos", "eos", "pad", "unk")
@@ -148,7 +148,7 @@ def t5_like(folder: Path, *, config: bool = True) -> Path:
 def test_roles_and_sources_of_shared_tokenizers(shared, name):
     loaded = shared[name]
     assert roles(loaded) == SHARED[name]
-    raw = Tokenizer.from_file(str(TOKENIZERS / name / "tokenizer.json")) if (TOKENIZERS / name / "tokenizer.json").is_file() else None
+    raw = tokenizer_json(name) if (TOKENIZERS / name / "tokenizer.json").is_file() else None
     for role, entry in loaded.special_tokens.items():
         assert entry["id"] == loaded.tokenizer.token_to_id(entry["token"])
         if raw is not None:
