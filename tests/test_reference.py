@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from dataprep import columns as C
-from dataprep.text import reference
+from dataprep.text import hf_backend, reference
 from dataprep.errors import ConfigError
 from dataprep.tasks.sft.loss_mask import encode_batch_with_mask
 from dataprep.build.run import run
@@ -149,7 +149,9 @@ def test_files_without_a_config_use_the_class_that_reads_them(name, cls, options
 
 
 def test_without_transformers_it_is_a_config_error(monkeypatch):
-    reference._load.cache_clear()
+    # the loader without its cache, so that it imports transformers; the session's cached folders
+    # (seconds each for Gemma 3 and gpt-oss) are there again after the test
+    monkeypatch.setattr(hf_backend, "_load", hf_backend._load.__wrapped__)
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
     assert reference.transformers_available() is False
     with pytest.raises(ConfigError, match=r"pip install transformers"):
@@ -157,7 +159,6 @@ def test_without_transformers_it_is_a_config_error(monkeypatch):
     # the default needs nothing, and the run's check is skipped
     tok = _load("phi-3-mini", "tokenizers")
     assert reference.warn_if_transformers_differs(tok, ["<|user|>\nHi"]) is None
-    reference._load.cache_clear()
 
 
 def test_a_bad_reference_value_is_refused(tmp_path):
