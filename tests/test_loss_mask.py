@@ -216,6 +216,28 @@ def test_no_special_tokens_are_added(phi3):
     assert phi3.bos_id not in enc.ids.tolist()
 
 
+def test_the_masking_copy_is_made_once_per_tokenizer_files_and_never_the_runs(phi3, gpt2, references):
+    """Two loads of the same files share one private copy that reads specials (the fingerprint is
+    the sha256 of the JSON, so the copies would be equal); other files, or a tokenizer that reads
+    specials already, do not share it. The ids are the reference's either way."""
+    from dataprep.tasks.sft import loss_mask
+
+    again = load_tokenizer(TokenizerSpec(path=str(PHI3)), base_dir=DATA)
+    first, second = loss_mask._templated(phi3), loss_mask._templated(again)
+    assert again is not phi3 and again.fingerprint == phi3.fingerprint and second is first
+    assert first.tokenizer not in (phi3.tokenizer, again.tokenizer) and not first.tokenizer.encode_special_tokens
+    assert phi3.tokenizer.encode_special_tokens and again.tokenizer.encode_special_tokens  # the runs' are untouched
+    assert loss_mask._templated(gpt2).tokenizer is not first.tokenizer  # other files, another copy
+    reading = load_tokenizer(TokenizerSpec(path=str(PHI3), split_special_tokens=False), base_dir=DATA)
+    assert loss_mask._templated(reading).tokenizer is reading.tokenizer and not reading.tokenizer.encode_special_tokens
+    text = "<|user|>\nHi<|end|>\n<|assistant|>\nHello there<|end|>\n<|endoftext|>"
+    rendered = Rendered(text=text, targets=((len(text) - 31, len(text)),), prompt_end=len(text) - 31)
+    wanted = references["phi3"].encode(text, add_special_tokens=False).ids
+    assert 32007 in wanted and 32000 in wanted  # <|end|> and <|endoftext|> as their special ids
+    for tok in (phi3, again, reading):
+        assert encode_with_mask(tok, rendered).ids.tolist() == wanted
+
+
 def test_batch_equals_single(gpt2, phi3, alpaca):
     for tok in (gpt2, phi3):
         rendered = [TEMPLATES["alpaca"].render(r, stop_text=EOS) for r in alpaca[:60]]

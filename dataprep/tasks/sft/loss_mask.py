@@ -18,8 +18,10 @@ strings (``<|end|>``, ``<|endoftext|>``) and they must encode to their special i
 ``apply_chat_template(..., tokenize=True)`` does. :class:`~dataprep.text.tokenizer.LoadedTokenizer`
 sets ``encode_special_tokens = split_special_tokens`` (default True: specials inside
 *documents* are plain text), so this module encodes with a private copy of the tokenizer
-with ``encode_special_tokens=False``, made once per tokenizer and never shared (a tokenizer with
-``split_special_tokens: false`` reads them already and is used as it is, never changed here). The flip side,
+with ``encode_special_tokens=False``, made once per tokenizer's files and never handed out: the
+last two are kept by fingerprint, so a second run (or validate's recheck) in the same process
+with the same tokenizer reuses it instead of parsing the vocabulary again. A tokenizer with
+``split_special_tokens: false`` reads them already and is used as it is, never changed here. The flip side,
 also true of transformers: a special-token string inside a record's field encodes as that
 special token.
 
@@ -33,7 +35,9 @@ the reply.
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -78,23 +82,49 @@ class _Templated:
 
 
 _CACHE: weakref.WeakKeyDictionary[LoadedTokenizer, _Templated] = weakref.WeakKeyDictionary()
+# The private copies by fingerprint (the sha256 of the tokenizer's JSON, so equal fingerprints make
+# equal copies), for the next LoadedTokenizer of the same files in this process: a run after a run,
+# validate's recheck after a run. Only this module holds them, and encoding never changes them.
+_BY_FINGERPRINT: OrderedDict[str, _Templated] = OrderedDict()
+_KEEP = 2  # Gemma 3's copy is ~130 MB
+_LOCK = threading.Lock()
 
 
 def _templated(tokenizer: LoadedTokenizer) -> _Templated:
     found = _CACHE.get(tokenizer)
     if found is None:
         if tokenizer.split_special_tokens:  # the run's encodes specials in documents as text
-            copy = tokenizer.copy()
-            copy.encode_special_tokens = False
+            found = _private_copy(tokenizer)
         else:  # it reads them as tokens already: a copy would only cost a parse (seconds for Gemma 3)
-            copy = tokenizer.tokenizer
-        added = copy.get_added_tokens_decoder()
-        size = max([copy.get_vocab_size(with_added_tokens=True), *(i + 1 for i in added)])
-        strips = np.zeros(size, dtype=bool)
-        content = {i: t.content for i, t in added.items() if t.lstrip or t.rstrip}
-        strips[list(content)] = True
-        found = _CACHE[tokenizer] = _Templated(copy, strips, content)
+            found = _with_strips(tokenizer.tokenizer)
+        _CACHE[tokenizer] = found
     return found
+
+
+def _private_copy(tokenizer: LoadedTokenizer) -> _Templated:
+    key = tokenizer.fingerprint
+    with _LOCK:
+        found = _BY_FINGERPRINT.get(key)
+        if found is not None:
+            _BY_FINGERPRINT.move_to_end(key)
+            return found
+    copy = tokenizer.copy()
+    copy.encode_special_tokens = False
+    found = _with_strips(copy)
+    with _LOCK:
+        _BY_FINGERPRINT[key] = found
+        while len(_BY_FINGERPRINT) > _KEEP:
+            _BY_FINGERPRINT.popitem(last=False)
+    return found
+
+
+def _with_strips(encoder: Tokenizer) -> _Templated:
+    added = encoder.get_added_tokens_decoder()
+    size = max([encoder.get_vocab_size(with_added_tokens=True), *(i + 1 for i in added)])
+    strips = np.zeros(size, dtype=bool)
+    content = {i: t.content for i, t in added.items() if t.lstrip or t.rstrip}
+    strips[list(content)] = True
+    return _Templated(encoder, strips, content)
 
 
 @dataclass(frozen=True, eq=False)
