@@ -30,7 +30,7 @@ from dataprep.schema import iter_issues
 from dataprep.tasks.sft.templates import Rendered
 from dataprep.text.tokenizer import LoadedTokenizer, TokenizerSpec, load_tokenizer
 
-from .conftest import DATA, read_split
+from .conftest import DATA, read_split, shared_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -175,7 +175,7 @@ def test_a_bad_reference_value_is_refused(tmp_path):
 
 
 def test_check_finds_the_first_difference_for_phi3_only():
-    phi3 = _load("phi-3-mini", "tokenizers")
+    phi3 = shared_tokenizer("phi-3-mini")  # _load("phi-3-mini", "tokenizers"), loaded once per session
     # the run's own texts come first, encoded with special tokens matched
     found = reference.warn_if_transformers_differs(phi3, ["<|user|>\nHi there"])
     assert found == reference.Difference("<|user|>\nHi there", 1, (6324, "▁Hi"), (18567, "Hi"))
@@ -187,7 +187,7 @@ def test_check_finds_the_first_difference_for_phi3_only():
     assert after_special == reference.Difference("<|endoftext|>Hi there", 1, (6324, "▁Hi"), (18567, "Hi"))
     assert phi3.tokenizer.encode_special_tokens is True  # the check leaves the run's tokenizer as it was
     for name in ("llama-3", "deepseek-v3"):
-        assert reference.warn_if_transformers_differs(_load(name, "tokenizers"), ["<|user|>\nHi there"]) is None
+        assert reference.warn_if_transformers_differs(shared_tokenizer(name), ["<|user|>\nHi there"]) is None
 
 
 def _pretrain(tmp_path, name: str, **tokenizer) -> object:

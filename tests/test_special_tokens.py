@@ -67,7 +67,7 @@ def roles(loaded) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def shared() -> dict:
-    return {name: shared_tokenizer(name, warn=False) for name in SHARED}
+    return {name: shared_tokenizer(name) for name in SHARED}  # the ones other test modules use too
 
 
 # --- tokenizers built here -------------------------------------------------------------------
