@@ -2,7 +2,9 @@
 
 * **targets**: the source records re-rendered by an independent path
   (:mod:`dataprep.train.reference`) are found among the dataset's examples, token for token,
-  and their masks are equal: the data trains the response and its stop token, nothing else.
+  and their masks are equal: the data trains the response and its stop token, nothing else
+  (a chat reference's generation prompt and whitespace after the stop are not compared, and
+  counted: :mod:`dataprep.train.reference_chat`).
   Fails on prompts marked as targets, a stop token not trained, targets shifted by one, two
   examples merged into one segment (then they are not found), a wrong template.
 * **heldout**: no validation example is also a training example.
@@ -17,6 +19,7 @@ Each returns a dict with ``pass`` (None: skipped, with ``skipped`` saying why).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +90,7 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
     missing: list[str] = []
     mismatch: dict[str, Any] | None = None
     validation: list[reference.Expected] = []
+    not_compared: Counter = Counter()  # reference targets by reason, in the found records
     for exp in rendering.expected:
         if len(exp.ids) > rendering.max_length:  # the run drops or cuts it: not comparable
             too_long += 1
@@ -99,19 +103,24 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
         split, mask, _ = hit
         if split == "validation":
             validation.append(exp)
-        if mask is not None and np.array_equal(mask, exp.mask):
+        free = np.zeros(len(exp.ids), dtype=bool)
+        for reason, positions in getattr(exp, "not_compared", {}).items():  # chat references only
+            free |= positions
+            not_compared[reason] += int(positions.sum())
+        data = (mask if mask is not None else np.zeros(len(exp.ids), dtype=bool)) & ~free
+        if mask is not None and np.array_equal(data, exp.mask):
             equal += 1
         elif mismatch is None:
-            data = mask if mask is not None else np.zeros(len(exp.ids), dtype=bool)
             mismatch = {"record": exp.where,
                         "data_trains_not_reference": _text(decoder, exp.ids[data & ~exp.mask]),
                         "reference_trains_not_data": _text(decoder, exp.ids[exp.mask & ~data])}
     comparable = len(rendering.expected) - too_long
     ok = comparable > 0 and equal == found and found >= FOUND_SHARE * comparable
+    excused = ", not comparing " + " and ".join(f"{n} {reason} tokens" for reason, n in not_compared.items()) if not_compared else ""
     return {"rendered": len(rendering.expected), "too_long": too_long, "found": found, "masks_equal": equal,
             "not_found": len(missing), "first_not_found": missing[0] if missing else None,
-            "first_mismatch": mismatch, "unrendered": dict(rendering.unrendered or {}),
-            "needs": f"every found mask equal, >= {FOUND_SHARE:.0%} of {comparable} found", "pass": bool(ok)}, validation
+            "first_mismatch": mismatch, "unrendered": dict(rendering.unrendered or {}), "not_compared": dict(not_compared),
+            "needs": f"every found mask equal{excused}, >= {FOUND_SHARE:.0%} of {comparable} found", "pass": bool(ok)}, validation
 
 
 def heldout_check(index: Index, *, decoder: Any) -> dict[str, Any]:

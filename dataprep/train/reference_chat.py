@@ -20,10 +20,26 @@ the date into its system block, and transformers' ``strftime_now`` prints today'
 on another day would be found. transformers passes template arguments through as plain data (a
 function becomes a string), so the date goes in as the global of transformers' compiled template
 for this text (``_compile_jinja_template``, cached by text), set only while these records render.
+
+Conventions differ where the model's output does not depend on them, so two kinds of reference
+targets are *not compared* (:data:`GENERATION_PROMPT`, :data:`AFTER_STOP`; neither side can make
+them fail, and the proof reports how many):
+
+* the template's generation prompt at the start of a generation span (DeepSeek-V3 marks
+  ``<｜Assistant｜>``, gpt-oss ``<|start|>assistant``): inference prints it (``add_generation_prompt``),
+  the model never writes it. It is what ``add_generation_prompt=True`` adds after a user turn, or
+  its longest prefix that ends at an added token (DeepSeek-V3's prompt goes on with ``<think>\n``);
+* whitespace after the span's closing stop token (Gemma 3 marks the ``\n`` after
+  ``<end_of_turn>``; Phi-3's ``<|end|>`` token takes its ``\n`` in): generation stops before it.
+
+Only positions the reference marks can be excused: a dataset that trains a generation prompt its
+reference does not mark (Llama 3's ``\n\n``) still fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import weakref
 from collections import Counter
@@ -41,6 +57,8 @@ from dataprep.read import FieldSpec, read_records, resolve_inputs
 from dataprep.recipe import recipe_from_dict
 
 MESSAGES = "messages"
+GENERATION_PROMPT = "generation prompt"  # reasons a reference target is not compared (see the module docstring)
+AFTER_STOP = "whitespace after the stop"
 
 
 def why_not(template: str | Path | None) -> str | None:
@@ -72,8 +90,12 @@ def render(manifest: Manifest, encoder: Any, *, template: str | Path, specials: 
     except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
         return [], Counter(), f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})"
     variables = {**dict(recipe.sft.chat.kwargs), **specials}
+    added = set(encoder.get_added_tokens_decoder())
+    stops = set(manifest.stop_ids or ())
+    expected_type = _with_not_compared(expected_type)
     expected, unrendered = [], Counter()
     with _dated(text, datetime.strptime(str(recipe.sft.chat.date), "%Y-%m-%d")):
+        prompts = _generation_prompts(text, variables, encoder, added)
         for where, messages in _conversations(recipe, files, limit=limit):
             if any(m.get("tool_calls") or "train" in m or m.get("reasoning_content") for m in messages):
                 unrendered["tool calls, train flags or reasoning (rendered by the recipe's chat options)"] += 1
@@ -89,11 +111,52 @@ def render(manifest: Manifest, encoder: Any, *, template: str | Path, specials: 
             starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
             ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
             mask = np.zeros(len(ids), dtype=bool)
+            free = {GENERATION_PROMPT: np.zeros(len(ids), dtype=bool), AFTER_STOP: np.zeros(len(ids), dtype=bool)}
             for a, b in spans[0]:
-                mask |= (starts < b) & (ends > a)
+                inside = (starts < b) & (ends > a)
+                mask |= inside
+                head = next((len(p) for p in prompts if rendered[0].startswith(p, a) and a + len(p) <= b), 0)
+                free[GENERATION_PROMPT] |= inside & (starts >= a) & (ends <= a + head)
+                body = a + len(rendered[0][a:b].rstrip())
+                closing = np.flatnonzero(inside & (ends == body))
+                if body < b and len(closing) and int(ids[closing[-1]]) in stops:
+                    free[AFTER_STOP] |= inside & (starts >= body) & (ends <= b)
+            excused = free[GENERATION_PROMPT] | free[AFTER_STOP]
+            mask &= ~excused
             first = int(np.argmax(mask)) if mask.any() else len(ids)
-            expected.append(expected_type(where=where, ids=ids, mask=mask, prompt_tokens=first))
+            expected.append(expected_type(where=where, ids=ids, mask=mask, prompt_tokens=first,
+                                          not_compared={k: v for k, v in free.items() if v.any()}))
     return expected, unrendered, None
+
+
+def _generation_prompts(text: str, variables: dict[str, Any], encoder: Any, added: set[int]) -> list[str]:
+    """What ``add_generation_prompt`` prints after a user turn, and its prefixes that end at an added
+    token, longest first (none when the template cannot render a lone user turn). Compared by tokens:
+    Phi-3 prints its EOS after a last user turn instead, and ``<|endoftext|>`` shares ``<|`` with ``<|assistant|>``."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    probe = [{"role": "user", "content": "Hi"}]
+    try:
+        texts = [render_jinja_template([probe], chat_template=text, **{**variables, "add_generation_prompt": flag})[0][0]
+                 for flag in (False, True)]
+    except Exception:  # noqa: BLE001 - then nothing is excused as a generation prompt
+        return []
+    without, with_ = (encoder.encode(t, add_special_tokens=False) for t in texts)
+    same = next((i for i, (x, y) in enumerate(zip(without.ids, with_.ids)) if x != y), min(len(without.ids), len(with_.ids)))
+    if same == len(with_.ids):
+        return []
+    start = with_.offsets[same][0]
+    prompt = texts[1][start:]
+    ends = {with_.offsets[i][1] - start for i in range(same, len(with_.ids)) if with_.ids[i] in added}
+    return sorted({prompt[:e] for e in ends if e > 0} | {prompt}, key=len, reverse=True)
+
+
+@functools.cache
+def _with_not_compared(base: type) -> type:
+    """``base`` (the caller's ``Expected``: this module does not import it) with ``not_compared``: the
+    reference's targets left out of ``mask`` and not compared, a bool mask over ``ids`` per reason."""
+    return dataclasses.make_dataclass("ChatExpected", [("not_compared", dict, dataclasses.field(default_factory=dict))],
+                                      bases=(base,))
 
 
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # encoder -> its copy that reads specials
