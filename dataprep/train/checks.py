@@ -36,8 +36,9 @@ from dataprep.train.setup import Setup
 MARK = {True: "PASS", False: "FAIL", None: "skip"}
 # What each check is a proof of: the data, or the trainer's code.
 KINDS = {"learning": "data", "task": "data", "targets": "data", "heldout": "data", "labels": "data", "learned": "data",
-         "collator": "code", "attention": "code"}
-__all__ = ["KINDS", "MARK", "learned_check", "learning_check", "passed", "task_check", "task_skipped", "verdict"]
+         "collator": "code", "attention": "code", "preference": "data", "masks": "data"}  # the last two: DPO (dpo_checks)
+__all__ = ["KINDS", "MARK", "learned_check", "learning_check", "learning_line", "passed", "task_check", "task_skipped",
+           "verdict"]
 
 
 def learning_check(losses: list[float], *, val_before: float, val_after: float, required_drop: float) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def verdict(report: dict[str, Any]) -> str:
         before = "n/a" if task["before"] is None else f"{task['before']:.1%}"
         task_line = (f"task      {MARK[task['pass']]}  accuracy {before} -> {task['after']:.1%} on {task['examples']} held-out "
                      f"({task['mode']}; needs {task['rule']})")
-    lines = ["the data:", _learning_line(c["learning"]), task_line, *_data_lines(c),
+    lines = ["the data:", learning_line(c["learning"]), task_line, *_data_lines(c),
              "the trainer's code (passes for any data):", *_code_lines(c),
              speed.line(report["throughput"]), f"verdict: {'PASS' if report['passed'] else 'FAIL'}"]
     return "\n".join(lines)
@@ -146,11 +147,11 @@ def _code_lines(c: dict[str, dict[str, Any]]) -> list[str]:
 
 def objective_verdict(report: dict[str, Any]) -> str:
     """The learning check and the verdict of an MLM or span-corruption run."""
-    return "\n".join([_learning_line(report["checks"]["learning"], report["objective"]),
+    return "\n".join([learning_line(report["checks"]["learning"], report["objective"]),
                       f"verdict: {'PASS' if report['passed'] else 'FAIL'}"])
 
 
-def _learning_line(learn: dict[str, Any], objective: str | None = None) -> str:
+def learning_line(learn: dict[str, Any], objective: str | None = None) -> str:
     what = f"{objective} train loss" if objective else "train loss"
     return (f"learning  {MARK[learn['pass']]}  {what} {learn['first_loss']:.3f} -> {learn['last_loss']:.3f} "
             f"(-{learn['drop']:.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> "

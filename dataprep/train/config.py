@@ -56,6 +56,7 @@ class TrainConfig:
     classification: str = "auto"   # auto (the recipe's classification.train) | generative | head
     eval_fewshot: str | None = None  # a task: fewshot dataset: exact match zero-shot / k-shot, before and after training
     init_from: str | None = None   # a run folder (checkpoint.pt) whose model this run starts from (pretrain, then fine-tune)
+    beta: float = 0.1              # DPO (preference data): how far the policy may move from its start (reward = beta x log-ratio)
     reference_chat_template: str | None = None  # a {% generation %}-tagged Jinja template: the targets proof's reference for chats
     eval_every: int | None = None  # validation loss every N steps (None: 20 times a run, a curve; 0: only at the end)
     eval_rows: int = 512           # validation rows per evaluation
@@ -87,7 +88,7 @@ class TrainConfig:
 # The smallest value each numeric setting may take, and whether it may equal it.
 MINIMUM: dict[str, tuple[float, bool]] = {
     "d_model": (1, True), "n_layers": (1, True), "n_heads": (1, True), "steps": (1, True), "batch_size": (1, True),
-    "lr": (0, False), "min_lr": (0, True), "warmup": (0, True), "weight_decay": (0, True), "grad_clip": (0, False),
+    "lr": (0, False), "beta": (0, False), "min_lr": (0, True), "warmup": (0, True), "weight_decay": (0, True), "grad_clip": (0, False),
     "seed": (0, True), "workers": (0, True), "threads": (1, True), "progress_every": (0, True),
     "eval_every": (0, True), "eval_rows": (1, True), "checkpoint_every": (0, True), "loss_drop": (0, True),
     "task_examples": (1, True), "task_threshold": (0, True), "proof_examples": (1, True), "loader_ratio": (0, True),

@@ -17,7 +17,8 @@ seconds (:class:`~dataprep.train.speed.Progress`). torch's CPU threads are ``thr
 the cores this process may run on (:func:`~dataprep.train.device.available_cores`).
 
 The settings are :class:`~dataprep.train.config.TrainConfig` (``--set KEY=VALUE``). A dataset whose
-manifest has an ``objective`` section (mlm, span corruption) trains in :mod:`dataprep.train.objectives`.
+manifest has an ``objective`` section (mlm, span corruption) trains in :mod:`dataprep.train.objectives`,
+a preference dataset (chosen / rejected pairs) with DPO from ``--init-from RUN`` in :mod:`dataprep.train.dpo`.
 
 Classification datasets (rows with ``label_id`` / ``label_ids``) train as their recipe says
 (``classification.train``, in the manifest): the generative label target by default, or with
@@ -41,6 +42,7 @@ from dataprep.train import evaluate, fewshot_eval, save, speed
 from dataprep.train.checks import KINDS, learned_check, learning_check, passed, task_check, task_skipped, verdict
 from dataprep.train.config import TrainConfig, config_from, is_folder_model
 from dataprep.train.device import Contention, busy_hint, pick_device, to_device, use_threads
+from dataprep.train.dpo import train_preference
 from dataprep.train.evaluate import TaskPlan
 from dataprep.train.loader import read_info
 from dataprep.train.objectives import train_objective
@@ -76,6 +78,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     checkpoint = save.checkpoint_path(out, resume=resume, overwrite=overwrite)
     info = read_info(dataset)
     threads = use_threads(cfg.threads)
+    if info.task == "preference":  # pairs: DPO from a fine-tuned run (dpo.py)
+        return train_preference(info, out, cfg, checkpoint=checkpoint, resume=resume, threads=threads, echo=echo)
     if info.manifest.objective is not None:  # mlm / span_corruption: an encoder or a prefix LM
         if resume or cfg.eval_fewshot or cfg.init_from:
             raise ConfigError(f"{info.path} is {info.manifest.objective.name} data: --resume, --eval-fewshot and "
