@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
@@ -27,6 +25,7 @@ from dataprep.train.proofs import examples, mask_proof, packing_proof
 from dataprep.train import device, speed
 
 from .conftest import RECIPES
+from .test_task_proof_ci import load_script
 
 # A model small enough that a CI run takes seconds; the lr schedule is short to match.
 TINY = {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 16, "warmup": 0.05, "eval_every": 0, "checkpoint_every": 0}
@@ -47,36 +46,6 @@ def sft_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrain_dir(tmp_path_factory):
     return build(tmp_path_factory, "demo-pretrain.yaml")
-
-
-def plant(src: Path, dst: Path, how: str) -> Path:
-    """A copy of a fine-tuning dataset whose assistant_masks are broken in every split.
-
-    ``prompt``: the prompt is the target instead of the answer. ``no_stop``: the stop token
-    that closes each answer is not a target. The manifest is copied unchanged (its shard
-    checksums no longer match; the trainer does not read them).
-    """
-    shutil.copytree(src, dst)
-    eos = read_info(src).stop_ids[0]
-    for split in ("train", "validation"):
-        for shard in sorted((dst / split).glob("data-*.arrow")):
-            table = pa.ipc.open_stream(pa.memory_map(str(shard))).read_all()
-            masks = []
-            for ids, mask in zip(table.column("input_ids").to_pylist(), table.column("assistant_masks").to_pylist()):
-                mask = np.array(mask, dtype=np.uint8)
-                if how == "prompt":
-                    mask = 1 - mask
-                    mask[0] = 0  # still never the first token
-                else:
-                    mask[(np.array(ids) == eos) & (mask == 1)] = 0
-                masks.append(mask)
-            column = pa.array(masks, type=pa.list_(pa.uint8()))
-            table = table.set_column(table.schema.get_field_index("assistant_masks"), "assistant_masks", column)
-            tmp = shard.with_name(shard.name + ".tmp")  # never truncate a file that is memory-mapped
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            os.replace(tmp, shard)
-    return dst
 
 
 def test_pretraining_run_learns_and_writes_its_files(pretrain_dir, tmp_path):
@@ -295,33 +264,7 @@ def test_bad_shape_reaches_the_user_of_the_installed_command(sft_dir, tmp_path):
                              "n_heads heads of equal size\n  fix: --set d_model=64 (a multiple of 2 x n_heads)\n")
 
 
-# The CI budget of the planted-mask comparison: about 10 s for the three runs on 2 cores.
-BUDGET = {"steps": 200, "shape": {"d_model": 64, "n_layers": 2, "n_heads": 2, "batch_size": 32}}
-
-
-def test_planted_broken_masks_fail_the_task_proof(sft_dir, tmp_path):
-    """Same small budget for all three: the good data learns to stop after the answer; the broken ones cannot."""
-    cfg = config_from(steps=BUDGET["steps"], lr=3e-3, task_examples=200, **dict(TINY, **BUDGET["shape"]))
-    quiet = lambda _: None  # noqa: E731
-    good_run = train(sft_dir, tmp_path / "good", cfg, echo=quiet)
-    good = good_run["checks"]["task"]
-    prompt = train(plant(sft_dir, tmp_path / "d-prompt", "prompt"), tmp_path / "prompt", cfg, echo=quiet)
-    no_stop = train(plant(sft_dir, tmp_path / "d-no-stop", "no_stop"), tmp_path / "no-stop", cfg, echo=quiet)
-    # 200 tiny steps: too few to get answers right (the slow test below gets >= 90%), enough to
-    # learn where an answer ends; measured: 0.875 of the answers stopped on time, vs 0.0 and 0.0
-    assert good["stopped_on_time"] >= 0.7 and good["never_stopped"] <= 0.05
-    assert good_run["checks"]["targets"]["pass"] and good_run["checks"]["learned"]["pass"]
-    for broken in (prompt, no_stop):
-        task = broken["checks"]["task"]
-        assert not broken["passed"] and task["pass"] is False and task["after"] == 0.0
-        assert task["stopped_on_time"] <= 0.05 and task["never_stopped"] >= 0.9  # it runs on past the answer
-        # the data proof names the fault without training (tests/test_proofs.py plants each one alone)
-        targets = broken["checks"]["targets"]
-        assert targets["pass"] is False and targets["found"] == 512 and targets["masks_equal"] == 0
-    # learned: the answers' loss did not fall, the prompts were trained; the code checks pass on bad data too
-    assert prompt["checks"]["learned"]["pass"] is False and prompt["checks"]["learned"]["target_drop"] < 0.25
-    assert all(prompt["checks"][name]["pass"] for name in ("collator", "attention", "heldout"))
-    assert no_stop["checks"]["targets"]["first_mismatch"]["reference_trains_not_data"] == "<|endoftext|>"
+# The planted-mask comparison at CI size (>= 90% good, <= 10% broken) is tests/test_task_proof_ci.py.
 
 
 @pytest.mark.slow
@@ -330,7 +273,7 @@ def test_default_run_solves_demo_sft_and_planted_masks_fail(sft_dir, tmp_path):
     report = train(sft_dir, tmp_path / "good", echo=print)
     assert report["passed"] and report["checks"]["task"]["after"] >= 0.9
     for how in ("prompt", "no_stop"):
-        broken = train(plant(sft_dir, tmp_path / f"d-{how}", how), tmp_path / how, echo=print)
+        broken = train(load_script().plant(sft_dir, tmp_path / f"d-{how}", how), tmp_path / how, echo=print)
         assert not broken["passed"] and broken["checks"]["task"]["after"] < 0.05
 
 
