@@ -85,7 +85,7 @@ def option_values(params: dict, name: str) -> list:
 
 
 def test_readme_has_the_commands_it_shows():
-    assert len(COMMANDS) == 53, [" ".join(c) for c in COMMANDS]
+    assert len(COMMANDS) == 55, [" ".join(c) for c in COMMANDS]
     assert {split_command(c)[1] for c in COMMANDS} == {"run", "check-recipe", "schema", "validate", "inspect", "report", "train", "export"}
 
 
