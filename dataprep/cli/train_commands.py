@@ -31,6 +31,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
 
     MLM datasets train an encoder (bidirectional attention), span-corruption datasets a prefix LM;
     both check that the loss falls. --eval-fewshot compares in-context learning with fine-tuning.
+    Preference datasets (task: preference) run DPO from --init-from RUN, a fine-tuned run.
 
     Exit status: 0 every check passed, 1 a check failed (or a dataprep error).
 
@@ -43,6 +44,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
         dataprep train out/demo-sft --model models/tiny-llama --steps 300
         dataprep train out/task-sft --init-from runs/base --eval-fewshot out/task-fewshot
         dataprep train out/mlm-wikitext --out runs/mlm --steps 300
+        dataprep train out/preference-synthetic --init-from runs/sft --steps 200 --set beta=0.5
     """
     from dataprep.train.checks import verdict
     from dataprep.train.config import config_from
