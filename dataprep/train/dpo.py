@@ -181,7 +181,8 @@ def train_preference(info: DatasetInfo, out: Path, cfg: TrainConfig, *, checkpoi
         "passed": all(c["pass"] for c in checks.values() if c["pass"] is not None),
     }
     save.write_report(out, report)
-    save.plot(history, out / save.CURVE, title=f"{info.name}: DPO from {Path(setup.init['path']).parent.name}, {step} steps")
+    save.plot(history, out / save.CURVE, title=f"{info.name}: DPO from {Path(setup.init['path']).parent.name}, {step} steps",
+              ylabel="DPO loss (per pair)")
     echo(dpo_checks.look_next(info.path, out, checks))
     echo(dpo_checks.verdict(report))
     return report

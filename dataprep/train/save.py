@@ -106,7 +106,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     (out / VERIFY).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def plot(history: History, path: Path, *, title: str) -> None:
+def plot(history: History, path: Path, *, title: str, ylabel: str = "loss (per target token)") -> None:
     """Training loss per step and validation loss (log scale) over the learning rate, saved as a PNG."""
     import matplotlib
 
@@ -116,7 +116,7 @@ def plot(history: History, path: Path, *, title: str) -> None:
     fig, (ax, lr) = plt.subplots(2, 1, figsize=(7, 5), dpi=100, sharex=True, height_ratios=(3, 1))
     ax.plot(history.step, history.loss, lw=0.8, label="train")
     ax.plot(history.val_step, history.val_loss, "o-", ms=3, label=f"validation ({len(history.val_step)} points)")
-    ax.set(ylabel="loss (per target token)", yscale="log", title=title)
+    ax.set(ylabel=ylabel, yscale="log", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
     lr.plot(history.step, history.lr, lw=0.8, color="tab:green")
