@@ -35,14 +35,14 @@ import torch
 
 from dataprep import columns as C
 from dataprep.errors import ConfigError
-from dataprep.train import dpo_checks, save, speed
+from dataprep.train import dpo_checks, save
 from dataprep.train.config import TrainConfig, is_folder_model
-from dataprep.train.device import autocast_dtype, pick_device, to_device
+from dataprep.train.device import autocast_dtype, pick_device
 from dataprep.train.dpo_loss import PairCollator, dpo_loss, sequence_logps
 from dataprep.train.loader import ArrowRows, Batches, DatasetInfo
-from dataprep.train.schedule import lr_at
 from dataprep.train.setup import adamw, make_model
-from dataprep.train.step import Clock, History, optimizer_step
+from dataprep.train.step import History
+from dataprep.train.steps import train_steps
 
 PAIR_COLUMNS = (C.PROMPT_IDS, C.CHOSEN_IDS, C.REJECTED_IDS)
 KTO_FORMAT = "dataprep.kto/1"
@@ -166,7 +166,8 @@ def train_preference(info: DatasetInfo, out: Path, cfg: TrainConfig, *, checkpoi
         step, history = 0, History()
         before = dpo_checks.evaluate(setup)
         history.add_validation(0, before["loss"])
-    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo)
+    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo,
+                       validate=lambda: dpo_checks.evaluate(setup, scores=False)["loss"])
     echo("held-out pairs after training")
     after = dpo_checks.evaluate(setup)
     history.add_validation(step, after["loss"])
@@ -186,34 +187,3 @@ def train_preference(info: DatasetInfo, out: Path, cfg: TrainConfig, *, checkpoi
     echo(dpo_checks.look_next(info.path, out, checks))
     echo(dpo_checks.verdict(report))
     return report
-
-
-def train_steps(setup: PairSetup, history: History, step: int, *, before: dict[str, Any], checkpoint: Path,
-                echo: Callable[[str], None]) -> int:
-    """Optimizer steps from ``step`` to ``cfg.steps`` (the held-out DPO loss every ``validation_every``); the last step."""
-    cfg = setup.cfg
-    setup.model.train()
-    echo(f"training {cfg.steps - step:,} steps (a line every {cfg.progress_every:g} s)")
-    progress = speed.Progress(start=step, total=cfg.steps, every=cfg.progress_every)
-    clock, every = Clock(setup.device), cfg.validation_every
-    for batch in setup.batches(seed=cfg.seed, start=step, count=max(0, cfg.steps - step)):
-        lr = lr_at(step, cfg, setup.peak_lr)
-        loss = optimizer_step(setup.model, setup.opt, setup.loss, to_device(batch, setup.device), lr=lr,
-                              grad_clip=cfg.grad_clip)
-        step += 1
-        history.add_step(step, loss, lr, batch["num_tokens"])
-        elapsed = progress.due(step)
-        evaluate_now = every and step % every == 0 and step != cfg.steps
-        save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-        if elapsed is None and not evaluate_now and not save_now:
-            continue
-        history.seconds += clock.lap()
-        if elapsed is not None:
-            echo(progress.line(step, loss=loss, lr=lr, tokens_per_s=history.tokens_per_s, elapsed=elapsed))
-        if evaluate_now:
-            history.add_validation(step, dpo_checks.evaluate(setup, scores=False)["loss"])
-        if save_now:
-            save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
-        clock.restart()
-    return step
-

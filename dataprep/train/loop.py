@@ -6,7 +6,7 @@ One run, top to bottom (nanoGPT style), in :func:`train`; each step names the mo
     -> data, device, model, optimizer               setup.build (seeded: the same settings, the same losses)
     -> proofs at initialization (mask, packing),    evaluate.before_training
        validation loss and task accuracy before     (or, resuming, save.load_checkpoint)
-    -> train: AdamW, warmup + cosine                step.optimizer_step, schedule.lr_at
+    -> train: AdamW, warmup + cosine                steps.train_steps, step.optimizer_step, schedule.lr_at
     -> validation loss, task accuracy after         evaluate
     -> the checks and the verdict                   checks (tokens/s reported by speed, never checked)
     -> RUN/checkpoint.pt, RUN/verify.json, RUN/loss.png   save
@@ -41,14 +41,14 @@ from dataprep.errors import ConfigError
 from dataprep.train import evaluate, fewshot_eval, save, speed
 from dataprep.train.checks import KINDS, learned_check, learning_check, passed, task_check, task_skipped, verdict
 from dataprep.train.config import TrainConfig, config_from, is_folder_model
-from dataprep.train.device import Contention, busy_hint, pick_device, to_device, use_threads
+from dataprep.train.device import Contention, busy_hint, pick_device, use_threads
 from dataprep.train.dpo import train_preference
 from dataprep.train.evaluate import TaskPlan
 from dataprep.train.loader import read_info
 from dataprep.train.objectives import train_objective
-from dataprep.train.schedule import lr_at
 from dataprep.train.setup import Setup, build
-from dataprep.train.step import Clock, History, optimizer_step
+from dataprep.train.step import History
+from dataprep.train.steps import train_steps
 
 __all__ = ["TrainConfig", "config_from", "train", "verdict"]
 
@@ -111,7 +111,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
 
     # --- train, then the validation loss and a checkpoint of the finished run
     contention = Contention(threads, auto=cfg.threads is None and setup.device.type == "cpu")
-    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo, contention=contention)
+    step = train_steps(setup, history, step, before=before, checkpoint=checkpoint, echo=echo,
+                       validate=lambda: evaluate.validation_loss_of(setup), contention=contention)
     history.add_validation(step, evaluate.validation_loss_of(setup))
     save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
 
@@ -124,49 +125,6 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None, 
     echo(save.look_next(dataset, out, report["checks"]))
     echo(verdict(report))
     return report
-
-
-def train_steps(setup: Setup, history: History, step: int, *, before: dict[str, Any], checkpoint: Path,
-                echo: Callable[[str], None], contention: Contention | None = None) -> int:
-    """Optimizer steps from ``step`` to ``cfg.steps``; returns the last step.
-
-    A progress line after the first step, every ``progress_every`` seconds and at the last; the
-    validation loss every ``validation_every`` steps and a checkpoint every ``checkpoint_every`` steps. With
-    ``contention``, each interval's tokens/s may move training to one thread (see :class:`Contention`).
-    """
-    cfg = setup.cfg
-    setup.model.train()
-    echo(f"training {cfg.steps - step:,} steps (a line every {cfg.progress_every:g} s)")
-    progress = speed.Progress(start=step, total=cfg.steps, every=cfg.progress_every)
-    clock = Clock(setup.device)  # training time only: evaluations and checkpoints are not counted
-    seen = (history.tokens, history.seconds)  # at the last progress line: this interval's rate
-    every = cfg.validation_every
-    for batch in setup.batches(seed=cfg.seed, start=step, count=max(0, cfg.steps - step)):
-        lr = lr_at(step, cfg, setup.peak_lr)
-        loss = optimizer_step(setup.model, setup.opt, setup.loss, to_device(batch, setup.device), lr=lr,
-                              grad_clip=cfg.grad_clip)
-        step += 1
-        history.add_step(step, loss, lr, batch["num_tokens"])
-        elapsed = progress.due(step)  # wall time: no CUDA sync
-        evaluate_now = every and step % every == 0 and step != cfg.steps
-        save_now = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-        if elapsed is None and not evaluate_now and not save_now:
-            continue
-        history.seconds += clock.lap()
-        if elapsed is not None:
-            echo(progress.line(step, loss=loss, lr=lr, tokens_per_s=history.tokens_per_s, elapsed=elapsed))
-            rate = (history.tokens - seen[0]) / max(history.seconds - seen[1], 1e-9)
-            changed = contention.update(rate) if contention and step > 1 else None  # step 1: warm-up
-            if changed:
-                echo(changed)
-            seen = (history.tokens, history.seconds)
-        if evaluate_now:
-            history.add_validation(step, evaluate.validation_loss_of(setup))
-            echo(f"           validation loss {history.val_loss[-1]:.4f}")
-        if save_now:
-            save.save_checkpoint(checkpoint, setup, step=step, history=history, before=before)
-        clock.restart()
-    return step
 
 
 def make_report(setup: Setup, plan: TaskPlan, history: History, before: dict[str, Any], *, step: int,
