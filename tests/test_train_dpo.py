@@ -16,9 +16,7 @@ import pytest
 import torch
 
 from dataprep import columns as C
-from dataprep.build.run import run
 from dataprep.errors import ConfigError
-from dataprep.recipe import load_recipe
 from dataprep.train.config import config_from
 from dataprep.train.dpo import KTO_FORMAT, refuse
 from dataprep.train.dpo_loss import PairCollator, dpo_loss, sequence_logps
@@ -27,7 +25,7 @@ from dataprep.train.loader import ArrowRows, read_info
 from dataprep.train.loop import train
 from dataprep.train.model import ModelConfig, Transformer
 
-from .conftest import RECIPES
+from .test_train import build
 
 # The CI run: a small model fine-tuned briefly on demo-sft, then DPO on preference-synthetic (one thread:
 # the test VM is shared). The slow test's settings are the README's (see SLOW_*).
@@ -38,12 +36,6 @@ PAIRS = (C.PROMPT_IDS, C.CHOSEN_IDS, C.REJECTED_IDS)
 
 def quiet(_: str) -> None:
     pass
-
-
-def build(tmp_path_factory, recipe: str) -> Path:
-    out = tmp_path_factory.mktemp("data") / Path(recipe).stem
-    run(load_recipe(RECIPES / recipe), out, workers=1)
-    return out
 
 
 @pytest.fixture(scope="module")
