@@ -159,6 +159,17 @@ def test_packing_proof_catches_attention_across_segments(sft_dir):
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_the_attention_probe_leaves_the_runs_seed_alone():
+    """The probe builds models and draws ids: from a forked generator, so ``seed`` still decides the run's
+    weights. It reseeded the global one before: every CUDA run started from the same init, whatever the seed."""
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    pick_attention(CPU, prefer="flex")  # on the CPU flex is probed (and falls back): the probe runs
+    assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_attention_backends_agree_and_fall_back():
     assert pick_attention(CPU) == "sdpa"
     # neither has a CPU training kernel (flex: no backward; varlen: flash, CUDA only): both fall back
