@@ -22,8 +22,9 @@ Three parts, each printed (and written to ``--json``) as soon as it is done:
 3. **The loader keeps the GPU fed.** The ``gpu`` preset (GPT-2-small-shaped) trains ``--loader-steps``
    steps with the trainer's DataLoader (4 workers); each step's wait for its batch and its whole
    time (CUDA synchronized) are timed apart. The data wait must be under ``STARVED`` of the step.
-4. **The default run on the GPU.** ``dataprep train out/demo-sft`` with nothing set: on CUDA that is the
-   ``gpu`` preset, bf16 and the attention ``pick_attention`` chooses; its verdict and figures.
+4. **The default run on the GPU.** ``dataprep train out/demo-sft`` with nothing set: on CUDA that is bf16, the
+   preset ``--model auto`` sizes to the data (demo-sft: ``cpu``) and the attention ``pick_attention``
+   chooses; its verdict and figures.
 5. **A transformers model on the GPU.** ``dataprep train out/demo-sft --model FOLDER`` with a small
    Llama built from a config (random weights): the checks of the trainer's code (collator,
    attention: packed rows kept apart inside transformers) and learning must pass.
@@ -166,7 +167,7 @@ def training_agrees(dataset: Path, device: torch.device, *, steps: int, on_run: 
 
 
 def default_run(dataset: Path, *, steps: int) -> dict[str, Any]:
-    """Part 4: ``dataprep train DATASET`` with nothing set, on CUDA (the gpu preset, the attention picked)."""
+    """Part 4: ``dataprep train DATASET`` with nothing set, on CUDA (the preset and the attention picked)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = train_run(dataset, Path(tmp), device="cuda", attention="auto", steps=steps, preset_name="auto")
     run["pass"] = bool(run["passed"])
@@ -269,7 +270,7 @@ def main() -> int:
         show("5. a transformers model (--model, a small Llama from a config)", results["transformers"])
         save()
         results["default"] = default_run(args.dataset, steps=args.steps)
-        show("4. the default run on the GPU (gpu preset, bf16, attention picked)", results["default"])
+        show("4. the default run on the GPU (preset sized to the data, bf16, attention picked)", results["default"])
         save()
 
     def on_run(run: dict[str, Any]) -> None:

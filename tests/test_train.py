@@ -158,6 +158,22 @@ def test_packing_proof_catches_attention_across_segments(sft_dir):
     assert not report["pass"] and report["abs_diff"] > report["tolerance"]
 
 
+def test_auto_takes_the_gpu_preset_only_for_data_that_can_feed_it():
+    """On CUDA ``auto`` is the gpu preset from 20 training tokens per parameter (Chinchilla's rule), the cpu
+    preset below: demo-sft's 133k tokens trained the gpu preset to 86.7-88.6% on an H200, under the 90% check."""
+    from dataprep.train.config import config_from
+    from dataprep.train.setup import TOKENS_PER_PARAM, preset_name, preset_params
+
+    cuda, auto = torch.device("cuda"), config_from()
+    need = TOKENS_PER_PARAM * preset_params("gpu", vocab_size=257)
+    assert need == 20 * 85_151_232  # the gpu preset with a byte vocabulary: the figure gpu_check.py printed
+    assert preset_name(auto, cuda, train_tokens=133_274, vocab_size=257) == "cpu"
+    assert preset_name(auto, cuda, train_tokens=need - 1, vocab_size=257) == "cpu"
+    assert preset_name(auto, cuda, train_tokens=need, vocab_size=257) == "gpu"
+    assert preset_name(auto, CPU, train_tokens=10 * need, vocab_size=257) == "cpu"
+    assert preset_name(config_from(model="gpu"), CPU, train_tokens=0, vocab_size=257) == "gpu"  # a setting is kept
+
+
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_the_attention_probe_leaves_the_runs_seed_alone():
     """The probe builds models and draws ids: from a forked generator, so ``seed`` still decides the run's

@@ -36,7 +36,7 @@ class TrainConfig:
         ConfigError: a setting out of its range, or settings that do not fit together.
     """
 
-    model: str = "auto"            # cpu | gpu | auto (gpu when CUDA is present) | a transformers folder (hf_model.py)
+    model: str = "auto"            # cpu | gpu | auto (gpu on CUDA for >= 20 train tokens per its parameter) | a transformers folder
     d_model: int | None = None     # override the preset's width / depth / heads
     n_layers: int | None = None
     n_heads: int | None = None

@@ -144,7 +144,7 @@ def train_objective(info: DatasetInfo, out: Path, cfg: TrainConfig, *, device: t
 
     # --- model and optimizer: the seed is set just before the weights are drawn
     torch.manual_seed(cfg.seed)
-    model_name = preset_name(cfg, device)
+    model_name = preset_name(cfg, device, train_tokens=info.manifest.splits.train.tokens, vocab_size=info.vocab_size)
     model_cfg = model_config(cfg, model_name, vocab_size=info.vocab_size, max_seq_len=length + 8)
     model = Transformer(model_cfg, attention="sdpa", mask=mask).to(device)
     loss_fn = model.masked_loss if name == "mlm" else model.lm_loss
