@@ -1,6 +1,8 @@
 """DPO on preference data (``dataprep train PAIRS --init-from RUN``, dataprep/train/dpo.py): the loss
-on a hand-computed example, what the collator scores, the refusals, the masks check on a planted
-prompt-covering dataset, a CI-sized run, and the full claim (>= 90% / swapped < 10%) behind ``slow``."""
+on a hand-computed example, what the collator scores, the refusals, the heldout check, a CI-sized run
+(and the same on a planted prompt-covering copy, which only the masks check fails), resuming, the
+quiet CLI's verdict, and the full claim (>= 90% / swapped < 10%) behind ``slow``. The masks check on
+its own, on every shipped preference recipe and each plant: tests/test_dpo_masks.py."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataprep.errors import ConfigError
 from dataprep.train.config import config_from
 from dataprep.train.dpo import KTO_FORMAT, refuse
 from dataprep.train.dpo_loss import PairCollator, dpo_loss, sequence_logps
-from dataprep.train.dpo_checks import MAX_SHARED_OPENING, heldout_check, masks_check
+from dataprep.train.dpo_checks import heldout_check
 from dataprep.train.loader import ArrowRows, read_info
 from dataprep.train.loop import train
 from dataprep.train.model import ModelConfig, Transformer
@@ -138,20 +140,7 @@ def test_beta_must_be_positive():
     assert config_from().beta == 0.1
 
 
-# --- the masks check --------------------------------------------------------------------------------------------
-
-def test_masks_check_passes_the_built_pairs_and_fails_a_mask_over_the_prompt(pairs_dir, tmp_path):
-    stops = read_info(pairs_dir).stop_ids
-    good = masks_check({s: ArrowRows(pairs_dir, s, columns=PAIRS) for s in ("train", "validation")}, stop_ids=stops)
-    assert good["pass"] and good["pairs"] == 2384 and good["commonest_shared_opening_share"] < MAX_SHARED_OPENING
-    planted = rewrite(pairs_dir, tmp_path / "covered", cover_prompt)
-    bad = masks_check({s: ArrowRows(planted, s, columns=PAIRS) for s in ("train", "validation")}, stop_ids=stops)
-    assert not bad["pass"] and bad["commonest_shared_opening_share"] == 1.0 and bad["empty"] == bad["identical"] == 0
-    # a response whose stop token is cut fails it too
-    cut = rewrite(pairs_dir, tmp_path / "cut", lambda r: {**r, C.REJECTED_IDS: r[C.REJECTED_IDS][:-1]}, splits=("validation",))
-    found = masks_check({"validation": ArrowRows(cut, "validation", columns=PAIRS)}, stop_ids=stops)
-    assert not found["pass"] and found["without_stop_last"] == found["pairs"]
-
+# --- the heldout check (the masks check: tests/test_dpo_masks.py) -------------------------------------------
 
 def test_heldout_check_fails_a_validation_pair_with_a_training_prompt(pairs_dir, tmp_path):
     splits = {s: ArrowRows(pairs_dir, s, columns=PAIRS) for s in ("train", "validation")}
@@ -183,14 +172,58 @@ def test_a_ci_sized_dpo_run_raises_reward_accuracy_and_the_covered_prompt_fails_
     assert {name: c["proves"] for name, c in checks.items()} == {"learning": "data", "preference": "data", "masks": "data",
                                                                  "heldout": "data"}
     assert "held-out reward accuracy 0.0% -> " in printed and (tmp_path / "dpo" / "verify.json").is_file()
+    assert "masks     PASS  512 source records re-rendered independently: 512 found, 512 cut equal" in printed
 
     # the same run on pairs whose masks cover the prompt's end: DPO cannot see it (the shared tokens add the
     # same log-ratio to chosen and rejected, which cancels in the margin), the masks check can: the verdict fails
     covered = rewrite(pairs_dir, tmp_path / "covered", cover_prompt)
     bad, printed = dpo(covered, sft_run, tmp_path / "dpo-covered", steps=40, lr=1e-3)
-    assert not bad["passed"] and not bad["checks"]["masks"]["pass"] and bad["checks"]["heldout"]["pass"]
+    assert not bad["passed"] and bad["checks"]["masks"]["pass"] is False and bad["checks"]["heldout"]["pass"]
     assert bad["preference"]["after"]["reward_accuracy"] == pytest.approx(after["reward_accuracy"], abs=0.02)
-    assert "masks     FAIL" in printed and printed.endswith("verdict: FAIL")
+    assert "masks     FAIL  512 source records re-rendered independently: 512 found, 0 cut equal" in printed
+    assert printed.endswith("verdict: FAIL")
+
+
+def test_a_stopped_dpo_run_resumed_ends_as_the_uninterrupted_run(pairs_dir, sft_run, tmp_path):
+    settings = {**SMALL, "steps": 12, "lr": 1e-3, "init_from": str(sft_run), "checkpoint_every": 6, "progress_every": 0}
+    cfg = config_from(**settings)  # progress_every 0: a line per step
+    straight = train(pairs_dir, tmp_path / "a", cfg, echo=quiet)
+
+    def stop_after_step_6(line: str) -> None:
+        if line.startswith("step     7/"):
+            raise KeyboardInterrupt  # the checkpoint of step 6 is on disk
+
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs_dir, tmp_path / "b", cfg, echo=stop_after_step_6)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 6
+    lines: list[str] = []
+    resumed = train(pairs_dir, tmp_path / "b", cfg, resume=True, echo=lines.append)
+    assert "resumed at step 6" in lines
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=False) for run in ("a", "b"))
+    assert len(a["history"]["loss"]) == len(b["history"]["loss"]) == 12
+    assert np.allclose(a["history"]["loss"], b["history"]["loss"], rtol=0, atol=1e-6)
+    assert all(torch.allclose(a["model"][k], b["model"][k], rtol=0, atol=1e-6) for k in a["model"])
+    # the held-out figures before training come from the checkpoint (the start), after from the resumed policy
+    assert resumed["preference"]["before"] == straight["preference"]["before"]
+    assert resumed["preference"]["after"]["margin"] == pytest.approx(straight["preference"]["after"]["margin"], abs=1e-6)
+    # a resume without the checkpoint's settings is refused (the DPO reference would differ: beta is one of them)
+    with pytest.raises(ConfigError, match=r"beta=0.1 \(now 0.5\)"):
+        train(pairs_dir, tmp_path / "b", config_from(**settings, beta=0.5), resume=True, echo=quiet)
+
+
+def test_the_quiet_cli_prints_the_dpo_verdict(pairs_dir, sft_run, tmp_path):
+    """--quiet prints the verdict block of the run's kind: for pairs the DPO checks, no fine-tuning figures."""
+    from click.testing import CliRunner
+
+    from dataprep.cli import cli
+
+    args = ["train", str(pairs_dir), "--out", str(tmp_path / "run"), "--init-from", str(sft_run), "--steps", "2",
+            "--threads", "1", "--quiet", *(f"--set={k}={v}" for k, v in SMALL.items() if k not in ("threads", "batch_size"))]
+    result = CliRunner().invoke(cli, args, standalone_mode=False)  # as dataprep.cli.main runs it: the exit status returned
+    assert result.return_value == 1, result.output  # 2 steps: the loss cannot fall 25%
+    assert [line.split()[0] for line in result.output.splitlines()] == ["the", "learning", "preference", "masks", "heldout",
+                                                                        "verdict:"]
+    assert "packing" not in result.output and "attention" not in result.output and "tok/s" not in result.output
 
 
 # --- the claim: >= 90% held-out reward accuracy from a fine-tuned start; swapped pairs below 10% -------------------

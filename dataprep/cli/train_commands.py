@@ -48,6 +48,7 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     """
     from dataprep.train.checks import verdict
     from dataprep.train.config import config_from
+    from dataprep.train.dpo_checks import verdict as dpo_verdict
     from dataprep.train.loop import train
 
     settings = dict(item.split("=", 1) for item in overrides if "=" in item)
@@ -56,8 +57,8 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
     cfg = config_from(settings, steps=steps, batch_size=batch_size, lr=lr, seed=seed, model=model, device=device, threads=threads, classification=classification, eval_fewshot=eval_fewshot, init_from=init_from)
     run_dir = out or dataset.rstrip("/\\") + "-train"
     report = train(dataset, run_dir, cfg, resume=resume, overwrite=overwrite, echo=(lambda _: None) if quiet else click.echo)
-    if quiet:
-        click.echo(verdict(report))
+    if quiet:  # a DPO report has its own checks (preference, masks), not fine-tuning's (task, packing)
+        click.echo(dpo_verdict(report) if report.get("objective") == "dpo" else verdict(report))
     return 0 if report["passed"] else 1
 
 

@@ -43,7 +43,7 @@ import functools
 import json
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -80,53 +80,77 @@ def why_not(template: str | Path | None) -> str | None:
 def render(manifest: Manifest, encoder: Any, *, template: str | Path, specials: dict[str, str], limit: int,
            expected_type: Any) -> tuple[list[Any], Counter, str | None]:
     """(expected examples, records not rendered by reason, why none could be) for the first ``limit`` records."""
-    from transformers.utils.chat_template_utils import render_jinja_template
-
-    text = Path(template).read_text()
-    encoder = _reading_specials(encoder)
     try:
         recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
         files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
         return [], Counter(), f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})"
-    variables = {**dict(recipe.sft.chat.kwargs), **specials}
-    added = set(encoder.get_added_tokens_decoder())
-    stops = set(manifest.stop_ids or ())
     expected_type = _with_not_compared(expected_type)
     expected, unrendered = [], Counter()
-    with _dated(text, datetime.strptime(str(recipe.sft.chat.date), "%Y-%m-%d")):
-        prompts = _generation_prompts(text, variables, encoder, added)
+    with renderer(recipe, encoder, template=template, specials=specials, stops=set(manifest.stop_ids or ())) as encode:
         for where, messages in _conversations(recipe, files, limit=limit):
             if any(m.get("tool_calls") or "train" in m or m.get("reasoning_content") for m in messages):
                 unrendered["tool calls, train flags or reasoning (rendered by the recipe's chat options)"] += 1
                 continue
-            plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-            try:
-                rendered, spans = render_jinja_template([plain], chat_template=text, return_assistant_tokens_mask=True, **variables)
-            except Exception as exc:  # noqa: BLE001 - a template error is the user's template, reported per record
-                unrendered[f"the template raised {type(exc).__name__}"] += 1
+            got = encode([{"role": m["role"], "content": m["content"]} for m in messages])
+            if isinstance(got, str):
+                unrendered[got] += 1
                 continue
-            encoding = encoder.encode(rendered[0], add_special_tokens=False)
-            ids = np.array(encoding.ids, dtype=np.int64)
-            starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
-            ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
-            mask = np.zeros(len(ids), dtype=bool)
-            free = {GENERATION_PROMPT: np.zeros(len(ids), dtype=bool), AFTER_STOP: np.zeros(len(ids), dtype=bool)}
-            for a, b in spans[0]:
-                inside = (starts < b) & (ends > a)
-                mask |= inside
-                head = next((len(p) for p in prompts if rendered[0].startswith(p, a) and a + len(p) <= b), 0)
-                free[GENERATION_PROMPT] |= inside & (starts >= a) & (ends <= a + head)
-                body = a + len(rendered[0][a:b].rstrip())
-                closing = np.flatnonzero(inside & (ends == body))
-                if body < b and len(closing) and int(ids[closing[-1]]) in stops:
-                    free[AFTER_STOP] |= inside & (starts >= body) & (ends <= b)
-            excused = free[GENERATION_PROMPT] | free[AFTER_STOP]
-            mask &= ~excused
+            ids, mask, free = got
             first = int(np.argmax(mask)) if mask.any() else len(ids)
             expected.append(expected_type(where=where, ids=ids, mask=mask, prompt_tokens=first,
                                           not_compared={k: v for k, v in free.items() if v.any()}))
     return expected, unrendered, None
+
+
+Encoded = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # ids, targets compared, not compared by reason
+
+
+@contextmanager
+def renderer(recipe: Any, encoder: Any, *, template: str | Path, specials: dict[str, str], stops: set[int],
+             last_only: bool = False) -> Iterator[Callable[[list[dict]], Encoded | str]]:
+    """Inside: a function from plain messages to ``(ids, mask, not compared)`` (:func:`encode_spans`), or
+    the reason the template could not render them. ``last_only``: the last generation span is the
+    target, earlier ones are context (a preference pair's response after its prompt's turns)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    text = Path(template).read_text()
+    encoder = _reading_specials(encoder)
+    variables = {**dict(recipe.sft.chat.kwargs), **specials}
+    added = set(encoder.get_added_tokens_decoder())
+
+    def encode(messages: list[dict]) -> Encoded | str:
+        try:
+            rendered, spans = render_jinja_template([messages], chat_template=text, return_assistant_tokens_mask=True, **variables)
+        except Exception as exc:  # noqa: BLE001 - a template error is the user's template, reported per record
+            return f"the template raised {type(exc).__name__}"
+        return encode_spans(rendered[0], spans[0][-1:] if last_only else spans[0], encoder, prompts=prompts, stops=stops)
+
+    with _dated(text, datetime.strptime(str(recipe.sft.chat.date), "%Y-%m-%d")):
+        prompts = _generation_prompts(text, variables, encoder, added)
+        yield encode
+
+
+def encode_spans(rendered: str, spans: list[tuple[int, int]], encoder: Any, *, prompts: list[str], stops: set[int]) -> Encoded:
+    """``rendered`` encoded once: a token is a target when its characters overlap a span; a span's
+    generation prompt (one of ``prompts``) and whitespace after its closing stop token are not compared."""
+    encoding = encoder.encode(rendered, add_special_tokens=False)
+    ids = np.array(encoding.ids, dtype=np.int64)
+    starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
+    ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
+    mask = np.zeros(len(ids), dtype=bool)
+    free = {GENERATION_PROMPT: np.zeros(len(ids), dtype=bool), AFTER_STOP: np.zeros(len(ids), dtype=bool)}
+    for a, b in spans:
+        inside = (starts < b) & (ends > a)
+        mask |= inside
+        head = next((len(p) for p in prompts if rendered.startswith(p, a) and a + len(p) <= b), 0)
+        free[GENERATION_PROMPT] |= inside & (starts >= a) & (ends <= a + head)
+        body = a + len(rendered[a:b].rstrip())
+        closing = np.flatnonzero(inside & (ends == body))
+        if body < b and len(closing) and int(ids[closing[-1]]) in stops:
+            free[AFTER_STOP] |= inside & (starts >= body) & (ends <= b)
+    excused = free[GENERATION_PROMPT] | free[AFTER_STOP]
+    return ids, mask & ~excused, free
 
 
 def _generation_prompts(text: str, variables: dict[str, Any], encoder: Any, added: set[int]) -> list[str]:
