@@ -272,6 +272,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
         splits=Splits(**{split: Split(shards=tuple(Shard(**shard) for shard in shards[split])) for split in C.SPLITS}),
         sft=sections.sft,
         fewshot=sections.fewshot,
+        preference=sections.preference,
         objective=sections.objective,
     )
 

@@ -43,7 +43,7 @@ from dataprep.dataset.manifest_parts import (
     Tokenizer,
     legacy_rows,
 )
-from dataprep.dataset.manifest_tasks import Fewshot, Mlm, Sft, Span
+from dataprep.dataset.manifest_tasks import Fewshot, Mlm, Preference, Sft, Span
 from dataprep.errors import BadKey, InputError, Issue, ManifestError
 from dataprep.schema import iter_issues
 
@@ -60,12 +60,12 @@ class Manifest:
 
     Attributes:
         format: the row format (``dataprep.pretrain/2``, ``dataprep.sft/2``, ``dataprep.mlm/2``,
-            ``dataprep.span/2``, ``dataprep.fewshot/2``).
+            ``dataprep.span/2``, ``dataprep.fewshot/2``, ``dataprep.preference/1``, ``dataprep.kto/1``).
         recipe: the resolved recipe as the run recorded it (every default filled in).
-        task: ``pretrain``, ``sft`` or ``fewshot``.
+        task: ``pretrain``, ``sft``, ``fewshot`` or ``preference``.
         seq_len: the longest row (the same as ``rows.length``; kept for older readers).
         rows: what the run decided about its rows.
-        sft, fewshot, objective: the task's own section (None when the task has none).
+        sft, fewshot, preference, objective: the task's own sections (None when the task has none).
         run: what differs between two runs of one recipe.
         created_unix, recipe_dir: only in manifests written before they moved into ``run``.
     """
@@ -87,6 +87,7 @@ class Manifest:
     splits: Splits
     sft: Sft | None = optional()
     fewshot: Fewshot | None = optional()
+    preference: Preference | None = optional()
     objective: Mlm | Span | None = optional()
     run: Run | None = optional()  # None only while the run builds it (:meth:`portable` adds it)
 

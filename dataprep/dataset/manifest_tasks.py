@@ -1,5 +1,5 @@
-"""The sections a task adds to the manifest: ``sft`` (fine-tuning and few-shot), ``fewshot``, and
-``objective`` for the pretraining objectives other than next-token prediction (``mlm``,
+"""The sections a task adds to the manifest: ``sft`` (fine-tuning, few-shot and preference: how
+examples render), ``fewshot``, ``preference``, and ``objective`` for the pretraining objectives other than next-token prediction (``mlm``,
 ``span_corruption``). Next-token pretraining (``clm``) adds none: its facts are all in
 :class:`~dataprep.dataset.manifest_parts.Rows`.
 
@@ -86,6 +86,39 @@ class Fewshot:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Preference:
+    """``task: preference``: the record shape, the boundary policy, and what the written pairs hold.
+
+    How a prompt and its responses render (template, chat, stop ids, ``max_length``, overflow) is the
+    ``sft`` section: each of chosen and rejected is a fine-tuning example whose target is the last
+    assistant turn.
+
+    Attributes:
+        shape: ``triples`` | ``conversation`` | ``transcripts`` | ``kto``.
+        boundary: a token merged across prompt and response: ``drop`` the pair, or ``cut`` before it.
+        boundary_cuts: pairs kept with the merged token as their responses' first token (``cut``;
+            with ``drop`` such pairs are in ``counts.dropped.boundary_merge``).
+        prompt_tokens: the written prompts' tokens (each pair's prompt once), both splits.
+        chosen_tokens / rejected_tokens: the responses' tokens, stop tokens included (pairs).
+        chosen_longer: pairs whose chosen response has more tokens than the rejected one: the
+            length bias preference data is known for (about half is no bias).
+        completion_tokens, desirable, undesirable: KTO examples' responses, and how many are
+            labelled good and bad (TRL's KTO trainer weighs the two classes by these counts).
+    """
+
+    shape: str
+    boundary: str
+    boundary_cuts: int
+    prompt_tokens: int
+    chosen_tokens: int | None = optional()
+    rejected_tokens: int | None = optional()
+    chosen_longer: int | None = optional()
+    completion_tokens: int | None = optional()
+    desirable: int | None = optional()
+    undesirable: int | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Frame:
     """The ids the post-processor puts before and after each piece (``[CLS]`` / ``[SEP]``)."""
 
@@ -154,4 +187,5 @@ class TaskSections:
 
     sft: Sft | None = None
     fewshot: Fewshot | None = None
+    preference: Preference | None = None
     objective: Objective | None = None

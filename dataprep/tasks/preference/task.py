@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.dataset.manifest_tasks import Chat, Examples, Sft, TaskSections, Template
+from dataprep.dataset.manifest_tasks import Chat, Examples, Preference, Sft, TaskSections, Template
 from dataprep.pack.rows import PackedRows
 from dataprep.read import FieldSpec, InputFile, read_records
 from dataprep.read import chunks
@@ -135,6 +135,23 @@ def manifest_section(recipe: Recipe, spec: PreferenceSpec, stage, tokenizer) -> 
     )
 
 
+def preference_section(spec: PreferenceSpec, stage) -> Preference:
+    """The ``preference`` section: the shape and boundary policy, and what the written pairs hold."""
+    stats, kto = stage.stats, spec.shape == "kto"
+    written = sum(stage.documents.values())
+    return Preference(
+        shape=spec.shape, boundary=spec.boundary,
+        boundary_cuts=stats["boundary_merges"] if spec.boundary == "cut" else 0,
+        prompt_tokens=stats["prompt_tokens"],
+        chosen_tokens=None if kto else stats["chosen_tokens"],
+        rejected_tokens=None if kto else stats["rejected_tokens"],
+        chosen_longer=None if kto else stats["chosen_longer"],
+        completion_tokens=stats["chosen_tokens"] if kto else None,
+        desirable=stats["desirable"] if kto else None,
+        undesirable=written - stats["desirable"] if kto else None,
+    )
+
+
 def chunk_reader(recipe: Recipe, spec: PreferenceSpec) -> chunks.ChunkReader:
     def read(index: int, file: InputFile, drops):
         return read_records(file, index, fields=fields_for(spec, file.entry), batch_size=recipe.output.chunk_records,
@@ -167,5 +184,6 @@ class PreferenceTask:
             to_batch=to_batch(spec),
             dedup=recipe.filter.dedup == "exact",
             rows=example_facts(recipe),
-            manifest=lambda stage: TaskSections(sft=manifest_section(view, spec, stage, tokenizer)),
+            manifest=lambda stage: TaskSections(sft=manifest_section(view, spec, stage, tokenizer),
+                                                preference=preference_section(spec, stage)),
         )

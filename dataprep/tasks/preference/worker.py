@@ -43,7 +43,8 @@ BOUNDARY_MERGE = "boundary_merge"
 PROMPT_MISMATCH = "prompt_mismatch"
 TOO_LONG, RESPONSE_TOO_LONG, NO_TARGET = "too_long", "response_too_long", "no_target"
 PROMPT, CHOSEN, REJECTED = 0, 1, 2  # segment of each token in a pair's flat piece
-STATS = ("truncated", "truncated_tokens", "boundary_merges", "prompt_tokens", "chosen_tokens", "rejected_tokens")
+STATS = ("truncated", "truncated_tokens", "boundary_merges", "prompt_tokens", "chosen_tokens", "rejected_tokens",
+         "chosen_longer", "desirable")
 
 
 class PreferenceWorker(SftWorker):
@@ -137,6 +138,7 @@ class PreferenceWorker(SftWorker):
                 continue
             pieces.append(np.concatenate(parts))
             segments.append(np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts]))
+            stat["desirable"] = int(bool(labels[i])) if per == 1 else 0
             stats.append(stat)
             hashes.append("\x00".join(t.text for t in texts))
             prompt_hashes.append(texts[0].text[: texts[0].prompt_end])
@@ -192,7 +194,8 @@ class PreferenceWorker(SftWorker):
             truncated = over
         stat = {"truncated": int(truncated > 0), "truncated_tokens": truncated, "boundary_merges": int(merged),
                 "prompt_tokens": len(prompt), "chosen_tokens": len(responses[0]),
-                "rejected_tokens": len(responses[1]) if len(responses) > 1 else 0}
+                "rejected_tokens": len(responses[1]) if len(responses) > 1 else 0,
+                "chosen_longer": int(len(responses) > 1 and len(responses[0]) > len(responses[1]))}
         return [prompt, *responses], stat
 
 

@@ -1,0 +1,65 @@
+"""The manifest's typed ``preference`` section (#18): the shape, the boundary policy, and what the written
+pairs hold, each figure re-counted here from the rows themselves."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from dataprep import columns as C
+from dataprep.dataset.manifest import Manifest
+from dataprep.validate import validate_dataset
+
+from . import test_preference
+from .conftest import DATA, require_shared
+from .test_preference import rows_of
+
+build = test_preference.build  # the datasets, made once per module
+
+
+def both_splits(out):
+    return rows_of(out, "train") + rows_of(out, "validation")
+
+
+def test_pairs_section_counts_what_the_rows_hold(build):
+    out = build("preference-synthetic")
+    section = Manifest.load(out).preference
+    rows = both_splits(out)
+    assert section.shape == "triples" and section.boundary == "drop" and section.boundary_cuts == 0
+    assert section.prompt_tokens == sum(len(r[C.PROMPT_IDS]) for r in rows)
+    assert section.chosen_tokens == sum(len(r[C.CHOSEN_IDS]) for r in rows)
+    assert section.rejected_tokens == sum(len(r[C.REJECTED_IDS]) for r in rows)
+    longer = sum(len(r[C.CHOSEN_IDS]) > len(r[C.REJECTED_IDS]) for r in rows)
+    assert section.chosen_longer == longer and 0 < longer < len(rows)
+    assert section.completion_tokens is None and section.desirable is None
+    raw = json.loads((out / C.MANIFEST_FILE).read_text())
+    assert "completion_tokens" not in raw["preference"] and raw["sft"]["masking"] == "last_assistant"
+    assert validate_dataset(out).ok  # the manifest schema takes the section
+
+
+def test_kto_section_counts_labels_and_completions(build):
+    require_shared()
+    out = build("preference-kto-en-demo")
+    section = Manifest.load(out).preference
+    rows = both_splits(out)
+    assert section.shape == "kto" and section.chosen_tokens is None and section.chosen_longer is None
+    assert section.completion_tokens == sum(len(r[C.COMPLETION_IDS]) for r in rows)
+    assert section.desirable == sum(r[C.KTO_LABEL] for r in rows) > 0
+    assert section.undesirable == sum(not r[C.KTO_LABEL] for r in rows) > 0
+
+
+def test_boundary_cuts_count_the_pairs_kept_by_cutting(build, tmp_path):
+    require_shared()
+    data = tmp_path / "pairs.jsonl"  # GPT-2 merges "A: " + "cba" into " cba": one token across the boundary
+    data.write_text(json.dumps({"prompt": "Q: reverse abc\nA: ", "chosen": "cba", "rejected": "abc"}) + "\n"
+                    + json.dumps({"prompt": "Q: reverse xyz\nA:", "chosen": " zyx", "rejected": " xyz"}) + "\n")
+    recipe = {"name": "merge", "task": "preference", "preference": {"shape": "triples"}, "inputs": [{"path": str(data)}],
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "text", "on_error": "skip",
+              "max_dropped_fraction": 0.5, "split": {"validation": 0}}
+    path = tmp_path / "merge.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    dropped = Manifest.load(build(path))
+    assert dropped.preference.boundary_cuts == 0 and dropped.counts.dropped == {"boundary_merge": 1}
+    cut = Manifest.load(build(path, "preference.boundary=cut"))
+    assert cut.preference.boundary == "cut" and cut.preference.boundary_cuts == 1 and not cut.counts.dropped
