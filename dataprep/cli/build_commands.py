@@ -59,6 +59,8 @@ def _summary(manifest: dict, out: str) -> str:
     unknown = sum(c.get("unknown_tokens", {}).values())
     if unknown:
         head += f"unknown-token ids written: {unknown:,} (text the tokenizer could not represent)\n"
+    if manifest["task"] == "preference":
+        return f"{head}wrote {out}\n  records: {c['records_read']:,} read, {c['records_written']:,} written, {dropped:,} dropped\n" + _pairs(manifest)
     return (
         f"{head}wrote {out}\n"
         f"  records: {c['records_read']:,} read, {c['records_written']:,} written, {dropped:,} dropped\n"
@@ -67,6 +69,28 @@ def _summary(manifest: dict, out: str) -> str:
         f"(seq_len {manifest['seq_len']}); tokens {c['tokens']:,}; pad {c['pad_tokens']:,}; "
         f"remainder dropped {c['remainder_tokens_dropped']:,}\n"
         f"  packing efficiency: {c['packing_efficiency']:.2%}"
+    )
+
+
+def _pairs(manifest: dict) -> str:
+    """A preference dataset's lines: pairs (KTO: examples) per split and the tokens of prompts and
+    responses; nothing about packing (one pair per row, never packed). Chosen and rejected apart
+    where the manifest's ``preference`` section counts them, else together (``sft.target_tokens``)."""
+    from dataprep.tasks.preference.task import KTO_FORMAT
+
+    c, sft = manifest["counts"], manifest["sft"]
+    what = "examples" if manifest["format"] == KTO_FORMAT else "pairs"
+    responses = sft["target_tokens"]
+    section = manifest.get("preference") or {}
+    if what == "examples":
+        parts = ""
+    elif section.get("chosen_tokens") is not None and section.get("rejected_tokens") is not None:
+        parts = f" (chosen {section['chosen_tokens']:,}, rejected {section['rejected_tokens']:,})"
+    else:
+        parts = " (chosen + rejected)"
+    return (
+        f"  {what}: train {c['rows']['train']:,}, validation {c['rows']['validation']:,} (one per row, max_length {sft['max_length']:,})\n"
+        f"  tokens: {c['tokens']:,}: prompts {c['tokens'] - responses:,} (stored once per row), responses {responses:,}{parts}"
     )
 
 
