@@ -28,7 +28,7 @@ from dataprep.train.proofs import load_decoder
 
 from .conftest import DATA, RECIPES
 from .test_train import build
-from .test_train_dpo import PAIRS, rewrite
+from .test_train_dpo import PAIRS, rewrite, swap
 
 LLAMA3_TRAINING = DATA / "chat_templates" / "llama3_training.jinja"
 
@@ -152,6 +152,9 @@ def test_synthetic_pairs_pass_and_each_plant_fails(synthetic, tmp_path):
     late = check(rewrite(synthetic, tmp_path / "c", cut_one_late))
     assert fails_on_the_cut(late, record.format(4), "", "1")
     assert (late["reference"]["found"], late["reference"]["cuts_equal"]) == (512, 307)
+    # chosen and rejected swapped is no mask fault (each sequence is looked up on its own): the preference check's
+    swapped = check(rewrite(synthetic, tmp_path / "swapped", swap, splits=("train",)))
+    assert passes(swapped, rendered=512, comparable=512, pairs=2384)
 
 
 def test_transcripts_pass_and_a_mask_over_the_prompt_fails(transcripts, tmp_path):

@@ -173,6 +173,7 @@ def test_a_ci_sized_dpo_run_raises_reward_accuracy_and_the_covered_prompt_fails_
                                                                  "heldout": "data"}
     assert "held-out reward accuracy 0.0% -> " in printed and (tmp_path / "dpo" / "verify.json").is_file()
     assert "masks     PASS  512 source records re-rendered independently: 512 found, 512 cut equal" in printed
+    assert "packing" not in printed and "tok/s, loader" not in printed  # fine-tuning's figures: pairs are never packed
 
     # the same run on pairs whose masks cover the prompt's end: DPO cannot see it (the shared tokens add the
     # same log-ratio to chosen and rejected, which cancels in the margin), the masks check can: the verdict fails

@@ -31,7 +31,9 @@ def train_command(dataset: str, out: str | None, steps: int | None, batch_size: 
 
     MLM datasets train an encoder (bidirectional attention), span-corruption datasets a prefix LM;
     both check that the loss falls. --eval-fewshot compares in-context learning with fine-tuning.
-    Preference datasets (task: preference) run DPO from --init-from RUN, a fine-tuned run.
+    Preference datasets (task: preference) run DPO from --init-from RUN, a fine-tuned run; their pairs
+    are re-rendered to prove the masks (chat data: --set reference_chat_template=PATH, a
+    {% generation %}-tagged template).
 
     Exit status: 0 every check passed, 1 a check failed (or a dataprep error).
 
