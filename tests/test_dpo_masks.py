@@ -15,10 +15,12 @@ generation-tagged ``llama3_training.jinja``). The counts asserted are what these
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from dataprep import columns as C
 from dataprep.train import reference_preference
@@ -187,3 +189,25 @@ def test_without_a_tagged_template_the_masks_are_not_proven_and_the_row_checks_s
     # the plants the rows show still fail; one only the reference sees is not proven either way
     assert check(rewrite(dpo_en, tmp_path / "b", drop_stop))["pass"] is False
     assert check(rewrite(dpo_en, tmp_path / "a", cover_prompt_tail))["pass"] is None
+
+
+def test_pairs_the_build_drops_by_its_own_rules_are_counted_not_compared(tmp_path_factory):
+    """GPT-2 merges "A: " + "cba" into one token across the boundary: ``boundary: drop`` drops the pair and
+    the reference says so; ``cut`` keeps it with " c" as the responses' first token, as the reference cuts it.
+    A conversation prompt cannot render as text: dropped by the build, and not rendered here."""
+    folder = tmp_path_factory.mktemp("merge")
+    data = folder / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"prompt": "Q: reverse abc\nA: ", "chosen": "cba", "rejected": "abc"},
+        {"prompt": "Q: reverse xyz\nA:", "chosen": " zyx", "rejected": " xyz"},
+        {"prompt": [{"role": "user", "content": "Q: reverse ab"}], "chosen": "ba", "rejected": "ab"})))
+    recipe = {"name": "merge", "task": "preference", "preference": {"shape": "triples"}, "inputs": [{"path": str(data)}],
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "text", "on_error": "skip",
+              "max_dropped_fraction": 0.9, "split": {"validation": 0}}
+    (folder / "merge.yaml").write_text(yaml.safe_dump(recipe))
+    dropped = check(build(tmp_path_factory, str(folder / "merge.yaml")))
+    assert dropped["pass"] and (dropped["reference"]["rendered"], dropped["reference"]["found"]) == (1, 1)
+    assert dropped["reference"]["unrendered"] == {reference_preference.BOUNDARY_DROPPED: 1, reference_preference.TEXT_NEEDS_TEXT: 1}
+    cut = check(build(tmp_path_factory, str(folder / "merge.yaml"), "preference.boundary=cut"))
+    assert cut["pass"] and (cut["reference"]["rendered"], cut["reference"]["found"], cut["reference"]["cuts_equal"]) == (2, 2, 2)
+    assert cut["reference"]["unrendered"] == {reference_preference.TEXT_NEEDS_TEXT: 1}

@@ -48,6 +48,8 @@ KTO_FORMAT = "dataprep.kto/1"
 BOUNDARY_DROPPED = "a token spans the prompt's end (preference.boundary: drop drops the pair)"
 PROMPTS_DIFFER = "the prompt's tokens differ between chosen and rejected (the build drops the pair)"
 NO_RESPONSE = "the template marks no response"
+TEXT_NEEDS_TEXT = "a conversation prompt with template: text (the build drops the pair)"
+CHAT_OPTIONS = "tool calls or reasoning (rendered by the recipe's chat options)"
 
 
 @dataclass
@@ -164,8 +166,11 @@ def _pair(record: dict[str, Any], roles: Any, shape: str, side: Callable[..., Si
     return chosen, rejected
 
 
-def _text_side(encoder: Any, prompt: str, response: str, *, stop_id: int, bos_id: int | None, drop_merged: bool) -> Side | str:
+def _text_side(encoder: Any, prompt: str | list[dict], response: str, *, stop_id: int, bos_id: int | None,
+               drop_merged: bool) -> Side | str:
     """prompt + response encoded once; the response is every token reaching past the prompt, then the stop token."""
+    if not isinstance(prompt, str):
+        return TEXT_NEEDS_TEXT
     encoding = encoder.encode(prompt + response, add_special_tokens=False)
     ids = np.array(encoding.ids, dtype=np.int64)
     starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
@@ -190,6 +195,8 @@ def _chat_side(encode: Callable[[list[dict]], Any], shape: str) -> Callable[[Any
             if isinstance(prompt, tuple):
                 return f"not a pair ({prompt[0]})"
             response = response.strip()
+        if any(m.get("tool_calls") or m.get("reasoning_content") for m in prompt):
+            return CHAT_OPTIONS
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
         got = encode([*messages, {"role": "assistant", "content": response}])
         if isinstance(got, str):
