@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,8 @@ from .check_manifest import (
     load_manifest,
     typed_manifest,
 )
-from .check_preference import PREFERENCE_ROWS, check_preference
-from .check_rows import RowBatch, Scope, check_nulls, check_schema, check_structure, check_vocab
+from .check_preference import DESIRABLE, PREFERENCE_ROWS, check_preference, pair_stats, prompt_in_both_splits
+from .check_rows import RowBatch, Scope, _list, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
 from .check_tokenizer import bound, check_tokenizer, count_unknown, unknown_tokens
 from .check_tokens import Pieces, check_pretrain, check_sft, special_ids
@@ -66,6 +67,7 @@ class ShardResult:
     targets: int = 0  # target tokens (fine-tuning) or chosen positions (mlm static)
     maskable: int = 0
     bytes: int = 0
+    parts: Counter = field(default_factory=Counter)  # preference: tokens per column, desirable KTO examples
 
 
 def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool = False, workers: int = 0, recheck: int = 0, seed: int = 0) -> Findings:
@@ -104,7 +106,7 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     tokens_per_split = {s: manifest.splits[s].tokens for s in C.SPLITS}
     small, large = sorted(C.SPLITS, key=lambda s: (tokens_per_split[s], s != "validation"))
     hashed: dict[str, Hashed] = {}
-    totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}, "unknown": {}}
+    totals: dict[str, Any] = {"bytes": 0, "rows": {}, "tokens": {}, "units": {}, "unknown": {}, "parts": {}}
     targets = content = maskable = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split in (small, large):
@@ -120,9 +122,14 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
             totals["rows"][split] = sum(r.rows for r in results)
             totals["tokens"][split] = sum(r.tokens for r in results)
             totals["unknown"][split] = sum(r.unknown for r in results)
+            totals["parts"][split] = sum((r.parts for r in results), Counter())
             hashed[split] = merge_documents([r.units for r in results])
             totals["units"][split] = sum(r.units.units for r in results)
-    _split_overlap(report, list(overlap(hashed[small], small, hashed[large], large)), contract, manifest)
+    if contract.schema_name in PREFERENCE_ROWS:  # the units are prompts: pairs are split by prompt
+        describe = prompt_in_both_splits(out, tokenizer.decode)
+        report.extend(overlap(hashed[small], small, hashed[large], large, kind="pref_prompt_in_both_splits", describe=describe))
+    else:
+        _split_overlap(report, list(overlap(hashed[small], small, hashed[large], large)), contract, manifest)
     stated = manifest.sft.target_tokens if manifest.sft is not None else None
     if stated is not None and stated != targets and report.ok:  # other findings already explain a difference
         why = f"sft.target_tokens is {stated:,} but the rows hold {targets:,} target tokens"
@@ -231,12 +238,15 @@ def check_shard(out: Path, split: str, entry: Shard, contract: Contract, watch, 
 
 def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, units: ShardUnits, result: ShardResult, scan: FileScan, unk_id: int | None = None) -> int:
     """Checks 3 to 6 on one batch, then its units; returns its content tokens."""
-    if c.schema_name in PREFERENCE_ROWS:  # pairs: their own row checks (no input_ids, no units)
-        if not check_nulls(batch, first, scope):
-            return 0
-        content, targets = check_preference(batch, first, c, scope)
-        result.targets += targets
-        return content
+    if c.schema_name in PREFERENCE_ROWS:  # pairs: their own row checks; their prompts are the units
+        if not check_nulls(batch, first, scope):  # the tokens still count (a null label is not a token count problem)
+            return sum(len(_list(column)[0]) for column in batch.columns if pa.types.is_list(column.type))
+        tokens = check_preference(batch, first, c, scope)
+        result.parts += tokens
+        result.targets += sum(n for name, n in tokens.items() if name not in (C.PROMPT_IDS, DESIRABLE))
+        prompts, offsets = _list(batch.column(C.PROMPT_IDS))
+        units.add_lists(prompts, offsets, np.arange(batch.num_rows) + first)
+        return sum(n for name, n in tokens.items() if name != DESIRABLE)
     summary = scan.tokens(batch.column(C.INPUT_IDS).values)
     if not check_nulls(batch, first, scope):
         return 0
@@ -270,7 +280,9 @@ def _stats(c: Contract, totals: dict[str, Any], targets: int, content: int, seco
         "tokens": totals["tokens"],
         "examples" if c.layout == EXAMPLES else "documents": totals["units"],
     }
-    if c.layout == EXAMPLES:
+    if c.schema_name in PREFERENCE_ROWS:
+        stats = pair_stats(c, totals)  # one pair per row, unpacked: pairs and tokens per column
+    elif c.layout == EXAMPLES:
         stats["target_ratio"] = round(targets / content, 6) if content else 0.0
         stats["target_tokens"] = targets
         if c.stop_ids is not None:

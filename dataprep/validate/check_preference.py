@@ -13,6 +13,11 @@ Per row::
     pref_too_long          prompt + the longer response over max_length
     token_id_range         an id outside [0, vocab_size)
 
+Across splits (:func:`prompt_in_both_splits`, with :func:`.units.overlap`)::
+
+    pref_prompt_in_both_splits  a validation pair's prompt_ids equal a training pair's: the run
+                           splits by prompt, so a held-out score never sees a trained prompt
+
 The prompt is stored once, so "the same prompt tokens in both" and "targets only after the
 prompt" hold by the layout; what can still go wrong is a response holding prompt tokens,
 which ``pref_prompt_in_response`` catches. KTO labels are a bool column: the row schema
@@ -20,6 +25,11 @@ which ``pref_prompt_in_response`` catches. KTO labels are a bool column: the row
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,11 +39,14 @@ from dataprep.validate.check_rows import Scope, _list
 from dataprep.validate.contract import Contract
 
 PREFERENCE_ROWS = ("preference-row", "kto-row")
+SHOWN = 160  # characters of a decoded prompt a finding shows
+DESIRABLE = "desirable"  # KTO examples labelled true (a key of check_preference's counts, and a stat)
 
 
-def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope) -> tuple[int, int]:
-    """Every check of the module docstring on one batch; returns ``(tokens, target tokens)``: every
-    token stored (the prompt once), as the manifest counts a shard's, and the response tokens."""
+def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope) -> Counter:
+    """Every check of the module docstring on one batch; returns its tokens per column
+    (``prompt_ids`` ...: the prompt counted once, as the manifest counts a shard's) and, for KTO,
+    its ``desirable`` examples."""
     prompt, p_off = _list(batch.column(C.PROMPT_IDS))
     names = [C.COMPLETION_IDS] if c.schema_name == "kto-row" else [C.CHOSEN_IDS, C.REJECTED_IDS]
     responses = [_list(batch.column(name)) for name in names]
@@ -41,11 +54,11 @@ def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scop
     p_len = np.diff(p_off)
     scope.flag("pref_empty_prompt", rows[p_len == 0], None, lambda i: "the prompt has no token")
     longest = np.zeros(batch.num_rows, dtype=np.int64)
-    targets = 0
+    tokens = Counter({C.PROMPT_IDS: len(prompt)})
     for name, (ids, off) in zip(names, responses):
         _check_response(name, prompt, p_off, ids, off, rows, c, scope)
         longest = np.maximum(longest, np.diff(off))
-        targets += len(ids)
+        tokens[name] = len(ids)
     total = p_len + longest
     over = np.flatnonzero(total > c.seq_len)
     scope.flag("pref_too_long", rows[over], None, lambda i: f"prompt + the longer response is {total[over[i]]} tokens, "
@@ -57,7 +70,9 @@ def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scop
         bad = np.flatnonzero((ids < 0) | (ids >= c.vocab_size))
         scope.flag("token_id_range", rows[np.searchsorted(p_off if ids is prompt else off, bad, side="right") - 1]
                    if len(bad) else bad, None, lambda i: f"a token id outside [0, {c.vocab_size})")
-    return len(prompt) + targets, targets
+    if C.KTO_LABEL in batch.schema.names:
+        tokens[DESIRABLE] = int(np.count_nonzero(batch.column(C.KTO_LABEL).to_numpy(zero_copy_only=False)))
+    return tokens
 
 
 def _check_response(name: str, prompt, p_off, ids, off, rows, c: Contract, scope: Scope) -> None:
@@ -81,3 +96,47 @@ def _check_response(name: str, prompt, p_off, ids, off, rows, c: Contract, scope
 
 def _row(values: np.ndarray, offsets: np.ndarray, r: int) -> np.ndarray:
     return values[offsets[r]:offsets[r + 1]]
+
+
+def prompt_in_both_splits(out: Path, decode: Callable[[np.ndarray], str | None]) -> Callable[[str, int, int, str], str]:
+    """The why of a validation prompt that is also a training prompt (:func:`.units.overlap`'s
+    ``describe``): where, and the prompt decoded (its ids where the tokenizer cannot be loaded)."""
+
+    def describe(file: str, row: int, length: int, train_place: str) -> str:
+        ids = _stored_prompt(out / file, row)
+        text = None if ids is None else decode(ids)
+        shown = "(unreadable)" if ids is None else repr(text if text is not None else ids.tolist())
+        if len(shown) > SHOWN:
+            shown = shown[: SHOWN - 3] + "..."
+        return (f"this pair's prompt ({length:,} tokens) is also the prompt of {train_place.rsplit(' position ', 1)[0]}: "
+                f"{shown}; pairs that share a prompt must share a split, or the validation scores a trained prompt")
+
+    return describe
+
+
+def _stored_prompt(path: Path, row: int) -> np.ndarray | None:
+    try:
+        for batch in pa.ipc.open_stream(pa.memory_map(str(path))):
+            if row < batch.num_rows:
+                return np.asarray(batch.column(C.PROMPT_IDS)[row].values.to_numpy(zero_copy_only=False))
+            row -= batch.num_rows
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return None
+
+
+def pair_stats(c: Contract, totals: dict[str, Any]) -> dict[str, Any]:
+    """validate's figures for preference rows: pairs (KTO: examples, and how many are desirable)
+    and tokens per split, then tokens per column over both splits (the prompt counted once per row).
+    Nothing about packing: pairs are not packed."""
+    kto = c.schema_name == "kto-row"
+    parts: Counter = sum(totals["parts"].values(), Counter())
+    stats: dict[str, Any] = {"examples" if kto else "pairs": totals["rows"]}
+    if kto:
+        stats[DESIRABLE] = {split: counts.get(DESIRABLE, 0) for split, counts in totals["parts"].items()}
+    stats["tokens"] = totals["tokens"]
+    for name in (C.PROMPT_IDS, C.COMPLETION_IDS) if kto else (C.PROMPT_IDS, C.CHOSEN_IDS, C.REJECTED_IDS):
+        stats[name.replace("_ids", "_tokens")] = parts.get(name, 0)
+    if c.stop_ids is not None:
+        stats["stop_token_ids"] = list(c.stop_ids)
+    return stats

@@ -49,6 +49,13 @@ class TokenizerFacts:
 
     vocab_size: int | None = None
     unk_id: int | None = None  # the unknown-token id to count in the rows (see unknown_token_id)
+    loaded: LoadedTokenizer | None = None  # for decoding the tokens a finding shows
+
+    def decode(self, ids) -> str | None:
+        """``ids`` as text (special tokens kept), or None without the tokenizer."""
+        if self.loaded is None:
+            return None
+        return self.loaded.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
 
 
 def check_tokenizer(manifest: Manifest, out: Path, notes: list[str]) -> tuple[list[Finding], TokenizerFacts]:
@@ -92,7 +99,7 @@ def check_tokenizer(manifest: Manifest, out: Path, notes: list[str]) -> tuple[li
             findings.append(Finding("tokenizer_special_tokens", why, file=MANIFEST, path=f"tokenizer.{where}.{role}"))
     if tok.special_tokens is None:
         facts = replace(facts, unk_id=unknown_token_id(loaded.special_tokens))
-    return findings, replace(facts, vocab_size=loaded.vocab_size)
+    return findings, replace(facts, vocab_size=loaded.vocab_size, loaded=loaded)
 
 
 def bound(contract: Contract, facts: TokenizerFacts) -> Contract:

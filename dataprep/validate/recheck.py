@@ -27,6 +27,9 @@ are duplicates), so a remainder record is checked exactly, never assumed.
 stored unit must be claimed by exactly one record: a unit no record re-makes is a finding too.
 It holds the re-made tokens in memory (about 5 bytes per token).
 
+A preference pair (or KTO example) is one unit: its columns end to end, which column each token
+is in compared as the loss mask is, the KTO label as the label (:mod:`.recheck_pairs`).
+
 Before re-making, the inputs' sizes and sha256 and the tokenizer fingerprint are compared with
 the manifest: a change there is the usual cause of a stale dataset and is reported as such.
 Not re-checkable, and said so in the notes: trained tokenizers are taken from the dataset's own

@@ -11,6 +11,11 @@ label_id claims it. What is left is explained, or is a finding::
     nothing                             -> recheck_tokens: the split does not hold it (stale)
 
 With ``--sample all`` a stored unit is claimed once, and the unclaimed ones are ``recheck_extra``.
+
+A preference pair is a unit whose mask is its segments (:mod:`.recheck_pairs`): a changed token
+or length names the column and its position (``chosen_ids[3]``), a moved prompt/response
+boundary is ``recheck_mask``, a flipped KTO label ``recheck_label``; near misses are found by the
+prompt (or by the responses), whatever their lengths.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from dataprep.text.filters import DUPLICATE
 
 from .findings import EXAMPLES, Finding
+from . import recheck_pairs as P
 from .recheck_remake import Unit, remake
 from .recheck_rows import SplitUnits, Stored, Wanted, digest, keys3, scan
 
@@ -31,8 +37,8 @@ def match(expected: Any) -> list[Finding]:
     """Findings for every re-made unit of ``expected`` (:class:`.recheck.Expected`) not stored as made."""
     s, every = expected.setup, expected.every
     units = [u for r in expected.records if r.refused is None and not r.duplicate for u in r.units]
-    wanted = _wanted(units, every)
-    scanned = scan(s.out, s.manifest, wanted, documents=s.documents, eos=s.eos, bos=s.bos, remainder={k: v > 0 for k, v in s.dropped.items()})
+    wanted = _wanted(units, every, pairs=s.pairs)
+    scanned = scan(s.out, s.manifest, wanted, documents=s.documents, eos=s.eos, bos=s.bos, remainder={k: v > 0 for k, v in s.dropped.items()}, pairs=s.pairs)
     expected.report.notes += [f"recheck could not read {problem}" for problem in scanned.problems]
     pools: dict[tuple, list[Stored]] = defaultdict(list)  # (split, digest, mask digest, label) -> unclaimed units
     for split, here in scanned.splits.items():
@@ -61,10 +67,11 @@ def match(expected: Any) -> list[Finding]:
     return findings
 
 
-def _wanted(units: list[Unit], every: bool) -> Wanted:
+def _wanted(units: list[Unit], every: bool, *, pairs: bool = False) -> Wanted:
     lengths = np.array([len(u.tokens) for u in units], dtype=np.int64)
     tokens = np.concatenate([u.tokens for u in units]) if units else np.zeros(0, np.int32)
-    whole, first, second = keys3(tokens, np.cumsum(lengths) - lengths, lengths)
+    cuts = P.cuts([u.mask for u in units], lengths) if pairs else None
+    whole, first, second = keys3(tokens, np.cumsum(lengths) - lengths, lengths, cuts)
     for u, f, h in zip(units, first.tolist(), second.tolist()):
         u.digest, u.mask_digest, u.first, u.second = digest(u.tokens), digest(u.mask), f, h
     triples = {(u.digest, u.mask_digest, u.label) for u in units}
@@ -87,6 +94,8 @@ class _Matcher:
         self.first_seen: dict[bytes, int] | None = None
         self.near: dict[str, dict[tuple, list[Stored]]] = {}  # split -> (half, length, key) -> near candidates
         self.what = "example" if self.setup.examples else ("document" if self.setup.documents else "piece")
+        if self.setup.pairs:
+            self.what = "KTO example" if self.setup.kto else "pair"
 
     def explain(self, u: Unit) -> list[Finding]:
         r = u.record
@@ -117,7 +126,7 @@ class _Matcher:
         near = self._nearest(u, here)
         if near is not None:
             near.claimed = True
-            return [self._changed_tokens(u, near, here, where)]
+            return [self._changed_pair(u, near, here, where) if self.setup.pairs else self._changed_tokens(u, near, here, where)]
         head = " ".join(map(str, u.tokens[:8].tolist()))
         why = f"re-makes {len(u.tokens):,} tokens ({head} ...) that the {split} split does not hold: the dataset is stale (tokenizer, template, normalization or code changed since the run)"
         return [Finding("recheck_tokens", why, **where)]
@@ -148,6 +157,8 @@ class _Matcher:
 
     def _differences(self, u: Unit, e: Stored, here: SplitUnits, where: dict) -> list[Finding]:
         """Same tokens; the loss mask and the label_id, value by value."""
+        if self.setup.pairs:
+            return self._pair_differences(u, e, here, where)
         found = []
         start = "{} row {} position {}".format(*here.place(e.start))
         if u.mask_digest != e.mask_digest:
@@ -183,16 +194,46 @@ class _Matcher:
         return Finding("recheck_tokens", why, row=row, position=pos, **where)
 
     def _nearest(self, u: Unit, here: SplitUnits) -> Stored | None:
-        """The stored unit of the same length sharing a half with ``u`` and differing least."""
+        """The stored unit of the same length sharing a half with ``u`` and differing least (a pair:
+        sharing its prompt or its responses, of any length)."""
+        pairs = self.setup.pairs
         index = self.near.get(here.split)
         if index is None:
             index = self.near[here.split] = defaultdict(list)
             for c in here.near:
-                index["first", c.length, c.first].append(c)
-                index["second", c.length, c.second].append(c)
-        n = len(u.tokens)
+                index["first", 0 if pairs else c.length, c.first].append(c)
+                index["second", 0 if pairs else c.length, c.second].append(c)
+        n = 0 if pairs else len(u.tokens)
         near = [c for c in index.get(("first", n, u.first), []) + index.get(("second", n, u.second), []) if not (self.every and c.claimed)]
+        if pairs:
+            return min(near, key=lambda c: P.score((c.tokens, c.mask), (u.tokens, u.mask), self.setup.kto), default=None)
         return min(near, key=lambda c: int(np.count_nonzero(c.tokens != u.tokens)), default=None)
+
+    # --- preference pairs ------------------------------------------------------------------
+
+    def _changed_pair(self, u: Unit, e: Stored, here: SplitUnits, where: dict) -> Finding:
+        """A stored pair sharing the record's prompt (or responses) but not all its tokens: the
+        first column that differs, and where."""
+        shard, row, _ = here.place(e.start)
+        column, k, why = P.difference((e.tokens, e.mask), (u.tokens, u.mask), self.setup.kto) or ("", 0, "")
+        why = f"{shard} row {row}: {why}" if why else f"{shard} row {row} holds the record's tokens"
+        if self.setup.kto and e.label != u.label:
+            why += f"; its label is {P.label_word(e.label)}, the record's {P.label_word(u.label)}"
+        return Finding("recheck_tokens", why, row=row, position=k, path=column or None, **where)
+
+    def _pair_differences(self, u: Unit, e: Stored, here: SplitUnits, where: dict) -> list[Finding]:
+        """The record's tokens, stored with another prompt/response boundary or another KTO label."""
+        shard, row, _ = here.place(e.start)
+        found = []
+        if u.mask_digest != e.mask_digest:
+            kto = self.setup.kto
+            why = (f"{shard} row {row} holds the record's tokens split into other columns ({P.layout(u.tokens, e.mask, kto)} "
+                   f"tokens; the record gives {P.layout(u.tokens, u.mask, kto)})")
+            found.append(Finding("recheck_mask", why, row=row, **where))
+        if u.label != e.label:
+            why = f"{shard} row {row} holds label {P.label_word(e.label)} where the record's label is {P.label_word(u.label)}"
+            found.append(Finding("recheck_label", why, row=row, path="label", **where))
+        return found
 
     def _duplicate(self, u: Unit) -> bool:
         """A sampled record whose content an earlier record had: dedup dropped it, and the stored

@@ -4,6 +4,8 @@ A batch of wanted records goes through the worker at once; when it keeps fewer e
 records (a record filtered or refused), each half is re-made again, down to single records,
 so each result is tied to its record (file, line). Pretraining ``bfd`` cuts a document longer than
 ``seq_len`` into ``seq_len`` pieces, as :class:`~dataprep.pack.bfd.BfdPacker` does: one unit each.
+A preference pair (or KTO example) is one unit: its flat prompt + responses, the worker's
+segment per token in the mask's place and the KTO label in the label's (:mod:`.recheck_pairs`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from ..dataset.manifest_parts import EXAMPLES, PIECES, STREAM
 from ..errors import DataprepError
 from dataprep.text.filters import DUPLICATE, content_hashes
 from ..read import read_batches, read_records
+from . import recheck_pairs as pairs
+from .contract import ROW_SCHEMAS
 
 WORK_RECORDS = 256  # records per worker call: a dropped record costs about 3x this in re-work
 
@@ -82,6 +86,12 @@ class Setup:
 
         if recipe.task == "pretrain":
             worker = pretrain.chunk_worker(recipe, tokenizer)
+        elif recipe.task == pairs.TASK:  # run's worker, over run's fine-tuning view of the recipe
+            from dataprep.tasks.preference.task import as_sft, spec_of
+            from dataprep.tasks.preference.worker import preference_worker
+
+            spec = spec_of(recipe)
+            worker = preference_worker(as_sft(recipe, spec), spec, tokenizer, files)
         else:
             worker = SftWorker(recipe, tokenizer, files, labels)
         return Setup(recipe, tokenizer, files, labels, worker, **facts)
@@ -94,6 +104,15 @@ class Setup:
     def documents(self) -> bool:
         """Units are wrap documents (else examples or bfd pieces): the manifest's ``rows.layout``."""
         return self.manifest.rows.layout == STREAM
+
+    @property
+    def pairs(self) -> bool:
+        """Units are preference pairs or KTO examples (:mod:`.recheck_pairs`)."""
+        return self.recipe.task == pairs.TASK
+
+    @property
+    def kto(self) -> bool:
+        return self.pairs and ROW_SCHEMAS.get(self.manifest.format) == pairs.KTO_ROWS
 
     @property
     def examples(self) -> bool:
@@ -115,7 +134,13 @@ class Setup:
         r = self.recipe
         if r.task == "pretrain":
             return read_batches(file, index, batch_size=r.output.chunk_records, on_error="skip", drops=Counter())
-        fields = fields_for(r, file.entry)
+        if self.pairs:
+            from dataprep.tasks.preference.task import spec_of
+            from dataprep.tasks.preference.worker import fields_for as pair_fields
+
+            fields = pair_fields(spec_of(r), file.entry)
+        else:
+            fields = fields_for(r, file.entry)
         return read_records(file, index, fields=fields, batch_size=r.output.chunk_records, on_error="skip", drops=Counter())
 
 
@@ -174,9 +199,9 @@ def _fill(setup: Setup, record: Remade, result, k: int, a: int, b: int) -> Remad
     record.split = "validation" if bool(result.validation[k]) else "train"
     record.hash = result.hashes[k]
     tokens = np.ascontiguousarray(result.tokens[a:b], dtype=np.int32)
-    mask = result.extras.get(C.LOSS_MASK)
+    mask = result.extras.get(C.SEGMENT if setup.pairs else C.LOSS_MASK)
     mask = None if mask is None else np.ascontiguousarray(mask[a:b], dtype=np.uint8)
-    labels = result.extras.get(C.LABEL_ID)
+    labels = result.extras.get(C.KTO_LABEL if setup.pairs else C.LABEL_ID)
     label = None if labels is None or a == b else int(labels[a])
     if not len(tokens):
         return record  # nothing to write (the packers skip empty documents)

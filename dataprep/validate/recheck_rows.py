@@ -1,7 +1,7 @@
 """The stored side of ``--recheck-sources``: every unit of a split, keyed, and the ones a re-made unit may be.
 
 A *unit* is what one source record became in the rows: a fine-tuning example or a ``bfd``
-piece (one piece of one row), or a ``wrap`` document: the content stream (pad pieces left out)
+piece (one piece of one row), a preference row (:mod:`.recheck_pairs`), or a ``wrap`` document: the content stream (pad pieces left out)
 from one document boundary to the next, across rows, batches and shards. A boundary is a piece
 that ends with EOS (``add_eos``), or, without EOS, one that starts with BOS.
 
@@ -34,22 +34,28 @@ from dataprep.dataset.manifest import Manifest
 
 from .check_rows import RowBatch
 from .check_tokens import Pieces
+from .recheck_pairs import cuts as pair_cuts
+from .recheck_pairs import stored_units as pair_units
 from .units import unit_keys
 
 NEAR_LIMIT = 100_000  # near candidates kept per split (--sample all on a thoroughly stale dataset)
 
 
-def keys3(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def keys3(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cuts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keys of whole units, of their first halves and of their second halves (a 1-token unit: all
-    three the same); lengths must be positive."""
+    three the same); lengths must be positive. ``cuts``: where each unit's halves meet (preference
+    pairs: the prompt's end, in ``[1, length - 1]``); default the middle."""
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if not len(lengths):
         empty = np.zeros(0, dtype=np.uint64)
         return empty, empty, empty
-    half = np.maximum(lengths // 2, 1)
-    cut = np.minimum(half, lengths - 1)
-    return unit_keys(ids, starts, lengths), unit_keys(ids, starts, half), unit_keys(ids, starts + cut, lengths - cut)
+    if cuts is None:
+        half = np.maximum(lengths // 2, 1)
+        cut = np.minimum(half, lengths - 1)
+    else:
+        half = cut = np.asarray(cuts, dtype=np.int64)
+    return unit_keys(ids, starts, lengths), unit_keys(ids, starts, half), unit_keys(ids, starts + cut, np.maximum(lengths - cut, 1))
 
 
 def digest(values: np.ndarray | None) -> bytes | None:
@@ -94,10 +100,13 @@ class SplitUnits:
         eos, bos: Document marks (documents mode): EOS ends a document; without it BOS starts one.
         remainder: ``wrap`` documents: the split dropped a final partial row, so its last,
             unterminated document is :attr:`partial` rather than a unit.
+        pairs: Preference rows: each row is one unit, its columns end to end, a segment per
+            token in the loss mask's place (:func:`.recheck_pairs.stored_units`).
     """
 
-    def __init__(self, split: str, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: bool):
+    def __init__(self, split: str, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: bool, pairs: bool = False):
         self.split = split
+        self.pairs = pairs  # preference rows: one unit per row, segments in the mask's place
         self.wanted = wanted
         self.documents = documents
         self.eos, self.bos = eos, bos
@@ -136,6 +145,9 @@ class SplitUnits:
         if any(c.null_count or getattr(c, "values", c).null_count for c in batch.columns):
             self.skipped_rows += batch.num_rows
             return
+        if self.pairs:
+            self._add_pairs(batch, first)
+            return
         rows = RowBatch.from_batch(batch, first)
         good = sound(rows)
         if not good.all():
@@ -167,6 +179,19 @@ class SplitUnits:
             self._keep(ids, mask, at, lens, labels, base=self.offset)
         self.offset += len(ids)
 
+    def _add_pairs(self, batch: pa.RecordBatch, first: int) -> None:
+        """Preference rows: one unit per row (an empty row, which the row checks report, is skipped)."""
+        ids, segments, lens, labels = pair_units(batch)
+        numbers = np.arange(batch.num_rows, dtype=np.int64) + first
+        at = np.cumsum(lens) - lens
+        self._row_starts.append(self.offset + at)
+        self._row_files.append(np.full(batch.num_rows, len(self.files) - 1, dtype=np.int64))
+        self._row_numbers.append(numbers)
+        keep = np.flatnonzero(lens > 0)
+        self.skipped_rows += batch.num_rows - len(keep)
+        self._keep(ids, segments, at[keep], lens[keep], None if labels is None else labels[keep], base=self.offset)
+        self.offset += len(ids)
+
     def _documents(self, ids: np.ndarray, at: np.ndarray, lens: np.ndarray) -> None:
         if self.eos is not None:
             cuts = (at + lens)[ids[at + lens - 1] == self.eos]  # a document ends with the piece holding its EOS
@@ -195,7 +220,10 @@ class SplitUnits:
         """Digest the units whose keys are wanted; keep them by digest, or as near candidates."""
         w = self.wanted
         self.units += len(lens)
-        whole, first, second = keys3(ids, starts, lens)
+        cuts = None
+        if self.pairs:
+            cuts = pair_cuts([mask[a : a + n] for a, n in zip(starts.tolist(), lens.tolist())], lens)
+        whole, first, second = keys3(ids, starts, lens, cuts)
         if w.whole is None:
             chosen = np.arange(len(lens))
         else:
@@ -263,11 +291,11 @@ class Scan:
     problems: list[str] = field(default_factory=list)
 
 
-def scan(out: Path, manifest: Manifest, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: dict[str, bool]) -> Scan:
+def scan(out: Path, manifest: Manifest, wanted: Wanted, *, documents: bool, eos: int | None, bos: int | None, remainder: dict[str, bool], pairs: bool = False) -> Scan:
     """Every shard of both splits, in manifest order."""
     result = Scan()
     for split in ("train", "validation"):
-        units = SplitUnits(split, wanted, documents=documents, eos=eos, bos=bos, remainder=remainder[split])
+        units = SplitUnits(split, wanted, documents=documents, eos=eos, bos=bos, remainder=remainder[split], pairs=pairs)
         for entry in manifest.splits[split].shards:
             problem = units.add_shard(entry.file, out / split / entry.file)
             if problem:

@@ -1,9 +1,10 @@
 """Check 7 (and the look-ups of check 8): the examples and documents of a split, by content.
 
 A *unit* is what must not appear in both splits: a fine-tuning example or a ``bfd`` piece (one
-piece each), or a ``wrap`` document (the tokens up to and including each EOS that ends a piece,
-carried across rows, batches and shards). Without ``add_eos`` a ``wrap`` dataset has no
-document marks, so its pieces are the units (a document cut by a row end then counts as two).
+piece each), a preference row's prompt (pairs are split by prompt), or a ``wrap`` document (the
+tokens up to and including each EOS that ends a piece, carried across rows, batches and shards).
+Without ``add_eos`` a ``wrap`` dataset has no document marks, so its pieces are the units (a
+document cut by a row end then counts as two).
 
 Hashing every unit from Python costs about a microsecond each, too slow for millions of short
 examples, so the check runs in two steps:
@@ -18,7 +19,7 @@ examples, so the check runs in two steps:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,6 +138,17 @@ class ShardUnits:
         masks = None if mask is None else [xxhash.xxh3_128_digest(mask[x:y]) for x, y in zip(a, b)]
         self.hashed.add_many(self.file, keys[chosen].tolist(), digests, masks, row[chosen].tolist(), pos[chosen].tolist(), (ends - starts)[chosen].tolist())
 
+    def add_lists(self, ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> None:
+        """One unit per row of a list column (``ids`` from ``offsets``; ``rows``: each row's index in
+        the shard): preference prompts, so that no validation prompt is a training one. An empty
+        list is no unit (the row checks report it)."""
+        starts, ends = offsets[:-1], offsets[1:]
+        some = np.flatnonzero(ends > starts)
+        starts, ends = starts[some], ends[some]
+        keys = unit_keys(ids, starts, ends - starts)
+        self.units += len(keys)
+        self._hash(ids, None, starts, ends, keys, np.asarray(rows)[some], np.zeros(len(some), dtype=np.int64))
+
     def add(self, rows: RowBatch, pieces: Pieces) -> None:
         content = np.flatnonzero(~pieces.pad)
         if not self.documents:
@@ -229,8 +241,12 @@ def merge_documents(shards: list[ShardUnits]) -> Hashed:
     return out
 
 
-def overlap(small: Hashed, small_split: str, large: Hashed, large_split: str) -> Iterator[Finding]:
-    """Units in both splits (equal token digests; every unit of ``small`` was hashed)."""
+def overlap(small: Hashed, small_split: str, large: Hashed, large_split: str, *, kind: str = "split_overlap",
+            describe: Callable[[str, int, int, str], str] | None = None) -> Iterator[Finding]:
+    """Units in both splits (equal token digests; every unit of ``small`` was hashed).
+
+    ``kind`` and ``describe(validation file, row, tokens, train place) -> why`` word the finding
+    for units other than examples and documents (preference prompts)."""
     index: dict[bytes, int] = {}
     for i, (d, partial) in enumerate(zip(small.digests, small.partial)):
         if not partial:
@@ -244,7 +260,9 @@ def overlap(small: Hashed, small_split: str, large: Hashed, large_split: str) ->
     for i, j in shown:
         (v, vi), (t, ti) = ((small, i), (large, j)) if small_split == "validation" else ((large, j), (small, i))
         why = f"the same {v.lengths[vi]:,} tokens as train {t.place(ti)}"
-        yield Finding("split_overlap", why, file=v.files[vi], split="validation", row=v.rows[vi], position=v.positions[vi])
+        if describe is not None:
+            why = describe(v.files[vi], v.rows[vi], v.lengths[vi], t.place(ti))
+        yield Finding(kind, why, file=v.files[vi], split="validation", row=v.rows[vi], position=v.positions[vi])
     if len(found) > len(shown):
         rest = len(found) - len(shown)
-        yield Finding("split_overlap", f"{rest:,} more units in both splits", split="validation", count=rest)
+        yield Finding(kind, f"{rest:,} more units in both splits", split="validation", count=rest)
