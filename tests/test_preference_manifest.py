@@ -1,10 +1,11 @@
 """The manifest's typed ``preference`` section (#18): the shape, the boundary policy, and what the written
-pairs hold, each figure re-counted here from the rows themselves."""
+pairs hold, each figure re-counted here from the rows themselves; and a merged boundary's error."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from dataprep import columns as C
@@ -49,17 +50,34 @@ def test_kto_section_counts_labels_and_completions(build):
     assert section.undesirable == sum(not r[C.KTO_LABEL] for r in rows) > 0
 
 
-def test_boundary_cuts_count_the_pairs_kept_by_cutting(build, tmp_path):
+def merge_recipe(tmp_path, on_error: str = "skip"):
     require_shared()
     data = tmp_path / "pairs.jsonl"  # GPT-2 merges "A: " + "cba" into " cba": one token across the boundary
-    data.write_text(json.dumps({"prompt": "Q: reverse abc\nA: ", "chosen": "cba", "rejected": "abc"}) + "\n"
-                    + json.dumps({"prompt": "Q: reverse xyz\nA:", "chosen": " zyx", "rejected": " xyz"}) + "\n")
+    data.write_text(json.dumps({"prompt": "Q: reverse xyz\nA:", "chosen": " zyx", "rejected": " xyz"}) + "\n"
+                    + json.dumps({"prompt": "Q: reverse abc\nA: ", "chosen": "cba", "rejected": "abc"}) + "\n")
     recipe = {"name": "merge", "task": "preference", "preference": {"shape": "triples"}, "inputs": [{"path": str(data)}],
-              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "text", "on_error": "skip",
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "text", "on_error": on_error,
               "max_dropped_fraction": 0.5, "split": {"validation": 0}}
-    path = tmp_path / "merge.yaml"
+    path = tmp_path / f"merge-{on_error}.yaml"
     path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_boundary_cuts_count_the_pairs_kept_by_cutting(build, tmp_path):
+    path = merge_recipe(tmp_path)
     dropped = Manifest.load(build(path))
     assert dropped.preference.boundary_cuts == 0 and dropped.counts.dropped == {"boundary_merge": 1}
     cut = Manifest.load(build(path, "preference.boundary=cut"))
     assert cut.preference.boundary == "cut" and cut.preference.boundary_cuts == 1 and not cut.counts.dropped
+
+
+def test_a_merged_boundary_stops_the_run_with_the_record_and_the_fix(tmp_path):
+    from dataprep.build.run import run
+    from dataprep.errors import InputError
+    from dataprep.recipe import load_recipe
+
+    with pytest.raises(InputError) as raised:
+        run(load_recipe(merge_recipe(tmp_path, on_error="raise")), tmp_path / "out", workers=1, progress=False)
+    message = str(raised.value)
+    assert "pairs.jsonl" in message and "line 2" in message and "spans the end of the prompt" in message
+    assert "`preference.boundary: cut`" in raised.value.fix

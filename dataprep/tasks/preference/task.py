@@ -32,11 +32,11 @@ from dataprep.pack.rows import PackedRows
 from dataprep.read import FieldSpec, InputFile, read_records
 from dataprep.read import chunks
 from dataprep.recipe import ChatSpec, Recipe, SftSpec
+from dataprep.tasks.bad_records import text_sha256
 from dataprep.tasks.base import Plan, example_facts
 from dataprep.tasks.preference.worker import CHOSEN, PROMPT, REJECTED, fields_for, preference_worker
 from dataprep.tasks.sft.records import chat_template_of
 from dataprep.tasks.sft.task import OnePerRow, stop_token_ids
-from dataprep.tasks.sft.worker import _sha
 
 FORMAT = "dataprep.preference/1"
 KTO_FORMAT = "dataprep.kto/1"
@@ -119,7 +119,7 @@ def manifest_section(recipe: Recipe, spec: PreferenceSpec, stage, tokenizer) -> 
     responses = stats["chosen_tokens"] + stats["rejected_tokens"]
     content = responses + stats["prompt_tokens"] * (1 if spec.shape == "kto" else 2)
     return Sft(
-        template=Template(name=spec.template, text_sha256=_sha(chat.source) if chat else _sha("{prompt}{response}<eos>")),
+        template=Template(name=spec.template, text_sha256=text_sha256(chat.source) if chat else text_sha256("{prompt}{response}<eos>")),
         chat=None if chat is None else Chat(template_file=None if spec.chat.template is None else str(spec.chat.template),
                                             kwargs=dict(spec.chat.kwargs), date=spec.chat.date, reasoning=spec.chat.reasoning,
                                             stop_tokens=tuple(chat.stop_tokens())),

@@ -32,37 +32,30 @@ from dataprep import columns as C
 from dataprep.errors import ConfigError, RecordProblem, TemplateRaised
 from dataprep.read import FieldSpec, InputFile
 from dataprep.read import preference as R
+from dataprep.tasks.bad_records import BOUNDARY_MERGE, NO_TARGET, PROMPT_MISMATCH, RESPONSE_TOO_LONG, TEMPLATE_RAISED, TOO_LONG, RecordWorker
 from dataprep.tasks.base import ChunkResult
 from dataprep.tasks.sft.loss_mask import encode_batch_flat
 from dataprep.tasks.sft.records import chat_template_of
 from dataprep.tasks.sft.templates import Rendered
-from dataprep.tasks.sft.worker import SftWorker, _special_pattern
 from dataprep.text.filters import content_hashes, validation_flags
 
-BOUNDARY_MERGE = "boundary_merge"
-PROMPT_MISMATCH = "prompt_mismatch"
-TOO_LONG, RESPONSE_TOO_LONG, NO_TARGET = "too_long", "response_too_long", "no_target"
 PROMPT, CHOSEN, REJECTED = 0, 1, 2  # segment of each token in a pair's flat piece
 STATS = ("truncated", "truncated_tokens", "boundary_merges", "prompt_tokens", "chosen_tokens", "rejected_tokens",
          "chosen_longer", "desirable")
 
 
-class PreferenceWorker(SftWorker):
-    """Renders, tokenizes and aligns one chunk of pairs (or KTO examples). Reuses
-    :class:`~dataprep.tasks.sft.worker.SftWorker` for what a bad record is (``_bad``: raise, count
-    or collect) and the special-text check."""
+class PreferenceWorker(RecordWorker):
+    """Renders, tokenizes and aligns one chunk of pairs (or KTO examples). What a bad record becomes
+    (raised, counted or collected) and the special-text check are :class:`RecordWorker`'s."""
 
     def __init__(self, recipe, spec, tokenizer, files: list[InputFile]):
-        self.recipe, self.sft, self.spec, self.tokenizer, self.files = recipe, recipe.sft, spec, tokenizer, files
+        super().__init__(recipe, tokenizer, files, special_text=spec.special_text)
+        self.sft, self.spec = recipe.sft, spec
         self.text = spec.template == "text"
         self.chat = None if self.text else chat_template_of(recipe, tokenizer)
         self.eos_text = tokenizer.tokens.get("eos") or ""
         if self.text and not self.eos_text:
             raise ConfigError("the tokenizer has no EOS token to close responses", fix="set `tokenizer.eos_token`")
-        self.label_ids = None
-        self.special_text = _special_pattern(tokenizer) if spec.special_text == "error" else None
-        self.sink: list[tuple[str, str, str, str, str]] | None = None
-        self.drop_samples: list[tuple[str, str, str]] = []
 
     def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         index, batch = item
@@ -86,8 +79,7 @@ class PreferenceWorker(SftWorker):
     # --- one record -> rendered sequences ---------------------------------------------------
 
     def _render_record(self, record: Mapping[str, Any], roles) -> tuple[list[Rendered], bool | None]:
-        if self.special_text is not None:
-            self._check_special_text(record)
+        self._check_special_text(record)
         shape = self.spec.shape
         if shape == "kto":
             got = R.read_unpaired(record, roles)
@@ -120,7 +112,7 @@ class PreferenceWorker(SftWorker):
         try:
             return self.chat.render_with_targets(messages, tools=tools, policy="last_assistant", reasoning=self.sft.chat.reasoning)
         except TemplateRaised as exc:
-            raise RecordProblem("template_raised", f"the chat template refused this conversation: {exc}") from exc
+            raise RecordProblem(TEMPLATE_RAISED, f"the chat template refused this conversation: {exc}") from exc
 
     # --- rendered sequences -> aligned token ids ----------------------------------------------
 

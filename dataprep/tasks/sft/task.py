@@ -47,7 +47,8 @@ from dataprep.tasks.sft.records import (
     read_label_set,
     template_of,
 )
-from dataprep.tasks.sft.worker import SYSTEM_NOT_RENDERED, UNRENDERED, UNRENDERED_PARTS, _sha, sft_worker
+from dataprep.tasks.bad_records import text_sha256
+from dataprep.tasks.sft.worker import SYSTEM_NOT_RENDERED, UNRENDERED, UNRENDERED_PARTS, sft_worker
 
 log = logging.getLogger("dataprep.sft")
 
@@ -221,7 +222,7 @@ def manifest_section(recipe: Recipe, stage, labels: tuple[str, ...] | None, toke
         )
     return Sft(
         template=Template(name=template.name if template else CHAT,
-                          text_sha256=template.fingerprint if template else _sha(chat.source)),
+                          text_sha256=template.fingerprint if template else text_sha256(chat.source)),
         chat=None if chat is None else Chat(
             template_file=None if recipe.sft.chat.template is None else str(recipe.sft.chat.template),
             kwargs=dict(recipe.sft.chat.kwargs),

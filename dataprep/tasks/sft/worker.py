@@ -4,21 +4,27 @@ reason, with its location."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from dataprep import columns as C
-from dataprep.errors import ConfigError, InputError, RecordProblem, TemplateRaised
+from dataprep.errors import ConfigError, RecordProblem, TemplateRaised
 from dataprep.read import InputFile
 from dataprep.recipe import Recipe
+from dataprep.tasks.bad_records import (
+    NO_TARGET,
+    RESPONSE_TOO_LONG,
+    TEMPLATE_RAISED,
+    TOO_LONG,
+    UNKNOWN_LABEL,
+    RecordWorker,
+)
 from dataprep.tasks.base import ChunkResult
 from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
 from dataprep.tasks.sft.records import (
@@ -29,7 +35,6 @@ from dataprep.tasks.sft.records import (
     chat_template_of,
     conversation,
     fields_for,
-    location,
     template_of,
 )
 from dataprep.tasks.sft.templates import Rendered
@@ -39,28 +44,19 @@ from dataprep.text.normalize import normalize_array
 log = logging.getLogger("dataprep.sft")
 
 
-# Drop reasons added by this stage (the readers and templates add their own).
-TOO_LONG = "too_long"
-RESPONSE_TOO_LONG = "response_too_long"
-NO_TARGET = "no_target"
-UNKNOWN_LABEL = "unknown_label"
-TEMPLATE_RAISED = "template_raised"
-SPECIAL_TOKEN_TEXT = "special_token_text"
 # Examples whose record holds a system prompt that a pair template has no place for (a warning).
 SYSTEM_NOT_RENDERED = "system_not_rendered"
 # Examples with a message part the chat template does not print (a warning per part).
 UNRENDERED, UNRENDERED_PARTS = "unrendered_", ("content", "reasoning", "tool_calls", "system")
 
 
-class SftWorker:
+class SftWorker(RecordWorker):
     """Renders, tokenizes and masks one chunk (built once per worker process)."""
 
     def __init__(self, recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None):
         assert recipe.sft is not None
-        self.recipe = recipe
+        super().__init__(recipe, tokenizer, files, special_text=recipe.sft.special_text)
         self.sft = recipe.sft
-        self.tokenizer = tokenizer
-        self.files = files
         self.target_policy = self.sft.target_policy  # which text is a target (the recipe's `masking:`)
         self.pair = template_of(recipe)
         if self.pair is not None and self.target_policy == "generation":
@@ -76,27 +72,6 @@ class SftWorker:
         if self.pair is not None and not self.stop_text:
             raise ConfigError("the tokenizer has no EOS token to close responses", fix="set `tokenizer.eos_token`")
         self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
-        self.special_text = _special_pattern(tokenizer) if self.sft.special_text == "error" else None
-        # validate --recipe: bad records are collected here as (file, location, reason, message, fix)
-        self.sink: list[tuple[str, str, str, str, str]] | None = None
-        self.drop_samples: list[tuple[str, str, str]] = []  # this chunk's first skipped records: (location, reason, message)
-
-    def _take_samples(self) -> list[tuple[str, str, str]]:
-        samples, self.drop_samples = self.drop_samples, []
-        return samples
-
-    def _check_special_text(self, record: Mapping[str, Any]) -> None:
-        """A record's own text must not hold a special token's text (``special_text: error``)."""
-        for name, value in record.items():
-            for text in _strings(value):
-                found = self.special_text.search(text)
-                if found:
-                    raise RecordProblem(
-                        SPECIAL_TOKEN_TEXT,
-                        f"field {name!r} holds {found.group()!r}, the text of a special token: it would encode as "
-                        "that token (a stop or turn marker) inside the example",
-                    )
-
     def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         index, batch = item
         file = self.files[index]
@@ -198,8 +173,7 @@ class SftWorker:
         return out
 
     def _render(self, record: Mapping[str, Any]):
-        if self.special_text is not None:
-            self._check_special_text(record)
+        self._check_special_text(record)
         if self.pair is not None:
             return self._render_pair(record)
         messages, tools = conversation(record)
@@ -244,21 +218,10 @@ class SftWorker:
             raise RecordProblem(UNKNOWN_LABEL, f"label {value!r} is not one of the labels ({known})")
         return self.label_ids[value]
 
-    def _bad(self, file: InputFile, line: int, reason: str, message: str, drops: Counter) -> None:
-        """A bad record: raise with its file, record and fix (``on_error: raise``), count it under
-        ``reason`` (``skip``), or hand it to :attr:`sink` (``validate --recipe``)."""
-        strict = self.recipe.on_error == "raise"
-        if reason == UNKNOWN_LABEL:
-            strict = self.sft.classification is not None and self.sft.classification.unknown_label == "error"
-        fix = _FIXES.get(reason, "fix the record, map the right field under `fields:`, or set `on_error: skip` to count such records as dropped")
-        if self.sink is not None:
-            self.sink.append((file.location, location(file, line), reason, message, fix))
-            return
-        if strict:
-            raise InputError(file.location, location(file, line), message, fix)
-        drops[reason] += 1
-        if len(self.drop_samples) < DROP_SAMPLES:
-            self.drop_samples.append((location(file, line), reason, message))
+    def _strict(self, reason: str) -> bool:
+        if reason == UNKNOWN_LABEL:  # the classification options decide, not on_error
+            return self.sft.classification is not None and self.sft.classification.unknown_label == "error"
+        return super()._strict(reason)
 
     def _fit(self, enc: Encoded, file: InputFile, line: int, drops: Counter):
         """Apply the length policy; returns (ids, mask, per-example stats) or None when dropped."""
@@ -300,45 +263,5 @@ class SftWorker:
         return ids, mask, stats
 
 
-_SKIP = "or `on_error: skip` to count such records as dropped"
-DROP_SAMPLES = 3  # skipped records whose location a chunk result carries (for the end-of-run messages)
-_FIXES = {
-    UNKNOWN_LABEL: "add the label to `classification.labels`, or set `classification.unknown_label: drop`",
-    TOO_LONG: "raise `max_length`, or set `overflow: drop` or `overflow: truncate_prompt`",
-    RESPONSE_TOO_LONG: "raise `max_length`: the response alone does not fit, and it is never cut",
-    SPECIAL_TOKEN_TEXT: "remove or escape that text in the record, set `special_text: keep` to encode it as "
-    f"the special token, {_SKIP}",
-    "unsupported_by_template": f"use a chat template that renders them (`chat.template:`), unmap that field, {_SKIP}",
-    TEMPLATE_RAISED: f"fix the conversation as the template's message says, {_SKIP}",
-    "template_failed": f"give the template messages in the shape it expects (see its source), {_SKIP}",
-    "target_not_found": "use a template that renders every assistant turn's content, or `masking: generation` with a "
-    f"generation-tagged template (`chat.template:`), {_SKIP}",
-    "no_end_of_turn": f"use a template that closes assistant turns with an end-of-turn or EOS token, {_SKIP}",
-    "unknown_role": f"map the dataset's roles under the input's `roles:` (e.g. human: user, gpt: assistant), {_SKIP}",
-}
-
-
 def sft_worker(recipe: Recipe, tokenizer, files: list[InputFile], labels: tuple[str, ...] | None) -> SftWorker:
     return SftWorker(recipe, tokenizer, files, labels)
-
-
-def _special_pattern(tokenizer) -> re.Pattern[str] | None:
-    """Any special token's text (longest first), or None when the tokenizer has none."""
-    texts = {t.content for t in tokenizer.tokenizer.get_added_tokens_decoder().values() if t.special and t.content}
-    return re.compile("|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))) if texts else None
-
-
-def _strings(value: Any) -> Iterator[str]:
-    """Every string inside a field value (text, or chat messages: lists of role/content dicts)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
