@@ -74,9 +74,10 @@ def columns_of(rows: list[dict]) -> list[str]:
 
 def forge(out: Path) -> None:
     """Make the manifest agree with the shards again: each shard's rows, tokens (every list value:
-    the prompt once), bytes and checksums; the split and total counts; the response tokens."""
+    the prompt once), bytes and checksums; the split and total counts; the response tokens and the
+    preference section's figures."""
     m = json.loads((out / C.MANIFEST_FILE).read_text())
-    responses = 0
+    every = []
     for split in C.SPLITS:
         for entry in m["splits"][split]["shards"]:
             path = out / split / entry["file"]
@@ -84,13 +85,25 @@ def forge(out: Path) -> None:
             entry["rows"], entry["bytes"] = len(rows), path.stat().st_size
             entry["tokens"] = sum(len(r[name]) for r in rows for name in columns_of(rows))
             entry["sha256"], entry["xxh3_128"] = shard_digests(path)
-            responses += sum(len(r[name]) for r in rows for name in columns_of(rows) if name != C.PROMPT_IDS)
+            every += rows
         shards = m["splits"][split]["shards"]
         m["counts"]["rows"][split] = m["packing"][split]["rows"] = sum(s["rows"] for s in shards)
         m["packing"][split]["content_tokens"] = sum(s["tokens"] for s in shards)
     m["counts"]["tokens"] = sum(m["packing"][s]["content_tokens"] for s in C.SPLITS)
-    m["sft"]["target_tokens"] = responses
+    m["sft"]["target_tokens"] = sum(len(r[name]) for r in every for name in columns_of(every) if name != C.PROMPT_IDS)
+    m["preference"] = {**m.get("preference", {}), **stated_figures(every)}
     (out / C.MANIFEST_FILE).write_text(json.dumps(m))
+
+
+def stated_figures(rows: list[dict]) -> dict[str, int]:
+    """The manifest's preference figures, counted from the rows."""
+    figures = {name.replace("_ids", "_tokens"): sum(len(r[name]) for r in rows) for name in columns_of(rows)}
+    if C.KTO_LABEL in rows[0]:
+        figures["desirable"] = sum(r[C.KTO_LABEL] is True for r in rows)
+        figures["undesirable"] = len(rows) - figures["desirable"]
+    else:
+        figures["chosen_longer"] = sum(len(r[C.CHOSEN_IDS]) > len(r[C.REJECTED_IDS]) for r in rows)
+    return figures
 
 
 def plant(out: Path, split: str, edit) -> None:
@@ -157,6 +170,22 @@ def test_printed_figures_of_run_and_validate(tmp_path):
     assert f"pairs {{validation: {len(rows['validation']):,}, train: {len(rows['train']):,}}}" in shown.output
     assert f"prompt_tokens {prompts:,}; chosen_tokens {chosen:,}; rejected_tokens {responses - chosen:,}" in shown.output
     assert "examples" not in shown.output and "target_ratio" not in shown.output
+
+
+@pytest.mark.parametrize("name", ["preference-synthetic", "preference-kto-en-demo"])
+def test_the_manifest_figures_are_the_rows(built, tmp_path, name):
+    """The preference section states what the rows hold (recounted here); one figure off is its finding."""
+    out = tmp_path / "out"
+    shutil.copytree(built(name), out)
+    m = json.loads((out / C.MANIFEST_FILE).read_text())
+    rows = stored_rows(out, "train") + stored_rows(out, "validation")
+    assert {k: m["preference"][k] for k in stated_figures(rows)} == stated_figures(rows)
+    figure = "desirable" if "desirable" in m["preference"] else "chosen_longer"
+    m["preference"][figure] += 1
+    (out / C.MANIFEST_FILE).write_text(json.dumps(m))
+    report = validate_dataset(out)
+    assert [(f.kind, f.path) for f in report.findings] == [("manifest_inconsistent", f"preference.{figure}")], report.to_text()
+    assert f"preference.{figure} is {m['preference'][figure]:,} but the rows hold {m['preference'][figure] - 1:,}" in report.findings[0].message
 
 
 # --- --recheck-sources: planted pairs, each found with its record -----------------------------

@@ -46,7 +46,7 @@ from .check_manifest import (
     load_manifest,
     typed_manifest,
 )
-from .check_preference import DESIRABLE, PREFERENCE_ROWS, check_preference, pair_stats, prompt_in_both_splits
+from .check_preference import COUNTS, PREFERENCE_ROWS, check_preference, iter_stated, pair_stats, prompt_in_both_splits
 from .check_rows import RowBatch, Scope, _list, check_nulls, check_schema, check_structure, check_vocab
 from .check_objectives import check_fewshot, check_mlm, check_span
 from .check_tokenizer import bound, check_tokenizer, count_unknown, unknown_tokens
@@ -134,6 +134,8 @@ def validate_dataset(out: str | Path, *, max_errors: int = 50, full_hash: bool =
     if stated is not None and stated != targets and report.ok:  # other findings already explain a difference
         why = f"sft.target_tokens is {stated:,} but the rows hold {targets:,} target tokens"
         report.add(Finding("manifest_inconsistent", why, file=C.MANIFEST_FILE, path="sft.target_tokens"))
+    if contract.schema_name in PREFERENCE_ROWS and report.ok:
+        report.extend(iter_stated(manifest.preference, totals))
     if expected is not None:
         from .recheck import compare
 
@@ -243,10 +245,10 @@ def _check_batch(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope, u
             return sum(len(_list(column)[0]) for column in batch.columns if pa.types.is_list(column.type))
         tokens = check_preference(batch, first, c, scope)
         result.parts += tokens
-        result.targets += sum(n for name, n in tokens.items() if name not in (C.PROMPT_IDS, DESIRABLE))
+        result.targets += sum(n for name, n in tokens.items() if name not in (C.PROMPT_IDS, *COUNTS))
         prompts, offsets = _list(batch.column(C.PROMPT_IDS))
         units.add_lists(prompts, offsets, np.arange(batch.num_rows) + first)
-        return sum(n for name, n in tokens.items() if name != DESIRABLE)
+        return sum(n for name, n in tokens.items() if name not in COUNTS)
     summary = scan.tokens(batch.column(C.INPUT_IDS).values)
     if not check_nulls(batch, first, scope):
         return 0

@@ -27,7 +27,7 @@ which ``pref_prompt_in_response`` catches. KTO labels are a bool column: the row
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,13 @@ import pyarrow as pa
 from dataprep import columns as C
 from dataprep.validate.check_rows import Scope, _list
 from dataprep.validate.contract import Contract
+from dataprep.validate.findings import Finding
 
 PREFERENCE_ROWS = ("preference-row", "kto-row")
 SHOWN = 160  # characters of a decoded prompt a finding shows
 DESIRABLE = "desirable"  # KTO examples labelled true (a key of check_preference's counts, and a stat)
+CHOSEN_LONGER = "chosen_longer"  # pairs whose chosen response has more tokens than the rejected one
+COUNTS = (DESIRABLE, CHOSEN_LONGER)  # check_preference's counts that are not tokens
 
 
 def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scope) -> Counter:
@@ -64,6 +67,7 @@ def check_preference(batch: pa.RecordBatch, first: int, c: Contract, scope: Scop
     scope.flag("pref_too_long", rows[over], None, lambda i: f"prompt + the longer response is {total[over[i]]} tokens, "
                f"over max_length {c.seq_len}")
     if len(responses) == 2:
+        tokens[CHOSEN_LONGER] = int(np.count_nonzero(np.diff(responses[0][1]) > np.diff(responses[1][1])))
         same = [r for r in range(batch.num_rows) if np.array_equal(_row(*responses[0], r), _row(*responses[1], r))]
         scope.flag("pref_same_response", rows[same], None, lambda i: "chosen_ids and rejected_ids are the same tokens")
     for ids in [prompt] + [ids for ids, _ in responses]:
@@ -140,3 +144,21 @@ def pair_stats(c: Contract, totals: dict[str, Any]) -> dict[str, Any]:
     if c.stop_ids is not None:
         stats["stop_token_ids"] = list(c.stop_ids)
     return stats
+
+
+def iter_stated(section: Any, totals: dict[str, Any]) -> Iterator[Finding]:
+    """The manifest's ``preference`` figures against the rows' (each a ``manifest_inconsistent``):
+    tokens per column, pairs whose chosen is longer, KTO's desirable and undesirable examples."""
+    if section is None:
+        return
+    parts: Counter = sum(totals["parts"].values(), Counter())
+    rows = sum(totals["rows"].values())
+    counted = {"prompt_tokens": parts.get(C.PROMPT_IDS, 0), "chosen_tokens": parts.get(C.CHOSEN_IDS, 0),
+               "rejected_tokens": parts.get(C.REJECTED_IDS, 0), "completion_tokens": parts.get(C.COMPLETION_IDS, 0),
+               CHOSEN_LONGER: parts.get(CHOSEN_LONGER, 0), DESIRABLE: parts.get(DESIRABLE, 0),
+               "undesirable": rows - parts.get(DESIRABLE, 0)}
+    for name, value in counted.items():
+        stated = getattr(section, name, None)
+        if stated is not None and stated != value:
+            why = f"preference.{name} is {stated:,} but the rows hold {value:,}"
+            yield Finding("manifest_inconsistent", why, file=C.MANIFEST_FILE, path=f"preference.{name}")
