@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -450,9 +451,10 @@ def test_reasoning_reaches_the_template_under_its_own_key_and_is_a_target(gpt_os
     assert rendered.target_text() == (
         "<|channel|>analysis<|message|>Two plus two is four.<|end|><|start|>assistant<|channel|>final<|message|>4.<|return|>"
     )
-    # reasoning: false trains the answer only; the reasoning stays in the text as context
+    # reasoning: false trains the answer only, from where its generation prompt (the second <|start|>assistant)
+    # ends: the model writes the channel header; the reasoning stays in the text as context
     only = chat.render_with_targets(THINKING, reasoning=False)
-    assert only.text == rendered.text and only.target_text() == "4.<|return|>"
+    assert only.text == rendered.text and only.target_text() == "<|channel|>final<|message|>4.<|return|>"
 
 
 def test_reasoning_the_template_drops_in_earlier_turns_is_no_target(gpt_oss):
@@ -461,9 +463,35 @@ def test_reasoning_the_template_drops_in_earlier_turns_is_no_target(gpt_oss):
     rendered = chat.render_with_targets(messages)
     assert "Two plus two" not in rendered.text  # gpt-oss renders reasoning on the final turn only
     assert [rendered.text[a:b] for a, b in rendered.targets] == [
-        "4.<|end|>",
+        "<|channel|>final<|message|>4.<|end|>",  # a plain content turn: from where the generation prompt ends
         "<|channel|>analysis<|message|>Six.<|end|><|start|>assistant<|channel|>final<|message|>6.<|return|>",
     ]
+
+
+def test_a_plain_turn_is_a_target_from_where_the_generation_prompt_ends():
+    # what the template prints between the generation prompt and the content is the model's to write (gpt-oss's
+    # <|channel|>final<|message|>); with no generation prompt, the target starts at the content
+    channel = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}{% if m['role'] == 'assistant' %}<|im_sep|>final<|im_sep|>{% endif %}"
+        "{{ m['content'] }}<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant{% endif %}"
+    )
+    t = _template(channel, special_tokens=["<|im_start|>", "<|im_end|>", "<|im_sep|>"])
+    assert t.render_with_targets(USER_ASSISTANT).target_text() == "<|im_sep|>final<|im_sep|>Hello!<|im_end|>"
+    bare = "{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %} {{ m['content'] }}</s>{% endif %}{% endfor %}"
+    assert _template(bare).render_with_targets(USER_ASSISTANT).target_text() == "Hello!</s>"
+
+
+def test_an_empty_think_block_after_the_generation_prompt_is_no_target():
+    # a Qwen3-like template (tests/assets) prints <think>\n\n</think>\n\n in a last turn without reasoning: that is
+    # where it prints the turn's reasoning, so it is context (reasoning is a target only where the record has it)
+    source = (Path(__file__).parent / "assets" / "qwen3_like.jinja").read_text()
+    t = ChatTemplate(source, bos_token=None, eos_token="<|im_end|>", special_tokens=["<|im_start|>", "<|im_end|>"])
+    rendered = t.render_with_targets(USER_ASSISTANT)
+    assert rendered.text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\nHello!<|im_end|>\n")
+    assert rendered.target_text() == "Hello!<|im_end|>"
+    thinking = [USER_ASSISTANT[0], {**USER_ASSISTANT[1], "reasoning_content": "Greet back."}]
+    assert t.render_with_targets(thinking).target_text() == "<think>\nGreet back.\n</think>\n\nHello!<|im_end|>"
+    assert t.render_with_targets(thinking, reasoning=False).target_text() == "Hello!<|im_end|>"
 
 
 def test_reasoning_a_template_cannot_render_is_a_bad_record(chat):

@@ -10,7 +10,7 @@ References (transformers **5.25.0**, pinned by :data:`TRANSFORMERS`):
 - **Masks**: TRL's generation-tagged training templates in ``../shared/data/chat_templates/``
   through ``apply_chat_template(..., return_assistant_tokens_mask=True)``. Their conventions
   differ from dataprep's at documented edges only (:data:`EDGES`): the role header some of them
-  mark (DeepSeek ``<｜Assistant｜>``, gpt-oss ``<|start|>assistant<|channel|>final<|message|>``),
+  mark (DeepSeek ``<｜Assistant｜>``, gpt-oss ``<|start|>assistant``: the generation prompt),
   and the newline after Gemma's ``<end_of_turn>`` (Phi-3's final EOS is a target in both). Inside each assistant run
   the tokens must agree exactly; :func:`oracle_problems` is shown to fail on wrong masks.
 
@@ -59,8 +59,11 @@ EDGES = {
     "llama3": ((), ()),
     "gemma3": ((), ("\n",)),
     "deepseek-v3": (("<｜Assistant｜>", "<｜tool▁outputs▁end｜>"), ()),
-    "gpt-oss": (("<|start|>", "assistant", "<|channel|>", "final", "<|message|>"), ()),
+    "gpt-oss": (("<|start|>", "assistant"), ()),
 }
+# What a plain content turn's target holds before its content: what the template prints between the
+# generation prompt and the content, which the model writes (chat_spans); none for the other families.
+CONTENT_HEAD = {"gpt-oss": "<|channel|>final<|message|>"}
 ROLES = {"human": "user", "gpt": "assistant", "observation": "tool", "system": "system"}
 
 
@@ -180,7 +183,8 @@ def test_ids_text_and_targets_match_transformers(name, policy):
             target = rendered.text[a:b]
             assert target.endswith(stops), (name, kind, target[-40:])
             if message.get("content") and not message.get("tool_calls"):
-                assert target.startswith(message["content"].strip()[:20]), (name, kind, target[:40])
+                head = CONTENT_HEAD.get(name, "")
+                assert target.startswith(head + message["content"].strip()[:20]), (name, kind, target[:40])
             decoded = hf.decode(ids[s:e])
             eos = tokenizer.tokens.get("eos")
             if eos and target.endswith(eos):  # a final turn through the template's EOS: the whitespace before
@@ -258,6 +262,66 @@ def test_gpt_oss_last_turn_return_earlier_end_and_tool_calls():
     call = next(t for t in targets if t.endswith("<|call|>"))
     assert call.startswith(" to=functions.") and "<|channel|>commentary json<|message|>" in call
     assert not any("<|start|>assistant" == t[:18] for t in targets)  # the header is never a target
+
+
+GPT_OSS_TOOL = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+GPT_OSS_TURNS = {  # gpt-oss turns with reasoning and calls, as the glaive/sharegpt conversations have none
+    "final turn with reasoning": [{"role": "assistant", "content": "Sunny.", "reasoning_content": "Look it up."}],
+    "earlier turn's reasoning dropped": [{"role": "assistant", "content": "A", "reasoning_content": "x"},
+                                         {"role": "user", "content": "And Rome?"},
+                                         {"role": "assistant", "content": "B", "reasoning_content": "y"}],
+    "call with reasoning, no final after": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {
+        "name": "get_weather", "arguments": {"city": "Paris"}}}], "reasoning_content": "Need the weather."},
+        {"role": "tool", "content": "sunny"}],
+    "call with content, no final after": [{"role": "assistant", "content": "Checking.", "tool_calls": [{"type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}, {"role": "tool", "content": "sunny"}],
+    "call with content, final after": [{"role": "assistant", "content": "Checking.", "tool_calls": [{"type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}, {"role": "tool", "content": "sunny"},
+        {"role": "assistant", "content": "Sunny."}],
+}
+
+
+@pytest.mark.parametrize("kind", list(GPT_OSS_TURNS))
+def test_gpt_oss_reasoning_and_call_turns_follow_the_training_template(kind):
+    # TRL's gpt-oss training template marks each assistant turn from <|start|>assistant (the generation prompt,
+    # never a target: inference prints it) through <|return|>/<|end|>/<|call|>: with reasoning on, dataprep's
+    # targets are exactly the rest; with reasoning off, a turn with reasoning starts at its last <|start|>assistant
+    # (content beside a call, which gpt-oss prints as analysis, is content: a target either way)
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    _, _, chat, _, oracle = family("gpt-oss")
+    messages = [{"role": "user", "content": "Weather in Paris?"}, *GPT_OSS_TURNS[kind]]
+    given, tools = chat.prepare(messages, GPT_OSS_TOOL)
+    texts, spans = render_jinja_template([given], tools=tools, chat_template=oracle, return_assistant_tokens_mask=True)
+    reference = [texts[0][a:b] for a, b in spans[0]]
+    assert all(r.startswith("<|start|>assistant") for r in reference)
+    on = chat.render_with_targets(messages, tools=GPT_OSS_TOOL)
+    assert on.text == texts[0]
+    assert [on.text[a:b] for a, b in on.targets] == [r.removeprefix("<|start|>assistant") for r in reference]
+    off = chat.render_with_targets(messages, tools=GPT_OSS_TOOL, reasoning=False)
+    thought = [bool(m.get("reasoning_content")) for m in messages if m["role"] == "assistant"]
+    assert [off.text[a:b] for a, b in off.targets] == [
+        r.rsplit("<|start|>assistant", 1)[1] if t else r.removeprefix("<|start|>assistant") for r, t in zip(reference, thought)]
+
+
+def test_oracle_comparison_fails_on_gpt_oss_data_without_the_channel_header():
+    # dataprep before issue #17 started a gpt-oss content turn's target at its content: the oracle catches it
+    tokenizer, hf, chat, _, oracle = family("gpt-oss")
+    _, messages, _ = conversations(False)[0]
+    rendered = chat.render_with_targets(messages, policy="all_assistant")
+    out = hf.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, chat_template=oracle)
+    ours = encode_batch_flat(tokenizer, [rendered]).mask.astype(bool)
+    pieces = [hf.decode([i]) for i in out["input_ids"]]
+    assert oracle_problems(ours, out["assistant_masks"], pieces, *EDGES["gpt-oss"]) == []
+    headless = ours.copy()
+    runs = np.flatnonzero(np.diff(np.concatenate(([0], ours.astype(np.int8), [0]))))
+    for a in runs[::2]:
+        assert "".join(pieces[a : a + 3]) == "<|channel|>final<|message|>"
+        headless[a : a + 3] = False
+    problems = oracle_problems(headless, out["assistant_masks"], pieces, *EDGES["gpt-oss"])
+    assert problems and all("before the target is not a head edge" in p for p in problems)
+    assert {p.split("'")[1] for p in problems} == {"<|channel|>", "final", "<|message|>"}
 
 
 # --- edges found in review: headers, reasoning off, consecutive calls, hoisted system prompts -------

@@ -20,12 +20,11 @@ asserts the count per assistant turn (:data:`FAMILIES`), and that data training 
 Only what the reference marks is excused: Llama 3's reference does not mark its generation prompt,
 and Llama 3 data that trains it fails.
 
-One difference stays, asserted: gpt-oss's reference also trains ``<|channel|>final<|message|>``
-(the model does write it at inference), while dataprep starts a plain content turn's target at its
-content (headers are context, :mod:`dataprep.tasks.sft.chat_spans`), as its chat tests pin. Whether
-the chat layer should train it is decided separately (issue #17); until then the good gpt-oss data
-fails with exactly that text before every assistant turn, and passes once widened by exactly it
-(so nothing else differs); the faults are planted in that widened data.
+gpt-oss's reference also trains ``<|channel|>final<|message|>``, which the model writes after the
+generation prompt ``<|start|>assistant``; so does dataprep, whose plain content turn's target starts
+where the generation prompt ends (:mod:`dataprep.tasks.sft.chat_spans`, issue #17). Data that leaves
+it out (dataprep before #17) fails with exactly that text before every assistant turn: a fault planted
+on gpt-oss alone, as no other family prints anything between its generation prompt and the content.
 
 gpt-oss's system block prints the recipe's ``chat.date``; the reference prints the same date
 (transformers' own ``strftime_now`` prints today's, and then no record would be found).
@@ -55,19 +54,19 @@ TEMPLATES = DATA / "chat_templates"
 CHATS = DATA / "pairs" / "chat"
 SHAREGPT, KTO = 24, 8  # the first ShareGPT conversations, and the first KTO ones with more than one exchange
 PROMPT, AFTER_STOP = reference_chat.GENERATION_PROMPT, reference_chat.AFTER_STOP
-GPT_OSS_HEADER = "<|channel|>final<|message|>"  # the one difference left (module docstring)
+GPT_OSS_CHANNEL = "<|channel|>final<|message|>"  # what gpt-oss prints after its generation prompt (module docstring)
 
 # family: (tokenizer folder, the recipe's chat.template (None: the tokenizer's own), the reference training template,
 #          the reference's targets not compared per assistant turn {reason: tokens}, and spelled out (head, tail):
-#          what they are before and after each target run of the data; what the data must also train before each
-#          turn to agree (gpt-oss), the family's end-of-turn token, record 1's last target)
+#          what they are before and after each target run of the data; what the template prints between the
+#          generation prompt and a turn's content (gpt-oss), the family's end-of-turn token, record 1's last target)
 FAMILIES = {
     "llama-3": ("llama-3", None, "llama3_training.jinja", {}, ("", ""), "", "<|eot_id|>", "<|eot_id|>"),
     "phi-3": ("phi-3-mini", None, "phi3_training.jinja", {}, ("", ""), "", "<|end|>", "<|endoftext|>"),
     "gemma-3": ("gemma-3", None, "gemma3_training.jinja", {AFTER_STOP: 1}, ("", "\n"), "", "<end_of_turn>", "<end_of_turn>"),
     "deepseek-v3": ("deepseek-v3", "deepseekv3.jinja", "deepseekv3_training.jinja", {PROMPT: 1}, ("<｜Assistant｜>", ""), "",
                     "<｜end▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
-    "gpt-oss": ("gpt-oss", None, "gptoss_training.jinja", {PROMPT: 2}, ("<|start|>assistant", ""), GPT_OSS_HEADER,
+    "gpt-oss": ("gpt-oss", None, "gptoss_training.jinja", {PROMPT: 2}, ("<|start|>assistant", ""), GPT_OSS_CHANNEL,
                 "<|end|>", "<|return|>"),
 }
 LLAMA_PROMPT = "<|start_header_id|>assistant<|end_header_id|>\n\n"  # llama3_training.jinja's add_generation_prompt
@@ -142,6 +141,17 @@ def widened(decoder, head: str = "", tail: str = ""):
     return how
 
 
+def narrowed(decoder, head: str):
+    """A plant that unmarks, at the start of every target run, the tokens that spell ``head`` (none where they do not)."""
+    def how(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = mask.copy()
+        for a, b in runs(mask):
+            k = next((k for k in range(1, 9) if a + k <= b and text(decoder, ids[a : a + k]) == head), 0)
+            out[a : a + k] = 0
+        return out
+    return how
+
+
 def user_token_as_target(decoder, user: str):
     """The last token of the user's message ``user`` becomes a target: the first token at which the
     text so far contains it."""
@@ -198,11 +208,10 @@ def test_targets_proof_on_each_chat_family(records, tmp_path, name):
     not_compared = {reason: n * all_turns for reason, n in per_turn.items()}
     found = targets(good, name, decoder)
     assert found["unrendered"] == {} and found["too_long"] == 0
-    if header:  # gpt-oss: the one difference left, before every assistant turn (see the module docstring)
-        assert fails(found, total, first, "", header * first_turns)
-        good = rewrite(good, tmp_path / "widened", masks(widened(decoder, header)))
-        found = targets(good, name, decoder)
     assert passes(found, total, not_compared)
+    if header:  # gpt-oss: data that does not train the channel header fails by exactly it (module docstring)
+        headless = targets(rewrite(good, tmp_path / "headless", masks(narrowed(decoder, header))), name, decoder)
+        assert fails(headless, total, first, "", header * first_turns)
     if per_turn:  # data that also trains what is not compared passes as well: neither side can make it fail
         assert passes(targets(rewrite(good, tmp_path / "excused", masks(widened(decoder, *excused))), name, decoder),
                       total, not_compared)

@@ -14,12 +14,31 @@ start of that region through the end-of-turn token that closes the turn (Llama 3
     perturbed  ...<|end_header_id|>\\n\\n\\ue000<|eot_id|>
                                    |<-target->|   = "Hello!<|eot_id|>"
 
-A turn with tool calls, or whose reasoning the template renders, starts its target right after
-the assistant header (the template's generation prompt), since the model writes the call or
-reasoning syntax itself (gpt-oss: `` to=functions.f<|channel|>commentary json<|message|>{...}<|call|>``).
-A plain content turn starts at its content: the header, an empty think block the template
-inserts and a system block are never targets. The closing token must come before the next
-message's own data, so the next turn's opening token is never taken for this turn's end.
+**A target starts where the generation prompt ends.** What ``add_generation_prompt`` prints (the
+assistant header) is given at inference, so it is never a target; whatever the model writes after
+it is. A turn with tool calls, or whose reasoning the template renders, starts its target right
+after that header, since the model writes the call or reasoning syntax itself (gpt-oss:
+`` to=functions.f<|channel|>commentary json<|message|>{...}<|call|>``). So does a plain content
+turn: gpt-oss's generation prompt ends at ``<|start|>assistant`` and the model writes its channel
+header itself::
+
+    <|start|>assistant<|channel|>final<|message|>Hello!<|end|>
+                      |<---------- target ---------->|
+
+Llama 3, Phi-3, Gemma 3 and DeepSeek-V3 print nothing between their generation prompt and the
+content, so there the target starts at the content. It starts at the content too where the text
+between is where the template prints the turn's reasoning (an empty think block, Qwen3's
+``<think>\\n\\n</think>\\n\\n`` after ``<|im_start|>assistant\\n``: training it teaches the model not to
+think; found by giving the turn a reasoning and seeing that text change), and where no generation
+prompt is printed before the content (a template whose ``add_generation_prompt`` prints nothing:
+the text before the content is the previous turn's). With ``reasoning`` off, a turn whose reasoning
+is printed starts at the header after it (gpt-oss: ``<|channel|>final<|message|>4<|return|>`` after
+``...<|end|><|start|>assistant``). This is what TRL's gpt-oss training template marks
+(``../shared/data/chat_templates/gptoss_training.jinja``: each assistant turn from ``<|start|>assistant``,
+which the trainer's targets proof does not compare, see :mod:`dataprep.train.reference_chat`), for
+content, reasoning and call turns alike; TRL has no reasoning-off option. System blocks are never
+targets. The closing token must come before the next message's own data, so the next turn's
+opening token is never taken for this turn's end.
 
 **The EOS after a final assistant turn is a target too.** When the conversation ends with an
 assistant turn and the template appends the EOS token after that turn's end-of-turn token (only
@@ -164,8 +183,9 @@ class TurnTargets:
     eos: str | None = None
 
     def turn(self, i: int, *, reasoning: bool) -> Span:
-        """[start, end) of message ``i``'s target: its rendered data through its end-of-turn token.
-        With ``reasoning`` false, a turn's target starts at its content (its reasoning is no target)."""
+        """[start, end) of message ``i``'s target: from where its generation prompt ends (see the module
+        docstring) through its end-of-turn token. With ``reasoning`` false, the reasoning the template
+        prints is no target: the turn's target starts after it."""
         conv, message = self.conversation, self.conversation.msgs[i]
         region = conv.region(i, reasoning=True)
         if region is None:
@@ -177,23 +197,54 @@ class TurnTargets:
         start, end = region
         calls = bool(message.get("tool_calls"))
         has_reasoning = any(isinstance(message.get(k), str) and message[k] for k in conv.reasoning_keys)
-        syntax = calls  # the model writes the call syntax itself: the target starts after the header
+        syntax, low = calls, None  # the model writes the call syntax itself: the target starts after the header
         if has_reasoning:
             content = conv.region(i, reasoning=False)
             rendered = content is None or content[0] > start  # the template printed the reasoning
             if not reasoning and rendered:
                 if content is None:  # only the reasoning is rendered for this turn, and it is no target
                     return end, end
+                low = self._thought_end(i)  # the turn's own text starts after its reasoning
                 if calls:  # the call syntax after the reasoning is still the model's to write
-                    thought = conv.region(i, reasoning=True, calls=False, content=False)
-                    low = thought[1] if thought else None
                     return self._header_end(i, content[0], low=low), self._through_eos(i, self._closer(i, end))
-                start, syntax = content[0], False
+                start = content[0]
             elif rendered:
                 syntax = True  # and the reasoning syntax (<think>, <|channel|>analysis)
-        if syntax:
-            start = self._header_end(i, start)
+        start = self._header_end(i, start) if syntax else self._content_start(i, start, low=low)
         return start, self._through_eos(i, self._closer(i, end))
+
+    def _thought_end(self, i: int) -> int | None:
+        """End of where message ``i``'s reasoning went, or None when the template prints none of it."""
+        thought = self.conversation.region(i, reasoning=True, calls=False, content=False)
+        return thought[1] if thought else None
+
+    def _content_start(self, i: int, start: int, *, low: int | None = None) -> int:
+        """Where a plain content turn's target starts, its content being at ``start``: where the
+        generation prompt ends (the model writes what the template prints between, gpt-oss's
+        ``<|channel|>final<|message|>``), unless that text is where the template prints the turn's
+        reasoning (an empty think block), or no header is printed before the content: then ``start``."""
+        after = self._header_end(i, start, low=low, fallback=False)
+        if after >= start or self._reasoning_slot(i, after):
+            return start
+        return after
+
+    def _reasoning_slot(self, i: int, at: int) -> bool:
+        """Whether the template prints message ``i``'s reasoning between ``at`` (its header's end) and
+        its content (Qwen3's ``<think>\\n\\n</think>\\n\\n``): giving the turn another reasoning changes
+        the text from ``at`` on. True when it cannot tell (no placeholder free, the template fails)."""
+        conv = self.conversation
+        if not conv.reasoning_keys:
+            return False
+        mark = next((p for p in PLACEHOLDERS if p not in conv.text), None)
+        if mark is None:
+            return True
+        m = {**conv.msgs[i], **dict.fromkeys(conv.reasoning_keys, mark)}
+        try:
+            perturbed = conv.render([*conv.msgs[:i], m, *conv.msgs[i + 1 :]], conv.tools)
+        except TemplateError:
+            return True
+        tail = conv.text[at:]  # what is between, the content and everything after it
+        return not perturbed.endswith(tail) or mark in perturbed[len(perturbed) - len(tail) :]
 
     def _through_eos(self, i: int, closer: int) -> int:
         """``closer``, or the end of the EOS the template appends after it when message ``i`` is
@@ -226,12 +277,13 @@ class TurnTargets:
             )
         return closer
 
-    def _header_end(self, i: int, start: int, *, low: int | None = None) -> int:
+    def _header_end(self, i: int, start: int, *, low: int | None = None, fallback: bool = True) -> int:
         """Where turn ``i``'s own text begins, for a turn whose target starts before its data: after
         the assistant header (the generation prompt, or its longest prefix that ends at a special
         token or a newline, so the role name is never cut) between the previous message (or ``low``)
         and ``start``; where no header is printed (DeepSeek's second tool call in a row), right after
-        the previous message, its end-of-turn token and the special tokens that close it."""
+        the previous message, its end-of-turn token and the special tokens that close it (with
+        ``fallback`` false: ``start``, as for a content turn, whose data is all the model writes there)."""
         text, header, stops = self.conversation.text, self.header, self.stops
         anchored = True  # the fallback may start right after `low`
         if low is None:
@@ -244,7 +296,7 @@ class TurnTargets:
                 at = text.rfind(cut, low, start)
                 if at >= 0 and first_of(text, stops, at + len(cut), start) is None:
                     return at + len(cut)
-        if not anchored:
+        if not anchored or not fallback:
             return start
         position = low
         while (after := first_of(text, stops, position, start)) is not None:
