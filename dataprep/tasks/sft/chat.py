@@ -12,8 +12,9 @@ and each conversation's targets located in that one rendering.
 :meth:`ChatTemplate.render` matches ``tokenizer.apply_chat_template(messages, tools=tools,
 tokenize=False, **kwargs)``. :meth:`ChatTemplate.render_with_targets` renders a conversation
 once for training and finds each chosen assistant turn's target in that text: from where the
-turn's own data went (or its header, for a turn whose tool-call or reasoning syntax the model
-writes) through the end-of-turn token that closes it (:mod:`dataprep.tasks.sft.chat_spans`).
+template's generation prompt ends (the model writes the rest: gpt-oss's channel header, tool-call
+and reasoning syntax; an empty think block stays context) through the end-of-turn token that
+closes it (:mod:`dataprep.tasks.sft.chat_spans`).
 Which turns are targets is the recipe's ``masking:`` target policy (``all_assistant``,
 ``last_assistant``, ``all``, ``generation``; :data:`~dataprep.tasks.sft.templates.TARGET_POLICIES`).
 
@@ -228,7 +229,7 @@ class ChatTemplate:
                 assistant turn), ``last_assistant`` or its alias ``completion`` (the last one),
                 ``all`` (the whole text) or ``generation`` (the template's generation blocks).
             reasoning: Train on the reasoning the template renders (default); when false,
-                a turn's target starts at its content.
+                a turn's target starts after its reasoning (at the header before its content).
 
         Returns:
             The text (rendered with ``add_generation_prompt=False``), the target spans (see the
