@@ -170,6 +170,8 @@ def test_printed_figures_of_run_and_validate(tmp_path):
     assert f"pairs {{validation: {len(rows['validation']):,}, train: {len(rows['train']):,}}}" in shown.output
     assert f"prompt_tokens {prompts:,}; chosen_tokens {chosen:,}; rejected_tokens {responses - chosen:,}" in shown.output
     assert "examples" not in shown.output and "target_ratio" not in shown.output
+    rechecked = runner.invoke(cli, ["validate", str(tmp_path / "out"), "--recheck-sources", "--sample", "all"])
+    assert rechecked.exit_code == 0 and f"ok, no findings\nstats: recheck {{sampled: {m['counts']['records_read']:,}}}; pairs" in rechecked.output, rechecked.output
 
 
 @pytest.mark.parametrize("name", ["preference-synthetic", "preference-kto-en-demo"])

@@ -70,7 +70,7 @@ def match(expected: Any) -> list[Finding]:
 def _wanted(units: list[Unit], every: bool, *, pairs: bool = False) -> Wanted:
     lengths = np.array([len(u.tokens) for u in units], dtype=np.int64)
     tokens = np.concatenate([u.tokens for u in units]) if units else np.zeros(0, np.int32)
-    cuts = P.cuts([u.mask for u in units], lengths) if pairs else None
+    cuts = P.cuts(np.array([P.prompt_length(u.mask) for u in units], dtype=np.int64), lengths) if pairs else None
     whole, first, second = keys3(tokens, np.cumsum(lengths) - lengths, lengths, cuts)
     for u, f, h in zip(units, first.tolist(), second.tolist()):
         u.digest, u.mask_digest, u.first, u.second = digest(u.tokens), digest(u.mask), f, h

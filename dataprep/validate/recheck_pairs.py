@@ -45,9 +45,9 @@ def parts_of(batch: pa.RecordBatch | pa.Schema) -> tuple[str, ...]:
     return KTO_PARTS if C.COMPLETION_IDS in names else PAIR_PARTS
 
 
-def stored_units(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """A batch of preference rows as units: ``(ids, segments, lengths, labels)``, the rows' columns
-    laid end to end (row order, then column order); ``labels`` (KTO) 0/1 per row, else None."""
+def stored_units(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """A batch of preference rows as units: ``(ids, segments, lengths, labels, prompt lengths)``, the
+    rows' columns laid end to end (row order, then column order); ``labels`` (KTO) 0/1 per row, else None."""
     parts = [_list(batch.column(name)) for name in parts_of(batch)]
     lens = [np.diff(off) for _, off in parts]
     total = np.sum(lens, axis=0) if lens else np.zeros(batch.num_rows, np.int64)
@@ -64,7 +64,7 @@ def stored_units(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndar
     labels = None
     if C.KTO_LABEL in batch.schema.names:
         labels = np.asarray(batch.column(C.KTO_LABEL).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return ids, segments, total.astype(np.int64), labels
+    return ids, segments, total.astype(np.int64), labels, lens[0].astype(np.int64)
 
 
 def prompt_length(segments: np.ndarray | None) -> int:
@@ -75,11 +75,11 @@ def prompt_length(segments: np.ndarray | None) -> int:
     return int(later[0]) if len(later) else len(segments)
 
 
-def cuts(segment_list: list[np.ndarray | None], lengths: np.ndarray) -> np.ndarray:
-    """Where to cut each unit into the halves its near-miss keys cover: at the prompt's end, kept
-    inside ``[1, length - 1]`` (a 1-token unit: 1) as the middle cut is."""
-    at = np.array([prompt_length(s) for s in segment_list], dtype=np.int64)
-    return np.clip(at, 1, np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 1))
+def cuts(prompts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Where to cut each unit into the halves its near-miss keys cover: at the prompt's end
+    (``prompts``: each unit's prompt tokens), kept inside ``[1, length - 1]`` (a 1-token unit: 1)
+    as the middle cut is."""
+    return np.clip(np.asarray(prompts, dtype=np.int64), 1, np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 1))
 
 
 def split_parts(tokens: np.ndarray, segments: np.ndarray, kto: bool) -> dict[str, np.ndarray]:

@@ -181,7 +181,7 @@ class SplitUnits:
 
     def _add_pairs(self, batch: pa.RecordBatch, first: int) -> None:
         """Preference rows: one unit per row (an empty row, which the row checks report, is skipped)."""
-        ids, segments, lens, labels = pair_units(batch)
+        ids, segments, lens, labels, prompts = pair_units(batch)
         numbers = np.arange(batch.num_rows, dtype=np.int64) + first
         at = np.cumsum(lens) - lens
         self._row_starts.append(self.offset + at)
@@ -189,7 +189,8 @@ class SplitUnits:
         self._row_numbers.append(numbers)
         keep = np.flatnonzero(lens > 0)
         self.skipped_rows += batch.num_rows - len(keep)
-        self._keep(ids, segments, at[keep], lens[keep], None if labels is None else labels[keep], base=self.offset)
+        cuts = pair_cuts(prompts[keep], lens[keep])  # the halves meet at the prompt's end
+        self._keep(ids, segments, at[keep], lens[keep], None if labels is None else labels[keep], base=self.offset, cuts=cuts)
         self.offset += len(ids)
 
     def _documents(self, ids: np.ndarray, at: np.ndarray, lens: np.ndarray) -> None:
@@ -216,13 +217,10 @@ class SplitUnits:
         whole, first, second = keys3(self._carry, np.zeros(1, np.int64), np.array([len(self._carry)]))
         self.partial = Stored(base, len(self._carry), digest(self._carry), None, None, int(first[0]), int(second[0]), tokens=self._carry)
 
-    def _keep(self, ids, mask, starts, lens, labels, *, base: int) -> None:
+    def _keep(self, ids, mask, starts, lens, labels, *, base: int, cuts: np.ndarray | None = None) -> None:
         """Digest the units whose keys are wanted; keep them by digest, or as near candidates."""
         w = self.wanted
         self.units += len(lens)
-        cuts = None
-        if self.pairs:
-            cuts = pair_cuts([mask[a : a + n] for a, n in zip(starts.tolist(), lens.tolist())], lens)
         whole, first, second = keys3(ids, starts, lens, cuts)
         if w.whole is None:
             chosen = np.arange(len(lens))
