@@ -238,9 +238,12 @@ SLOW_DPO = {"steps": 200, "lr": 2e-4, "min_lr": 2e-5, "beta": 0.5, "threads": 1,
 @pytest.mark.slow
 def test_dpo_from_a_fine_tuned_start_reaches_90_percent_and_swapped_pairs_fall_below_10(pairs_dir, tmp_path_factory,
                                                                                           tmp_path):
-    """The swapped copy swaps chosen and rejected in the training split only: the held-out pairs stay as
-    built, so they measure what the policy learned against the right answers (a copy swapped in both
-    splits would score itself against its own swapped labels)."""
+    """The swapped copy swaps chosen and rejected in the training split only, on purpose: the held-out
+    pairs stay as built, so they measure what the policy learned against the right answers. Swapped in
+    validation too, the held-out labels would agree with the swapped training labels, and the run would
+    be scored against the very labels it learned: DPO has no other notion of which response is right,
+    so that copy could only show the trainer follows its labels, which the train-only swap shows
+    against the true ones. (The masks check passes both: a swap is a label fault, not a mask fault.)"""
     sft = build(tmp_path_factory, "demo-sft.yaml")
     start = tmp_path / "sft"
     train(sft, start, config_from(steps=SLOW_SFT_STEPS, task_proof="off", threads=1, progress_every=1000), echo=quiet)
