@@ -81,3 +81,20 @@ def test_a_merged_boundary_stops_the_run_with_the_record_and_the_fix(tmp_path):
     message = str(raised.value)
     assert "pairs.jsonl" in message and "line 2" in message and "spans the end of the prompt" in message
     assert "`preference.boundary: cut`" in raised.value.fix
+
+
+def test_report_summarizes_pairs_without_packing_figures(build, tmp_path):
+    from click.testing import CliRunner
+
+    from dataprep.cli import cli
+
+    out = build("preference-synthetic")
+    section = Manifest.load(out).preference
+    rows = {split: len(rows_of(out, split)) for split in ("train", "validation")}
+    shown = CliRunner().invoke(cli, ["report", str(out)])
+    assert shown.exit_code == 0, shown.output
+    lines = {line.split("  ")[0]: line for line in shown.output.splitlines()}
+    assert f"train {rows['train']:,}, validation {rows['validation']:,} (one per row" in lines["pairs"]
+    assert f"chosen {section.chosen_tokens:,}, rejected {section.rejected_tokens:,}" in lines["tokens"]
+    assert f"{section.chosen_longer:,} of {sum(rows.values()):,} pairs" in lines["chosen longer"]
+    assert "packing efficiency" not in shown.output and "examples" not in lines

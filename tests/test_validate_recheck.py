@@ -141,10 +141,10 @@ SHIPPED = {
 
 # Shipped recipes --recheck-sources cannot re-make yet, each with why (validate says so as a finding).
 NOT_RECHECKED = {
-    "preference-dpo-en-demo": "task: preference: re-making pairs from their records is not built yet (#18)",
-    "preference-kto-en-demo": "task: preference (#18)",
-    "preference-hh-sample": "task: preference (#18)",
-    "preference-synthetic": "task: preference (#18)",
+    "preference-dpo-en-demo": "rechecked with every record in tests/test_preference_validate.py (pairs are one unit each)",
+    "preference-kto-en-demo": "rechecked with every record in tests/test_preference_validate.py (pairs are one unit each)",
+    "preference-hh-sample": "rechecked with every record in tests/test_preference_validate.py (pairs are one unit each)",
+    "preference-synthetic": "rechecked with every record in tests/test_preference_validate.py (pairs are one unit each)",
     "two-stage-pretrain": "the same paths as demo-pretrain (a trained tokenizer, wrap), rechecked there",
     "two-stage-sft": "reads the tokenizer two-stage-pretrain trains; tests/test_two_stage.py checks its rows exactly",
     "two-stage-fewshot": "reads the tokenizer two-stage-pretrain trains; tests/test_two_stage.py checks its rows exactly",

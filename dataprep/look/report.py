@@ -25,9 +25,13 @@ def summary_text(summary: dict[str, Any]) -> str:
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     rec, tot = s["records"], s["total"]
     dropped = ", ".join(f"{k} {v:,}" for k, v in rec["dropped"].items()) or "none"
-    rows = [
+    head = [
         ("dataset", f"{s['dataset']} ({s['task']}, {s['name'] or 'unnamed'})"),
         ("records", f"{_n(rec['read'])} read, {_n(rec['written'])} written; dropped: {dropped}"),
+    ]
+    if "preference" in s:
+        return head + _pair_rows(s) + _tail_rows(s)
+    rows = head + [
         ("rows", ", ".join(f"{k} {v['rows']:,}" for k, v in s["splits"].items()) + f" (seq_len {s['seq_len']:,}, {s['packing']})"),
         (
             "examples" if s["documents_are"] == "examples" else "documents",
@@ -45,6 +49,29 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     for split, v in s["splits"].items():
         length = v["length"]
         rows.append((f"{split} lengths", f"mean {length['mean']:,.1f}, p50 {length['p50']:,}, p99 {length['p99']:,}, max {length['max']:,}"))
+    return rows + _tail_rows(s)
+
+
+def _pair_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """A preference dataset's pairs (KTO: examples) and what they hold; no packing (one pair per row)."""
+    p, kto = s["preference"], s["preference"]["shape"] == "kto"
+    pairs = sum(v["rows"] for v in s["splits"].values())
+    rows = [("examples" if kto else "pairs", ", ".join(f"{k} {v['rows']:,}" for k, v in s["splits"].items())
+             + f" (one per row, max_length {s['seq_len']:,})")]
+    if kto:
+        rows.append(("tokens", f"{s['total']['tokens']:,}: prompts {p['prompt_tokens']:,}, completions {p['completion_tokens']:,}"))
+        rows.append(("labels", f"desirable {p['desirable']:,}, undesirable {p['undesirable']:,}"))
+    else:
+        rows.append(("tokens", f"{s['total']['tokens']:,}: prompts {p['prompt_tokens']:,} (each once), chosen "
+                     f"{p['chosen_tokens']:,}, rejected {p['rejected_tokens']:,}"))
+        rows.append(("chosen longer", f"{p['chosen_longer']:,} of {pairs:,} pairs ({p['chosen_longer'] / max(pairs, 1):.1%})"))
+    rows.append(("boundary", f"{p['boundary']} ({p['boundary_cuts']:,} pairs cut)"))
+    rows.append(("truncated", f"{s['truncated']['examples']:,} pairs ({s['truncated']['tokens']:,} prompt tokens)"))
+    return rows
+
+
+def _tail_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
     if "unknown_tokens" in s:
         rows += _unknown_rows(s["unknown_tokens"])
     tok = s["tokenizer"]

@@ -261,6 +261,8 @@ def compute(ds: Dataset) -> Stats:
             for i in m.inputs
         ],
     }
+    if m.preference is not None:
+        summary["preference"] = as_json(m.preference)
     if not tok.trained:  # where its files are, as for the inputs ("trained" names none)
         summary["tokenizer"]["source"] = m.resolve(tok.source)
     if unk_id is not None:
