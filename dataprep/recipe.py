@@ -165,13 +165,34 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     except OSError as exc:
         raise RecipeError(str(path), [Issue("", f"cannot read the recipe: {exc.strerror or exc}")]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(str(path), [Issue(where, f"invalid YAML: {problem}")]) from exc
     return recipe_from_dict(data, base_dir=path.resolve().parent, source=str(path), overrides=overrides)
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML as a recipe is read: a date stays the text it is. ``date: 2026-01-01`` (or ``--set
+    chat.date=2026-01-01``) would otherwise become a ``datetime.date`` that the schema, which wants the
+    string, rejects; no recipe value is a YAML timestamp."""
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str) -> Any:
+    """A recipe's YAML (or a ``--set`` value) as Python values, dates kept as text.
+
+    Raises:
+        yaml.YAMLError: the text is not YAML.
+    """
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def recipe_from_dict(
@@ -201,7 +222,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ValueError("expected KEY=VALUE, e.g. --set packing.seq_len=4096")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ValueError(f"cannot parse the value {raw!r}: {exc}") from exc
     parts = key.split(".")

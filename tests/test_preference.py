@@ -251,3 +251,40 @@ def test_inspect_shows_the_prompt_once_and_report_the_length_margin(build):
     margins = [len(r[C.CHOSEN_IDS]) - len(r[C.REJECTED_IDS]) for r in rows]
     assert train["margin"]["count"] == len(rows) and train["margin"]["max"] == max(margins)
     assert train["chosen_longer"] == round(sum(m > 0 for m in margins) / len(margins), 6)
+
+
+def test_gpt_oss_pairs_train_the_channel_header_as_trls_template_marks_it(build):
+    """gpt-oss's generation prompt ends at ``<|start|>assistant``; the model writes ``<|channel|>final<|message|>``
+    itself, so each response starts with it, as TRL's gpt-oss training template marks it (its mark also covers
+    the generation prompt, which the prompt holds: the one convention not compared)."""
+    import datetime
+
+    require_shared()
+    today = datetime.date.today().isoformat()  # transformers prints today where the template calls strftime_now
+    out = build("preference-dpo-en-demo", "tokenizer.path=../../shared/data/tokenizers/gpt-oss", f"chat.date={today}")
+    tok = hf("gpt-oss")
+    header = tok.encode("<|channel|>final<|message|>", add_special_tokens=False)
+    generation_prompt = tok.encode("<|start|>assistant", add_special_tokens=False)
+    records = json.loads((DATA / "pairs" / "preference" / "dpo_en_demo.json").read_text())[:30]
+    roles = {"human": "user", "gpt": "assistant", "system": "system"}
+    sequences = {}
+    for record in records:
+        prompt = [{"role": roles[m["from"]], "content": m["value"]} for m in record["conversations"]]
+        for side in ("chosen", "rejected"):
+            ids, mask = oracle(tok, "gptoss_training.jinja", prompt + [{"role": "assistant", "content": record[side]["value"]}])
+            sequences[tuple(ids)] = mask
+    rows = rows_of(out) + rows_of(out, "validation")
+    matched = 0
+    for row in rows:
+        assert row[C.PROMPT_IDS][-len(generation_prompt):] == generation_prompt
+        for column in (C.CHOSEN_IDS, C.REJECTED_IDS):
+            assert row[column][: len(header)] == header
+            ids = row[C.PROMPT_IDS] + row[column]
+            mask = sequences.get(tuple(ids))
+            if mask is None:
+                continue
+            matched += 1
+            start = len(row[C.PROMPT_IDS]) - len(generation_prompt)
+            marked = [i for i, m in enumerate(mask) if m and i >= start]
+            assert marked == list(range(start, len(ids))), column  # the response and its stop: nothing more or less
+    assert matched >= 40  # of the first 30 records' 60 sequences

@@ -105,3 +105,13 @@ def test_small_recipe_runs_and_validates(name, tmp_path):
     checked = invoke("validate", out)
     assert checked.exit_code == 0, checked.output
     assert checked.output.splitlines()[0] == f"{out}: ok, no findings"
+
+
+def test_a_date_stays_text_in_the_file_and_in_set(tmp_path):
+    """YAML would read ``2026-03-04`` as a date, which the schema (a string) rejects: recipes keep it as text."""
+    path = tmp_path / "chat.yaml"
+    path.write_text("task: sft\ntemplate: chat\ninputs: [{path: data.jsonl}]\ntokenizer: {path: tok}\n"
+                    "chat: {date: 2026-03-04}\n")
+    assert load_recipe(path).resolved["chat"]["date"] == "2026-03-04"
+    assert load_recipe(path, ["chat.date=2025-12-31"]).resolved["chat"]["date"] == "2025-12-31"
+    assert load_recipe(path, ["packing.seq_len=4096"]).resolved["packing"]["seq_len"] == 4096  # other values still typed

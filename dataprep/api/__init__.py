@@ -208,7 +208,7 @@ def _recipe(recipe: Any, overrides: Sequence[str]) -> Recipe:
 def _recipe_data(recipe: Any) -> tuple[dict[str, Any], Path, str]:
     """The recipe as a dict to change (a copy), its folder, and what messages call it."""
     from dataprep.errors import ConfigError
-    from dataprep.recipe import Recipe, load_recipe
+    from dataprep.recipe import Recipe, load_recipe, parse_yaml
 
     if isinstance(recipe, Recipe):
         return copy.deepcopy(dict(recipe.resolved)), recipe.base_dir, "<recipe>"
@@ -219,7 +219,7 @@ def _recipe_data(recipe: Any) -> tuple[dict[str, Any], Path, str]:
 
         path = Path(recipe)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = parse_yaml(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             load_recipe(path)  # raises the RecipeError that names the problem
             raise
