@@ -10,8 +10,11 @@ preference recipe the reference can render, and planted faults that each make it
 
 The synthetic set (byte tokenizer, text template), the HH-style transcripts (GPT-2, text) and
 LLaMA-Factory's dpo_en_demo through Llama 3's chat template (re-rendered through TRL's
-generation-tagged ``llama3_training.jinja``). The counts asserted are what these builds give
-(the masks check's own summary line, ``dataprep train`` prints the same)."""
+generation-tagged ``llama3_training.jinja``); then dpo_en_demo's first 40 records with every other
+family that has a TRL training template (Phi-3, Gemma 3, DeepSeek-V3, gpt-oss), where the
+generation prompt the training template marks is not compared, and counted, as for fine-tuning
+(``dataprep/train/reference_chat.py``). The counts asserted are what these builds give (the masks
+check's own summary line, ``dataprep train`` prints the same)."""
 
 from __future__ import annotations
 
@@ -50,16 +53,18 @@ def dpo_en(tmp_path_factory):
     return build(tmp_path_factory, "preference-dpo-en-demo.yaml")
 
 
-def check(data: Path, chat_template: Path | None = None) -> dict:
+def check(data: Path, chat_template: Path | None = None, decoder=None) -> dict:
+    """The masks check on ``data`` (``decoder``: the dataset's tokenizer when already loaded: Gemma 3's takes seconds)."""
     info = read_info(data)
     splits = {s: ArrowRows(info.dataset, s, columns=PAIRS) for s in ("train", "validation")}
-    return masks_check(splits, info=info, decoder=load_decoder(info), chat_template=None if chat_template is None else str(chat_template))
+    return masks_check(splits, info=info, decoder=decoder or load_decoder(info),
+                       chat_template=None if chat_template is None else str(chat_template))
 
 
-def cover_prompt_tail(row: dict) -> dict:
-    """(a) the last 2 prompt tokens moved into the front of both responses."""
-    tail = row[C.PROMPT_IDS][-2:]
-    return {C.PROMPT_IDS: row[C.PROMPT_IDS][:-2], C.CHOSEN_IDS: tail + row[C.CHOSEN_IDS],
+def cover_prompt_tail(row: dict, n: int = 2) -> dict:
+    """(a) the last ``n`` prompt tokens moved into the front of both responses."""
+    tail = row[C.PROMPT_IDS][-n:]
+    return {C.PROMPT_IDS: row[C.PROMPT_IDS][:-n], C.CHOSEN_IDS: tail + row[C.CHOSEN_IDS],
             C.REJECTED_IDS: tail + row[C.REJECTED_IDS]}
 
 
@@ -211,3 +216,41 @@ def test_pairs_the_build_drops_by_its_own_rules_are_counted_not_compared(tmp_pat
     cut = check(build(tmp_path_factory, str(folder / "merge.yaml"), "preference.boundary=cut"))
     assert cut["pass"] and (cut["reference"]["rendered"], cut["reference"]["found"], cut["reference"]["cuts_equal"]) == (2, 2, 2)
     assert cut["reference"]["unrendered"] == {reference_preference.TEXT_NEEDS_TEXT: 1}
+
+
+# --- the other chat families with a TRL training template: dpo_en_demo's first 40 records -------------------------
+# family -> (training template, generation-prompt tokens per pair not compared: 2 sequences x its prompt's tokens)
+FAMILIES = {"phi-3-mini": ("phi3", 0), "gemma-3": ("gemma3", 0), "deepseek-v3": ("deepseekv3", 2), "gpt-oss": ("gptoss", 4)}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request, tmp_path_factory):
+    """(name, dataset, training template): dpo_en_demo's first 40 records built with the family's tokenizer and
+    own chat template (the recipe's), to be re-rendered through TRL's training copy of it."""
+    folder = tmp_path_factory.mktemp(request.param)
+    records = json.loads((DATA / "pairs" / "preference" / "dpo_en_demo.json").read_text())[:40]
+    (folder / "pairs.json").write_text(json.dumps(records))
+    recipe = yaml.safe_load((RECIPES / "preference-dpo-en-demo.yaml").read_text())
+    recipe["inputs"][0]["path"] = str(folder / "pairs.json")
+    recipe["tokenizer"]["path"] = str(DATA / "tokenizers" / request.param)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return request.param, build(tmp_path_factory, str(folder / "recipe.yaml")), DATA / "chat_templates" / f"{FAMILIES[request.param][0]}_training.jinja"
+
+
+def test_each_chat_family_passes_and_a_mask_over_the_prompt_fails(family, tmp_path):
+    name, data, template = family
+    decoder = load_decoder(read_info(data))
+    found = check(data, template, decoder)
+    r = found["reference"]
+    comparable = r["rendered"] - r["too_long"]
+    assert found["pass"] and r["rendered"] == 40 and r["found"] == r["cuts_equal"] == comparable >= 36
+    per_pair = FAMILIES[name][1]
+    assert r["not_compared"] == ({"generation prompt": per_pair * comparable} if per_pair else {})
+    covered = check(rewrite(data, tmp_path / "a", cover_prompt_tail), template, decoder)
+    if name == "gpt-oss":  # its last 2 prompt tokens are the generation prompt <|start|>assistant: not compared
+        assert covered["pass"] and covered["reference"]["not_compared"] == r["not_compared"]
+        covered = check(rewrite(data, tmp_path / "a3", lambda row: cover_prompt_tail(row, 3)), template, decoder)
+    assert covered["pass"] is False and covered["reference"]["cuts_equal"] == 0
+    # (gpt-oss: every response opens with <|channel|>, so every pair is cut late)
+    late = check(rewrite(data, tmp_path / "c", cut_one_late), template, decoder)
+    assert late["pass"] is False and late["reference"]["cuts_equal"] < late["reference"]["found"] == comparable

@@ -110,8 +110,9 @@ Encoded = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # ids, targets c
 def renderer(recipe: Any, encoder: Any, *, template: str | Path, specials: dict[str, str], stops: set[int],
              last_only: bool = False) -> Iterator[Callable[[list[dict]], Encoded | str]]:
     """Inside: a function from plain messages to ``(ids, mask, not compared)`` (:func:`encode_spans`), or
-    the reason the template could not render them. ``last_only``: the last generation span is the
-    target, earlier ones are context (a preference pair's response after its prompt's turns)."""
+    the reason the template could not render them. ``last_only``: the final assistant turn's
+    generation span and any after it (Phi-3 marks the EOS it appends after the last turn) are the
+    target, earlier turns' are context (a preference pair's response after its prompt's turns)."""
     from transformers.utils.chat_template_utils import render_jinja_template
 
     text = Path(template).read_text()
@@ -124,7 +125,9 @@ def renderer(recipe: Any, encoder: Any, *, template: str | Path, specials: dict[
             rendered, spans = render_jinja_template([messages], chat_template=text, return_assistant_tokens_mask=True, **variables)
         except Exception as exc:  # noqa: BLE001 - a template error is the user's template, reported per record
             return f"the template raised {type(exc).__name__}"
-        return encode_spans(rendered[0], spans[0][-1:] if last_only else spans[0], encoder, prompts=prompts, stops=stops)
+        turns = sum(m["role"] == "assistant" for m in messages)  # one span each, then what the template adds
+        marked = spans[0][max(turns - 1, 0) if len(spans[0]) >= turns else -1:] if last_only else spans[0]
+        return encode_spans(rendered[0], marked, encoder, prompts=prompts, stops=stops)
 
     with _dated(text, datetime.strptime(str(recipe.sft.chat.date), "%Y-%m-%d")):
         prompts = _generation_prompts(text, variables, encoder, added)
