@@ -19,7 +19,8 @@ import yaml
 from dataprep.errors import Issue, RecipeError
 from dataprep.read import FieldSpec, InputSpec
 from dataprep.schema import iter_issues, load_schema, with_defaults
-from dataprep.text.filters import FilterSpec
+from dataprep.text.filters import MINHASH, FilterSpec
+from dataprep.text.minhash import MinhashSpec
 from dataprep.text.normalize import NormalizeSpec
 from dataprep.text.tokenizer import TokenizerSpec
 
@@ -213,6 +214,10 @@ def recipe_from_dict(
     if issues:
         raise RecipeError(source, issues)
     resolved = with_defaults(data, load_schema(SCHEMA))
+    if resolved["filter"]["dedup"] == MINHASH and (resolved["task"], resolved.get("objective", "clm")) != ("pretrain", "clm"):
+        # the other tasks' workers send no signatures (dataprep.tasks.pretrain computes them)
+        raise RecipeError(source, [Issue("filter.dedup", "minhash is for task: pretrain with objective: clm; "
+                                                         "use exact (or none) here")])
     return _freeze(resolved, base_dir=base_dir)
 
 
@@ -282,7 +287,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         inputs=tuple(inputs),
         tokenizer=TokenizerSpec(**r["tokenizer"]),
         normalize=NormalizeSpec(**r["normalize"]),
-        filter=FilterSpec(**r["filter"]),
+        filter=_filter(r["filter"]),
         packing=PackingSpec(**r["packing"]),
         split=SplitSpec(**r["split"]),
         output=OutputSpec(**r["output"]),
@@ -297,6 +302,13 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         fewshot=FewshotSpec(**r["fewshot"]) if "fewshot" in r else None,
         resolved=r,
     )
+
+
+def _filter(value: Mapping[str, Any]) -> FilterSpec:
+    value = dict(value)
+    if "minhash" in value:
+        value["minhash"] = MinhashSpec(**value["minhash"])
+    return FilterSpec(**value)
 
 
 def _chat(value: Mapping[str, Any] | None, base_dir: Path) -> ChatSpec:

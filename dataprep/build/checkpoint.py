@@ -5,12 +5,15 @@ only state that carries from one chunk to the next. Every ``every`` seconds, bet
 chunks, a checkpoint makes that state durable::
 
     seen.bin     dedup digests, appended since the last checkpoint (16 bytes each, in order)
+    minhash.bin  dedup: minhash: the kept documents' signatures, appended likewise (uint32 each);
+                 the near-duplicate index is rebuilt from them in order (dataprep.build.near_dup)
     state.pkl    written atomically, last: what was done and where everything stands
                  identity   recipe hash, each input's size and SHA-256, tokenizer, dataprep version
                  done       chunks worked per input file
                  stage      packers, counters (OrderedStage.state)
                  writers    per split: shards so far, the open shard's length, rows not yet written
                  seen       how many digests of seen.bin are part of this checkpoint
+                 near       how many signatures of minhash.bin are (absent without minhash)
 
 Shards are flushed to disk (fsync) before ``state.pkl`` names their lengths. A resumed run
 checks the identity (a changed recipe, input or tokenizer refuses, with the reason), cuts the
@@ -31,6 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from dataprep._version import __version__
 from dataprep.errors import ResumeError
 from dataprep.build.write import write_bytes_atomic
@@ -44,6 +49,7 @@ log = logging.getLogger("dataprep.run")
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pkl"
 SEEN_FILE = "seen.bin"
+NEAR_FILE = "minhash.bin"
 FORMAT = 2  # 2: module paths of the pickled packers changed (dataprep.pack.{wrap,bfd,rows})
 DIGEST = 16  # bytes of a content hash (filters.content_hashes)
 DEFAULT_EVERY = 60.0  # seconds between checkpoints: a crash loses at most about this much work
@@ -90,6 +96,7 @@ class Checkpoints:
             fh.write(b"".join(digests))
             fh.flush()
             os.fsync(fh.fileno())
+        near = self._save_near(stage)
         state = {
             "identity": self.ident,
             "done": dict(done),
@@ -98,9 +105,13 @@ class Checkpoints:
             "seen": self.seen_count + len(digests),
             "tokenizer": tokenizer,
         }
+        if near is not None:
+            state["near"] = near
         write_bytes_atomic(self.folder / STATE_FILE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         self.seen_count += len(digests)
         stage.new_seen = []
+        if near is not None:
+            stage.near.saved = near
         self.saved += 1
         self.last = time.monotonic()
         self.seconds += self.last - started
@@ -128,7 +139,28 @@ class Checkpoints:
                               "  fix: run again without --resume")
         state["seen"] = {data[i : i + DIGEST] for i in range(0, len(data), DIGEST)}
         self.seen_count = count
+        if "near" in state:
+            state["stage"]["near_signatures"] = self._load_near(state["near"], state["stage"]["near"]["permutations"])
         return state
+
+    def _save_near(self, stage: OrderedStage) -> int | None:
+        """Append the near-duplicate index's new kept signatures to minhash.bin; how many it then holds."""
+        if stage.near is None:
+            return None
+        width = stage.near.spec.permutations * 4
+        with open(self.folder / NEAR_FILE, "ab") as fh:
+            fh.truncate(stage.near.saved * width)  # a crash may have appended past the last checkpoint
+            fh.write(stage.near.unsaved().tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        return stage.near.kept
+
+    def _load_near(self, count: int, permutations: int) -> np.ndarray:
+        data = (self.folder / NEAR_FILE).read_bytes()[: count * permutations * 4] if count else b""
+        if len(data) != count * permutations * 4:
+            raise ResumeError(f"the checkpoint's near-duplicate file {self.folder / NEAR_FILE} is shorter than it "
+                              "recorded\n  fix: run again without --resume")
+        return np.frombuffer(data, dtype=np.uint32).reshape(count, permutations)
 
 
 def check_identity(state: dict[str, Any], ident: dict[str, Any], where: Path) -> None:

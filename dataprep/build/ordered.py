@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.write import SplitWriter
 from dataprep.pack.rows import PackedRows
 from dataprep.tasks.base import ChunkResult
-from dataprep.text.filters import DUPLICATE
+from dataprep.text.filters import DUPLICATE, NEAR_DUPLICATE
+from dataprep.text.minhash import MinhashSpec
 
 
 NO_TOKENS = "no_tokens"  # a kept document that encodes to no token at all: nothing to write
@@ -32,7 +34,9 @@ class OrderedStage:
         writers: one :class:`SplitWriter` per split name.
         make_packer: builds a fresh packer (one per split).
         to_batch: turns packed rows into the Arrow batch the writer stores.
-        dedup: drop a document whose hash was already seen (counted as ``duplicate``).
+        dedup: drop a document whose hash was already seen (counted as ``duplicate``); a
+            :class:`MinhashSpec`: that, then a document whose MinHash signature is near an earlier
+            kept one's (counted as ``near_duplicate``; :mod:`dataprep.build.near_dup`).
         unk_id: the tokenizer's unknown-token id: its occurrences among the written documents'
             tokens are counted per split (:attr:`unknown`) and per input (:attr:`source_unknown`).
     """
@@ -43,13 +47,14 @@ class OrderedStage:
         *,
         make_packer: Callable[[], Any],
         to_batch: Callable[[PackedRows], pa.RecordBatch],
-        dedup: bool,
+        dedup: bool | MinhashSpec,
         unk_id: int | None = None,
     ):
         self.writers = writers
         self.packers = {split: make_packer() for split in writers}
         self.to_batch = to_batch
-        self.dedup = dedup
+        self.dedup = bool(dedup)
+        self.near = NearDupIndex(dedup) if isinstance(dedup, MinhashSpec) else None
         self.seen: set[bytes] = set()
         self.new_seen: list[bytes] = []  # seen since the last checkpoint, in order (a checkpoint appends them)
         self.documents: Counter = Counter()
@@ -90,6 +95,12 @@ class OrderedStage:
             if duplicates:
                 self.drops[DUPLICATE] += duplicates
                 self.source_drops[result.source][DUPLICATE] += duplicates
+        if self.near is not None and result.signatures is not None:
+            near = self.near.drop_mask(result.signatures, keep)
+            if near.any():
+                keep &= ~near
+                self.drops[NEAR_DUPLICATE] += int(near.sum())
+                self.source_drops[result.source][NEAR_DUPLICATE] += int(near.sum())
         for split, in_split in (("train", ~result.validation), ("validation", result.validation)):
             docs = keep & in_split
             if not docs.any():
@@ -116,13 +127,23 @@ class OrderedStage:
               "drop_samples", "unknown", "source_unknown")
 
     def state(self) -> dict[str, Any]:
-        """What :meth:`restore` needs to go on exactly where this stage is (picklable)."""
-        return {name: getattr(self, name) for name in self._STATE}
+        """What :meth:`restore` needs to go on exactly where this stage is (picklable; the near-duplicate
+        index's signatures are saved on their own, see :mod:`dataprep.build.checkpoint`)."""
+        state = {name: getattr(self, name) for name in self._STATE}
+        if self.near is not None:
+            state["near"] = self.near.state()
+        return state
 
     def restore(self, state: dict[str, Any], seen: set[bytes]) -> None:
         for name in self._STATE:
             setattr(self, name, state[name])
         self.seen, self.new_seen = seen, []
+        if self.near is not None:
+            self.near.restore(state["near"], state["near_signatures"])
+
+    def near_duplicates(self) -> dict[str, int] | None:
+        """The manifest's ``counts.near_duplicates`` (None without ``dedup: minhash``)."""
+        return None if self.near is None else self.near.stats()
 
     def finish(self) -> None:
         for split, packer in self.packers.items():

@@ -104,6 +104,23 @@ class PerSplit:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NearDuplicates:
+    """``filter.dedup: minhash``: what the near-duplicate index did (:mod:`dataprep.build.near_dup`).
+
+    Attributes:
+        documents: dropped as ``near_duplicate`` (equal to ``dropped["near_duplicate"]``).
+        clusters: kept documents with at least one near-duplicate dropped against them.
+        largest_cluster: documents in the largest cluster, its kept one included (0: none).
+        candidates_rejected: band collisions whose estimated Jaccard was below the threshold.
+    """
+
+    documents: int
+    clusters: int
+    largest_cluster: int
+    candidates_rejected: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Counts:
     """Records in and out, tokens and rows; ``records_read == records_written + sum(dropped)``."""
 
@@ -117,6 +134,7 @@ class Counts:
     remainder_tokens_dropped: int
     rows: PerSplit
     packing_efficiency: float
+    near_duplicates: NearDuplicates | None = optional()  # filter.dedup: minhash only
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,7 @@ from dataprep.read.chunks import ChunkReader
 if TYPE_CHECKING:
     from dataprep.read import InputFile
     from dataprep.recipe import Recipe
+    from dataprep.text.minhash import MinhashSpec
     from dataprep.text.tokenizer import LoadedTokenizer
 
 log = logging.getLogger("dataprep.tasks")
@@ -52,6 +53,8 @@ class ChunkResult:
             actually written, so duplicates never count.
         drops: dropped records of this chunk, by reason.
         drop_samples: where the first few of them were: ``(location, reason, message)``.
+        signatures: ``filter.dedup: minhash``: uint32 ``[kept documents, permutations]``, each
+            document's MinHash signature (:func:`dataprep.text.minhash.signatures`); else None.
     """
 
     hashes: list[bytes]
@@ -63,6 +66,7 @@ class ChunkResult:
     doc_stats: dict[str, np.ndarray] = field(default_factory=dict)
     drops: Counter = field(default_factory=Counter)
     drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
+    signatures: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class Plan:
     worker: tuple[Callable[..., Any], tuple[Any, ...]]  # (setup, args): builds the chunk function once per worker
     make_packer: Callable[[], Any]
     to_batch: Callable[[Any], pa.RecordBatch]
-    dedup: bool
+    dedup: bool | MinhashSpec  # True: exact duplicates; a MinhashSpec: those, then near-duplicates (ChunkResult.signatures)
     rows: RowFacts
     manifest: Callable[[Any], TaskSections] = lambda stage: TaskSections()  # the ordered stage -> the task's own sections
     mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)

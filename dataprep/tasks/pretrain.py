@@ -2,7 +2,7 @@
 
 ::
 
-    read (main) -> [normalize -> filter -> hash -> tokenize] (workers, per chunk) -> dedup -> split -> pack -> write (main)
+    read (main) -> [normalize -> filter -> hash (+ MinHash) -> tokenize] (workers, per chunk) -> dedup -> split -> pack -> write (main)
 
 Chunks are the recipe's ``output.chunk_records`` records of one input file, so the work
 partition is a function of the inputs alone. The ordered stage sees chunk results in
@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from dataprep.read import chunks
 from dataprep import columns as C
-from dataprep.text.filters import content_hashes, filter_mask, validation_flags
+from dataprep.text.filters import MINHASH, content_hashes, filter_mask, validation_flags
+from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.pack.bfd import BfdPacker
@@ -56,6 +57,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
             lengths=lengths,
             source=item[0],
             drops=drops,
+            signatures=signatures(kept, recipe.filter.minhash) if recipe.filter.dedup == MINHASH else None,
         )
 
     return process
@@ -77,7 +79,8 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
 
 
 def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:
-    """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from."""
+    """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from (exact
+    duplicates only: near-duplicates are decided in the run, after the tokenizer exists)."""
     seen: set[bytes] = set()
     for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
         kept = clean_texts(batch, recipe, Counter())
@@ -110,7 +113,8 @@ class PretrainTask:
             worker=(chunk_worker, (recipe, tokenizer)),
             make_packer=lambda: make_packer(recipe, tokenizer),
             to_batch=lambda rows: rows.to_record_batch(),
-            dedup=recipe.filter.dedup == "exact",
+            dedup=recipe.filter.minhash if recipe.filter.dedup == MINHASH else recipe.filter.dedup == "exact",
             rows=stream_facts(recipe),
-            mode="threads",  # pyarrow kernels, hashing and encode_batch_fast all release the GIL
+            # pyarrow kernels, hashing and encode_batch_fast all release the GIL; MinHash's shingling does not
+            mode="processes" if recipe.filter.dedup == MINHASH else "threads",
         )

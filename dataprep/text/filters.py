@@ -1,18 +1,21 @@
 """Document filters over Arrow arrays. Every dropped document is counted under its reason.
 
 Reasons (the keys of ``counts.dropped`` in the manifest): ``empty``, ``too_short``,
-``too_long``, ``too_few_words`` and, in the ordered stage, ``duplicate``.
+``too_long``, ``too_few_words`` and, in the ordered stage, ``duplicate`` (``dedup: exact`` or
+``minhash``) and ``near_duplicate`` (``dedup: minhash``, :mod:`dataprep.text.minhash`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from dataprep.text.minhash import MinhashSpec
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,8 @@ class FilterSpec:
     min_chars: int = 1
     max_chars: int | None = None
     min_words: int = 0
-    dedup: str = "exact"
+    dedup: str = "exact"  # none | exact | minhash (exact duplicates first, then near-duplicates)
+    minhash: MinhashSpec = field(default_factory=MinhashSpec)
 
 
 EMPTY = "empty"
@@ -30,6 +34,8 @@ TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 TOO_FEW_WORDS = "too_few_words"
 DUPLICATE = "duplicate"
+NEAR_DUPLICATE = "near_duplicate"
+MINHASH = "minhash"
 
 
 def filter_mask(texts: pa.Array, spec: FilterSpec, drops: Counter) -> np.ndarray:
