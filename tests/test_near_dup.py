@@ -214,3 +214,12 @@ def test_recipe_minhash_options(tmp_path):
         with pytest.raises(RecipeError) as err:
             recipe_from_dict(data, base_dir=tmp_path)
         assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.xfail(strict=True, reason="dataprep/build/accounting.py's CHOSEN lacks near_duplicate")
+def test_near_duplicates_are_the_recipes_choice_not_lost_records(tmp_path, pairs):
+    """on_error: skip with the default max_dropped_fraction: dropping near-duplicates is what the
+    recipe asked for, as duplicates are, so it never fails the run as lost records."""
+    recipe, _ = planted_recipe(tmp_path, pairs)
+    recipe = recipe_from_dict({**recipe.resolved, "on_error": "skip"}, base_dir=tmp_path)
+    assert run(recipe, tmp_path / "out", workers=1)["counts"]["dropped"]["near_duplicate"] > 20
