@@ -288,3 +288,25 @@ def test_gpt_oss_pairs_train_the_channel_header_as_trls_template_marks_it(build)
             marked = [i for i, m in enumerate(mask) if m and i >= start]
             assert marked == list(range(start, len(ids))), column  # the response and its stop: nothing more or less
     assert matched >= 40  # of the first 30 records' 60 sequences
+
+
+def test_transcripts_through_a_chat_template_end_the_prompt_with_its_generation_prompt(build):
+    """An HH transcript's shared prefix ends with "\\n\\nAssistant:": that is where the template's generation
+    prompt goes, not an empty assistant turn (every record was dropped as empty_field before)."""
+    import re
+
+    require_shared()
+    out = build("preference-hh-sample", "template=chat", "tokenizer.path=../../shared/data/tokenizers/llama-3")
+    tok = hf("llama-3")
+    expected = set()
+    for line in (RECIPES / "data" / "hh_sample.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        turns = re.split(r"\n\n(Human|Assistant):", record["chosen"])[1:]
+        messages = [{"role": {"Human": "user", "Assistant": "assistant"}[turns[i]], "content": turns[i + 1].strip()}
+                    for i in range(0, len(turns), 2)]
+        prompt = messages[:-1]  # the chosen transcript's last turn is its response
+        expected.add(tuple(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]))
+    rows = rows_of(out) + rows_of(out, "validation")
+    manifest = json.loads((out / C.MANIFEST_FILE).read_text())
+    assert len(rows) == 8 and manifest["counts"]["dropped"] == {"identical_transcripts": 1, "no_common_prompt": 1}
+    assert all(tuple(r[C.PROMPT_IDS]) in expected for r in rows)

@@ -98,3 +98,16 @@ def test_report_summarizes_pairs_without_packing_figures(build, tmp_path):
     assert f"chosen {section.chosen_tokens:,}, rejected {section.rejected_tokens:,}" in lines["tokens"]
     assert f"{section.chosen_longer:,} of {sum(rows.values()):,} pairs" in lines["chosen longer"]
     assert "packing efficiency" not in shown.output and "examples" not in lines
+
+
+def test_pair_rows_fill_two_sequences_so_efficiency_stays_a_share(build):
+    """A pair row stores the prompt once and two responses: up to nearly 2 x max_length tokens, so its
+    efficiency is against two padded sequences (it was against one: 1.08 on dpo_en_demo at 256, which the
+    manifest schema refused)."""
+    out = build("preference-synthetic", "max_length=20", "overflow=truncate_prompt")
+    manifest = Manifest.load(out)
+    rows = both_splits(out)
+    assert max(len(r[C.PROMPT_IDS]) + len(r[C.CHOSEN_IDS]) + len(r[C.REJECTED_IDS]) for r in rows) > 20
+    stored = sum(len(r[C.PROMPT_IDS]) + len(r[C.CHOSEN_IDS]) + len(r[C.REJECTED_IDS]) for r in rows)
+    assert manifest.counts.packing_efficiency == stored / (len(rows) * 2 * 20) <= 1
+    assert manifest.packing.train.seq_len == 40 and manifest.rows.length == 20

@@ -438,3 +438,12 @@ def test_automatic_threads_keep_the_faster_of_all_or_one(torch_threads):
     chosen = device.Contention(2, auto=False)  # --threads 2: the user's choice stands
     assert all(chosen.update(rate) is None for rate in (12_000, 100, 50_000)) and torch.get_num_threads() == 2
     assert device.Contention(1, auto=True).update(5) is None  # one core: nothing to choose
+
+
+def test_the_learning_line_signs_a_loss_that_rose():
+    from dataprep.train.checks import learning_line
+
+    rose = {"pass": False, "first_loss": 1.0, "last_loss": 1.12, "drop": -0.12, "required_drop": 0.25,
+            "val_loss_before": 1.0, "val_loss_after": 1.1}
+    assert "(+12%, needs -25%)" in learning_line(rose)  # was "(--12%, ...)"
+    assert "(-99%, needs -25%)" in learning_line({**rose, "pass": True, "last_loss": 0.01, "drop": 0.99})

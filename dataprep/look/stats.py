@@ -187,6 +187,26 @@ def _num(x) -> int | float:
 # --- numbers ---------------------------------------------------------------------------
 
 
+def _split_entry(a: Any, *, length: int, unk_id: int | None) -> dict[str, Any]:
+    """One split's numbers (rows of tokens: every task but preference)."""
+    entry = {
+        "rows": a.rows,
+        "documents": int(len(a.lengths)),
+        "tokens": a.content_tokens,
+        "pad_tokens": a.pad_tokens,
+        "efficiency": round(a.content_tokens / (a.rows * length), 6) if a.rows else 0.0,
+        "fill": dist(a.fill),
+        "length": dist(a.lengths),
+    }
+    if unk_id is not None:
+        entry["unknown_tokens"] = a.unknown_tokens
+    if a.targets is not None:
+        entry["target_tokens"] = a.target_tokens
+        entry["targets_per_example"] = dist(a.targets)
+        entry["prompt_length"] = dist(a.lengths - a.targets)
+    return entry
+
+
 def compute(ds: Dataset) -> Stats:
     """Scan every split of ``ds`` and gather the report's numbers."""
     m = ds.manifest
@@ -200,27 +220,8 @@ def compute(ds: Dataset) -> Stats:
     arrays = {s: (scan_pairs if pairs else scan_split)(ds.table(s), seq_len=rows.length, eos_id=tok.eos_id,
                                                                   eos_docs=eos_docs, unk_id=unk_id) for s in ds.splits}
 
-    splits = {}
-    for name, a in arrays.items():
-        if pairs:
-            splits[name] = _pair_entry(ds.table(name), a)
-            continue
-        entry = {
-            "rows": a.rows,
-            "documents": int(len(a.lengths)),
-            "tokens": a.content_tokens,
-            "pad_tokens": a.pad_tokens,
-            "efficiency": round(a.content_tokens / (a.rows * rows.length), 6) if a.rows else 0.0,
-            "fill": dist(a.fill),
-            "length": dist(a.lengths),
-        }
-        if unk_id is not None:
-            entry["unknown_tokens"] = a.unknown_tokens
-        if a.targets is not None:
-            entry["target_tokens"] = a.target_tokens
-            entry["targets_per_example"] = dist(a.targets)
-            entry["prompt_length"] = dist(a.lengths - a.targets)
-        splits[name] = entry
+    splits = {name: _pair_entry(ds.table(name), a) if pairs else _split_entry(a, length=rows.length, unk_id=unk_id)
+              for name, a in arrays.items()}
     total_rows = sum(a.rows for a in arrays.values())
     tokens = sum(a.content_tokens for a in arrays.values())
     total = {

@@ -114,6 +114,18 @@ def transcript_messages(text: str) -> list[dict] | Problem:
     return [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts) - 1, 2)]
 
 
+def transcript_prompt(text: str) -> list[dict] | Problem:
+    """The prompt of a transcript pair as messages: its turns before the response. It ends with the
+    ``\n\nAssistant:`` the response follows, which is where the chat template's generation prompt goes,
+    not an (empty) assistant turn of its own."""
+    messages = transcript_messages(text)
+    if isinstance(messages, tuple):
+        return messages
+    if messages and messages[-1] == {"role": "assistant", "content": ""}:
+        messages = messages[:-1]
+    return messages
+
+
 def read_unpaired(record: Mapping[str, object], roles: Mapping[str, str] | None = None) -> Unpaired | Problem:
     """``kto``: ``messages`` whose last turn is the assistant's response, and a boolean ``label``."""
     label = record.get("label")

@@ -154,5 +154,5 @@ def objective_verdict(report: dict[str, Any]) -> str:
 def learning_line(learn: dict[str, Any], objective: str | None = None) -> str:
     what = f"{objective} train loss" if objective else "train loss"
     return (f"learning  {MARK[learn['pass']]}  {what} {learn['first_loss']:.3f} -> {learn['last_loss']:.3f} "
-            f"(-{learn['drop']:.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> "
+            f"({-learn['drop']:+.0%}, needs -{learn['required_drop']:.0%}); validation {learn['val_loss_before']:.3f} -> "
             f"{learn['val_loss_after']:.3f}")

@@ -20,7 +20,7 @@ What a run proves, and the numbers it reports before and after on held-out pairs
 rewards, and the ``learning``, ``preference`` and ``masks`` checks in ``verify.json``.
 
 KTO data (``completion_ids`` + ``label``) is refused: its loss (an unpaired reference point) is
-not implemented here; TRL's ``KTOTrainer`` reads those columns as they are.
+not implemented here; :class:`dataprep.api.trl_trainers.KTOTrainer` trains TRL's KTO on those rows as they are.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def refuse(info: DatasetInfo, cfg: TrainConfig) -> None:
     """
     if info.manifest.format == KTO_FORMAT:
         raise ConfigError(f"{info.path} is KTO data (prompt_ids, completion_ids, label): dataprep train does not "
-                          "implement the KTO loss yet", fix="train it with TRL's KTOTrainer, which reads these columns as "
-                          "they are; or build pairs (preference.shape: triples, conversation or transcripts) for DPO")
+                          "implement the KTO loss yet", fix="train it with TRL through dataprep.api.trl_trainers.KTOTrainer, "
+                          "which takes these rows as they are; or build pairs (preference.shape: triples, conversation or transcripts) for DPO")
     if not cfg.init_from:
         raise ConfigError(f"{info.path} is preference data: DPO starts from a fine-tuned model and needs --init-from RUN "
                           "(the policy starts from RUN's weights, the reference is a frozen copy of them)",

@@ -191,7 +191,7 @@ def _chat_side(encode: Callable[[list[dict]], Any], shape: str) -> Callable[[Any
 
     def side(prompt: Any, response: str) -> Side | str:
         if isinstance(prompt, str):
-            prompt = R.transcript_messages(prompt) if shape == "transcripts" else [{"role": "user", "content": prompt}]
+            prompt = R.transcript_prompt(prompt) if shape == "transcripts" else [{"role": "user", "content": prompt}]
             if isinstance(prompt, tuple):
                 return f"not a pair ({prompt[0]})"
             response = response.strip()

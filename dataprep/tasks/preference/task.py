@@ -180,7 +180,9 @@ class PreferenceTask:
             schema=row_schema(spec),
             reader=chunk_reader(recipe, spec),
             worker=(preference_worker, (view, spec, tokenizer, files)),
-            make_packer=lambda: OnePerRow(max_length=spec.max_length, extra_dtypes=dtypes),
+            # a pair row holds two sequences of up to max_length each (the prompt stored once): its
+            # efficiency is against padding both, as a trainer's batch does (a KTO row: one sequence)
+            make_packer=lambda: OnePerRow(max_length=spec.max_length * (1 if spec.shape == "kto" else 2), extra_dtypes=dtypes),
             to_batch=to_batch(spec),
             dedup=recipe.filter.dedup == "exact",
             rows=example_facts(recipe),

@@ -104,7 +104,7 @@ class PreferenceWorker(RecordWorker):
             text = prompt_text + response + self.eos_text
             return Rendered(text, ((len(prompt_text), len(text)),), len(prompt_text))
         if prompt is None:
-            prompt = R.transcript_messages(prompt_text) if self.spec.shape == "transcripts" else [{"role": "user", "content": prompt_text}]
+            prompt = R.transcript_prompt(prompt_text) if self.spec.shape == "transcripts" else [{"role": "user", "content": prompt_text}]
             if isinstance(prompt, tuple):
                 raise RecordProblem(*prompt)
             response = response.strip()
