@@ -2,13 +2,12 @@
 
 Each filter is a frozen dataclass of thresholds defaulting to the published values (its
 docstring cites them), called on a batch (an Arrow string array): ``keep, texts = f(texts,
-drops)``. A dropped document is counted once, under the first rule it fails, as in
-``filters.filter_mask``; only :class:`C4Quality` rewrites text (it removes lines). Rather than
-datatrove's walk over each document in Python, these count with Arrow's RE2 kernels over the
-batch, and find repeated lines and n-grams from 64-bit keys of dictionary-encoded ids with
-numpy (benchmarks/quality_filters.py compares the two). Words are whitespace-separated tokens
-(no tokenizer model to download), lines split on ``\\n``; where a rule differs from datatrove's,
-the class says how. :func:`apply_quality` runs them in FineWeb's pipeline order.
+drops)``. A dropped document is counted once, under its first failed rule, as in
+``filters.filter_mask``; only :class:`C4Quality` rewrites text (it removes lines). Where
+datatrove walks each document in Python, these count with Arrow's RE2 kernels over the batch
+and find repeated lines and n-grams from 64-bit hashes with polars and numpy. Words are
+whitespace-separated (no tokenizer model to download), lines split on ``\\n``; where a rule
+differs from datatrove's, the class says how. :func:`apply_quality` runs them in turn.
 """
 
 from __future__ import annotations
@@ -64,10 +63,6 @@ def _repeats(keys: np.ndarray) -> np.ndarray:
     """True where a key was seen earlier in ``keys``."""
     return ~pl.Series(keys, dtype=pl.UInt64).is_first_distinct().to_numpy()
 
-
-def _counts(keys: np.ndarray) -> np.ndarray:
-    """How often each row's key occurs in ``keys``."""
-    return pl.DataFrame({"k": pl.Series(keys, dtype=pl.UInt64)}).select(pl.len().over("k")).to_series().to_numpy()
 
 
 def _parts(lists: pa.Array, drop_blank: bool) -> tuple[pa.Array, np.ndarray]:
@@ -136,9 +131,8 @@ class GopherQuality:
         mean = letters / np.maximum(content, 1)
         drop(mean < self.min_mean_word_length, "gopher_short_words")
         drop(mean > self.max_mean_word_length, "gopher_long_words")
-        hashes = _np(pc.count_substring(texts, "#"))
         ellipses = _np(pc.count_substring(texts, "...")) + _np(pc.count_substring(texts, "…"))
-        drop(hashes / words > self.max_symbol_word_ratio, "gopher_hash_ratio")
+        drop(_np(pc.count_substring(texts, "#")) / words > self.max_symbol_word_ratio, "gopher_hash_ratio")
         drop(ellipses / words > self.max_symbol_word_ratio, "gopher_ellipsis_ratio")
         pieces, parents = _parts(pc.split_pattern(texts, "\n"), drop_blank=False)
         n_lines = _per_doc(parents, len(texts))
@@ -199,23 +193,28 @@ class GopherRepetition:
         drop(dups / np.maximum(count, 1) > self.max_dup_line_frac, "gopher_dup_line_frac")
         drop(dup_chars / chars > self.max_dup_line_char_frac, "gopher_dup_line_char_frac")
         words, parents = _parts(pc.utf8_split_whitespace(texts), drop_blank=True)
-        ngrams = _NGrams(words, parents, n)
+        ngrams = _NGrams(_hashes(words), _np(pc.utf8_length(words)).astype(np.int64), parents, n)
         for size, limit in self.top_ngram_char_frac:
             drop(ngrams.top(size) / chars > limit, f"gopher_top_{size}gram")
-        for size, limit in self.dup_ngram_char_frac:
-            drop(ngrams.duplicated(size) / chars > limit, f"gopher_dup_{size}gram")
+        for size, limit in sorted(self.dup_ngram_char_frac):  # a repeated n-gram repeats its (n-1)-grams:
+            covered = ngrams.duplicated(size)  # so each n looks only at documents the last n flagged
+            drop(covered / chars > limit, f"gopher_dup_{size}gram")
+            ngrams = ngrams.only(keep & (covered > 0))
         return keep, texts
 
 
 class _NGrams:
     """Word n-grams of a batch as 64-bit keys, built one word longer at a time."""
 
-    def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int):
-        self.parents, self.n_docs = parents, n_docs
-        self.ids = _hashes(words)
-        self.lengths = _np(pc.utf8_length(words)).astype(np.int64)
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, parents: np.ndarray, n_docs: int):
+        self.ids, self.lengths, self.parents, self.n_docs = ids, lengths, parents, n_docs
         self.prefix = np.concatenate([[0], np.cumsum(self.lengths)])
         self.size, self.keys = 1, _mix(parents.astype(np.uint64), self.ids)
+
+    def only(self, docs: np.ndarray) -> _NGrams:
+        """The words of the documents where ``docs`` (a mask over documents) is True."""
+        rows = docs[self.parents]
+        return _NGrams(self.ids[rows], self.lengths[rows], self.parents[rows], self.n_docs)
 
     def _keys(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The keys of the ``size``-grams starting at each valid position, and those positions."""
@@ -233,7 +232,8 @@ class _NGrams:
         keys, starts = self._keys(size)
         out = np.zeros(self.n_docs)
         if len(keys):
-            counts = _counts(keys).astype(np.int64)
+            counts = pl.DataFrame({"k": pl.Series(keys, dtype=pl.UInt64)}).select(pl.len().over("k"))
+            counts = counts.to_series().to_numpy().astype(np.int64)  # how often each row's n-gram occurs
             docs = self.parents[starts]
             heads = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
             best = np.maximum.reduceat(counts * 2**32 + (2**32 - 1 - starts), heads)  # count, then first
@@ -365,7 +365,7 @@ class FineWebQuality:
 
 
 FILTERS = {"gopher_repetition": GopherRepetition, "gopher_quality": GopherQuality, "c4": C4Quality,
-           "fineweb": FineWebQuality}  # in run order
+           "fineweb": FineWebQuality}  # in run order: FineWeb's pipeline order
 
 
 def quality_filters(options: Mapping[str, bool | Mapping]) -> tuple:
