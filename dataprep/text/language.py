@@ -17,6 +17,13 @@ every language. They are not calibrated to accuracy (a score of 0.9 is not "righ
 time"); the benchmark prints how accuracy and scores go together. The default threshold, 0.65, is
 datatrove's ``LanguageFilter(language_threshold=0.65)``, the one FineWeb used.
 
+What it does with text that is not plain prose (benchmarks/language_id.py prints each figure):
+whole paragraphs of the 10 XQuAD languages are all identified, the first 50 characters 99.1%;
+source code is called ``en`` with low scores (at 0.65 an ``en`` filter keeps 1% of HumanEval-X Go
+and 54% of Python), so a language filter belongs on natural-language inputs, not code; ALL-CAPS
+English scores low (two shouting C4 adverts at 0.2: the model is case-sensitive, as trained), and
+so does text of several languages (93.8% of paragraphs made of en/de/es/ro quarters score under 0.65).
+
 Deterministic: the same text gives the same language and score, in any process, in any order.
 Each process loads the model once, on first use (about 1 MB of file, a few MB of memory); ``import
 dataprep`` does not import fastText.
