@@ -138,3 +138,34 @@ def test_c4_demo_addresses_and_numbers_are_gone_and_other_documents_untouched():
                for i in changed for kind in PLACEHOLDERS) == sum(counts.values())
     assert [doc for i, doc in enumerate(docs) if i not in changed] == [doc for i, doc in enumerate(out) if i not in changed]
     assert len(changed) < len(docs) // 10
+
+
+# ---- the recipe schema for normalize.pii (for the lead to put in schemas/recipe.schema.json) ----
+
+PII_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Personal data replaced by placeholders after the other normalize steps (dataprep/text/pii.py "
+                   "lists what counts and what is left alone), counted per kind. Off unless asked for.",
+    "properties": {
+        "email": {"enum": ["redact", "keep"], "default": "keep",
+                  "description": "redact: e-mail addresses, also spelled out (name at example dot com) -> <EMAIL>."},
+        "ip": {"enum": ["redact", "keep"], "default": "keep",
+               "description": "redact: public IPv4/IPv6 addresses -> <IP> (private, documentation and "
+                              "version-number-like ones stay)."},
+        "phone": {"enum": ["redact", "keep"], "default": "keep",
+                  "description": "redact: phone numbers (+country code, (area) code, 555-123-4567, 0-prefixed "
+                                 "national, or after tel/phone/call/fax) -> <PHONE>."},
+    },
+}
+
+
+def test_the_schema_snippet_has_one_entry_per_kind():
+    import jsonschema
+
+    assert list(PII_SCHEMA["properties"]) == list(PLACEHOLDERS)
+    validator = jsonschema.Draft202012Validator(PII_SCHEMA)
+    assert not list(validator.iter_errors({"email": "redact", "ip": "redact", "phone": "keep"}))
+    assert list(validator.iter_errors({"emails": "redact"})) and list(validator.iter_errors({"ip": "yes"}))
+    chosen = [kind for kind, what in {"email": "redact", "ip": "keep", "phone": "redact"}.items() if what == "redact"]
+    assert one("a@example.org 142.250.72.14 +1 415 555 2671", chosen)[1] == Counter(email=1, phone=1)

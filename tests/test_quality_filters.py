@@ -399,3 +399,101 @@ def test_apply_quality_counts_each_document_once_under_the_first_filter_that_dro
     assert drops == Counter({"gopher_too_few_words": 1, "gopher_top_2gram": 1})
     assert lines == Counter({"c4_line_no_terminal_punct": 1})
     assert replace(C4Quality(), min_sentences=3) == C4Quality()
+
+
+# ---- the recipe schema for filter.quality (for the lead to put in schemas/recipe.schema.json) ----
+
+def _number(default: float, description: str, **limits) -> dict:
+    return {"type": "number", "minimum": 0, **limits, "default": default, "description": description}
+
+
+def _integer(default: int, description: str) -> dict:
+    return {"type": "integer", "minimum": 0, "default": default, "description": description}
+
+
+def _ngram_limits(default: list, description: str) -> dict:
+    pair = {"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, {"type": "number", "minimum": 0}],
+            "minItems": 2, "maxItems": 2}
+    return {"type": "array", "items": pair, "default": default, "description": description}
+
+
+def _flag(description: str) -> dict:
+    return {"type": "boolean", "default": True, "description": description}
+
+
+def _one_filter(description: str, properties: dict) -> dict:
+    return {"description": description, "oneOf": [
+        {"type": "boolean"}, {"type": "object", "additionalProperties": False, "properties": properties}]}
+
+
+QUALITY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Quality filters (dataprep/text/quality.py), each run on the documents the earlier ones kept, "
+                   "in the order below (FineWeb's): true for the published thresholds, an object to change some, "
+                   "false or absent for off. Each drop is counted under its rule (gopher_*, c4_*, fineweb_*).",
+    "properties": {
+        "gopher_repetition": _one_filter("Gopher's repetition rules (Rae et al. 2021, table A1).", {
+            "max_dup_line_frac": _number(0.3, "Share of non-blank lines repeating an earlier one.", maximum=1),
+            "max_dup_para_frac": _number(0.3, "Share of paragraphs repeating an earlier one.", maximum=1),
+            "max_dup_line_char_frac": _number(0.2, "Share of characters in repeated lines.", maximum=1),
+            "max_dup_para_char_frac": _number(0.2, "Share of characters in repeated paragraphs.", maximum=1),
+            "top_ngram_char_frac": _ngram_limits(
+                [[2, 0.2], [3, 0.18], [4, 0.16]], "[n, limit]: characters of the most frequent word n-gram times "
+                "its count, over the document's."),
+            "dup_ngram_char_frac": _ngram_limits(
+                [[5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12], [9, 0.11], [10, 0.1]],
+                "[n, limit]: characters of words inside repeated n-grams, over the document's."),
+        }),
+        "gopher_quality": _one_filter("Gopher's quality rules (Rae et al. 2021, appendix A.1.1).", {
+            "min_words": _integer(50, "Fewest words (words of punctuation only do not count)."),
+            "max_words": _integer(100000, "Most words."),
+            "min_mean_word_length": _number(3.0, "Shortest mean word length (letters and digits)."),
+            "max_mean_word_length": _number(10.0, "Longest mean word length."),
+            "max_symbol_word_ratio": _number(0.1, "Most '#', and most ellipses, per word."),
+            "max_bullet_lines": _number(0.9, "Most lines starting with a bullet.", maximum=1),
+            "max_ellipsis_lines": _number(0.3, "Most lines ending in an ellipsis.", maximum=1),
+            "min_alpha_words": _number(0.8, "Fewest words holding a letter.", maximum=1),
+            "min_stop_words": _integer(2, "Fewest distinct stop words present."),
+            "stop_words": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                           "default": list(quality.STOP_WORDS), "description": "Whole lower-case words."},
+        }),
+        "c4": _one_filter("C4's rules (Raffel et al. 2020) with TFDS's values; rewrites kept documents to their "
+                          "kept lines.", {
+            "min_sentences": _integer(3, "Fewest sentences in the kept lines, else the document is dropped."),
+            "min_words_per_line": _integer(5, "Lines with fewer words are removed."),
+            "max_word_length": _integer(1000, "Lines with a longer word are removed."),
+            "remove_citations": _flag("Remove [1], [edit], [citation needed] from lines."),
+            "drop_unterminated_lines": _flag("Remove lines not ending in . ? ! or \"."),
+            "lorem_ipsum": _flag("Drop documents saying lorem ipsum."),
+            "javascript": _flag("Remove lines mentioning javascript."),
+            "curly_bracket": _flag("Drop documents with a { in a kept line."),
+            "policy": _flag("Remove privacy-policy, cookie and terms-of-use lines."),
+        }),
+        "fineweb": _one_filter("FineWeb's line rules (Penedo et al. 2024; datatrove's FineWebQualityFilter).", {
+            "min_line_punct_ratio": _number(0.12, "Fewest non-blank lines ending in terminal punctuation.", maximum=1),
+            "max_short_line_ratio": _number(0.67, "Most non-blank lines of short_line_length or fewer characters.",
+                                            maximum=1),
+            "short_line_length": _integer(30, "What a short line is, in characters."),
+            "max_dup_line_char_ratio": _number(0.01, "Most characters in lines repeating an earlier one.", maximum=1),
+            "max_newline_word_ratio": _number(0.3, "Most newlines per word (a list, not prose)."),
+        }),
+    },
+}
+
+
+def test_the_schema_snippet_names_every_threshold_with_the_dataclass_default():
+    import jsonschema
+    from dataclasses import fields
+
+    for name, cls in quality.FILTERS.items():
+        properties = QUALITY_SCHEMA["properties"][name]["oneOf"][1]["properties"]
+        assert list(properties) == [f.name for f in fields(cls)], name
+        defaults = {key: spec["default"] for key, spec in properties.items()}
+        assert quality.quality_filters({name: json.loads(json.dumps(defaults))}) == (cls(),)  # JSON lists: tuples
+        assert hash(quality.quality_filters({name: defaults})[0]) == hash(cls())
+    validator = jsonschema.Draft202012Validator(QUALITY_SCHEMA)
+    assert not list(validator.iter_errors({"c4": {"min_sentences": 5}, "fineweb": True, "gopher_quality": False}))
+    assert list(validator.iter_errors({"c4": {"min_sentence": 5}}))
+    assert list(validator.iter_errors({"gopher": True}))
+    assert list(validator.iter_errors({"gopher_repetition": {"top_ngram_char_frac": [[2]]}}))

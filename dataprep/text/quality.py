@@ -66,8 +66,7 @@ def _repeats(keys: np.ndarray) -> np.ndarray:
 
 
 def _parts(lists: pa.Array, drop_blank: bool) -> tuple[pa.Array, np.ndarray]:
-    """The flattened pieces of a list array (without whitespace-only ones if ``drop_blank``)
-    and the document each came from."""
+    """The pieces of a list array (less whitespace-only ones if ``drop_blank``), and their documents."""
     parents = _np(pc.list_parent_indices(lists)).astype(np.int64)
     flat = pc.list_flatten(lists)
     if drop_blank and len(flat):
@@ -82,9 +81,8 @@ def _per_doc(parents: np.ndarray, n: int, weights: np.ndarray | None = None) -> 
 
 def _dup_elements(pieces: pa.Array, parents: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per document: pieces, repeated pieces (not their first occurrence) and the repeats' chars."""
-    repeat = _repeats(_mix(parents.astype(np.uint64), _hashes(pieces)))
-    chars = _np(pc.utf8_length(pieces)).astype(np.float64)
-    return _per_doc(parents, n), _per_doc(parents, n, repeat * 1.0), _per_doc(parents, n, repeat * chars)
+    repeat = _repeats(_mix(parents.astype(np.uint64), _hashes(pieces))) * 1.0
+    return _per_doc(parents, n), _per_doc(parents, n, repeat), _per_doc(parents, n, repeat * _np(pc.utf8_length(pieces)))
 
 
 def _dropper(n: int, drops: Counter):
@@ -204,26 +202,27 @@ class GopherRepetition:
 
 
 class _NGrams:
-    """Word n-grams of a batch as 64-bit keys, built one word longer at a time."""
+    """Word n-grams of a batch as 64-bit keys, one per starting word, built a word longer at a time."""
 
-    def __init__(self, ids: np.ndarray, lengths: np.ndarray, parents: np.ndarray, n_docs: int):
-        self.ids, self.lengths, self.parents, self.n_docs = ids, lengths, parents, n_docs
-        self.prefix = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.size, self.keys = 1, _mix(parents.astype(np.uint64), self.ids)
+    def __init__(self, ids, lengths, parents, n_docs: int, keys: np.ndarray | None = None, size: int = 1):
+        self.ids, self.lengths, self.parents, self.n_docs, self.size = ids, lengths, parents, n_docs, size
+        self.prefix = np.concatenate([[0], np.cumsum(lengths)])
+        self.keys = _mix(parents.astype(np.uint64), ids) if keys is None else keys
 
     def only(self, docs: np.ndarray) -> _NGrams:
-        """The words of the documents where ``docs`` (a mask over documents) is True."""
+        """The words (and keys) of the documents where ``docs``, a mask over documents, is True."""
         rows = docs[self.parents]
-        return _NGrams(self.ids[rows], self.lengths[rows], self.parents[rows], self.n_docs)
+        return _NGrams(self.ids[rows], self.lengths[rows], self.parents[rows], self.n_docs, self.keys[rows], self.size)
 
     def _keys(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The keys of the ``size``-grams starting at each valid position, and those positions."""
+        """The keys of the ``size``-grams inside one document, and the positions they start at."""
         if size < self.size:
             self.size, self.keys = 1, _mix(self.parents.astype(np.uint64), self.ids)
         while self.size < size:
-            self.keys = _mix(self.keys[:-1], self.ids[self.size:])
-            self.size += 1
-        starts = np.flatnonzero(self.parents[: len(self.keys)] == self.parents[size - 1 :])  # in one document
+            shifted = np.zeros_like(self.ids)  # the last words' keys run past the end: never valid
+            shifted[: len(self.ids) - self.size] = self.ids[self.size :]
+            self.keys, self.size = _mix(self.keys, shifted), self.size + 1
+        starts = np.flatnonzero(self.parents[: max(len(self.ids) - size + 1, 0)] == self.parents[size - 1 :])
         return self.keys[starts], starts
 
     def top(self, size: int) -> np.ndarray:
@@ -380,7 +379,8 @@ def quality_filters(options: Mapping[str, bool | Mapping]) -> tuple:
             raise ConfigError(f"filter.quality.{name}: unknown option {key!r}",
                               fix=f"use {', '.join(f.name for f in fields(cls))}")
         if options.get(name) not in (None, False):
-            chosen.append(cls(**given))
+            chosen.append(cls(**{key: tuple(map(tuple, value)) if key.endswith("gram_char_frac") else  # JSON lists
+                                 tuple(value) if isinstance(value, list) else value for key, value in given.items()}))
     return tuple(chosen)
 
 
