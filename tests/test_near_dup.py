@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataprep.build import seen_set
 from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.run import run
+from dataprep.build.seen_set import SeenSet
 from dataprep.errors import RecipeError
 from dataprep.recipe import recipe_from_dict
 from dataprep.text import minhash
@@ -223,3 +225,59 @@ def test_near_duplicates_are_the_recipes_choice_not_lost_records(tmp_path, pairs
     recipe, _ = planted_recipe(tmp_path, pairs)
     recipe = recipe_from_dict({**recipe.resolved, "on_error": "skip"}, base_dir=tmp_path)
     assert run(recipe, tmp_path / "out", workers=1)["counts"]["dropped"]["near_duplicate"] > 20
+
+
+# --- exact dedup in bounded memory (dataprep/build/seen_set.py; #19 item 7) --------------------
+
+
+def test_the_spilling_set_answers_as_a_python_set(monkeypatch):
+    """Digests drawn with repeats through a set that holds 100 in memory: several levels of runs on
+    disk, merged 7 rows per run at a time (digests that share their first half among them); every answer the same as a plain set's, and the runs'
+    folder removed after."""
+    monkeypatch.setattr(seen_set, "MERGE_BLOCK", 7)
+    rng = np.random.default_rng(0)
+    pool = [rng.bytes(16) for _ in range(12_000)]
+    pool += [pool[i][:8] + bytes(8) for i in range(300)] + [pool[i][:8] + bytes(7) + b"x" for i in range(300)]  # equal first halves
+    seen, reference = SeenSet(limit=100), set()
+    for _ in range(150):
+        digests = [pool[i] for i in rng.integers(0, len(pool), size=200)]
+        expected = [d not in reference and not reference.add(d) for d in digests]
+        assert seen.first_seen(digests).tolist() == expected
+    assert len(seen) == len(reference) and len(seen.levels) >= 3 and len(seen.recent) < 100
+    folder = seen._folder
+    del seen
+    assert not folder.exists()
+
+
+def repeated_corpus(tmp_path: Path) -> Path:
+    lines = (DATA / "corpora" / "c4_demo.jsonl").read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(0)
+    lines += [lines[i] for i in rng.integers(0, len(lines), size=150)]  # exact copies, after many spills
+    path = tmp_path / "repeated.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_run_that_spills_its_dedup_set_writes_the_same_shards(tmp_path, monkeypatch):
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "inputs": [{"path": str(repeated_corpus(tmp_path))}],
+         "tokenizer": {"path": str(GPT2), "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+         "packing": {"seq_len": 256}, "output": {"chunk_records": 16, "shard_bytes": 60_000}, "split": {"validation": 0.1}},
+        base_dir=tmp_path,
+    )
+    whole = run(recipe, tmp_path / "whole", workers=1)
+    assert whole["counts"]["dropped"]["duplicate"] >= 100
+    monkeypatch.setattr(seen_set, "LIMIT", 8)  # a spill every 8 new documents
+    spills = []
+    monkeypatch.setattr(SeenSet, "_spill", lambda self, original=SeenSet._spill: spills.append(1) or original(self))
+    assert facts_of(run(recipe, tmp_path / "spilled", workers=2)) == facts_of(whole) and len(spills) > 15  # one per chunk
+    with monkeypatch.context() as patch:
+        crash_at(patch, 20, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            run(recipe, tmp_path / "cut", workers=1, checkpoint_every=0)
+    run(recipe, tmp_path / "cut", workers=1, resume=True)  # seen.bin's digests re-added in blocks of 8
+    assert digests(tmp_path / "cut") == digests(tmp_path / "whole") and facts(tmp_path / "cut") == facts(tmp_path / "whole")
+
+
+def facts_of(manifest: dict) -> tuple:
+    return shard_hashes(manifest), manifest["counts"]

@@ -38,6 +38,7 @@ import numpy as np
 
 from dataprep._version import __version__
 from dataprep.errors import ResumeError
+from dataprep.build.seen_set import DIGEST
 from dataprep.build.write import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ STATE_FILE = "state.pkl"
 SEEN_FILE = "seen.bin"
 NEAR_FILE = "minhash.bin"
 FORMAT = 2  # 2: module paths of the pickled packers changed (dataprep.pack.{wrap,bfd,rows})
-DIGEST = 16  # bytes of a content hash (filters.content_hashes)
 DEFAULT_EVERY = 60.0  # seconds between checkpoints: a crash loses at most about this much work
 
 
@@ -117,7 +117,8 @@ class Checkpoints:
         self.seconds += self.last - started
 
     def load(self) -> dict[str, Any]:
-        """The last checkpoint; its ``seen`` is the dedup set. Check it with :func:`check_identity`.
+        """The last checkpoint; its ``seen``: the dedup digests (uint8 ``[n, 16]``, mapped from seen.bin).
+        Check it with :func:`check_identity`.
 
         Raises:
             ResumeError: no checkpoint, or one that cannot be read.
@@ -133,11 +134,13 @@ class Checkpoints:
         except Exception as exc:  # noqa: BLE001 - a damaged checkpoint, whatever unpickling raises
             raise ResumeError(f"the checkpoint {path} cannot be read ({exc})\n  fix: run again without --resume") from exc
         count = state["seen"]
-        data = (self.folder / SEEN_FILE).read_bytes()[: count * DIGEST] if count else b""
-        if len(data) != count * DIGEST:
-            raise ResumeError(f"the checkpoint's dedup file {self.folder / SEEN_FILE} is shorter than it recorded\n"
+        path = self.folder / SEEN_FILE
+        if count and (not path.is_file() or path.stat().st_size < count * DIGEST):
+            raise ResumeError(f"the checkpoint's dedup file {path} is shorter than it recorded\n"
                               "  fix: run again without --resume")
-        state["seen"] = {data[i : i + DIGEST] for i in range(0, len(data), DIGEST)}
+        # mapped, not read: the stage adds them to its bounded-memory set (dataprep.build.seen_set)
+        state["seen"] = (np.memmap(path, dtype=np.uint8, mode="r", shape=(count, DIGEST)) if count
+                         else np.empty((0, DIGEST), dtype=np.uint8))
         self.seen_count = count
         if "near" in state:
             state["stage"]["near_signatures"] = self._load_near(state["near"], state["stage"]["near"]["permutations"])

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep.build.near_dup import NearDupIndex
+from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter
 from dataprep.pack.rows import PackedRows
 from dataprep.tasks.base import ChunkResult
@@ -55,7 +56,7 @@ class OrderedStage:
         self.to_batch = to_batch
         self.dedup = bool(dedup)
         self.near = NearDupIndex(dedup) if isinstance(dedup, MinhashSpec) else None
-        self.seen: set[bytes] = set()
+        self.seen = SeenSet()  # exact dedup, in bounded memory (spills sorted runs to disk)
         self.new_seen: list[bytes] = []  # seen since the last checkpoint, in order (a checkpoint appends them)
         self.documents: Counter = Counter()
         self.drops: Counter = Counter()
@@ -83,14 +84,11 @@ class OrderedStage:
             self.drops[NO_TOKENS] += empty
             self.source_drops[result.source][NO_TOKENS] += empty
         if self.dedup:
-            for i, digest in enumerate(result.hashes):
-                if not keep[i]:
-                    continue
-                if digest in self.seen:
-                    keep[i] = False
-                else:
-                    self.seen.add(digest)
-                    self.new_seen.append(digest)
+            todo = np.flatnonzero(keep)
+            digests = [result.hashes[i] for i in todo]
+            new = self.seen.first_seen(digests)
+            keep[todo[~new]] = False
+            self.new_seen.extend(d for d, fresh in zip(digests, new.tolist()) if fresh)
             duplicates = int(n - empty - keep.sum())
             if duplicates:
                 self.drops[DUPLICATE] += duplicates
@@ -134,10 +132,12 @@ class OrderedStage:
             state["near"] = self.near.state()
         return state
 
-    def restore(self, state: dict[str, Any], seen: set[bytes]) -> None:
+    def restore(self, state: dict[str, Any], seen: np.ndarray) -> None:
+        """Continue from a checkpoint: ``state`` and its dedup digests (uint8 ``[n, 16]``, in order)."""
         for name in self._STATE:
             setattr(self, name, state[name])
-        self.seen, self.new_seen = seen, []
+        self.seen, self.new_seen = SeenSet(limit=self.seen.limit), []
+        self.seen.add_all(seen)
         if self.near is not None:
             self.near.restore(state["near"], state["near_signatures"])
 

@@ -1,0 +1,185 @@
+"""The exact-dedup set of the ordered stage, in bounded memory: recent digests in a Python set,
+older ones in sorted runs on disk (an LSM tree of memory-mapped numpy arrays).
+
+A Python set of 16-byte digests costs about 100 bytes per document (the bytes object and the
+table's slots): some 100 GB for a billion documents. Here the set holds at most ``limit`` digests;
+when it fills, it is sorted into a run on disk (two uint64 columns, the digest's halves, in order
+of the first) and emptied. Runs merge ``FANOUT`` at a time into one run of the next level, block by
+block (a k-way merge that holds ``MERGE_BLOCK`` rows per run), so there are about
+``(FANOUT - 1) * log_FANOUT(n / limit)`` runs, and a lookup is one binary search per run::
+
+    add chunk's digests --> in the set? in a run (np.searchsorted over each memory map)? -> seen
+                            else -> the set (<= limit) --full--> sort -> run (level 0)
+                            FANOUT runs of one level --merge, by blocks--> one run of the next
+
+Memory stays flat: the set, the merge blocks, and the pages of the runs the OS keeps mapped (file
+pages it can drop at any time; ``benchmarks/dedup_memory.py`` prints both kinds of RSS). The runs
+live in a temporary folder (``TMPDIR``) removed when the set is, and the answer is the same as a
+plain set's: the first occurrence of a digest is new, every later one is seen.
+"""
+
+from __future__ import annotations
+
+import mmap
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+DIGEST = 16  # bytes of a content hash (dataprep.text.filters.content_hashes)
+LIMIT = 1 << 19  # digests held in memory before a spill: about 50 MB of Python set
+FANOUT = 4  # runs of one level merged into one of the next
+MERGE_BLOCK = 1 << 17  # rows per run held while merging
+
+
+class SeenSet:
+    """Digests seen so far (see the module docstring). ``limit``: the most held in memory."""
+
+    def __init__(self, *, limit: int | None = None):
+        self.limit = limit or LIMIT
+        self.recent: set[bytes] = set()
+        self.levels: list[list[Run]] = []  # level -> its runs on disk
+        self.count = 0
+        self._folder: Path | None = None
+        self._made = 0  # runs written (their file names)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def first_seen(self, digests: list[bytes]) -> np.ndarray:
+        """bool per digest: True the first time it is seen (it is added), False after (and for a
+        repeat within ``digests``)."""
+        on_disk = self._on_disk(digests)
+        new = np.zeros(len(digests), dtype=bool)
+        for i, digest in enumerate(digests):
+            if not on_disk[i] and digest not in self.recent:
+                self.recent.add(digest)
+                new[i] = True
+        self.count += int(new.sum())
+        if len(self.recent) >= self.limit:
+            self._spill()
+        return new
+
+    def add_all(self, digests: np.ndarray) -> None:
+        """Add ``digests`` (uint8 ``[n, 16]``, distinct and not yet here: a checkpoint's seen.bin),
+        in blocks, so a resumed run holds no more of them in memory than a running one."""
+        for start in range(0, len(digests), self.limit):
+            block = np.ascontiguousarray(digests[start : start + self.limit]).tobytes()
+            self.recent.update(block[i : i + DIGEST] for i in range(0, len(block), DIGEST))
+            self.count += len(block) // DIGEST
+            if len(self.recent) >= self.limit:
+                self._spill()
+
+    def runs(self) -> int:
+        return len(self._runs())
+
+    # --- lookups and spills -----------------------------------------------------------------
+
+    def _on_disk(self, digests: list[bytes]) -> np.ndarray:
+        found = np.zeros(len(digests), dtype=bool)
+        if not self.levels or not digests:
+            return found
+        hi, lo = _halves(b"".join(digests))
+        order = np.argsort(hi)  # sorted queries: each binary search starts where the last ended
+        hi, lo = hi[order], lo[order]
+        hit = np.zeros(len(hi), dtype=bool)
+        for run in self._runs():
+            at = np.searchsorted(run.hi, hi)
+            row = np.minimum(at, len(run.hi) - 1)
+            first_half = run.hi[row] == hi
+            both = first_half & (run.lo[row] == lo)
+            hit |= both
+            for i in np.flatnonzero(first_half & ~both):  # another digest with this first half: look on
+                j = int(at[i]) + 1
+                while j < len(run.hi) and run.hi[j] == hi[i] and not hit[i]:
+                    hit[i] = run.lo[j] == lo[i]
+                    j += 1
+        found[order] = hit
+        return found
+
+    def _runs(self) -> list[Run]:
+        return [run for level in self.levels for run in level]
+
+    def _spill(self) -> None:
+        hi, lo = _halves(b"".join(self.recent))
+        order = np.argsort(hi, kind="stable")
+        path = self._path()
+        with open(path, "wb") as fh:
+            np.stack([hi[order], lo[order]]).tofile(fh)
+        self.recent = set()
+        self._add_run(0, Run(path, len(hi)))
+        for run in self._runs():  # lookups touched their pages: out of this process's RSS (the OS caches them)
+            run.release()
+
+    def _add_run(self, level: int, run: Run) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        self.levels[level].append(run)
+        if len(self.levels[level]) >= FANOUT:
+            runs, self.levels[level] = self.levels[level], []
+            merged = self._merge(runs)
+            for old in runs:
+                old.remove()
+            self._add_run(level + 1, merged)
+
+    def _merge(self, runs: list[Run]) -> Run:
+        """One run holding ``runs``, sorted by the first half, written block by block."""
+        total = sum(len(r.hi) for r in runs)
+        path = self._path()
+        pos, written = [0] * len(runs), 0
+        with open(path.with_suffix(".lo"), "wb") as lo_file, open(path, "wb") as hi_file:
+            while written < total:
+                blocks = [(r.hi[p : p + MERGE_BLOCK], r.lo[p : p + MERGE_BLOCK], p + MERGE_BLOCK >= len(r.hi))
+                          for r, p in zip(runs, pos)]
+                bounded = [h[-1] for h, _, tail in blocks if len(h) and not tail]
+                cutoff = min(bounded) if bounded else None  # every row <= cutoff is in the blocks
+                his, los = [], []
+                for k, (h, lo, _) in enumerate(blocks):
+                    take = len(h) if cutoff is None else int(np.searchsorted(h, cutoff, side="right"))
+                    his.append(h[:take])
+                    los.append(lo[:take])
+                    pos[k] += take
+                hi, lo = np.concatenate(his), np.concatenate(los)
+                order = np.argsort(hi, kind="stable")
+                hi[order].tofile(hi_file)
+                lo[order].tofile(lo_file)
+                written += len(hi)
+                for run in runs:  # the blocks read so far: out of RSS
+                    run.release()
+        with open(path, "ab") as hi_file, open(path.with_suffix(".lo"), "rb") as lo_file:
+            shutil.copyfileobj(lo_file, hi_file)  # one file per run: the first halves, then the second
+        path.with_suffix(".lo").unlink()
+        return Run(path, total)
+
+    def _path(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="dataprep-seen-"))
+            weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._made += 1
+        return self._folder / f"run-{self._made:06d}.u64"
+
+
+class Run:
+    """One sorted run on disk, mapped: ``rows`` first halves (sorted), then their second halves."""
+
+    def __init__(self, path: Path, rows: int):
+        self.path = path
+        with open(path, "rb") as fh:
+            self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        both = np.frombuffer(self._map, dtype="<u8")
+        self.hi, self.lo = both[:rows], both[rows:]
+
+    def release(self) -> None:
+        """Drop the pages lookups touched from this process's RSS (they are read back on demand)."""
+        self._map.madvise(mmap.MADV_DONTNEED)
+
+    def remove(self) -> None:
+        self.hi = self.lo = None
+        self.path.unlink(missing_ok=True)  # unmapped when the last view goes
+
+
+def _halves(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.frombuffer(blob, dtype="<u8").reshape(-1, 2)
+    return np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
