@@ -71,11 +71,9 @@ def feed(kind: str, n: int) -> dict:
             peak_anon = max(peak_anon, status()["RssAnon"])
     peak_anon = max(peak_anon, status()["RssAnon"])
     seconds = time.perf_counter() - started
-    disk = 0
-    if kind == "seen_set" and seen._folder is not None:
-        disk = sum(p.stat().st_size for p in seen._folder.iterdir())
+    disk = seen.disk.disk_bytes() if kind == "seen_set" else 0
     return {"kind": kind, "n": n, "new": new, "seconds": seconds, "disk": disk, "peak_anon": peak_anon,
-            "runs": seen.runs() if kind == "seen_set" else 0, **status()}
+            "runs": seen.disk.runs() if kind == "seen_set" else 0, **status()}
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataprep.build import seen_set
+from dataprep.build import near_dup, seen_set
 from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.run import run
 from dataprep.build.seen_set import SeenSet
@@ -186,7 +186,9 @@ def test_the_same_shards_on_ray(tmp_path, pairs, local_ray):
     assert local["counts"]["dropped"]["near_duplicate"] > 20
 
 
-def test_an_interrupted_run_resumes_with_its_near_duplicate_index(tmp_path, pairs, monkeypatch):
+@pytest.mark.parametrize("table_limit", [near_dup.TABLE_LIMIT, 50])  # 50: the index spills to disk, on resume too
+def test_an_interrupted_run_resumes_with_its_near_duplicate_index(tmp_path, pairs, monkeypatch, table_limit):
+    monkeypatch.setattr(near_dup, "TABLE_LIMIT", table_limit)
     recipe, _ = planted_recipe(tmp_path, pairs)
     run(recipe, tmp_path / "whole", workers=1)
     for at in (3, 12):  # before the variants, and among them (each of their near-originals in minhash.bin)
@@ -243,8 +245,8 @@ def test_the_spilling_set_answers_as_a_python_set(monkeypatch):
         digests = [pool[i] for i in rng.integers(0, len(pool), size=200)]
         expected = [d not in reference and not reference.add(d) for d in digests]
         assert seen.first_seen(digests).tolist() == expected
-    assert len(seen) == len(reference) and len(seen.levels) >= 3 and len(seen.recent) < 100
-    folder = seen._folder
+    assert len(seen) == len(reference) and len(seen.disk.levels) >= 3 and len(seen.recent) < 100
+    folder = seen.disk.folder()
     del seen
     assert not folder.exists()
 
@@ -281,3 +283,19 @@ def test_a_run_that_spills_its_dedup_set_writes_the_same_shards(tmp_path, monkey
 
 def facts_of(manifest: dict) -> tuple:
     return shard_hashes(manifest), manifest["counts"]
+
+
+def test_the_near_duplicate_index_decides_the_same_when_it_spills(pairs, monkeypatch):
+    """Band keys and signatures of earlier chunks on disk (a spill every ~3 documents at 20 bands):
+    the same documents dropped, the same clusters, as with everything in memory."""
+    docs, spec = bench.stream(pairs), MinhashSpec()
+    in_memory = NearDupIndex(spec)
+    expected = [in_memory.drop_mask(minhash.signatures(docs[i : i + 16], spec), np.ones(len(docs[i : i + 16]), dtype=bool))
+                for i in range(0, len(docs), 16)]
+    monkeypatch.setattr(near_dup, "TABLE_LIMIT", 50)
+    spilling = NearDupIndex(spec)
+    got = [spilling.drop_mask(minhash.signatures(docs[i : i + 16], spec), np.ones(len(docs[i : i + 16]), dtype=bool))
+           for i in range(0, len(docs), 16)]
+    assert np.array_equal(np.concatenate(got), np.concatenate(expected)) and spilling.stats() == in_memory.stats()
+    assert spilling.disk.runs() >= 2 and spilling.spilled > 0.9 * spilling.kept and len(spilling.table) < 50 + 16 * 20
+    assert np.array_equal(spilling.unsaved(), in_memory.unsaved())  # what a checkpoint appends, in order

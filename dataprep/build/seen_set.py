@@ -40,10 +40,8 @@ class SeenSet:
     def __init__(self, *, limit: int | None = None):
         self.limit = limit or LIMIT
         self.recent: set[bytes] = set()
-        self.levels: list[list[Run]] = []  # level -> its runs on disk
+        self.disk = SortedRuns("dataprep-seen-")
         self.count = 0
-        self._folder: Path | None = None
-        self._made = 0  # runs written (their file names)
 
     def __len__(self) -> int:
         return self.count
@@ -72,46 +70,70 @@ class SeenSet:
             if len(self.recent) >= self.limit:
                 self._spill()
 
+    def _on_disk(self, digests: list[bytes]) -> np.ndarray:
+        found = np.zeros(len(digests), dtype=bool)
+        if self.disk.runs() and digests:
+            hi, lo = _halves(b"".join(digests))
+            query, second = self.disk.matches(hi)
+            found[query[second == lo[query]]] = True
+        return found
+
+    def _spill(self) -> None:
+        self.disk.add(*_halves(b"".join(self.recent)))
+        self.recent = set()
+
+
+class SortedRuns:
+    """A multimap of uint64 keys to uint64 values on disk: sorted runs, merged ``FANOUT`` at a time.
+
+    Args:
+        prefix: the name of its temporary folder (made at the first run, removed with the object).
+    """
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.levels: list[list[Run]] = []  # level -> its runs
+        self._folder: Path | None = None
+        self._made = 0  # runs written (their file names)
+
     def runs(self) -> int:
         return len(self._runs())
 
-    # --- lookups and spills -----------------------------------------------------------------
+    def disk_bytes(self) -> int:
+        return sum(run.path.stat().st_size for run in self._runs())
 
-    def _on_disk(self, digests: list[bytes]) -> np.ndarray:
-        found = np.zeros(len(digests), dtype=bool)
-        if not self.levels or not digests:
-            return found
-        hi, lo = _halves(b"".join(digests))
-        order = np.argsort(hi)  # sorted queries: each binary search starts where the last ended
-        hi, lo = hi[order], lo[order]
-        hit = np.zeros(len(hi), dtype=bool)
+    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Write ``keys -> values`` as a new run (then merge as the levels fill)."""
+        order = np.argsort(keys, kind="stable")
+        path = self._path()
+        with open(path, "wb") as fh:
+            np.concatenate([keys[order], values[order]]).astype("<u8").tofile(fh)
+        self._add_run(0, Run(path, len(keys)))
+        for run in self._runs():  # lookups touched their pages: out of this process's RSS (the OS caches them)
+            run.release()
+
+    def matches(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored ``key -> value`` whose key is among ``keys``: (index into ``keys``, value)."""
+        order = np.argsort(keys)  # sorted queries: each binary search starts where the last ended
+        ordered = keys[order]
+        where, values = [], []
         for run in self._runs():
-            at = np.searchsorted(run.hi, hi)
-            row = np.minimum(at, len(run.hi) - 1)
-            first_half = run.hi[row] == hi
-            both = first_half & (run.lo[row] == lo)
-            hit |= both
-            for i in np.flatnonzero(first_half & ~both):  # another digest with this first half: look on
-                j = int(at[i]) + 1
-                while j < len(run.hi) and run.hi[j] == hi[i] and not hit[i]:
-                    hit[i] = run.lo[j] == lo[i]
-                    j += 1
-        found[order] = hit
-        return found
+            left = np.searchsorted(run.hi, ordered, side="left")
+            right = np.searchsorted(run.hi, ordered, side="right")
+            count = right - left
+            if not count.any():
+                continue
+            hit = np.flatnonzero(count)
+            count, left = count[hit], left[hit]
+            rows = np.repeat(left - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+            where.append(order[np.repeat(hit, count)])
+            values.append(np.asarray(run.lo[rows]))
+        if not where:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
+        return np.concatenate(where), np.concatenate(values)
 
     def _runs(self) -> list[Run]:
         return [run for level in self.levels for run in level]
-
-    def _spill(self) -> None:
-        hi, lo = _halves(b"".join(self.recent))
-        order = np.argsort(hi, kind="stable")
-        path = self._path()
-        with open(path, "wb") as fh:
-            np.stack([hi[order], lo[order]]).tofile(fh)
-        self.recent = set()
-        self._add_run(0, Run(path, len(hi)))
-        for run in self._runs():  # lookups touched their pages: out of this process's RSS (the OS caches them)
-            run.release()
 
     def _add_run(self, level: int, run: Run) -> None:
         while len(self.levels) <= level:
@@ -153,12 +175,16 @@ class SeenSet:
         path.with_suffix(".lo").unlink()
         return Run(path, total)
 
-    def _path(self) -> Path:
+    def folder(self) -> Path:
+        """The temporary folder of the runs (made on first use; removed with this object)."""
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="dataprep-seen-"))
+            self._folder = Path(tempfile.mkdtemp(prefix=self.prefix))
             weakref.finalize(self, shutil.rmtree, self._folder, True)
+        return self._folder
+
+    def _path(self) -> Path:
         self._made += 1
-        return self._folder / f"run-{self._made:06d}.u64"
+        return self.folder() / f"run-{self._made:06d}.u64"
 
 
 class Run:
