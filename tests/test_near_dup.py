@@ -157,7 +157,6 @@ def test_the_run_drops_what_the_index_drops_for_any_worker_count(tmp_path, pairs
     assert exact["counts"]["records_written"] == one["counts"]["records_written"] + expected
 
 
-@pytest.mark.xfail(strict=True, reason="dataprep/build/run.py does not yet pass stage.near_duplicates() to Counts")
 def test_the_manifest_counts_the_clusters(tmp_path, pairs):
     recipe, docs = planted_recipe(tmp_path, pairs)
     manifest = run(recipe, tmp_path / "out", workers=1)
@@ -220,7 +219,6 @@ def test_recipe_minhash_options(tmp_path):
         assert message in str(err.value), str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="dataprep/build/accounting.py's CHOSEN lacks near_duplicate")
 def test_near_duplicates_are_the_recipes_choice_not_lost_records(tmp_path, pairs):
     """on_error: skip with the default max_dropped_fraction: dropping near-duplicates is what the
     recipe asked for, as duplicates are, so it never fails the run as lost records."""

@@ -4,7 +4,7 @@ Each record an input holds is read, then either written (a document or example i
 dropped under a reason. Reasons are of two kinds:
 
 - **chosen** by the recipe (:data:`CHOSEN`): filters (``empty``, ``too_short``, ``too_long``,
-  ``too_few_words``), ``duplicate``, ``unknown_label`` with ``unknown_label: drop``, and
+  ``too_few_words``), ``duplicate``, ``near_duplicate``, ``unknown_label`` with ``unknown_label: drop``, and
   ``no_tokens`` (a document the tokenizer encodes to nothing);
 - **damage**: everything that would stop the run under ``on_error: raise`` (unreadable records,
   missing fields, records the template or the tokenizer cannot make into an example). With
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from dataprep.errors import DataLossError
-from dataprep.text.filters import DUPLICATE, EMPTY, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
+from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
 from dataprep.build.ordered import NO_TOKENS
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dataprep.run")
 
 UNKNOWN_LABEL = "unknown_label"  # sft.UNKNOWN_LABEL: dropped only when the recipe says `unknown_label: drop`
-CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, UNKNOWN_LABEL, NO_TOKENS})
+CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, NEAR_DUPLICATE, UNKNOWN_LABEL, NO_TOKENS})
 RECORDS_READ = "records_read"
 UNKNOWN_WARN_FRACTION = 1e-4  # unknown-token ids above this share of the written tokens: a warning
 SHOWN = 3  # drop locations quoted per input in an error
