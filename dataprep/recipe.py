@@ -305,9 +305,16 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
 
 
 def _filter(value: Mapping[str, Any]) -> FilterSpec:
+    """``filter:`` as a FilterSpec; the quality rules built now, so a bad option fails at load."""
     value = dict(value)
     if "minhash" in value:
         value["minhash"] = MinhashSpec(**value["minhash"])
+    if isinstance(value.get("languages"), list):
+        value["languages"] = tuple(value["languages"])
+    if "quality" in value:
+        from dataprep.text.quality import quality_filters
+
+        value["quality"] = quality_filters(value["quality"])
     return FilterSpec(**value)
 
 

@@ -4,7 +4,8 @@ Each record an input holds is read, then either written (a document or example i
 dropped under a reason. Reasons are of two kinds:
 
 - **chosen** by the recipe (:data:`CHOSEN`): filters (``empty``, ``too_short``, ``too_long``,
-  ``too_few_words``), ``duplicate``, ``near_duplicate``, ``unknown_label`` with ``unknown_label: drop``, and
+  ``too_few_words``, ``language``, the quality rules' ``gopher_*`` / ``c4_*`` / ``fineweb_*``), ``duplicate``,
+  ``near_duplicate``, ``unknown_label`` with ``unknown_label: drop``, and
   ``no_tokens`` (a document the tokenizer encodes to nothing);
 - **damage**: everything that would stop the run under ``on_error: raise`` (unreadable records,
   missing fields, records the template or the tokenizer cannot make into an example). With
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from dataprep.errors import DataLossError
 from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
+from dataprep.text.language import LANGUAGE
 from dataprep.build.ordered import NO_TOKENS
 
 if TYPE_CHECKING:
@@ -34,7 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dataprep.run")
 
 UNKNOWN_LABEL = "unknown_label"  # sft.UNKNOWN_LABEL: dropped only when the recipe says `unknown_label: drop`
-CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, NEAR_DUPLICATE, UNKNOWN_LABEL, NO_TOKENS})
+CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, NEAR_DUPLICATE, UNKNOWN_LABEL, NO_TOKENS, LANGUAGE})
+# the quality rules' own reasons (dataprep.text.quality): each arises only where the recipe turned its filter on
+QUALITY_PREFIXES = ("gopher_", "c4_", "fineweb_")
 RECORDS_READ = "records_read"
 UNKNOWN_WARN_FRACTION = 1e-4  # unknown-token ids above this share of the written tokens: a warning
 SHOWN = 3  # drop locations quoted per input in an error
@@ -49,7 +53,7 @@ def input_drops(index: int, by_input: Mapping[int, Counter], stage: OrderedStage
 
 def damage(drops: Mapping[str, int], chosen: frozenset[str] = CHOSEN) -> Counter:
     """The drops that are not the recipe's choice."""
-    return Counter({reason: n for reason, n in drops.items() if reason not in chosen and n})
+    return Counter({reason: n for reason, n in drops.items() if reason not in chosen and not reason.startswith(QUALITY_PREFIXES) and n})
 
 
 def chosen_reasons(recipe: Recipe) -> frozenset[str]:

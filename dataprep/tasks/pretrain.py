@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from dataprep.read import chunks
 from dataprep import columns as C
-from dataprep.text.filters import MINHASH, content_hashes, filter_mask, validation_flags
+from dataprep.text.filter_chain import keep_documents
+from dataprep.text.filters import MINHASH, content_hashes, validation_flags
 from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
@@ -38,8 +39,7 @@ FORMAT = "dataprep.pretrain/2"
 
 def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:
     """Normalize and filter one batch; the kept texts, in order."""
-    texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
-    return texts.filter(pa.array(filter_mask(texts, recipe.filter, drops))).to_pylist()
+    return keep_documents(normalize_array(batch.column(C.TEXT), recipe.normalize), recipe.filter, drops).to_pylist()
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):

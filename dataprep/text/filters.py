@@ -1,8 +1,13 @@
 """Document filters over Arrow arrays. Every dropped document is counted under its reason.
 
 Reasons (the keys of ``counts.dropped`` in the manifest): ``empty``, ``too_short``,
-``too_long``, ``too_few_words`` and, in the ordered stage, ``duplicate`` (``dedup: exact`` or
+``too_long``, ``too_few_words``; ``language`` (``filter.languages``, :mod:`dataprep.text.language`);
+each quality rule's own (``gopher_*``, ``c4_*``, ``fineweb_*``: ``filter.quality``,
+:mod:`dataprep.text.quality`); and, in the ordered stage, ``duplicate`` (``dedup: exact`` or
 ``minhash``) and ``near_duplicate`` (``dedup: minhash``, :mod:`dataprep.text.minhash`).
+
+:func:`dataprep.text.filter_chain.keep_documents` runs them in FineWeb's order: the cheap length rules,
+then language, then the quality rules, each on what the earlier ones kept.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class FilterSpec:
     min_words: int = 0
     dedup: str = "exact"  # none | exact | minhash (exact duplicates first, then near-duplicates)
     minhash: MinhashSpec = field(default_factory=MinhashSpec)
+    languages: tuple[str, ...] | str | None = None  # None: no language identification; "all": any language
+    language_threshold: float = 0.65  # the schema's default (datatrove's, FineWeb's)
+    quality: tuple = ()  # quality.quality_filters(recipe filter.quality): the rules on, in run order
 
 
 EMPTY = "empty"

@@ -301,7 +301,7 @@ class C4Quality:
         kept &= keep[parents]
         sizes = np.bincount(parents[kept], minlength=len(texts))
         offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]), pa.int32())
-        rewritten = pc.binary_join(pa.ListArray.from_arrays(offsets, pieces.filter(pa.array(kept))), "\n")
+        rewritten = pc.binary_join(pa.ListArray.from_arrays(offsets, pieces.filter(pa.array(kept))), pa.scalar("\n", pieces.type))
         return keep, rewritten
 
     def _line_status(self, pieces: pa.Array) -> np.ndarray:
