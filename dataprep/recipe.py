@@ -214,6 +214,10 @@ def recipe_from_dict(
     if issues:
         raise RecipeError(source, issues)
     resolved = with_defaults(data, load_schema(SCHEMA))
+    if resolved["normalize"].get("pii") and resolved["task"] != "pretrain":
+        # only the pretraining worker redacts (a fine-tuning example's fields are rendered by its template)
+        raise RecipeError(source, [Issue("normalize.pii", "personal-data redaction is for task: pretrain; remove it "
+                                                          "here, or redact the records before building")])
     if resolved["filter"]["dedup"] == MINHASH and (resolved["task"], resolved.get("objective", "clm")) != ("pretrain", "clm"):
         # the other tasks' workers send no signatures (dataprep.tasks.pretrain computes them)
         raise RecipeError(source, [Issue("filter.dedup", "minhash is for task: pretrain with objective: clm; "
@@ -286,7 +290,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         name=r.get("name", ""),
         inputs=tuple(inputs),
         tokenizer=TokenizerSpec(**r["tokenizer"]),
-        normalize=NormalizeSpec(**r["normalize"]),
+        normalize=_normalize(r["normalize"]),
         filter=_filter(r["filter"]),
         packing=PackingSpec(**r["packing"]),
         split=SplitSpec(**r["split"]),
@@ -302,6 +306,14 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         fewshot=FewshotSpec(**r["fewshot"]) if "fewshot" in r else None,
         resolved=r,
     )
+
+
+def _normalize(value: Mapping[str, Any]) -> NormalizeSpec:
+    """``normalize:`` as a NormalizeSpec; ``pii: {email: redact, ...}`` as the kinds to redact."""
+    value = dict(value)
+    if "pii" in value:
+        value["pii"] = tuple(kind for kind, action in value["pii"].items() if action == "redact")
+    return NormalizeSpec(**value)
 
 
 def _filter(value: Mapping[str, Any]) -> FilterSpec:

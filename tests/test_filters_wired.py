@@ -65,3 +65,39 @@ def test_an_unknown_language_or_quality_option_is_a_recipe_error_naming_it():
         recipe(Path("x.txt"), languages=["english"])
     with pytest.raises(RecipeError, match="min_sentence"):
         recipe(Path("x.txt"), quality={"c4": {"min_sentence": 2}})
+
+
+def test_personal_data_is_redacted_in_the_shards_and_counted(tmp_path):
+    require_shared()
+    from dataprep.text.pii import redact
+
+    from .conftest import read_split
+
+    c4 = DATA / "corpora" / "c4_demo.jsonl"
+    r = recipe_from_dict({"name": "pii", "task": "pretrain", "inputs": [{"path": str(c4)}],
+                          "tokenizer": {"path": str(RECIPES / "data" / "byte_tokenizer")},
+                          "packing": {"seq_len": 512, "remainder": "pad"},
+                          "normalize": {"pii": {"email": "redact", "ip": "redact", "phone": "redact"}},
+                          "filter": {"dedup": "none"}}, base_dir=Path.cwd())
+    assert r.normalize.pii == ("email", "ip", "phone")
+    run(r, tmp_path / "out", workers=2, progress=False)
+    manifest = Manifest.load(tmp_path / "out")
+    texts = [json.loads(line)["text"] for line in c4.read_text().splitlines()]
+    _, expected = redact(normalize_array(pa.array(texts), r.normalize), r.normalize.pii)
+    assert manifest.counts.records_written == len(texts)  # every c4_demo document is kept: all its redactions count
+    assert expected["email"] > 0 and expected["phone"] > 0
+    assert manifest.counts.redacted == {kind: expected[kind] for kind in r.normalize.pii}
+    from tokenizers import Tokenizer
+
+    byte_level = Tokenizer.from_file(str(RECIPES / "data" / "byte_tokenizer" / "tokenizer.json"))
+    # each split's rows in order are its token stream (wrap): decoded whole, a placeholder cut by a row end is whole
+    written = "".join(byte_level.decode([t for row in read_split(tmp_path / "out", split).column("input_ids").to_pylist()
+                                         for t in row]) for split in ("train", "validation"))
+    for kind, placeholder in (("email", "<EMAIL>"), ("ip", "<IP>"), ("phone", "<PHONE>")):
+        assert written.count(placeholder) == expected[kind] + sum(t.count(placeholder) for t in texts)
+
+
+def test_personal_data_redaction_is_refused_where_no_worker_does_it():
+    with pytest.raises(RecipeError, match="normalize.pii: personal-data redaction is for task: pretrain"):
+        recipe_from_dict({"task": "sft", "template": "chat", "inputs": [{"path": "x.jsonl"}], "tokenizer": {"path": "t"},
+                          "normalize": {"pii": {"email": "redact"}}}, base_dir=Path.cwd())

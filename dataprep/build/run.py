@@ -26,6 +26,7 @@ from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.write import SplitWriter, batch_rows, open_output
 from dataprep.dataset.manifest import Manifest, section
+from dataprep.text.pii import PII_STAT
 from dataprep.dataset.manifest_parts import (
     Counts,
     Input,
@@ -269,6 +270,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
             rows=PerSplit(**{split: pack[split].rows for split in C.SPLITS}),
             packing_efficiency=(content / slots) if slots else 0.0,
             near_duplicates=None if stage.near is None else NearDuplicates(**stage.near_duplicates()),
+            redacted={kind: stage.stats[f"{PII_STAT}{kind}"] for kind in recipe.normalize.pii} or None,
         ),
         packing=Packing(**pack),
         splits=Splits(**{split: Split(shards=tuple(Shard(**shard) for shard in shards[split])) for split in C.SPLITS}),

@@ -135,6 +135,7 @@ class Counts:
     rows: PerSplit
     packing_efficiency: float
     near_duplicates: NearDuplicates | None = optional()  # filter.dedup: minhash only
+    redacted: dict[str, int] | None = optional()  # normalize.pii: placeholders in the written documents, per kind
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from functools import partial
 
+import numpy as np
 import pyarrow as pa
 
 from dataprep.read import chunks
@@ -25,6 +26,7 @@ from dataprep.text.filter_chain import keep_documents
 from dataprep.text.filters import MINHASH, content_hashes, validation_flags
 from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
+from dataprep.text.pii import PII_STAT, redact_rows
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
@@ -39,7 +41,18 @@ FORMAT = "dataprep.pretrain/2"
 
 def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[str]:
     """Normalize and filter one batch; the kept texts, in order."""
-    return keep_documents(normalize_array(batch.column(C.TEXT), recipe.normalize), recipe.filter, drops).to_pylist()
+    return clean_batch(batch, recipe, drops)[0]
+
+
+def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Normalize (personal data redacted last, ``normalize.pii``) and filter one batch: the kept texts,
+    in order, and per kept text what was redacted (``pii_<kind>``: the manifest's ``counts.redacted``)."""
+    texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
+    redacted = {}
+    if recipe.normalize.pii:
+        texts, redacted = redact_rows(texts, recipe.normalize.pii)
+    kept, at = keep_documents(texts, recipe.filter, drops)
+    return kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
@@ -47,7 +60,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
 
     def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        kept = clean_texts(item[1], recipe, drops)
+        kept, stats = clean_batch(item[1], recipe, drops)
         hashes = content_hashes(kept)
         tokens, lengths = tokenizer.encode_docs(kept)
         return ChunkResult(
@@ -57,6 +70,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
             lengths=lengths,
             source=item[0],
             drops=drops,
+            doc_stats=stats,
             signatures=signatures(kept, recipe.filter.minhash) if recipe.filter.dedup == MINHASH else None,
         )
 

@@ -7,22 +7,27 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 
 from dataprep.text.filters import FilterSpec, filter_mask
 
 
-def keep_documents(texts: pa.Array, spec: FilterSpec, drops: Counter) -> pa.Array:
+def keep_documents(texts: pa.Array, spec: FilterSpec, drops: Counter) -> tuple[pa.Array, np.ndarray]:
     """The documents of ``texts`` every filter of ``spec`` keeps, in order (the c4 quality rule
-    rewrites a kept document to its kept lines); each drop counted once, under its first reason."""
-    texts = texts.filter(pa.array(filter_mask(texts, spec, drops)))
+    rewrites a kept document to its kept lines), and their positions in ``texts``; each drop counted
+    once, under its first reason."""
+    keep = filter_mask(texts, spec, drops)
+    at = np.flatnonzero(keep)
+    texts = texts.filter(pa.array(keep))
     if spec.languages is not None and len(texts):
         from dataprep.text.language import language_mask
 
         keep, _ = language_mask(texts, None if spec.languages == "all" else spec.languages, spec.language_threshold, drops)
-        texts = texts.filter(pa.array(keep))
+        at, texts = at[keep], texts.filter(pa.array(keep))
     if spec.quality and len(texts):
         from dataprep.text.quality import apply_quality
 
-        _, texts = apply_quality(texts, spec.quality, drops)
-    return texts
+        keep, texts = apply_quality(texts, spec.quality, drops)
+        at = at[keep]
+    return texts, at

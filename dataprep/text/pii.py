@@ -122,15 +122,25 @@ def _sub(text: str, rules: list, placeholder: str) -> tuple[str, int]:
     return text, found
 
 
+PII_STAT = "pii_"  # a pipeline's per-document counter of redactions of a kind: pii_email, pii_ip, pii_phone
+
+
 def redact(texts: pa.Array | list[str], kinds: Iterable[str]) -> tuple[pa.Array, Counter]:
     """``texts`` with every match of ``kinds`` (of :data:`PLACEHOLDERS`) replaced by its
     placeholder, and the number replaced per kind (kinds with none are left out)."""
+    array, per_row = redact_rows(texts, kinds)
+    return array, +Counter({kind: int(n.sum()) for kind, n in per_row.items()})
+
+
+def redact_rows(texts: pa.Array | list[str], kinds: Iterable[str]) -> tuple[pa.Array, dict[str, np.ndarray]]:
+    """:func:`redact`, with the number replaced per kind in each text (an int64 array per kind
+    asked for), so a pipeline can count what the documents it keeps hold."""
     chosen = set(kinds)
     if chosen - set(PLACEHOLDERS):
         raise ConfigError(f"normalize.pii: unknown kind {sorted(chosen - set(PLACEHOLDERS))[0]!r}",
                           fix=f"use {', '.join(PLACEHOLDERS)}")
     array = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-    counts: Counter = Counter()
+    counts = {kind: np.zeros(len(array), np.int64) for kind in PLACEHOLDERS if kind in chosen}
     for kind, placeholder in PLACEHOLDERS.items():
         if kind not in chosen or len(array) == 0:
             continue
@@ -140,9 +150,9 @@ def redact(texts: pa.Array | list[str], kinds: Iterable[str]) -> tuple[pa.Array,
         if not len(rows):
             continue
         new = []
-        for text in array.take(pa.array(rows)).to_pylist():
+        for row, text in zip(rows.tolist(), array.take(pa.array(rows)).to_pylist()):
             text, found = _sub(text, rules, placeholder)
-            counts[kind] += found
+            counts[kind][row] = found
             new.append(text)
         array = pc.replace_with_mask(array, candidates, pa.array(new, array.type))
-    return array, +counts
+    return array, counts
