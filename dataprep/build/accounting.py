@@ -27,6 +27,7 @@ from dataprep.errors import DataLossError
 from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
 from dataprep.text.language import LANGUAGE
 from dataprep.build.ordered import NO_TOKENS
+from dataprep.tasks.bad_records import UNKNOWN_LABEL  # dropped only when the recipe says `unknown_label: drop`
 
 if TYPE_CHECKING:
     from dataprep.build.ordered import OrderedStage
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataprep.run")
 
-UNKNOWN_LABEL = "unknown_label"  # sft.UNKNOWN_LABEL: dropped only when the recipe says `unknown_label: drop`
 CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, NEAR_DUPLICATE, UNKNOWN_LABEL, NO_TOKENS, LANGUAGE})
 # the quality rules' own reasons (dataprep.text.quality): each arises only where the recipe turned its filter on
 QUALITY_PREFIXES = ("gopher_", "c4_", "fineweb_")

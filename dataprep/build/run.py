@@ -26,7 +26,6 @@ from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.write import SplitWriter, batch_rows, open_output
 from dataprep.dataset.manifest import Manifest, section
-from dataprep.text.pii import PII_STAT
 from dataprep.dataset.manifest_parts import (
     Counts,
     Input,
@@ -48,6 +47,7 @@ from dataprep.recipe import Recipe
 from dataprep.tasks import pretrain
 from dataprep.tasks.base import RowFacts
 from dataprep.tasks.registry import task_for
+from dataprep.text.pii import PII_STAT
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
 from dataprep.text.tokenizer_manifest import copy_tokenizer_files, tokenizer_manifest
 from dataprep.text.train_bpe import train_tokenizer

@@ -18,9 +18,9 @@ from typing import Any
 from dataprep.errors import InputError, RecordProblem
 from dataprep.read import InputFile
 from dataprep.tasks.sft.records import location
+from dataprep.text.filters import TOO_LONG
 
-# Drop reasons of the record tasks (the readers and templates add their own).
-TOO_LONG = "too_long"
+# Drop reasons of the record tasks (the readers and templates add their own; too_long is the filters').
 RESPONSE_TOO_LONG = "response_too_long"
 NO_TARGET = "no_target"
 UNKNOWN_LABEL = "unknown_label"

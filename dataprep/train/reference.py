@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dataprep.dataset.manifest import Manifest
-from dataprep.errors import DataprepError
 from dataprep.read import FieldSpec, read_records, resolve_inputs
-from dataprep.recipe import Recipe, recipe_from_dict
+from dataprep.recipe import Recipe
+from dataprep.train.reference_sources import encode_completion, frame_specials, normalized, source_recipe
 
 HISTORY = "history"
 
@@ -79,10 +79,7 @@ def why_not(manifest: Manifest) -> str | None:
         return "classification data: the label check compares label ids with their target text instead"
     if sft.masking != "completion":
         return f"masking: {sft.masking}: the reference renders completion targets only"
-    normalize = recipe.get("normalize") or {}
-    if any(value not in (None, False, "none") for value in normalize.values()):
-        return "normalize: is on, so records change before rendering; the reference renders raw text"
-    return None
+    return normalized(manifest)
 
 
 def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | None, limit: int,
@@ -99,11 +96,9 @@ def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | N
     if skipped is not None:
         return Rendering([], skipped=skipped)
     prompt_text, response_text, no_input = _template_text(manifest.recipe["template"])
-    try:
-        recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
-        resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
-        return Rendering([], skipped=f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})")
+    recipe = source_recipe(manifest)
+    if isinstance(recipe, str):
+        return Rendering([], skipped=recipe)
     expected, unrendered = [], Counter()
     optional = set(_fields(prompt_text)) - set(_fields(no_input)) if no_input is not None else set()
     names = {name: name not in optional for name in _fields(prompt_text) + _fields(response_text)}
@@ -114,13 +109,7 @@ def render(manifest: Manifest, encoder: object, *, stop_id: int, bos_id: int | N
         blank = {name for name, value in record.items() if not str(value).strip()}
         prompt = no_input if no_input is not None and blank & optional else prompt_text
         p, r = prompt.format(**record), response_text.format(**record)
-        encoding = encoder.encode(p + r, add_special_tokens=False)
-        ids = np.array(encoding.ids, dtype=np.int64)
-        ends = np.array([end for _, end in encoding.offsets], dtype=np.int64)
-        mask = ends > len(p)  # a token reaching past the prompt is a target
-        ids, mask = np.append(ids, stop_id), np.append(mask, True)
-        if bos_id is not None:
-            ids, mask = np.insert(ids, 0, bos_id), np.insert(mask, 0, False)
+        ids, mask, _ = encode_completion(encoder, p, r, stop_id=stop_id, bos_id=bos_id)
         first = int(np.argmax(mask))
         expected.append(Expected(where=where, ids=ids, mask=mask, prompt_tokens=first))
     return Rendering(expected, unrendered=unrendered, max_length=sft.max_length, overflow=sft.overflow)
@@ -136,8 +125,7 @@ def _render_chat(manifest: Manifest, encoder: object, *, chat_template: str | No
         skipped = f"masking: {sft.masking}: a generation-tagged template marks every assistant turn (all_assistant)"
     if skipped is not None:
         return Rendering([], skipped=skipped)
-    specials = {f"{name}_token": s.token for name, s in manifest.tokenizer.special_tokens.items() if name in ("bos", "eos")}
-    expected, unrendered, skipped = reference_chat.render(manifest, encoder, template=str(chat_template), specials=specials,
+    expected, unrendered, skipped = reference_chat.render(manifest, encoder, template=str(chat_template), specials=frame_specials(manifest),
                                                           limit=limit, expected_type=Expected)
     return Rendering(expected, skipped=skipped, unrendered=unrendered, max_length=sft.max_length, overflow=sft.overflow)
 

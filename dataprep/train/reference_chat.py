@@ -52,9 +52,8 @@ from typing import Any
 import numpy as np
 
 from dataprep.dataset.manifest import Manifest
-from dataprep.errors import DataprepError
 from dataprep.read import FieldSpec, read_records, resolve_inputs
-from dataprep.recipe import recipe_from_dict
+from dataprep.train.reference_sources import source_recipe
 
 MESSAGES = "messages"
 GENERATION_PROMPT = "generation prompt"  # reasons a reference target is not compared (see the module docstring)
@@ -80,11 +79,10 @@ def why_not(template: str | Path | None) -> str | None:
 def render(manifest: Manifest, encoder: Any, *, template: str | Path, specials: dict[str, str], limit: int,
            expected_type: Any) -> tuple[list[Any], Counter, str | None]:
     """(expected examples, records not rendered by reason, why none could be) for the first ``limit`` records."""
-    try:
-        recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
-        files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
-        return [], Counter(), f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})"
+    recipe = source_recipe(manifest)
+    if isinstance(recipe, str):
+        return [], Counter(), recipe
+    files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     expected_type = _with_not_compared(expected_type)
     expected, unrendered = [], Counter()
     with renderer(recipe, encoder, template=template, specials=specials, stops=set(manifest.stop_ids or ())) as encode:

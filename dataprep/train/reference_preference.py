@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from dataprep.dataset.manifest import Manifest
-from dataprep.errors import DataprepError
 from dataprep.read import FieldSpec, read_records, resolve_inputs
 from dataprep.read import preference as R
-from dataprep.recipe import Recipe, recipe_from_dict
+from dataprep.recipe import Recipe
 from dataprep.train import reference_chat
+from dataprep.train.reference_sources import encode_completion, frame_specials, normalized, source_recipe
 
 KTO_FORMAT = "dataprep.kto/1"
 BOUNDARY_DROPPED = "a token spans the prompt's end (preference.boundary: drop drops the pair)"
@@ -102,12 +102,9 @@ def why_not(manifest: Manifest, chat_template: str | None) -> str | None:
         return "KTO data: single labelled responses, no pairs"
     if manifest.sft is None:
         return f"{manifest.task} data has no responses to re-render"
-    normalize = manifest.recipe.get("normalize") or {}
-    if any(value not in (None, False, "none") for value in normalize.values()):
-        return "normalize: is on, so records change before rendering; the reference renders raw text"
     if manifest.recipe.get("template", "chat") == "chat":
-        return reference_chat.why_not(chat_template)
-    return None
+        return normalized(manifest) or reference_chat.why_not(chat_template)
+    return normalized(manifest)
 
 
 def render(manifest: Manifest, encoder: Any, *, stop_id: int, bos_id: int | None, limit: int,
@@ -120,18 +117,15 @@ def render(manifest: Manifest, encoder: Any, *, stop_id: int, bos_id: int | None
     skipped = why_not(manifest, chat_template)
     if skipped is not None:
         return PairRendering([], skipped=skipped)
-    try:
-        recipe = recipe_from_dict(dict(manifest.recipe), base_dir=manifest.recipe_folder())
-        resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    except DataprepError as exc:  # the sources moved, or were records in memory (the Python API)
-        return PairRendering([], skipped=f"the source records cannot be read here ({str(exc).splitlines()[0][:160]})")
+    recipe = source_recipe(manifest)
+    if isinstance(recipe, str):
+        return PairRendering([], skipped=recipe)
     options = manifest.recipe.get("preference") or {}
     shape, drop_merged = options.get("shape", "conversation"), options.get("boundary", "drop") == "drop"
     chat = manifest.recipe.get("template", "chat") == "chat"
     out = PairRendering([], max_length=manifest.sft.max_length)
     if chat:
-        specials = {f"{name}_token": s.token for name, s in manifest.tokenizer.special_tokens.items() if name in ("bos", "eos")}
-        context = reference_chat.renderer(recipe, encoder, template=str(chat_template), specials=specials,
+        context = reference_chat.renderer(recipe, encoder, template=str(chat_template), specials=frame_specials(manifest),
                                           stops=set(manifest.stop_ids or ()), last_only=True)
     else:
         context = nullcontext(lambda prompt, response: _text_side(encoder, prompt, response, stop_id=stop_id, bos_id=bos_id,
@@ -171,15 +165,9 @@ def _text_side(encoder: Any, prompt: str | list[dict], response: str, *, stop_id
     """prompt + response encoded once; the response is every token reaching past the prompt, then the stop token."""
     if not isinstance(prompt, str):
         return TEXT_NEEDS_TEXT
-    encoding = encoder.encode(prompt + response, add_special_tokens=False)
-    ids = np.array(encoding.ids, dtype=np.int64)
-    starts = np.array([s for s, _ in encoding.offsets], dtype=np.int64)
-    ends = np.array([e for _, e in encoding.offsets], dtype=np.int64)
-    if drop_merged and bool(((starts < len(prompt)) & (ends > len(prompt))).any()):
+    ids, mask, straddles = encode_completion(encoder, prompt, response, stop_id=stop_id, bos_id=bos_id)
+    if drop_merged and straddles:
         return BOUNDARY_DROPPED
-    ids, mask = np.append(ids, stop_id), np.append(ends > len(prompt), True)
-    if bos_id is not None:
-        ids, mask = np.insert(ids, 0, bos_id), np.insert(mask, 0, False)
     return Side(ids, mask)
 
 
