@@ -159,11 +159,13 @@ class Checkpoints:
         return stage.near.kept
 
     def _load_near(self, count: int, permutations: int) -> np.ndarray:
-        data = (self.folder / NEAR_FILE).read_bytes()[: count * permutations * 4] if count else b""
-        if len(data) != count * permutations * 4:
-            raise ResumeError(f"the checkpoint's near-duplicate file {self.folder / NEAR_FILE} is shorter than it "
-                              "recorded\n  fix: run again without --resume")
-        return np.frombuffer(data, dtype=np.uint32).reshape(count, permutations)
+        """The kept signatures of minhash.bin, mapped (not read: the index takes them in blocks)."""
+        path = self.folder / NEAR_FILE
+        if count and (not path.is_file() or path.stat().st_size < count * permutations * 4):
+            raise ResumeError(f"the checkpoint's near-duplicate file {path} is shorter than it recorded\n"
+                              "  fix: run again without --resume")
+        return (np.memmap(path, dtype=np.uint32, mode="r", shape=(count, permutations)) if count
+                else np.empty((0, permutations), dtype=np.uint32))
 
 
 def check_identity(state: dict[str, Any], ident: dict[str, Any], where: Path) -> None:
