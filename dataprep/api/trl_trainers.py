@@ -30,8 +30,8 @@ from typing import Any
 import trl
 
 from dataprep import columns as C
+from dataprep.train.dpo import PAIR_COLUMNS  # the columns a pair row holds, as dataprep's own DPO reads them
 
-PAIR_COLUMNS = (C.PROMPT_IDS, C.CHOSEN_IDS, C.REJECTED_IDS)
 KTO_COLUMNS = (C.PROMPT_IDS, C.COMPLETION_IDS, C.KTO_LABEL)
 
 

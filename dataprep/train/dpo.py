@@ -40,12 +40,12 @@ from dataprep.train.config import TrainConfig, is_folder_model
 from dataprep.train.device import autocast_dtype, pick_device
 from dataprep.train.dpo_loss import PairCollator, dpo_loss, sequence_logps
 from dataprep.train.loader import ArrowRows, Batches, DatasetInfo
+from dataprep.train.reference_preference import KTO_FORMAT  # the one copy in the trainer
 from dataprep.train.setup import adamw, make_model
 from dataprep.train.step import History
 from dataprep.train.steps import train_steps
 
 PAIR_COLUMNS = (C.PROMPT_IDS, C.CHOSEN_IDS, C.REJECTED_IDS)
-KTO_FORMAT = "dataprep.kto/1"
 # Peak learning rate when --lr is unset: the start run's peak over this (DPO moves a trained model a little:
 # from a 2,000-step demo-sft run, 200 DPO steps at beta 0.5 reached more held-out reward accuracy at 2e-4
 # than at 4e-4 or 1e-4)
