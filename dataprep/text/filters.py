@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,21 +47,26 @@ NEAR_DUPLICATE = "near_duplicate"
 MINHASH = "minhash"
 
 
-def filter_mask(texts: pa.Array, spec: FilterSpec, drops: Counter) -> np.ndarray:
-    """Boolean keep-mask for normalized ``texts``; counts each drop once, under its first reason."""
-    n = len(texts)
+def dropper(n: int, drops: Counter) -> tuple[np.ndarray, Callable[[np.ndarray, str], None]]:
+    """A keep-mask over ``n`` documents, and ``drop(where, reason)``: drops those of ``where`` still
+    kept, counting each document once, under the first reason that drops it."""
     keep = np.ones(n, dtype=bool)
-    if n == 0:
-        return keep
-    lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
 
     def drop(where: np.ndarray, reason: str) -> None:
         hit = where & keep
-        count = int(hit.sum())
-        if count:
+        if count := int(hit.sum()):
             drops[reason] += count
             keep[hit] = False
 
+    return keep, drop
+
+
+def filter_mask(texts: pa.Array, spec: FilterSpec, drops: Counter) -> np.ndarray:
+    """Boolean keep-mask for normalized ``texts``; counts each drop once, under its first reason."""
+    keep, drop = dropper(len(texts), drops)
+    if len(texts) == 0:
+        return keep
+    lengths = pc.fill_null(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
     drop(lengths == 0, EMPTY)
     drop(lengths < spec.min_chars, TOO_SHORT)
     if spec.max_chars is not None:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataprep.errors import ConfigError
-from dataprep.text.filters import EMPTY
+from dataprep.text.filters import EMPTY, dropper
 
 SYMBOL = r"\p{P}\p{S}"  # Unicode punctuation and symbols: what a "symbol-only" token consists of
 SPACE = r"\t-\r\x{1c}-\x{1f}\x{85}\p{Z}"  # Python's str.isspace() (RE2's \s is ASCII only)
@@ -85,18 +85,6 @@ def _dup_elements(pieces: pa.Array, parents: np.ndarray, n: int) -> tuple[np.nda
     return _per_doc(parents, n), _per_doc(parents, n, repeat), _per_doc(parents, n, repeat * _np(pc.utf8_length(pieces)))
 
 
-def _dropper(n: int, drops: Counter):
-    """The keep-mask of one filter call, and ``drop(where, reason)``: counts each document once."""
-    keep = np.ones(n, dtype=bool)
-
-    def drop(where: np.ndarray, reason: str) -> None:
-        hit = where & keep
-        if count := int(hit.sum()):
-            drops[reason] += count
-            keep[hit] = False
-    return keep, drop
-
-
 @dataclass(frozen=True)
 class GopherQuality:
     """Gopher's quality rules and thresholds (Rae et al. 2021, appendix A.1.1): 50 to 100,000
@@ -120,7 +108,7 @@ class GopherQuality:
 
     def __call__(self, texts: pa.Array, drops: Counter, lines: Counter | None = None) -> tuple[np.ndarray, pa.Array]:
         texts = _as_text(texts)
-        keep, drop = _dropper(len(texts), drops)
+        keep, drop = dropper(len(texts), drops)
         words = np.maximum(_count(texts, WORD), 1)
         content = _count(texts, rf"[{SYMBOL}]*[^{SPACE}{SYMBOL}][^{SPACE}]*")
         drop(content < self.min_words, "gopher_too_few_words")
@@ -181,7 +169,7 @@ class GopherRepetition:
     def __call__(self, texts: pa.Array, drops: Counter, lines: Counter | None = None) -> tuple[np.ndarray, pa.Array]:
         texts = _as_text(texts)
         n = len(texts)
-        keep, drop = _dropper(n, drops)
+        keep, drop = dropper(n, drops)
         chars = np.maximum(_np(pc.utf8_length(texts)).astype(np.float64), 1)
         paras = pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), r"\n{2,}")
         count, dups, dup_chars = _dup_elements(*_parts(paras, drop_blank=False), n)
@@ -280,7 +268,7 @@ class C4Quality:
 
     def __call__(self, texts: pa.Array, drops: Counter, lines: Counter | None = None) -> tuple[np.ndarray, pa.Array]:
         texts = _as_text(texts)
-        keep, drop = _dropper(len(texts), drops)
+        keep, drop = dropper(len(texts), drops)
         pieces, parents = _parts(pc.split_pattern(texts, "\n"), drop_blank=False)
         pieces = pc.utf8_trim_whitespace(pieces)
         if self.remove_citations:
@@ -348,7 +336,7 @@ class FineWebQuality:
     def __call__(self, texts: pa.Array, drops: Counter, lines: Counter | None = None) -> tuple[np.ndarray, pa.Array]:
         texts = _as_text(texts)
         n = len(texts)
-        keep, drop = _dropper(n, drops)
+        keep, drop = dropper(n, drops)
         pieces, parents = _parts(pc.split_pattern(texts, "\n"), drop_blank=True)
         count = _per_doc(parents, n)
         drop(count == 0, EMPTY)
