@@ -77,7 +77,7 @@ def validate(paths: tuple[str, ...], kind: str | None, fields: tuple[str, ...], 
 
 @cli.command("inspect")
 @click.argument("path", required=False, type=click.Path(exists=True))
-@click.option("--recipe", "-r", type=click.Path(dir_okay=False), help="PATH is a source file: render and mask its first records as `run` would with this recipe, writing nothing (no PATH: the recipe's inputs).")
+@click.option("--recipe", "-r", type=click.Path(dir_okay=False), help="PATH is a source file: render and mask its first records as `run` would with this recipe, and say why it would drop any of them (reason, the rule's detail, the text), writing nothing (no PATH: the recipe's inputs).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --recipe: override a recipe value. Repeatable.")
 @click.option("--split", default="train", show_default=True, help="The dataset split to show.")
 @click.option("--row", "rows", type=click.IntRange(min=0), multiple=True, metavar="N", help="Show row N. Repeatable.")
@@ -93,7 +93,8 @@ def inspect_command(path: str | None, recipe: str | None, overrides: tuple[str, 
     boundaries in packed rows, special tokens marked, and per row its length, segments,
     targets and pads.
 
-    With --recipe, show what `run` would make of a source file's first records instead.
+    With --recipe, show what `run` would make of a source file's first records instead: each
+    record it writes, and each it drops, in order, with the filter or duplicate that drops it.
 
     Example:
 
