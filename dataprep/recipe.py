@@ -18,6 +18,7 @@ import yaml
 
 from dataprep.errors import Issue, RecipeError
 from dataprep.read import FieldSpec, InputSpec
+from dataprep.pack.mixture import MIX_KEYS, MixtureSpec, mixture_from_recipe
 from dataprep.schema import iter_issues, load_schema, with_defaults
 from dataprep.text.filters import MINHASH, FilterSpec
 from dataprep.text.minhash import MinhashSpec
@@ -136,6 +137,7 @@ class Recipe:
     mlm: MlmSpec | None = None
     span: SpanSpec | None = None
     fewshot: FewshotSpec | None = None
+    mixture: MixtureSpec | None = None  # inputs drawn by weight, tokens or epochs (dataprep.pack.mixture)
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -222,7 +224,13 @@ def recipe_from_dict(
         # the other tasks' workers send no signatures (dataprep.tasks.pretrain computes them)
         raise RecipeError(source, [Issue("filter.dedup", "minhash is for task: pretrain with objective: clm; "
                                                          "use exact (or none) here")])
-    return _freeze(resolved, base_dir=base_dir)
+    mixture, issues = mixture_from_recipe(resolved["inputs"], resolved.get("mixture"))
+    if mixture is not None and resolved["task"] == "preference":
+        issues.append(Issue("inputs", "mixtures are for pretraining and fine-tuning recipes; a preference recipe reads "
+                                      "its inputs whole (remove group / weight / tokens / epochs and mixture:)"))
+    if issues:
+        raise RecipeError(source, issues)
+    return _freeze(resolved, base_dir=base_dir, mixture=mixture)
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
@@ -263,10 +271,10 @@ def _index(node: list[Any], part: str, so_far: list[str]) -> int:
     return int(part)
 
 
-def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
+def _freeze(r: dict[str, Any], *, base_dir: Path, mixture: MixtureSpec | None) -> Recipe:
     inputs, fields = [], []
     for spec in r["inputs"]:
-        spec = dict(spec)
+        spec = {k: v for k, v in spec.items() if k not in ("group", *MIX_KEYS)}  # the mixture's, not the reader's
         field_map = spec.pop("fields", None)
         inputs.append(InputSpec(**spec))
         fields.append(None if field_map is None else {name: _field(v) for name, v in field_map.items()})
@@ -304,6 +312,7 @@ def _freeze(r: dict[str, Any], *, base_dir: Path) -> Recipe:
         mlm=MlmSpec(**r["mlm"]) if "mlm" in r else None,
         span=SpanSpec(**r["span_corruption"]) if "span_corruption" in r else None,
         fewshot=FewshotSpec(**r["fewshot"]) if "fewshot" in r else None,
+        mixture=mixture,
         resolved=r,
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataprep.build.mixing import Mixing
 from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter
@@ -40,6 +41,8 @@ class OrderedStage:
             kept one's (counted as ``near_duplicate``; :mod:`dataprep.build.near_dup`).
         unk_id: the tokenizer's unknown-token id: its occurrences among the written documents'
             tokens are counted per split (:attr:`unknown`) and per input (:attr:`source_unknown`).
+        mixing: a recipe with a mixture: the kept documents are collected there and drawn into the
+            packers by :meth:`finish` (:mod:`dataprep.build.mixing`), which also counts them.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class OrderedStage:
         to_batch: Callable[[PackedRows], pa.RecordBatch],
         dedup: bool | MinhashSpec,
         unk_id: int | None = None,
+        mixing: Mixing | None = None,
     ):
         self.writers = writers
         self.packers = {split: make_packer() for split in writers}
@@ -68,6 +72,7 @@ class OrderedStage:
         self.unk_id = unk_id
         self.unknown: Counter = Counter()  # split -> unknown-token ids written
         self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
+        self.mixing = mixing
 
     def add(self, result: ChunkResult) -> None:
         """Dedup, split, pack and write one chunk result."""
@@ -103,18 +108,24 @@ class OrderedStage:
             docs = keep & in_split
             if not docs.any():
                 continue
-            self.documents[split] += int(docs.sum())
             if docs.all():
                 tokens, lengths, extras = result.tokens, result.lengths, result.extras
             else:
                 per_token = np.repeat(docs, result.lengths)
                 tokens, lengths = result.tokens[per_token], result.lengths[docs]
                 extras = {name: values[per_token] for name, values in result.extras.items()}
+            if self.mixing is not None:  # counted when drawn
+                self.mixing.add(split, result.source, tokens, lengths, extras,
+                                {name: values[docs] for name, values in result.doc_stats.items()})
+                continue
+            self.documents[split] += int(docs.sum())
             if self.unk_id is not None:
                 unknown = int(np.count_nonzero(tokens == self.unk_id))
                 self.unknown[split] += unknown
                 self.source_unknown[result.source] += unknown
             self._write(split, self.packers[split].add(tokens, lengths, extras or None))
+        if self.mixing is not None:
+            return
         for name, values in result.doc_stats.items():
             self.stats[name] += int(values[keep].sum())
         self.source_documents[result.source] += int(keep.sum())
@@ -146,6 +157,8 @@ class OrderedStage:
         return None if self.near is None else self.near.stats()
 
     def finish(self) -> None:
+        if self.mixing is not None:
+            self.mixing.draw(lambda split, t, n, x: self._write(split, self.packers[split].add(t, n, x or None)), self)
         for split, packer in self.packers.items():
             self._write(split, packer.finish())
 

@@ -22,6 +22,7 @@ from dataprep import columns as C
 from dataprep.build import accounting, checkpoint, reference_check
 from dataprep.build.engine import default_workers, run_chunks
 from dataprep.build.faults import os_fault
+from dataprep.build.mixing import MIXTURE_DIR, Mixing
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.write import SplitWriter, batch_rows, open_output
@@ -29,6 +30,9 @@ from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
     Counts,
     Input,
+    Mixture,
+    MixtureSource,
+    MixtureSplit,
     NearDuplicates,
     Packing,
     PackStats,
@@ -89,6 +93,11 @@ def run(
             disk, a read-only folder, another run writing it), or nothing to resume.
     """
     started = time.perf_counter()
+    if recipe.mixture is not None and resume:
+        raise ConfigError("a mixture run cannot be resumed: it keeps no checkpoint (it collects every document "
+                          "before it draws the mixture)", "run it again without --resume (add --overwrite)")
+    if recipe.mixture is not None:
+        checkpoint_every = None
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     sources = InputDigests(files)  # size and content hash before reading; checked again at the end
@@ -139,8 +148,10 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     by_input: dict[int, Counter] = {}
     rows = batch_rows(seq_len=seq_len_of(recipe), batch_tokens=recipe.output.batch_tokens, shard_bytes=recipe.output.shard_bytes)
     writers = {s: SplitWriter(tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
+    mixing = None if recipe.mixture is None else Mixing(
+        recipe.mixture, [f.entry for f in files], tmp / MIXTURE_DIR, block=seq_len_of(recipe), unk_id=_unknown_id(tokenizer))
     stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
-                         unk_id=_unknown_id(tokenizer))
+                         unk_id=_unknown_id(tokenizer), mixing=mixing)
     done: Counter = Counter()  # input file index -> chunks worked (what a checkpoint says is done)
     reader = plan.reader
     if state is not None:
@@ -278,7 +289,16 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
         fewshot=sections.fewshot,
         preference=sections.preference,
         objective=sections.objective,
+        mixture=None if stage.mixing is None else _mixture(recipe, stage.mixing),
     )
+
+
+def _mixture(recipe: Recipe, mixing: Mixing) -> Mixture:
+    """The manifest's ``mixture``: what each source asked for and wrote, per split."""
+    return Mixture(seed=recipe.mixture.seed, tokens=recipe.mixture.tokens, sources=tuple(
+        MixtureSource(name=spec.name, inputs=spec.entries, requested=drawn["requested"],
+                      train=MixtureSplit(**drawn["train"]), validation=MixtureSplit(**drawn["validation"]))
+        for spec, drawn in zip(recipe.mixture.sources, mixing.report)))
 
 
 def _rows(recipe: Recipe, facts: RowFacts, pack: dict[str, PackStats]) -> Rows:

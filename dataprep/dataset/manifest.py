@@ -35,6 +35,7 @@ from dataprep.dataset._codec import decode, encode, optional
 from dataprep.dataset.manifest_parts import (
     Counts,
     Input,
+    Mixture,
     Packing,
     Padding,
     Rows,
@@ -89,6 +90,7 @@ class Manifest:
     fewshot: Fewshot | None = optional()
     preference: Preference | None = optional()
     objective: Mlm | Span | None = optional()
+    mixture: Mixture | None = optional()  # a recipe that mixes its inputs
     run: Run | None = optional()  # None only while the run builds it (:meth:`portable` adds it)
 
     # --- reading ---------------------------------------------------------------------------

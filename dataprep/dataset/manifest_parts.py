@@ -225,6 +225,39 @@ class Rows:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MixtureSplit:
+    """One source's draw into one split (:mod:`dataprep.build.mixing`)."""
+
+    epochs: float  # the rate its documents were drawn at
+    available_documents: int  # kept for the split after filters and dedup
+    available_tokens: int
+    documents: int  # written at least once (the others are dropped as ``mixture``)
+    occurrences: int  # written, repeats counted
+    requested_tokens: int  # epochs x available tokens
+    tokens: int  # written, repeats counted
+    requested_share: float
+    share: float  # of the split's mixture tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixtureSource:
+    name: str  # the inputs' group, or the input's path
+    inputs: tuple[int, ...]  # the recipe inputs it reads
+    requested: dict[str, float]  # {"weight": w} | {"tokens": t} | {"epochs": e}
+    train: MixtureSplit
+    validation: MixtureSplit
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mixture:
+    """A recipe that mixes its inputs (:mod:`dataprep.pack.mixture`): asked and written, per source and split."""
+
+    seed: int
+    tokens: int | None  # mixture.tokens as set (None: not set)
+    sources: tuple[MixtureSource, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Run:
     """What differs between two runs of one recipe (:func:`dataprep.dataset.paths.portable`)."""
 

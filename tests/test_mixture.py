@@ -1,0 +1,250 @@
+"""Mixtures (``weight`` / ``tokens`` / ``epochs`` per input or group): the rates resolved from the
+available tokens, exact token targets within one document, interleaving, the realized shares on the
+bench corpus split into sources by repository (within 1 point of the requested ones), repeats and
+subsamples counted, the same shards for any worker count and on Ray, fine-tuning recipes too."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataprep.build.run import run
+from dataprep.errors import ConfigError, DataLossError, RecipeError
+from dataprep.pack.mixture import MixtureSpec, SourceSpec, Stream, pass_masks, schedule, train_rates, validation_rates
+from dataprep.recipe import load_recipe, recipe_from_dict
+from dataprep.validate import validate_dataset as validate
+
+from .conftest import DATA, RECIPES, SHARED, read_split, shared_tokenizer
+from . import test_engine_ray
+from .test_engine_ray import needs_ray, shard_hashes
+
+local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
+
+GPT2 = DATA / "tokenizers" / "gpt2"
+BENCH = SHARED / "bench"
+CODE = DATA / "corpora" / "code" / "humaneval_python.jsonl"
+C4 = DATA / "corpora" / "c4_demo.jsonl"
+PLAIN = {"unicode": "none", "strip": False, "collapse_spaces": False}  # documents exactly as read
+
+
+def spec(*sources: dict, **options) -> MixtureSpec:
+    return MixtureSpec(sources=tuple(SourceSpec(name=f"s{i}", entries=(i,), **s) for i, s in enumerate(sources)), **options)
+
+
+# --- the rates ---------------------------------------------------------------------------------------------
+
+
+def test_weights_alone_use_the_scarcest_source_whole():
+    """0.5 / 0.3 / 0.2 over 1,000 / 900 / 100 tokens: the third limits the mixture (100 = 0.2 T, T = 500)."""
+    rates = train_rates(spec({"weight": 5}, {"weight": 3}, {"weight": 2}), [1000, 900, 100])
+    assert rates == pytest.approx([0.25, 150 / 900, 1.0])
+    assert validation_rates(rates) == rates  # nothing repeats: validation draws at the same rates
+
+
+def test_a_total_repeats_sources_to_fill_their_shares():
+    rates = train_rates(spec({"weight": 1}, {"weight": 1}, tokens=1000), [1000, 250])
+    assert rates == pytest.approx([0.5, 2.0])
+    assert validation_rates(rates) == pytest.approx([0.25, 1.0])  # same shares, no document twice
+
+
+def test_weights_beside_fixed_sources_are_shares_of_the_whole():
+    """Continued pretraining: the domain corpus once (no key: epochs 1), general text at 20% of the output."""
+    rates = train_rates(spec({}, {"weight": 0.2}, {"tokens": 300}), [800, 10_000, 100])
+    total = (800 + 300) / 0.8
+    assert rates == pytest.approx([1.0, 0.2 * total / 10_000, 3.0])
+
+
+def test_a_weighted_source_with_nothing_left_is_an_error():
+    with pytest.raises(DataLossError, match="s1 have no training document"):
+        train_rates(spec({"weight": 1}, {"weight": 1}), [10, 0])
+    assert train_rates(spec({"epochs": 2.0}, {"weight": 0.5}), [0, 10]) == [0.0, 0.0]  # epochs of nothing is nothing
+
+
+def test_a_fractional_pass_comes_within_one_document_of_its_target():
+    lengths = np.random.default_rng(3).integers(1, 400, size=2_000)
+    for rate in (0.25, 0.5, 0.9, 2.37):
+        passes = pass_masks(lengths, rate, (0, 0, 1))
+        assert passes[: int(rate)] == [None] * int(rate)
+        drawn = int(rate) * lengths.sum() + (lengths[passes[-1]].sum() if rate % 1 else 0)
+        assert abs(drawn - rate * lengths.sum()) <= lengths.max() / 2 + 1
+    same, other = pass_masks(lengths, 0.5, (0, 0, 1)), pass_masks(lengths, 0.5, (1, 0, 1))
+    assert (same[0] == pass_masks(lengths, 0.5, (0, 0, 1))[0]).all()  # seeded: the same sample every run
+    assert (same[0] != other[0]).any()  # another seed, another sample
+
+
+def test_the_streams_are_interleaved_a_block_at_a_time():
+    """Every prefix of the schedule holds each source within one block (plus one document) of its share."""
+    lengths = [np.full(300, 10), np.full(100, 10), np.full(60, 5)]
+    streams = [Stream(n, pass_masks(n, rate, (0, 0, i))) for i, (n, rate) in enumerate(zip(lengths, [1.0, 1.5, 0.5]))]
+    targets = [s.target for s in streams]
+    assert targets == [3000, 1500, 150]
+    drawn = [0, 0, 0]
+    for source, start, stop, mask in schedule(streams, 40):
+        n = lengths[source][start:stop]
+        drawn[source] += int(n.sum() if mask is None else n[mask].sum())
+        progress = [d / t for d, t in zip(drawn, targets)]
+        assert max(progress) - min(progress) <= 50 / min(targets) + 1e-9  # one block of 40 (+ a document) behind at most
+    assert drawn == targets
+
+
+# --- recipes -----------------------------------------------------------------------------------------------
+
+
+def recipe(tmp_path: Path, inputs: list[dict], **extra) -> object:
+    base = {"task": "pretrain", "inputs": inputs, "normalize": PLAIN,
+            "tokenizer": {"path": str(GPT2), "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "add_eos": True},
+            "packing": {"seq_len": 256}, "split": {"validation": 0.1}, "output": {"chunk_records": 64}}
+    return recipe_from_dict({**base, **extra}, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("inputs, options, says", [
+    ([{"path": "a", "weight": 1, "epochs": 2}], None, "gives weight and epochs"),
+    ([{"path": "a", "group": "g", "weight": 1}, {"path": "b", "group": "g", "weight": 2}], None, "group 'g' asks for"),
+    ([{"path": "a", "weight": 0.6}, {"path": "b", "weight": 0.5}, {"path": "c"}], None, "weights sum to 1.1"),
+    ([{"path": "a", "weight": 1}, {"path": "b", "epochs": 1}], {"tokens": 100}, "give every source a weight"),
+])
+def test_mixture_mistakes_are_named_in_the_recipe(tmp_path, inputs, options, says):
+    with pytest.raises(RecipeError, match=says):
+        recipe(tmp_path, inputs, **({"mixture": options} if options else {}))
+
+
+def test_recipes_without_a_mixture_resolve_as_before(tmp_path):
+    plain = recipe(tmp_path, [{"path": "a.jsonl"}])
+    assert plain.mixture is None and "mixture" not in plain.resolved
+    mixed = recipe(tmp_path, [{"path": "a.jsonl", "group": "g"}, {"path": "b.jsonl", "group": "g", "epochs": 2}])
+    assert [(s.name, s.entries, s.requested) for s in mixed.mixture.sources] == [("g", (0, 1), {"epochs": 2})]
+    with pytest.raises(RecipeError, match="preference recipe"):
+        recipe_from_dict({"task": "preference", "inputs": [{"path": "a", "weight": 1}], "tokenizer": {"path": str(GPT2)}},
+                         base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="cannot be resumed"):
+        run(mixed, tmp_path / "out", resume=True)
+
+
+# --- runs --------------------------------------------------------------------------------------------------
+
+BENCH_DOCS = 4_000  # the bench corpus's first documents, split into three sources by repository
+
+
+@pytest.fixture(scope="module")
+def bench_sources(tmp_path_factory) -> Path:
+    """The first documents of ../shared/bench/corpus.jsonl.zst as three files: tldr pages, the C++ docs,
+    and every other repository."""
+    import zstandard
+
+    folder = tmp_path_factory.mktemp("bench_sources")
+    files = {name: open(folder / f"{name}.jsonl", "w", encoding="utf-8") for name in ("tldr", "cpp", "other")}
+    with open(BENCH / "corpus.jsonl.zst", "rb") as raw:
+        text = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8")
+        for _, line in zip(range(BENCH_DOCS), text):
+            repo = json.loads(line)["source"].split(":")[0]
+            files["tldr" if repo == "tldr-pages/tldr" else "cpp" if repo == "MicrosoftDocs/cpp-docs" else "other"].write(line)
+    for f in files.values():
+        f.close()
+    return folder
+
+
+def test_realized_shares_are_within_one_point_on_the_bench_corpus(bench_sources, tmp_path):
+    """Weights 0.5 / 0.3 / 0.2 over three repositories' documents: each source's share of the training
+    tokens within 1 point of its weight; the counts add up, and `validate` finds nothing."""
+    weights = {"tldr": 0.2, "cpp": 0.5, "other": 0.3}
+    inputs = [{"path": str(bench_sources / f"{name}.jsonl"), "weight": w} for name, w in weights.items()]
+    r = recipe(tmp_path, inputs, tokenizer={"path": str(BENCH / "bpe32k.json"), "eos_token": "<|endoftext|>",
+                                            "pad_token": "<|endoftext|>", "add_eos": True},
+               packing={"seq_len": 2048}, output={"shard_bytes": 2_000_000})
+    m = run(r, tmp_path / "out", workers=2)
+    sources = m["mixture"]["sources"]
+    shares = {s["name"].rsplit("/", 1)[-1].removesuffix(".jsonl"): s["train"]["share"] for s in sources}
+    assert shares == pytest.approx(weights, abs=0.01)
+    assert min(s["train"]["epochs"] for s in sources) < 1 and max(s["train"]["epochs"] for s in sources) == pytest.approx(1)
+    assert m["counts"]["dropped"]["mixture"] == sum(s[k]["available_documents"] - s[k]["documents"]
+                                                    for s in sources for k in ("train", "validation"))
+    c = m["counts"]
+    assert c["records_read"] == c["records_written"] + sum(c["dropped"].values())
+    assert sum(s["train"]["tokens"] for s in sources) == m["packing"]["train"]["content_tokens"] + m["packing"]["train"]["dropped_tokens"]
+    assert len(m["splits"]["train"]["shards"]) >= 3
+    report = validate(tmp_path / "out")
+    assert report.ok, report.findings
+
+
+def test_repeats_and_subsamples_are_whole_documents(tmp_path):
+    """Code twice (epochs 2), C4 at a quarter: every code document appears exactly twice in the training
+    rows, C4 documents once or not at all, and the C4 documents left out are counted as `mixture`."""
+    r = recipe(tmp_path, [{"path": str(CODE), "text_template": "{prompt}{canonical_solution}", "epochs": 2},
+                          {"path": str(C4), "epochs": 0.25}], packing={"seq_len": 256, "remainder": "pad"})
+    m = run(r, tmp_path / "out", workers=1)
+    ids = np.concatenate(read_split(tmp_path / "out")["input_ids"].to_numpy(zero_copy_only=False))
+    stream = [tuple(doc) for doc in np.split(ids, np.flatnonzero(ids == 50256) + 1) if len(doc) > 1]
+    seen = Counter(stream)
+    tokenizer = shared_tokenizer("gpt2").tokenizer
+    code, c4 = m["mixture"]["sources"]
+    found = {"code": Counter(), "c4": Counter()}
+    source_of = {}
+    for name, path, field in (("code", CODE, None), ("c4", C4, "text")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            text = record[field] if field else record["prompt"] + record["canonical_solution"]
+            doc = tuple(tokenizer.encode(text).ids + [50256])
+            found[name][seen[doc]] += 1
+            source_of[doc] = name
+    tenth = len(stream) // 10  # interleaved: both sources in the first and in the last tenth of the rows
+    assert {source_of[d] for d in stream[:tenth]} == {source_of[d] for d in stream[-tenth:]} == {"code", "c4"}
+    train_code = code["train"]["available_documents"]
+    assert found["code"][2] == train_code and code["train"]["occurrences"] == 2 * train_code
+    assert set(found["c4"]) <= {0, 1} and found["c4"][1] == c4["train"]["documents"] > 0
+    assert c4["train"]["tokens"] == pytest.approx(0.25 * c4["train"]["available_tokens"], rel=0.05)
+    assert m["inputs"][1]["dropped"]["mixture"] == m["counts"]["dropped"]["mixture"] > 0
+    assert validate(tmp_path / "out").ok
+
+
+def test_the_mixture_is_the_same_for_any_worker_count(tmp_path):
+    r = load_recipe(RECIPES / "continued-pretrain-code.yaml", ["output.chunk_records=32"])
+    one, two = run(r, tmp_path / "one", workers=1), run(r, tmp_path / "two", workers=2)
+    assert shard_hashes(one) == shard_hashes(two) and one["mixture"] == two["mixture"]
+    code, general = one["mixture"]["sources"]
+    assert code["train"]["epochs"] == 1 and general["requested"] == {"weight": 0.25}
+    assert general["train"]["requested_share"] == pytest.approx(0.25, abs=1e-4)
+
+
+@needs_ray
+def test_the_mixture_is_the_same_on_ray(tmp_path, local_ray):
+    r = load_recipe(RECIPES / "continued-pretrain-code.yaml", ["output.chunk_records=64"])
+    assert shard_hashes(run(r, tmp_path / "ray", engine="ray")) == shard_hashes(run(r, tmp_path / "local", workers=2))
+
+
+def examples(out: Path) -> Counter:
+    """Every example piece of the training rows (not the trailing pad piece) as (ids, mask) pairs, with its count."""
+    table = read_split(out)
+    found: Counter = Counter()
+    columns = ("input_ids", "assistant_masks", "seq_lengths", "num_pad")
+    for ids, mask, lengths, pad in zip(*(table[c].to_pylist() for c in columns)):
+        lengths = lengths[:-1] if pad else lengths
+        for end, n in zip(np.cumsum(lengths), lengths):
+            found[tuple(zip(ids[end - n:end], mask[end - n:end]))] += 1
+    return found
+
+
+def test_a_fine_tuning_mixture_keeps_its_masks(tmp_path):
+    """demo-sft's pairs read as two sources (weights 0.75 / 0.25; the second a copy of the file), packed
+    bfd: the rows pass validate, and every example piece, ids and mask, is one the recipe makes without a
+    mixture. With dedup on, the copy's examples are all duplicates: an error names the empty source."""
+    plain = load_recipe(RECIPES / "demo-sft.yaml", ["packing.mode=bfd", "filter.dedup=none"])
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes((plain.base_dir / plain.resolved["inputs"][0]["path"]).read_bytes())
+    data = dict(plain.resolved)
+    data["inputs"] = [{**plain.resolved["inputs"][0], "group": "a", "weight": 0.75},
+                      {**plain.resolved["inputs"][0], "path": str(copy), "group": "b", "weight": 0.25}]
+    m = run(recipe_from_dict(data, base_dir=plain.base_dir), tmp_path / "mixed", workers=1)
+    run(plain, tmp_path / "plain", workers=1)
+    with pytest.raises(DataLossError, match="source.s. b have no training document left after reading, filtering and dedup"):
+        run(recipe_from_dict({**data, "filter": {"dedup": "exact"}}, base_dir=plain.base_dir), tmp_path / "dedup", workers=1)
+    a, b = m["mixture"]["sources"]
+    assert a["train"]["share"] == pytest.approx(0.75, abs=0.02) and b["train"]["epochs"] < a["train"]["epochs"] == 1
+    mixed, alone = examples(tmp_path / "mixed"), examples(tmp_path / "plain")
+    assert set(mixed) <= set(alone) and all(any(t for _, t in e) for e in mixed)  # each with its targets
+    assert sum(mixed.values()) == a["train"]["occurrences"] + b["train"]["occurrences"]
+    assert validate(tmp_path / "mixed").ok
