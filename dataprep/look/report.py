@@ -6,20 +6,68 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from dataprep.errors import OutputError
 from dataprep.look.stats import Stats, compute
 
-__all__ = ["REPORT_FILE", "compute", "summary_text", "summary_rows", "write_report", "render_html"]
+__all__ = ["REPORT_FILE", "compute", "summary_text", "summary_rows", "filter_tables", "write_report", "render_html"]
 
 REPORT_FILE = "report.html"
 
 
 def summary_text(summary: dict[str, Any]) -> str:
-    """The summary table as aligned text (the terminal's version of the HTML's top table)."""
-    return "\n".join(f"{k:<22} {v}" for k, v in summary_rows(summary))
+    """The summary table as aligned text (the terminal's version of the HTML's top table), then the
+    filters section's tables when the run dropped or redacted anything."""
+    lines = [f"{k:<22} {v}" for k, v in summary_rows(summary)]
+    for title, (head, body) in filter_tables(summary.get("filters")).items():
+        widths = [max(len(row[c]) for row in [head, *body]) for c in range(len(head))]
+        numeric = [all(_NUMBER.fullmatch(row[c]) for row in body) for c in range(len(head))]
+        lines += ["", title] + ["  " + "  ".join(cell.rjust(w) if right else cell.ljust(w)
+                                                 for cell, w, right in zip(row, widths, numeric)).rstrip()
+                                for row in ([head, *body] if title != OTHER else body)]
+    return "\n".join(lines)
+
+
+_NUMBER = re.compile(r"[\d,.%?]+")
+REASONS, INPUTS, OTHER = "filters: records dropped per reason", "filters: per input", "filters: also"
+
+
+def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The filters section (:func:`dataprep.look.stats.filters_section`) as tables of text cells,
+    ``{title: (header, rows)}``: per reason within its group (with each group's total), per input
+    (dropped per group), then near-duplicate clusters and redactions. Empty when nothing was dropped
+    or redacted."""
+    if not f or not (f["dropped"] or any((f["redacted"] or {}).values())):
+        return {}
+    tables = {}
+    if f["dropped"]:
+        rows = []
+        for g in f["groups"]:
+            rows += [[g["group"], r["reason"], f"{r['records']:,}", _share(r["share"])] for r in g["reasons"]]
+            if len(g["reasons"]) > 1:
+                rows.append([g["group"], "(all)", f"{g['records']:,}", _share(g["share"])])
+        rows.append(["all", f"of {_n(f['records_read'])} read", f"{f['dropped']:,}", _share(f["share"])])
+        tables[REASONS] = (["group", "reason", "records", "share"], rows)
+        groups = [g["group"] for g in f["groups"]]
+        tables[INPUTS] = (["input", "read", "dropped", "share", *groups],
+                          [[i["path"], _n(i["records_read"]), f"{i['dropped']:,}", _share(i["share"]),
+                            *(f"{i['groups'].get(g, 0):,}" for g in groups)] for i in f["inputs"]])
+    other = []
+    if (near := f["near_duplicates"]) is not None:
+        other.append(["near-duplicates", f"{near['documents']:,} dropped in {near['clusters']:,} clusters (largest "
+                      f"{near['largest_cluster']:,} documents), {near['candidates_rejected']:,} band candidates rejected"])
+    if f["redacted"] is not None:
+        other.append(["redacted", ", ".join(f"{kind} {n:,}" for kind, n in f["redacted"].items()) + " (placeholders written)"])
+    if other:
+        tables[OTHER] = (["what", "count"], other)
+    return tables
+
+
+def _share(x: float | None) -> str:
+    return "?" if x is None else f"{x:.2%}"
 
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -140,6 +188,12 @@ def render_html(summary: dict[str, Any], images: dict[str, bytes]) -> str:
         f"<figcaption>{esc(name)}</figcaption></figure>"
         for name, png in images.items()
     )
+    filters = "".join(
+        f"<h3>{esc(title)}</h3><table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>"
+        for title, (head, body) in filter_tables(summary.get("filters")).items()
+    )
+    filters = f"<h2>Filters</h2>{filters}" if filters else ""
     numbers = esc(json.dumps(summary, indent=2))
     title = esc(f"dataprep report: {summary['name'] or summary['dataset']}")
     return f"""<!doctype html>
@@ -158,6 +212,7 @@ details pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; }}
 <table>{table}</table>
 <h2>Splits</h2>
 <table><tr>{head}</tr>{body}</table>
+{filters}
 <h2>Plots</h2>
 {figures}
 <details><summary>All numbers (JSON)</summary><pre>{numbers}</pre></details>

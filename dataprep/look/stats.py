@@ -30,6 +30,8 @@ from dataprep import columns as C
 from dataprep.dataset.manifest import Manifest, as_json
 from dataprep.dataset.manifest_parts import EXAMPLES, STREAM
 from dataprep.dataset.reader import Dataset
+from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
+from dataprep.text.language import LANGUAGE
 from dataprep.text.special_tokens import unknown_token_id
 
 
@@ -269,6 +271,7 @@ def compute(ds: Dataset) -> Stats:
     if unk_id is not None:
         summary["unknown_tokens"] = _unknown(m, unk_id, splits, summary["sources"])
     summary["mismatches"] = _mismatches(summary, m)
+    summary["filters"] = filters_section(m)
     return Stats(summary=summary, arrays=arrays)
 
 
@@ -306,6 +309,69 @@ def _unknown(m: Manifest, unk_id: int, splits: dict[str, Any], sources: list[dic
         "token": m.tokenizer.special_tokens["unk"].token,
         "splits": {k: {"count": v["unknown_tokens"], "share": share(v["unknown_tokens"], v["tokens"])} for k, v in splits.items()},
         "inputs": [{"path": i["path"], "count": i.get("unknown_tokens"), "share": share(i.get("unknown_tokens"), i.get("tokens"))} for i in sources],
+    }
+
+
+# --- filters ---------------------------------------------------------------------------
+
+# Groups of drop reasons, in the order the report shows them. A reader of a dataset does not import
+# the code that built it (tests/test_architecture.py), so the two reasons only the producer declares
+# are spelled here; tests/test_report.py checks they equal dataprep.build.ordered.NO_TOKENS and
+# dataprep.tasks.bad_records.UNKNOWN_LABEL, and that "damage" is dataprep.build.accounting.damage.
+NO_TOKENS, UNKNOWN_LABEL = "no_tokens", "unknown_label"
+GROUPS = ("length", "language", "quality", "dedup", "label", "damage")
+
+
+def reason_group(reason: str, *, long_is_damage: bool = False) -> str:
+    """The group of a drop reason: what the recipe chose to remove (length, language, quality, dedup,
+    label) or ``damage`` (records ``on_error: raise`` would stop at). ``too_long`` is damage where a
+    fine-tuning recipe's ``overflow`` is not ``drop``."""
+    from dataprep.text.quality import FILTERS  # each rule's reason starts with its filter family's name
+
+    if reason == TOO_LONG and long_is_damage:
+        return "damage"
+    if reason in (EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, NO_TOKENS):
+        return "length"
+    if reason == LANGUAGE:
+        return "language"
+    if reason.startswith(tuple({name.split("_")[0] + "_" for name in FILTERS})):
+        return "quality"
+    return {DUPLICATE: "dedup", NEAR_DUPLICATE: "dedup", UNKNOWN_LABEL: "label"}.get(reason, "damage")
+
+
+def filters_section(m: Manifest) -> dict[str, Any]:
+    """What the run removed, from the manifest: records per drop reason (grouped, :func:`reason_group`)
+    and per input, each with its share of the records read; near-duplicate clusters and redactions
+    when the run made them. ``languages`` and ``examples`` are hooks for manifest fields to come
+    (documents and tokens per language, a few dropped documents per reason): None until a run records them."""
+    long_is_damage = m.recipe.get("overflow", "drop") != "drop"
+    read = m.counts.records_read
+
+    def share(n: int, of: int | None) -> float | None:
+        return round(n / of, 6) if of else None
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for reason, n in sorted(m.counts.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+        if n:
+            groups.setdefault(reason_group(reason, long_is_damage=long_is_damage), []).append(
+                {"reason": reason, "records": n, "share": share(n, read)})
+    inputs = []
+    for i in m.inputs:
+        dropped = {k: v for k, v in (i.dropped or {}).items() if v}
+        by_group = {g: sum(v for k, v in dropped.items() if reason_group(k, long_is_damage=long_is_damage) == g) for g in GROUPS}
+        inputs.append({"path": m.resolve(i.path), "records_read": i.records_read, "dropped": sum(dropped.values()),
+                       "share": share(sum(dropped.values()), i.records_read), "groups": {g: n for g, n in by_group.items() if n},
+                       "reasons": dropped})
+    total = sum(m.counts.dropped.values())
+    return {
+        "records_read": read, "dropped": total, "share": share(total, read),
+        "groups": [{"group": g, "records": sum(r["records"] for r in groups[g]), "share": share(sum(r["records"] for r in groups[g]), read),
+                    "reasons": groups[g]} for g in GROUPS if g in groups],
+        "inputs": inputs,
+        "near_duplicates": as_json(m.counts.near_duplicates),
+        "redacted": m.counts.redacted,
+        "languages": None,  # hook: counts per language (issue 19 item 4) once the manifest records them
+        "examples": None,  # hook: a few dropped documents per reason, truncated, once the manifest records them
     }
 
 
