@@ -101,7 +101,7 @@ def test_known_example_targets_are_exactly_the_response_and_eos(pair_recipe):
     assert plain.splitlines()[0] == "━━ pairs.jsonl line 1 · 10 tokens · 1 segment · 3 targets · 0 pad ━━"
     # the second record is dropped by the template: shown with its reason and the worker's message, not rendered
     assert rows[1].notes == ["dropped: empty_field (field 'completion' is empty; template 'prompt_completion' "
-                             "needs ['completion', 'prompt'])"] and len(rows[1].ids) == 0
+                             "needs ['completion', 'prompt'])", 'record: {"prompt": "Say: hi"}'] and len(rows[1].ids) == 0
 
 
 def test_source_file_overrides_the_recipe_inputs(pair_recipe, tmp_path):

@@ -126,5 +126,24 @@ def test_fine_tuning_drops_say_how_long(tmp_path):
     manifest = open_dataset(tmp_path / "out").manifest
     rows = preview.rows_from_recipe(load_recipe(tmp_path / "r.yaml"), head=40)
     assert preview.dropped_reasons(rows) == Counter(manifest.counts.dropped) and manifest.counts.dropped["too_long"] > 0
-    assert rows[0].notes == ["dropped: too_long (example is 22 tokens, over max_length 20)"]
+    first = json.loads(lines[0])
+    assert rows[0].notes == ["dropped: too_long (example is 22 tokens, over max_length 20)",
+                             f"record: {json.dumps({k: first[k] for k in ('completion', 'prompt')})}"]
     assert all(len(row.ids) <= 20 for row in rows)
+
+
+def test_language_detail_names_the_language_or_the_threshold_it_missed():
+    """The score shown is the model's (detect); a wanted language under the threshold says so."""
+    from types import SimpleNamespace
+
+    from dataprep.text.filters import FilterSpec
+    from dataprep.text.language import detect
+
+    text = "BUY NOW!!! BEST PRICES ON ALL CARS, CALL TODAY"
+    (code,), scores = detect([text])
+    strict = SimpleNamespace(filter=FilterSpec(languages=(code,), language_threshold=1.0))
+    assert preview._filter_detail("language", text, strict) == f"{code} {scores[0]:.2f} < filter.language_threshold 1.0"
+    other = SimpleNamespace(filter=FilterSpec(languages=("ja", "ko")))
+    assert preview._filter_detail("language", text, other) == f"{code} {scores[0]:.2f}, wants ja, ko"
+    blank = preview._filter_detail("language", " ", SimpleNamespace(filter=FilterSpec(languages="all")))
+    assert blank == "no language 0.00 < filter.language_threshold 0.65"

@@ -19,6 +19,7 @@ see the records before it, so the first K records are dropped here exactly as in
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -205,6 +206,9 @@ class _Judge:
         notes = [DROPPED + why]
         if text is not None:
             notes.append(f"text: {shorten(text)}")
+        else:  # a record task's fields as read (nested ones are JSON text), the empty ones left out
+            fields = {k: v for k, v in record.to_pylist()[0].items() if k not in (C.SOURCE, C.LINE) and v not in (None, "", "null")}
+            notes.append(f"record: {shorten(json.dumps(fields, ensure_ascii=False))}")
         return RowView(title, np.zeros(0, np.int64), None, [], notes=notes)
 
     def _overflow_message(self, reason: str, index: int, record: pa.RecordBatch) -> list[str]:
