@@ -147,3 +147,12 @@ def test_language_detail_names_the_language_or_the_threshold_it_missed():
     assert preview._filter_detail("language", text, other) == f"{code} {scores[0]:.2f}, wants ja, ko"
     blank = preview._filter_detail("language", " ", SimpleNamespace(filter=FilterSpec(languages="all")))
     assert blank == "no language 0.00 < filter.language_threshold 0.65"
+
+
+def test_a_mixture_recipe_says_run_draws_it():
+    """Which documents a mixture keeps is decided over the whole corpus: the preview says so first."""
+    from .conftest import RECIPES
+
+    rows = preview.rows_from_recipe(load_recipe(RECIPES / "continued-pretrain-code.yaml"), head=2)
+    assert rows[0].title == "mixture" and rows[0].notes == [preview.MIXTURE_NOTE] and len(rows) == 3
+    assert preview.dropped_reasons(rows) == Counter()

@@ -75,7 +75,13 @@ def rows_from_recipe(recipe: Recipe, *, source: str | Path | None = None, head: 
     if read_drops:
         note = ", ".join(f"{k} {v}" for k, v in sorted(read_drops.items()))
         out.append(RowView("records skipped while reading", np.zeros(0, np.int64), None, [], notes=[note]))
+    if recipe.mixture is not None:  # drawn after every input is read: no preview of the first records can show it
+        out.insert(0, RowView("mixture", np.zeros(0, np.int64), None, [], notes=[MIXTURE_NOTE]))
     return out
+
+
+MIXTURE_NOTE = ("records as the inputs are read, in order; which of them the mixture draws (the rest dropped as "
+                "`mixture`) and how it interleaves its sources, `run` decides over the whole corpus")
 
 
 def dropped_reasons(rows: list[RowView]) -> Counter:
