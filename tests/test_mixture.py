@@ -22,6 +22,7 @@ from dataprep.validate import validate_dataset as validate
 from .conftest import DATA, RECIPES, SHARED, read_split, shared_tokenizer
 from . import test_engine_ray
 from .test_engine_ray import needs_ray, shard_hashes
+from .test_validate_recheck import edit_rows
 
 local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
 
@@ -171,12 +172,15 @@ def test_realized_shares_are_within_one_point_on_the_bench_corpus(bench_sources,
     assert report.ok, report.findings
 
 
+def repeats_recipe(tmp_path: Path, **extra):
+    return recipe(tmp_path, [{"path": str(CODE), "text_template": "{prompt}{canonical_solution}", "epochs": 2},
+                             {"path": str(C4), "epochs": 0.25}], **extra)
+
+
 def test_repeats_and_subsamples_are_whole_documents(tmp_path):
     """Code twice (epochs 2), C4 at a quarter: every code document appears exactly twice in the training
     rows, C4 documents once or not at all, and the C4 documents left out are counted as `mixture`."""
-    r = recipe(tmp_path, [{"path": str(CODE), "text_template": "{prompt}{canonical_solution}", "epochs": 2},
-                          {"path": str(C4), "epochs": 0.25}], packing={"seq_len": 256, "remainder": "pad"})
-    m = run(r, tmp_path / "out", workers=1)
+    m = run(repeats_recipe(tmp_path, packing={"seq_len": 256, "remainder": "pad"}), tmp_path / "out", workers=1)
     ids = np.concatenate(read_split(tmp_path / "out")["input_ids"].to_numpy(zero_copy_only=False))
     stream = [tuple(doc) for doc in np.split(ids, np.flatnonzero(ids == 50256) + 1) if len(doc) > 1]
     seen = Counter(stream)
@@ -199,6 +203,26 @@ def test_repeats_and_subsamples_are_whole_documents(tmp_path):
     assert c4["train"]["tokens"] == pytest.approx(0.25 * c4["train"]["available_tokens"], rel=0.05)
     assert m["inputs"][1]["dropped"]["mixture"] == m["counts"]["dropped"]["mixture"] > 0
     assert validate(tmp_path / "out").ok
+
+
+def test_recheck_sources_on_a_mixture(tmp_path):
+    """`validate --recheck-sources` with every record: documents repeated, subsampled away (counted as left
+    out, no more than the manifest says each input lost) and cut by the wrap remainder wherever the draw put
+    them pass; one changed token is found (in a repeated document: the changed copy is the extra one)."""
+    out = tmp_path / "out"
+    run(repeats_recipe(tmp_path), out, workers=1)
+    report = validate(out, recheck="all")
+    assert report.ok, report.to_text()
+    counts = report.stats["recheck"]
+    left_out = json.loads((out / "manifest.json").read_text())["counts"]["dropped"]["mixture"]
+    assert counts["left_out_by_mixture"] <= left_out <= counts["left_out_by_mixture"] + counts.get("in_remainder", 0)
+
+    def change(rows):
+        rows[3]["input_ids"][5] += 1
+
+    edit_rows(out, "train", change)
+    found = validate(out, recheck="all").findings  # a repeated document: its other copy is claimed, the changed one is extra
+    assert [(f.kind, f.split) for f in found] == [("recheck_extra", "train")] and (found[0].row, found[0].position) <= (3, 5)
 
 
 def test_the_mixture_is_the_same_for_any_worker_count(tmp_path):

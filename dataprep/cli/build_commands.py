@@ -69,7 +69,17 @@ def _summary(manifest: dict, out: str) -> str:
         f"(seq_len {manifest['seq_len']}); tokens {c['tokens']:,}; pad {c['pad_tokens']:,}; "
         f"remainder dropped {c['remainder_tokens_dropped']:,}\n"
         f"  packing efficiency: {c['packing_efficiency']:.2%}"
+        + _mixture(manifest)
     )
+
+
+def _mixture(manifest: dict) -> str:
+    """A mixture's line: each source's share of the training tokens, drawn (asked) and its epochs."""
+    if not manifest.get("mixture"):
+        return ""
+    parts = [f"{s['name']} {s['train']['share']:.1%} (asked {s['train']['requested_share']:.1%}, "
+             f"{s['train']['epochs']:.2f} epochs)" for s in manifest["mixture"]["sources"]]
+    return "\n  mixture (train tokens): " + "; ".join(parts)
 
 
 def _pairs(manifest: dict) -> str:

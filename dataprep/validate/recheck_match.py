@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dataprep.pack.mixture import MIXTURE
 from dataprep.text.filters import DUPLICATE
 
 from .findings import EXAMPLES, Finding
@@ -46,6 +47,7 @@ def match(expected: Any) -> list[Finding]:
             for e in reversed(group):
                 pools[split, e.digest, e.mask_digest, e.label].append(e)
     left = []
+    mixture, repeats = s.manifest.mixture, Counter()
     for u in units:
         pool = pools.get((u.record.split, u.digest, u.mask_digest, u.label))
         if not pool:
@@ -53,6 +55,9 @@ def match(expected: Any) -> list[Finding]:
             continue
         hit = pool.pop() if every else pool[-1]  # --sample all: each stored unit claimed once
         hit.claimed = True
+        while every and mixture is not None and pool:  # a mixture repeats documents: the copies too
+            pool.pop().claimed = True
+            repeats[u.record.split] += 1
     matcher = _Matcher(expected, scanned.splits, upto=max((u.record.index for u in left), default=-1) + 1)
     findings = [f for u in left for f in matcher.explain(u)]
     for split in sorted({u.record.split for u in left}):
@@ -60,11 +65,30 @@ def match(expected: Any) -> list[Finding]:
         if tail is not None and tail.short is not None:
             why = f"the re-made {split} documents hold {tail.short:,} tokens, fewer than the {s.dropped[split]:,} the remainder dropped (manifest packing.{split}.dropped_tokens)"
             findings.append(Finding("recheck_remainder", why, split=split))
+    if every and mixture is not None:
+        _claim_cut_repeats(scanned.splits, units, matcher.counts)
     if every:
         findings += [f for split in scanned.splits.values() for f in _unclaimed(split)]
+    for split, n in repeats.items():
+        stated = sum(getattr(source, split).occurrences - getattr(source, split).documents for source in mixture.sources)
+        if n > stated:
+            why = f"the {split} split repeats re-made units {n:,} times, the mixture says {stated:,} (manifest mixture.sources[].{split}.occurrences - documents)"
+            findings.append(Finding("recheck_extra", why, split=split))
     stats = expected.report.stats.setdefault("recheck", {})
     stats.update({k: v for k, v in matcher.counts.items() if v})
     return findings
+
+
+def _claim_cut_repeats(splits: dict[str, SplitUnits], units: list[Unit], counts: Counter) -> None:
+    """A mixture's split may end cut inside a repeat of a document whose other copy claimed its re-made
+    unit: its unterminated last piece is explained when it is a prefix of a re-made unit of that split."""
+    for split, here in splits.items():
+        p = here.partial
+        if p is not None and not p.claimed and any(
+                u.record.split == split and len(u.tokens) > p.length and np.array_equal(u.tokens[: p.length], p.tokens)
+                for u in units):
+            p.claimed = True
+            counts["cut_by_remainder"] += 1
 
 
 def _wanted(units: list[Unit], every: bool, *, pairs: bool = False) -> Wanted:
@@ -93,6 +117,8 @@ class _Matcher:
         self.upto = upto  # records before the last unclaimed one: where a duplicate's original may be
         self.first_seen: dict[bytes, int] | None = None
         self.near: dict[str, dict[tuple, list[Stored]]] = {}  # split -> (half, length, key) -> near candidates
+        self.left_out: Counter | None = None  # input path -> records the mixture may still have left out
+        self.remainder: dict[str, int] = {}  # mixture: split -> remainder tokens not yet explained
         self.what = "example" if self.setup.examples else ("document" if self.setup.documents else "piece")
         if self.setup.pairs:
             self.what = "KTO example" if self.setup.kto else "pair"
@@ -119,7 +145,10 @@ class _Matcher:
         if partial is not None and not partial.claimed and partial.length == len(u.tokens) and np.array_equal(partial.tokens, u.tokens):
             partial.claimed = True  # the split's last document, stored whole just before the remainder
             return []
-        if self.setup.documents and self.setup.dropped[split]:
+        if self.setup.manifest.mixture is not None:  # the stream's order is the mixture's, not the inputs'
+            if self._in_mixture_remainder(u, here):
+                return []
+        elif self.setup.documents and self.setup.dropped[split]:
             explained = self._remainder(u, here, where)
             if explained is not None:
                 return explained
@@ -127,6 +156,8 @@ class _Matcher:
         if near is not None:
             near.claimed = True
             return [self._changed_pair(u, near, here, where) if self.setup.pairs else self._changed_tokens(u, near, here, where)]
+        if self._left_out_by_mixture(r):
+            return []
         head = " ".join(map(str, u.tokens[:8].tolist()))
         why = f"re-makes {len(u.tokens):,} tokens ({head} ...) that the {split} split does not hold: the dataset is stale (tokenizer, template, normalization or code changed since the run)"
         return [Finding("recheck_tokens", why, **where)]
@@ -234,6 +265,41 @@ class _Matcher:
             why = f"{shard} row {row} holds label {P.label_word(e.label)} where the record's label is {P.label_word(u.label)}"
             found.append(Finding("recheck_label", why, row=row, path="label", **where))
         return found
+
+    def _in_mixture_remainder(self, u: Unit, here: SplitUnits) -> bool:
+        """A mixture's stream ends with whichever document the draw put last: the split's unterminated
+        last piece must be a prefix of a re-made document (``cut_by_remainder``), and documents wholly
+        in the dropped remainder may not hold more tokens than it (``in_remainder``)."""
+        if not (self.setup.documents and self.setup.dropped[here.split]):
+            return False
+        budget = self.remainder.setdefault(here.split, self.setup.dropped[here.split])
+        partial = here.partial
+        if (partial is not None and not partial.claimed and len(u.tokens) > partial.length
+                and np.array_equal(u.tokens[: partial.length], partial.tokens)):
+            partial.claimed = True
+            self.remainder[here.split] = budget - (len(u.tokens) - partial.length)
+            self.counts["cut_by_remainder"] += 1
+            return True
+        if len(u.tokens) <= budget:
+            self.remainder[here.split] = budget - len(u.tokens)
+            self.counts["in_remainder"] += 1
+            return True
+        return False
+
+    def _left_out_by_mixture(self, r) -> bool:
+        """A record of an input whose documents the mixture subsampled (manifest ``inputs[].dropped.mixture``):
+        not in the rows by design, up to as many as the manifest says that input lost so (counted, never a
+        finding; the mixture's sample is not re-drawn here, so which ones is not checked)."""
+        manifest = self.setup.manifest
+        if manifest.mixture is None:
+            return False
+        if self.left_out is None:
+            self.left_out = Counter({manifest.resolve(i.path): i.dropped.get(MIXTURE, 0) for i in manifest.inputs})
+        if self.left_out[r.source] <= 0:
+            return False
+        self.left_out[r.source] -= 1
+        self.counts["left_out_by_mixture"] += 1
+        return True
 
     def _duplicate(self, u: Unit) -> bool:
         """A sampled record whose content an earlier record had: dedup dropped it, and the stored
