@@ -84,6 +84,9 @@ def test_text_and_html_show_the_tables(filtered, tmp_path):
     s = report.compute(ds).summary
     f, text = s["filters"], report.summary_text(s)
     language = next(g for g in f["groups"] if g["group"] == "language")
+    counts = ds.manifest.counts
+    assert dict(report.summary_rows(s))["records"] == (f"{counts.records_read:,} read, {counts.records_written:,} written, "
+                                                       f"{f['dropped']:,} dropped (per reason and input: the filters tables)")
     assert "\nfilters: records dropped per reason\n  group " in text
     row = next(line for line in text.splitlines() if line.startswith("  language  language "))
     assert row.split() == ["language", "language", f"{language['records']:,}", f"{language['share']:.2%}"]

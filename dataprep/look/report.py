@@ -72,10 +72,10 @@ def _share(x: float | None) -> str:
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     rec, tot = s["records"], s["total"]
-    dropped = ", ".join(f"{k} {v:,}" for k, v in rec["dropped"].items()) or "none"
+    dropped = f"{rec['dropped_total']:,} dropped" + (" (per reason and input: the filters tables)" if rec["dropped_total"] else "")
     head = [
         ("dataset", f"{s['dataset']} ({s['task']}, {s['name'] or 'unnamed'})"),
-        ("records", f"{_n(rec['read'])} read, {_n(rec['written'])} written; dropped: {dropped}"),
+        ("records", f"{_n(rec['read'])} read, {_n(rec['written'])} written, {dropped}"),
     ]
     if "preference" in s:
         return head + _pair_rows(s) + _tail_rows(s)
