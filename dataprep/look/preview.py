@@ -9,9 +9,10 @@ would drop, with why, in seconds::
       -> the ordered stage's drops, in input order: no tokens, exact duplicates, near-duplicates
       -> RowView (ids, loss mask) | "dropped: <reason> (<detail>)" + its text | "run would stop here: <error>"
 
-Nothing is re-implemented here: the rendering, masking, length policy, filters, dedup and the
-near-duplicate index are the pipeline's. Only the details shown beside a filter's reason (a
-length, a language and its score, the quality rule's threshold) are measured here, for the reader.
+Nothing is re-implemented here: the rendering, masking, length policy, filters, content hashes
+and the near-duplicate index are the pipeline's (exact dedup keeps the first record of a hash, as
+the ordered stage does). Only the details shown beside a filter's reason (a length, a language and
+its score, the quality setting failed) are measured here, for the reader.
 Every rule sees a record alone (they judge each document on its own), and the duplicate decisions
 see the records before it, so the first K records are dropped here exactly as in a run of those K.
 """
