@@ -22,6 +22,7 @@ from dataprep.validate import validate_dataset as validate
 from .conftest import DATA, RECIPES, SHARED, read_split, shared_tokenizer
 from . import test_engine_ray
 from .test_engine_ray import needs_ray, shard_hashes
+from .test_proofs import proofs
 from .test_validate_recheck import edit_rows
 
 local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
@@ -253,22 +254,32 @@ def examples(out: Path) -> Counter:
 
 
 def test_a_fine_tuning_mixture_keeps_its_masks(tmp_path):
-    """demo-sft's pairs read as two sources (weights 0.75 / 0.25; the second a copy of the file), packed
-    bfd: the rows pass validate, and every example piece, ids and mask, is one the recipe makes without a
-    mixture. With dedup on, the copy's examples are all duplicates: an error names the empty source."""
+    """demo-sft's pairs and a second file of them reworded (each prompt says "again"), weights 0.25 / 0.75,
+    packed bfd: the rows pass validate, every example piece, ids and mask, is one the two files make
+    without a mixture, and the trainer's targets proof passes, the records the mixture left out counted
+    apart from missing ones. With dedup on and the second file a plain copy, its examples are all
+    duplicates: an error names the empty source."""
     plain = load_recipe(RECIPES / "demo-sft.yaml", ["packing.mode=bfd", "filter.dedup=none"])
-    copy = tmp_path / "copy.jsonl"
-    copy.write_bytes((plain.base_dir / plain.resolved["inputs"][0]["path"]).read_bytes())
-    data = dict(plain.resolved)
-    data["inputs"] = [{**plain.resolved["inputs"][0], "group": "a", "weight": 0.75},
-                      {**plain.resolved["inputs"][0], "path": str(copy), "group": "b", "weight": 0.25}]
-    m = run(recipe_from_dict(data, base_dir=plain.base_dir), tmp_path / "mixed", workers=1)
-    run(plain, tmp_path / "plain", workers=1)
-    with pytest.raises(DataLossError, match="source.s. b have no training document left after reading, filtering and dedup"):
-        run(recipe_from_dict({**data, "filter": {"dedup": "exact"}}, base_dir=plain.base_dir), tmp_path / "dedup", workers=1)
+    first = plain.resolved["inputs"][0]
+    source = (plain.base_dir / first["path"]).read_text(encoding="utf-8").splitlines()
+    again = tmp_path / "again.jsonl"
+    again.write_text("".join(json.dumps({**r, "prompt": "again " + r["prompt"]}) + "\n" for r in map(json.loads, source)))
+    both = {**plain.resolved, "inputs": [first, {**first, "path": str(again)}]}
+    mixed = {**both, "inputs": [{**first, "group": "a", "weight": 0.25}, {**first, "path": str(again), "group": "b", "weight": 0.75}]}
+    m = run(recipe_from_dict(mixed, base_dir=plain.base_dir), tmp_path / "mixed", workers=1)
+    run(recipe_from_dict(both, base_dir=plain.base_dir), tmp_path / "plain", workers=1)
     a, b = m["mixture"]["sources"]
-    assert a["train"]["share"] == pytest.approx(0.75, abs=0.02) and b["train"]["epochs"] < a["train"]["epochs"] == 1
-    mixed, alone = examples(tmp_path / "mixed"), examples(tmp_path / "plain")
-    assert set(mixed) <= set(alone) and all(any(t for _, t in e) for e in mixed)  # each with its targets
-    assert sum(mixed.values()) == a["train"]["occurrences"] + b["train"]["occurrences"]
+    assert a["train"]["share"] == pytest.approx(0.25, abs=0.02) and a["train"]["epochs"] < b["train"]["epochs"] == 1
+    drawn, made = examples(tmp_path / "mixed"), examples(tmp_path / "plain")
+    assert set(drawn) <= set(made) and all(any(t for _, t in e) for e in drawn)  # each with its targets
+    assert sum(drawn.values()) == a["train"]["occurrences"] + b["train"]["occurrences"]
     assert validate(tmp_path / "mixed").ok
+    proven = proofs(tmp_path / "mixed")  # the trainer's targets proof
+    assert proven["targets"]["pass"] and proven["heldout"]["pass"], proven["targets"]
+    assert 0 < proven["targets"]["left_out_by_mixture"] <= m["counts"]["dropped"]["mixture"]
+    assert proven["targets"]["found"] + proven["targets"]["left_out_by_mixture"] == proven["targets"]["rendered"]
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text("\n".join(source) + "\n")
+    dedup = {**mixed, "filter": {"dedup": "exact"}, "inputs": [mixed["inputs"][0], {**mixed["inputs"][1], "path": str(copy)}]}
+    with pytest.raises(DataLossError, match="source.s. b have no training document left after reading, filtering and dedup"):
+        run(recipe_from_dict(dedup, base_dir=plain.base_dir), tmp_path / "dedup", workers=1)

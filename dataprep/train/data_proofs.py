@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dataprep import columns as C
+from dataprep.pack.mixture import MIXTURE
 from dataprep.train import reference
 from dataprep.train.loader import ArrowRows, Collator, DatasetInfo
 from dataprep.train.proofs import examples
@@ -87,6 +88,7 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
     if rendering.skipped:
         return {"skipped": rendering.skipped, "pass": None}, []
     too_long = found = equal = 0
+    left_out = _initial_left_out(info)
     missing: list[str] = []
     mismatch: dict[str, Any] | None = None
     validation: list[reference.Expected] = []
@@ -96,6 +98,8 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
             too_long += 1
             continue
         hit = index.entries.get(exp.ids.tobytes())
+        if hit is None and _left_out_by_mixture(exp.where, left_out):
+            continue  # not comparable: the mixture subsampled its input
         if hit is None:
             missing.append(exp.where)
             continue
@@ -114,13 +118,29 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
             mismatch = {"record": exp.where,
                         "data_trains_not_reference": _text(decoder, exp.ids[data & ~exp.mask]),
                         "reference_trains_not_data": _text(decoder, exp.ids[exp.mask & ~data])}
-    comparable = len(rendering.expected) - too_long
+    by_mixture = sum(n for n in _initial_left_out(info).values()) - left_out.total()
+    comparable = len(rendering.expected) - too_long - by_mixture
     ok = comparable > 0 and equal == found and found >= FOUND_SHARE * comparable
     excused = ", not comparing " + " and ".join(f"{n} {reason} tokens" for reason, n in not_compared.items()) if not_compared else ""
-    return {"rendered": len(rendering.expected), "too_long": too_long, "found": found, "masks_equal": equal,
+    return {"rendered": len(rendering.expected), "too_long": too_long, "left_out_by_mixture": by_mixture, "found": found, "masks_equal": equal,
             "not_found": len(missing), "first_not_found": missing[0] if missing else None,
             "first_mismatch": mismatch, "unrendered": dict(rendering.unrendered or {}), "not_compared": dict(not_compared),
             "needs": f"every found mask equal{excused}, >= {FOUND_SHARE:.0%} of {comparable} found", "pass": bool(ok)}, validation
+
+
+def _initial_left_out(info: DatasetInfo) -> Counter:
+    """Input path -> documents the mixture left out of the rows (manifest ``inputs[].dropped.mixture``)."""
+    return Counter({info.manifest.resolve(i.path): i.dropped.get(MIXTURE, 0) for i in info.manifest.inputs})
+
+
+def _left_out_by_mixture(where: str, left_out: Counter) -> bool:
+    """A record not found whose input the mixture subsampled: one of the documents it left out, while
+    that input has such documents to spare (``where`` is ``FILE line N``)."""
+    path = where.rsplit(" line ", 1)[0]
+    if left_out[path] <= 0:
+        return False
+    left_out[path] -= 1
+    return True
 
 
 def heldout_check(index: Index, *, decoder: Any) -> dict[str, Any]:
