@@ -118,6 +118,9 @@ def test_planted_copies_match_and_everything_else_does_not(index, dialogsum, cor
     found = {kind: index.match(docs) for kind, docs in corpus.items()}
     expected = {kind: oracle_match(docs, [("dialogsum_dev", dialogsum)]) for kind, docs in corpus.items()}
     assert found == expected
+    everything = [doc for docs in corpus.values() for doc in docs]
+    assert index.match(pa.chunked_array([pa.array(everything[:200]), pa.array(everything[200:] + [None])])) == [
+        m for docs in found.values() for m in docs] + [None]  # the Arrow column the filters get: the same answers
     planted = [f"dev_{i}" for i in PLANTED]
     assert [m[1] for m in found["verbatim"]] == planted
     assert [m[1] for m in found["changed"]] == planted
