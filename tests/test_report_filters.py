@@ -125,5 +125,6 @@ def test_groups_are_the_runs_reasons():
         assert damage == set(accounting.damage(Counter(dict.fromkeys(known, 1)), chosen))
     assert stats.reason_group("too_long") == "length" and stats.reason_group("too_long", long_is_damage=True) == "damage"
     assert [stats.reason_group(r) for r in ("language", "gopher_stop_words", "c4_lorem_ipsum", "fineweb_line_punct",
-                                            "duplicate", "near_duplicate", "unknown_label", "no_tokens", "mixture")] == [
-        "language", "quality", "quality", "quality", "dedup", "dedup", "label", "length", "mixture"]
+                                            "duplicate", "near_duplicate", "unknown_label", "no_tokens", "mixture",
+                                            "contaminated")] == [
+        "language", "quality", "quality", "quality", "dedup", "dedup", "label", "length", "mixture", "decontamination"]

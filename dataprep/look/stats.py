@@ -31,6 +31,7 @@ from dataprep.dataset.manifest import Manifest, as_json
 from dataprep.dataset.manifest_parts import EXAMPLES, STREAM
 from dataprep.dataset.reader import Dataset
 from dataprep.pack.mixture import MIXTURE
+from dataprep.text.decontaminate import CONTAMINATED
 from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORDS, TOO_LONG, TOO_SHORT
 from dataprep.text.language import LANGUAGE
 from dataprep.text.special_tokens import unknown_token_id
@@ -320,13 +321,14 @@ def _unknown(m: Manifest, unk_id: int, splits: dict[str, Any], sources: list[dic
 # are spelled here; tests/test_report.py checks they equal dataprep.build.ordered.NO_TOKENS and
 # dataprep.tasks.bad_records.UNKNOWN_LABEL, and that "damage" is dataprep.build.accounting.damage.
 NO_TOKENS, UNKNOWN_LABEL = "no_tokens", "unknown_label"
-GROUPS = ("length", "language", "quality", "dedup", "mixture", "label", "damage")
+GROUPS = ("length", "language", "quality", "dedup", "decontamination", "mixture", "label", "damage")
 
 
 def reason_group(reason: str, *, long_is_damage: bool = False) -> str:
     """The group of a drop reason: what the recipe chose to remove (length, language, quality, dedup,
-    mixture: a subsampled source's documents left out, label) or ``damage`` (records ``on_error: raise`` would stop at). ``too_long`` is damage where a
-    fine-tuning recipe's ``overflow`` is not ``drop``."""
+    decontamination, mixture: a subsampled source's documents left out, label) or ``damage`` (records
+    ``on_error: raise`` would stop at). ``too_long`` is damage where a fine-tuning recipe's
+    ``overflow`` is not ``drop``."""
     from dataprep.text.quality import FILTERS  # each rule's reason starts with its filter family's name
 
     if reason == TOO_LONG and long_is_damage:
@@ -337,7 +339,8 @@ def reason_group(reason: str, *, long_is_damage: bool = False) -> str:
         return "language"
     if reason.startswith(tuple({name.split("_")[0] + "_" for name in FILTERS})):
         return "quality"
-    return {DUPLICATE: "dedup", NEAR_DUPLICATE: "dedup", MIXTURE: "mixture", UNKNOWN_LABEL: "label"}.get(reason, "damage")
+    chosen = {DUPLICATE: "dedup", NEAR_DUPLICATE: "dedup", CONTAMINATED: "decontamination", MIXTURE: "mixture", UNKNOWN_LABEL: "label"}
+    return chosen.get(reason, "damage")
 
 
 def filters_section(m: Manifest) -> dict[str, Any]:
