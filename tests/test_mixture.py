@@ -283,3 +283,17 @@ def test_a_fine_tuning_mixture_keeps_its_masks(tmp_path):
     dedup = {**mixed, "filter": {"dedup": "exact"}, "inputs": [mixed["inputs"][0], {**mixed["inputs"][1], "path": str(copy)}]}
     with pytest.raises(DataLossError, match="source.s. b have no training document left after reading, filtering and dedup"):
         run(recipe_from_dict(dedup, base_dir=plain.base_dir), tmp_path / "dedup", workers=1)
+
+
+def test_a_spool_lines_up_stats_that_come_and_go(tmp_path):
+    """Which per-document stats a chunk has depends on its data (the languages it holds): a stat new in a
+    later chunk reads 0 for the earlier documents, one missing from a chunk reads 0 for its documents."""
+    from dataprep.build.mixing import Spool
+
+    spool = Spool(tmp_path / "spool")
+    spool.append({"lengths": np.array([3, 4]), "s.en": np.array([1, 1])}, 2)
+    spool.append({"lengths": np.array([5]), "s.de": np.array([1])}, 1)
+    spool.append({"lengths": np.array([6, 7]), "s.en": np.array([0, 1]), "s.de": np.array([1, 0])}, 2)
+    spool.close()
+    assert [spool.read(name).tolist() for name in ("lengths", "s.en", "s.de")] == [
+        [3, 4, 5, 6, 7], [1, 1, 0, 0, 1], [0, 0, 1, 1, 0]]

@@ -28,6 +28,7 @@ log = logging.getLogger("dataprep.run")
 MIXTURE_DIR = "mixture.incomplete"  # in the run's work folder: the collected documents, removed after the draw
 BATCH_TOKENS = 1 << 20  # drawn tokens handed to the packer at once
 TOKENS, LENGTHS, FILE, UNKNOWN = "tokens", "lengths", "file", "unknown"  # the spool's own columns
+EXTRA, STAT = "x.", "s."  # spool column prefixes: a per-token extra, a per-document stat
 REPEAT_WARN = 4  # epochs of one source over which the run warns
 
 
@@ -39,13 +40,22 @@ class Spool:
         folder.mkdir(parents=True, exist_ok=True)
         self.dtypes: dict[str, np.dtype] = {}
         self.handles: dict[str, Any] = {}
+        self.docs = 0  # documents appended
 
-    def append(self, columns: dict[str, np.ndarray]) -> None:
+    def append(self, columns: dict[str, np.ndarray], docs: int) -> None:
+        """Append ``docs`` documents' columns. A per-document stat (``s.`` name) may be new (earlier
+        documents get zeros) or absent (these get zeros): which stats a chunk has depends on its data,
+        e.g. the languages it holds."""
+        for name in [n for n in self.dtypes if n.startswith(STAT) and n not in columns]:
+            columns[name] = np.zeros(docs, dtype=np.int64)
         for name, values in columns.items():
             if name not in self.handles:
                 self.dtypes[name] = values.dtype
                 self.handles[name] = open(self.folder / f"{name}.bin", "wb")  # noqa: SIM115 - closed in close()
+                if name.startswith(STAT) and self.docs:
+                    self.handles[name].write(np.zeros(self.docs, dtype=values.dtype).tobytes())
             self.handles[name].write(np.ascontiguousarray(values, dtype=self.dtypes[name]).tobytes())
+        self.docs += docs
 
     def close(self) -> None:
         for handle in self.handles.values():
@@ -87,9 +97,9 @@ class Mixing:
         if self.unk_id is not None and len(lengths):
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             columns[UNKNOWN] = np.add.reduceat((tokens == self.unk_id).astype(np.int64), starts)
-        columns.update({f"x.{name}": values for name, values in extras.items()})
-        columns.update({f"s.{name}": values.astype(np.int64) for name, values in stats.items()})
-        self.spools[self.source_of_file[file], split].append(columns)
+        columns.update({f"{EXTRA}{name}": values for name, values in extras.items()})
+        columns.update({f"{STAT}{name}": values.astype(np.int64) for name, values in stats.items()})
+        self.spools[self.source_of_file[file], split].append(columns, len(lengths))
 
     def draw(self, pack: Callable[[str, np.ndarray, np.ndarray, dict[str, np.ndarray]], None], stage: Any) -> None:
         """Draw every split's mixture into ``pack(split, tokens, lengths, extras)``; count documents,
@@ -149,10 +159,10 @@ class Mixing:
             piece = slice(int(at[start]), int(at[stop]))
             keep = None if mask is None else np.repeat(mask, n)
             lengths.append(n if mask is None else n[mask])
-            for name in [TOKENS] + [c for c in spool.dtypes if c.startswith("x.")]:
+            for name in [TOKENS] + [c for c in spool.dtypes if c.startswith(EXTRA)]:
                 values = np.asarray(spool.read(name)[piece])
                 values = values if keep is None else values[keep]
-                (tokens.append(values) if name == TOKENS else extras.setdefault(name[2:], []).append(values))
+                (tokens.append(values) if name == TOKENS else extras.setdefault(name[len(EXTRA):], []).append(values))
         pack(split, np.concatenate(tokens), np.concatenate(lengths), {k: np.concatenate(v) for k, v in extras.items()})
 
     def _count(self, s: int, split: str, spool: Spool, count: np.ndarray, stage) -> None:
@@ -161,8 +171,8 @@ class Mixing:
         drawn = count > 0
         stage.documents[split] += int(drawn.sum())
         for name in spool.dtypes:
-            if name.startswith("s."):
-                stage.stats[name[2:]] += int((np.asarray(spool.read(name)) * count).sum())
+            if name.startswith(STAT):
+                stage.stats[name[len(STAT):]] += int((np.asarray(spool.read(name)) * count).sum())
         if UNKNOWN in spool.dtypes:
             unknown = np.asarray(spool.read(UNKNOWN))
             stage.unknown[split] += int((unknown * count).sum())

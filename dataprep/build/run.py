@@ -51,6 +51,7 @@ from dataprep.recipe import Recipe
 from dataprep.tasks import pretrain
 from dataprep.tasks.base import RowFacts
 from dataprep.tasks.registry import task_for
+from dataprep.text.language_stats import per_language
 from dataprep.text.pii import PII_STAT
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
 from dataprep.text.tokenizer_manifest import copy_tokenizer_files, tokenizer_manifest
@@ -282,6 +283,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
             packing_efficiency=(content / slots) if slots else 0.0,
             near_duplicates=None if stage.near is None else NearDuplicates(**stage.near_duplicates()),
             redacted={kind: stage.stats[f"{PII_STAT}{kind}"] for kind in recipe.normalize.pii} or None,
+            languages=per_language(stage.stats) if recipe.filter.languages is not None else None,
         ),
         packing=Packing(**pack),
         splits=Splits(**{split: Split(shards=tuple(Shard(**shard) for shard in shards[split])) for split in C.SPLITS}),

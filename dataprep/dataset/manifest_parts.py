@@ -136,6 +136,7 @@ class Counts:
     packing_efficiency: float
     near_duplicates: NearDuplicates | None = optional()  # filter.dedup: minhash only
     redacted: dict[str, int] | None = optional()  # normalize.pii: placeholders in the written documents, per kind
+    languages: dict[str, dict[str, int]] | None = optional()  # filter.languages: {code: {documents, tokens}} written
 
 
 @dataclass(frozen=True, kw_only=True)

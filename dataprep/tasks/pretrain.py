@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from dataprep.read import chunks
 from dataprep import columns as C
-from dataprep.text.filter_chain import keep_documents
+from dataprep.text.filter_chain import keep_documents_with_languages
+from dataprep.text.language_stats import language_stats
 from dataprep.text.filters import MINHASH, content_hashes, validation_flags
 from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
@@ -44,15 +45,16 @@ def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[s
     return clean_batch(batch, recipe, drops)[0]
 
 
-def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> tuple[list[str], dict[str, np.ndarray]]:
+def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> tuple[list[str], dict[str, np.ndarray], list[str] | None]:
     """Normalize (personal data redacted last, ``normalize.pii``) and filter one batch: the kept texts,
-    in order, and per kept text what was redacted (``pii_<kind>``: the manifest's ``counts.redacted``)."""
+    in order, per kept text what was redacted (``pii_<kind>``: the manifest's ``counts.redacted``), and
+    each kept text's top language when the recipe filters by language (else None)."""
     texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
     redacted = {}
     if recipe.normalize.pii:
         texts, redacted = redact_rows(texts, recipe.normalize.pii)
-    kept, at = keep_documents(texts, recipe.filter, drops)
-    return kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}
+    kept, at, languages = keep_documents_with_languages(texts, recipe.filter, drops)
+    return kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
@@ -60,9 +62,11 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
 
     def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        kept, stats = clean_batch(item[1], recipe, drops)
+        kept, stats, languages = clean_batch(item[1], recipe, drops)
         hashes = content_hashes(kept)
         tokens, lengths = tokenizer.encode_docs(kept)
+        if languages is not None:
+            stats.update(language_stats(languages, lengths))
         return ChunkResult(
             hashes=hashes,
             validation=validation_flags(hashes, fraction=recipe.split.validation, salt=recipe.split.salt),
