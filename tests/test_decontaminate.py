@@ -25,7 +25,7 @@ from dataprep.dataset.reader import open_dataset
 from dataprep.errors import ConfigError, InputError
 from dataprep.text.decontaminate import (
     CONTAMINATED, DecontaminationIndex, EvalSetSpec, contaminated_counts, dataset_items, load_index, read_items,
-    side_file_lines, words)
+    _ascii_words, side_file_lines, words)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DIALOGSUM = DATA / "pairs" / "summarization" / "dialogsum_dev.jsonl"
@@ -140,6 +140,22 @@ def test_the_first_ngram_in_the_document_names_the_item(index, dialogsum):
     later, earlier = dict(dialogsum)["dev_400"], dict(dialogsum)["dev_7"]
     assert index.match([f"{later}\n{earlier}", f"{earlier}\n{later}"]) == [
         ("dialogsum_dev", "dev_400"), ("dialogsum_dev", "dev_7")]
+
+
+def test_an_ngram_two_items_share_names_the_one_read_first(corpus):
+    """Items are hashed ASCII ones first (a faster word split): the index must still name the
+    first item in reading order, here a non-ASCII one."""
+    run = " ".join(oracle_words(corpus["unrelated"][7])[10:30])
+    for items in ([("café", f"Café — {run}"), ("plain", run)], [("plain", run), ("café", f"Café — {run}")]):
+        index = DecontaminationIndex.from_items([("set", items)])
+        assert index.match([run]) == [("set", items[0][0])] == oracle_match([run], [("set", items)])
+
+
+def test_ascii_texts_split_as_the_regex_does(corpus):
+    pages = pa.array([page for page in corpus["unrelated"] if page.isascii()], pa.large_string())
+    assert len(pages) > 100
+    assert [[w for w in ws if w] for ws in _ascii_words(pages).to_pylist()] == [
+        [w for w in ws if w] for ws in words(pages).to_pylist()] == [oracle_words(page) for page in pages.to_pylist()]
 
 
 def test_an_ngram_never_spans_two_documents(index, dialogsum):

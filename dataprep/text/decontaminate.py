@@ -52,6 +52,8 @@ NGRAM = 13
 SPLIT = "validation"  # the split of a dataprep dataset that is its evaluation set
 SEPARATORS = r"[^\p{L}\p{M}\p{N}]+"  # RE2: what is not part of a word
 _CHUNK_BYTES = 1 << 22  # match() hashes documents about this many bytes of text at a time (bounded memory)
+# ASCII bytes -> themselves lowercased when letters or digits, else a space (what words() splits at)
+_ASCII_TABLE = bytes(c | 0x20 if chr(c).isalpha() else c if chr(c).isdigit() else 32 for c in range(128)) + bytes(range(128, 256))
 # 64-bit weights of the word positions in an n-gram: xxh3 is a fixed spec, so every process and version agrees
 _WEIGHTS = np.array([xxhash.xxh3_64_intdigest(f"decontaminate {i}".encode()) for i in range(64)], np.uint64)
 
@@ -90,26 +92,43 @@ class EvalSetSpec:
 
 
 def words(texts: pa.Array | Sequence[str]) -> pa.ListArray:
-    """Each text's words: NFKC, lowercased, split at every run of non-letters/marks/digits."""
+    """Each text's words: NFKC, lowercased, split at every run of non-letters/marks/digits (the
+    split leaves "" where a text starts or ends with a separator)."""
     texts = pa.array(texts, pa.large_string()) if not isinstance(texts, pa.Array) else texts
     return pc.split_pattern_regex(pc.utf8_lower(pc.utf8_normalize(texts, "NFKC")), SEPARATORS)
 
 
+def _ascii_words(texts: pa.Array) -> pa.ListArray:
+    """:func:`words` of ASCII texts (where NFKC changes nothing): a byte table and a whitespace
+    split instead of the regex, three times as fast."""
+    validity, offsets, data = texts.buffers()
+    lowered = pa.py_buffer(data.to_pybytes().translate(_ASCII_TABLE)) if data is not None else data
+    return pc.ascii_split_whitespace(pa.Array.from_buffers(texts.type, len(texts), [validity, offsets, lowered], offset=texts.offset))
+
+
 def _word_hashes(texts: pa.Array | Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(hashes, doc, counts)``: each word's 64-bit hash and document index (in reading order),
-    and each document's number of words."""
-    split = words(texts)
-    nonempty = pc.greater(pc.binary_length(pc.list_flatten(split)), 0)  # "" where a text starts/ends with a separator
-    flat, doc = pc.list_flatten(split).filter(nonempty), pc.list_parent_indices(split).filter(nonempty).to_numpy()
+    """``(hashes, doc, counts)``: each word's 64-bit hash and document index, and each document's
+    number of words. A document's words are contiguous and in order (ASCII documents first)."""
+    texts = pa.array(texts, pa.large_string()) if not isinstance(texts, pa.Array) else texts
+    fast = pc.fill_null(pc.string_is_ascii(texts), True).to_numpy(zero_copy_only=False)
+    flat, doc = [], []
+    for part, split in ((fast, _ascii_words), (~fast, words)):
+        if part.any():
+            lists = split(texts if part.all() else texts.filter(pa.array(part)))
+            nonempty = pc.greater(pc.binary_length(pc.list_flatten(lists)), 0)
+            flat.append(pc.list_flatten(lists).filter(nonempty))
+            doc.append(np.flatnonzero(part)[pc.list_parent_indices(lists).filter(nonempty).to_numpy()])
+    flat = pa.concat_arrays(flat) if flat else pa.array([], pa.large_string())
+    doc = np.concatenate(doc) if doc else np.zeros(0, np.int64)
     encoded = pc.dictionary_encode(flat)
     unique = np.fromiter((xxhash.xxh3_64_intdigest(w) for w in encoded.dictionary.cast(pa.large_binary()).to_pylist()), np.uint64)
     hashes = unique[encoded.indices.to_numpy()] if len(flat) else np.zeros(0, np.uint64)
     return hashes, doc.astype(np.int64), np.bincount(doc, minlength=len(texts))
 
 
-def _finish(sums: np.ndarray, length: int) -> np.ndarray:
-    """splitmix64's finalizer over the weighted word sum, salted with the n-gram's length."""
-    z = sums + np.uint64(length) * np.uint64(0x9E3779B97F4A7C15)
+def _finish(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer over the weighted word sum (an n-gram and its n+1-gram already
+    differ by the last word's weighted hash)."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -127,7 +146,7 @@ def _grams(hashes: np.ndarray, doc: np.ndarray, lengths: Iterable[int]) -> Itera
             sums[: len(hashes) - j] += hashes[j:] * _WEIGHTS[j]
             if j + 1 in wanted:
                 starts = np.flatnonzero(doc[: len(doc) - j] == doc[j:])
-                yield j + 1, starts, _finish(sums[starts], j + 1)
+                yield j + 1, starts, _finish(sums[starts])
 
 
 @dataclass
@@ -182,9 +201,11 @@ class DecontaminationIndex:
                 found.append((hashed[use], entry[item[use]]))
                 grams += len(np.unique(hashed[use]))
             counts[name] = {"items": int(keep.sum()), "short_items": int((~keep).sum()), "ngrams": grams}
-        unique, first = np.unique(np.concatenate([h for h, _ in found]), return_index=True)  # first = first item
-        entries = np.concatenate([e for _, e in found]).astype(np.int32)[first]
-        return cls(n, min_words, names, ids, np.array(owner, np.int32), unique, entries, tuple(sorted(lengths)), counts)
+        hashes, entries = (np.concatenate(x) for x in zip(*found))
+        order = np.lexsort((entries, hashes))  # each hash once, with the first item that holds it
+        first = order[np.append(True, hashes[order][1:] != hashes[order][:-1])]
+        return cls(n, min_words, names, ids, np.array(owner, np.int32), hashes[first], entries[first].astype(np.int32),
+                   tuple(sorted(lengths)), counts)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per set: ``items`` indexed, ``short_items`` left out (under ``min_words`` words), and
