@@ -119,9 +119,11 @@ def main() -> None:
     found = run_match(index, texts, args.batch)
     right = sum(found[doc] is not None for doc in planted)
     named = sum(found[doc] == want for doc, want in planted.items())
+    missed = [f"{name} {item}" for doc, (name, item) in planted.items() if found[doc] is None]
     other = sum(m is not None for i, m in enumerate(found) if i not in planted)
-    print(f"planted: {right} of {len(planted)} found ({named} named the planted item; the rest an earlier item "
-          f"sharing the n-gram); {other} other documents of the corpus matched")
+    print(f"planted: {right} of {len(planted)} found, {named} naming the planted item and {right - named} an earlier "
+          f"item that shares an n-gram with it; missed: {', '.join(missed) or 'none'}; "
+          f"{other} other documents of the corpus matched")
     lookups(index, texts)
 
 
