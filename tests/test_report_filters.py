@@ -76,7 +76,9 @@ def test_filters_section_holds_the_planted_drops(filtered):
     for entry in f["inputs"]:
         by_group.update(entry["groups"])
     assert by_group == Counter({g: v["records"] for g, v in groups.items()})  # the inputs add up to the totals
-    assert f["languages"] is None and f["examples"] is None  # hooks: the manifest does not record them yet
+    assert f["languages"] == [{"language": "en", "documents": m.counts.languages["en"]["documents"],  # only English kept
+                               "tokens": m.counts.languages["en"]["tokens"], "share": 1.0}]
+    assert f["examples"] is None and f["mixture"] is None  # a hook; no mixture here
 
 
 def test_text_and_html_show_the_tables(filtered, tmp_path):
@@ -105,7 +107,7 @@ def test_no_filters_table_when_nothing_was_dropped(filtered, tmp_path):
     shutil.copytree(filtered, out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["counts"]["dropped"] = {}
-    del manifest["counts"]["redacted"], manifest["counts"]["near_duplicates"]
+    del manifest["counts"]["redacted"], manifest["counts"]["near_duplicates"], manifest["counts"]["languages"]
     for entry in manifest["inputs"]:
         entry["dropped"] = {}
     (out / "manifest.json").write_text(json.dumps(manifest))
@@ -128,3 +130,19 @@ def test_groups_are_the_runs_reasons():
                                             "duplicate", "near_duplicate", "unknown_label", "no_tokens", "mixture",
                                             "contaminated")] == [
         "language", "quality", "quality", "quality", "dedup", "dedup", "label", "length", "mixture", "decontamination"]
+
+
+def test_a_mixture_has_its_table(tmp_path):
+    """The shipped continued-pretraining recipe: one row per source and split, asked and realized shares,
+    epochs, documents drawn of those available, documents written (repeats counted) and tokens."""
+    from .conftest import RECIPES
+
+    run(load_recipe(RECIPES / "continued-pretrain-code.yaml"), tmp_path / "out", workers=1)
+    s = report.compute(open_dataset(tmp_path / "out")).summary
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    head, rows = report.filter_tables(s["filters"])[report.MIXTURE]
+    expected = [[src["name"], split, f"{d['requested_share']:.2%}", f"{d['share']:.2%}", f"{d['epochs']:.2f}",
+                 f"{d['documents']:,} of {d['available_documents']:,}", f"{d['occurrences']:,}", f"{d['tokens']:,}"]
+                for src in m["mixture"]["sources"] for split in ("train", "validation") for d in [src[split]]]
+    assert rows == expected and [r[:2] for r in rows][::2] == [["code", "train"], ["general", "train"]]
+    assert f"\n{report.MIXTURE}\n" in report.summary_text(s)

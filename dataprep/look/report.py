@@ -33,6 +33,7 @@ def summary_text(summary: dict[str, Any]) -> str:
 
 _NUMBER = re.compile(r"[\d,.%?]+")
 REASONS, INPUTS, OTHER = "filters: records dropped per reason", "filters: per input", "filters: also"
+LANGUAGES, MIXTURE = "languages written", "mixture: per source and split"
 
 
 def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -40,7 +41,7 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
     ``{title: (header, rows)}``: per reason within its group (with each group's total), per input
     (dropped per group), then near-duplicate clusters and redactions. Empty when nothing was dropped
     or redacted."""
-    if not f or not (f["dropped"] or any((f["redacted"] or {}).values())):
+    if not f or not (f["dropped"] or any((f["redacted"] or {}).values()) or f.get("languages") or f.get("mixture")):
         return {}
     tables = {}
     if f["dropped"]:
@@ -63,6 +64,14 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
         other.append(["redacted", ", ".join(f"{kind} {n:,}" for kind, n in f["redacted"].items()) + " (placeholders written)"])
     if other:
         tables[OTHER] = (["what", "count"], other)
+    if f.get("languages"):
+        tables[LANGUAGES] = (["language", "documents", "tokens", "share of tokens"],
+                             [[r["language"], f"{r['documents']:,}", f"{r['tokens']:,}", _share(r["share"])] for r in f["languages"]])
+    if f.get("mixture"):
+        tables[MIXTURE] = (["source", "split", "asked", "share", "epochs", "documents", "written", "tokens"], [
+            [source["name"], split, _share(d["requested_share"]), _share(d["share"]), f"{d['epochs']:.2f}",
+             f"{d['documents']:,} of {d['available_documents']:,}", f"{d['occurrences']:,}", f"{d['tokens']:,}"]
+            for source in f["mixture"]["sources"] for split in ("train", "validation") for d in [source[split]]])
     return tables
 
 

@@ -346,8 +346,9 @@ def reason_group(reason: str, *, long_is_damage: bool = False) -> str:
 def filters_section(m: Manifest) -> dict[str, Any]:
     """What the run removed, from the manifest: records per drop reason (grouped, :func:`reason_group`)
     and per input, each with its share of the records read; near-duplicate clusters and redactions
-    when the run made them. ``languages`` and ``examples`` are hooks for manifest fields to come
-    (documents and tokens per language, a few dropped documents per reason): None until a run records them."""
+    when the run made them; documents and tokens per language (``filter.languages``) and the mixture's
+    sources (``mixture``) when the manifest has them. ``examples`` is a hook for a manifest field to come
+    (a few dropped documents per reason): None until a run records them."""
     long_is_damage = m.recipe.get("overflow", "drop") != "drop"
     read = m.counts.records_read
 
@@ -374,9 +375,18 @@ def filters_section(m: Manifest) -> dict[str, Any]:
         "inputs": inputs,
         "near_duplicates": as_json(m.counts.near_duplicates),
         "redacted": m.counts.redacted,
-        "languages": None,  # hook: counts per language (issue 19 item 4) once the manifest records them
+        "languages": _languages(m.counts.languages),
+        "mixture": as_json(m.mixture),
         "examples": None,  # hook: a few dropped documents per reason, truncated, once the manifest records them
     }
+
+
+def _languages(found: dict[str, dict[str, int]] | None) -> list[dict[str, Any]] | None:
+    """``counts.languages`` as rows with each language's share of the written tokens (None: not recorded)."""
+    if found is None:
+        return None
+    tokens = sum(v["tokens"] for v in found.values())
+    return [{"language": code, **v, "share": round(v["tokens"] / tokens, 6) if tokens else None} for code, v in found.items()]
 
 
 # --- text ------------------------------------------------------------------------------
