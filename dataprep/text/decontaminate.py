@@ -1,9 +1,8 @@
 """Decontamination: training documents that share a word n-gram with an evaluation item are dropped.
 
-An evaluation set is a file of items (any format dataprep reads, the text in ``fields``) or another
-dataprep dataset's validation split. Every item's n-grams are hashed to 64 bits into one sorted
-array; :meth:`DecontaminationIndex.match` hashes each document's n-grams the same way and looks
-them up, so a document holding any of them is dropped (:data:`CONTAMINATED`), naming the item::
+An evaluation set is a file of items (any format dataprep reads) or a dataprep dataset's validation
+split. Its items' n-grams are hashed to 64 bits into one sorted array; :meth:`DecontaminationIndex.match`
+hashes a document's the same way, and one in the array drops it (:data:`CONTAMINATED`), naming the item::
 
     item dialogsum_dev.jsonl:7  "#Person1#: Hello, how are you doing today? #Person2#: I've been ..."
     words                       person1 hello how are you doing today person2 i ve been ...
@@ -16,16 +15,13 @@ Thai words whole. A script written without spaces gives one "word" per clause: a
 found only in a long verbatim copy, and 6 of XQuAD's 240 Chinese paragraphs have under 13 clauses.
 
 **n = 13**: GPT-3's training-set filter (Brown et al. 2020, appendix C: 13-grams of lowercased
-words without punctuation) and lm-evaluation-harness's decontamination ("we just used 13 for
-simplicity", docs/decontamination.md). **Short items**: an item under n words has no n-gram, and
-lm-evaluation-harness's ``janitor.word_ngrams`` yields none for it, so it is never found; the
-default ``min_words = n`` does the same. A lower ``min_words`` makes each item of ``min_words`` to
-n - 1 words one "n-gram" of its whole word sequence (keep it at 8 or more, GPT-3's floor in its
-overlap analysis: a 2-word answer would match everywhere). Items left out count as ``short_items``.
-
-Documents are dropped whole: GPT-3 cut a 200-character window around each hit instead, which can
-leave the rest of a benchmark item in the text. Arrow (RE2) splits the words and each distinct
-word of a batch is hashed once (xxh3), so Python's work grows with the vocabulary, not the text.
+words without punctuation) and lm-evaluation-harness's ("we just used 13", docs/decontamination.md).
+**Short items**: an item under n words has no n-gram; lm-evaluation-harness's ``janitor.word_ngrams``
+yields none, so it is never found, and the default ``min_words = n`` does the same. A lower
+``min_words`` makes an item of ``min_words`` to n - 1 words one "n-gram" of all its words (keep it
+at 8 or more, GPT-3's floor in its overlap analysis: a 2-word answer matches everywhere).
+Documents are dropped whole: GPT-3 cut 200 characters around each hit, which can leave the rest
+of an item in the text. Each distinct word of a batch is hashed once (xxh3); the rest is Arrow and numpy.
 """
 
 from __future__ import annotations
@@ -64,14 +60,11 @@ class EvalSetSpec:
 
     Attributes:
         path: A file, folder or glob of items, or a dataprep dataset folder (it holds manifest.json).
-        fields: The fields whose text makes an item, joined by a newline in this order
-            (n-grams may span them: a document that quotes the question and then the answer).
-        format: ``auto`` or one of dataprep's input formats; not used for a dataset folder.
-        name: What counts and the side file call the set; default the file's name without
-            extensions (``dialogsum_dev`` for ``dialogsum_dev.jsonl.zst``).
+        fields: The fields of an item's text, joined by newlines (an n-gram may span two).
+        format: ``auto`` or a dataprep input format (not for a dataset folder).
+        name: The set's name in counts and the side file; default the file name before its first dot.
         id_field: A field whose value is the item's id; default the item's ``file:line``.
-        split: A dataset folder's split to read.
-        txt_unit: A txt file's items: ``line`` (default) or ``paragraph``.
+        split: A dataset folder's split; txt_unit: a txt file's items, ``line`` or ``paragraph``.
     """
 
     path: str
@@ -149,10 +142,10 @@ def _grams(hashes: np.ndarray, doc: np.ndarray, lengths: Iterable[int]) -> Itera
                 yield j + 1, starts, _finish(sums[starts])
 
 
-@dataclass
+@dataclass(eq=False)  # numpy fields: compare hashes and entries, not the objects
 class DecontaminationIndex:
     """Every evaluation n-gram's hash (sorted, unique) and the first item holding it (sets in
-    order, items in reading order). Picklable and equal for equal inputs: each worker gets a copy.
+    order, items in reading order). Picklable, the same arrays for the same inputs: workers get a copy.
     Build with :func:`load_index` (a recipe's sets) or :meth:`from_items` (texts in hand)."""
 
     n: int
@@ -267,15 +260,12 @@ def load_index(specs: Sequence[EvalSetSpec], *, base_dir: Path, n: int = NGRAM, 
 
 
 def read_items(spec: EvalSetSpec, *, base_dir: Path, open_dataset: Callable[[Path], Any] | None = None) -> list[tuple[str, str]]:
-    """One set's ``(item id, text)``, in reading order, through dataprep's own readers.
-
-    ``open_dataset`` is :func:`dataprep.dataset.reader.open_dataset`, passed in by the caller:
-    the dataset format sits a layer above ``text`` (tests/test_architecture.py), so this module
-    reads a dataset folder through it without importing it.
+    """One set's ``(item id, text)`` in reading order, through dataprep's readers. ``open_dataset``
+    (:func:`dataprep.dataset.reader.open_dataset`) opens a dataset folder: that format sits a layer
+    above ``text`` (tests/test_architecture.py), so the caller passes it in.
 
     Raises:
-        InputError: no such path, an item without one of the fields (file and line named), or a
-            set with no items.
+        InputError: no such path, an item without a field (file and line named), or no items.
         ConfigError: a dataset folder without ``open_dataset``, or of span-corrupted rows.
     """
     folder = Path(base_dir) / spec.path
@@ -317,16 +307,11 @@ def _file_items(spec: EvalSetSpec, base_dir: Path) -> Iterable[tuple[str, str]]:
 
 
 def dataset_items(dataset: Any, split: str = SPLIT) -> list[tuple[str, str]]:
-    """The documents of a built dataset's split, decoded with its own tokenizer: ``(id, text)``.
-
-    ``dataset`` is an opened :class:`dataprep.dataset.reader.Dataset`. Its manifest's ``rows``
-    say how documents sit in the rows: ``stream`` (wrap) documents run on across rows, so the
-    split's tokens are joined and cut after each EOS when documents end with one
-    (``validation:document 3``; else one item per row, ``validation:row 3``); ``pieces`` and
-    ``examples`` rows hold one document or example per piece (``validation:row 3 piece 1``).
-    Special tokens (BOS, EOS, pad: the run makes its pad token special) decode to nothing, so a
-    pad piece or a piece of special tokens only is no item.
-    """
+    """``(id, text)`` of an opened dataset's split, decoded with its own tokenizer, as its manifest's
+    ``rows`` say documents lie: ``stream`` (wrap) documents run across rows, so the tokens are joined
+    and cut after each EOS (``validation:document 3``; one item per row without EOS); ``pieces`` and
+    ``examples`` rows hold one per piece (``validation:row 3 piece 1``). Special tokens (BOS, EOS,
+    pad: the run makes its pad special) decode to nothing, so a pad piece is no item."""
     rows, table = dataset.manifest.rows, dataset.table(split)
     if rows.layout == "corrupted":
         raise ConfigError(f"decontaminate {dataset.path}: span-corrupted rows are not text",
