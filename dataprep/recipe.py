@@ -228,6 +228,9 @@ def recipe_from_dict(
     if mixture is not None and resolved["task"] == "preference":
         issues.append(Issue("inputs", "mixtures are for pretraining and fine-tuning recipes; a preference recipe reads "
                                       "its inputs whole (remove group / weight / tokens / epochs and mixture:)"))
+    if resolved.get("decontaminate") and resolved["task"] == "preference":
+        issues.append(Issue("decontaminate", "decontamination is for pretraining and fine-tuning recipes; decontaminate the "
+                                             "pairs' source before building them"))
     if issues:
         raise RecipeError(source, issues)
     return _freeze(resolved, base_dir=base_dir, mixture=mixture)

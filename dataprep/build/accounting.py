@@ -6,7 +6,7 @@ dropped under a reason. Reasons are of two kinds:
 - **chosen** by the recipe (:data:`CHOSEN`): filters (``empty``, ``too_short``, ``too_long``,
   ``too_few_words``, ``language``, the quality rules' ``gopher_*`` / ``c4_*`` / ``fineweb_*``), ``duplicate``,
   ``near_duplicate``, ``unknown_label`` with ``unknown_label: drop``, ``mixture`` (a source drawn at
-  fewer than one epoch), and
+  fewer than one epoch), ``contaminated`` (``decontaminate:``), and
   ``no_tokens`` (a document the tokenizer encodes to nothing);
 - **damage**: everything that would stop the run under ``on_error: raise`` (unreadable records,
   missing fields, records the template or the tokenizer cannot make into an example). With
@@ -29,6 +29,7 @@ from dataprep.text.filters import DUPLICATE, EMPTY, NEAR_DUPLICATE, TOO_FEW_WORD
 from dataprep.text.language import LANGUAGE
 from dataprep.build.ordered import NO_TOKENS
 from dataprep.pack.mixture import MIXTURE  # documents a subsampling mixture source left out
+from dataprep.text.decontaminate import CONTAMINATED  # documents sharing an n-gram with an evaluation item
 from dataprep.tasks.bad_records import UNKNOWN_LABEL  # dropped only when the recipe says `unknown_label: drop`
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dataprep.run")
 
 CHOSEN = frozenset({EMPTY, TOO_SHORT, TOO_LONG, TOO_FEW_WORDS, DUPLICATE, NEAR_DUPLICATE, UNKNOWN_LABEL, NO_TOKENS, LANGUAGE,
-                    MIXTURE})
+                    MIXTURE, CONTAMINATED})
 # the quality rules' own reasons (dataprep.text.quality): each arises only where the recipe turned its filter on
 QUALITY_PREFIXES = ("gopher_", "c4_", "fineweb_")
 RECORDS_READ = "records_read"

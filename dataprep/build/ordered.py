@@ -73,6 +73,7 @@ class OrderedStage:
         self.unknown: Counter = Counter()  # split -> unknown-token ids written
         self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
         self.mixing = mixing
+        self.contaminated: list[tuple[str, str, str]] = []  # decontaminate: (set, item, location), in input order
 
     def add(self, result: ChunkResult) -> None:
         """Dedup, split, pack and write one chunk result."""
@@ -80,6 +81,7 @@ class OrderedStage:
         self.source_drops.setdefault(result.source, Counter()).update(result.drops)
         samples = self.drop_samples.setdefault(result.source, [])
         samples.extend(result.drop_samples[: SAMPLES_PER_SOURCE - len(samples)])
+        self.contaminated.extend(result.contaminated)
         n = len(result.hashes)
         if n == 0:
             return
@@ -133,7 +135,7 @@ class OrderedStage:
 
     # State a checkpoint keeps (the writers and the dedup set are saved on their own).
     _STATE = ("packers", "documents", "drops", "stats", "source_documents", "source_tokens", "source_drops",
-              "drop_samples", "unknown", "source_unknown")
+              "drop_samples", "unknown", "source_unknown", "contaminated")
 
     def state(self) -> dict[str, Any]:
         """What :meth:`restore` needs to go on exactly where this stage is (picklable; the near-duplicate

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections import Counter
@@ -25,10 +26,12 @@ from dataprep.build.faults import os_fault
 from dataprep.build.mixing import MIXTURE_DIR, Mixing
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
-from dataprep.build.write import SplitWriter, batch_rows, open_output
+from dataprep.build.write import SplitWriter, batch_rows, open_output, write_bytes_atomic
 from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
     Counts,
+    Decontamination,
+    EvalSetCounts,
     Input,
     Mixture,
     MixtureSource,
@@ -50,7 +53,9 @@ from dataprep.read.digests import InputDigests
 from dataprep.recipe import Recipe
 from dataprep.tasks import pretrain
 from dataprep.tasks.base import RowFacts
+from dataprep.tasks.decontamination import SIDE_FILE, index_for
 from dataprep.tasks.registry import task_for
+from dataprep.text.decontaminate import DecontaminationIndex
 from dataprep.text.language_stats import per_language
 from dataprep.text.pii import PII_STAT
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
@@ -143,6 +148,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     ident = checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
                                               in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
     saves.bind(ident)
+    index_for(recipe)  # decontaminate: read the evaluation sets now (their errors first; workers reuse it when forked)
     plan = task_for(recipe).plan(recipe, tokenizer, files)
     counts: Counter = Counter()
     read_drops: Counter = Counter()
@@ -168,7 +174,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
                          workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
     try:
         return _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done,
-                     counts=counts, read_drops=read_drops, by_input=by_input, bar=bar)
+                     counts=counts, read_drops=read_drops, by_input=by_input, bar=bar, tmp=tmp)
     except BaseException:
         for writer in writers.values():  # no open file may outlive a failed run (it would hold its disk)
             writer.discard()
@@ -176,7 +182,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
 
 
 def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done, *, counts, read_drops,
-          by_input, bar) -> Manifest:
+          by_input, bar, tmp) -> Manifest:
     trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
     checked = 0  # inputs before this one are read to their end and had their losses checked
     with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
@@ -196,7 +202,10 @@ def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, result
     accounting.check_output(recipe, stage, {s: sum(x["rows"] for x in shards[s]) for s in C.SPLITS}, read_drops)
     bar.set_stage("checksums")
     sources.check_unchanged()
-    manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources)
+    index = index_for(recipe)
+    if index is not None:
+        _write_side_file(tmp, stage.contaminated)
+    manifest = _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources, index)
     accounting.warn_unknown(stage, manifest.counts.tokens, tokenizer.tokens.get("unk"))
     bar.close()
     return manifest
@@ -237,7 +246,20 @@ def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedT
     return tokenizer
 
 
-def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources) -> Manifest:
+def _write_side_file(folder: Path, contaminated: list[tuple[str, str, str]]) -> None:
+    """``contamination.jsonl``: each document decontamination dropped, its set and item, in input order."""
+    lines = "".join(json.dumps({"set": s, "item": item, "document": where}, ensure_ascii=False) + "\n"
+                    for s, item, where in contaminated)
+    write_bytes_atomic(folder / SIDE_FILE, lines.encode("utf-8"))
+
+
+def _decontamination(index: DecontaminationIndex, contaminated: list[tuple[str, str, str]]) -> Decontamination:
+    dropped = Counter(s for s, _, _ in contaminated)
+    return Decontamination(ngram=index.n, min_words=index.min_words, file=SIDE_FILE, sets={
+        name: EvalSetCounts(**counts, documents=dropped[name]) for name, counts in index.stats().items()})
+
+
+def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards, by_input, sources, index) -> Manifest:
     """The dataset's manifest, without its ``run`` section (:meth:`Manifest.portable` adds it)."""
     dropped = Counter(read_drops)
     dropped.update(stage.drops)
@@ -292,6 +314,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
         preference=sections.preference,
         objective=sections.objective,
         mixture=None if stage.mixing is None else _mixture(recipe, stage.mixing),
+        decontamination=None if index is None else _decontamination(index, stage.contaminated),
     )
 
 

@@ -34,6 +34,7 @@ from dataprep.dataset import paths
 from dataprep.dataset._codec import decode, encode, optional
 from dataprep.dataset.manifest_parts import (
     Counts,
+    Decontamination,
     Input,
     Mixture,
     Packing,
@@ -91,6 +92,7 @@ class Manifest:
     preference: Preference | None = optional()
     objective: Mlm | Span | None = optional()
     mixture: Mixture | None = optional()  # a recipe that mixes its inputs
+    decontamination: Decontamination | None = optional()  # a recipe with decontaminate:
     run: Run | None = optional()  # None only while the run builds it (:meth:`portable` adds it)
 
     # --- reading ---------------------------------------------------------------------------

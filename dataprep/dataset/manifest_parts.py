@@ -259,6 +259,26 @@ class Mixture:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvalSetCounts:
+    """One evaluation set of ``decontaminate:``: what was indexed, and the documents it removed."""
+
+    items: int  # indexed (at least min_words words)
+    short_items: int  # left out: under min_words words
+    ngrams: int  # distinct n-grams indexed
+    documents: int  # training documents dropped as contaminated by this set
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decontamination:
+    """``decontaminate:``: the n-gram rule, each set's counts, and the side file naming every match."""
+
+    ngram: int
+    min_words: int
+    file: str  # in the dataset folder: one JSON line per dropped document ({set, item, document})
+    sets: dict[str, EvalSetCounts]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Run:
     """What differs between two runs of one recipe (:func:`dataprep.dataset.paths.portable`)."""
 

@@ -55,6 +55,7 @@ class ChunkResult:
         drop_samples: where the first few of them were: ``(location, reason, message)``.
         signatures: ``filter.dedup: minhash``: uint32 ``[kept documents, permutations]``, each
             document's MinHash signature (:func:`dataprep.text.minhash.signatures`); else None.
+        contaminated: ``decontaminate:``: each dropped document's evaluation set, item and location.
     """
 
     hashes: list[bytes]
@@ -67,6 +68,7 @@ class ChunkResult:
     drops: Counter = field(default_factory=Counter)
     drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
     signatures: np.ndarray | None = None
+    contaminated: list[tuple[str, str, str]] = field(default_factory=list)  # (set, item, location) of each document dropped so
 
 
 @dataclass(frozen=True)

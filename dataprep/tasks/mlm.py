@@ -317,10 +317,10 @@ class MlmTask:
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
         """The pretraining reader and worker (with an unframed tokenizer: the packer frames each
         piece), MLM's packer, and its ``objective`` section."""
-        return _plan(recipe, tokenizer)
+        return _plan(recipe, tokenizer, files)
 
 
-def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
+def _plan(recipe: Recipe, tokenizer: LoadedTokenizer, files=None) -> Plan:
     masker = Masker.from_recipe(recipe.mlm, tokenizer)  # fails early: no mask token, bad ratios
     prefix, suffix = frame_of(tokenizer)
     frame_pieces(np.zeros(0, np.int32), np.zeros(0, np.int64), prefix=prefix, suffix=suffix, seq_len=recipe.packing.seq_len)
@@ -350,7 +350,7 @@ def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
         format=FORMAT_STATIC if recipe.mlm.masking == "static" else pretrain.FORMAT,
         schema=row_schema(recipe),
         reader=pretrain.chunk_reader(recipe),
-        worker=(pretrain.chunk_worker, (recipe, unframed(tokenizer))),
+        worker=(pretrain.chunk_worker, (recipe, unframed(tokenizer), files)),
         make_packer=make_packer,
         to_batch=lambda rows: rows.to_record_batch(),
         dedup=recipe.filter.dedup == "exact",

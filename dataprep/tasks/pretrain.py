@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,7 @@ from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
 from dataprep.text.pii import PII_STAT, redact_rows
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
+from dataprep.tasks.decontamination import drop_contaminated, index_for
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
 from dataprep.read import InputFile, read_batches
@@ -45,24 +47,42 @@ def clean_texts(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> list[s
     return clean_batch(batch, recipe, drops)[0]
 
 
-def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> tuple[list[str], dict[str, np.ndarray], list[str] | None]:
-    """Normalize (personal data redacted last, ``normalize.pii``) and filter one batch: the kept texts,
-    in order, per kept text what was redacted (``pii_<kind>``: the manifest's ``counts.redacted``), and
-    each kept text's top language when the recipe filters by language (else None)."""
+class Cleaned(NamedTuple):
+    """One batch normalized and filtered (:func:`clean_batch`)."""
+
+    texts: list[str]  # kept, in order
+    stats: dict[str, np.ndarray]  # per kept text: what was redacted (``pii_<kind>``)
+    languages: list[str] | None  # per kept text: its top language, when the recipe filters by language
+    at: np.ndarray  # per kept text: its row in the batch
+
+
+def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleaned:
+    """Normalize (personal data redacted last, ``normalize.pii``) and filter one batch."""
     texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
     redacted = {}
     if recipe.normalize.pii:
         texts, redacted = redact_rows(texts, recipe.normalize.pii)
     kept, at, languages = keep_documents_with_languages(texts, recipe.filter, drops)
-    return kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages
+    return Cleaned(kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages, at)
 
 
-def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
+def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile] | None = None):
     """Build the per-process chunk function (runs once in each worker)."""
+
+    index = index_for(recipe)  # decontaminate: the evaluation sets' n-grams, once per process
 
     def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        kept, stats, languages = clean_batch(item[1], recipe, drops)
+        kept, stats, languages, at = clean_batch(item[1], recipe, drops)
+        contaminated: list[tuple[str, str, str]] = []
+        if index is not None and kept:
+            lines = item[1].column(C.LINE).to_numpy()[at]
+            where = files[item[0]].location if files is not None else f"input {item[0]}"
+            keep = drop_contaminated(index, kept, [f"{where} line {line}" for line in lines.tolist()], drops, contaminated)
+            if not keep.all():
+                kept = [t for t, k in zip(kept, keep.tolist()) if k]
+                stats = {name: values[keep] for name, values in stats.items()}
+                languages = None if languages is None else [c for c, k in zip(languages, keep.tolist()) if k]
         hashes = content_hashes(kept)
         tokens, lengths = tokenizer.encode_docs(kept)
         if languages is not None:
@@ -76,6 +96,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer):
             drops=drops,
             doc_stats=stats,
             signatures=signatures(kept, recipe.filter.minhash) if recipe.filter.dedup == MINHASH else None,
+            contaminated=contaminated,
         )
 
     return process
@@ -128,7 +149,7 @@ class PretrainTask:
             format=FORMAT,
             schema=C.PRETRAIN_ROW_SCHEMA,
             reader=chunk_reader(recipe),
-            worker=(chunk_worker, (recipe, tokenizer)),
+            worker=(chunk_worker, (recipe, tokenizer, files)),
             make_packer=lambda: make_packer(recipe, tokenizer),
             to_batch=lambda rows: rows.to_record_batch(),
             dedup=recipe.filter.minhash if recipe.filter.dedup == MINHASH else recipe.filter.dedup == "exact",

@@ -212,10 +212,10 @@ class SpanTask:
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
         """The pretraining reader and worker, the span packer (wrap, then corrupt each row), and
         the ``objective`` section."""
-        return _plan(recipe, tokenizer)
+        return _plan(recipe, tokenizer, files)
 
 
-def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
+def _plan(recipe: Recipe, tokenizer: LoadedTokenizer, files=None) -> Plan:
     if tokenizer.eos_id is not None and not tokenizer.add_eos:
         raise ConfigError("span corruption ends every row with EOS and needs document boundaries: set `tokenizer.add_eos: true`")
     shape = lengths_for(recipe.packing.seq_len, recipe.span.noise_density, recipe.span.mean_span_length,
@@ -235,7 +235,7 @@ def _plan(recipe: Recipe, tokenizer: LoadedTokenizer) -> Plan:
         format=FORMAT,
         schema=SCHEMA,
         reader=pretrain.chunk_reader(recipe),
-        worker=(pretrain.chunk_worker, (recipe, tokenizer)),
+        worker=(pretrain.chunk_worker, (recipe, tokenizer, files)),
         make_packer=lambda: SpanPacker(recipe, tokenizer, stream=next(streams)),
         to_batch=to_batch(shape["labels_length"]),
         dedup=recipe.filter.dedup == "exact",

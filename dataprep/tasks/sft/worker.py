@@ -26,6 +26,7 @@ from dataprep.tasks.bad_records import (
     RecordWorker,
 )
 from dataprep.tasks.base import ChunkResult
+from dataprep.tasks.decontamination import drop_contaminated, index_for
 from dataprep.tasks.sft.loss_mask import Encoded, EncodedBatch, encode_batch_flat
 from dataprep.tasks.sft.records import (
     HISTORY,
@@ -72,6 +73,7 @@ class SftWorker(RecordWorker):
         if self.pair is not None and not self.stop_text:
             raise ConfigError("the tokenizer has no EOS token to close responses", fix="set `tokenizer.eos_token`")
         self.label_ids = None if labels is None else {label: i for i, label in enumerate(labels)}
+        self.decontamination = index_for(recipe)  # decontaminate: the evaluation sets' n-grams (None: none)
     def __call__(self, item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         index, batch = item
         file = self.files[index]
@@ -90,11 +92,20 @@ class SftWorker(RecordWorker):
             label_ids.append(label)
             kept_lines.append(line)
             unseen_system.append(int(self.pair is not None and bool(record.get(SYSTEM))))
+        contaminated: list[tuple[str, str, str]] = []
+        if self.decontamination is not None and rendered:  # the example as it will be trained on
+            keep = drop_contaminated(self.decontamination, [r.text for r in rendered],
+                                     [f"{file.location} line {line}" for line in kept_lines], drops, contaminated)
+            if not keep.all():
+                rendered, label_ids, kept_lines, unseen_system = (
+                    [v for v, k in zip(values, keep.tolist()) if k] for values in (rendered, label_ids, kept_lines, unseen_system))
         encoded = encode_batch_flat(self.tokenizer, rendered)
         extra = {SYSTEM_NOT_RENDERED: np.asarray(unseen_system, dtype=np.int64)}
         for part in UNRENDERED_PARTS:  # examples where the chat template printed none of that part
             extra[f"{UNRENDERED}{part}"] = np.fromiter((part in r.unrendered for r in rendered), dtype=np.int64, count=len(rendered))
-        return self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops, extra_stats=extra)
+        result = self._fit_batch(index, file, encoded, rendered, label_ids, kept_lines, drops, extra_stats=extra)
+        result.contaminated = contaminated
+        return result
 
     def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
                    extra_stats: Mapping[str, np.ndarray] | None = None,
