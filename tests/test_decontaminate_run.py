@@ -16,7 +16,10 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES
-from .test_engine_ray import shard_hashes
+from . import test_engine_ray
+from .test_engine_ray import needs_ray, shard_hashes
+
+local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 C4 = DATA / "corpora" / "c4_demo.jsonl"
@@ -85,3 +88,24 @@ def test_decontaminate_mistakes(tmp_path):
     assert "decontamination" not in recipe_from_dict({"task": "pretrain", "inputs": [{"path": "a"}],
                                                       "tokenizer": {"path": str(GPT2)}}, base_dir=tmp_path).resolved
     assert plain.resolved["decontaminate"][0]["split"] == "validation"  # defaults recorded
+
+
+def test_the_report_shows_each_set(tmp_path):
+    from dataprep.dataset.reader import open_dataset
+    from dataprep.look import report
+
+    m = run(pretrain(tmp_path), tmp_path / "out", workers=1)
+    s = report.compute(open_dataset(tmp_path / "out")).summary
+    head, rows = report.filter_tables(s["filters"])[report.DECONTAMINATION]
+    counts = m["decontamination"]["sets"]["dialogsum_dev"]
+    assert head[3] == "13-grams" and rows == [["dialogsum_dev", f"{counts['items']:,}", f"{counts['short_items']:,}",
+                                              f"{counts['ngrams']:,}", "3"]]
+    assert report.DECONTAMINATION in report.summary_text(s)
+
+
+@needs_ray
+def test_the_same_on_ray(tmp_path, local_ray):
+    r = pretrain(tmp_path)
+    on_ray, local = run(r, tmp_path / "ray", engine="ray"), run(r, tmp_path / "local", workers=2)
+    assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
+    assert (tmp_path / "ray" / "contamination.jsonl").read_bytes() == (tmp_path / "local" / "contamination.jsonl").read_bytes()

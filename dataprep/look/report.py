@@ -34,6 +34,7 @@ def summary_text(summary: dict[str, Any]) -> str:
 _NUMBER = re.compile(r"[\d,.%?]+")
 REASONS, INPUTS, OTHER = "filters: records dropped per reason", "filters: per input", "filters: also"
 LANGUAGES, MIXTURE = "languages written", "mixture: per source and split"
+DECONTAMINATION = "decontamination: per evaluation set (each match in contamination.jsonl)"
 
 
 def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -41,7 +42,8 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
     ``{title: (header, rows)}``: per reason within its group (with each group's total), per input
     (dropped per group), then near-duplicate clusters and redactions. Empty when nothing was dropped
     or redacted."""
-    if not f or not (f["dropped"] or any((f["redacted"] or {}).values()) or f.get("languages") or f.get("mixture")):
+    if not f or not (f["dropped"] or any((f["redacted"] or {}).values()) or f.get("languages") or f.get("mixture")
+                      or f.get("decontamination")):
         return {}
     tables = {}
     if f["dropped"]:
@@ -67,6 +69,11 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
     if f.get("languages"):
         tables[LANGUAGES] = (["language", "documents", "tokens", "share of tokens"],
                              [[r["language"], f"{r['documents']:,}", f"{r['tokens']:,}", _share(r["share"])] for r in f["languages"]])
+    if f.get("decontamination"):
+        d = f["decontamination"]
+        tables[DECONTAMINATION] = (["evaluation set", "items", "short items", f"{d['ngram']}-grams", "documents dropped"], [
+            [name, f"{c['items']:,}", f"{c['short_items']:,}", f"{c['ngrams']:,}", f"{c['documents']:,}"]
+            for name, c in d["sets"].items()])
     if f.get("mixture"):
         tables[MIXTURE] = (["source", "split", "asked", "share", "epochs", "documents", "written", "tokens"], [
             [source["name"], split, _share(d["requested_share"]), _share(d["share"]), f"{d['epochs']:.2f}",

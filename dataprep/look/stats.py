@@ -377,6 +377,7 @@ def filters_section(m: Manifest) -> dict[str, Any]:
         "redacted": m.counts.redacted,
         "languages": _languages(m.counts.languages),
         "mixture": as_json(m.mixture),
+        "decontamination": as_json(m.decontamination),
         "examples": None,  # hook: a few dropped documents per reason, truncated, once the manifest records them
     }
 
