@@ -297,3 +297,24 @@ def test_the_near_duplicate_index_decides_the_same_when_it_spills(pairs, monkeyp
     assert np.array_equal(np.concatenate(got), np.concatenate(expected)) and spilling.stats() == in_memory.stats()
     assert spilling.disk.runs() >= 2 and spilling.spilled > 0.9 * spilling.kept and len(spilling.table) < 50 + 16 * 20
     assert np.array_equal(spilling.unsaved(), in_memory.unsaved())  # what a checkpoint appends, in order
+
+
+def test_recheck_sources_counts_the_near_duplicates(tmp_path, pairs):
+    """`validate --recheck-sources` with every record: the near-duplicates the index dropped are not in the
+    rows, and are counted (at most the manifest's near_duplicate drops), not reported as a stale dataset;
+    a changed token is still found."""
+    from dataprep.validate import validate_dataset
+
+    from .test_validate_recheck import edit_rows
+
+    recipe, _ = planted_recipe(tmp_path, pairs)
+    m = run(recipe, tmp_path / "out", workers=1)
+    report = validate_dataset(tmp_path / "out", recheck="all")
+    assert report.ok, report.to_text()
+    assert 0 < report.stats["recheck"]["near_duplicates"] <= m["counts"]["dropped"]["near_duplicate"]
+
+    def change(rows):
+        rows[2]["input_ids"][7] += 1
+
+    edit_rows(tmp_path / "out", "train", change)
+    assert [f.kind for f in validate_dataset(tmp_path / "out", recheck="all").findings] == ["recheck_tokens"]

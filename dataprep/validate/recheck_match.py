@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from dataprep.pack.mixture import MIXTURE
-from dataprep.text.filters import DUPLICATE
+from dataprep.text.filters import DUPLICATE, NEAR_DUPLICATE
 
 from .findings import EXAMPLES, Finding
 from . import recheck_pairs as P
 from .recheck_remake import Unit, remake
 from .recheck_rows import SplitUnits, Stored, Wanted, digest, keys3, scan
+
+LEFT_OUT = {NEAR_DUPLICATE: "near_duplicates", MIXTURE: "left_out_by_mixture"}  # recheck stats of what the run dropped late
 
 
 def match(expected: Any) -> list[Finding]:
@@ -65,7 +67,7 @@ def match(expected: Any) -> list[Finding]:
         if tail is not None and tail.short is not None:
             why = f"the re-made {split} documents hold {tail.short:,} tokens, fewer than the {s.dropped[split]:,} the remainder dropped (manifest packing.{split}.dropped_tokens)"
             findings.append(Finding("recheck_remainder", why, split=split))
-    if every and mixture is not None:
+    if every and late_drops(s.manifest):
         _claim_cut_repeats(scanned.splits, units, matcher.counts)
     if every:
         findings += [f for split in scanned.splits.values() for f in _unclaimed(split)]
@@ -77,6 +79,12 @@ def match(expected: Any) -> list[Finding]:
     stats = expected.report.stats.setdefault("recheck", {})
     stats.update({k: v for k, v in matcher.counts.items() if v})
     return findings
+
+
+def late_drops(manifest) -> bool:
+    """Whether the run dropped or drew documents after the workers in a way the re-make does not replay
+    (a mixture, near-duplicates): the rows' stream is then not the re-made records in input order."""
+    return manifest.mixture is not None or manifest.counts.dropped.get(NEAR_DUPLICATE, 0) > 0
 
 
 def _claim_cut_repeats(splits: dict[str, SplitUnits], units: list[Unit], counts: Counter) -> None:
@@ -117,7 +125,7 @@ class _Matcher:
         self.upto = upto  # records before the last unclaimed one: where a duplicate's original may be
         self.first_seen: dict[bytes, int] | None = None
         self.near: dict[str, dict[tuple, list[Stored]]] = {}  # split -> (half, length, key) -> near candidates
-        self.left_out: Counter | None = None  # input path -> records the mixture may still have left out
+        self.left_out: dict[str, Counter] | None = None  # reason -> input path -> records it may still have left out
         self.remainder: dict[str, int] = {}  # mixture: split -> remainder tokens not yet explained
         self.what = "example" if self.setup.examples else ("document" if self.setup.documents else "piece")
         if self.setup.pairs:
@@ -145,7 +153,7 @@ class _Matcher:
         if partial is not None and not partial.claimed and partial.length == len(u.tokens) and np.array_equal(partial.tokens, u.tokens):
             partial.claimed = True  # the split's last document, stored whole just before the remainder
             return []
-        if self.setup.manifest.mixture is not None:  # the stream's order is the mixture's, not the inputs'
+        if late_drops(self.setup.manifest):  # the stream is not the re-made records in order: budget the remainder
             if self._in_mixture_remainder(u, here):
                 return []
         elif self.setup.documents and self.setup.dropped[split]:
@@ -156,7 +164,7 @@ class _Matcher:
         if near is not None:
             near.claimed = True
             return [self._changed_pair(u, near, here, where) if self.setup.pairs else self._changed_tokens(u, near, here, where)]
-        if self._left_out_by_mixture(r):
+        if self._left_out(r):
             return []
         head = " ".join(map(str, u.tokens[:8].tolist()))
         why = f"re-makes {len(u.tokens):,} tokens ({head} ...) that the {split} split does not hold: the dataset is stale (tokenizer, template, normalization or code changed since the run)"
@@ -267,7 +275,8 @@ class _Matcher:
         return found
 
     def _in_mixture_remainder(self, u: Unit, here: SplitUnits) -> bool:
-        """A mixture's stream ends with whichever document the draw put last: the split's unterminated
+        """A mixture's stream ends with whichever document the draw put last (and with near-duplicates
+        dropped, the re-made records' tail is not the stream's): the split's unterminated
         last piece must be a prefix of a re-made document (``cut_by_remainder``), and documents wholly
         in the dropped remainder may not hold more tokens than it (``in_remainder``)."""
         if not (self.setup.documents and self.setup.dropped[here.split]):
@@ -286,20 +295,21 @@ class _Matcher:
             return True
         return False
 
-    def _left_out_by_mixture(self, r) -> bool:
-        """A record of an input whose documents the mixture subsampled (manifest ``inputs[].dropped.mixture``):
-        not in the rows by design, up to as many as the manifest says that input lost so (counted, never a
-        finding; the mixture's sample is not re-drawn here, so which ones is not checked)."""
+    def _left_out(self, r) -> bool:
+        """A record the run dropped after the workers, where the re-make cannot follow without replaying the
+        whole corpus: a near-duplicate (``filter.dedup: minhash``) or a document a mixture's sample left out.
+        Counted per input, never more than the manifest says that input lost so (``inputs[].dropped``), and
+        never a finding; which records they were is not checked here."""
         manifest = self.setup.manifest
-        if manifest.mixture is None:
-            return False
         if self.left_out is None:
-            self.left_out = Counter({manifest.resolve(i.path): i.dropped.get(MIXTURE, 0) for i in manifest.inputs})
-        if self.left_out[r.source] <= 0:
-            return False
-        self.left_out[r.source] -= 1
-        self.counts["left_out_by_mixture"] += 1
-        return True
+            self.left_out = {reason: Counter({manifest.resolve(i.path): i.dropped.get(reason, 0) for i in manifest.inputs})
+                             for reason in (NEAR_DUPLICATE, MIXTURE)}
+        for reason, budget in self.left_out.items():
+            if budget[r.source] > 0:
+                budget[r.source] -= 1
+                self.counts[LEFT_OUT[reason]] += 1
+                return True
+        return False
 
     def _duplicate(self, u: Unit) -> bool:
         """A sampled record whose content an earlier record had: dedup dropped it, and the stored
