@@ -59,6 +59,7 @@ def test_planted_dialogues_are_dropped_and_named(tmp_path):
     section = one["decontamination"]
     assert section["ngram"] == 13 == section["min_words"] and section["file"] == "contamination.jsonl"
     assert section["sets"]["dialogsum_dev"]["documents"] == 3 and section["sets"]["dialogsum_dev"]["items"] > 400
+    assert [e["document"].rsplit(" line ", 1)[1] for e in one["counts"]["dropped_examples"]["contaminated"]] == ["301", "302", "303"]
     assert validate_dataset(tmp_path / "one").ok
     # the proof can fail: without the dialogues' field, nothing of them is indexed and nothing is dropped
     summaries = pretrain(tmp_path, decontaminate=[{"path": str(DIALOGSUM), "fields": ["summary"]}])

@@ -78,7 +78,7 @@ def test_filters_section_holds_the_planted_drops(filtered):
     assert by_group == Counter({g: v["records"] for g, v in groups.items()})  # the inputs add up to the totals
     assert f["languages"] == [{"language": "en", "documents": m.counts.languages["en"]["documents"],  # only English kept
                                "tokens": m.counts.languages["en"]["tokens"], "share": 1.0}]
-    assert f["examples"] is None and f["mixture"] is None  # a hook; no mixture here
+    assert f["examples"] == m.counts.dropped_examples and f["mixture"] is None  # no mixture here
 
 
 def test_text_and_html_show_the_tables(filtered, tmp_path):
@@ -146,3 +146,18 @@ def test_a_mixture_has_its_table(tmp_path):
                 for src in m["mixture"]["sources"] for split in ("train", "validation") for d in [src[split]]]
     assert rows == expected and [r[:2] for r in rows][::2] == [["code", "train"], ["general", "train"]]
     assert f"\n{report.MIXTURE}\n" in report.summary_text(s)
+
+
+def test_the_first_dropped_documents_of_each_filter(filtered, tmp_path):
+    """The manifest keeps the first documents each filter reason dropped, in input order, with their
+    normalized text cut short: the language rule's are b.jsonl's three German paragraphs; the report
+    shows them; dedup drops, decided after the workers, have none."""
+    m = open_dataset(filtered).manifest
+    examples = m.counts.dropped_examples
+    assert [e["document"].rsplit("/", 1)[1] for e in examples["language"]] == ["b.jsonl line 1", "b.jsonl line 2", "b.jsonl line 3"]
+    german = [json.loads(line)["text"] for line in (filtered.parent / "b.jsonl").read_text(encoding="utf-8").splitlines()[:3]]
+    assert [e["text"] for e in examples["language"]] == [" ".join(t.split())[:199] + "…" for t in german]
+    assert set(examples) <= set(m.counts.dropped) and not set(examples) & {"duplicate", "near_duplicate"}
+    assert all(len(shown) <= 3 and all(len(e["text"]) <= 200 for e in shown) for shown in examples.values())
+    text = report.summary_text(report.compute(open_dataset(filtered)).summary)
+    assert f"\n{report.EXAMPLES}\n" in text and "b.jsonl line 2" in text

@@ -27,6 +27,7 @@ from dataprep.text.minhash import MinhashSpec
 
 NO_TOKENS = "no_tokens"  # a kept document that encodes to no token at all: nothing to write
 SAMPLES_PER_SOURCE = 5  # drop locations kept per input file, for the end-of-run messages
+EXAMPLES_PER_REASON = 3  # dropped documents the manifest shows per filter reason
 
 
 class OrderedStage:
@@ -74,6 +75,7 @@ class OrderedStage:
         self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
         self.mixing = mixing
         self.contaminated: list[tuple[str, str, str]] = []  # decontaminate: (set, item, location), in input order
+        self.examples: dict[str, list[dict[str, str]]] = {}  # drop reason -> its first documents (location, text cut short)
 
     def add(self, result: ChunkResult) -> None:
         """Dedup, split, pack and write one chunk result."""
@@ -82,6 +84,9 @@ class OrderedStage:
         samples = self.drop_samples.setdefault(result.source, [])
         samples.extend(result.drop_samples[: SAMPLES_PER_SOURCE - len(samples)])
         self.contaminated.extend(result.contaminated)
+        for reason, where, text in result.examples:  # the first few of each reason, in input order
+            if len(shown := self.examples.setdefault(reason, [])) < EXAMPLES_PER_REASON:
+                shown.append({"document": where, "text": text})
         n = len(result.hashes)
         if n == 0:
             return
@@ -135,7 +140,7 @@ class OrderedStage:
 
     # State a checkpoint keeps (the writers and the dedup set are saved on their own).
     _STATE = ("packers", "documents", "drops", "stats", "source_documents", "source_tokens", "source_drops",
-              "drop_samples", "unknown", "source_unknown", "contaminated")
+              "drop_samples", "unknown", "source_unknown", "contaminated", "examples")
 
     def state(self) -> dict[str, Any]:
         """What :meth:`restore` needs to go on exactly where this stage is (picklable; the near-duplicate

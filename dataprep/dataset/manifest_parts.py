@@ -137,6 +137,7 @@ class Counts:
     near_duplicates: NearDuplicates | None = optional()  # filter.dedup: minhash only
     redacted: dict[str, int] | None = optional()  # normalize.pii: placeholders in the written documents, per kind
     languages: dict[str, dict[str, int]] | None = optional()  # filter.languages: {code: {documents, tokens}} written
+    dropped_examples: dict[str, list[dict[str, str]]] | None = optional()  # pretraining: reason -> first documents it dropped
 
 
 @dataclass(frozen=True, kw_only=True)

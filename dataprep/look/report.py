@@ -35,6 +35,7 @@ _NUMBER = re.compile(r"[\d,.%?]+")
 REASONS, INPUTS, OTHER = "filters: records dropped per reason", "filters: per input", "filters: also"
 LANGUAGES, MIXTURE = "languages written", "mixture: per source and split"
 DECONTAMINATION = "decontamination: per evaluation set (each match in contamination.jsonl)"
+EXAMPLES = "filters: the first documents each reason dropped"
 
 
 def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -69,6 +70,9 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
     if f.get("languages"):
         tables[LANGUAGES] = (["language", "documents", "tokens", "share of tokens"],
                              [[r["language"], f"{r['documents']:,}", f"{r['tokens']:,}", _share(r["share"])] for r in f["languages"]])
+    if f.get("examples"):
+        tables[EXAMPLES] = (["reason", "document", "text (normalized, cut short)"],
+                            [[reason, e["document"], e["text"]] for reason, shown in f["examples"].items() for e in shown])
     if f.get("decontamination"):
         d = f["decontamination"]
         tables[DECONTAMINATION] = (["evaluation set", "items", "short items", f"{d['ngram']}-grams", "documents dropped"], [

@@ -347,8 +347,8 @@ def filters_section(m: Manifest) -> dict[str, Any]:
     """What the run removed, from the manifest: records per drop reason (grouped, :func:`reason_group`)
     and per input, each with its share of the records read; near-duplicate clusters and redactions
     when the run made them; documents and tokens per language (``filter.languages``) and the mixture's
-    sources (``mixture``) when the manifest has them. ``examples`` is a hook for a manifest field to come
-    (a few dropped documents per reason): None until a run records them."""
+    sources (``mixture``) and, for pretraining, the first few documents each reason dropped (``examples``)
+    when the manifest has them."""
     long_is_damage = m.recipe.get("overflow", "drop") != "drop"
     read = m.counts.records_read
 
@@ -378,7 +378,7 @@ def filters_section(m: Manifest) -> dict[str, Any]:
         "languages": _languages(m.counts.languages),
         "mixture": as_json(m.mixture),
         "decontamination": as_json(m.decontamination),
-        "examples": None,  # hook: a few dropped documents per reason, truncated, once the manifest records them
+        "examples": m.counts.dropped_examples,  # pretraining: reason -> its first dropped documents (text cut short)
     }
 
 

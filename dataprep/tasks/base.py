@@ -56,6 +56,7 @@ class ChunkResult:
         signatures: ``filter.dedup: minhash``: uint32 ``[kept documents, permutations]``, each
             document's MinHash signature (:func:`dataprep.text.minhash.signatures`); else None.
         contaminated: ``decontaminate:``: each dropped document's evaluation set, item and location.
+        examples: a few filtered documents per drop reason, for the report (:mod:`dataprep.tasks.drop_examples`).
     """
 
     hashes: list[bytes]
@@ -69,6 +70,7 @@ class ChunkResult:
     drop_samples: list[tuple[str, str, str]] = field(default_factory=list)
     signatures: np.ndarray | None = None
     contaminated: list[tuple[str, str, str]] = field(default_factory=list)  # (set, item, location) of each document dropped so
+    examples: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, location, text cut short) of a few drops
 
 
 @dataclass(frozen=True)

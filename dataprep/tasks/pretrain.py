@@ -31,6 +31,8 @@ from dataprep.text.normalize import normalize_array
 from dataprep.text.pii import PII_STAT, redact_rows
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.tasks.decontamination import drop_contaminated, index_for
+from dataprep.tasks.drop_examples import PER_REASON, filter_examples, shorten
+from dataprep.text.decontaminate import CONTAMINATED
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
 from dataprep.read import InputFile, read_batches
@@ -54,6 +56,7 @@ class Cleaned(NamedTuple):
     stats: dict[str, np.ndarray]  # per kept text: what was redacted (``pii_<kind>``)
     languages: list[str] | None  # per kept text: its top language, when the recipe filters by language
     at: np.ndarray  # per kept text: its row in the batch
+    normalized: pa.Array  # every text of the batch, normalized (what the filters judged)
 
 
 def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleaned:
@@ -63,7 +66,7 @@ def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleane
     if recipe.normalize.pii:
         texts, redacted = redact_rows(texts, recipe.normalize.pii)
     kept, at, languages = keep_documents_with_languages(texts, recipe.filter, drops)
-    return Cleaned(kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages, at)
+    return Cleaned(kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages, at, texts)
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile] | None = None):
@@ -73,13 +76,15 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFi
 
     def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        kept, stats, languages, at = clean_batch(item[1], recipe, drops)
+        kept, stats, languages, at, normalized = clean_batch(item[1], recipe, drops)
+        where = files[item[0]].location if files is not None else f"input {item[0]}"
+        locations = [f"{where} line {line}" for line in item[1].column(C.LINE).to_pylist()]
+        examples = filter_examples(normalized, at, locations, recipe.filter) if len(at) < len(normalized) else []
         contaminated: list[tuple[str, str, str]] = []
         if index is not None and kept:
-            lines = item[1].column(C.LINE).to_numpy()[at]
-            where = files[item[0]].location if files is not None else f"input {item[0]}"
-            keep = drop_contaminated(index, kept, [f"{where} line {line}" for line in lines.tolist()], drops, contaminated)
+            keep = drop_contaminated(index, kept, [locations[i] for i in at.tolist()], drops, contaminated)
             if not keep.all():
+                examples += [(CONTAMINATED, locations[at[j]], shorten(kept[j])) for j in np.flatnonzero(~keep)[:PER_REASON].tolist()]
                 kept = [t for t, k in zip(kept, keep.tolist()) if k]
                 stats = {name: values[keep] for name, values in stats.items()}
                 languages = None if languages is None else [c for c, k in zip(languages, keep.tolist()) if k]
@@ -97,6 +102,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFi
             doc_stats=stats,
             signatures=signatures(kept, recipe.filter.minhash) if recipe.filter.dedup == MINHASH else None,
             contaminated=contaminated,
+            examples=examples,
         )
 
     return process
