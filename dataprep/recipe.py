@@ -216,6 +216,9 @@ def recipe_from_dict(
     if issues:
         raise RecipeError(source, issues)
     resolved = with_defaults(data, load_schema(SCHEMA))
+    if resolved["normalize"].get("fix_mojibake") and resolved["task"] != "pretrain":
+        raise RecipeError(source, [Issue("normalize.fix_mojibake", "mojibake repair is for task: pretrain; repair the "
+                                                                   "records before building (ftfy.fix_encoding)")])
     if resolved["normalize"].get("pii") and resolved["task"] != "pretrain":
         # only the pretraining worker redacts (a fine-tuning example's fields are rendered by its template)
         raise RecipeError(source, [Issue("normalize.pii", "personal-data redaction is for task: pretrain; remove it "

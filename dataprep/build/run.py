@@ -57,6 +57,7 @@ from dataprep.tasks.decontamination import SIDE_FILE, index_for
 from dataprep.tasks.registry import task_for
 from dataprep.text.decontaminate import DecontaminationIndex
 from dataprep.text.language_stats import per_language
+from dataprep.text.mojibake import FIXED_STAT
 from dataprep.text.pii import PII_STAT
 from dataprep.text.tokenizer import LoadedTokenizer, load_tokenizer
 from dataprep.text.tokenizer_manifest import copy_tokenizer_files, tokenizer_manifest
@@ -305,6 +306,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
             packing_efficiency=(content / slots) if slots else 0.0,
             near_duplicates=None if stage.near is None else NearDuplicates(**stage.near_duplicates()),
             redacted={kind: stage.stats[f"{PII_STAT}{kind}"] for kind in recipe.normalize.pii} or None,
+            mojibake_fixed=stage.stats[FIXED_STAT] if recipe.normalize.fix_mojibake else None,
             languages=per_language(stage.stats) if recipe.filter.languages is not None else None,
             dropped_examples=dict(sorted(stage.examples.items())) or None,
         ),

@@ -136,6 +136,7 @@ class Counts:
     packing_efficiency: float
     near_duplicates: NearDuplicates | None = optional()  # filter.dedup: minhash only
     redacted: dict[str, int] | None = optional()  # normalize.pii: placeholders in the written documents, per kind
+    mojibake_fixed: int | None = optional()  # normalize.fix_mojibake: documents written whose text ftfy repaired
     languages: dict[str, dict[str, int]] | None = optional()  # filter.languages: {code: {documents, tokens}} written
     dropped_examples: dict[str, list[dict[str, str]]] | None = optional()  # pretraining: reason -> first documents it dropped
 

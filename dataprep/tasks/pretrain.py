@@ -28,6 +28,7 @@ from dataprep.text.language_stats import language_stats
 from dataprep.text.filters import MINHASH, content_hashes, validation_flags
 from dataprep.text.minhash import signatures
 from dataprep.text.normalize import normalize_array
+from dataprep.text.mojibake import FIXED_STAT, fix_mojibake
 from dataprep.text.pii import PII_STAT, redact_rows
 from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.tasks.decontamination import drop_contaminated, index_for
@@ -53,20 +54,25 @@ class Cleaned(NamedTuple):
     """One batch normalized and filtered (:func:`clean_batch`)."""
 
     texts: list[str]  # kept, in order
-    stats: dict[str, np.ndarray]  # per kept text: what was redacted (``pii_<kind>``)
+    stats: dict[str, np.ndarray]  # per kept text: what was redacted (``pii_<kind>``), whether mojibake was fixed
     languages: list[str] | None  # per kept text: its top language, when the recipe filters by language
     at: np.ndarray  # per kept text: its row in the batch
     normalized: pa.Array  # every text of the batch, normalized (what the filters judged)
 
 
 def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleaned:
-    """Normalize (personal data redacted last, ``normalize.pii``) and filter one batch."""
-    texts = normalize_array(batch.column(C.TEXT), recipe.normalize)
-    redacted = {}
+    """Normalize (mojibake fixed first, ``normalize.fix_mojibake``; personal data redacted last,
+    ``normalize.pii``) and filter one batch."""
+    texts, fixed = batch.column(C.TEXT), None
+    if recipe.normalize.fix_mojibake:
+        texts, fixed = fix_mojibake(texts)
+    texts = normalize_array(texts, recipe.normalize)
+    per_text = {FIXED_STAT: fixed} if fixed is not None else {}
     if recipe.normalize.pii:
         texts, redacted = redact_rows(texts, recipe.normalize.pii)
+        per_text.update({f"{PII_STAT}{kind}": counts for kind, counts in redacted.items()})
     kept, at, languages = keep_documents_with_languages(texts, recipe.filter, drops)
-    return Cleaned(kept.to_pylist(), {f"{PII_STAT}{kind}": counts[at] for kind, counts in redacted.items()}, languages, at, texts)
+    return Cleaned(kept.to_pylist(), {name: counts[at] for name, counts in per_text.items()}, languages, at, texts)
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile] | None = None):

@@ -29,6 +29,7 @@ class NormalizeSpec:
     collapse_spaces: bool = False
     max_blank_lines: int | None = None
     pii: tuple[str, ...] = ()  # kinds redacted last (normalize.pii: {kind: redact}): email, ip, phone (text/pii.py)
+    fix_mojibake: bool = False  # first, pretraining: text/mojibake.py (ftfy.fix_encoding on flagged documents)
 
 
 # C0 controls except \t (09) and \n (0A), plus DEL and the C1 block. \r is handled by `newlines`.
