@@ -71,6 +71,11 @@ def test_a_garbled_corpus_builds_the_shards_of_the_clean_one(tmp_path):
     assert shard_hashes(repaired) == shard_hashes(expected)
     assert repaired["counts"]["mojibake_fixed"] == len(texts) and "mojibake_fixed" not in expected["counts"]
     assert shard_hashes(run(recipe(tmp_path, bad), tmp_path / "left", workers=1)) != shard_hashes(expected)  # can fail
+    from dataprep.dataset.reader import open_dataset
+    from dataprep.look import report
+
+    text = report.summary_text(report.compute(open_dataset(tmp_path / "repaired")).summary)
+    assert f"mojibake fixed  {len(texts)} documents written" in text
 
 
 def test_only_for_pretraining(tmp_path):

@@ -44,7 +44,7 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
     (dropped per group), then near-duplicate clusters and redactions. Empty when nothing was dropped
     or redacted."""
     if not f or not (f["dropped"] or any((f["redacted"] or {}).values()) or f.get("languages") or f.get("mixture")
-                      or f.get("decontamination")):
+                      or f.get("decontamination") or f.get("mojibake_fixed")):
         return {}
     tables = {}
     if f["dropped"]:
@@ -65,6 +65,8 @@ def filter_tables(f: dict[str, Any] | None) -> dict[str, tuple[list[str], list[l
                       f"{near['largest_cluster']:,} documents), {near['candidates_rejected']:,} band candidates rejected"])
     if f["redacted"] is not None:
         other.append(["redacted", ", ".join(f"{kind} {n:,}" for kind, n in f["redacted"].items()) + " (placeholders written)"])
+    if f.get("mojibake_fixed") is not None:
+        other.append(["mojibake fixed", f"{f['mojibake_fixed']:,} documents written (ftfy.fix_encoding)"])
     if other:
         tables[OTHER] = (["what", "count"], other)
     if f.get("languages"):

@@ -375,6 +375,7 @@ def filters_section(m: Manifest) -> dict[str, Any]:
         "inputs": inputs,
         "near_duplicates": as_json(m.counts.near_duplicates),
         "redacted": m.counts.redacted,
+        "mojibake_fixed": m.counts.mojibake_fixed,
         "languages": _languages(m.counts.languages),
         "mixture": as_json(m.mixture),
         "decontamination": as_json(m.decontamination),
