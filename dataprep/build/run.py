@@ -26,6 +26,7 @@ from dataprep.build.faults import os_fault
 from dataprep.build.mixing import MIXTURE_DIR, Mixing
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
+from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter, batch_rows, open_output, write_bytes_atomic
 from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
@@ -242,7 +243,8 @@ def _load_or_train(recipe: Recipe, files: list[InputFile], tmp: Path) -> LoadedT
     if recipe.task != "pretrain":
         raise ConfigError("tokenizer.train is for pretraining recipes; a fine-tuning recipe needs tokenizer.path")
     log.info("training a byte-level BPE (vocab %d) on the recipe's corpus", recipe.tokenizer.train["vocab_size"])
-    tokenizer = train_tokenizer(pretrain.iter_clean_texts(files, recipe), recipe.tokenizer)
+    # the training corpus deduplicated in bounded memory, as the run's ordered stage does
+    tokenizer = train_tokenizer(pretrain.iter_clean_texts(files, recipe, SeenSet().first_seen), recipe.tokenizer)
     tokenizer.save(tmp / C.TOKENIZER_DIR)
     return tokenizer
 

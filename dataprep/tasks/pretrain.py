@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import NamedTuple
 
@@ -129,15 +129,30 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
     return chunk_reader(recipe).chunks(files, read_drops=read_drops, counts=counts)
 
 
-def iter_clean_texts(files: list[InputFile], recipe: Recipe) -> Iterator[str]:
+def iter_clean_texts(files: list[InputFile], recipe: Recipe,
+                     first_seen: Callable[[list[bytes]], np.ndarray] | None = None) -> Iterator[str]:
     """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from (exact
-    duplicates only: near-duplicates are decided in the run, after the tokenizer exists)."""
-    seen: set[bytes] = set()
+    duplicates only: near-duplicates are decided in the run, after the tokenizer exists).
+    ``first_seen``: digests -> True where new (the run passes its bounded-memory
+    :class:`~dataprep.build.seen_set.SeenSet`); default a set in memory."""
+    if first_seen is None:
+        seen: set[bytes] = set()
+
+        def first_seen(digests: list[bytes]) -> np.ndarray:
+            new = np.zeros(len(digests), dtype=bool)
+            for i, digest in enumerate(digests):
+                if digest not in seen:
+                    seen.add(digest)
+                    new[i] = True
+            return new
+
     for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
         kept = clean_texts(batch, recipe, Counter())
-        for text, digest in zip(kept, content_hashes(kept)):
-            if recipe.filter.dedup == "none" or digest not in seen:
-                seen.add(digest)
+        if recipe.filter.dedup == "none":
+            yield from kept
+            continue
+        for text, new in zip(kept, first_seen(content_hashes(kept)).tolist()):
+            if new:
                 yield text
 
 
