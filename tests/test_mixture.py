@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dataprep.build.run import run
-from dataprep.errors import ConfigError, DataLossError, RecipeError
+from dataprep.errors import DataLossError, RecipeError
 from dataprep.pack.mixture import MixtureSpec, SourceSpec, Stream, pass_masks, schedule, train_rates, validation_rates
 from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset as validate
@@ -123,8 +123,6 @@ def test_recipes_without_a_mixture_resolve_as_before(tmp_path):
     with pytest.raises(RecipeError, match="preference recipe"):
         recipe_from_dict({"task": "preference", "inputs": [{"path": "a", "weight": 1}], "tokenizer": {"path": str(GPT2)}},
                          base_dir=tmp_path)
-    with pytest.raises(ConfigError, match="cannot be resumed"):
-        run(mixed, tmp_path / "out", resume=True)
 
 
 # --- runs --------------------------------------------------------------------------------------------------
@@ -236,6 +234,29 @@ def test_the_mixture_is_the_same_for_any_worker_count(tmp_path):
     code, general = one["mixture"]["sources"]
     assert code["train"]["epochs"] == 1 and general["requested"] == {"weight": 0.25}
     assert general["train"]["requested_share"] == pytest.approx(0.25, abs=1e-4)
+
+
+def test_an_interrupted_mixture_resumes(tmp_path, monkeypatch):
+    """A crash among the chunks, after some were collected (and bytes written past the checkpoint): the
+    resumed run cuts the collected documents' files back to it and writes the shards of a run never
+    interrupted."""
+    from .test_resume import crash_at, digests, facts
+
+    r = repeats_recipe(tmp_path, output={"chunk_records": 16})
+    run(r, tmp_path / "whole", workers=1)
+    for at in (5, 20):
+        out = tmp_path / f"cut{at}"
+        with monkeypatch.context() as patch:
+            crash_at(patch, at, KeyboardInterrupt())
+            with pytest.raises(KeyboardInterrupt):
+                run(r, out, workers=1, checkpoint_every=0)
+        collected = list((tmp_path / f"cut{at}.incomplete" / "mixture.incomplete").rglob("*.bin"))
+        assert collected
+        for path in collected:  # as a crash in the middle of a chunk would: written past the checkpoint
+            with open(path, "ab") as fh:
+                fh.write(b"\x07" * 24)
+        run(r, out, workers=2, resume=True)
+        assert digests(out) == digests(tmp_path / "whole") and facts(out) == facts(tmp_path / "whole")
 
 
 @needs_ray

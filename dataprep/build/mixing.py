@@ -12,6 +12,7 @@ training tokens and feeds the packers block by block, counting what it wrote per
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,24 @@ class Spool:
         for handle in self.handles.values():
             handle.close()
 
+    def state(self) -> dict[str, Any]:
+        """Flush every column to disk (fsync) and say how long each is: what a checkpoint records."""
+        for handle in self.handles.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+        return {"docs": self.docs, "dtypes": dict(self.dtypes),
+                "sizes": {name: handle.tell() for name, handle in self.handles.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`: each column cut back to its recorded length (a crash may have
+        written past it) and reopened for appending."""
+        self.docs, self.dtypes = state["docs"], dict(state["dtypes"])
+        for name, size in state["sizes"].items():
+            handle = open(self.folder / f"{name}.bin", "r+b")  # noqa: SIM115 - closed in close()
+            handle.truncate(size)
+            handle.seek(size)
+            self.handles[name] = handle
+
     def read(self, name: str) -> np.ndarray:
         """A column, memory-mapped (empty when nothing was appended)."""
         path = self.folder / f"{name}.bin"
@@ -89,6 +108,14 @@ class Mixing:
         self.unk_id = unk_id
         self.spools = {(s, split): Spool(folder / f"{s}-{split}") for s in range(len(spec.sources)) for split in C.SPLITS}
         self.report: list[dict[str, Any]] = []  # per source, after draw(): the manifest's mixture.sources
+
+    def state(self) -> dict[str, Any]:
+        """The collected documents' extent, per source and split (their files are flushed first)."""
+        return {key: spool.state() for key, spool in self.spools.items()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for key, spool in self.spools.items():
+            spool.restore(state[key])
 
     def add(self, split: str, file: int, tokens: np.ndarray, lengths: np.ndarray, extras: dict[str, np.ndarray],
             stats: dict[str, np.ndarray]) -> None:

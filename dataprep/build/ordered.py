@@ -148,6 +148,8 @@ class OrderedStage:
         state = {name: getattr(self, name) for name in self._STATE}
         if self.near is not None:
             state["near"] = self.near.state()
+        if self.mixing is not None:
+            state["mixing"] = self.mixing.state()  # the collected documents' files, flushed, and their lengths
         return state
 
     def restore(self, state: dict[str, Any], seen: np.ndarray) -> None:
@@ -158,6 +160,8 @@ class OrderedStage:
         self.seen.add_all(seen)
         if self.near is not None:
             self.near.restore(state["near"], state["near_signatures"])
+        if self.mixing is not None:
+            self.mixing.restore(state["mixing"])
 
     def near_duplicates(self) -> dict[str, int] | None:
         """The manifest's ``counts.near_duplicates`` (None without ``dedup: minhash``)."""

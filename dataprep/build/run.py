@@ -101,11 +101,6 @@ def run(
             disk, a read-only folder, another run writing it), or nothing to resume.
     """
     started = time.perf_counter()
-    if recipe.mixture is not None and resume:
-        raise ConfigError("a mixture run cannot be resumed: it keeps no checkpoint (it collects every document "
-                          "before it draws the mixture)", "run it again without --resume (add --overwrite)")
-    if recipe.mixture is not None:
-        checkpoint_every = None
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     sources = InputDigests(files)  # size and content hash before reading; checked again at the end
