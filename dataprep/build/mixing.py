@@ -42,6 +42,7 @@ class Spool:
         self.dtypes: dict[str, np.dtype] = {}
         self.handles: dict[str, Any] = {}
         self.docs = 0  # documents appended
+        self.mapped: dict[str, np.ndarray] = {}  # columns read back (memory-mapped)
 
     def append(self, columns: dict[str, np.ndarray], docs: int) -> None:
         """Append ``docs`` documents' columns. A per-document stat (``s.`` name) may be new (earlier
@@ -81,11 +82,14 @@ class Spool:
             self.handles[name] = handle
 
     def read(self, name: str) -> np.ndarray:
-        """A column, memory-mapped (empty when nothing was appended)."""
-        path = self.folder / f"{name}.bin"
-        if name not in self.dtypes or path.stat().st_size == 0:
-            return np.zeros(0, dtype=self.dtypes.get(name, np.int64))
-        return np.memmap(path, dtype=self.dtypes[name], mode="r")
+        """A column, memory-mapped once (empty when nothing was appended); after :meth:`close`."""
+        if name not in self.mapped:
+            path = self.folder / f"{name}.bin"
+            if name not in self.dtypes or path.stat().st_size == 0:
+                self.mapped[name] = np.zeros(0, dtype=self.dtypes.get(name, np.int64))
+            else:
+                self.mapped[name] = np.memmap(path, dtype=self.dtypes[name], mode="r")
+        return self.mapped[name]
 
 
 class Mixing:
@@ -93,7 +97,7 @@ class Mixing:
 
     Args:
         spec: the recipe's mixture.
-        inputs: the run's input files' recipe entries (``InputFile.entry``), by file index.
+        entries: the run's input files' recipe entries (``InputFile.entry``), by file index.
         folder: where the collected documents go (in the run's work folder; removed after the draw).
         block: tokens per interleaved block (about one row).
         unk_id: the tokenizer's unknown-token id (counted per written token), or None.
@@ -151,6 +155,8 @@ class Mixing:
             for e in entries:
                 e["requested_share"] = e["requested_tokens"] / asked if asked else 0.0
                 e["share"] = e["tokens"] / drawn if drawn else 0.0
+        for spool in self.spools.values():
+            spool.mapped.clear()  # unmapped, so the folder's disk space comes back now
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _draw_split(self, k: int, split: str, rates: list[float], pack, stage) -> None:
