@@ -183,18 +183,28 @@ def _wait_for(path: Path, *, proc: subprocess.Popen, timeout: float = 120) -> No
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_a_killed_cli_run_resumes(tmp_path, how):
-    """The real thing: a `dataprep run` process killed (kill -9) or terminated (SIGTERM) once it has
-    checkpointed, then `--resume`; and the same recipe run whole."""
-    recipe = tmp_path / "r.yaml"
+@pytest.fixture(scope="module")
+def killed_recipe(tmp_path_factory) -> tuple[Path, Path]:
+    """The recipe the killed runs run, and its output run whole by `dataprep run` (once for both
+    signals: the tests only read it)."""
+    folder = tmp_path_factory.mktemp("killed")
+    recipe = folder / "r.yaml"
     recipe.write_text(yaml.safe_dump({
         "task": "pretrain", "inputs": [{"path": str(C4)}, {"path": str(DATA / "corpora" / "wiki_demo.txt"), "txt_unit": "line"}],
         "tokenizer": {"path": str(GPT2), "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
         "packing": {"seq_len": 128, "mode": "bfd"}, "output": {"chunk_records": 4, "shard_bytes": 100_000},
     }))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(_cli("-q", "run", str(recipe), "--out", str(tmp_path / "whole"), "-w", "1"), check=True, env=env)
+    subprocess.run(_cli("-q", "run", str(recipe), "--out", str(folder / "whole"), "-w", "1"), check=True, env=env)
+    return recipe, folder / "whole"
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_cli_run_resumes(tmp_path, how, killed_recipe):
+    """The real thing: a `dataprep run` process killed (kill -9) or terminated (SIGTERM) once it has
+    checkpointed, then `--resume`; and the same recipe run whole."""
+    recipe, whole = killed_recipe
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(_cli("run", str(recipe), "--out", str(tmp_path / "out"), "-w", "1", "--checkpoint-every", "0"),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(tmp_path / "out.incomplete" / "checkpoint" / "state.pkl", proc=proc)
@@ -210,5 +220,5 @@ def test_a_killed_cli_run_resumes(tmp_path, how):
     done = subprocess.run(_cli("run", str(recipe), "--out", str(tmp_path / "out"), "--resume"), env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert digests(tmp_path / "out") == digests(tmp_path / "whole")
-    assert facts(tmp_path / "out") == facts(tmp_path / "whole")
+    assert digests(tmp_path / "out") == digests(whole)
+    assert facts(tmp_path / "out") == facts(whole)
