@@ -52,6 +52,21 @@ def _shared_data_or_fail(request) -> None:
         require_shared()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _short_loader_probe():
+    """Every training run ends by timing its loader alone for ``seconds`` of wall clock (1 s:
+    :func:`dataprep.train.speed.loader_tokens_per_s`, an informational figure that never decides a
+    verdict); the suite trains ~40 times, so that was ~40 s of reading batches nobody looks at. Here
+    it reads for 0.1 s: the figure is still measured on the same loader (and still > 0)."""
+    import functools
+
+    from dataprep.train import speed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(speed, "loader_tokens_per_s", functools.partial(speed.loader_tokens_per_s, seconds=0.1))
+        yield
+
+
 def _skipped_for_missing_data(report) -> bool:
     if DATA.is_dir() or not report.skipped:
         return False
