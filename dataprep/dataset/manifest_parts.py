@@ -42,6 +42,19 @@ class TokenizerFile:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TokenizerEngine:
+    """What encoded the documents (:mod:`dataprep.text.encode_engine`): the recipe's request, the
+    engine used, why, the texts its parity probe encoded both ways and the first that differed."""
+
+    requested: str  # auto | tokenizers | gigatoken
+    engine: str  # tokenizers | gigatoken
+    reason: str
+    probed: int
+    differing: dict[str, Any] | None  # {"text", "kind", "excerpt", "at", "tokenizers", "gigatoken"}
+    version: str | None  # the gigatoken installed
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tokenizer:
     """Where the tokenizer came from, its files' digests, its special roles and document framing."""
 
@@ -57,6 +70,7 @@ class Tokenizer:
     add_eos: bool
     reference: str | None = optional()  # tokenizers | transformers
     transformers_version: str | None = optional()
+    engine: TokenizerEngine | None = optional()  # absent in older datasets, and where no document was encoded
 
     @property
     def bos_id(self) -> int | None:

@@ -43,6 +43,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from dataprep.errors import TokenizerError
+from dataprep.text.encode_engine import TOKENIZERS, Engine, EngineChoice
 from dataprep.text.long_documents import encode_pieces
 from dataprep.text.special_tokens import ALL_ROLES, ROLES, resolve_roles
 from dataprep.text.tokenizer_files import CONFIG_FILE, TOKENIZER_FILE, load_transformers_backend, read_tokenizer_files
@@ -74,6 +75,9 @@ class TokenizerSpec:
         reference: Whose ids: ``tokenizers`` encodes with the files as shipped;
             ``transformers`` with the backend tokenizer of the installed transformers'
             ``AutoTokenizer.from_pretrained(folder)`` (see :mod:`dataprep.text.hf_backend`).
+        engine: What encodes pretraining documents: ``auto`` (gigatoken when its parity probe
+            on the run's documents holds, else tokenizers), ``tokenizers`` or ``gigatoken``
+            (:mod:`dataprep.text.encode_engine`). The ids are the same whichever runs.
     """
 
     path: str | None = None
@@ -86,6 +90,7 @@ class TokenizerSpec:
     add_eos: bool = True
     split_special_tokens: bool = True
     reference: str = "tokenizers"
+    engine: str = "auto"
 
     @property
     def named_tokens(self) -> dict[str, str | None]:
@@ -112,6 +117,9 @@ class LoadedTokenizer:
         add_bos, add_eos, split_special_tokens: The spec's options.
         added_tokens: special tokens this run added to the tokenizer (span corruption's sentinels,
             a trained tokenizer's mask token), in the order they were added; the manifest lists them.
+        engine: What :meth:`encode_docs` should encode with (:data:`~dataprep.text.encode_engine.ENGINES`).
+        engine_choice: What it encodes with and why (:class:`~dataprep.text.encode_engine.EngineChoice`),
+            decided by :meth:`choose_engine` or on the first :meth:`encode_docs`; None until then.
 
     ``tokenizer`` is not changed after construction (its ``encode_special_tokens`` aside, which its
     JSON does not hold): a tokenizer with other tokens is a new :class:`LoadedTokenizer`, as
@@ -132,9 +140,12 @@ class LoadedTokenizer:
         sources: dict[str, str] | None = None,
         added_tokens: Iterable[str] = (),
         json_text: str | None = None,
+        engine: str = TOKENIZERS,
+        engine_choice: EngineChoice | None = None,
     ):
         """``json_text``: ``tokenizer.to_str()`` when the caller has it already (unpickling), so a
-        large vocabulary is not serialized again."""
+        large vocabulary is not serialized again. ``engine_choice``: one made already (unpickling
+        in a worker: the probe is not run again)."""
         self.tokenizer = tokenizer
         self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
         self.tokenizer.encode_special_tokens = split_special_tokens
@@ -145,7 +156,16 @@ class LoadedTokenizer:
         self.add_eos = add_eos
         self.split_special_tokens = split_special_tokens
         self.added_tokens: tuple[str, ...] = tuple(added_tokens)
+        self._engine = Engine(engine, engine_choice)  # TokenizerError for an unknown engine
         self._derive(json_text)
+
+    @property
+    def engine(self) -> str:
+        return self._engine.requested
+
+    @property
+    def engine_choice(self) -> EngineChoice | None:
+        return self._engine.choice
 
     def _derive(self, json_text: str | None) -> None:
         ids = {role: (None if tok is None else self.tokenizer.token_to_id(tok)) for role, tok in self.tokens.items()}
@@ -187,6 +207,8 @@ class LoadedTokenizer:
             "add_eos": self.add_eos,
             "split_special_tokens": self.split_special_tokens,
             "added_tokens": list(self.added_tokens),
+            "engine": self.engine,
+            "engine_choice": None if self.engine_choice is None else self.engine_choice.manifest(),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -201,6 +223,8 @@ class LoadedTokenizer:
             split_special_tokens=state["split_special_tokens"],
             added_tokens=state.get("added_tokens", ()),
             json_text=state["json"],
+            engine=state.get("engine", TOKENIZERS),
+            engine_choice=EngineChoice(**state["engine_choice"]) if state.get("engine_choice") else None,
         )
 
     def encode_docs(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +233,9 @@ class LoadedTokenizer:
         Each document becomes ``[bos]? + tokens(text) + [eos]?``. Texts are encoded with
         ``add_special_tokens=False``, so the post-processor never adds its own BOS/CLS; a
         document whose tokens already start with BOS (only possible with
-        ``split_special_tokens=False``) gets no second one.
+        ``split_special_tokens=False``) gets no second one. The engine (:attr:`engine`) is
+        chosen on the first call, by a probe on its documents, unless :meth:`choose_engine`
+        chose it before; either engine gives the same ids.
 
         Args:
             texts: The documents.
@@ -217,13 +243,41 @@ class LoadedTokenizer:
         Returns:
             ``(tokens, lengths)``: int32 tokens of all documents back to back, and the
             int64 length of each document's piece (BOS/EOS included).
+
+        Raises:
+            TokenizerError: ``engine`` is ``gigatoken`` and gigatoken cannot be used.
         """
         if not isinstance(texts, list):
             texts = list(texts)
         if not texts:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        encoder = self._engine.encoder(self, texts)
+        if encoder is not None:
+            return self.frame(*encoder.encode(texts))
+        return self.encode_docs_tokenizers(texts)
+
+    def encode_docs_tokenizers(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_docs` with ``tokenizers`` whatever the engine (the probe's reference)."""
+        if not texts:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
         tokens, piece_lens, counts = encode_pieces(self.tokenizer, texts)
         return self._frame(tokens, piece_lens, counts)
+
+    def choose_engine(self, documents: list[str]) -> EngineChoice:
+        """Choose the engine with a probe on ``documents`` (the run's first), once: later calls
+        (and :meth:`encode_docs`) keep the first choice. A run that encodes in other processes
+        chooses here first, so that they inherit the choice with the pickled tokenizer.
+
+        Raises:
+            TokenizerError: ``engine`` is ``gigatoken`` and gigatoken cannot be used.
+        """
+        self._engine.encoder(self, list(documents))
+        assert self.engine_choice is not None
+        return self.engine_choice
+
+    def frame(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Put ``[bos]?`` before and ``[eos]?`` after each document of a flat encoding (one piece each)."""
+        return self._frame(tokens, lengths, np.ones(len(lengths), dtype=np.int64))
 
     def _frame(self, tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Join each document's pieces and put ``[bos]?`` before and ``[eos]?`` after it."""
@@ -325,6 +379,7 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) ->
         add_bos=spec.add_bos,
         add_eos=spec.add_eos,
         split_special_tokens=spec.split_special_tokens,
+        engine=spec.engine,
     )
 
 

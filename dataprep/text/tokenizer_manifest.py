@@ -14,7 +14,8 @@ it can be moved, uploaded and trained on elsewhere without the folder the recipe
 The section records where the tokenizer came from as provenance (``source``, and each file read
 with its SHA-256, the copies having the same bytes), its fingerprint and vocabulary size, its
 special tokens with the source of each role (:mod:`dataprep.text.special_tokens`), and how
-documents were framed (``add_bos``/``add_eos``). Readers load the copy
+documents were framed (``add_bos``/``add_eos``), and which engine encoded them after which probe
+(``engine``, :mod:`dataprep.text.encode_engine`). Readers load the copy
 (:func:`dataprep.dataset.paths.tokenizer_path`); datasets built before the copy (``saved_as``
 null) load the source files again.
 """
@@ -89,4 +90,7 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
         "add_eos": recipe.tokenizer.add_eos,
         "reference": recipe.tokenizer.reference,
         **({"transformers_version": hf_backend.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
+        # what encoded the documents and the probe's verdict (dataprep.text.encode_engine); unknown
+        # here when only other processes encoded (they inherit a choice made here before they start)
+        **({"engine": tokenizer.engine_choice.manifest()} if tokenizer.engine_choice is not None else {}),
     }

@@ -1,0 +1,274 @@
+"""Which library encodes pretraining documents: chosen for speed, never at the cost of ids.
+
+The recipe's ``tokenizer.engine`` names it:
+
+==========  ======================================================================================
+engine      what encodes :meth:`~dataprep.text.tokenizer.LoadedTokenizer.encode_docs`
+==========  ======================================================================================
+auto        ``gigatoken`` when it is installed, loads the tokenizer and its parity probe on the
+            run's own documents gives exactly the ids ``tokenizers`` gives; else ``tokenizers``,
+            with the reason logged (the default: the key is absent from recipes that predate it)
+tokenizers  ``tokenizers``' ``encode_batch_fast`` (:mod:`dataprep.text.long_documents`)
+gigatoken   ``gigatoken`` (a byte-level BPE, or a SentencePiece BPE with byte fallback); the run
+            fails when the tokenizer is another kind or the probe differs
+==========  ======================================================================================
+
+``gigatoken`` (MIT; the fork ``gigatoken-cachefix`` bounds its per-worker encode caches) encodes
+the same ids several times faster than ``encode_batch_fast``, which also builds every token's
+string and offsets. It gives the ids of ``tokenizer.json`` as written, with one difference this
+module removes: it always matches the added tokens in the text, as ``tokenizers`` does only with
+``split_special_tokens: false``. With ``split_special_tokens: true`` (the default) the tokenizer
+it is built from is the run's ``tokenizer.json`` without its *special* added tokens, so a
+document's ``<|endoftext|>`` is encoded as text, and the non-special ones still match, both as
+``tokenizers`` does. BOS/EOS framing is dataprep's own (:meth:`LoadedTokenizer._frame`), the same
+for both engines; a long document is encoded whole (``tokenizers`` cuts it at seams proven not to
+change its tokens, so its ids are the same).
+
+The probe (:func:`probe`) encodes, both ways and framed as the run frames documents: the first
+``PROBE_DOCS`` documents the run encodes (each cut to ``PROBE_CHARS``), one text holding each
+special token (and a spread of the other added tokens) between words, newlines and spaces, and a
+few edge cases (empty, whitespace runs, invisible characters). Any differing id keeps
+``tokenizers``, and :class:`EngineChoice` says which text differed and where; the manifest's
+``tokenizer.engine`` records the choice. The probe is a sample: it proves the engine on the
+run's kind of text and on every special token, and a test (``tests/test_encode_engine.py``)
+proves byte-identical shards on every shipped tokenizer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from dataprep.errors import TokenizerError
+
+__all__ = ["ENGINES", "AUTO", "TOKENIZERS", "GIGATOKEN", "Engine", "EngineChoice", "GigatokenEncoder", "choose",
+           "probe", "gigatoken_version", "INSTALL"]
+
+log = logging.getLogger("dataprep.tokenizer")
+
+AUTO, TOKENIZERS, GIGATOKEN = "auto", "tokenizers", "gigatoken"
+ENGINES = (AUTO, TOKENIZERS, GIGATOKEN)
+# The distribution to install: gigatoken 0.10.0's encode caches grow with the corpus's distinct
+# pre-tokens; the fork bounds them per encode worker (same ids).
+INSTALL = "pip install gigatoken-cachefix==0.10.1"
+_DISTRIBUTIONS = ("gigatoken-cachefix", "gigatoken")
+
+PROBE_DOCS = 64  # of the run's own documents, the first this many are probed
+PROBE_CHARS = 8192  # each cut to its first this many characters: the probe stays under ~0.2 s
+PROBE_SPECIAL = 64  # special added tokens checked (all of them in every shipped tokenizer)
+PROBE_ADDED = 32  # non-special added tokens checked, spread over the list (Gemma 3 has 6,406)
+EDGE_CASES = ("", " ", "   \n\n\t  x  \n", "\u00a0\u200b\ufeff 😀🤖 \r\n café")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What encodes the run's documents, and why.
+
+    Attributes:
+        requested: the recipe's ``tokenizer.engine``.
+        engine: ``tokenizers`` or ``gigatoken``.
+        reason: why this engine (the probe's verdict, or why gigatoken could not be used).
+        probed: texts encoded both ways (0 when the probe did not run).
+        differing: the first text whose ids differed, ``{"text", "kind", "excerpt", "at",
+            "tokenizers", "gigatoken"}`` (``at``: the first differing position in the framed
+            ids); None when none did.
+        version: the gigatoken version installed, None when it is not.
+    """
+
+    requested: str
+    engine: str
+    reason: str
+    probed: int = 0
+    differing: dict[str, Any] | None = None
+    version: str | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's ``tokenizer.engine`` object."""
+        return asdict(self)
+
+
+def gigatoken_version() -> str | None:
+    """The installed gigatoken's version (of either distribution), or None when it is not installed."""
+    if importlib.util.find_spec("gigatoken") is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in _DISTRIBUTIONS:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            continue
+    return "gigatoken (unknown version)"
+
+
+class LoadedTokenizer(Protocol):
+    """What the choice needs of a :class:`dataprep.text.tokenizer.LoadedTokenizer` (which imports this module)."""
+
+    tokenizer: Any  # tokenizers.Tokenizer
+    tokens: dict[str, str | None]
+    split_special_tokens: bool
+    _json: bytes
+
+    def encode_docs_tokenizers(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def frame(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Engine:
+    """A tokenizer's engine: the one requested, chosen once (by the first of several threads to
+    ask), and kept when the tokenizer is pickled to a worker, which then never probes again.
+
+    Raises:
+        TokenizerError: ``requested`` is not one of :data:`ENGINES`.
+    """
+
+    def __init__(self, requested: str, choice: EngineChoice | None = None):
+        if requested not in ENGINES:
+            raise TokenizerError(f"`tokenizer.engine` is {requested!r}; valid values are {', '.join(ENGINES)}")
+        self.requested = requested
+        self.choice = choice
+        self._encoder: GigatokenEncoder | None = None
+        self._lock = threading.Lock()
+
+    def encoder(self, tokenizer: LoadedTokenizer, documents: list[str]) -> GigatokenEncoder | None:
+        """gigatoken's encoder when it is (or is now chosen to be) the engine, else None: the
+        choice is made on ``documents`` (:func:`choose`) unless it was made already."""
+        choice = self.choice
+        if choice is not None and (choice.engine == TOKENIZERS or self._encoder is not None):
+            return self._encoder
+        with self._lock:
+            if self.choice is None:
+                self.choice, self._encoder = choose(tokenizer, self.requested, documents)
+            elif self.choice.engine == GIGATOKEN and self._encoder is None:  # chosen in the parent process
+                self._encoder = GigatokenEncoder(tokenizer._json.decode("utf-8"), split_special_tokens=tokenizer.split_special_tokens)
+        return self._encoder
+
+
+class GigatokenEncoder:
+    """gigatoken built from a tokenizer's JSON, encoding as ``tokenizers`` does with the run's
+    ``split_special_tokens`` (see the module docstring).
+
+    Raises:
+        TokenizerError: gigatoken is not installed, or does not support this tokenizer (WordPiece,
+            Unigram, BPE without byte-level or byte fallback), with gigatoken's reason.
+    """
+
+    def __init__(self, json_text: str, *, split_special_tokens: bool):
+        try:
+            import gigatoken
+        except ImportError as exc:
+            raise TokenizerError(f"gigatoken is not installed ({exc}); `{INSTALL}`") from exc
+        self.version = gigatoken_version()
+        if split_special_tokens:
+            json_text = _without_special_added_tokens(json_text)
+        try:
+            self._tokenizer = gigatoken.Tokenizer.from_json(json_text)
+        except Exception as exc:  # the Rust side raises RuntimeError/ValueError with its reason
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TokenizerError(f"gigatoken cannot encode with this tokenizer: {first}") from exc
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens, lengths)``: the int32 ids of every text back to back, and the int64 count of each."""
+        if not texts:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+        # gigatoken encodes on its own thread pool, or on this thread inside a worker process
+        layout = self._tokenizer.encode_batch(texts).layout
+        offsets = np.asarray(layout.offsets)  # an awkward ListOffsetArray: no Python list per document
+        content = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+        return content.astype(np.int32), np.diff(offsets).astype(np.int64)
+
+
+def _without_special_added_tokens(json_text: str) -> str:
+    """The tokenizer JSON without its special added tokens: gigatoken then encodes their text as
+    ``tokenizers`` does with ``encode_special_tokens`` (their ids are never produced)."""
+    import json
+
+    data = json.loads(json_text)
+    added = data.get("added_tokens") or []
+    data["added_tokens"] = [t for t in added if not t.get("special")]
+    return json.dumps(data, ensure_ascii=False)
+
+
+def probe_texts(tokenizer: LoadedTokenizer, documents: list[str]) -> list[tuple[str, str]]:
+    """``(kind, text)`` pairs the probe encodes both ways: the run's first documents, a text per
+    special token (and a spread of the others), and the edge cases."""
+    texts = [("document", doc[:PROBE_CHARS]) for doc in documents[:PROBE_DOCS]]
+    added = tokenizer.tokenizer.get_added_tokens_decoder()
+    special = [t.content for _, t in sorted(added.items()) if t.special][:PROBE_SPECIAL]
+    others = [t.content for _, t in sorted(added.items()) if not t.special]
+    if len(others) > PROBE_ADDED:
+        others = [others[i * len(others) // PROBE_ADDED] for i in range(PROBE_ADDED)]
+    roles = [tok for tok in tokenizer.tokens.values() if tok is not None]
+    for token in dict.fromkeys([*roles, *special, *others]):
+        texts.append(("added token", f"{token}a{token} b {token}\n{token}\n\n x{token}"))
+    texts += [("edge case", text) for text in EDGE_CASES]
+    return texts
+
+
+def probe(tokenizer: LoadedTokenizer, encoder: GigatokenEncoder, documents: list[str]) -> dict[str, Any] | None:
+    """Encode :func:`probe_texts` with both engines, framed as the run frames documents.
+
+    Returns:
+        None when every id is the same; else the first differing text (see
+        :attr:`EngineChoice.differing`).
+    """
+    texts = probe_texts(tokenizer, documents)
+    plain = [t for _, t in texts]
+    want, want_lens = tokenizer.encode_docs_tokenizers(plain)
+    got, got_lens = tokenizer.frame(*encoder.encode(plain))
+    want_ends, got_ends = np.cumsum(want_lens), np.cumsum(got_lens)
+    for i, (kind, text) in enumerate(texts):
+        a = want[want_ends[i] - want_lens[i] : want_ends[i]]
+        b = got[got_ends[i] - got_lens[i] : got_ends[i]]
+        if len(a) != len(b) or not np.array_equal(a, b):
+            n = min(len(a), len(b))
+            at = int(np.flatnonzero(a[:n] != b[:n])[0]) if (a[:n] != b[:n]).any() else n
+            return {
+                "text": i, "kind": kind, "excerpt": text[:80], "at": at,
+                "tokenizers": a[at : at + 8].tolist(), "gigatoken": b[at : at + 8].tolist(),
+            }
+    return None
+
+
+def choose(tokenizer: LoadedTokenizer, requested: str, documents: list[str]) -> tuple[EngineChoice, GigatokenEncoder | None]:
+    """The engine for a run whose documents start with ``documents``, and gigatoken's encoder when chosen.
+
+    ``auto`` falls back to ``tokenizers`` (logged, with the reason) when gigatoken is missing, cannot
+    load the tokenizer, or its probe differs.
+
+    Raises:
+        TokenizerError: ``requested`` is not an engine, or it is ``gigatoken`` and gigatoken cannot
+            be used (the reason, and how to fix it).
+    """
+    if requested not in ENGINES:
+        raise TokenizerError(f"`tokenizer.engine` is {requested!r}; valid values are {', '.join(ENGINES)}")
+    version = gigatoken_version()
+    if requested == TOKENIZERS:
+        return EngineChoice(requested, TOKENIZERS, "tokenizer.engine is tokenizers", version=version), None
+    try:
+        encoder = GigatokenEncoder(tokenizer._json.decode("utf-8"), split_special_tokens=tokenizer.split_special_tokens)
+    except TokenizerError as exc:
+        return _fall_back(requested, str(exc), version, probed=0, differing=None), None
+    differing = probe(tokenizer, encoder, documents)
+    probed = len(probe_texts(tokenizer, documents))
+    if differing is not None:
+        reason = (f"gigatoken's ids differ from tokenizers' on probe text {differing['text']} ({differing['kind']} "
+                  f"{differing['excerpt'][:40]!r}) at token {differing['at']}")
+        return _fall_back(requested, reason, version, probed=probed, differing=differing), None
+    reason = f"gigatoken gave the ids tokenizers gives on all {probed} probe texts"
+    log.info("encoding with %s: %s", version, reason)
+    return EngineChoice(requested, GIGATOKEN, reason, probed=probed, version=version), encoder
+
+
+def _fall_back(requested: str, reason: str, version: str | None, *, probed: int, differing: dict | None) -> EngineChoice:
+    if requested == GIGATOKEN:
+        raise TokenizerError(f"`tokenizer.engine: gigatoken` cannot be used: {reason}. Set `tokenizer.engine: auto` "
+                             "(or tokenizers) to encode with tokenizers")
+    # a differing probe is a gigatoken bug worth seeing; an unsupported tokenizer is expected
+    (log.warning if differing is not None else log.info)("encoding with tokenizers: %s", reason)
+    return EngineChoice(requested, TOKENIZERS, reason, probed=probed, differing=differing, version=version)
