@@ -58,6 +58,12 @@ ENGINES = (AUTO, TOKENIZERS, GIGATOKEN)
 INSTALL = "pip install gigatoken-cachefix==0.10.1"
 _DISTRIBUTIONS = ("gigatoken-cachefix", "gigatoken")
 
+# Encode-cache budget per gigatoken encode worker (gigatoken-cachefix; 0.10.0's caches are unbounded).
+# On 150 MB of ever-new words, 2 cores (`benchmarks/encode_engine.py --memory --words --limit-mb 150`):
+# gigatoken's default budget (512 MiB a worker) peaked at 905 MiB, this one at 249 MiB, flat from
+# the first 50 MB; gigatoken 0.10.0 reached 1,490 MiB and was still growing. On the bench corpus
+# all stay near 200 MiB. A wipe only costs recomputing pre-tokens: the ids never change.
+CACHE_BYTES = 64 << 20
 PROBE_DOCS = 64  # of the run's own documents, the first this many are probed
 PROBE_CHARS = 8192  # each cut to its first this many characters: the probe stays under ~0.2 s
 PROBE_SPECIAL = 64  # special added tokens checked (all of them in every shipped tokenizer)
@@ -166,11 +172,18 @@ class GigatokenEncoder:
         self.version = gigatoken_version()
         if split_special_tokens:
             json_text = _without_special_added_tokens(json_text)
+        budget = getattr(gigatoken, "set_max_cache_bytes", None)  # absent from gigatoken 0.10.0
+        before = gigatoken.get_max_cache_bytes() if budget else None
         try:
+            if budget:  # process-global, read when a tokenizer is made: set for this one only
+                budget(CACHE_BYTES)
             self._tokenizer = gigatoken.Tokenizer.from_json(json_text)
         except Exception as exc:  # the Rust side raises RuntimeError/ValueError with its reason
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TokenizerError(f"gigatoken cannot encode with this tokenizer: {first}") from exc
+        finally:
+            if budget:
+                budget(before)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(tokens, lengths)``: the int32 ids of every text back to back, and the int64 count of each."""
