@@ -490,3 +490,25 @@ def test_normalize_defaults_per_task(tmp_path):
     asked = recipe_from_dict({"task": "sft", "template": "prompt_completion", "normalize": {"unicode": "NFKC", "strip": True}, **base},
                              base_dir=tmp_path).resolved["normalize"]
     assert asked == {**off, "unicode": "NFKC", "strip": True}
+
+
+def test_framing_puts_bos_and_eos_exactly_where_a_loop_would():
+    """``_frame`` (one boolean mask) against the list-by-list reference, over random layouts:
+    documents of several pieces, empty pieces and documents, documents already starting with BOS."""
+    from tokenizers import models
+
+    rng = np.random.default_rng(0)
+    tok = LoadedTokenizer(Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2}, unk_token="<unk>")),
+                          tokens={"bos": "<s>", "eos": "</s>"}, source="t", add_bos=False, add_eos=False,
+                          split_special_tokens=True)
+    for trial in range(400):
+        tok.add_bos, tok.add_eos = bool(trial & 1), bool(trial & 2)
+        counts = rng.integers(1, 4, rng.integers(1, 6))
+        piece_lens = rng.integers(0, 4, int(counts.sum()))
+        tokens = rng.integers(0, 5, int(piece_lens.sum())).astype(np.int32)
+        pieces = np.split(tokens, np.cumsum(piece_lens)[:-1])
+        docs = [np.concatenate(pieces[a:b]).tolist() for a, b in zip(np.cumsum(counts) - counts, np.cumsum(counts))]
+        want = [([1] if tok.add_bos and (not d or d[0] != 1) else []) + d + ([2] if tok.add_eos else []) for d in docs]
+        out, lengths = tok._frame(tokens, piece_lens, counts)
+        assert lengths.tolist() == [len(w) for w in want]
+        assert out.tolist() == [t for w in want for t in w]
