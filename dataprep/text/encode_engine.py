@@ -65,7 +65,7 @@ _DISTRIBUTIONS = ("gigatoken-cachefix", "gigatoken")
 # all stay near 200 MiB. A wipe only costs recomputing pre-tokens: the ids never change.
 CACHE_BYTES = 64 << 20
 PROBE_DOCS = 64  # of the run's own documents, the first this many are probed
-PROBE_CHARS = 8192  # each cut to its first this many characters: the probe stays under ~0.2 s
+PROBE_CHARS = 8192  # each cut to its first this many characters (bench corpus: 75k characters, 0.16 s cold, 0.02 s warm)
 PROBE_SPECIAL = 64  # special added tokens checked (all of them in every shipped tokenizer)
 PROBE_ADDED = 32  # non-special added tokens checked, spread over the list (Gemma 3 has 6,406)
 EDGE_CASES = ("", " ", "   \n\n\t  x  \n", "\u00a0\u200b\ufeff 😀🤖 \r\n café")
