@@ -239,3 +239,18 @@ def test_shards_are_byte_identical_whichever_engine_runs(name, mode, tmp_path, d
     used = manifests[None]["tokenizer"]["engine"]
     assert used["requested"] == "auto"
     assert used["engine"] == (GIGATOKEN if name in SUPPORTED else TOKENIZERS), used["reason"]
+
+
+def test_workers_that_turn_tokenizers_parallelism_off_encode_on_their_own_thread(monkeypatch):
+    """dataprep's worker processes and Ray actors set TOKENIZERS_PARALLELISM=false: gigatoken must
+    not start a thread pool on every core in each of them either."""
+    encoder = GigatokenEncoder(BPE32K.read_text(encoding="utf-8"), split_special_tokens=True)
+    calls = []
+    real = encoder._tokenizer.encode_batch
+    monkeypatch.setattr(encoder._tokenizer, "encode_batch", lambda texts, **kw: calls.append(kw) or real(texts, **kw))
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    first = encoder.encode(["Hello world", "again"])
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    second = encoder.encode(["Hello world", "again"])
+    assert calls == [{"parallel": None}, {"parallel": False}]
+    assert first[0].tolist() == second[0].tolist() and first[1].tolist() == [2, 1]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -189,11 +190,18 @@ class GigatokenEncoder:
         """``(tokens, lengths)``: the int32 ids of every text back to back, and the int64 count of each."""
         if not texts:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
-        # gigatoken encodes on its own thread pool, or on this thread inside a worker process
-        layout = self._tokenizer.encode_batch(texts).layout
+        layout = self._tokenizer.encode_batch(texts, parallel=_parallel()).layout
         offsets = np.asarray(layout.offsets)  # an awkward ListOffsetArray: no Python list per document
         content = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
         return content.astype(np.int32), np.diff(offsets).astype(np.int64)
+
+
+def _parallel() -> bool | None:
+    """False in a process that already is one of several workers: dataprep's worker processes and
+    Ray actors set ``TOKENIZERS_PARALLELISM=false`` for tokenizers' thread pool, and gigatoken's
+    would oversubscribe the cores the same way (gigatoken detects multiprocessing children itself,
+    not Ray actors). None elsewhere: gigatoken's own choice, its thread pool on every core."""
+    return False if os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() in ("false", "0", "off", "no") else None
 
 
 def _without_special_added_tokens(json_text: str) -> str:
