@@ -221,24 +221,62 @@ def _recipe(tmp_path: Path, data: Path, name: str, engine: str | None, mode: str
 
 
 @pytest.mark.parametrize("name,mode", [("gpt2", "wrap"), ("phi-3-mini", "bfd"), ("bpe32k", "wrap"), ("bert-base-cased", "bfd")])
-def test_shards_are_byte_identical_whichever_engine_runs(name, mode, tmp_path, documents, loaded):
+def test_shards_are_byte_identical_whichever_engine_runs(name, mode, tmp_path, documents, loaded, monkeypatch):
     data = tmp_path / "docs.jsonl"
     # special-token text first: wrap drops the last row's remainder
     texts = _special_documents(loaded(name, True)) + [t for t in documents if t.strip()]
     data.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
-    shards, manifests = {}, {}
+    real, by_gigatoken = GigatokenEncoder.encode, []
+
+    def counted(self, texts):
+        by_gigatoken.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(GigatokenEncoder, "encode", counted)
+    shards, encoded = {}, {}
     for engine in (TOKENIZERS, None):  # None: the key absent, so auto
         recipe = _recipe(tmp_path, data, name, engine, mode)
         assert ("engine" in recipe.resolved["tokenizer"]) == (engine is not None)  # absent: the hash is unchanged
-        manifests[engine] = run(recipe, tmp_path / f"out-{engine}", workers=2)
-        shards[engine] = {s: [(f["sha256"], f["rows"]) for f in manifests[engine]["splits"][s]["shards"]]
-                          for s in ("train", "validation")}
+        by_gigatoken.clear()
+        manifest = run(recipe, tmp_path / f"out-{engine}", workers=2)
+        shards[engine] = {s: [(f["sha256"], f["rows"]) for f in manifest["splits"][s]["shards"]] for s in ("train", "validation")}
+        encoded[engine] = sum(by_gigatoken)
     assert len(shards[None]["train"]) > 1
     assert shards[None] == shards[TOKENIZERS]
-    assert manifests[TOKENIZERS]["tokenizer"]["engine"]["engine"] == TOKENIZERS
-    used = manifests[None]["tokenizer"]["engine"]
-    assert used["requested"] == "auto"
-    assert used["engine"] == (GIGATOKEN if name in SUPPORTED else TOKENIZERS), used["reason"]
+    assert encoded[TOKENIZERS] == 0
+    if name in SUPPORTED:  # every document the run kept (and the probe's texts) went through gigatoken
+        assert encoded[None] > len(texts)
+    else:
+        assert encoded[None] == 0
+
+
+def test_the_manifest_records_the_run_choice(tmp_path, documents):
+    """``choose_engine`` (the run's choice, before its work) is what the manifest's
+    ``tokenizer.engine`` records; a choice each process made on its own first documents is not."""
+    from dataprep.dataset.manifest import Manifest, manifest_issues
+    from dataprep.text.tokenizer_manifest import tokenizer_manifest
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents[:60] if t.strip()), encoding="utf-8")
+    recipe = _recipe(tmp_path, data, "bpe32k", None, "wrap")
+    out = tmp_path / "out"
+    run(recipe, out, workers=1)
+    written = json.loads((out / "manifest.json").read_text())
+    lazy = load_tokenizer(recipe.tokenizer, base_dir=tmp_path, warn=False)
+    lazy.encode_docs(documents[:10])
+    assert lazy.engine_choice.engine == GIGATOKEN and lazy.run_engine is None
+    assert "engine" not in tokenizer_manifest(recipe, lazy)
+    chosen = load_tokenizer(recipe.tokenizer, base_dir=tmp_path, warn=False)
+    choice = chosen.choose_engine(documents)
+    assert chosen.run_engine is choice and pickle.loads(pickle.dumps(chosen)).engine_choice == choice
+    section = tokenizer_manifest(recipe, chosen)["engine"]
+    assert section == {"requested": "auto", "engine": GIGATOKEN, "reason": choice.reason, "probed": choice.probed,
+                       "differing": None, "version": encode_engine.gigatoken_version()}
+    recorded = written | {"tokenizer": written["tokenizer"] | {"engine": section}}
+    assert list(manifest_issues(recorded)) == []
+    assert Manifest.from_dict(recorded).tokenizer.engine.engine == GIGATOKEN
+    wrong = written | {"tokenizer": written["tokenizer"] | {"engine": section | {"engine": "fast"}}}
+    assert [i.where for i in manifest_issues(wrong)] == ["tokenizer.engine.engine"]
 
 
 def test_workers_that_turn_tokenizers_parallelism_off_encode_on_their_own_thread(monkeypatch):

@@ -20,7 +20,7 @@ module removes: it always matches the added tokens in the text, as ``tokenizers`
 ``split_special_tokens: false``. With ``split_special_tokens: true`` (the default) the tokenizer
 it is built from is the run's ``tokenizer.json`` without its *special* added tokens, so a
 document's ``<|endoftext|>`` is encoded as text, and the non-special ones still match, both as
-``tokenizers`` does. BOS/EOS framing is dataprep's own (:meth:`LoadedTokenizer._frame`), the same
+``tokenizers`` does. BOS/EOS framing is dataprep's own (:func:`frame_documents`), the same
 for both engines; a long document is encoded whole (``tokenizers`` cuts it at seams proven not to
 change its tokens, so its ids are the same).
 
@@ -48,7 +48,7 @@ import numpy as np
 from dataprep.errors import TokenizerError
 
 __all__ = ["ENGINES", "AUTO", "TOKENIZERS", "GIGATOKEN", "Engine", "EngineChoice", "GigatokenEncoder", "choose",
-           "probe", "gigatoken_version", "INSTALL"]
+           "probe", "frame_documents", "gigatoken_version", "INSTALL"]
 
 log = logging.getLogger("dataprep.tokenizer")
 
@@ -139,6 +139,7 @@ class Engine:
             raise TokenizerError(f"`tokenizer.engine` is {requested!r}; valid values are {', '.join(ENGINES)}")
         self.requested = requested
         self.choice = choice
+        self.run_choice: EngineChoice | None = None  # set by LoadedTokenizer.choose_engine; not pickled
         self._encoder: GigatokenEncoder | None = None
         self._lock = threading.Lock()
 
@@ -194,6 +195,44 @@ class GigatokenEncoder:
         offsets = np.asarray(layout.offsets)  # an awkward ListOffsetArray: no Python list per document
         content = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
         return content.astype(np.int32), np.diff(offsets).astype(np.int64)
+
+
+def frame_documents(tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarray, *, bos: int | None,
+                    eos: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Join each document's pieces (``counts`` of them, ``piece_lens`` tokens each) and put ``[bos]?``
+    before and ``[eos]?`` after it: the flat layout of ``encode_docs``, whichever engine encoded."""
+    ends = np.cumsum(piece_lens)
+    last = np.cumsum(counts) - 1  # each document's last piece
+    doc_ends = ends[last]
+    raw = np.diff(doc_ends, prepend=0)  # tokens per document, without BOS/EOS
+    if bos is None and eos is None:
+        return tokens, raw
+    starts = doc_ends - raw
+    if bos is None:
+        heads = np.zeros(len(raw), dtype=np.int64)
+    else:  # a document already starting with BOS (split_special_tokens off) gets no second one
+        first = tokens[np.minimum(starts, max(len(tokens) - 1, 0))] if len(tokens) else np.zeros(len(raw), np.int32)
+        heads = ~((raw > 0) & (first == bos))
+        heads = heads.astype(np.int64)
+    tails = 0 if eos is None else 1
+    lengths = raw + heads + tails
+    out_ends = np.cumsum(lengths)
+    out = np.empty(int(out_ends[-1]) if len(out_ends) else 0, dtype=np.int32)
+    # The content goes wherever BOS/EOS do not, in order: one boolean mask (a 16x faster
+    # scatter than moving each token by its own offset; 0.05 s for 19 M tokens)
+    content = np.ones(len(out), dtype=bool)
+    bos_at = (out_ends - lengths)[heads == 1] if bos is not None else None
+    if bos_at is not None:
+        content[bos_at] = False
+    if eos is not None:
+        content[out_ends - 1] = False
+    out[content] = tokens
+    if bos_at is not None:
+        out[bos_at] = bos
+    if eos is not None:
+        out[out_ends - 1] = eos
+    return out, lengths
+
 
 
 def _parallel() -> bool | None:

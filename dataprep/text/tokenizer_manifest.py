@@ -90,7 +90,7 @@ def tokenizer_manifest(recipe: Any, tokenizer: LoadedTokenizer) -> dict[str, Any
         "add_eos": recipe.tokenizer.add_eos,
         "reference": recipe.tokenizer.reference,
         **({"transformers_version": hf_backend.transformers_version()} if recipe.tokenizer.reference == "transformers" else {}),
-        # what encoded the documents and the probe's verdict (dataprep.text.encode_engine); unknown
-        # here when only other processes encoded (they inherit a choice made here before they start)
-        **({"engine": tokenizer.engine_choice.manifest()} if tokenizer.engine_choice is not None else {}),
+        # what encoded the documents and the probe's verdict (dataprep.text.encode_engine), when the
+        # run chose before its work started (choose_engine), so every process used that choice
+        **({"engine": tokenizer.run_engine.manifest()} if tokenizer.run_engine is not None else {}),
     }
