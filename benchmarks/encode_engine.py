@@ -205,7 +205,9 @@ def main() -> None:
     print(f"dataprep (auto) / dataprep (tokenizers) = {rate['dataprep run wrap, engine auto'] / rate['dataprep run wrap, engine tokenizers']:.2f}x")
     print(f"dataprep (auto) / raw gigatoken = {rate['dataprep run wrap, engine auto'] / giga:.2f}x (issue #20 goal >= 0.6)")
     print(f"dataprep (tokenizers) / raw tokenizers = {rate['dataprep run wrap, engine tokenizers'] / fast:.2f}x")
-    print(f"engine auto chose: {auto['engine'].get('engine')} ({auto['engine'].get('reason')})")
+    chose = auto["engine"]
+    print(f"engine auto chose: {chose['engine']} ({chose['reason']})" if chose else
+          "engine auto chose: not in the manifest (the run made no choice before its work: LoadedTokenizer.choose_engine)")
     same = auto["shards"] == plain["shards"] and auto["tokens"] == plain["tokens"]
     print(f"shards byte-identical across engines: {same}")
     gigatoken_tokens = results["raw gigatoken encode_batch"]["tokens"]
