@@ -158,7 +158,8 @@ def with_special_tokens(recipe: Recipe, tokenizer: LoadedTokenizer, names: list[
         inner.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
         extended = LoadedTokenizer(inner, tokens=tokenizer.tokens, sources=tokenizer.sources, source=tokenizer.source,
                                    files=tokenizer.files, add_bos=tokenizer.add_bos, add_eos=tokenizer.add_eos,
-                                   split_special_tokens=tokenizer.split_special_tokens, added_tokens=missing)
+                                   split_special_tokens=tokenizer.split_special_tokens, added_tokens=missing,
+                                   engine=tokenizer.engine)
         log.info("added %d special token(s) (%s ... %s) to the tokenizer; saved in %s/", len(missing), missing[0],
                  missing[-1], C.TOKENIZER_DIR)
     if missing or recipe.tokenizer.train is not None:

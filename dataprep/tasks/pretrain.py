@@ -34,6 +34,7 @@ from dataprep.tasks.base import ChunkResult, Plan, stream_facts
 from dataprep.tasks.decontamination import drop_contaminated, index_for
 from dataprep.tasks.drop_examples import PER_REASON, filter_examples, shorten
 from dataprep.text.decontaminate import CONTAMINATED
+from dataprep.text.encode_engine import PROBE_DOCS
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
 from dataprep.read import InputFile, read_batches
@@ -129,6 +130,16 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
     return chunk_reader(recipe).chunks(files, read_drops=read_drops, counts=counts)
 
 
+def first_documents(files: list[InputFile], recipe: Recipe) -> list[str]:
+    """The run's first documents, cleaned as its workers clean them: what the encode engine's parity
+    probe samples (the first chunk that keeps any, read again when a run resumes)."""
+    for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
+        kept = clean_texts(batch, recipe, Counter())
+        if kept:
+            return kept[:PROBE_DOCS]
+    return []
+
+
 def iter_clean_texts(files: list[InputFile], recipe: Recipe,
                      first_seen: Callable[[list[bytes]], np.ndarray] | None = None) -> Iterator[str]:
     """Normalized, filtered, deduplicated texts: the corpus a trained tokenizer learns from (exact
@@ -172,6 +183,9 @@ class PretrainTask:
         return tokenizer
 
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
+        # the encode engine, chosen once on the run's first documents: every worker inherits it
+        # with the pickled tokenizer, and the manifest records it (dataprep.text.encode_engine)
+        tokenizer.choose_engine(first_documents(files, recipe))
         return Plan(
             format=FORMAT,
             schema=C.PRETRAIN_ROW_SCHEMA,

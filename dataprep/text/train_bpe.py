@@ -68,6 +68,7 @@ def train_tokenizer(texts: Iterable[str], spec: TokenizerSpec) -> LoadedTokenize
         add_bos=spec.add_bos,
         add_eos=spec.add_eos,
         split_special_tokens=spec.split_special_tokens,
+        engine=spec.engine,  # the recipe's encode engine for the trained tokenizer too
     )
 
 
