@@ -146,6 +146,9 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
                                               in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
     saves.bind(ident)
     index_for(recipe)  # decontaminate: read the evaluation sets now (their errors first; workers reuse it when forked)
+    if recipe.task == "pretrain":  # the encode engine, chosen once on the run's first documents: every worker
+        # inherits it with the pickled tokenizer, and the manifest records it (dataprep.text.encode_engine)
+        tokenizer.choose_engine(pretrain.first_documents(files, recipe))
     plan = task_for(recipe).plan(recipe, tokenizer, files)
     counts: Counter = Counter()
     read_drops: Counter = Counter()

@@ -37,7 +37,8 @@ from dataprep.text.decontaminate import CONTAMINATED
 from dataprep.text.encode_engine import PROBE_DOCS
 from dataprep.pack.bfd import BfdPacker
 from dataprep.pack.wrap import WrapPacker
-from dataprep.read import InputFile, read_batches
+from dataprep.errors import DataprepError
+from dataprep.read import InputFile, collecting, read_batches
 from dataprep.recipe import Recipe
 from dataprep.text.tokenizer import LoadedTokenizer
 
@@ -132,11 +133,17 @@ def iter_chunks(files: list[InputFile], recipe: Recipe, read_drops: Counter, cou
 
 def first_documents(files: list[InputFile], recipe: Recipe) -> list[str]:
     """The run's first documents, cleaned as its workers clean them: what the encode engine's parity
-    probe samples (the first chunk that keeps any, read again when a run resumes)."""
-    for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
-        kept = clean_texts(batch, recipe, Counter())
-        if kept:
-            return kept[:PROBE_DOCS]
+    probe samples (the first chunk that keeps any, read again when a run resumes). Read quietly: a bad
+    record is neither logged nor raised here, and a damaged file ends the sample; the run's own reading
+    reports both, in order."""
+    try:
+        with collecting([]):
+            for _, batch in iter_chunks(files, recipe, Counter(), Counter()):
+                kept = clean_texts(batch, recipe, Counter())
+                if kept:
+                    return kept[:PROBE_DOCS]
+    except DataprepError:
+        pass
     return []
 
 
@@ -183,9 +190,6 @@ class PretrainTask:
         return tokenizer
 
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
-        # the encode engine, chosen once on the run's first documents: every worker inherits it
-        # with the pickled tokenizer, and the manifest records it (dataprep.text.encode_engine)
-        tokenizer.choose_engine(first_documents(files, recipe))
         return Plan(
             format=FORMAT,
             schema=C.PRETRAIN_ROW_SCHEMA,
