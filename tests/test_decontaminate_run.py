@@ -1,6 +1,7 @@
 """`decontaminate:` in a run (#19 item 6): the documents (pretraining) and rendered examples (fine-tuning)
 that share a 13-word n-gram with an evaluation item are dropped as `contaminated`, counted per set in the
-manifest, and named with their item in `contamination.jsonl`; the same for any worker count. What the
+manifest, and named with their item in `contamination.jsonl`; the same for any worker count and on Ray
+(tests/test_engine_ray.py). What the
 index matches is proven in tests/test_decontaminate.py; here, that a recipe gets exactly that."""
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset
 
 from .conftest import DATA, RECIPES
-from . import test_engine_ray
-from .test_engine_ray import needs_ray, shard_hashes
-
-local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
+from .test_engine_ray import shard_hashes
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 C4 = DATA / "corpora" / "c4_demo.jsonl"
@@ -102,11 +100,3 @@ def test_the_report_shows_each_set(tmp_path):
     assert head[3] == "13-grams" and rows == [["dialogsum_dev", f"{counts['items']:,}", f"{counts['short_items']:,}",
                                               f"{counts['ngrams']:,}", "3"]]
     assert report.DECONTAMINATION in report.summary_text(s)
-
-
-@needs_ray
-def test_the_same_on_ray(tmp_path, local_ray):
-    r = pretrain(tmp_path)
-    on_ray, local = run(r, tmp_path / "ray", engine="ray"), run(r, tmp_path / "local", workers=2)
-    assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
-    assert (tmp_path / "ray" / "contamination.jsonl").read_bytes() == (tmp_path / "local" / "contamination.jsonl").read_bytes()

@@ -255,3 +255,23 @@ def test_a_run_interrupted_on_one_engine_resumes_on_the_other(tmp_path, local_ra
     assert len(worked) == 9 - 3  # the three chunks the checkpoint holds were not worked again
     assert digests(tmp_path / "out") == digests(tmp_path / "whole")
     assert facts(tmp_path / "out") == facts(tmp_path / "whole")
+
+
+# --- #19's stages on Ray, here so that they share this module's Ray instance -------------------------
+
+
+@needs_ray
+def test_a_mixture_is_the_same_on_ray(tmp_path, local_ray):
+    r = load_recipe(RECIPES / "continued-pretrain-code.yaml", ["output.chunk_records=64"])
+    on_ray, local = run(r, tmp_path / "ray", engine="ray"), run(r, tmp_path / "local", workers=2)
+    assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["mixture"] == local["mixture"]
+
+
+@needs_ray
+def test_decontamination_is_the_same_on_ray(tmp_path, local_ray):
+    from .test_decontaminate_run import pretrain
+
+    r = pretrain(tmp_path)
+    on_ray, local = run(r, tmp_path / "ray", engine="ray"), run(r, tmp_path / "local", workers=2)
+    assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
+    assert (tmp_path / "ray" / "contamination.jsonl").read_bytes() == (tmp_path / "local" / "contamination.jsonl").read_bytes()

@@ -1,7 +1,8 @@
 """Mixtures (``weight`` / ``tokens`` / ``epochs`` per input or group): the rates resolved from the
 available tokens, exact token targets within one document, interleaving, the realized shares on the
 bench corpus split into sources by repository (within 1 point of the requested ones), repeats and
-subsamples counted, the same shards for any worker count and on Ray, fine-tuning recipes too."""
+subsamples counted, the same shards for any worker count and on Ray (tests/test_engine_ray.py), fine-tuning
+recipes too."""
 
 from __future__ import annotations
 
@@ -20,12 +21,9 @@ from dataprep.recipe import load_recipe, recipe_from_dict
 from dataprep.validate import validate_dataset as validate
 
 from .conftest import DATA, RECIPES, SHARED, read_split, shared_tokenizer
-from . import test_engine_ray
-from .test_engine_ray import needs_ray, shard_hashes
+from .test_engine_ray import shard_hashes
 from .test_proofs import proofs
 from .test_validate_recheck import edit_rows
-
-local_ray = test_engine_ray.local_ray  # the module-scoped fixture that starts a local Ray instance
 
 GPT2 = DATA / "tokenizers" / "gpt2"
 BENCH = SHARED / "bench"
@@ -257,12 +255,6 @@ def test_an_interrupted_mixture_resumes(tmp_path, monkeypatch):
                 fh.write(b"\x07" * 24)
         run(r, out, workers=2, resume=True)
         assert digests(out) == digests(tmp_path / "whole") and facts(out) == facts(tmp_path / "whole")
-
-
-@needs_ray
-def test_the_mixture_is_the_same_on_ray(tmp_path, local_ray):
-    r = load_recipe(RECIPES / "continued-pretrain-code.yaml", ["output.chunk_records=64"])
-    assert shard_hashes(run(r, tmp_path / "ray", engine="ray")) == shard_hashes(run(r, tmp_path / "local", workers=2))
 
 
 def examples(out: Path) -> Counter:
