@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,10 @@ class Manifest:
     def resolve(self, path: str) -> str:
         """A path the manifest records, usable here (:func:`dataprep.dataset.paths.resolve`)."""
         return paths.resolve(self._paths_view, path)
+
+    def drops_by_input(self, reason: str) -> Counter:
+        """Each input's path, as :meth:`resolve` gives it -> its records dropped under ``reason``."""
+        return Counter({self.resolve(i.path): i.dropped.get(reason, 0) for i in self.inputs})
 
     def recipe_folder(self) -> str | None:
         """The folder the recipe's relative paths were resolved against, or None when the manifest

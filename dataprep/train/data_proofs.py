@@ -87,8 +87,8 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
     rendering = reference.render(info.manifest, decoder, stop_id=stop, bos_id=bos, limit=limit, chat_template=chat_template)
     if rendering.skipped:
         return {"skipped": rendering.skipped, "pass": None}, []
-    too_long = found = equal = 0
-    left_out = _initial_left_out(info)
+    too_long = found = equal = by_mixture = 0
+    left_out = info.manifest.drops_by_input(MIXTURE)  # input -> records the mixture may still have left out
     missing: list[str] = []
     mismatch: dict[str, Any] | None = None
     validation: list[reference.Expected] = []
@@ -99,7 +99,8 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
             continue
         hit = index.entries.get(exp.ids.tobytes())
         if hit is None and _left_out_by_mixture(exp.where, left_out):
-            continue  # not comparable: the mixture subsampled its input
+            by_mixture += 1  # not comparable: the mixture subsampled its input
+            continue
         if hit is None:
             missing.append(exp.where)
             continue
@@ -118,7 +119,6 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
             mismatch = {"record": exp.where,
                         "data_trains_not_reference": _text(decoder, exp.ids[data & ~exp.mask]),
                         "reference_trains_not_data": _text(decoder, exp.ids[exp.mask & ~data])}
-    by_mixture = sum(n for n in _initial_left_out(info).values()) - left_out.total()
     comparable = len(rendering.expected) - too_long - by_mixture
     ok = comparable > 0 and equal == found and found >= FOUND_SHARE * comparable
     excused = ", not comparing " + " and ".join(f"{n} {reason} tokens" for reason, n in not_compared.items()) if not_compared else ""
@@ -126,11 +126,6 @@ def targets_proof(info: DatasetInfo, index: Index, *, decoder: Any, limit: int,
             "not_found": len(missing), "first_not_found": missing[0] if missing else None,
             "first_mismatch": mismatch, "unrendered": dict(rendering.unrendered or {}), "not_compared": dict(not_compared),
             "needs": f"every found mask equal{excused}, >= {FOUND_SHARE:.0%} of {comparable} found", "pass": bool(ok)}, validation
-
-
-def _initial_left_out(info: DatasetInfo) -> Counter:
-    """Input path -> documents the mixture left out of the rows (manifest ``inputs[].dropped.mixture``)."""
-    return Counter({info.manifest.resolve(i.path): i.dropped.get(MIXTURE, 0) for i in info.manifest.inputs})
 
 
 def _left_out_by_mixture(where: str, left_out: Counter) -> bool:

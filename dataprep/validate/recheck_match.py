@@ -302,8 +302,7 @@ class _Matcher:
         never a finding; which records they were is not checked here."""
         manifest = self.setup.manifest
         if self.left_out is None:
-            self.left_out = {reason: Counter({manifest.resolve(i.path): i.dropped.get(reason, 0) for i in manifest.inputs})
-                             for reason in (NEAR_DUPLICATE, MIXTURE)}
+            self.left_out = {reason: manifest.drops_by_input(reason) for reason in (NEAR_DUPLICATE, MIXTURE)}
         for reason, budget in self.left_out.items():
             if budget[r.source] > 0:
                 budget[r.source] -= 1
