@@ -206,7 +206,7 @@ def test_alpaca_history_renders_earlier_turns_through_the_pair_template(tmp_path
     text = ALPACA_NO_INPUT.format("A") + "a<|endoftext|>" + ALPACA_NO_INPUT.format("B") + "b<|endoftext|>"
     from dataprep.text.tokenizer import TokenizerSpec, load_tokenizer
 
-    tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).tokenizer
+    tokenizer = load_tokenizer(TokenizerSpec(path=str(GPT2)), base_dir=tmp_path).copy()  # loads share theirs
     tokenizer.encode_special_tokens = False
     assert ids == tokenizer.encode(text, add_special_tokens=False).ids
     assert _target_texts(tokenizer, ids, mask) == trained

@@ -14,6 +14,7 @@ References, and why:
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 import pickle
 import subprocess
@@ -512,3 +513,92 @@ def test_framing_puts_bos_and_eos_exactly_where_a_loop_would():
         out, lengths = tok._frame(tokens, piece_lens, counts)
         assert lengths.tolist() == [len(w) for w in want]
         assert out.tolist() == [t for w in want for t in w]
+
+
+# --- the parse kept per process (dataprep.text.tokenizer_cache) ---------------------------------
+
+GPT2_GUESS = (
+    f"{DATA / 'tokenizers' / 'gpt2' / 'vocab.json'}: nothing names its EOS and pad token (no recipe key, "
+    "tokenizer_config.json entry or post-processor); using '<|endoftext|>' as EOS and pad: special token(s) of the "
+    "tokenizer, chosen by their well-known names. fix: set `tokenizer.eos_token` and `tokenizer.pad_token` in the recipe"
+)
+
+
+def _load_logged(caplog, spec: TokenizerSpec, base_dir: Path = DATA) -> tuple[LoadedTokenizer, list[str]]:
+    import logging
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataprep.tokenizer"):
+        loaded = load_tokenizer(spec, base_dir=base_dir)
+    return loaded, [r.getMessage() for r in caplog.records if r.name == "dataprep.tokenizer"]
+
+
+def test_a_second_load_shares_the_parse_and_warns_again(caplog):
+    """The second load of gpt2 reuses the first's parse (the same Tokenizer, no new JSON) and logs the
+    guessed-EOS warning again: a user's second run in one process must warn as the first did."""
+    import logging
+
+    from dataprep.text import tokenizer_cache
+
+    tokenizer_cache.clear()
+    spec = TokenizerSpec(path="tokenizers/gpt2")
+    first, said_first = _load_logged(caplog, spec)
+    second, said_second = _load_logged(caplog, spec)
+    assert said_first == said_second == [GPT2_GUESS]
+    assert second.tokenizer is first.tokenizer and second._json is first._json
+    assert second.fingerprint == first.fingerprint == load_tokenizer(spec, base_dir=DATA, warn=False).fingerprint
+    # a parse made while the warning was off recorded nothing: turned on again, it is parsed and warns
+    tokenizer_cache.clear()
+    quiet = logging.getLogger("dataprep.tokenizer")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        caplog.clear()
+        load_tokenizer(spec, base_dir=DATA)
+        assert [r for r in caplog.records if r.name == "dataprep.tokenizer"] == []
+    finally:
+        quiet.setLevel(level)
+    assert _load_logged(caplog, spec)[1] == [GPT2_GUESS]
+
+
+def test_a_changed_added_or_removed_file_is_read_again(tmp_path, monkeypatch, caplog):
+    from dataprep.text import tokenizer_cache
+
+    folder = _word_level(tmp_path / "tok", {"a": 0, "b": 1, "<unk>": 2})
+    spec = TokenizerSpec(path=str(folder), add_eos=False)
+    assert load_tokenizer(spec, base_dir=tmp_path).tokenizer.encode("a b").ids == [0, 1]
+    stat = (folder / "tokenizer.json").stat()
+    _word_level(folder, {"a": 1, "b": 0, "<unk>": 2})  # same size and (as a quick rewrite may have) mtime
+    os.utime(folder / "tokenizer.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (folder / "tokenizer.json").stat().st_size == stat.st_size  # only the digest tells them apart
+    assert load_tokenizer(spec, base_dir=tmp_path).tokenizer.encode("a b").ids == [1, 0]
+    # a large file is stamped by size and mtime only
+    monkeypatch.setattr(tokenizer_cache, "_DIGESTED_BYTES", 0)
+    _word_level(folder, {"a": 0, "b": 1, "<unk>": 2})
+    assert load_tokenizer(spec, base_dir=tmp_path).tokenizer.encode("a b").ids == [0, 1]
+    _word_level(folder, {"a": 1, "b": 0, "<unk>": 2})
+    stat = (folder / "tokenizer.json").stat()
+    os.utime(folder / "tokenizer.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert load_tokenizer(spec, base_dir=tmp_path).tokenizer.encode("a b").ids == [1, 0]
+    # a tokenizer_config.json put beside it names the unknown token, and taken away again it does not
+    (folder / "tokenizer_config.json").write_text(json.dumps({"unk_token": "a"}))
+    assert load_tokenizer(spec, base_dir=tmp_path).sources["unk"] == "tokenizer_config"
+    (folder / "tokenizer_config.json").unlink()
+    assert load_tokenizer(spec, base_dir=tmp_path).sources["unk"] == "model"
+
+
+def test_loads_that_share_a_parse_do_not_share_engine_state(c4):
+    spec = TokenizerSpec(path="tokenizers/gpt2")
+    first = load_tokenizer(spec, base_dir=DATA)
+    other = load_tokenizer(TokenizerSpec(path="tokenizers/gpt2", engine="tokenizers"), base_dir=DATA)
+    first.choose_engine(c4[:20])
+    assert first.run_engine is not None and first.engine_choice is not None
+    second = load_tokenizer(spec, base_dir=DATA)
+    assert second.tokenizer is first.tokenizer
+    assert (second.run_engine, second.engine_choice, second.engine) == (None, None, "auto")
+    assert (other.tokenizer is first.tokenizer, other.engine, other.run_engine) == (True, "tokenizers", None)
+    # another split_special_tokens is another parse: a load never flips the flag under an earlier one
+    literal = load_tokenizer(TokenizerSpec(path="tokenizers/gpt2", split_special_tokens=False), base_dir=DATA)
+    assert literal.tokenizer is not first.tokenizer
+    assert (first.tokenizer.encode_special_tokens, literal.tokenizer.encode_special_tokens) == (True, False)
+    assert first.encode_docs(["<|endoftext|>"])[0].tolist() != literal.encode_docs(["<|endoftext|>"])[0].tolist()

@@ -24,7 +24,8 @@ Multiprocessing: a :class:`LoadedTokenizer` pickles as its JSON (``to_str()``), 
 a 50k vocab, 12 MB for Gemma 3's 262k. That JSON is taken once, when the :class:`LoadedTokenizer`
 is made (its fingerprint is the JSON's sha256), and kept: pickling, unpickling and
 :meth:`LoadedTokenizer.copy` reuse it instead of serializing the vocabulary again (0.6 s for
-Gemma 3 each time). ``encode_batch_fast`` runs on the Rust thread pool; in worker processes that
+Gemma 3 each time); a second :func:`load_tokenizer` of the same files in a process reuses the
+parse and its JSON (:mod:`dataprep.text.tokenizer_cache`). ``encode_batch_fast`` runs on the Rust thread pool; in worker processes that
 already give parallelism, set ``TOKENIZERS_PARALLELISM=false`` in the worker (before its first
 encode) to avoid oversubscription and the "process just got forked" warning. This module
 never touches the environment itself.
@@ -46,6 +47,8 @@ from dataprep.errors import TokenizerError
 from dataprep.text.encode_engine import TOKENIZERS, Engine, EngineChoice, frame_documents
 from dataprep.text.long_documents import encode_pieces
 from dataprep.text.special_tokens import ALL_ROLES, ROLES, resolve_roles
+from dataprep.text.special_tokens import log as special_tokens_log
+from dataprep.text.tokenizer_cache import Parsed, cached_parse, folder_stamp
 from dataprep.text.tokenizer_files import CONFIG_FILE, TOKENIZER_FILE, load_transformers_backend, read_tokenizer_files
 
 __all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "check_spec"]
@@ -127,7 +130,8 @@ class LoadedTokenizer:
     ``tokenizer`` is not changed after construction (its ``encode_special_tokens`` aside, which its
     JSON does not hold): a tokenizer with other tokens is a new :class:`LoadedTokenizer`, as
     :func:`~dataprep.tasks.base.with_special_tokens` makes, so the fingerprint, the pickled JSON
-    and :meth:`copy` always describe it.
+    and :meth:`copy` always describe it. Loads of the same files share it
+    (:mod:`dataprep.text.tokenizer_cache`): change a :meth:`copy` instead.
     """
 
     def __init__(
@@ -142,12 +146,12 @@ class LoadedTokenizer:
         split_special_tokens: bool,
         sources: dict[str, str] | None = None,
         added_tokens: Iterable[str] = (),
-        json_text: str | None = None,
+        json_text: str | bytes | None = None,
         engine: str = TOKENIZERS,
         engine_choice: EngineChoice | None = None,
     ):
-        """``json_text``: ``tokenizer.to_str()`` when the caller has it already (unpickling), so a
-        large vocabulary is not serialized again. ``engine_choice``: one made already (unpickling
+        """``json_text``: ``tokenizer.to_str()`` (or its UTF-8) when the caller has it already
+        (unpickling, a kept parse), so a large vocabulary is not serialized again. ``engine_choice``: one made already (unpickling
         in a worker: the probe is not run again)."""
         self.tokenizer = tokenizer
         self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
@@ -174,7 +178,7 @@ class LoadedTokenizer:
     def run_engine(self) -> EngineChoice | None:
         return self._engine.run_choice
 
-    def _derive(self, json_text: str | None) -> None:
+    def _derive(self, json_text: str | bytes | None) -> None:
         ids = {role: (None if tok is None else self.tokenizer.token_to_id(tok)) for role, tok in self.tokens.items()}
         self.bos_id: int | None = ids.get("bos")
         self.eos_id: int | None = ids.get("eos")
@@ -188,7 +192,10 @@ class LoadedTokenizer:
         }
         self.vocab_size: int = self.tokenizer.get_vocab_size(with_added_tokens=True)
         # UTF-8 bytes: a third to a quarter of the memory of the str of a vocabulary with non-ASCII tokens
-        self._json: bytes = (self.tokenizer.to_str() if json_text is None else json_text).encode("utf-8")
+        if isinstance(json_text, bytes):  # a kept parse's (dataprep.text.tokenizer_cache)
+            self._json: bytes = json_text
+        else:
+            self._json = (self.tokenizer.to_str() if json_text is None else json_text).encode("utf-8")
         self.fingerprint: str = hashlib.sha256(self._json).hexdigest()
 
     def copy(self) -> Tokenizer:
@@ -340,6 +347,27 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) ->
     path = Path(spec.path).expanduser()  # type: ignore[arg-type]
     if not path.is_absolute():
         path = Path(base_dir) / path
+    stamp = folder_stamp(path)
+    key = None if stamp is None else (str(path), stamp, spec.lowercase, spec.reference,
+                                      tuple(spec.named_tokens.items()), spec.add_bos, spec.add_eos,
+                                      spec.split_special_tokens, warn)
+    parsed = cached_parse(key, lambda: _parse(spec, path, warn=warn), special_tokens_log)
+    return LoadedTokenizer(
+        parsed.tokenizer,
+        tokens=parsed.tokens,
+        sources=parsed.sources,
+        source=str(path),
+        files=parsed.files,
+        add_bos=spec.add_bos,
+        add_eos=spec.add_eos,
+        split_special_tokens=spec.split_special_tokens,
+        json_text=parsed.json,
+        engine=spec.engine,
+    )
+
+
+def _parse(spec: TokenizerSpec, path: Path, *, warn: bool) -> Parsed:
+    """Read the files at ``path`` and resolve the special roles (:func:`load_tokenizer`, uncached)."""
     tokenizer, kind, files, config, config_file = read_tokenizer_files(path, lowercase=spec.lowercase)
     if spec.lowercase and kind != "wordpiece":
         raise TokenizerError(
@@ -354,17 +382,7 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) ->
         tokenizer, overrides=spec.named_tokens, add_bos=spec.add_bos, add_eos=spec.add_eos, kind=kind,
         config=config, config_file=config_file, source=str(path), file=files[0], warn=warn,
     )
-    return LoadedTokenizer(
-        tokenizer,
-        tokens=tokens,
-        sources=sources,
-        source=str(path),
-        files=[*files, *([config_file] if config_file else [])],
-        add_bos=spec.add_bos,
-        add_eos=spec.add_eos,
-        split_special_tokens=spec.split_special_tokens,
-        engine=spec.engine,
-    )
+    return Parsed(tokenizer, tokens, sources, (*files, *([config_file] if config_file else [])))
 
 
 def check_spec(spec: TokenizerSpec) -> None:
