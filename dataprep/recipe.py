@@ -35,6 +35,7 @@ class PackingSpec:
     remainder: str = "drop"
     pad_rows: bool = True
     buffer_tokens: int = 4 * 1024 * 1024
+    segment_tokens: int | None = None  # pack and write the train split in segments of this many tokens (build/segments.py)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,14 @@ def recipe_from_dict(
         raise RecipeError(source, [Issue("filter.dedup", "minhash is for task: pretrain with objective: clm; "
                                                          "use exact (or none) here")])
     mixture, issues = mixture_from_recipe(resolved["inputs"], resolved.get("mixture"))
+    if resolved["packing"].get("segment_tokens") is not None:
+        # segments pack a document stream (dataprep.build.segments): pretraining's, whole when drawn by no mixture
+        if (resolved["task"], resolved.get("objective", "clm")) != ("pretrain", "clm"):
+            issues.append(Issue("packing.segment_tokens", "segments are for task: pretrain with objective: clm; "
+                                                          "remove packing.segment_tokens"))
+        elif mixture is not None:
+            issues.append(Issue("packing.segment_tokens", "a mixture draws its documents after the last chunk, so it "
+                                                          "packs them in one stream: remove packing.segment_tokens"))
     if mixture is not None and resolved["task"] == "preference":
         issues.append(Issue("inputs", "mixtures are for pretraining and fine-tuning recipes; a preference recipe reads "
                                       "its inputs whole (remove group / weight / tokens / epochs and mixture:)"))

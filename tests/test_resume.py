@@ -68,6 +68,9 @@ def pretrain(tmp_path: Path, **sections):
 CASES = {
     "pretrain-wrap": lambda tmp: pretrain(tmp),
     "pretrain-bfd-dedup": lambda tmp: pretrain(tmp, packing={"seq_len": 256, "mode": "bfd"}),
+    # segments (a chunk is ~8k tokens: one or two a segment); checkpoints only between segments
+    "pretrain-wrap-segments": lambda tmp: pretrain(tmp, packing={"seq_len": 256, "segment_tokens": 4_000}),
+    "pretrain-bfd-segments": lambda tmp: pretrain(tmp, packing={"seq_len": 256, "mode": "bfd", "segment_tokens": 4_000}),
     "sft": lambda tmp: load_recipe(RECIPES / "demo-sft.yaml", ["output.chunk_records=256", "output.shard_bytes=100000"]),
     "mlm": lambda tmp: load_recipe(RECIPES / "mlm-wikitext.yaml", ["output.chunk_records=64"]),
     "span": lambda tmp: load_recipe(RECIPES / "span-c4.yaml", ["output.chunk_records=16"]),

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from dataprep.build.mixing import Mixing
 from dataprep.build.near_dup import NearDupIndex
+from dataprep.build.segments import Piece, Segments
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter
 from dataprep.pack.rows import PackedRows
@@ -44,6 +45,8 @@ class OrderedStage:
             tokens are counted per split (:attr:`unknown`) and per input (:attr:`source_unknown`).
         mixing: a recipe with a mixture: the kept documents are collected there and drawn into the
             packers by :meth:`finish` (:mod:`dataprep.build.mixing`), which also counts them.
+        segments: ``packing.segment_tokens``: the train split's documents are packed and written in
+            segments on other threads (:mod:`dataprep.build.segments`); this stage only counts them.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class OrderedStage:
         dedup: bool | MinhashSpec,
         unk_id: int | None = None,
         mixing: Mixing | None = None,
+        segments: Segments | None = None,
     ):
         self.writers = writers
         self.packers = {split: make_packer() for split in writers}
@@ -74,6 +78,9 @@ class OrderedStage:
         self.unknown: Counter = Counter()  # split -> unknown-token ids written
         self.source_unknown: Counter = Counter()  # input file index -> unknown-token ids written
         self.mixing = mixing
+        self.segments = segments
+        if segments is not None:
+            segments.on_unknown = self._segment_unknown
         self.contaminated: list[tuple[str, str, str]] = []  # decontaminate: (set, item, location), in input order
         self.examples: dict[str, list[dict[str, str]]] = {}  # drop reason -> its first documents (location, text cut short)
 
@@ -126,6 +133,10 @@ class OrderedStage:
                                 {name: values[docs] for name, values in result.doc_stats.items()})
                 continue
             self.documents[split] += int(docs.sum())
+            if split == "train" and self.segments is not None:  # gathered, packed and counted on a segment thread
+                self.segments.add(Piece(result.source, result.tokens, result.lengths, None if docs.all() else docs,
+                                        result.extras))
+                continue
             if self.unk_id is not None:
                 unknown = int(np.count_nonzero(tokens == self.unk_id))
                 self.unknown[split] += unknown
@@ -150,6 +161,8 @@ class OrderedStage:
             state["near"] = self.near.state()
         if self.mixing is not None:
             state["mixing"] = self.mixing.state()  # the collected documents' files, flushed, and their lengths
+        if self.segments is not None:
+            state["segments"] = self.segments.state()
         return state
 
     def restore(self, state: dict[str, Any], seen: np.ndarray) -> None:
@@ -162,12 +175,30 @@ class OrderedStage:
             self.near.restore(state["near"], state["near_signatures"])
         if self.mixing is not None:
             self.mixing.restore(state["mixing"])
+        if self.segments is not None:
+            self.segments.restore(state["segments"])
+
+    def settled(self) -> bool:
+        """Whether a checkpoint may be taken now: always, but with segments only between two of them
+        (after the ones in flight are written and adopted)."""
+        if self.segments is None:
+            return True
+        if not self.segments.idle():
+            return False
+        self.segments.drain()
+        return True
+
+    def _segment_unknown(self, unknown: Counter) -> None:
+        self.unknown["train"] += sum(unknown.values())
+        self.source_unknown.update(unknown)
 
     def near_duplicates(self) -> dict[str, int] | None:
         """The manifest's ``counts.near_duplicates`` (None without ``dedup: minhash``)."""
         return None if self.near is None else self.near.stats()
 
     def finish(self) -> None:
+        if self.segments is not None:
+            self.segments.finish()
         if self.mixing is not None:
             self.mixing.draw(lambda split, t, n, x: self._write(split, self.packers[split].add(t, n, x or None)), self)
         for split, packer in self.packers.items():
@@ -178,4 +209,7 @@ class OrderedStage:
             self.writers[split].write(self.to_batch(rows))
 
     def pack_stats(self) -> dict[str, Any]:
-        return {split: packer.stats.as_dict() for split, packer in self.packers.items()}
+        stats = {split: packer.stats for split, packer in self.packers.items()}
+        if self.segments is not None:
+            stats["train"] = self.segments.stats
+        return {split: s.as_dict() for split, s in stats.items()}

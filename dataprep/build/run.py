@@ -27,6 +27,7 @@ from dataprep.build.mixing import MIXTURE_DIR, Mixing
 from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.seen_set import SeenSet
+from dataprep.build.segments import SegmentSpec, Segments
 from dataprep.build.write import SplitWriter, batch_rows, open_output, write_bytes_atomic
 from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
@@ -157,8 +158,13 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     writers = {s: SplitWriter(tmp / s, plan.schema, shard_bytes=recipe.output.shard_bytes, batch_rows=rows) for s in C.SPLITS}
     mixing = None if recipe.mixture is None else Mixing(
         recipe.mixture, [f.entry for f in files], tmp / MIXTURE_DIR, block=seq_len_of(recipe), unk_id=_unknown_id(tokenizer))
+    segments = None if recipe.packing.segment_tokens is None else Segments(
+        SegmentSpec(tmp / "train", plan.schema, plan.make_packer, plan.to_batch, shard_bytes=recipe.output.shard_bytes,
+                    batch_rows=rows, unk_id=_unknown_id(tokenizer), wrap=recipe.packing.mode == "wrap"),
+        segment_tokens=recipe.packing.segment_tokens, seq_len=seq_len_of(recipe),
+        extra_dtypes=plan.make_packer().extra_dtypes, writer=writers["train"], workers=workers)
     stage = OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup,
-                         unk_id=_unknown_id(tokenizer), mixing=mixing)
+                         unk_id=_unknown_id(tokenizer), mixing=mixing, segments=segments)
     done: Counter = Counter()  # input file index -> chunks worked (what a checkpoint says is done)
     reader = plan.reader
     if state is not None:
@@ -179,6 +185,9 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
         for writer in writers.values():  # no open file may outlive a failed run (it would hold its disk)
             writer.discard()
         raise
+    finally:
+        if segments is not None:  # its threads (a failed run: segments not begun are cancelled)
+            segments.close()
 
 
 def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done, *, counts, read_drops,
@@ -188,12 +197,14 @@ def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, result
     with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
         for result in results:
             stage.add(result)
+            if stage.segments is not None:
+                stage.segments.poll()
             done[result.source] += 1
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
             if result.source > checked:  # results come in input order: the inputs before it are done
                 accounting.check_losses(recipe, files, by_input, stage, range(checked, result.source))
                 checked = result.source
-            if saves.due():
+            if saves.due() and stage.settled():  # with segments: only between two of them
                 saves.save(stage, writers, done, tokenizer if trained else None)
     accounting.check_losses(recipe, files, by_input, stage, range(checked, len(files)))
     bar.set_stage("finish")

@@ -68,6 +68,8 @@ def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
 
 
 END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an Arrow IPC stream's last message
+SHARD_PREFIX = "shard-"  # a split writer's own shards while written: shard-00000.arrow.tmp, ...
+TMP_SUFFIX = ".arrow.tmp"  # every shard's name until the split is closed and its shards get their final names
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -135,12 +137,14 @@ class SplitWriter:
     :meth:`restore`). Use as a context manager; :meth:`close` returns one dict per shard.
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int, batch_rows: int):
+    def __init__(self, folder: Path, schema: pa.Schema, *, shard_bytes: int, batch_rows: int, prefix: str = SHARD_PREFIX):
         self.folder = folder
         self.schema = schema
         self.shard_bytes = shard_bytes
         self.batch_rows = batch_rows
+        self.prefix = prefix
         folder.mkdir(parents=True, exist_ok=True)
+        self._known: dict[str, dict[str, Any]] = {}  # adopted shards (file name -> bytes and digests, taken where written)
         self._paths: list[Path] = []
         self._rows: list[int] = []
         self._tokens: list[int] = []
@@ -180,7 +184,7 @@ class SplitWriter:
             self._close_shard()
 
     def _open_shard(self) -> None:
-        path = self.folder / f"shard-{len(self._paths):05d}.arrow.tmp"
+        path = self.folder / f"{self.prefix}{len(self._paths):05d}{TMP_SUFFIX}"
         self._paths.append(path)
         self._rows.append(0)
         self._tokens.append(0)
@@ -203,6 +207,33 @@ class SplitWriter:
                 pass
             self._sink = None
 
+    def finish_files(self) -> list[dict[str, Any]]:
+        """Write what is queued and close the last shard; return each shard written as
+        :meth:`adopt` takes it (file name, rows, tokens, bytes, digests), the files keeping their
+        temporary names. A segment's writer (:mod:`dataprep.build.segments`) ends so, digesting its
+        shards where it wrote them; the split's writer takes them over in order."""
+        if self._pending_rows:
+            self._emit(self._pending_rows)
+        self._close_shard()
+        shards = []
+        for path, rows, tokens in zip(self._paths, self._rows, self._tokens):
+            sha, fast = shard_digests(path)
+            shards.append({"file": path.name, "rows": rows, "tokens": tokens, "bytes": path.stat().st_size,
+                           "sha256": sha, "xxh3_128": fast})
+        return shards
+
+    def adopt(self, shards: list[dict[str, Any]]) -> None:
+        """Make finished shard files in this split's folder (:meth:`finish_files` of another writer)
+        this split's next shards, in order. Only between whole shards: never while one is open or
+        rows are queued."""
+        if self._sink is not None or self._pending_rows:
+            raise RuntimeError("a split writer adopts shards only between whole shards of its own")
+        for shard in shards:
+            self._paths.append(self.folder / shard["file"])
+            self._rows.append(shard["rows"])
+            self._tokens.append(shard["tokens"])
+            self._known[shard["file"]] = {k: shard[k] for k in ("bytes", "sha256", "xxh3_128")}
+
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs to go on exactly here, after flushing the open shard to
         disk: the shards so far (the open one's length), and the rows not yet written, as IPC."""
@@ -218,15 +249,17 @@ class SplitWriter:
             "tokens": list(self._tokens),
             "open_bytes": None if self._sink is None else self._sink.tell(),
             "pending": pending.getvalue().to_pybytes(),
+            "known": dict(self._known),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Go on from :meth:`state`: cut the open shard back to its recorded length (a crash may
         have left more of it), remove shards begun after it, and queue the pending rows again."""
         names = set(state["shards"])
-        for stale in self.folder.glob("shard-*.arrow.tmp"):
+        for stale in self.folder.glob(f"*{TMP_SUFFIX}"):  # this writer's shards, and segments' (adopted or not)
             if stale.name not in names:
                 stale.unlink()
+        self._known = dict(state.get("known", {}))
         self._paths = [self.folder / name for name in state["shards"]]
         self._rows, self._tokens = list(state["rows"]), list(state["tokens"])
         if state["open_bytes"] is not None:
@@ -251,18 +284,12 @@ class SplitWriter:
         shards = []
         for i, tmp in enumerate(self._paths):
             final = self.folder / SHARD_PATTERN.format(index=i, count=count)
+            known = self._known.get(tmp.name)
             os.replace(tmp, final)
-            sha, fast = shard_digests(final)
-            shards.append(
-                {
-                    "file": final.name,
-                    "rows": self._rows[i],
-                    "tokens": self._tokens[i],
-                    "bytes": final.stat().st_size,
-                    "sha256": sha,
-                    "xxh3_128": fast,
-                }
-            )
+            if known is None:
+                sha, fast = shard_digests(final)
+                known = {"bytes": final.stat().st_size, "sha256": sha, "xxh3_128": fast}
+            shards.append({"file": final.name, "rows": self._rows[i], "tokens": self._tokens[i], **known})
         fingerprint = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()[:16]
         write_json_atomic(
             self.folder / "state.json",

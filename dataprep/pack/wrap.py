@@ -66,6 +66,28 @@ class WrapPacker:
         self._carry_lens = np.zeros(0, dtype=np.int64)
         self._carry_extras = {k: np.zeros(0, dtype=d) for k, d in self.extra_dtypes.items()}
 
+    @property
+    def carry_tokens(self) -> int:
+        """Tokens of the partial row :meth:`add` holds for the next rows."""
+        return len(self._carry)
+
+    def start_with(self, tokens: np.ndarray, piece_lens: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> None:
+        """Begin from another packer's partial row (``tokens``, fewer than ``seq_len``, in pieces each the
+        end of a document, as :meth:`add` carries them): the rows that follow are the ones that packer
+        would have emitted. Packing a stream in segments (:mod:`dataprep.build.segments`) gives each
+        segment the partial row the segments before it leave, which the ordered stage works out from
+        the documents' lengths alone."""
+        tokens = np.asarray(tokens, dtype=np.int32)
+        piece_lens = np.asarray(piece_lens, dtype=np.int64)
+        if len(tokens) >= self.seq_len or int(piece_lens.sum()) != len(tokens):
+            raise ValueError(f"a partial row holds fewer than seq_len ({self.seq_len}) tokens, in pieces that sum "
+                             f"to them; got {len(tokens)} tokens in pieces summing to {int(piece_lens.sum())}")
+        extras = extras or {}
+        if set(extras) != set(self.extra_dtypes):
+            raise ValueError(f"extras {sorted(extras)} do not match the packer's {sorted(self.extra_dtypes)}")
+        self._carry, self._carry_lens = tokens, piece_lens
+        self._carry_extras = {k: np.asarray(v, dtype=self.extra_dtypes[k]) for k, v in extras.items()}
+
     def add(self, tokens: np.ndarray, doc_lens: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> PackedRows:
         """Add a batch of whole documents; return the rows completed so far.
 
