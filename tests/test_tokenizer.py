@@ -559,6 +559,27 @@ def test_a_second_load_shares_the_parse_and_warns_again(caplog):
     finally:
         quiet.setLevel(level)
     assert _load_logged(caplog, spec)[1] == [GPT2_GUESS]
+    # validate's quiet loads (warn=False) share the parse and say nothing; a load that warns after one still warns
+    tokenizer_cache.clear()
+    quiet_load = load_tokenizer(spec, base_dir=DATA, warn=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataprep.tokenizer"):
+        assert load_tokenizer(spec, base_dir=DATA, warn=False).tokenizer is quiet_load.tokenizer
+    assert caplog.records == []
+    assert _load_logged(caplog, spec)[1] == [GPT2_GUESS]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataprep.tokenizer"):
+        assert load_tokenizer(spec, base_dir=DATA, warn=False).tokenizer is not quiet_load.tokenizer  # the warned parse
+    assert caplog.records == []
+
+
+def test_a_kept_parse_without_bos_still_refuses_add_bos():
+    """gpt2 has no BOS: loaded with add_bos after a load without it, the load raises as it always did."""
+    load_tokenizer(TokenizerSpec(path="tokenizers/gpt2"), base_dir=DATA, warn=False)
+    with pytest.raises(TokenizerError, match="BOS"):
+        load_tokenizer(TokenizerSpec(path="tokenizers/gpt2", add_bos=True), base_dir=DATA, warn=False)
+    both = load_tokenizer(TokenizerSpec(path=str(PHI3), add_bos=True), base_dir=DATA)  # phi-3 has <s>: shared
+    assert load_tokenizer(TokenizerSpec(path=str(PHI3), add_eos=False), base_dir=DATA).tokenizer is both.tokenizer
 
 
 def test_a_changed_added_or_removed_file_is_read_again(tmp_path, monkeypatch, caplog):

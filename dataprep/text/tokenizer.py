@@ -349,9 +349,12 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) ->
         path = Path(base_dir) / path
     stamp = folder_stamp(path)
     key = None if stamp is None else (str(path), stamp, spec.lowercase, spec.reference,
-                                      tuple(spec.named_tokens.items()), spec.add_bos, spec.add_eos,
-                                      spec.split_special_tokens, warn)
-    parsed = cached_parse(key, lambda: _parse(spec, path, warn=warn), special_tokens_log)
+                                      tuple(spec.named_tokens.items()), spec.split_special_tokens)
+
+    def fits(kept: Parsed) -> bool:  # it has the BOS and EOS this spec requires (else parse: it raises)
+        return not (spec.add_bos and kept.tokens.get("bos") is None or spec.add_eos and kept.tokens.get("eos") is None)
+
+    parsed = cached_parse(key, lambda: _parse(spec, path, warn=warn), special_tokens_log, warn=warn, fits=fits)
     return LoadedTokenizer(
         parsed.tokenizer,
         tokens=parsed.tokens,

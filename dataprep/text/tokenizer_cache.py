@@ -9,11 +9,14 @@ roles and the files read. It keeps the parse, not the
 it chose); every load makes a new one around the shared ``Tokenizer``. Sharing it is sound because
 nothing changes a loaded ``Tokenizer`` (see that class's docstring): one with more tokens is a copy.
 
-The key is everything the parse reads: the resolved path, the spec's options that change it, and a
+The key is everything the parse reads: the path, the spec's options that change it, and a
 stamp of the tokenizer's folder (every file's name, size and mtime, and the content digest of the
 small ones, whose rewrites may keep size and mtime): a changed, added or removed file is a miss.
 The warnings the parse logs (a role guessed from a well-known token name) are recorded on the miss
-and logged again on every hit, so a second load warns as the first did.
+and logged again on every hit that asks for warnings, so a second load warns as the first did. A
+load that requires a BOS or EOS the kept parse lacks parses again (and raises as the first would
+have); ``add_bos``/``add_eos`` change nothing else, so the run, ``validate``'s check (neither)
+and its recheck share one parse.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Parsed:
     files: tuple[Path, ...]
     json: bytes | None = None  # ``tokenizer.to_str()`` as UTF-8; None where not cached
     records: tuple[logging.LogRecord, ...] = ()
+    recorded: bool = False  # ``records`` holds what the parse logged (else it was made quietly)
 
 
 _PARSES: OrderedDict[tuple, Parsed] = OrderedDict()
@@ -72,19 +76,21 @@ def _digest(path: str) -> str:
         return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
 
 
-def cached_parse(key: tuple | None, parse: Callable[[], Parsed], logger: logging.Logger) -> Parsed:
-    """The parse kept under ``key``, its records logged again on ``logger``; else ``parse()``, kept
-    with the records it logged on ``logger`` (from this thread). ``key`` None: parse, keep nothing.
-    A parse that raises keeps nothing."""
+def cached_parse(key: tuple | None, parse: Callable[[], Parsed], logger: logging.Logger, *, warn: bool,
+                 fits: Callable[[Parsed], bool]) -> Parsed:
+    """The parse kept under ``key`` when ``fits`` it, its records logged again on ``logger`` when
+    ``warn``; else ``parse()``, kept with the records it logged on ``logger`` (from this thread).
+    A parse made without its records (``warn`` False, or warnings off) is made again when a load
+    needs them. ``key`` None: parse, keep nothing. A parse that raises keeps nothing."""
     if key is None:
         return parse()
-    key = (*key, logger.isEnabledFor(logging.WARNING))  # a parse made while warnings were off recorded none
+    recording = warn and logger.isEnabledFor(logging.WARNING)
     with _LOCK:
         found = _PARSES.get(key)
         if found is not None:
             _PARSES.move_to_end(key)
-    if found is not None:
-        for record in found.records:
+    if found is not None and fits(found) and (found.recorded or not recording):
+        for record in found.records if warn else ():
             args = record.args if isinstance(record.args, tuple) else (record.args,)
             logging.getLogger(record.name).log(record.levelno, record.msg, *args)
         return found
@@ -95,7 +101,7 @@ def cached_parse(key: tuple | None, parse: Callable[[], Parsed], logger: logging
     finally:
         logger.removeHandler(recorder)
     json = parsed.json if parsed.json is not None else parsed.tokenizer.to_str().encode("utf-8")
-    parsed = Parsed(parsed.tokenizer, parsed.tokens, parsed.sources, parsed.files, json, tuple(recorder.records))
+    parsed = Parsed(parsed.tokenizer, parsed.tokens, parsed.sources, parsed.files, json, tuple(recorder.records), recording)
     with _LOCK:
         _PARSES[key] = parsed
         while len(_PARSES) > KEEP:
