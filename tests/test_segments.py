@@ -139,3 +139,25 @@ def test_segments_are_refused_where_there_is_no_single_stream(tmp_path, extra, s
     with pytest.raises(RecipeError, match="segment_tokens") as caught:
         recipe_from_dict(data, base_dir=tmp_path)
     assert says in str(caught.value)
+
+
+def test_the_dedup_sets_fast_path_answers_as_the_per_digest_one():
+    """SeenSet.first_seen takes set operations in C for a batch with no repeat and nothing seen (what
+    keeps the ordered stage cheap per document); batches mixing both paths, with spills to disk, answer
+    as a plain set does."""
+    from dataprep.build.seen_set import SeenSet
+
+    rng = np.random.default_rng(1)
+    pool = [rng.bytes(16) for _ in range(20_000)]
+    seen, reference, fast, fresh = SeenSet(limit=300), set(), 0, iter(range(2_000, 20_000, 100))
+    for step in range(120):
+        if step % 3 == 1:  # never-seen digests, no repeat within the batch: the fast path
+            digests = pool[next(fresh):][:100]
+        elif step % 3 == 2:  # no repeat within the batch, but some seen before (in memory or on disk)
+            digests = [pool[i] for i in rng.choice(2_000, size=100, replace=False)]
+        else:  # repeats within the batch and of earlier batches
+            digests = [pool[i] for i in rng.integers(0, 2_000, size=100)]
+        expected = [d not in reference and not reference.add(d) for d in digests]
+        fast += all(expected)
+        assert seen.first_seen(digests).tolist() == expected
+    assert fast > 20 and len(seen) == len(reference) and seen.disk.runs() > 0

@@ -8,6 +8,7 @@ function that turns packed rows into an Arrow batch.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.segments import Piece, Segments
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter
+from dataprep.pack.layout import gather_ranges
 from dataprep.pack.rows import PackedRows
 from dataprep.tasks.base import ChunkResult
 from dataprep.text.filters import DUPLICATE, NEAR_DUPLICATE
@@ -104,10 +106,10 @@ class OrderedStage:
             self.source_drops[result.source][NO_TOKENS] += empty
         if self.dedup:
             todo = np.flatnonzero(keep)
-            digests = [result.hashes[i] for i in todo]
+            digests = result.hashes if len(todo) == n else [result.hashes[i] for i in todo.tolist()]
             new = self.seen.first_seen(digests)
             keep[todo[~new]] = False
-            self.new_seen.extend(d for d, fresh in zip(digests, new.tolist()) if fresh)
+            self.new_seen.extend(itertools.compress(digests, new.tolist()))
             duplicates = int(n - empty - keep.sum())
             if duplicates:
                 self.drops[DUPLICATE] += duplicates
@@ -124,10 +126,11 @@ class OrderedStage:
                 continue
             if docs.all():
                 tokens, lengths, extras = result.tokens, result.lengths, result.extras
-            else:
-                per_token = np.repeat(docs, result.lengths)
-                tokens, lengths = result.tokens[per_token], result.lengths[docs]
-                extras = {name: values[per_token] for name, values in result.extras.items()}
+            else:  # the documents' ranges, not a mask over every token of the chunk (validation is a few)
+                at = np.flatnonzero(docs)
+                starts, lengths = (np.cumsum(result.lengths) - result.lengths)[at], result.lengths[at]
+                tokens = gather_ranges(result.tokens, starts, lengths)
+                extras = {name: gather_ranges(values, starts, lengths) for name, values in result.extras.items()}
             if self.mixing is not None:  # counted when drawn
                 self.mixing.add(split, result.source, tokens, lengths, extras,
                                 {name: values[docs] for name, values in result.doc_stats.items()})

@@ -50,6 +50,15 @@ class SeenSet:
         """bool per digest: True the first time it is seen (it is added), False after (and for a
         repeat within ``digests``)."""
         on_disk = self._on_disk(digests)
+        if not on_disk.any() and self.recent.isdisjoint(digests) and len(set(digests)) == len(digests):
+            # the usual chunk, all new: set operations in C instead of a Python loop per digest (this is
+            # the ordered stage's largest cost per document once segments pack elsewhere)
+            self.recent.update(digests)
+            new = np.ones(len(digests), dtype=bool)
+            self.count += len(digests)
+            if len(self.recent) >= self.limit:
+                self._spill()
+            return new
         new = np.zeros(len(digests), dtype=bool)
         for i, digest in enumerate(digests):
             if not on_disk[i] and digest not in self.recent:

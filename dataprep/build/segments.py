@@ -101,8 +101,10 @@ class SegmentOut:
 def _gather(piece: Piece) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     if piece.docs is None:
         return piece.tokens, piece.lengths, piece.extras
-    per_token = np.repeat(piece.docs, piece.lengths)
-    return piece.tokens[per_token], piece.lengths[piece.docs], {k: v[per_token] for k, v in piece.extras.items()}
+    at = np.flatnonzero(piece.docs)
+    starts, lengths = (np.cumsum(piece.lengths) - piece.lengths)[at], piece.lengths[at]
+    return (gather_ranges(piece.tokens, starts, lengths), lengths,
+            {k: gather_ranges(v, starts, lengths) for k, v in piece.extras.items()})
 
 
 def pack_segment(spec: SegmentSpec, index: int, carry: Carry | None, pieces: list[Piece], final: bool) -> SegmentOut:
