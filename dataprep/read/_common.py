@@ -157,6 +157,43 @@ def open_binary(file: InputFile) -> BinaryIO:
 _WIDE = 4096  # bytes looked at for UTF-16/32
 
 
+BLOCK_LINES = 16 << 20  # bytes of whole lines a block reader takes at a time (more for a longer line)
+
+
+def read_blocks(fh: BinaryIO, size: int | None = None) -> Iterator[bytes]:
+    """Consecutive blocks of whole lines (split at ``\\n`` only, as iterating ``fh`` does), each
+    about ``size`` bytes; the last line may lack its line break. When a read fails (a damaged
+    file), the whole lines read before the failure come first and then the error, as a
+    line-by-line reader would have met them. ``size``: :data:`BLOCK_LINES` unless given."""
+    size = size or BLOCK_LINES
+    rest, eof = b"", False
+    while not eof:
+        pieces, held, piece = [rest], len(rest), b""
+        try:
+            while True:
+                piece = fh.read1(BLOCK)
+                if not piece:
+                    eof = True
+                    break
+                pieces.append(piece)
+                held += len(piece)
+                if held >= size and b"\n" in piece:
+                    break
+        except Exception:
+            data = b"".join(pieces)
+            if cut := data.rfind(b"\n") + 1:
+                yield data[:cut]
+            raise
+        if eof:
+            rest = b""
+        else:  # the block ends at the last line break of its last piece
+            cut = piece.rfind(b"\n") + 1
+            pieces[-1], rest = piece[:cut], piece[cut:]
+        block = b"".join(pieces)
+        if block:
+            yield block
+
+
 def load_json_file(path) -> dict:
     """An HF dataset's metadata file (state.json, dataset_dict.json)."""
     try:

@@ -7,12 +7,18 @@ jsonl file is a value to find records in.
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from dataprep.errors import InputError
 
-from ._common import SKIP, BadRecords, json_message, json_type, open_binary
+from ._common import SKIP, BadRecords, json_message, json_type, open_binary, read_blocks
 from ._fields import Field, RowExtractor
 from ._file import InputFile
 from ._nested import RecordsPath, parse_records, walk
@@ -49,10 +55,10 @@ def read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size
     return _read_jsonl(file, fields, bad, batch_size)
 
 
-def _decoded_lines(fh, bad: BadRecords) -> Iterator[tuple[int, str]]:
+def _decoded_lines(fh, bad: BadRecords, first: int = 1) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of every line that is UTF-8 (a leading byte-order mark dropped);
-    the others are reported as ``invalid_utf8``."""
-    for lineno, raw in enumerate(fh, 1):
+    the others are reported as ``invalid_utf8``. ``first``: the number of ``fh``'s first line."""
+    for lineno, raw in enumerate(fh, first):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -64,34 +70,227 @@ def _decoded_lines(fh, bad: BadRecords) -> Iterator[tuple[int, str]]:
 
 
 def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
+    """Line by line; or, for the pretraining case (one top-level text field, a UTF-8 file), a block
+    of whole lines at a time (:func:`parse_block`): a block that is not clean goes line by line,
+    so every bad line is reported with its number, as ever. Pieces hold exactly ``batch_size``
+    records (the last may hold fewer) whichever way their records were read."""
     extractor = RowExtractor(fields, bad)
-    extract, fast_key = extractor.row, extractor.fast_key
-    loads = json.loads
-    columns: list[list[str]] = [[] for _ in fields]
-    lines: list[int] = []
+    rows = Rows(len(fields), batch_size)
+    key = extractor.fast_key if file.encoding == "utf-8" else None
     with open_binary(file) as fh:
-        for lineno, line in _decoded_lines(fh, bad):
-            try:
-                record = loads(line)
-            except (ValueError, RecursionError) as exc:
-                if line and not line.isspace():  # blank lines are not records
-                    bad.report("malformed_json", f"line {lineno}", json_message(exc, line), _FIX_JSON_LINE)
+        if key is None:
+            yield from _per_line(_decoded_lines(fh, bad), extractor, rows)
+        else:
+            first = 1  # the block's first line number
+            for block in read_blocks(fh):
+                parsed = parse_block(block, key, first=first)
+                if parsed is None:
+                    yield from _per_line(_decoded_lines(io.BytesIO(block), bad, first), extractor, rows)
+                else:
+                    yield from rows.add_arrays(parsed[0], parsed[1] + first)
+                first += block.count(b"\n")
+    if len(rows):
+        yield rows.take()
+
+
+def _per_line(lines: Iterator[tuple[int, str]], extractor: RowExtractor, rows: Rows) -> Iterator[Piece]:
+    """Parse each line with Python's json and add its record to ``rows``; report the bad ones."""
+    extract, fast_key, bad = extractor.row, extractor.fast_key, extractor.bad
+    loads = json.loads
+    columns, numbers, room = rows.columns, rows.lines, rows.room()
+    for lineno, line in lines:
+        try:
+            record = loads(line)
+        except (ValueError, RecursionError) as exc:
+            if line and not line.isspace():  # blank lines are not records
+                bad.report("malformed_json", f"line {lineno}", json_message(exc, line), _FIX_JSON_LINE)
+            continue
+        # Inlined for the pretraining case (one top-level text field): ~30% faster than row().
+        if fast_key is not None and type(record) is dict and type(value := record.get(fast_key)) is str:
+            columns[0].append(value)
+        else:
+            row = extract(record, f"line {lineno}")
+            if row is None:
                 continue
-            # Inlined for the pretraining case (one top-level text field): ~30% faster than row().
-            if fast_key is not None and type(record) is dict and type(value := record.get(fast_key)) is str:
-                columns[0].append(value)
-            else:
-                row = extract(record, f"line {lineno}")
-                if row is None:
-                    continue
-                for column, value in zip(columns, row):
-                    column.append(value)
-            lines.append(lineno)
-            if len(lines) == batch_size:
-                yield columns, lines
-                columns, lines = [[] for _ in fields], []
-    if lines:
-        yield columns, lines
+            for column, value in zip(columns, row):
+                column.append(value)
+        numbers.append(lineno)
+        if len(numbers) == room:
+            yield rows.take()
+            columns, numbers, room = rows.columns, rows.lines, rows.room()
+
+
+class Rows:
+    """Records in the order they came, handed on in pieces of exactly ``batch_size`` (:func:`_read_jsonl`):
+    a block's records as Arrow arrays (:meth:`add_arrays`), a line's as values appended to
+    :attr:`columns` and :attr:`lines` (the caller takes a piece when :meth:`room` is reached)."""
+
+    def __init__(self, width: int, batch_size: int):
+        self.width, self.batch_size = width, batch_size
+        self.columns: list[list[str]] = [[] for _ in range(width)]
+        self.lines: list[int] = []
+        self.held: list[tuple[pa.Array, np.ndarray]] = []  # arrays before the lists, in order
+        self.count = 0  # their records
+
+    def __len__(self) -> int:
+        return self.count + len(self.lines)
+
+    def room(self) -> int:
+        """Records the lists may take before the piece is full."""
+        return self.batch_size - self.count
+
+    def add_arrays(self, values: pa.Array, lines: np.ndarray) -> Iterator[Piece]:
+        """Add a block's records (one text column); yield each piece they fill."""
+        self._hold_lists()
+        start = 0
+        while len(values) - start >= self.batch_size - self.count:
+            n = self.batch_size - self.count
+            self.held.append((values.slice(start, n), lines[start : start + n]))
+            self.count, start = self.batch_size, start + n
+            yield self.take()
+        if start < len(values):
+            self.held.append((values.slice(start), lines[start:]))
+            self.count += len(values) - start
+
+    def _hold_lists(self) -> None:
+        if self.lines:
+            self.held.append((pa.array(self.columns[0], pa.large_string()), np.array(self.lines, dtype=np.int64)))
+            self.count += len(self.lines)
+            self.columns, self.lines = [[]], []
+
+    def take(self) -> Piece:
+        """The records held, as lists when every one came from a line, else as Arrow arrays."""
+        if not self.held:
+            piece = self.columns, self.lines
+            self.columns, self.lines = [[] for _ in range(self.width)], []
+            return piece
+        self._hold_lists()
+        if len(self.held) == 1:  # a slice of one block: no copy
+            values, lines = self.held[0][0], pa.array(self.held[0][1])
+        else:
+            values = pa.concat_arrays([v for v, _ in self.held])
+            lines = pa.array(np.concatenate([n for _, n in self.held]))
+        self.held, self.count = [], 0
+        return [values], lines
+
+
+def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.ndarray] | None:
+    """The ``key`` string of every record of a block of whole JSON lines, parsed at once by
+    Arrow's JSON reader, and each record's line (0-based, in the block); None unless the block
+    is clean: what Python's json would read line by line, value for value.
+
+    Clean means: valid UTF-8; every line blank (only spaces, tabs, CRs) or one JSON object that
+    starts and ends its line, whose ``key`` is a string; no ``Inf``/``-Inf``/``-NaN`` where a
+    value may stand (Arrow reads them, Python's json does not); no run of digits as long as Python's
+    ``int`` refuses; no line nested deeper than Python's json recurses (checked with it); nothing
+    Arrow refuses (duplicate keys, escaped lone surrogates).
+    A line starting with ``{`` cannot continue the line before it, so one object a line is
+    exactly Arrow's row count. ``first``: the block's first line number (line 1 may start with a
+    byte-order mark, as the line-by-line reader allows).
+    """
+    if first == 1 and block[:3] == b"\xef\xbb\xbf":
+        block = b"   " + block[3:]  # JSON whitespace where the mark was: the same lines, the same values
+    x = np.frombuffer(block, dtype=np.uint8)
+    if not _utf8(block) or _nonfinite(block, x) or _long_digits(block, x):
+        return None
+    ends = np.flatnonzero(x == 10)
+    if not len(ends) or ends[-1] != len(x) - 1:
+        ends = np.append(ends, len(x))  # the last line has no line break
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    at = np.flatnonzero(ends > starts)  # empty lines are not records
+    starts, ends = starts[at], ends[at]
+    last = ends - 1
+    last -= (x[last] == 13) & (last > starts)  # a CR before the line break
+    record = np.ones(len(at), dtype=bool)
+    for i in np.flatnonzero((x[starts] != 123) | (x[last] != 125)).tolist():  # not {...}: blank, or not clean
+        line = block[starts[i] : ends[i]].strip(b" \t\r")
+        if line:
+            if line[:1] != b"{" or line[-1:] != b"}":
+                return None
+            continue
+        record[i] = False
+    at, starts, ends = at[record], starts[record], ends[record]
+    if not len(at):
+        return pa.array([], pa.large_string()), at
+    if _deep(block, x, starts, ends):
+        return None
+    options = pa_json.ParseOptions(explicit_schema=pa.schema([(key, pa.string())]), unexpected_field_behavior="ignore")
+    try:
+        table = pa_json.read_json(pa.BufferReader(block), parse_options=options,
+                                  read_options=pa_json.ReadOptions(use_threads=False, block_size=len(block) + 1))
+    except pa.ArrowInvalid:
+        return None
+    values = table.column(0)
+    if table.num_rows != len(at) or values.null_count:  # a missing key, a null, or two objects on a line
+        return None
+    return values.combine_chunks().cast(pa.large_string()), at
+
+
+def _utf8(block: bytes) -> bool:
+    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int64))
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(block)]).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _nonfinite(block: bytes, x: np.ndarray) -> bool:
+    """Whether ``Inf``, ``-Inf`` or ``-NaN`` may stand as a value (after ``:``, ``,`` or ``[`` and
+    before ``,``, ``}`` or ``]``): Arrow reads them, Python's json refuses them (both read ``NaN``,
+    ``Infinity`` and ``-Infinity``). Text in strings rarely looks like that; when it does, the
+    block goes line by line."""
+    n = len(x)
+    i = np.flatnonzero(x[: max(n - 2, 0)] == 73)  # I
+    i = i[(x[i + 1] == 110) & (x[i + 2] == 102)]  # Inf
+    nan = np.flatnonzero(x[1 : max(n - 2, 1)] == 78) + 1  # N, after a first byte
+    nan = nan[(x[nan - 1] == 45) & (x[nan + 1] == 97) & (x[nan + 2] == 78)] - 1  # -NaN
+    for at, length in [(a, 3) for a in i.tolist()] + [(a, 4) for a in nan.tolist()]:
+        end = at + length
+        if block[end : end + 5] == b"inity":
+            continue
+        before = block[max(at - 64, 0) : at].rstrip(b" \t\r\n-")[-1:]
+        after = block[end : end + 64].lstrip(b" \t\r\n")[:1]
+        if before in (b":", b",", b"[") and after in (b",", b"}", b"]"):
+            return True
+    return False
+
+
+def _long_digits(block: bytes, x: np.ndarray) -> bool:
+    """Whether a run of digits may be longer than Python's ``int`` takes from a string
+    (``sys.get_int_max_str_digits``): json refuses such an integer, Arrow reads it. Every run that
+    long holds one of the bytes sampled at half that stride; a sampled digit's run is measured."""
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if not limit or len(block) <= limit:
+        return False
+    stride = max(limit // 2, 1)
+    sampled = x[::stride]
+    for at in (np.flatnonzero((sampled >= 48) & (sampled <= 57)) * stride).tolist():
+        left = block[max(at - limit - 1, 0) : at]
+        right = block[at : at + limit + 1]
+        run = (len(left) - len(left.rstrip(_DIGITS))) + (len(right) - len(right.lstrip(_DIGITS)))
+        if run > limit:
+            return True
+    return False
+
+
+_DIGITS = b"0123456789"
+
+
+def _deep(block: bytes, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """Whether a line may nest deeper than Python's json recurses: a line with fewer ``{``/``[``
+    than half the recursion limit cannot; one with more is parsed by Python's json to see."""
+    limit = max(sys.getrecursionlimit() // 2, 1)
+    opens = np.concatenate((np.flatnonzero(x == 123), np.flatnonzero(x == 91)))
+    if len(opens) < limit:
+        return False
+    per_line = np.bincount(np.searchsorted(ends, opens), minlength=len(ends) + 1)[: len(ends)]
+    for i in np.flatnonzero(per_line >= limit).tolist():
+        try:
+            json.loads(block[starts[i] : ends[i]].decode("utf-8"))
+        except (ValueError, RecursionError):
+            return True
+    return False
 
 
 def read_json(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:

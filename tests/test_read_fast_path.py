@@ -1,0 +1,182 @@
+"""The JSONL reader's block fast path (Arrow's JSON reader on whole blocks of lines) against its
+line-by-line path (Python's json): the same records, line numbers, batches, reports and errors on
+damaged files, whichever path reads a block; and proof that the comparison fails when the fast
+path is wrong."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataprep.errors import InputError
+from dataprep.read import InputSpec, read_batches, resolve_inputs
+from dataprep.read import _common, _json
+
+GOOD = [b'{"text": "plain"}', b'{"id": 7, "text": "caf\xc3\xa9 \\u00e9 \\ud83d\\ude00 \\n\\t\\"q\\" \\\\ \\/"}',
+        b'  {"text": "spaces around"}  ', b'{"text": "crlf"}\r',
+        b'{"meta": {"x": [1, -2.5e3, null, true, {}]}, "n": NaN, "m": -Infinity, "text": "other fields"}',
+        b'{"te\\u0078t": "an escaped key"}', b'{"text": ""}']
+BLANK = [b"", b"   ", b" \t\r"]
+# Lines the fast path must leave to Python, and what Python's json makes of each (reasons reported).
+UNCLEAN = {
+    "trailing comma": (b'{"text": "a",}', ["malformed_json"]),
+    "number": (b'{"text": 5}', ["non_string_field"]),
+    "null": (b'{"text": null}', ["non_string_field"]),
+    "missing": (b'{"other": "a"}', ["missing_field"]),
+    "empty object": (b"{}", ["missing_field"]),
+    "array": (b"[1, 2]", ["not_an_object"]),
+    "string": (b'"str"', ["not_an_object"]),
+    "duplicate key": (b'{"text": "first", "text": "last"}', []),  # the last one wins
+    "Inf": (b'{"text": "a", "s": Inf}', ["malformed_json"]),
+    "-Inf": (b'{"text": "a", "s": [-Inf]}', ["malformed_json"]),
+    "-NaN": (b'{"text": "a", "s": -NaN}', ["malformed_json"]),
+    "invalid UTF-8": (b'{"text": "a\xff"}', ["invalid_utf8"]),
+    "invalid UTF-8 elsewhere": (b'{"text": "a", "s": "\xc3"}', ["invalid_utf8"]),
+    "two objects": (b'{"text": "a"} {"text": "b"}', ["malformed_json"]),
+    "two objects, no space": (b'{"text": "a"}{"text": "b"}', ["malformed_json"]),
+    "CR between objects": (b'{"text": "a"}\r{"text": "b"}', ["malformed_json"]),
+    "object over two lines": (b'{"text":\n"b"}', ["malformed_json", "malformed_json"]),
+    "byte-order mark after line 1": (b'\xef\xbb\xbf{"text": "bom"}', ["malformed_json"]),
+    "nested too deeply": (b'{"text": "a", "n": ' + b"[" * 1200 + b"]" * 1200 + b"}", ["malformed_json"]),
+    "integer too long for int()": (b'{"text": "a", "n": ' + b"1" * 5000 + b"}", ["malformed_json"]),
+    "number too big for Arrow": (b'{"text": "a", "n": 1e999}', []),  # Python reads inf
+    "form feed line": (b"\x0c", []),  # whitespace to Python: not a record, not reported
+    "garbage after": (b'{"text": "a"} x', ["malformed_json"]),
+    "comment": (b"// comment", ["malformed_json"]),
+    "raw tab in a string": (b'{"text": "tab\tinside"}', ["malformed_json"]),
+}
+
+
+def resolve(path):
+    return resolve_inputs([InputSpec(str(path))], base_dir=path.parent)[0]
+
+
+def read_all(path, *, on_error: str, batch_size: int, fast: bool = True) -> dict:
+    """Everything a read shows: each batch's rows, the drops, the reports, the error that stopped it."""
+    drops: collections.Counter = collections.Counter()
+    sink: list | None = [] if on_error == "skip" else None
+    batches, error = [], None
+    original = _json.parse_block
+    if not fast:
+        _json.parse_block = lambda *args, **kwargs: None
+    try:
+        for batch in read_batches(resolve(path), 0, batch_size=batch_size, on_error=on_error, drops=drops, sink=sink):
+            batches.append(list(zip(batch.column("text").to_pylist(), batch.column("line").to_pylist())))
+    except InputError as exc:
+        error = (exc.location, exc.reason_message, exc.fix)
+    except Exception as exc:  # noqa: BLE001 (an escaped lone surrogate fails the same way both ways)
+        error = (type(exc).__name__, str(exc))
+    finally:
+        _json.parse_block = original
+    return {"batches": batches, "drops": drops, "reports": sink, "error": error}
+
+
+def differences(path, *, batch_size: int = 3) -> list[str]:
+    """Where the fast path's read differs from the line-by-line read, in both ``on_error`` modes."""
+    found = []
+    for on_error in ("skip", "raise"):
+        fast, slow = (read_all(path, on_error=on_error, batch_size=batch_size, fast=f) for f in (True, False))
+        found += [f"{on_error}: {key}" for key in fast if fast[key] != slow[key]]
+    return found
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of a few lines, so that one file has clean and unclean blocks and batches across them."""
+    monkeypatch.setattr(_common, "BLOCK_LINES", 120)
+
+
+def damaged_file(tmp_path, cases: list[bytes], name: str = "d.jsonl"):
+    lines = [b'\xef\xbb\xbf{"text": "bom on line 1"}']
+    for i, case in enumerate(cases):
+        lines += [GOOD[i % len(GOOD)], BLANK[i % len(BLANK)], case, b'{"text": "after %d"}' % i]
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(lines))  # the last line has no line break
+    return path
+
+
+def test_damaged_file_reads_the_same_both_ways(tmp_path, small_blocks):
+    path = damaged_file(tmp_path, [line for line, _ in UNCLEAN.values()])
+    assert differences(path) == []
+    skipped = read_all(path, on_error="skip", batch_size=3)
+    assert skipped["drops"] == collections.Counter(r for _, reasons in UNCLEAN.values() for r in reasons)
+    line = 4 * list(UNCLEAN).index("duplicate key") + 4  # damaged_file: 4 lines a case after line 1
+    assert ("last", line) in [row for batch in skipped["batches"] for row in batch]  # Python's json: the last key wins
+    assert all(len(batch) == 3 for batch in skipped["batches"][:-1])
+
+
+def test_the_fast_path_reads_clean_blocks(tmp_path, small_blocks, monkeypatch):
+    path = tmp_path / "clean.jsonl"
+    path.write_bytes(b"\n".join(GOOD * 20 + BLANK) + b"\n")
+    used = []
+    original = _json.parse_block
+    monkeypatch.setattr(_json, "parse_block", lambda *a, **k: used.append(r := original(*a, **k)) or r)
+    fast = read_all(path, on_error="raise", batch_size=5)
+    assert used and all(r is not None for r in used)
+    monkeypatch.setattr(_json, "parse_block", original)
+    assert fast == read_all(path, on_error="raise", batch_size=5, fast=False)
+    assert fast["batches"][0][:2] == [("plain", 1), (json.loads(GOOD[1])["text"], 2)]
+
+
+@pytest.mark.parametrize("name", list(UNCLEAN))
+def test_an_unclean_line_sends_its_block_line_by_line(name):
+    block = GOOD[0] + b"\n" + UNCLEAN[name][0] + b"\n" + GOOD[2] + b"\n"
+    assert _json.parse_block(block, "text", first=2) is None
+
+
+def test_a_clean_block_gives_pythons_values_and_lines():
+    block = b"\n".join([*BLANK, *GOOD, b""])
+    values, at = _json.parse_block(block, "text", first=1)
+    lines = block.split(b"\n")
+    assert values.to_pylist() == [json.loads(lines[i])["text"] for i in at.tolist()]
+    assert at.tolist() == [i for i, line in enumerate(lines) if line.strip(b" \t\r")]
+
+
+@pytest.mark.parametrize(("broken", "case"), [
+    ("_nonfinite", "Inf"), ("_long_digits", "integer too long for int()"), ("_deep", "nested too deeply"),
+    ("_utf8", "invalid UTF-8"),
+])
+def test_the_comparison_fails_when_a_check_is_missing(tmp_path, small_blocks, monkeypatch, broken, case):
+    path = damaged_file(tmp_path, [UNCLEAN[case][0]])
+    assert differences(path) == []
+    monkeypatch.setattr(_json, broken, lambda *args: broken == "_utf8")  # the check says "fine"
+    assert "skip: batches" in differences(path)
+
+
+def test_the_comparison_fails_when_lines_are_numbered_wrong(tmp_path, small_blocks, monkeypatch):
+    path = damaged_file(tmp_path, [*GOOD, UNCLEAN["number"][0]])
+    original = _json.parse_block
+    monkeypatch.setattr(_json, "parse_block", lambda *a, **k: (r := original(*a, **k)) and (r[0], r[1] + 1))
+    assert "skip: batches" in differences(path)
+
+
+def test_a_cut_container_stops_both_ways_after_the_same_records(tmp_path, small_blocks):
+    body = b"".join(b'{"text": "record %d"}\n' % i for i in range(400)) + UNCLEAN["number"][0] + b"\n"
+    data = zstandard.ZstdCompressor().compress(body)
+    path = tmp_path / "cut.jsonl.zst"
+    path.write_bytes(data[: len(data) * 3 // 4])
+    assert differences(path, batch_size=7) == []
+    assert read_all(path, on_error="skip", batch_size=7)["error"][1].startswith("truncated")
+
+
+FRAGMENTS = ['{"text": "a"}', '{"text": "é"}', "{", "}", "[", "]", '"', ",", ":", " ", "\t", "\r", "\\", '"text"',
+             "1", "-", "Inf", "NaN", "null", "true", "\\u00e9", "\\ud800", "\ufeff", "\x00", "\xff", "\n"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join), max_size=12))
+def test_random_lines_read_the_same_both_ways(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("fuzz") / "f.jsonl"
+    raw = [line.encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff") for line in lines]
+    path.write_bytes(b"\n".join(raw + [b'{"text": "end"}']))
+    old = _common.BLOCK_LINES
+    _common.BLOCK_LINES = 40
+    try:
+        assert differences(path) == []
+    finally:
+        _common.BLOCK_LINES = old
