@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import collections
 import json
+import unicodedata
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -16,6 +19,8 @@ from hypothesis import strategies as st
 from dataprep.errors import InputError
 from dataprep.read import InputSpec, read_batches, resolve_inputs
 from dataprep.read import _common, _json
+from dataprep.text import normalize
+from dataprep.text.normalize import NormalizeSpec
 
 GOOD = [b'{"text": "plain"}', b'{"id": 7, "text": "caf\xc3\xa9 \\u00e9 \\ud83d\\ude00 \\n\\t\\"q\\" \\\\ \\/"}',
         b'  {"text": "spaces around"}  ', b'{"text": "crlf"}\r',
@@ -180,3 +185,59 @@ def test_random_lines_read_the_same_both_ways(tmp_path_factory, lines):
         assert differences(path) == []
     finally:
         _common.BLOCK_LINES = old
+
+
+# --- normalization's quick checks (dataprep.text.normalize): a step skipped only where it changes nothing
+
+
+def normalize_everything(texts, spec):
+    """Every step on every string, no check first (what normalize_array did before its quick checks)."""
+    out = pc.replace_substring_regex(texts, pattern=r"^\x{FEFF}", replacement="") if spec.strip_bom else texts
+    if spec.newlines:
+        out = pc.replace_substring(pc.replace_substring(out, pattern="\r\n", replacement="\n"), pattern="\r", replacement="\n")
+    if spec.control_chars:
+        out = pc.replace_substring_regex(out, pattern=normalize._CONTROL, replacement="")
+    if spec.unicode != "none":
+        out = pa.array([None if t is None else unicodedata.normalize(spec.unicode, t) for t in out.to_pylist()], texts.type)
+    return pc.utf8_trim_whitespace(out) if spec.strip else out
+
+
+TRICKY = ["plain ascii", "caf\u00e9", "e\u0301", "\u0300 alone", "\u00c0 \u00a0 \u00b5", "\ufb01 \uff11 \u2126",
+          "a\r\nb\rc", "a\x00b\x1bc\td\ne\x7f", "\x85 next line", "\u0080\u009f\u00a0", "\ufeffmarked", "\u1100\u1161",
+          "\ud55c\uad6d\uc5b4", "\u2019curly\u201d", "", None, "  spaced \n"]
+
+
+def spec_cases():
+    return [NormalizeSpec(), NormalizeSpec(unicode="NFKC"), NormalizeSpec(unicode="NFD"), NormalizeSpec(unicode="NFKD"),
+            NormalizeSpec(newlines=False)]
+
+
+def normalize_differences(texts) -> list[str]:
+    found = []
+    for kind in (pa.string(), pa.large_string()):
+        whole = pa.array(texts, kind)
+        for array in (whole, whole.slice(1, max(len(texts) - 2, 0))):  # a slice's neighbours must not count
+            for spec in spec_cases():
+                if not normalize.normalize_array(array, spec).equals(normalize_everything(array, spec)):
+                    found.append(f"{kind} {spec.unicode} newlines={spec.newlines} slice={array is not whole}")
+    return found
+
+
+
+def test_normalize_skips_only_what_changes_nothing():
+    assert normalize_differences(TRICKY) == []
+    for text in TRICKY:  # alone, and between texts that need nothing
+        assert normalize_differences(["ascii", text, "more ascii"]) == [], text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.none(), max_size=8))
+def test_normalize_random_texts_as_every_step_would(texts):
+    assert normalize_differences(texts) == []
+
+
+@pytest.mark.parametrize(("broken", "value"), [("_may_have_control", lambda texts: False),
+                                               ("_FIRST_CHANGED", {"NFC": 0xE0, "NFD": 0xE0, "NFKC": 0xE0, "NFKD": 0xE0})])
+def test_normalize_comparison_fails_when_a_check_is_wrong(monkeypatch, broken, value):
+    monkeypatch.setattr(normalize, broken, value)
+    assert normalize_differences(TRICKY) != []
