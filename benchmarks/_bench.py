@@ -215,3 +215,59 @@ def shard_files(dataset: Path) -> list[Path]:
     """Every shard file of a built dataset, in manifest order (train, then validation)."""
     manifest = json.loads((dataset / "manifest.json").read_text())
     return [dataset / split / s["file"] for split, info in manifest["splits"].items() for s in info["shards"]]
+
+
+def print_rates(results: dict[str, dict], corpus_tokens: int, ratios: dict[str, str] | None = None,
+                note: str = "") -> dict[str, float]:
+    """The table every throughput benchmark prints: one row per measurement (``seconds``, ``cpu``,
+    ``others``, ``tokens``; ``peak_rss`` where a process of its own was measured), its rate (the
+    corpus's tokens over wall seconds, so every row counts the same tokens) and, per entry of
+    ``ratios`` (column title -> row name), its rate over that row's. Returns the rates."""
+    ratios = {title: row for title, row in (ratios or {}).items() if row in results}
+    rate = {name: corpus_tokens / r["seconds"] for name, r in results.items()}
+    print(f"\n{corpus_tokens:,} corpus tokens; rate = corpus tokens / wall seconds{note}")
+    print("others: share of the machine other processes used during the measurement (0% = quiet)\n")
+    width = max(map(len, results)) + 1
+    head = "".join(f" {title:>{max(len(title), 6)}}" for title in ratios)
+    print(f"{'':{width}} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'peak RSS':>10}{head} {'others':>7}  tokens")
+    for name, r in results.items():
+        rss = mb(r["peak_rss"]) if "peak_rss" in r else "-"
+        cells = "".join(f" {rate[name] / rate[row]:>{max(len(title), 6)}.2f}" for title, row in ratios.items())
+        print(f"{name:{width}} {r['seconds']:8.2f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {rss:>10}{cells} "
+              f"{r['others']:7.0%}  {r['tokens']:,}")
+    return rate
+
+
+def raw_tokenizers(texts: list[str], tokenizer: Path, batch: int) -> dict:
+    """``tokenizers``' ``encode_batch_fast`` over ``texts`` (loaded beforehand) in batches of ``batch``,
+    in this process (its thread pool on every core), counting tokens only."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer))
+    tok.encode_batch_fast(texts[:1], add_special_tokens=False)  # warm: not timed
+    with Contention() as contention:
+        started = time.perf_counter()
+        tokens = 0
+        for i in range(0, len(texts), batch):
+            tokens += sum(len(e) for e in tok.encode_batch_fast(texts[i : i + batch], add_special_tokens=False))
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}
+
+
+def raw_gigatoken(texts: list[str], tokenizer: Path, batch: int, *, lists: bool = False) -> dict:
+    """gigatoken's ``encode_batch`` (ids as one flat array, what dataprep's engine calls) or
+    ``encode_batch_list`` (Python lists) the same way; the first call, which imports awkward, is not timed."""
+    import gigatoken
+
+    tok = gigatoken.Tokenizer(str(tokenizer))
+    len(tok.encode_batch(texts[:1]).layout.content)  # warm: not timed
+    with Contention() as contention:
+        started = time.perf_counter()
+        tokens = 0
+        for i in range(0, len(texts), batch):
+            if lists:
+                tokens += sum(map(len, tok.encode_batch_list(texts[i : i + batch])))
+            else:
+                tokens += len(tok.encode_batch(texts[i : i + batch]).layout.content)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}

@@ -35,39 +35,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from _bench import CORPUS, TOKENIZER, WORK, Contention, corpus_prefix, dataprep_cmd, machine, mb, measure, read_texts, write_recipe
-
-
-def raw_tokenizers(texts: list[str], tokenizer: Path, batch: int) -> dict:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer))
-    with Contention() as contention:
-        started = time.perf_counter()
-        tokens = 0
-        for i in range(0, len(texts), batch):
-            tokens += sum(len(e) for e in tok.encode_batch_fast(texts[i : i + batch], add_special_tokens=False))
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}
-
-
-def raw_gigatoken(texts: list[str], tokenizer: Path, batch: int, *, lists: bool) -> dict:
-    import gigatoken
-
-    tok = gigatoken.Tokenizer(str(tokenizer))
-    with Contention() as contention:
-        started = time.perf_counter()
-        tokens = 0
-        for i in range(0, len(texts), batch):
-            if lists:
-                tokens += sum(map(len, tok.encode_batch_list(texts[i : i + batch])))
-            else:
-                tokens += len(tok.encode_batch(texts[i : i + batch]).layout.content)
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}
+from _bench import (CORPUS, TOKENIZER, WORK, corpus_prefix, dataprep_cmd, machine, mb, measure, print_rates, raw_gigatoken,
+                    raw_tokenizers, read_texts, write_recipe)
 
 
 def run_dataprep(work: Path, data: Path, tokenizer: Path, engine: str, workers: int | None) -> dict:
@@ -190,13 +161,8 @@ def main() -> None:
         results[f"dataprep run wrap, engine {engine}"] = run_dataprep(args.work, data, args.tokenizer, engine, args.workers)
 
     corpus_tokens = results["raw tokenizers encode_batch_fast"]["tokens"]
-    rate = {name: corpus_tokens / r["seconds"] for name, r in results.items()}
-    print(f"\n{corpus_tokens:,} corpus tokens; rate = corpus tokens / wall seconds")
-    print("others: share of the machine other processes used during the measurement (0% = quiet)\n")
-    print(f"{'':36} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'peak RSS':>10} {'others':>7}  tokens")
-    for name, r in results.items():
-        rss = mb(r["peak_rss"]) if "peak_rss" in r else "-"
-        print(f"{name:36} {r['seconds']:8.1f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {rss:>10} {r['others']:7.0%}  {r['tokens']:,}")
+    rate = print_rates(results, corpus_tokens, {"/gigatoken": "raw gigatoken encode_batch",
+                                                "/tokenizers": "raw tokenizers encode_batch_fast"})
     giga, fast = rate["raw gigatoken encode_batch"], rate["raw tokenizers encode_batch_fast"]
     auto, plain = results["dataprep run wrap, engine auto"], results["dataprep run wrap, engine tokenizers"]
     print()

@@ -1,24 +1,27 @@
-"""Pretraining throughput: dataprep end to end beside the tokenizer floor and the standard HF recipe.
+"""Pretraining throughput: dataprep end to end beside raw gigatoken, raw tokenizers and the HF recipe.
 
 In one run, on the same corpus prefix, tokenizer and cores:
 
-- floor: ``tokenizers`` ``encode_batch_fast`` (and ``encode_batch``, which also computes offsets)
-  over the documents in batches of ``--batch``, in this process (Rust thread pool on every core),
-  counting tokens only; the texts are loaded beforehand and not timed;
+- raw gigatoken: ``gigatoken.Tokenizer.encode_batch`` over the documents in batches of
+  ``--batch``, in this process (its thread pool on every core), counting tokens only; the texts
+  are loaded beforehand and not timed. The issue's yardstick (#20: dataprep >= 0.6x of it);
+- raw tokenizers: ``encode_batch_fast``, the same way (the old floor);
 - standard: ``hf_standard.py`` (``datasets`` JSON load -> ``map(tokenize, batched, num_proc)``
-  -> ``map(group_texts)`` into 2048-token blocks -> ``save_to_disk``), with its peak RSS and the
-  bytes of its ``datasets`` cache;
+  -> ``map(group_texts)`` into 2048-token blocks -> ``save_to_disk``), with its peak RSS;
 - dataprep: ``dataprep run`` (recipe defaults: NFC, exact dedup, 1% validation split, EOS after
-  each document) with ``wrap`` and then ``bfd`` at 2048, with peak RSS (children included).
+  each document) with ``wrap`` and ``bfd`` at 2048, each with ``tokenizer.engine: tokenizers``
+  and ``gigatoken``, with peak RSS (children included). The two engines' shards must be
+  byte-identical (checked here, by SHA-256 in the manifests).
 
-Every rate is the corpus's tokens (the floor's count) over wall time; subprocess times include
-interpreter start and imports. Usage::
+Every rate is the corpus's tokens (raw tokenizers' count, which gigatoken must equal) over wall
+time, so every row counts the same tokens; subprocess times include interpreter start and
+imports. Then, unless ``--memory-mb`` is given no sizes, dataprep with gigatoken (wrap and bfd)
+again on prefixes of ``--memory-mb`` MB (default 40 and 160): peak RSS must stay flat as the
+corpus grows. Usage::
 
-    python benchmarks/pretrain_throughput.py                    # the whole corpus (~5 min on 2 cores)
-    python benchmarks/pretrain_throughput.py --limit-mb 40      # quick
-    python benchmarks/pretrain_throughput.py --skip-standard --repeat 3
-
-Goals: dataprep >= 0.85x the floor (encode_batch_fast) and >= 1.7x the standard recipe.
+    python benchmarks/pretrain_throughput.py --limit-mb 60      # ~3 min on 2 cores
+    python benchmarks/pretrain_throughput.py                    # the whole corpus
+    python benchmarks/pretrain_throughput.py --skip-standard --repeat 3 --memory-mb
 """
 
 from __future__ import annotations
@@ -27,44 +30,35 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from _bench import (REPO, TOKENIZER, WORK, corpus_prefix, dataprep_cmd, du, machine, mb, measure, print_rates, raw_gigatoken,
+                    raw_tokenizers, read_texts, write_recipe)
 
-from _bench import REPO, TOKENIZER, WORK, Contention, corpus_prefix, dataprep_cmd, du, machine, mb, measure, read_texts, write_recipe
-
-
-def floor(texts: list[str], tokenizer: Path, batch: int, *, fast: bool) -> dict:
-    tok = Tokenizer.from_file(str(tokenizer))
-    encode = tok.encode_batch_fast if fast else tok.encode_batch
-    with Contention() as contention:
-        started = time.perf_counter()
-        tokens = 0
-        for i in range(0, len(texts), batch):
-            tokens += sum(len(e) for e in encode(texts[i : i + batch], add_special_tokens=False))
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "tokens": tokens, "others": contention.others, "cpu": contention.cpu}
+GIGATOKEN, TOKENIZERS, STANDARD = "raw gigatoken encode_batch", "raw tokenizers encode_batch_fast", "standard HF recipe"
+ENGINES = ("tokenizers", "gigatoken")
 
 
-def recipe(data: Path, tokenizer: Path, mode: str) -> dict:
+def recipe(data: Path, tokenizer: Path, mode: str, engine: str) -> dict:
     return {
-        "name": f"bench-{mode}",
+        "name": f"bench-{mode}-{engine}",
         "task": "pretrain",
         "inputs": [{"path": str(data)}],
-        "tokenizer": {"path": str(tokenizer)},
+        "tokenizer": {"path": str(tokenizer), "engine": engine},
         "packing": {"mode": mode, "seq_len": 2048},
     }
 
 
-def run_dataprep(work: Path, data: Path, tokenizer: Path, mode: str, workers: int | None, engine: str = "local") -> dict:
-    path = write_recipe(work / f"pretrain-{mode}.yaml", recipe(data, tokenizer, mode))
-    out = work / f"out-{mode}"
+def run_dataprep(work: Path, data: Path, tokenizer: Path, mode: str, engine: str, workers: int | None) -> dict:
+    path = write_recipe(work / f"pretrain-{mode}-{engine}.yaml", recipe(data, tokenizer, mode, engine))
+    out = work / f"out-{mode}-{engine}"
     extra = ["-w", str(workers)] if workers else []
-    measured = measure(dataprep_cmd(str(path), "--out", str(out), "--overwrite", "--engine", engine, *extra))
+    measured = measure(dataprep_cmd(str(path), "--out", str(out), "--overwrite", *extra))
     manifest = json.loads((out / "manifest.json").read_text())
     result = {"seconds": measured.seconds, "peak_rss": measured.peak_rss, "tokens": manifest["counts"]["tokens"],
-              "output_bytes": du(out), "others": measured.others, "cpu": measured.cpu}
+              "output_bytes": du(out), "others": measured.others, "cpu": measured.cpu,
+              "shards": [s["sha256"] for info in manifest["splits"].values() for s in info["shards"]],
+              "engine": (manifest["tokenizer"].get("engine") or {}).get("engine")}
     shutil.rmtree(out)
     return result
 
@@ -84,20 +78,38 @@ def run_standard(work: Path, data: Path, tokenizer: Path, workers: int | None) -
     return result
 
 
+def memory(args: argparse.Namespace) -> None:
+    """dataprep with gigatoken on corpus prefixes of growing size: peak RSS and rate."""
+    print(f"\npeak RSS as the corpus grows (dataprep, engine gigatoken): {', '.join(f'{s:g} MB' for s in args.memory_mb)}")
+    print(f"{'prefix':>9} {'documents':>10} {'tokens':>12}  {'wrap: peak RSS':>14} {'M tokens/s':>10}  {'bfd: peak RSS':>13} {'M tokens/s':>10}")
+    for size in args.memory_mb:
+        data = corpus_prefix(size)
+        documents = sum(1 for _ in open(data, "rb"))
+        runs = {mode: run_dataprep(args.work, data, args.tokenizer, mode, "gigatoken", args.workers) for mode in ("wrap", "bfd")}
+        tokens = runs["wrap"]["tokens"]
+        print(f"{size:>6g} MB {documents:>10,} {tokens:>12,}  " + "  ".join(
+            f"{mb(r['peak_rss']):>14} {r['tokens'] / r['seconds'] / 1e6:>10.2f}" for r in runs.values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-mb", type=float, default=None, help="use the first MB of the corpus (default: all of it)")
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
     parser.add_argument("--work", type=Path, default=WORK / "pretrain")
-    parser.add_argument("--batch", type=int, default=1000, help="documents per encode call in the floor")
+    parser.add_argument("--batch", type=int, default=1000, help="documents per raw encode call")
     parser.add_argument("--workers", type=int, default=None, help="dataprep --workers and the standard recipe's num_proc (default: all cores)")
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each measurement")
     parser.add_argument("--skip-standard", action="store_true")
+    parser.add_argument("--memory-mb", type=float, nargs="*", default=[40, 160],
+                        help="corpus prefixes (MB) for the peak-RSS check (default 40 160; none: skip it)")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
     data = corpus_prefix(args.limit_mb)
     print(f"machine: {machine()}")
+    from dataprep.text.encode_engine import gigatoken_version
+
+    print(f"encode engine: {gigatoken_version()}")
     texts = read_texts(data)
     print(f"corpus: {data.name}, {len(texts):,} documents, {data.stat().st_size / 1e6:,.1f} MB of JSONL")
 
@@ -108,31 +120,31 @@ def main() -> None:
             best[name] = result
 
     for _ in range(args.repeat):
-        for name, fast in (("floor: encode_batch_fast", True), ("floor: encode_batch (offsets)", False)):
-            keep(name, floor(texts, args.tokenizer, args.batch, fast=fast))
-        if not args.skip_standard:
-            keep("standard HF recipe", run_standard(args.work, data, args.tokenizer, args.workers))
-        for mode in ("wrap", "bfd"):
-            keep(f"dataprep run ({mode})", run_dataprep(args.work, data, args.tokenizer, mode, args.workers))
+        keep(GIGATOKEN, raw_gigatoken(texts, args.tokenizer, args.batch))
+        keep(TOKENIZERS, raw_tokenizers(texts, args.tokenizer, args.batch))
     del texts
+    for _ in range(args.repeat):
+        if not args.skip_standard:
+            keep(STANDARD, run_standard(args.work, data, args.tokenizer, args.workers))
+        for mode in ("wrap", "bfd"):
+            for engine in ENGINES:
+                keep(f"dataprep {mode}, engine {engine}", run_dataprep(args.work, data, args.tokenizer, mode, engine, args.workers))
 
-    corpus_tokens = best["floor: encode_batch_fast"]["tokens"]
-    rate = {name: corpus_tokens / r["seconds"] for name, r in best.items()}
-    print(f"\n{corpus_tokens:,} corpus tokens; rate = corpus tokens / wall seconds, best of {args.repeat}\n")
-    print("others: share of the machine other processes used during the measurement (0% = quiet)\n")
-    print(f"{'':32} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'peak RSS':>10} {'cache files':>12} {'others':>7}  output tokens")
-    for name, r in best.items():
-        rss = mb(r["peak_rss"]) if "peak_rss" in r else "-"
-        cache = mb(r["cache_bytes"]) if "cache_bytes" in r else ("0" if name.startswith("dataprep") else "-")
-        print(f"{name:32} {r['seconds']:8.1f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {rss:>10} {cache:>12} {r['others']:7.0%}  {r['tokens']:,}")
-    fast = rate["floor: encode_batch_fast"]
+    corpus_tokens = best[TOKENIZERS]["tokens"]
+    rate = print_rates(best, corpus_tokens, {"/gigatoken": GIGATOKEN, "/standard": STANDARD}, f", best of {args.repeat}")
     print()
     for mode in ("wrap", "bfd"):
-        d = rate[f"dataprep run ({mode})"]
-        line = f"dataprep ({mode}) / floor = {d / fast:.2f}x (goal >= 0.85)"
-        if "standard HF recipe" in rate:
-            line += f";  dataprep ({mode}) / standard = {d / rate['standard HF recipe']:.2f}x (goal >= 1.7)"
-        print(line)
+        giga, plain = best[f"dataprep {mode}, engine gigatoken"], best[f"dataprep {mode}, engine tokenizers"]
+        print(f"dataprep {mode} (gigatoken) / raw gigatoken = {rate[f'dataprep {mode}, engine gigatoken'] / rate[GIGATOKEN]:.2f}x "
+              f"(#20 goal >= 0.6); engine recorded: {giga['engine']}; shards byte-identical across engines: "
+              f"{giga['shards'] == plain['shards']}")
+    if STANDARD in best:
+        print(f"standard HF recipe: {mb(best[STANDARD]['cache_bytes'])} of datasets cache files; dataprep writes none")
+    print(f"raw token counts equal: {best[GIGATOKEN]['tokens'] == corpus_tokens} ({best[GIGATOKEN]['tokens']:,} vs {corpus_tokens:,})")
+    if any(best[f"dataprep {m}, engine gigatoken"]["shards"] != best[f"dataprep {m}, engine tokenizers"]["shards"] for m in ("wrap", "bfd")):
+        raise SystemExit("the engines wrote different shards")
+    if args.memory_mb:
+        memory(args)
 
 
 if __name__ == "__main__":
