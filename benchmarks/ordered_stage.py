@@ -79,8 +79,8 @@ def stage_for(recipe, plan, tokenizer, out, *, segment_tokens: int | None, worke
     return OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup, segments=segments)
 
 
-def drive(stage: OrderedStage, results) -> float:
-    """Feed the results and finish; the CPU seconds of this thread (the driver's)."""
+def drive(stage: OrderedStage, results) -> tuple[float, float]:
+    """Feed the results and finish; the CPU seconds of this thread (the driver's), and the train split's fill."""
     started = time.thread_time()
     for result in results:
         stage.add(result)
@@ -92,7 +92,7 @@ def drive(stage: OrderedStage, results) -> float:
         stage.segments.close()
     seconds = time.thread_time() - started
     assert sum(s["rows"] for s in shards["train"]) > 0
-    return seconds
+    return seconds, stage.pack_stats()["train"]["efficiency"]
 
 
 def main() -> None:
@@ -105,8 +105,8 @@ def main() -> None:
     print(machine())
     spent, lock = timed_segments()
     print("| packing | tokens | worker Mtok/CPU-s | one stream: stage Mtok/CPU-s | ceiling | segments: driver Mtok/CPU-s "
-          "| segment threads Mtok/CPU-s | ceiling |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| segment threads Mtok/CPU-s | ceiling | fill: one stream / segments |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for mode in ("wrap", "bfd"):
         recipe = recipe_from_dict({"task": "pretrain", "inputs": [{"path": str(data)}],
                                    "tokenizer": {"path": str(TOKENIZER), "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
@@ -121,9 +121,9 @@ def main() -> None:
         results = [work(chunk) for chunk in chunks]
         worker = time.process_time() - started
         tokens = sum(int(r.lengths.sum()) for r in results)
-        one = drive(stage_for(recipe, plan, tokenizer, WORK / f"ordered-{mode}", segment_tokens=None, workers=1), results)
+        one, one_fill = drive(stage_for(recipe, plan, tokenizer, WORK / f"ordered-{mode}", segment_tokens=None, workers=1), results)
         spent["seconds"] = 0.0
-        driver = drive(stage_for(recipe, plan, tokenizer, WORK / f"ordered-{mode}-seg", segment_tokens=args.segment_tokens,
+        driver, seg_fill = drive(stage_for(recipe, plan, tokenizer, WORK / f"ordered-{mode}-seg", segment_tokens=args.segment_tokens,
                                  workers=args.segment_threads), results)
         with lock:
             threads = spent["seconds"]
@@ -132,7 +132,7 @@ def main() -> None:
         rate = lambda seconds: tokens / seconds / 1e6  # noqa: E731
         # with segments a worker's share of the work per token is its chunk plus its share of the segments
         print(f"| {mode} | {tokens:,} | {rate(worker):.2f} | {rate(one):.2f} | {worker / one:.1f} | {rate(driver):.1f} "
-              f"| {rate(threads):.2f} | {(worker + threads) / driver:.0f} |")
+              f"| {rate(threads):.2f} | {(worker + threads) / driver:.0f} | {one_fill:.2%} / {seg_fill:.2%} |")
     print(f"\nceiling = worker CPU per token / driver CPU per token (segments: the worker's share includes the "
           f"segment threads'); segments of {args.segment_tokens:,} tokens, {len(chunks)} chunks. #20 asks for >= 64.")
 

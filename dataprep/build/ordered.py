@@ -124,6 +124,11 @@ class OrderedStage:
             docs = keep & in_split
             if not docs.any():
                 continue
+            if split == "train" and self.segments is not None:  # gathered, packed and counted on a segment thread
+                self.documents[split] += int(docs.sum())
+                self.segments.add(Piece(result.source, result.tokens, result.lengths, None if docs.all() else docs,
+                                        result.extras))
+                continue
             if docs.all():
                 tokens, lengths, extras = result.tokens, result.lengths, result.extras
             else:  # the documents' ranges, not a mask over every token of the chunk (validation is a few)
@@ -136,10 +141,6 @@ class OrderedStage:
                                 {name: values[docs] for name, values in result.doc_stats.items()})
                 continue
             self.documents[split] += int(docs.sum())
-            if split == "train" and self.segments is not None:  # gathered, packed and counted on a segment thread
-                self.segments.add(Piece(result.source, result.tokens, result.lengths, None if docs.all() else docs,
-                                        result.extras))
-                continue
             if self.unk_id is not None:
                 unknown = int(np.count_nonzero(tokens == self.unk_id))
                 self.unknown[split] += unknown
