@@ -48,7 +48,7 @@ import numpy as np
 from dataprep.errors import TokenizerError
 
 __all__ = ["ENGINES", "AUTO", "TOKENIZERS", "GIGATOKEN", "Engine", "EngineChoice", "GigatokenEncoder", "choose",
-           "probe", "frame_documents", "gigatoken_version", "INSTALL"]
+           "probe", "frame_documents", "gigatoken_version", "INSTALL", "fall_back", "settle"]
 
 log = logging.getLogger("dataprep.tokenizer")
 
@@ -313,22 +313,37 @@ def choose(tokenizer: LoadedTokenizer, requested: str, documents: list[str]) -> 
     try:
         encoder = GigatokenEncoder(tokenizer._json.decode("utf-8"), split_special_tokens=tokenizer.split_special_tokens)
     except TokenizerError as exc:
-        return _fall_back(requested, str(exc), version, probed=0, differing=None), None
+        return fall_back(requested, str(exc), version, probed=0, differing=None), None
     differing = probe(tokenizer, encoder, documents)
     probed = len(probe_texts(tokenizer, documents))
     if differing is not None:
         reason = (f"gigatoken's ids differ from tokenizers' on probe text {differing['text']} ({differing['kind']} "
                   f"{differing['excerpt'][:40]!r}) at token {differing['at']}")
-        return _fall_back(requested, reason, version, probed=probed, differing=differing), None
+        return fall_back(requested, reason, version, probed=probed, differing=differing), None
     reason = f"gigatoken gave the ids tokenizers gives on all {probed} probe texts"
     log.info("encoding with %s: %s", version, reason)
     return EngineChoice(requested, GIGATOKEN, reason, probed=probed, version=version), encoder
 
 
-def _fall_back(requested: str, reason: str, version: str | None, *, probed: int, differing: dict | None) -> EngineChoice:
+def fall_back(requested: str, reason: str, version: str | None, *, probed: int, differing: dict | None) -> EngineChoice:
+    """``tokenizers``, with ``reason`` logged, where ``auto`` was requested.
+
+    Raises:
+        TokenizerError: ``gigatoken`` was requested (the reason, and how to fix it).
+    """
     if requested == GIGATOKEN:
         raise TokenizerError(f"`tokenizer.engine: gigatoken` cannot be used: {reason}. Set `tokenizer.engine: auto` "
                              "(or tokenizers) to encode with tokenizers")
     # a differing probe is a gigatoken bug worth seeing; an unsupported tokenizer is expected
     (log.warning if differing is not None else log.info)("encoding with tokenizers: %s", reason)
     return EngineChoice(requested, TOKENIZERS, reason, probed=probed, differing=differing, version=version)
+
+
+def settle(tokenizer: LoadedTokenizer, choice: EngineChoice) -> None:
+    """Make ``choice``, made by a task's own probe (fine-tuning's, :mod:`dataprep.tasks.sft.loss_mask`),
+    the tokenizer's and its run's: it travels with the pickled tokenizer to every worker and the
+    manifest records it, as :meth:`~dataprep.text.tokenizer.LoadedTokenizer.choose_engine` does."""
+    engine = tokenizer._engine  # type: ignore[attr-defined]
+    with engine._lock:
+        engine.choice, engine._encoder = choice, None
+        engine.run_choice = choice

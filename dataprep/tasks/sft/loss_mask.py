@@ -35,6 +35,7 @@ the reply.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import weakref
 from collections import OrderedDict
@@ -45,9 +46,18 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from dataprep.tasks.sft.templates import Rendered
+from dataprep.text.byte_offsets import ByteOffsets, byte_offsets
+from dataprep.text.encode_engine import GIGATOKEN, GigatokenEncoder
 from dataprep.text.tokenizer import LoadedTokenizer
 
-__all__ = ["Encoded", "EncodedBatch", "encode_with_mask", "encode_batch_with_mask", "encode_batch_flat"]
+__all__ = ["Encoded", "EncodedBatch", "encode_with_mask", "encode_batch_with_mask", "encode_batch_flat", "fast_encoder",
+           "FINE_TUNING"]
+
+log = logging.getLogger("dataprep.sft")
+
+# How a fine-tuning engine choice's reason starts (:mod:`dataprep.tasks.sft.engine_choice`): only a
+# choice made by fine-tuning's own probe (ids and offsets) lets gigatoken encode examples.
+FINE_TUNING = "fine-tuning:"
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +91,7 @@ class _Templated:
     content: dict[int, str] = field(default_factory=dict)
 
 
+_NO_STRIPS = _Templated(None, np.zeros(0, dtype=bool))  # type: ignore[arg-type]
 _CACHE: weakref.WeakKeyDictionary[LoadedTokenizer, _Templated] = weakref.WeakKeyDictionary()
 # The private copies by fingerprint (the sha256 of the tokenizer's JSON, so equal fingerprints make
 # equal copies), for the next LoadedTokenizer of the same files in this process: a run after a run,
@@ -125,6 +136,49 @@ def _with_strips(encoder: Tokenizer) -> _Templated:
     content = {i: t.content for i, t in added.items() if t.lstrip or t.rstrip}
     strips[list(content)] = True
     return _Templated(encoder, strips, content)
+
+
+@dataclass(frozen=True)
+class FastEncoder:
+    """gigatoken matching every added token in the text (as :func:`_templated`'s copy does), and
+    the byte lengths that give its tokens' offsets."""
+
+    encoder: GigatokenEncoder
+    offsets: ByteOffsets
+
+
+class _NoSpans(Exception):
+    """gigatoken's token bytes do not spell a probed text."""
+
+
+_FAST: weakref.WeakKeyDictionary[LoadedTokenizer, FastEncoder] = weakref.WeakKeyDictionary()
+
+
+def fast_encoder(tokenizer: LoadedTokenizer) -> FastEncoder | None:
+    """gigatoken's encoder for fine-tuning when the run chose it (its engine choice comes from
+    fine-tuning's probe and says gigatoken), else None: ``tokenizers`` encodes."""
+    choice = tokenizer.engine_choice
+    if choice is None or choice.engine != GIGATOKEN or not choice.reason.startswith(FINE_TUNING):
+        return None
+    return _fast_for(tokenizer)
+
+
+def _fast_for(tokenizer: LoadedTokenizer) -> FastEncoder:
+    """Built once per tokenizer and process.
+
+    Raises:
+        TokenizerError: gigatoken cannot load the tokenizer, or byte lengths do not give its
+            offsets (:class:`~dataprep.text.byte_offsets.Unsupported`), with the reason.
+    """
+    found = _FAST.get(tokenizer)
+    if found is None:
+        with _LOCK:
+            found = _FAST.get(tokenizer)
+            if found is None:
+                text = tokenizer._json.decode("utf-8")
+                offsets = byte_offsets(text)  # the cheaper refusal first
+                found = _FAST[tokenizer] = FastEncoder(GigatokenEncoder(text, split_special_tokens=False), offsets)
+    return found
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,39 +229,73 @@ def encode_batch_with_mask(tokenizer: LoadedTokenizer, rendered: Sequence[Render
     return [batch[i] for i in range(len(batch))]
 
 
-def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered]) -> EncodedBatch:
-    """Encode many examples in one ``encode_batch`` call (Rust thread pool, offsets tracked) and
-    build every mask in one vectorised pass over the batch, with no Python loop per token or
-    per example (bar the few stripping added tokens).
+def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered], *, engine: str | None = None) -> EncodedBatch:
+    """Encode many examples in one call and build every mask in one vectorised pass over the batch,
+    with no Python loop per token or per example (bar the few stripping added tokens).
+
+    The encoder is the run's fine-tuning engine (:func:`choose_engine`): gigatoken's ids, with
+    spans from their byte lengths (:mod:`dataprep.text.byte_offsets`), or ``tokenizers``'
+    ``encode_batch`` with offsets (Rust thread pool). ``engine`` forces one (the probe's use).
 
     The examples are laid side by side on one character axis (example ``i`` starts at
     ``base[i]``, with a gap of 2 after each text), so one ``searchsorted`` over all target spans
     gives what a per-example search would: a token's first span ending after its start is a
     span of its own example, or lies past the gap where no token of the example reaches.
     """
-    t = _templated(tokenizer)
     n = len(rendered)
     if n == 0:
         zero, empty = np.zeros(0, np.int64), np.zeros(0, np.int32)
         return EncodedBatch(empty, np.zeros(0, np.uint8), zero, np.zeros(1, np.int64), zero, zero)
     texts = [r.text for r in rendered]
+    fast = fast_encoder(tokenizer) if engine is None else (_fast_for(tokenizer) if engine == GIGATOKEN else None)
+    found = _encode_fast(fast, texts, probing=engine is not None) if fast is not None else None
+    # gigatoken's tokenizers never strip (byte_offsets refuses them): no private copy to parse
+    t = _NO_STRIPS if found is not None else _templated(tokenizer)
+    ids, lengths, spans = found if found is not None else _encode(t, texts)
+    return _masked(t, rendered, texts, ids, lengths, spans)
+
+
+def _encode_fast(fast: FastEncoder, texts: list[str], *, probing: bool) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+    """:func:`_encode` with gigatoken, spans from the ids' byte lengths; None when they do not
+    spell the texts (then ``tokenizers`` encodes the batch; the probe raises instead)."""
+    ids, lengths = fast.encoder.encode(texts)
+    spans = fast.offsets.char_spans(texts, ids, lengths)
+    if spans is not None:
+        return ids, lengths, spans
+    if probing:
+        raise _NoSpans("gigatoken's token bytes do not spell the texts")
+    log.warning("gigatoken's token bytes do not spell a batch's texts; encoding it with tokenizers")
+    return None
+
+
+def _encode(t: _Templated, texts: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """``(ids, lengths, (starts, ends))``: int32 ids of every text back to back, int64 tokens per
+    text, and each token's character span in its own text, from ``tokenizers``' offsets."""
+    n = len(texts)
     encodings = t.tokenizer.encode_batch(texts, add_special_tokens=False)
     id_lists = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=n)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    total = int(offsets[-1])
+    total = int(lengths.sum())
     ids = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32, count=total)
     pairs = itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings))
     spans = np.fromiter(pairs, dtype=np.int64, count=2 * total).reshape(-1, 2)
-    del encodings, id_lists
+    return ids, lengths, (spans[:, 0].copy(), spans[:, 1].copy())
+
+
+def _masked(t: _Templated, rendered: Sequence[Rendered], texts: list[str], ids: np.ndarray, lengths: np.ndarray,
+            spans: tuple[np.ndarray, np.ndarray]) -> EncodedBatch:
+    """The masks, straddles and prompt lengths of encoded examples (see :func:`encode_batch_flat`)."""
+    n = len(rendered)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    starts, ends = spans
     example = np.repeat(np.arange(n, dtype=np.int64), lengths)  # example of each token
     text_lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     base = np.zeros(n, dtype=np.int64)
     np.cumsum(text_lens[:-1] + 2, out=base[1:])
-    starts, ends = spans[:, 0].copy(), spans[:, 1].copy()
     # Stripping added tokens: shrink the span to the token's own text (few per example).
-    for k in np.flatnonzero(t.strips[ids]).tolist() if total else ():
+    for k in np.flatnonzero(t.strips[ids]).tolist() if total and len(t.strips) else ():
         text = t.content[int(ids[k])]
         i = int(example[k])
         at = texts[i].find(text, int(starts[k]), int(ends[k]))

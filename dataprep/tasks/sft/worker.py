@@ -107,6 +107,18 @@ class SftWorker(RecordWorker):
         result.contaminated = contaminated
         return result
 
+    def examples(self, batch: pa.RecordBatch, entry: int) -> list[Rendered]:
+        """The batch's examples that render, quietly (a record that does not is skipped, neither
+        counted nor logged): the sample fine-tuning's engine probe encodes both ways."""
+        columns = self._columns(batch, entry)
+        out = []
+        for row in range(batch.num_rows):
+            try:
+                out.append(self._render({name: values[row] for name, values in columns.items()}))
+            except RecordProblem:
+                continue
+        return out
+
     def _fit_batch(self, source, file, enc: EncodedBatch, rendered, label_ids, lines, drops, *,
                    extra_stats: Mapping[str, np.ndarray] | None = None,
                    extra_columns: Mapping[str, np.ndarray] | None = None) -> ChunkResult:

@@ -1,0 +1,165 @@
+"""Token offsets from ids alone: what ``tokenizers``' offsets say, for a byte-level BPE.
+
+Fine-tuning needs each token's character span in the rendered text to build its loss mask
+(:mod:`dataprep.tasks.sft.loss_mask`). ``tokenizers``' ``encode_batch`` gives offsets, at the cost
+of building every token's string and offsets in Python objects; ``gigatoken`` gives ids only,
+several times faster. For a byte-level BPE whose text nothing rewrites, the ids say the offsets:
+
+- every vocabulary token is the bytes its string spells in the ByteLevel alphabet (``Ġ`` is the
+  byte 0x20), and an added token is its content's UTF-8; the tokens of a text are its bytes in
+  order, so cumulative byte lengths are each token's byte span;
+- ``tokenizers`` aligns each byte with the whole character it came from, so a token's characters
+  run from the character holding its first byte to the one holding its last, both included: a
+  token that ends inside a multi-byte character (an emoji cut in two) covers that character, and
+  so does the next one; one vectorized pass maps bytes to characters
+  (:meth:`ByteOffsets.char_spans`).
+
+When this holds (:func:`byte_offsets`): a BPE model (no dropout, no subword prefix or suffix)
+behind no normalizer (an empty ``Sequence`` counts as none), a pre-tokenizer that is ByteLevel
+without ``add_prefix_space``, alone or after ``Split``/``Digits``/``Punctuation`` (which only cut,
+so offsets stay the original's), no post-processor that trims offsets (a ByteLevel one with
+``trim_offsets: true``; it applies even without added special tokens), and no added token that
+strips whitespace (``lstrip``/``rstrip``: its offsets cover the whitespace it absorbed, which no
+length says). Anything else raises :class:`Unsupported` with the reason and fine-tuning keeps
+``tokenizers``' offsets: SentencePiece BPE (Phi-3, Gemma 3: a normalizer replaces spaces with
+``▁``), WordPiece (BERT). Each batch is checked as well: its token bytes must add up to each
+text's UTF-8 length, else :meth:`ByteOffsets.char_spans` returns None and the caller encodes
+that batch with ``tokenizers`` (the ids are the same; a token whose length is unknown, or
+ambiguous between the vocabulary and an added token, makes the same verdict). The proof that the
+spans are exactly ``tokenizers``' is ``tests/test_sft_engine.py``, on every shipped tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dataprep.errors import TokenizerError
+
+__all__ = ["ByteOffsets", "Unsupported", "byte_offsets", "byte_alphabet"]
+
+# pre-tokenizers that only cut the text (each piece keeps the original's offsets)
+_CUTTING = {"Split", "Digits", "Punctuation"}
+
+
+class Unsupported(TokenizerError):
+    """The tokenizer's offsets are not its tokens' byte lengths (the message says why)."""
+
+
+def byte_alphabet() -> dict[str, int]:
+    """ByteLevel's alphabet, character -> byte (GPT-2's ``bytes_to_unicode``, inverted): printable
+    bytes stand for themselves, the others for 256 + their rank."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
+
+
+class ByteOffsets:
+    """Each id's length in bytes (``-1`` where none is known) and how to turn ids into spans.
+
+    Args:
+        lengths: int64 per id.
+    """
+
+    def __init__(self, lengths: np.ndarray):
+        self.lengths = lengths
+
+    def char_spans(self, texts: Sequence[str], ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(starts, ends)``, int64 per token: its character span in its own text, as ``tokenizers``
+        reports it; None when the ids do not spell the texts' bytes (see the module docstring).
+
+        Args:
+            texts: The encoded texts.
+            ids: Their ids, back to back.
+            counts: Tokens per text.
+        """
+        n = len(texts)
+        if len(ids) == 0:
+            return (np.zeros(0, np.int64),) * 2 if all(not t for t in texts) else None
+        if int(ids.max()) >= len(self.lengths) or int(ids.min()) < 0:
+            return None
+        sizes = self.lengths[ids]
+        if (sizes <= 0).any():
+            return None
+        joined = "".join(texts)
+        raw = joined.encode("utf-8")
+        ends = np.cumsum(sizes)  # byte ends on the joined axis (texts back to back)
+        token_ends = np.cumsum(counts)
+        text_bytes = ends[token_ends[counts > 0] - 1]  # where each non-empty text's tokens end
+        char_lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+        if len(raw) == len(joined):  # ASCII: bytes are characters
+            byte_ends = np.cumsum(char_lens)
+        else:
+            byte_ends = np.cumsum(np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=n))
+        if ends[-1] != len(raw) or not np.array_equal(text_bytes, byte_ends[counts > 0]) or (
+                (char_lens[counts == 0] > 0).any()):
+            return None
+        starts = ends - sizes
+        char_base = np.repeat(np.cumsum(char_lens) - char_lens, counts)
+        if len(raw) == len(joined):
+            return starts - char_base, ends - char_base
+        data = np.frombuffer(raw, dtype=np.uint8)
+        char_of = np.cumsum((data & 0xC0) != 0x80, dtype=np.int64) - 1  # the character holding each byte
+        return char_of[starts] - char_base, char_of[ends - 1] + 1 - char_base
+
+
+def byte_offsets(json_text: str) -> ByteOffsets:
+    """The byte lengths of a tokenizer (``tokenizer.json`` text) whose offsets they give.
+
+    Raises:
+        Unsupported: they do not give its offsets, with the reason.
+    """
+    data = json.loads(json_text)
+    _check(data)
+    model = data["model"]
+    alphabet = byte_alphabet()
+    vocab: dict[str, int] = model["vocab"]
+    added = data.get("added_tokens") or []
+    size = max([*vocab.values(), *(t["id"] for t in added), -1]) + 1
+    lengths = np.full(size, -1, dtype=np.int64)
+    for token, i in vocab.items():
+        if all(c in alphabet for c in token):
+            lengths[i] = len(token)  # one alphabet character per byte
+    for t in added:
+        own, i = len(t["content"].encode("utf-8")), t["id"]
+        # an id the model also spells from other bytes has no single length (one whose vocabulary
+        # string is not in the alphabet, as DeepSeek's specials, the model never produces)
+        lengths[i] = own if lengths[i] in (-1, own) else -2
+    lengths[lengths == -2] = -1
+    return ByteOffsets(lengths)
+
+
+def _check(data: dict[str, Any]) -> None:
+    model = data.get("model") or {}
+    if model.get("type") != "BPE":
+        raise Unsupported(f"the model is {model.get('type')}, not a byte-level BPE")
+    if model.get("dropout") or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        raise Unsupported("the BPE model has dropout or a subword prefix/suffix")
+    if not _no_op(data.get("normalizer")):
+        raise Unsupported(f"a normalizer ({data['normalizer'].get('type')}) rewrites the text before it is split")
+    pre = data.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [s.get("type") for s in steps]
+    if not steps or kinds[-1] != "ByteLevel" or any(k not in _CUTTING for k in kinds[:-1]):
+        raise Unsupported(f"the pre-tokenizer is not ByteLevel after cutting steps only ({', '.join(map(str, kinds))})")
+    if steps[-1].get("add_prefix_space"):
+        raise Unsupported("the ByteLevel pre-tokenizer adds a prefix space")
+    post = data.get("post_processor") or {}
+    for step in post.get("processors", []) if post.get("type") == "Sequence" else [post]:
+        if step.get("type") == "ByteLevel" and step.get("trim_offsets"):
+            raise Unsupported("the ByteLevel post-processor trims spaces from offsets")
+    stripping = [t["content"] for t in data.get("added_tokens") or [] if t.get("lstrip") or t.get("rstrip")]
+    if stripping:
+        raise Unsupported(f"added tokens strip whitespace into their offsets ({', '.join(stripping[:3])})")
+
+
+def _no_op(normalizer: dict[str, Any] | None) -> bool:
+    return normalizer is None or (normalizer.get("type") == "Sequence" and all(map(_no_op, normalizer.get("normalizers", []))))
