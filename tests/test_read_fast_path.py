@@ -20,6 +20,7 @@ from dataprep.errors import InputError
 from dataprep.read import InputSpec, read_batches, resolve_inputs
 from dataprep.read import _common, _json
 from dataprep.text import normalize
+from dataprep.text.filters import content_hashes
 from dataprep.text.normalize import NormalizeSpec
 
 GOOD = [b'{"text": "plain"}', b'{"id": 7, "text": "caf\xc3\xa9 \\u00e9 \\ud83d\\ude00 \\n\\t\\"q\\" \\\\ \\/"}',
@@ -241,3 +242,17 @@ def test_normalize_random_texts_as_every_step_would(texts):
 def test_normalize_comparison_fails_when_a_check_is_wrong(monkeypatch, broken, value):
     monkeypatch.setattr(normalize, broken, value)
     assert normalize_differences(TRICKY) != []
+
+
+# --- content hashes from an Arrow array's buffer (dataprep.text.filters.content_hashes)
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_content_hashes_of_an_array_are_those_of_its_strings(kind):
+    texts = ["", "a", "caf\u00e9", "\ud55c\uad6d\uc5b4" * 500, "x" * 5000, "\x00"]
+    whole = pa.array(["before", *texts, "after"], kind)
+    expected = content_hashes(texts)
+    assert content_hashes(whole.slice(1, len(texts))) == expected
+    assert content_hashes(pa.concat_arrays([whole.slice(1, 3), whole.slice(4, len(texts) - 3)])) == expected
+    with pytest.raises(AttributeError):  # a null is not a text, as ever
+        content_hashes(pa.array(["a", None], kind))
