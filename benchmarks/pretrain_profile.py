@@ -40,9 +40,10 @@ from _bench import TOKENIZER, WORK, corpus_prefix, machine  # noqa: E402
 # (step, "module:attribute" of each function it is made of). Methods as "module:Class.method".
 # ``inclusive`` steps count what they call as their own (start-up).
 STEPS: list[tuple[str, tuple[str, ...]]] = [
-    ("read: decompress, split lines", ("dataprep.read._json:_decoded_lines", "dataprep.read._json:_blocks")),
-    ("read: JSON parse", ("dataprep.read._json:json.loads", "dataprep.read._json:_parse_block")),
-    ("read: records, batching", ("dataprep.read._json:_read_jsonl", "dataprep.read._json:_per_line")),
+    ("read: decompress, split lines", ("dataprep.read._json:_decoded_lines", "dataprep.read._common:read_blocks")),
+    ("read: JSON parse (blocks: + checks)", ("dataprep.read._json:json.loads", "dataprep.read._json:parse_block")),
+    ("read: records, batching", ("dataprep.read._json:_read_jsonl", "dataprep.read._json:_per_line",
+                                 "dataprep.read._json:Rows.add_arrays", "dataprep.read._json:Rows.take")),
     ("read: Arrow batches", ("dataprep.read._records:_batches",)),
     ("read: chunks", ("dataprep.read.chunks:ChunkReader.file_chunks", "dataprep.read.chunks:split_by_bytes")),
     ("normalize", ("dataprep.text.normalize:normalize_array", "dataprep.text.mojibake:fix_mojibake",
