@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep.build import checkpoint, ordered, write
+from dataprep.build import checkpoint, ordered, output_dir, write
 from dataprep.errors import InputError, OutputError, ResumeError
 from dataprep.build.run import run
 from dataprep.recipe import load_recipe, recipe_from_dict
@@ -116,7 +116,7 @@ def test_a_crash_like_kill_9_leaves_files_past_the_checkpoint_and_resume_cuts_th
         return original_save(self, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint.Checkpoints, "save", save)
-    monkeypatch.setattr(write.DatasetDir, "abort", lambda self, keep=False: self.lock.release())  # no cleanup at all
+    monkeypatch.setattr(output_dir.DatasetDir, "abort", lambda self, keep=False: self.lock.release())  # no cleanup at all
     with pytest.raises(SystemExit):
         run(recipe, out, workers=1, checkpoint_every=0)
     work = tmp_path / "out.incomplete"

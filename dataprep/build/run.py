@@ -28,7 +28,8 @@ from dataprep.build.ordered import OrderedStage
 from dataprep.build.progress import Progress
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.segments import SegmentSpec, Segments
-from dataprep.build.write import SplitWriter, batch_rows, open_output, write_bytes_atomic
+from dataprep.build.output_dir import open_output
+from dataprep.build.write import SplitWriter, batch_rows, write_bytes_atomic
 from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
     Counts,
