@@ -60,6 +60,7 @@ class Cleaned(NamedTuple):
     languages: list[str] | None  # per kept text: its top language, when the recipe filters by language
     at: np.ndarray  # per kept text: its row in the batch
     normalized: pa.Array  # every text of the batch, normalized (what the filters judged)
+    kept: pa.Array  # ``texts`` as Arrow strings (hashed from their buffer, no Python string encoded again)
 
 
 def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleaned:
@@ -74,7 +75,7 @@ def clean_batch(batch: pa.RecordBatch, recipe: Recipe, drops: Counter) -> Cleane
         texts, redacted = redact_rows(texts, recipe.normalize.pii)
         per_text.update({f"{PII_STAT}{kind}": counts for kind, counts in redacted.items()})
     kept, at, languages = keep_documents_with_languages(texts, recipe.filter, drops)
-    return Cleaned(kept.to_pylist(), {name: counts[at] for name, counts in per_text.items()}, languages, at, texts)
+    return Cleaned(kept.to_pylist(), {name: counts[at] for name, counts in per_text.items()}, languages, at, texts, kept)
 
 
 def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile] | None = None):
@@ -84,7 +85,7 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFi
 
     def process(item: tuple[int, pa.RecordBatch]) -> ChunkResult:
         drops: Counter = Counter()
-        kept, stats, languages, at, normalized = clean_batch(item[1], recipe, drops)
+        kept, stats, languages, at, normalized, kept_arrow = clean_batch(item[1], recipe, drops)
         where = files[item[0]].location if files is not None else f"input {item[0]}"
         locations = [f"{where} line {line}" for line in item[1].column(C.LINE).to_pylist()]
         examples = filter_examples(normalized, at, locations, recipe.filter) if len(at) < len(normalized) else []
@@ -94,9 +95,10 @@ def chunk_worker(recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFi
             if not keep.all():
                 examples += [(CONTAMINATED, locations[at[j]], shorten(kept[j])) for j in np.flatnonzero(~keep)[:PER_REASON].tolist()]
                 kept = [t for t, k in zip(kept, keep.tolist()) if k]
+                kept_arrow = kept_arrow.filter(pa.array(keep))
                 stats = {name: values[keep] for name, values in stats.items()}
                 languages = None if languages is None else [c for c, k in zip(languages, keep.tolist()) if k]
-        hashes = content_hashes(kept)
+        hashes = content_hashes(kept_arrow)
         tokens, lengths = tokenizer.encode_docs(kept)
         if languages is not None:
             stats.update(language_stats(languages, lengths))
