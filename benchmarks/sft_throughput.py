@@ -3,9 +3,13 @@
 On ``../shared/bench/pairs50k.jsonl.zst`` (50k prompt/response pairs), in one run:
 
 - dataprep: ``dataprep run`` with the template ``### Prompt:\\n{prompt}\\n\\n### Response:\\n`` +
-  ``{response}<|endoftext|>`` (target: the response and its EOS), masks from offsets, ``bfd`` at
-  ``seq_len`` 1024 and 2048 (``max_length`` = ``seq_len``, over-long pairs dropped and counted,
-  no dedup); examples/s end to end (subprocess: read, template, tokenize, mask, pack, write);
+  ``{response}<|endoftext|>`` (target: the response and its EOS), masks from token offsets, ``bfd``
+  at ``seq_len`` 1024 and 2048 (``max_length`` = ``seq_len``, over-long pairs dropped and counted,
+  no dedup); examples/s end to end (subprocess: read, template, tokenize, mask, pack, write), once
+  per encode engine side by side (``tokenizer.engine: tokenizers``, offsets from ``encode_batch``;
+  ``auto``, gigatoken's ids with offsets from their byte lengths where fine-tuning's probe holds,
+  :mod:`dataprep.tasks.sft.engine_choice`), with the engine each run's manifest records, the ratio,
+  and whether their shards are byte-identical;
 - references, from the same examples' lengths (one ``packing: none`` run): one example per row
   padded to ``seq_len``, and padding to the longest of each batch of 8 (input order);
 - TRL, when it is installed (``pip install trl``; optional): ``SFTTrainer``'s own dataset
@@ -20,13 +24,14 @@ Usage::
     python benchmarks/sft_throughput.py --limit-mb 5    # the first 5 MB of pairs
     python benchmarks/sft_throughput.py --no-trl --no-real
 
-Goals: fill >= 99.5% with no token lost (over-long examples dropped by the policy, counted), and
-examples/s at least TRL's tokenize + pack rate.
+Goals: fill >= 99.5% with no token lost (over-long examples dropped by the policy, counted),
+examples/s at least TRL's tokenize + pack rate, and the fast engine >= 3x tokenizers' (#20).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -59,11 +64,30 @@ def pairs_recipe(data: Path, seq_len: int | None) -> dict:
 
 
 def run_dataprep(work: Path, name: str, recipe: Path | dict, overrides: list[str] = ()) -> tuple[dict, float, Path]:
+    manifest, measured, out = run_measured(work, name, recipe, overrides)
+    return manifest, measured.seconds, out
+
+
+def run_measured(work: Path, name: str, recipe: Path | dict, overrides: list[str] = ()):
+    """:func:`run_dataprep`, with the whole measurement (CPU seconds, other processes' share of the machine)."""
     path = recipe if isinstance(recipe, Path) else write_recipe(work / f"{name}.yaml", recipe)
     out = work / f"out-{name}"
     sets = [x for o in overrides for x in ("--set", o)]
     measured = measure(dataprep_cmd(str(path), "--out", str(out), "--overwrite", *sets))
-    return json.loads((out / "manifest.json").read_text()), measured.seconds, out
+    return json.loads((out / "manifest.json").read_text()), measured, out
+
+
+def shard_digest(out: Path) -> str:
+    """sha256 over every shard of the dataset, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(out.glob("*/*.arrow")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def engine_of(manifest: dict) -> str:
+    engine = manifest["tokenizer"].get("engine")
+    return "no engine choice recorded (tokenizers)" if engine is None else engine["engine"]
 
 
 def example_lengths(out: Path) -> np.ndarray:
@@ -139,15 +163,27 @@ def main() -> None:
 
     trl_rate = None
     for seq_len in SEQ_LENS:
-        manifest, seconds, out = run_dataprep(args.work, f"bfd{seq_len}", pairs_recipe(data, seq_len))
-        shutil.rmtree(out)
+        runs = {}
+        for engine in ("tokenizers", "auto"):  # side by side: the same recipe, each encode engine
+            recipe = pairs_recipe(data, seq_len)
+            recipe["tokenizer"]["engine"] = engine
+            manifest, measured, out = run_measured(args.work, f"bfd{seq_len}-{engine}", recipe)
+            runs[engine] = (manifest, measured, shard_digest(out))
+            shutil.rmtree(out)
+        manifest, seconds = runs["auto"][0], runs["auto"][1].seconds
         c = manifest["counts"]
         over = lengths[lengths > seq_len]
         assert c["tokens"] == lengths[lengths <= seq_len].sum(), "bfd lost or added tokens"
         assert sum(c["dropped"].values()) == len(over), f"drops {c['dropped']} vs {len(over)} over-long examples"
         print(f"\nseq_len {seq_len}: {len(over)} over-long examples ({over.sum():,} tokens) dropped by `overflow: drop` and counted")
-        print(f"  {'dataprep bfd':34} fill {c['packing_efficiency']:7.2%}  {c['rows']['train']:6,} rows  "
-              f"{seconds:5.1f} s  {n / seconds:7,.0f} examples/s (end to end, subprocess)")
+        for engine, (m, run, _) in runs.items():
+            label = f"dataprep bfd, engine {engine}"
+            print(f"  {label:34} fill {m['counts']['packing_efficiency']:7.2%}  {m['counts']['rows']['train']:6,} rows  "
+                  f"{run.seconds:5.1f} s  {n / run.seconds:7,.0f} examples/s (end to end, subprocess; {run.cpu:.1f} CPU s; "
+                  f"others used {run.others:.0%} of the machine; encoded by {engine_of(m)})")
+        wall, cpu = (runs["tokenizers"][1].seconds / seconds, runs["tokenizers"][1].cpu / runs["auto"][1].cpu)
+        print(f"  {'engine auto / engine tokenizers':34} {wall:.2f}x examples/s (goal >= 3), {cpu:.2f}x CPU s per example; "
+              f"shards {'byte-identical' if runs['auto'][2] == runs['tokenizers'][2] else 'DIFFER'}")
         print(f"  {'one example per row, padded':34} fill {padded_fill(lengths, seq_len):7.2%}")
         print(f"  {'pad to longest, batches of 8':34} fill {batch8_fill(lengths, seq_len):7.2%}")
         if args.no_trl:
@@ -164,7 +200,8 @@ def main() -> None:
             if strategy == "bfd" and seq_len == max(SEQ_LENS):
                 trl_rate = trl["examples"] / trl["seconds"]
     if trl_rate:
-        print(f"\ndataprep bfd {max(SEQ_LENS)} / TRL tokenize + bfd pack = {(n / seconds) / trl_rate:.2f}x examples/s (goal >= 1)")
+        print(f"\ndataprep bfd {max(SEQ_LENS)} (engine auto) / TRL tokenize + bfd pack = {(n / seconds) / trl_rate:.2f}x "
+              "examples/s (goal >= 1)")
 
     if args.no_real:
         return

@@ -337,3 +337,31 @@ def test_property_phi3_pairs(phi3, references, data, name):
     record = data.draw(_records[name])
     rendered = get_template(_CUSTOM if name == "custom" else name).render(record, stop_text=EOS)
     _check_invariants(phi3, rendered, encode_with_mask(phi3, rendered), references["phi3"])
+
+
+def test_target_spans_of_a_batch_equal_each_example_merged_alone():
+    """All examples' target spans merged in one vectorised pass (unsorted, overlapping, touching and
+    empty spans; spans at a text's very end, next to the next example's at its start) equal each
+    example merged on its own and shifted to its place; a gap of 0 between examples (which would
+    merge them) differs."""
+    from dataprep.tasks.sft.loss_mask import _spans, _target_spans
+
+    rng = np.random.default_rng(7)
+    rendered = []
+    for _ in range(300):
+        length = int(rng.integers(0, 40))
+        spans = []
+        for _ in range(int(rng.integers(0, 5))):
+            a = int(rng.integers(0, length + 1))
+            spans.append((a, int(rng.integers(a, length + 1))))
+        rendered.append(Rendered("x" * length, tuple(spans), 0))
+    lens = np.array([len(r.text) for r in rendered], dtype=np.int64)
+    for gap, same in ((2, True), (0, False)):
+        base = np.concatenate(([0], np.cumsum(lens[:-1] + gap))).astype(np.int64)
+        got = _target_spans(rendered, lens, base)
+        alone = [_spans(r) for r in rendered]
+        want = (np.concatenate([a + base[i] for i, (a, _) in enumerate(alone)]),
+                np.concatenate([b + base[i] for i, (_, b) in enumerate(alone)]))
+        assert (np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])) == same
+    with pytest.raises(ValueError, match=r"target span \(3, 9\) is outside the text \(length 5\)"):
+        _target_spans([Rendered("abcde", ((0, 1), (3, 9)), 0)], np.array([5]), np.array([0]))

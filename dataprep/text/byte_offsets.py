@@ -107,7 +107,8 @@ class ByteOffsets:
         if len(raw) == len(joined):
             return starts - char_base, ends - char_base
         data = np.frombuffer(raw, dtype=np.uint8)
-        char_of = np.cumsum((data & 0xC0) != 0x80, dtype=np.int64) - 1  # the character holding each byte
+        char_of = np.cumsum((data & 0xC0) != 0x80, dtype=np.int32)  # 1 + the character holding each byte
+        char_of -= 1
         return char_of[starts] - char_base, char_of[ends - 1] + 1 - char_base
 
 

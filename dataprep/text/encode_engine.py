@@ -340,7 +340,7 @@ def fall_back(requested: str, reason: str, version: str | None, *, probed: int, 
 
 
 def settle(tokenizer: LoadedTokenizer, choice: EngineChoice) -> None:
-    """Make ``choice``, made by a task's own probe (fine-tuning's, :mod:`dataprep.tasks.sft.loss_mask`),
+    """Make ``choice``, made by a task's own probe (fine-tuning's, :mod:`dataprep.tasks.sft.engine_choice`),
     the tokenizer's and its run's: it travels with the pickled tokenizer to every worker and the
     manifest records it, as :meth:`~dataprep.text.tokenizer.LoadedTokenizer.choose_engine` does."""
     engine = tokenizer._engine  # type: ignore[attr-defined]

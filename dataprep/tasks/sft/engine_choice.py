@@ -33,7 +33,7 @@ import numpy as np
 from dataprep.errors import DataprepError, TokenizerError
 from dataprep.read import InputFile, collecting
 from dataprep.recipe import Recipe
-from dataprep.tasks.sft.loss_mask import FINE_TUNING, _encode, _fast_for, _templated, encode_batch_flat
+from dataprep.tasks.sft.loss_mask import FINE_TUNING, _encode, _fast_for, _NoSpans, _templated, encode_batch_flat
 from dataprep.tasks.sft.records import iter_chunks
 from dataprep.tasks.sft.templates import Rendered
 from dataprep.tasks.sft.worker import SftWorker
@@ -131,6 +131,7 @@ def probe(tokenizer, texts: list[tuple[str, Rendered]]) -> dict[str, Any] | None
     fast = _fast_for(tokenizer)
     got_ids, got_lens = fast.encoder.encode(plain)
     want_mask = encode_batch_flat(tokenizer, [r for _, r in texts], engine=TOKENIZERS)
+    got_mask = _gigatoken_masks(tokenizer, [r for _, r in texts])
     ends_w, ends_g = np.cumsum(want_lens), np.cumsum(got_lens)
     for i, (kind, r) in enumerate(texts):
         a = want_ids[ends_w[i] - want_lens[i] : ends_w[i]]
@@ -144,15 +145,23 @@ def probe(tokenizer, texts: list[tuple[str, Rendered]]) -> dict[str, Any] | None
             what, left, right = "offsets", want, got
             found = _first_difference(want, got)
         if found is None:
-            got_mask = encode_batch_flat(tokenizer, [r], engine=GIGATOKEN)
-            what, left, right = "mask", want_mask[i].mask, got_mask.mask
+            mine = got_mask[i] if got_mask is not None else encode_batch_flat(tokenizer, [r], engine=GIGATOKEN)[0]
+            what, left, right = "mask", want_mask[i].mask, mine.mask
             found = _first_difference(left, right)
-            if found is None and (got_mask.straddles[0], got_mask.prompt_tokens[0]) != (want_mask.straddles[i], want_mask.prompt_tokens[i]):
+            if found is None and (mine.straddles, mine.prompt_tokens) != (want_mask[i].straddles, want_mask[i].prompt_tokens):
                 found = 0
         if found is not None:
             return {"text": i, "kind": kind, "excerpt": r.text[:80], "at": found, "what": what,
                     "tokenizers": left[found : found + 8].tolist(), "gigatoken": right[found : found + 8].tolist()}
     return None
+
+
+def _gigatoken_masks(tokenizer, rendered: list[Rendered]):
+    """All the masks in one call; None when a text's bytes are not spelled (the loop above finds which)."""
+    try:
+        return encode_batch_flat(tokenizer, rendered, engine=GIGATOKEN)
+    except _NoSpans:
+        return None
 
 
 def _first_difference(a: np.ndarray, b: np.ndarray) -> int | None:

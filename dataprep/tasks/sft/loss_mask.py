@@ -301,11 +301,7 @@ def _masked(t: _Templated, rendered: Sequence[Rendered], texts: list[str], ids: 
         at = texts[i].find(text, int(starts[k]), int(ends[k]))
         if at >= 0:
             starts[k], ends[k] = at, at + len(text)
-    merged = [_spans(r) for r in rendered]
-    span_counts = np.fromiter((len(a) for a, _ in merged), dtype=np.int64, count=n)
-    shift = np.repeat(base, span_counts)
-    span_starts = np.concatenate([a for a, _ in merged]) + shift
-    span_ends = np.concatenate([b for _, b in merged]) + shift
+    span_starts, span_ends = _target_spans(rendered, text_lens, base)
     token_base = base[example]
     starts += token_base
     ends += token_base
@@ -331,6 +327,29 @@ def _masked(t: _Templated, rendered: Sequence[Rendered], texts: list[str], ids: 
     if total:
         prompt_tokens[nonempty] = np.minimum.reduceat(first_after, offsets[:-1][nonempty])
     return EncodedBatch(ids, mask, lengths, offsets, straddles, prompt_tokens)
+
+
+def _target_spans(rendered: Sequence[Rendered], text_lens: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every example's target spans on the joint axis (example ``i`` from ``base[i]``) as :func:`_spans`
+    gives them, for all examples at once: the gap between examples keeps their spans from merging."""
+    n = len(rendered)
+    counts = np.fromiter((len(r.targets) for r in rendered), dtype=np.int64, count=n)
+    pairs = itertools.chain.from_iterable(itertools.chain.from_iterable(r.targets for r in rendered))
+    flat = np.fromiter(pairs, dtype=np.int64, count=2 * int(counts.sum())).reshape(-1, 2)
+    own = np.repeat(np.arange(n, dtype=np.int64), counts)
+    a, b = flat[:, 0], flat[:, 1]
+    bad = (a < 0) | (a > b) | (b > text_lens[own])
+    if bad.any():
+        _spans(rendered[int(own[np.argmax(bad)])])  # raises, naming the span
+    keep = a < b
+    a, b = a[keep] + base[own[keep]], b[keep] + base[own[keep]]
+    if not len(a):
+        return a, b
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    # a span opens a new merged one when it starts after every earlier span has ended
+    opens = np.flatnonzero(np.concatenate(([True], a[1:] > np.maximum.accumulate(b)[:-1])))
+    return a[opens], np.maximum.reduceat(b, opens)
 
 
 def _spans(rendered: Rendered) -> tuple[np.ndarray, np.ndarray]:
