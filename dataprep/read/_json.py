@@ -281,7 +281,7 @@ def _deep(block: bytes, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     """Whether a line may nest deeper than Python's json recurses: a line with fewer ``{``/``[``
     than half the recursion limit cannot; one with more is parsed by Python's json to see."""
     limit = max(sys.getrecursionlimit() // 2, 1)
-    opens = np.concatenate((np.flatnonzero(x == 123), np.flatnonzero(x == 91)))
+    opens = np.flatnonzero((x | 0x20) == 0x7B)  # { and [ (0x7B, 0x5B): no other byte ORs to 0x7B
     if len(opens) < limit:
         return False
     per_line = np.bincount(np.searchsorted(ends, opens), minlength=len(ends) + 1)[: len(ends)]
