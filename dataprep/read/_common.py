@@ -157,7 +157,8 @@ def open_binary(file: InputFile) -> BinaryIO:
 _WIDE = 4096  # bytes looked at for UTF-16/32
 
 
-BLOCK_LINES = 16 << 20  # bytes of whole lines a block reader takes at a time (more for a longer line)
+BLOCK_LINES = 4 << 20  # bytes of whole lines a block reader takes at a time (more for a longer line); a
+# batch sliced from a block keeps it in memory while its chunk is in flight: 4 MB blocks keep that small
 
 
 def read_blocks(fh: BinaryIO, size: int | None = None) -> Iterator[bytes]:
