@@ -275,3 +275,74 @@ def test_decontamination_is_the_same_on_ray(tmp_path, local_ray):
     on_ray, local = run(r, tmp_path / "ray", engine="ray"), run(r, tmp_path / "local", workers=2)
     assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
     assert (tmp_path / "ray" / "contamination.jsonl").read_bytes() == (tmp_path / "local" / "contamination.jsonl").read_bytes()
+
+
+# --- segments (packing.segment_tokens) as Ray tasks: the driver never touches a token -------------
+
+
+@needs_ray
+@pytest.mark.parametrize("mode,cpus", [("wrap", 1), ("bfd", 4)])
+def test_segments_run_as_ray_tasks_and_write_the_local_engines_shards(tmp_path, local_ray, monkeypatch, mode, cpus):
+    """Every segment is packed by a Ray task reading its pieces from their blocks (none packed on the
+    driver, none sent by value), and the shards are the local engine's for 1 and 4 chunk workers (2: the
+    module's instance; each run costs seconds. The module's Ray instance has 2 CPUs: 4 workers are 4
+    actors, two of them waiting; benchmarks/ray_segments.py compares 1, 2 and 4 real ones)."""
+    from dataprep.build import engine_ray, ray_chunks, segments
+
+    from .test_segments import recipe as segment_recipe, shards
+
+    r = segment_recipe(tmp_path, mode=mode, segment_tokens=40_000)
+    local = run(r, tmp_path / "local", workers=2)
+    runners = []
+    runner_for = engine_ray._segment_runner
+    monkeypatch.setattr(engine_ray, "_segment_runner", lambda *a, **k: runners.append(runner_for(*a, **k)) or runners[-1])
+
+    def on_the_driver(*args):
+        raise AssertionError("a segment was packed on the driver")
+
+    monkeypatch.setattr(segments, "pack_segment", on_the_driver)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": cpus})
+    on_ray = run(r, tmp_path / "ray", engine="ray")
+    assert shards(on_ray) == shards(local) and len(shards(local)) > 4
+    assert on_ray["counts"] == local["counts"] and on_ray["packing"] == local["packing"]
+    [runner] = runners
+    assert isinstance(runner, ray_chunks.RaySegments) and runner.capacity == cpus
+    assert runner.sent["by_value"] == 0 and runner.sent["by_block"] == runner.sent["delivered"] > runner.sent["tasks"] > 1
+
+
+@needs_ray
+def test_results_reach_the_driver_as_views_of_their_block(local_ray):
+    """A ChunkWorker block, through the object store: the result the driver unpickles has its arrays
+    in the block's own memory (no copy; read-only, as the store is), aligned, and equal to the worker's."""
+    import numpy as np
+    import pyarrow as pa
+
+    from dataprep.build import ray_chunks
+    from dataprep.tasks.base import ChunkResult
+
+    rng = np.random.default_rng(0)
+    sent = ChunkResult(hashes=[rng.bytes(16) for _ in range(3)], validation=np.array([False, True, False]),
+                       tokens=rng.integers(0, 50_000, 1001).astype(np.int32), lengths=np.array([500, 1, 500]), source=1,
+                       extras={"mask": rng.integers(0, 2, 1001).astype(np.int8)}, drops=Counter(empty=2))
+    rows = pa.table({ray_chunks.SOURCE: pa.array([1, 1], pa.int32()), ray_chunks.CHUNK: pa.array([b"", None], pa.large_binary()),
+                     ray_chunks.RECORDS: [5, 0], ray_chunks.DROPS: ["{}", "{}"], ray_chunks.POSITION: [10, 20],
+                     ray_chunks.FILE_DONE: [False, True]})
+    worker = ray_chunks.ChunkWorker.__new__(ray_chunks.ChunkWorker)
+    worker.fn = lambda item: sent
+    original = ray_chunks._from_ipc
+    ray_chunks._from_ipc = lambda buffer: None
+    try:
+        table = ray.get(ray.put(worker(rows)))
+    finally:
+        ray_chunks._from_ipc = original
+    first, second = ray_chunks.delivered(table)
+    got = first.result
+    assert second.result is None and second.file_done and first.records_read == 5
+    assert got.hashes == sent.hashes and got.drops == sent.drops and got.source == 1
+    memory = table.column(ray_chunks.BUFFERS).chunk(0).buffers()[2]
+    for ours, theirs in ((got.tokens, sent.tokens), (got.lengths, sent.lengths), (got.validation, sent.validation),
+                         (got.extras["mask"], sent.extras["mask"])):
+        assert np.array_equal(ours, theirs) and ours.dtype == theirs.dtype
+        at = ours.__array_interface__["data"][0]
+        assert memory.address <= at and at + ours.nbytes <= memory.address + memory.size  # in the block: no copy
+        assert not ours.flags.writeable and at % ray_chunks.ALIGN == 0

@@ -12,7 +12,14 @@ The pipeline is ``read_datasource(ChunkSource) -> map_batches(ChunkWorker)``
 ``output.chunk_records`` / ``chunk_bytes``, never of the cluster size), Ray Data keeps them in
 input order (``preserve_order``), and the driver feeds the results to the same ordered stage,
 so the shards are byte-identical to ``--engine local``, and so are the manifest's counts:
-each file's records read and unreadable records travel with its blocks. Ray Data's streaming
+each file's records read and unreadable records travel with its blocks. The driver reads each
+block where it lies in its node's object store and unpickles the result onto views of it (no copy
+of a token; :func:`~dataprep.build.ray_chunks.delivered`). With ``packing.segment_tokens`` the
+train split's segments are Ray tasks on the driver's node, given the blocks' ObjectRefs
+(:class:`~dataprep.build.ray_chunks.RaySegments`): the driver's work is per document only (dedup,
+split, counts), and the segments left when the input ends are finished before Ray shuts down.
+Through Ray Client (``ray://``) segments stay on the driver's threads: the cluster cannot reach
+the run's folder. Ray Data's streaming
 backpressure bounds the blocks in flight (to ``STORE_CHUNKS_PER_WORKER`` chunks' worth of the
 object store per worker), so memory stays flat however large the inputs.
 
@@ -39,6 +46,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dataprep.build import segments
 from dataprep.errors import ConfigError, DataprepError, EngineError
 
 if TYPE_CHECKING:
@@ -143,20 +151,28 @@ def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progre
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         log.info("Ray engine: %d input file(s) read on Ray Data, %d chunk workers", len(files), cpus)
         dataset = _dataset(ray, ray_chunks, reader, worker, files, cpus=cpus, max_retries=max_retries)
-        with _quiet_ray_data():
+        runner = _segment_runner(ray, ray_chunks, cpus=cpus, max_retries=max_retries)
+        with _quiet_ray_data(), segments.engine_runner(runner):
             try:
-                for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-                    for block in ray_chunks.delivered(table):
-                        counts["records_read"] += block.records_read
-                        read_drops.update(block.read_drops)
-                        if by_input is not None:
-                            mine = by_input.setdefault(block.source, Counter())
-                            mine["records_read"] += block.records_read
-                            mine.update(block.read_drops)
-                        progress.read_elsewhere(block.source, block.records_read, position=block.position,
-                                                file_done=block.file_done)
-                        if block.result is not None:
-                            yield block.result
+                for bundle in dataset.iter_internal_ref_bundles():
+                    for entry in bundle.blocks:
+                        # In this node's object store (fetched first from another node's): read where it lies.
+                        table = ray.get(entry.ref)
+                        for row, block in enumerate(ray_chunks.delivered(table)):
+                            counts["records_read"] += block.records_read
+                            read_drops.update(block.read_drops)
+                            if by_input is not None:
+                                mine = by_input.setdefault(block.source, Counter())
+                                mine["records_read"] += block.records_read
+                                mine.update(block.read_drops)
+                            progress.read_elsewhere(block.source, block.records_read, position=block.position,
+                                                    file_done=block.file_done)
+                            if block.result is not None:
+                                if runner is not None:
+                                    runner.register(block.result, entry.ref, row)
+                                yield block.result
+                if runner is not None:  # every result is in the ordered stage: its last segments, while Ray runs
+                    runner.end_of_input()
             except Exception as err:
                 original = _original(ray, err)
                 if original is not None:
@@ -165,9 +181,25 @@ def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progre
                 if failure is None:
                     raise
                 raise failure from err
+            finally:
+                if runner is not None:
+                    runner.close()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _segment_runner(ray, ray_chunks, *, cpus: int, max_retries: int):
+    """Segments as Ray tasks on the driver's node (:class:`~dataprep.build.ray_chunks.RaySegments`); None
+    through Ray Client, whose driver runs on the cluster while the run's folder is here: segments then
+    stay on this process's threads."""
+    import ray.util.client
+
+    if ray.util.client.ray.is_connected():
+        log.info("Ray Client: segments (packing.segment_tokens) are packed on this process's threads: the "
+                 "cluster cannot reach the run's folder")
+        return None
+    return ray_chunks.RaySegments(cpus, max_retries)
 
 
 def _dataset(ray, ray_chunks, reader, worker, files, *, cpus: int, max_retries: int):

@@ -20,32 +20,51 @@ Every block is a one-row Arrow table, so Ray Data can neither split nor merge a 
                    record of the file was readable)
 =================  ============================================================================
 
-:class:`ChunkWorker` replaces ``chunk`` with ``result``: the pickled
-:class:`~dataprep.tasks.base.ChunkResult` (null when there was no chunk). This module imports Ray;
-:mod:`dataprep.build.engine_ray` imports it only once Ray is known to be installed.
+:class:`ChunkWorker` replaces ``chunk`` with ``result`` and ``buffers``: the
+:class:`~dataprep.tasks.base.ChunkResult` pickled with protocol 5, its small objects in ``result``
+and its arrays' memory out of band, in ``buffers`` (each 64-byte aligned, their ``[start, end)``
+in ``buffer_bounds``; all null when there was no chunk). The driver reads the block in its node's
+object store where it lies and unpickles the result onto views of it (:func:`delivered`): the
+tokens are never copied in the driver (``tests/test_engine_ray.py`` checks their addresses).
+
+With ``packing.segment_tokens`` the train split's segments are Ray tasks (:class:`RaySegments`)
+given the blocks' ObjectRefs: they read the tokens from the same blocks, so the driver handles
+documents only, never tokens.
+
+This module imports Ray; :mod:`dataprep.build.engine_ray` imports it only once Ray is known to be installed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import ray
+import ray.util.scheduling_strategies
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
+from dataprep.build.segments import Carry, Piece, SegmentOut, SegmentSpec, pack_segment
+from dataprep.errors import DataprepError, EngineError
 from dataprep.read.chunks import ChunkReader
 from dataprep.build.progress import read_position
 from dataprep.read import InputFile
 
-SOURCE, CHUNK, RESULT = "source", "chunk", "result"
+log = logging.getLogger("dataprep.engine")
+
+SOURCE, CHUNK, RESULT, BUFFERS, BOUNDS = "source", "chunk", "result", "buffers", "buffer_bounds"
 RECORDS, DROPS, POSITION, FILE_DONE = "records_read", "read_drops", "position", "file_done"
+ALIGN = 64  # each out-of-band buffer starts at a multiple of this in its block: aligned numpy views
 
 
 class ChunkSource(Datasource):
@@ -121,12 +140,51 @@ class ChunkWorker:
 
     def __call__(self, blocks: pa.Table) -> pa.Table:
         sources, chunks = blocks.column(SOURCE), blocks.column(CHUNK)
-        results = [
-            None if not chunks[i].is_valid
-            else pickle.dumps(self.fn((sources[i].as_py(), _from_ipc(chunks[i].as_buffer()))), protocol=5)
+        pickled = [
+            None if not chunks[i].is_valid else _dumps(self.fn((sources[i].as_py(), _from_ipc(chunks[i].as_buffer()))))
             for i in range(blocks.num_rows)
         ]
-        return blocks.drop_columns([CHUNK]).append_column(RESULT, pa.array(results, pa.large_binary()))
+        small = pa.array([p and p[0] for p in pickled], pa.large_binary())
+        return blocks.drop_columns([CHUNK]).append_column(RESULT, small).append_column(BUFFERS, _buffers_column(pickled)) \
+            .append_column(BOUNDS, pa.array([p and p[2] for p in pickled], pa.list_(pa.int64())))
+
+
+def _dumps(result: Any) -> tuple[bytes, list[memoryview], list[int]]:
+    """``result`` pickled (protocol 5): the small objects, its arrays' memory, and where each array
+    goes in the row's buffer (``[start, end)`` pairs, each start a multiple of :data:`ALIGN`)."""
+    views: list[pickle.PickleBuffer] = []
+    small = pickle.dumps(result, protocol=5, buffer_callback=views.append)
+    raw = [view.raw() for view in views]
+    bounds, end = [], 0
+    for memory in raw:
+        start = _aligned(end)
+        end = start + memory.nbytes
+        bounds += [start, end]
+    return small, raw, bounds
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _buffers_column(pickled: list[tuple[bytes, list[memoryview], list[int]] | None]) -> pa.Array:
+    """The rows' array memory as one large_binary array, each row's start aligned: one copy per token."""
+    offsets, end = [0], 0
+    for p in pickled:
+        if p is not None and p[2]:
+            end = _aligned(end) + p[2][-1]
+        offsets.append(end)
+    data = np.zeros(end, np.uint8)
+    for p, start in zip(pickled, offsets):
+        if p is not None and p[2]:
+            start = _aligned(start)
+            for memory, lo, hi in zip(p[1], p[2][::2], p[2][1::2]):
+                data[start + lo:start + hi] = np.frombuffer(memory, np.uint8)
+    starts = [_aligned(o) if p is not None and p[2] else o for p, o in zip(pickled, offsets)]
+    valid = pa.array([p is not None for p in pickled]).buffers()[1] if None in pickled else None
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(pickled), [valid, pa.py_buffer(np.array(starts + [end], np.int64)), pa.py_buffer(data)],
+        null_count=pickled.count(None))
 
 
 @dataclass
@@ -142,16 +200,149 @@ class Delivered:
 
 
 def delivered(table: pa.Table) -> Iterator[Delivered]:
-    """The blocks in a table of :class:`ChunkWorker` output, in order."""
-    for row in table.to_pylist():
+    """The blocks in a table of :class:`ChunkWorker` output, in order; each result's arrays are views
+    of the table's memory (read-only: an object store block is)."""
+    counts = table.select([SOURCE, RECORDS, DROPS, POSITION, FILE_DONE]).to_pylist()
+    for i, row in enumerate(counts):
         yield Delivered(
             source=row[SOURCE],
-            result=None if row[RESULT] is None else pickle.loads(row[RESULT]),
+            result=result_at(table, i),
             records_read=row[RECORDS],
             read_drops=Counter(json.loads(row[DROPS])),
             position=row[POSITION],
             file_done=row[FILE_DONE],
         )
+
+
+def result_at(table: pa.Table, row: int) -> Any:
+    """Row ``row``'s ChunkResult (None: no chunk), unpickled onto views of the table's buffers, no copy."""
+    small = table.column(RESULT)[row]
+    if not small.is_valid:
+        return None
+    memory = _value(table.column(BUFFERS), row)
+    bounds = table.column(BOUNDS)[row].values.to_numpy().tolist()
+    return pickle.loads(small.as_buffer(), buffers=[memory.slice(start, stop - start)
+                                                    for start, stop in zip(bounds[::2], bounds[1::2])])
+
+
+def _value(column: pa.ChunkedArray, row: int) -> pa.Buffer:
+    """Row ``row`` of a large_binary column as a slice of the column's buffer (``scalar.as_buffer()`` copies)."""
+    for chunk in column.chunks:
+        if row < len(chunk):
+            _, offsets, values = chunk.buffers()
+            start, stop = np.frombuffer(offsets, np.int64)[chunk.offset + row:][:2].tolist()
+            return values.slice(start, stop - start)
+        row -= len(chunk)
+    raise IndexError(row)
+
+
+class RaySegments:
+    """Segments (:mod:`dataprep.build.segments`) as Ray tasks: the driver sends each piece's block
+    ObjectRef, the task reads the chunk's tokens from the block (a view, on the driver's node), packs,
+    writes and digests, and returns the shard list and counts. The driver never touches a token.
+
+    The tasks are pinned to the driver's node: they write the shards into the run's own folder,
+    which only that node is sure to reach (a cluster node's blocks come over Ray's object transfer,
+    not through the driver process). They take no CPU slot (``num_cpus=0``): the chunk workers hold
+    every one for the whole run; ``capacity`` segments run at once (the cluster's CPUs).
+
+    A piece whose block is not known (its tokens came from elsewhere) is sent by value: Ray copies
+    its tokens once into the object store.
+    """
+
+    def __init__(self, cpus: int, max_retries: int):
+        self.capacity = max(1, cpus)
+        self.origins: dict[int, tuple[Any, int, weakref.ref]] = {}  # id(result.tokens) -> (block ref, row, the array)
+        self.attached: list[Any] = []
+        self.specs: dict[int, tuple[SegmentSpec, Any]] = {}  # id(spec) -> (spec, its ObjectRef): sent once
+        self.sent = Counter()  # results "delivered"; pieces sent "by_block" (ObjectRef) or "by_value" (tokens copied); "tasks"
+        node = ray.get_runtime_context().get_node_id()
+        self.task = ray.remote(_pack_remote).options(
+            num_cpus=0, max_retries=max_retries,
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=False))
+
+    def register(self, result: Any, block: Any, row: int) -> None:
+        """``result`` (delivered from row ``row`` of block ``block``) may be sent as that block's ref."""
+        if result is None:
+            return
+        key = id(result.tokens)
+        self.sent["delivered"] += 1
+        self.origins[key] = (block, row, weakref.ref(result.tokens))
+        weakref.finalize(result.tokens, self.origins.pop, key, None)  # forgotten with its array
+
+    def attach(self, segments: Any) -> RaySegments:
+        self.attached.append(segments)
+        return self
+
+    def end_of_input(self) -> None:
+        """Finish the attached segments while Ray still runs (the engine shuts it down after)."""
+        for segments in self.attached:
+            segments.finish()
+
+    def submit(self, spec: SegmentSpec, index: int, carry: Carry | None, pieces: list[Piece], final: bool) -> RayPending:
+        if id(spec) not in self.specs:
+            self.specs[id(spec)] = (spec, ray.put(spec))
+        blocks: list[Any] = []
+        sent: list[Any] = []
+        for piece in pieces:
+            origin = self.origins.get(id(piece.tokens))
+            if origin is None or origin[2]() is not piece.tokens:
+                sent.append(piece)  # by value
+                self.sent["by_value"] += 1
+                continue
+            self.sent["by_block"] += 1
+            block, row, _ = origin
+            at = next((i for i, b in enumerate(blocks) if b is block), None)
+            if at is None:
+                at = len(blocks)
+                blocks.append(block)
+            sent.append((at, row, piece.source, piece.lengths, piece.docs))
+        self.sent["tasks"] += 1
+        return RayPending(self.task.remote(self.specs[id(spec)][1], index, carry, sent, final, *blocks))
+
+    def close(self) -> None:
+        self.origins.clear()
+        self.attached.clear()
+
+
+def _pack_remote(spec: SegmentSpec, index: int, carry: Carry | None, sent: list[Any], final: bool, *blocks: pa.Table) -> SegmentOut:
+    """The segment task: its pieces' tokens read from their blocks (views), then :func:`pack_segment`."""
+    pieces = []
+    for item in sent:
+        if isinstance(item, Piece):
+            pieces.append(item)
+            continue
+        at, row, source, lengths, docs = item
+        result = result_at(blocks[at], row)
+        pieces.append(Piece(source, result.tokens, lengths, docs, result.extras))
+    return pack_segment(spec, index, carry, pieces, final)
+
+
+class RayPending:
+    """A segment task in flight, as :class:`~dataprep.build.segments.Segments` waits for it."""
+
+    def __init__(self, ref: Any):
+        self.ref = ref
+
+    def done(self) -> bool:
+        return bool(ray.wait([self.ref], timeout=0, fetch_local=False)[0])
+
+    def result(self) -> SegmentOut:
+        try:
+            return ray.get(self.ref)
+        except ray.exceptions.RayTaskError as err:  # what pack_segment raised (a full disk: an OSError), unchanged
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, (DataprepError, OSError, RuntimeError)):
+                raise cause from None
+            raise
+        except ray.exceptions.RayError as err:  # its worker died more often than max_retries, ...
+            raise EngineError(f"a segment task failed on Ray: {err}\n  fix: check the driver node's memory "
+                              "(`ray status`, `ray logs`), or lower packing.segment_tokens") from err
+
+    def cancel(self) -> bool:
+        if ray.is_initialized():
+            ray.cancel(self.ref)
+        return True
 
 
 def _to_ipc(batch: pa.RecordBatch) -> bytes:

@@ -25,16 +25,24 @@ rounds carry their least-filled rows into the next: a segment ends with a final 
 The validation split (a small share) is packed by the stage as before. A checkpoint is taken
 only between segments, once the ones in flight are written (:meth:`Segments.idle`), so a resumed
 run cuts the same segments.
+
+Where segments run is the engine's choice, made when the first piece arrives: on this process's
+threads (:class:`ThreadRunner`, the local engine), or, while an engine has installed its own runner
+(:func:`engine_runner`), there: ``--engine ray`` packs them as Ray tasks that read the chunks'
+tokens from the object store blocks they arrived in, so the driver never touches a token
+(:class:`dataprep.build.ray_chunks.RaySegments`). Such an engine finishes its segments when its
+input ends (:meth:`Segments.finish`, then a no-op for the stage), while it can still run them.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +51,8 @@ from dataprep.build.write import SplitWriter
 from dataprep.pack.layout import gather_ranges
 from dataprep.pack.rows import PackStats
 
-__all__ = ["SegmentSpec", "Piece", "Segments", "pack_segment", "next_carry", "SEGMENT_PREFIX"]
+__all__ = ["SegmentSpec", "Piece", "Segments", "pack_segment", "next_carry", "SEGMENT_PREFIX", "ThreadRunner",
+           "engine_runner"]
 
 SEGMENT_PREFIX = "segment-"  # segment k's shards while the run lasts: segment-000007-00000.arrow.tmp
 
@@ -146,6 +155,58 @@ def _write(writer: SplitWriter, spec: SegmentSpec, rows: Any) -> None:
         writer.write(spec.to_batch(rows))
 
 
+class Pending(Protocol):
+    """A segment handed to a runner (a :class:`~concurrent.futures.Future`, or a Ray task's)."""
+
+    def done(self) -> bool: ...
+    def result(self) -> SegmentOut: ...
+    def cancel(self) -> bool: ...
+
+
+class Runner(Protocol):
+    """Where segments are packed: ``capacity`` at once, each by :func:`pack_segment` (or its equal)."""
+
+    capacity: int
+
+    def submit(self, spec: SegmentSpec, index: int, carry: Carry | None, pieces: list[Piece], final: bool) -> Pending: ...
+    def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """Segments on this process's threads (the local engine): numpy, Arrow, file writes and hashing
+    release the GIL, but their per-token CPU is this process's."""
+
+    def __init__(self, workers: int):
+        self.capacity = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, spec: SegmentSpec, index: int, carry: Carry | None, pieces: list[Piece], final: bool) -> Pending:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="dataprep-segment")
+        return self._pool.submit(pack_segment, spec, index, carry, pieces, final)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_ENGINE_RUNNERS: list[Any] = []  # the runner of the engine whose results are being consumed now, if it has one
+
+
+@contextmanager
+def engine_runner(runner: Any) -> Iterator[None]:
+    """While the block runs, segments that start collecting pieces are packed by ``runner``: an object
+    with :class:`Runner`'s methods and ``attach(segments)``, which returns the runner to use (itself,
+    or None: threads after all). The engine calls :meth:`Segments.finish` on the ones it attached when
+    its input ends."""
+    _ENGINE_RUNNERS.append(runner)
+    try:
+        yield
+    finally:
+        _ENGINE_RUNNERS.remove(runner)
+
+
 def next_carry(carry: Carry, pieces: list[Piece], seq_len: int) -> Carry:
     """The partial row a ``wrap`` stream leaves after ``carry`` and then ``pieces``' documents: its last
     ``(len(carry) + tokens) % seq_len`` tokens, in pieces each the end of a document, as
@@ -186,7 +247,7 @@ def next_carry(carry: Carry, pieces: list[Piece], seq_len: int) -> Carry:
 
 class Segments:
     """The ordered stage's side of segments: collect the train split's documents, hand each full
-    segment to a thread, adopt the shards in segment order.
+    segment to a runner (threads, or the engine's: :func:`engine_runner`), adopt the shards in segment order.
 
     Args:
         spec: what every segment is packed and written with.
@@ -194,7 +255,8 @@ class Segments:
         seq_len: the rows' length (``wrap``: where the partial row ends).
         extra_dtypes: the per-token arrays the packer carries (an empty partial row has them too).
         writer: the split's writer; it adopts each segment's shards.
-        workers: segments packed at once (threads); at most twice as many in flight.
+        workers: segments packed at once on threads; at most twice as many in flight (an engine's
+            runner says its own ``capacity``).
 
     ``on_unknown`` is told each segment's unknown-token ids per input, in segment order (the ordered
     stage that owns it counts them with the rest).
@@ -214,11 +276,14 @@ class Segments:
                              {k: np.zeros(0, d) for k, d in extra_dtypes.items()})
         self.pieces: list[Piece] = []
         self.held = 0  # kept tokens in self.pieces
-        self.pending: deque[tuple[Future, int]] = deque()  # in segment order: (its result, the carry it must leave)
-        self._pool: ThreadPoolExecutor | None = None
+        self.pending: deque[tuple[Pending, int]] = deque()  # in segment order: (its result, the carry it must leave)
+        self.runner: Runner | None = None  # chosen when the first piece arrives: where the pieces live
+        self.finished = False
 
     def add(self, piece: Piece) -> None:
-        """Add one chunk's documents; a segment they fill is handed to a thread."""
+        """Add one chunk's documents; a segment they fill is handed to the runner."""
+        if self.runner is None:
+            self.runner = self._choose_runner()
         self.pieces.append(piece)
         self.held += int(piece.kept_lengths().sum())
         if self.held >= self.segment_tokens:
@@ -239,31 +304,40 @@ class Segments:
             self._adopt(*self.pending.popleft())
 
     def finish(self) -> None:
-        """Hand out the last segment (``wrap``: with the run's last partial row) and adopt every one."""
+        """Hand out the last segment (``wrap``: with the run's last partial row) and adopt every one.
+        Once only: an engine's runner finishes its segments when its input ends, the stage again later."""
+        if self.finished:
+            return
         if self.pieces or (self.spec.wrap and len(self.carry[0])):
             self._submit(final=True)
         self.drain()
+        self.finished = True
 
     def close(self) -> None:
-        """Stop the threads (a failed run: segments not yet begun are cancelled)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the runner (a failed run: segments not yet begun are cancelled)."""
+        for pending, _ in self.pending:
+            pending.cancel()
+        if self.runner is not None:
+            self.runner.close()
+
+    def _choose_runner(self) -> Runner:
+        engine = _ENGINE_RUNNERS[-1].attach(self) if _ENGINE_RUNNERS else None
+        return engine if engine is not None else ThreadRunner(self.workers)
 
     def _submit(self, *, final: bool) -> None:
         carry = self.carry if self.spec.wrap else None
         if self.spec.wrap:
             self.carry = next_carry(self.carry, self.pieces, self.seq_len)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dataprep-segment")
-        future = self._pool.submit(pack_segment, self.spec, self.index, carry, self.pieces, final)
-        self.pending.append((future, 0 if final else len(self.carry[0])))
+        if self.runner is None:  # the last segment of a run whose train split got no piece
+            self.runner = self._choose_runner()
+        pending = self.runner.submit(self.spec, self.index, carry, self.pieces, final)
+        self.pending.append((pending, 0 if final else len(self.carry[0])))
         self.index += 1
         self.pieces, self.held = [], 0
-        while len(self.pending) > 2 * self.workers:  # bounded memory: wait for the oldest
+        while len(self.pending) > 2 * self.runner.capacity:  # bounded memory: wait for the oldest
             self._adopt(*self.pending.popleft())
 
-    def _adopt(self, future: Future, carry_tokens: int) -> None:
+    def _adopt(self, future: Pending, carry_tokens: int) -> None:
         out: SegmentOut = future.result()
         if out.carry_tokens != carry_tokens:  # the stage's partial row and the packer's must agree
             raise RuntimeError(f"segment packing left {out.carry_tokens} tokens in its partial row where the "
