@@ -110,7 +110,7 @@ def test_spans_from_byte_lengths_are_tokenizers_offsets(name, loaded, texts):
     want_ids, want = _reference(tokenizer, texts)
     ids, counts = GigatokenEncoder(tokenizer._json.decode(), split_special_tokens=False).encode(texts)
     assert np.array_equal(ids, want_ids)
-    starts, ends = byte_offsets(tokenizer._json.decode()).char_spans(texts, ids, counts)
+    starts, ends = byte_offsets(tokenizer.tokenizer).char_spans(texts, ids, counts)
     assert np.array_equal(starts, want[:, 0]) and np.array_equal(ends, want[:, 1])
     # the hard cases were met: tokens ending inside a character (the next one starts in it too) and
     # special tokens matched as tokens
@@ -123,7 +123,7 @@ def test_spans_from_byte_lengths_are_tokenizers_offsets(name, loaded, texts):
 @pytest.mark.parametrize("name", sorted(FALLS_BACK))
 def test_other_tokenizers_fall_back_with_the_reason(name, loaded, caplog):
     with pytest.raises(Unsupported, match=FALLS_BACK[name]):
-        byte_offsets(loaded(name)._json.decode())
+        byte_offsets(loaded(name).tokenizer)
     tokenizer = loaded(name)
     example = Rendered("Hello there. General Kenobi!", ((13, 28),), 13)
     with caplog.at_level(logging.INFO, logger="dataprep.tokenizer"):
