@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from dataprep import columns as C
-from dataprep.text import hf_backend, reference
+from dataprep.text import hf_backend, reference, tokenizer_cache
 from dataprep.errors import ConfigError
 from dataprep.tasks.sft.loss_mask import encode_batch_with_mask
 from dataprep.build.run import run
@@ -149,9 +149,10 @@ def test_files_without_a_config_use_the_class_that_reads_them(name, cls, options
 
 
 def test_without_transformers_it_is_a_config_error(monkeypatch):
-    # the loader without its cache, so that it imports transformers; the session's cached folders
-    # (seconds each for Gemma 3 and gpt-oss) are there again after the test
+    # the loaders without their caches, so that it imports transformers; the session's cached folders
+    # and parses (seconds each for Gemma 3 and gpt-oss) are there again after the test
     monkeypatch.setattr(hf_backend, "_load", hf_backend._load.__wrapped__)
+    monkeypatch.setattr(tokenizer_cache, "_PARSES", type(tokenizer_cache._PARSES)())
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
     assert reference.transformers_available() is False
     with pytest.raises(ConfigError, match=r"pip install transformers"):
