@@ -61,7 +61,8 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("write (Arrow IPC, fsync)", ("dataprep.build.write:SplitWriter.write", "dataprep.build.write:SplitWriter.close")),
     ("digests: shards (sha256, xxh3)", ("dataprep.build.write:shard_digests",)),
     ("digests: inputs (sha256)", ("dataprep.read.digests:InputDigests.__init__", "dataprep.read.digests:InputDigests.check_unchanged")),
-    ("manifest, commit", ("dataprep.build.run:_manifest", "dataprep.build.write:DatasetDir.commit")),
+    ("manifest, commit", ("dataprep.build.run:_manifest", "dataprep.build.output_dir:DatasetDir.commit",
+                          "dataprep.build.write:DatasetDir.commit")),
 ]
 INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
     ("start-up: tokenizer load", ("dataprep.text.tokenizer:load_tokenizer", "dataprep.text.tokenizer_manifest:copy_tokenizer_files")),
