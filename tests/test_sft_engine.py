@@ -2,13 +2,14 @@
 tokenizers' ids, offsets and loss masks, or gigatoken is not used.
 
 Every byte-level BPE beside the checkout (GPT-2, Llama 3, DeepSeek-V3, gpt-oss, the bench bpe32k)
-encodes real text both ways: ten languages of Wikipedia (XQuAD, Cyrillic, Greek, Arabic, Chinese),
+and Gemma 3 (SentencePiece BPE with byte fallback: spaces become ``▁``) encodes real text both ways: ten languages of Wikipedia (XQuAD, Cyrillic, Greek, Arabic, Chinese),
 web text, code, chats, SMS with ``£``, emoji (a ZWJ family: tokens that end inside a character) and
 every special token's text; then real pair and chat files rendered as a run renders them (Alpaca,
 the bench pairs, KTO and Glaive tool-call conversations through each
 family's chat template). Ids, spans, masks, straddles and prompt lengths must be equal, and a run
-must write byte-identical shards with either engine. The SentencePiece families (Phi-3, Gemma 3)
-and BERT's WordPiece fall back to tokenizers with the reason. The proofs are shown to fail: a byte
+must write byte-identical shards with either engine. Phi-3 (its normalizer prepends a ``▁`` no
+character stands for) and BERT's WordPiece fall back to tokenizers with the reason; a batch holding a
+literal ``▁`` falls back on Gemma 3. The proofs are shown to fail: a byte
 table with one token a byte too long and the next a byte too short (same total) gives other
 offsets and the probe refuses it; a table that does not spell the text is caught per batch.
 """
@@ -48,9 +49,9 @@ TEMPLATES = DATA / "chat_templates"
 PAIRS = DATA / "pairs"
 BENCH_PAIRS = SHARED / "bench" / "pairs50k.jsonl.zst"
 ALL = {p.name: p for p in sorted(TOKENIZERS_DIR.iterdir())} | {"bpe32k": SHARED / "bench" / "bpe32k.json"}
-BYTE_LEVEL = ("bpe32k", "deepseek-v3", "gpt-oss", "gpt2", "llama-3")
+FAST = ("bpe32k", "deepseek-v3", "gemma-3", "gpt-oss", "gpt2", "llama-3")  # byte-level BPEs, and Gemma 3's ▁ for spaces
 # the others, and the words of the reason they fall back with
-FALLS_BACK = {"phi-3-mini": "normalizer", "gemma-3": "normalizer", "bert-base-cased": "WordPiece"}
+FALLS_BACK = {"phi-3-mini": "prepended", "bert-base-cased": "WordPiece"}
 EDGE = ["", " ", "a  \n\n\t b  ", "👨\u200d👩\u200d👧\u200d👦 family 😀🤖 café\r\n", "中文字符測試 ひらがな カタカナ 한국어",
         "\u00a0\u200b\ufeff x e\u0301 \U0001d400", "Привет, мир! Ελληνικά العربية"]
 
@@ -103,7 +104,7 @@ def _reference(tokenizer, texts: list[str]):
     return ids, spans
 
 
-@pytest.mark.parametrize("name", BYTE_LEVEL)
+@pytest.mark.parametrize("name", FAST)
 def test_spans_from_byte_lengths_are_tokenizers_offsets(name, loaded, texts):
     tokenizer = loaded(name)
     texts = _with_specials(tokenizer, texts)
@@ -166,6 +167,7 @@ CASES = {
     "llama-3 tools": _chat("chat/glaive_toolcall_en_demo.json", TOOLS, "llama-3", "llama3_1.jinja", **{"inputs": [
         {"path": str(PAIRS / "chat/glaive_toolcall_en_demo.json"), "fields": TOOLS, **ROLES}]}),
     "deepseek-v3 kto": _chat("chat/kto_en_demo.json", KTO, "deepseek-v3", "deepseekv3.jinja"),
+    "gemma-3 kto": _chat("chat/kto_en_demo.json", KTO, "gemma-3"),
     "gpt-oss kto": _chat("chat/kto_en_demo.json", KTO, "gpt-oss", chat={"date": "2025-01-01"}),
     "gpt2 alpaca": {"inputs": [{"path": str(PAIRS / "instruction/alpaca_en_demo.json")}], "template": "alpaca",
                     "tokenizer": {"path": str(ALL["gpt2"])}, "max_length": 8192},
@@ -293,3 +295,21 @@ def test_runs_write_byte_identical_shards_with_either_engine(case, tmp_path, mon
     assert manifests["auto"]["tokenizer"]["engine"]["engine"] == GIGATOKEN
     assert manifests[TOKENIZERS]["tokenizer"]["engine"]["engine"] == TOKENIZERS
     assert len(shards["auto"]) >= 2 and shards["auto"] == shards[TOKENIZERS]
+
+
+def test_a_literal_sentencepiece_space_is_not_spelled(caplog):
+    """Gemma 3's ``▁`` tokens stand for spaces; a batch holding the character itself is encoded by
+    tokenizers (same ids, spans and masks)."""
+    tokenizer = load_tokenizer(TokenizerSpec(path=str(ALL["gemma-3"])), base_dir=DATA, warn=False)
+    plain = Rendered("Write a space twice:  <end_of_turn>", ((20, 35),), 20)
+    assert engine_choice.choose(tokenizer, [plain]).engine == GIGATOKEN
+    examples = [plain, Rendered("Write ▁ twice: ▁▁<end_of_turn>", ((15, 30),), 15)]
+    fast = fast_encoder(tokenizer)
+    ids, counts = fast.encoder.encode([examples[1].text])
+    assert fast.offsets.char_spans([examples[1].text], ids, counts) is None
+    with caplog.at_level(logging.INFO, logger="dataprep.sft"):
+        got = encode_batch_flat(tokenizer, examples)
+    assert "do not spell a batch's texts (one holds ▁" in caplog.text
+    want = encode_batch_flat(tokenizer, examples, engine=TOKENIZERS)
+    assert np.array_equal(got.ids, want.ids) and np.array_equal(got.mask, want.mask)
+    assert fast.offsets.char_spans(["Write  twice"], *fast.encoder.encode(["Write  twice"])) is not None

@@ -1,4 +1,4 @@
-"""Token offsets from ids alone: what ``tokenizers``' offsets say, for a byte-level BPE.
+"""Token offsets from ids alone: what ``tokenizers``' offsets say, for a byte-level BPE (and Gemma 3's).
 
 Fine-tuning needs each token's character span in the rendered text to build its loss mask
 (:mod:`dataprep.tasks.sft.loss_mask`). ``tokenizers``' ``encode_batch`` gives offsets, at the cost
@@ -20,18 +20,25 @@ without ``add_prefix_space``, alone or after ``Split``/``Digits``/``Punctuation`
 so offsets stay the original's), no post-processor that trims offsets (a ByteLevel one with
 ``trim_offsets: true``; it applies even without added special tokens), and no added token that
 strips whitespace (``lstrip``/``rstrip``: its offsets cover the whitespace it absorbed, which no
-length says). Anything else raises :class:`Unsupported` with the reason and fine-tuning keeps
-``tokenizers``' offsets: SentencePiece BPE (Phi-3, Gemma 3: a normalizer replaces spaces with
-``▁``), WordPiece (BERT). Each batch is checked as well: its token bytes must add up to each
-text's UTF-8 length, else :meth:`ByteOffsets.char_spans` returns None and the caller encodes
-that batch with ``tokenizers`` (the ids are the same; a token whose length is unknown, or
-ambiguous between the vocabulary and an added token, makes the same verdict). The proof that the
-spans are exactly ``tokenizers``' is ``tests/test_sft_engine.py``, on every shipped tokenizer.
+length says). Also a SentencePiece BPE whose only normalizer turns each space into ``▁``
+(Gemma 3): each ``▁`` of a token is one space of the text, a byte-fallback token ``<0xNN>`` one
+byte, the rest its UTF-8, and ``tokenizers`` aligns each normalized character with the one it came
+from; a text holding ``▁`` itself is not spelled so (its batch goes to ``tokenizers``). Anything
+else raises :class:`Unsupported` with the reason and fine-tuning keeps ``tokenizers``' offsets:
+Phi-3 (its normalizer also prepends a ``▁`` that no character of the text stands for), WordPiece
+(BERT). An added token the model also spells from other bytes (Gemma's ``▁▁`` runs) counts as
+the model's where its text is absent from the batch, the only case where the matcher cannot have
+produced it. Each batch is checked as well: its token bytes must add up to each text's UTF-8
+length, else :meth:`ByteOffsets.char_spans` returns None and the caller encodes that batch with
+``tokenizers`` (the ids are the same; a token whose length is unknown, as a model's unknown
+token, makes the same verdict). The proof that the spans are exactly ``tokenizers``' is
+``tests/test_sft_engine.py``, on every shipped tokenizer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +51,10 @@ __all__ = ["ByteOffsets", "Unsupported", "byte_offsets", "byte_alphabet"]
 
 # pre-tokenizers that only cut the text (each piece keeps the original's offsets)
 _CUTTING = {"Split", "Digits", "Punctuation"}
+SPACE = "\u2581"  # SentencePiece's ▁
+_SPACES = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
+_SPLIT_SPACES = {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>\Z")  # byte fallback
 
 
 class Unsupported(TokenizerError):
@@ -70,8 +81,10 @@ class ByteOffsets:
         lengths: int64 per id.
     """
 
-    def __init__(self, lengths: np.ndarray):
+    def __init__(self, lengths: np.ndarray, unspelled: tuple[str, ...] = ()):
         self.lengths = lengths
+        # texts holding any of these are not spelled by ``lengths`` (:func:`byte_offsets`)
+        self.unspelled = unspelled
 
     def char_spans(self, texts: Sequence[str], ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(starts, ends)``, int64 per token: its character span in its own text, as ``tokenizers``
@@ -91,6 +104,8 @@ class ByteOffsets:
         if (sizes <= 0).any():
             return None
         joined = "".join(texts)
+        if any(text in joined for text in self.unspelled):
+            return None
         raw = joined.encode("utf-8")
         ends = np.cumsum(sizes)  # byte ends on the joined axis (texts back to back)
         token_ends = np.cumsum(counts)
@@ -121,30 +136,46 @@ def byte_offsets(tokenizer: Tokenizer) -> ByteOffsets:
     Raises:
         Unsupported: they do not give its offsets, with the reason.
     """
-    _check(tokenizer)
+    spaces = _check(tokenizer)
     vocab = tokenizer.get_vocab(with_added_tokens=False)
     added = tokenizer.get_added_tokens_decoder()
     size = max([*vocab.values(), *added, -1]) + 1
     lengths = np.full(size, -1, dtype=np.int64)
     tokens = list(vocab)
     ids = np.fromiter(vocab.values(), dtype=np.int64, count=len(tokens))
+    if spaces:  # each ▁ one space, <0xNN> one byte, the rest its UTF-8
+        spelled = [1 if _BYTE_TOKEN.match(t) else len(t.replace(SPACE, " ").encode("utf-8")) for t in tokens]
+        lengths[ids] = spelled
+    else:
+        ok = _in_alphabet(tokens)  # one alphabet character a byte
+        lengths[ids[ok]] = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))[ok]
+    model = tokenizer.model
+    if model.unk_token is not None and not getattr(model, "byte_fallback", False) and model.unk_token in vocab:
+        lengths[vocab[model.unk_token]] = -1  # stands for any unknown character
+    # ▁ in a text is not a space (SentencePiece mode); an added token the model also spells otherwise is
+    # the model's where its text is absent (only then it cannot have been matched), unknown where present
+    unspelled = {SPACE} if spaces else set()
+    for i, token in added.items():
+        own = len(token.content.encode("utf-8"))
+        if lengths[i] in (-1, own) or own == 0:
+            lengths[i] = own if own > 0 else -1
+        else:
+            unspelled.add(token.content)
+    if spaces:
+        unspelled = {t for t in unspelled if t == SPACE or SPACE not in t}
+    return ByteOffsets(lengths, tuple(sorted(unspelled)))
+
+
+def _in_alphabet(tokens: list[str]) -> np.ndarray:
+    """Per token: every character is in the ByteLevel alphabet (so it spells one byte each)."""
     chars = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    # a token's string spells bytes iff every character is in the alphabet (one character a byte)
     points = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
     foreign = ~np.isin(points, np.fromiter(map(ord, byte_alphabet()), dtype=np.uint32))
     nonempty = chars > 0
     outside = np.zeros(len(tokens), dtype=np.int64)
     if nonempty.any():
         outside[nonempty] = np.add.reduceat(foreign.astype(np.int64), (np.cumsum(chars) - chars)[nonempty])
-    spelled = nonempty & (outside == 0)
-    lengths[ids[spelled]] = chars[spelled]
-    for i, token in added.items():
-        own = len(token.content.encode("utf-8"))
-        # an id the model also spells from other bytes has no single length (one whose vocabulary
-        # string is not in the alphabet, as DeepSeek's specials, the model never produces)
-        lengths[i] = own if lengths[i] in (-1, own) and own > 0 else -2
-    lengths[lengths == -2] = -1
-    return ByteOffsets(lengths)
+    return nonempty & (outside == 0)
 
 
 def _component(part: Any) -> dict[str, Any] | None:
@@ -152,7 +183,9 @@ def _component(part: Any) -> dict[str, Any] | None:
     return None if part is None else json.loads(part.__getstate__())
 
 
-def _check(tokenizer: Tokenizer) -> None:
+def _check(tokenizer: Tokenizer) -> bool:
+    """Raise :class:`Unsupported` unless byte lengths give the offsets; True for SentencePiece's
+    spaces-as-▁ (a ``Replace(" ", "▁")`` normalizer), False for a byte-level BPE."""
     model = tokenizer.model
     kind = type(model).__name__
     if kind != "BPE":
@@ -160,15 +193,23 @@ def _check(tokenizer: Tokenizer) -> None:
     if model.dropout or model.continuing_subword_prefix or model.end_of_word_suffix:
         raise Unsupported("the BPE model has dropout or a subword prefix/suffix")
     normalizer = _component(tokenizer.normalizer)
-    if not _no_op(normalizer):
-        raise Unsupported(f"a normalizer ({normalizer['type']}) rewrites the text before it is split")
+    spaces = normalizer == _SPACES
+    if not spaces and not _no_op(normalizer):
+        raise Unsupported(f"a normalizer ({normalizer['type']}) rewrites the text other than spaces to ▁ "
+                          "(a prepended ▁ has no character)")
     pre = _component(tokenizer.pre_tokenizer) or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     kinds = [s.get("type") for s in steps]
-    if not steps or kinds[-1] != "ByteLevel" or any(k not in _CUTTING for k in kinds[:-1]):
-        raise Unsupported(f"the pre-tokenizer is not ByteLevel after cutting steps only ({', '.join(map(str, kinds))})")
-    if steps[-1].get("add_prefix_space"):
-        raise Unsupported("the ByteLevel pre-tokenizer adds a prefix space")
+    if spaces:  # no spaces are left to split on
+        if pre and pre != _SPLIT_SPACES:
+            raise Unsupported(f"the pre-tokenizer ({pre.get('type')}) works on SentencePiece's ▁")
+        if any(t.normalized for t in tokenizer.get_added_tokens_decoder().values()):
+            raise Unsupported("added tokens are matched in the normalized text")
+    else:
+        if not steps or kinds[-1] != "ByteLevel" or any(k not in _CUTTING for k in kinds[:-1]):
+            raise Unsupported(f"the pre-tokenizer is not ByteLevel after cutting steps only ({', '.join(map(str, kinds))})")
+        if steps[-1].get("add_prefix_space"):
+            raise Unsupported("the ByteLevel pre-tokenizer adds a prefix space")
     post = _component(tokenizer.post_processor) or {}
     for step in post.get("processors", []) if post.get("type") == "Sequence" else [post]:
         if step.get("type") == "ByteLevel" and step.get("trim_offsets"):
@@ -176,6 +217,7 @@ def _check(tokenizer: Tokenizer) -> None:
     stripping = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.lstrip or t.rstrip]
     if stripping:
         raise Unsupported(f"added tokens strip whitespace into their offsets ({', '.join(stripping[:3])})")
+    return spaces
 
 
 def _no_op(normalizer: dict[str, Any] | None) -> bool:
