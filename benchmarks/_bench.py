@@ -221,7 +221,8 @@ def print_rates(results: dict[str, dict], corpus_tokens: int, ratios: dict[str, 
                 note: str = "") -> dict[str, float]:
     """The table every throughput benchmark prints: one row per measurement (``seconds``, ``cpu``,
     ``others``, ``tokens``; ``peak_rss`` where a process of its own was measured), its rate (the
-    corpus's tokens over wall seconds, so every row counts the same tokens) and, per entry of
+    corpus's tokens over wall seconds, so every row counts the same tokens), the same over CPU
+    seconds (steadier than wall time on a busy machine) and, per entry of
     ``ratios`` (column title -> row name), its rate over that row's. Returns the rates."""
     ratios = {title: row for title, row in (ratios or {}).items() if row in results}
     rate = {name: corpus_tokens / r["seconds"] for name, r in results.items()}
@@ -229,11 +230,12 @@ def print_rates(results: dict[str, dict], corpus_tokens: int, ratios: dict[str, 
     print("others: share of the machine other processes used during the measurement (0% = quiet)\n")
     width = max(map(len, results)) + 1
     head = "".join(f" {title:>{max(len(title), 6)}}" for title in ratios)
-    print(f"{'':{width}} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'peak RSS':>10}{head} {'others':>7}  tokens")
+    print(f"{'':{width}} {'seconds':>8} {'M tokens/s':>11} {'CPU s':>6} {'M tok/CPU s':>11} {'peak RSS':>10}{head} {'others':>7}  tokens")
     for name, r in results.items():
         rss = mb(r["peak_rss"]) if "peak_rss" in r else "-"
         cells = "".join(f" {rate[name] / rate[row]:>{max(len(title), 6)}.2f}" for title, row in ratios.items())
-        print(f"{name:{width}} {r['seconds']:8.2f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {rss:>10}{cells} "
+        per_cpu = f"{corpus_tokens / r['cpu'] / 1e6:11.2f}" if r["cpu"] > 0 else f"{'-':>11}"
+        print(f"{name:{width}} {r['seconds']:8.2f} {rate[name] / 1e6:11.3f} {r['cpu']:6.1f} {per_cpu} {rss:>10}{cells} "
               f"{r['others']:7.0%}  {r['tokens']:,}")
     return rate
 
