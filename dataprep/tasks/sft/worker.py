@@ -81,8 +81,9 @@ class SftWorker(RecordWorker):
         columns = self._columns(batch, file.entry)
         lines = batch.column(C.LINE).to_pylist()
         rendered, label_ids, kept_lines, unseen_system = [], [], [], []
-        for row, line in enumerate(lines):
-            record = {name: values[row] for name, values in columns.items()}
+        names = list(columns)
+        for line, values in zip(lines, zip(*columns.values()) if columns else [()] * len(lines)):
+            record = dict(zip(names, values))
             try:
                 label = self._label(record[LABEL]) if self.label_ids is not None else None
                 rendered.append(self._render(record))
@@ -111,10 +112,10 @@ class SftWorker(RecordWorker):
         """The batch's examples that render, quietly (a record that does not is skipped, neither
         counted nor logged): the sample fine-tuning's engine probe encodes both ways."""
         columns = self._columns(batch, entry)
-        out = []
-        for row in range(batch.num_rows):
+        names, out = list(columns), []
+        for values in zip(*columns.values()) if columns else [()] * batch.num_rows:
             try:
-                out.append(self._render({name: values[row] for name, values in columns.items()}))
+                out.append(self._render(dict(zip(names, values))))
             except RecordProblem:
                 continue
         return out
