@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataprep.errors import InputError
-from dataprep.read import InputSpec, read_batches, resolve_inputs
+from dataprep.read import FieldSpec, InputSpec, read_batches, read_records, resolve_inputs
 from dataprep.read import _common, _json
 from dataprep.text import normalize
 from dataprep.text.filters import content_hashes
@@ -55,6 +55,7 @@ UNCLEAN = {
     "garbage after": (b'{"text": "a"} x', ["malformed_json"]),
     "comment": (b"// comment", ["malformed_json"]),
     "raw tab in a string": (b'{"text": "tab\tinside"}', ["malformed_json"]),
+    "lone surrogate": (b'{"text": "b\\ud800c"}', ["invalid_utf8"]),  # Python's json reads it; no UTF-8 holds it
 }
 
 
@@ -159,6 +160,29 @@ def test_the_comparison_fails_when_lines_are_numbered_wrong(tmp_path, small_bloc
     original = _json.parse_block
     monkeypatch.setattr(_json, "parse_block", lambda *a, **k: (r := original(*a, **k)) and (r[0], r[1] + 1))
     assert "skip: batches" in differences(path)
+
+
+def test_a_lone_surrogate_is_a_bad_record_with_its_line(tmp_path, monkeypatch):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"text": "a"}\n{"text": "b\\udfffc"}\n{"text": "\\ud83d\\ude00"}\n')
+    skipped = read_all(path, on_error="skip", batch_size=4)
+    assert skipped["batches"] == [[("a", 1), ("\U0001F600", 3)]] and skipped["error"] is None
+    assert skipped["drops"] == {"invalid_utf8": 1} and [r[1] for r in skipped["reports"]] == ["line 2"]
+    assert "\\udfff" in skipped["reports"][0][3]
+    assert read_all(path, on_error="raise", batch_size=4)["error"][0] == "line 2"
+    monkeypatch.setattr(_json, "lone_surrogate", lambda text: None)  # the check gone: not a skipped record
+    broken = read_all(path, on_error="skip", batch_size=4)
+    assert broken["error"] is not None and broken["drops"] == {}
+
+
+def test_a_lone_surrogate_in_another_field_names_its_record(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"p": "a", "r": "b"}\n{"p": "a", "r": "x\\ud800"}\n')
+    fields = {"prompt": FieldSpec("p"), "response": FieldSpec("r")}
+    with pytest.raises(InputError) as err:
+        list(read_records(resolve(path), 0, fields=fields, batch_size=4, on_error="skip", drops=collections.Counter()))
+    assert (err.value.location, err.value.reason_message) == ("line 2", "a field holds \\ud800, half of a surrogate pair: "
+                                                              "it has no UTF-8 form")
 
 
 def test_a_cut_container_stops_both_ways_after_the_same_records(tmp_path, small_blocks):

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+import pyarrow as pa
 
 from dataprep.errors import InputError
 
@@ -193,6 +194,70 @@ def read_blocks(fh: BinaryIO, size: int | None = None) -> Iterator[bytes]:
         block = b"".join(pieces)
         if block:
             yield block
+
+
+class Rows:
+    """Records in the order they came, handed on in pieces of exactly ``batch_size`` (the JSONL reader):
+    a block's records as Arrow arrays (:meth:`add_arrays`), a line's as values appended to
+    :attr:`columns` and :attr:`lines` (the caller takes a piece when :meth:`room` is reached)."""
+
+    def __init__(self, width: int, batch_size: int):
+        self.width, self.batch_size = width, batch_size
+        self.columns: list[list[str]] = [[] for _ in range(width)]
+        self.lines: list[int] = []
+        self.held: list[tuple[pa.Array, np.ndarray]] = []  # arrays before the lists, in order
+        self.count = 0  # their records
+
+    def __len__(self) -> int:
+        return self.count + len(self.lines)
+
+    def room(self) -> int:
+        """Records the lists may take before the piece is full."""
+        return self.batch_size - self.count
+
+    def add_arrays(self, values: pa.Array, lines: np.ndarray) -> Iterator[tuple]:
+        """Add a block's records (one text column); yield each piece they fill."""
+        self._hold_lists()
+        start = 0
+        while len(values) - start >= self.batch_size - self.count:
+            n = self.batch_size - self.count
+            self.held.append((values.slice(start, n), lines[start : start + n]))
+            self.count, start = self.batch_size, start + n
+            yield self.take()
+        if start < len(values):
+            self.held.append((values.slice(start), lines[start:]))
+            self.count += len(values) - start
+
+    def _hold_lists(self) -> None:
+        if self.lines:
+            self.held.append((pa.array(self.columns[0], pa.large_string()), np.array(self.lines, dtype=np.int64)))
+            self.count += len(self.lines)
+            self.columns, self.lines = [[]], []
+
+    def take(self) -> tuple:
+        """The records held, as lists when every one came from a line, else as Arrow arrays."""
+        if not self.held:
+            piece = self.columns, self.lines
+            self.columns, self.lines = [[] for _ in range(self.width)], []
+            return piece
+        self._hold_lists()
+        if len(self.held) == 1:  # a slice of one block: no copy
+            values, lines = self.held[0][0], pa.array(self.held[0][1])
+        else:
+            values = pa.concat_arrays([v for v, _ in self.held])
+            lines = pa.array(np.concatenate([n for _, n in self.held]))
+        self.held, self.count = [], 0
+        return [values], lines
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first half of a surrogate pair that stands alone in ``text``, as its escape (``\\udXXX``):
+    JSON's ``\\u`` escapes can make one, no UTF-8 can hold it. None when there is none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
 
 
 def load_json_file(path) -> dict:

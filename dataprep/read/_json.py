@@ -18,7 +18,7 @@ import pyarrow.json as pa_json
 
 from dataprep.errors import InputError
 
-from ._common import SKIP, BadRecords, json_message, json_type, open_binary, read_blocks
+from ._common import SKIP, BadRecords, Rows, json_message, json_type, lone_surrogate, open_binary, read_blocks
 from ._fields import Field, RowExtractor
 from ._file import InputFile
 from ._nested import RecordsPath, parse_records, walk
@@ -107,6 +107,10 @@ def _per_line(lines: Iterator[tuple[int, str]], extractor: RowExtractor, rows: R
             continue
         # Inlined for the pretraining case (one top-level text field): ~30% faster than row().
         if fast_key is not None and type(record) is dict and type(value := record.get(fast_key)) is str:
+            if ("\\ud" in line or "\\uD" in line) and (escape := lone_surrogate(value)):  # only an escape makes one
+                bad.report("invalid_utf8", f"line {lineno}", f"the text holds {escape}, half of a surrogate pair: it has no "
+                           "UTF-8 form", f"write the character itself, or both halves of its pair (\\ud83d\\ude00), {SKIP}")
+                continue
             columns[0].append(value)
         else:
             row = extract(record, f"line {lineno}")
@@ -118,60 +122,6 @@ def _per_line(lines: Iterator[tuple[int, str]], extractor: RowExtractor, rows: R
         if len(numbers) == room:
             yield rows.take()
             columns, numbers, room = rows.columns, rows.lines, rows.room()
-
-
-class Rows:
-    """Records in the order they came, handed on in pieces of exactly ``batch_size`` (:func:`_read_jsonl`):
-    a block's records as Arrow arrays (:meth:`add_arrays`), a line's as values appended to
-    :attr:`columns` and :attr:`lines` (the caller takes a piece when :meth:`room` is reached)."""
-
-    def __init__(self, width: int, batch_size: int):
-        self.width, self.batch_size = width, batch_size
-        self.columns: list[list[str]] = [[] for _ in range(width)]
-        self.lines: list[int] = []
-        self.held: list[tuple[pa.Array, np.ndarray]] = []  # arrays before the lists, in order
-        self.count = 0  # their records
-
-    def __len__(self) -> int:
-        return self.count + len(self.lines)
-
-    def room(self) -> int:
-        """Records the lists may take before the piece is full."""
-        return self.batch_size - self.count
-
-    def add_arrays(self, values: pa.Array, lines: np.ndarray) -> Iterator[Piece]:
-        """Add a block's records (one text column); yield each piece they fill."""
-        self._hold_lists()
-        start = 0
-        while len(values) - start >= self.batch_size - self.count:
-            n = self.batch_size - self.count
-            self.held.append((values.slice(start, n), lines[start : start + n]))
-            self.count, start = self.batch_size, start + n
-            yield self.take()
-        if start < len(values):
-            self.held.append((values.slice(start), lines[start:]))
-            self.count += len(values) - start
-
-    def _hold_lists(self) -> None:
-        if self.lines:
-            self.held.append((pa.array(self.columns[0], pa.large_string()), np.array(self.lines, dtype=np.int64)))
-            self.count += len(self.lines)
-            self.columns, self.lines = [[]], []
-
-    def take(self) -> Piece:
-        """The records held, as lists when every one came from a line, else as Arrow arrays."""
-        if not self.held:
-            piece = self.columns, self.lines
-            self.columns, self.lines = [[] for _ in range(self.width)], []
-            return piece
-        self._hold_lists()
-        if len(self.held) == 1:  # a slice of one block: no copy
-            values, lines = self.held[0][0], pa.array(self.held[0][1])
-        else:
-            values = pa.concat_arrays([v for v, _ in self.held])
-            lines = pa.array(np.concatenate([n for _, n in self.held]))
-        self.held, self.count = [], 0
-        return [values], lines
 
 
 def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.ndarray] | None:

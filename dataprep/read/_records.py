@@ -12,7 +12,7 @@ from dataprep import columns
 from dataprep.errors import ConfigError, InputError
 
 from ._columnar import read_columnar
-from ._common import ON_ERROR, BadRecords
+from ._common import ON_ERROR, BadRecords, lone_surrogate
 from ._delimited import read_delimited
 from ._fields import Field, FieldSpec, compile_fields, records_schema
 from ._file import FORMATS, TABULAR, InputFile
@@ -175,7 +175,7 @@ def _batches(
     try:
         for values, lines in pieces:
             if not isinstance(lines, pa.Array):
-                values = [pa.array(column, pa.large_string()) for column in values]
+                values = [_text_array(file, column, lines) for column in values]
                 lines = pa.array(lines, pa.int64())
             yield pa.RecordBatch.from_arrays([*values, pa.repeat(source, len(lines)), lines], schema=schema)
     except (OSError, EOFError, zstandard.ZstdError, pa.ArrowException) as exc:
@@ -183,6 +183,19 @@ def _batches(
         raise InputError(file.location, None, f"cannot read the file: {exc}", fix) from exc
     finally:
         bad.finish()
+
+
+def _text_array(file: InputFile, column: list[str], lines: list[int]) -> pa.Array:
+    """A column of values as Arrow text. A value with half a surrogate pair (JSON's ``\\udXXX``
+    escapes make them; the pretraining text field reports them as bad records) has no UTF-8 form:
+    the record is named in an error, whatever ``on_error`` says, never a bare traceback."""
+    try:
+        return pa.array(column, pa.large_string())
+    except UnicodeEncodeError:
+        at, escape = next((i, e) for i, value in enumerate(column) if (e := lone_surrogate(value)))
+        where = f"record {lines[at]}" if file.format == "json" else f"line {lines[at]}"
+        message = f"a field holds {escape}, half of a surrogate pair: it has no UTF-8 form"
+        raise InputError(file.location, where, message, "write the character itself, or both halves of its pair (\\ud83d\\ude00)") from None
 
 
 def _rebatch(pieces: Iterator[tuple[list[pa.Array], pa.Array]], batch_size: int) -> Iterator[tuple[list, pa.Array]]:
