@@ -132,16 +132,18 @@ def _resolve(target: str):
 
 
 def instrument(clock: Clock) -> list[str]:
-    """Wrap every step's functions wherever dataprep's modules hold them; the targets not found."""
+    """Wrap every step's functions wherever dataprep's modules hold them; the steps none of whose
+    functions was found (a step lists a function under each name it has had)."""
     missing = []
     for steps, inclusive in ((STEPS, False), (INCLUSIVE, True)):
         for step, targets in steps:
+            found = 0
             for target in targets:
                 try:
                     owner, name, fn = _resolve(target)
                 except (ImportError, AttributeError):
-                    missing.append(target)
                     continue
+                found += 1
                 if target.endswith("()"):  # a factory: the function it returns is the step
                     def factory(*args, _fn=fn, _step=step, **kwargs):
                         return clock.function(_step, _fn(*args, **kwargs))
@@ -160,6 +162,8 @@ def instrument(clock: Clock) -> list[str]:
                 for module in list(sys.modules.values()):  # also where it was imported by name
                     if getattr(module, "__name__", "").startswith("dataprep") and getattr(module, name, None) is fn:
                         setattr(module, name, timed)
+            if not found:
+                missing.append(f"{step} ({', '.join(targets)})")
     return missing
 
 
@@ -205,7 +209,7 @@ def main() -> None:
         print(f"{step:42} {seconds:7.3f} {seconds / whole:6.1%} {calls:7,}")
     print(f"{'total':42} {whole:7.3f} {1:6.1%}")
     if missing:
-        print(f"\nnot found (their time is in 'other'): {', '.join(missing)}")
+        print(f"\nsteps whose functions were not found (their time is in 'other'): {'; '.join(missing)}")
 
 
 if __name__ == "__main__":
