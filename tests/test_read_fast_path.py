@@ -9,6 +9,7 @@ import collections
 import json
 import unicodedata
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -262,7 +263,8 @@ def test_normalize_random_texts_as_every_step_would(texts):
 
 
 @pytest.mark.parametrize(("broken", "value"), [("_may_have_control", lambda texts: False),
-                                               ("_FIRST_CHANGED", {"NFC": 0xE0, "NFD": 0xE0, "NFKC": 0xE0, "NFKD": 0xE0})])
+                                               ("_FIRST_CHANGED", {"NFC": 0xE0, "NFD": 0xE0, "NFKC": 0xE0, "NFKD": 0xE0}),
+                                               ("_NFC_UNSAFE", [np.zeros(0x10000, dtype=bool)])])
 def test_normalize_comparison_fails_when_a_check_is_wrong(monkeypatch, broken, value):
     monkeypatch.setattr(normalize, broken, value)
     assert normalize_differences(TRICKY) != []
@@ -280,3 +282,25 @@ def test_content_hashes_of_an_array_are_those_of_its_strings(kind):
     assert content_hashes(pa.concat_arrays([whole.slice(1, 3), whole.slice(4, len(texts) - 3)])) == expected
     with pytest.raises(AttributeError):  # a null is not a text, as ever
         content_hashes(pa.array(["a", None], kind))
+
+
+def test_a_text_of_characters_nfc_keeps_is_nfc():
+    """The table against Python's own quick check: every character it lets through, side by side, and
+    after and before each kind of starter (Latin, a Hangul leading consonant and syllable, a kana, a CJK ideograph)."""
+    unsafe = normalize._nfc_unsafe()
+    seconds = {int(parts[1], 16) for cp in range(0x110000)  # pairs that compose, from every plane
+               if len(parts := unicodedata.decomposition(chr(cp)).split()) == 2 and not parts[0].startswith("<")}
+    assert all(unsafe[cp] for cp in seconds if cp < 0x10000)
+    assert not unsafe[:0x300].any()  # the rows _rows_nfc_may_change never looks at
+    safe = "".join(chr(cp) for cp in np.flatnonzero(~unsafe).tolist() if not 0xD800 <= cp < 0xE000)
+    for starter in ("", "a", "\u1100", "\uac00", "\u304b", "\u4e00"):
+        assert unicodedata.is_normalized("NFC", starter.join(safe) + starter)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0x300, 0xFFFF), max_size=6))
+def test_nfc_changes_only_rows_with_a_character_it_may_change(codes):
+    text = "".join(chr(c) for c in codes if not 0xD800 <= c < 0xE000)
+    if not unicodedata.is_normalized("NFC", text):
+        assert len(normalize._rows_nfc_may_change(pa.array(["plain", text], pa.large_string()))) == 1
+    assert normalize_differences(["ascii", text]) == []

@@ -103,13 +103,14 @@ _FIRST_CHANGED = {"NFC": 0xCC, "NFD": 0xC3, "NFKC": 0xC2, "NFKD": 0xC2}
 def _unicode_normalize(texts: pa.Array | pa.ChunkedArray, form: str) -> pa.Array | pa.ChunkedArray:
     """``utf8_normalize`` applied only to the strings it would change.
 
-    Most text is already NFC: the strings whose bytes may hold a character the form changes
-    (:data:`_FIRST_CHANGED`) go through Python's quick check (``unicodedata.is_normalized``), and
-    only those it finds are normalized and put back in place.
+    Most text is already NFC: the strings that may hold a character the form changes (for NFC a
+    character of :func:`_nfc_unsafe`; else a byte of :data:`_FIRST_CHANGED` or above) go through
+    Python's quick check (``unicodedata.is_normalized``), and only those it finds are normalized and
+    put back in place.
     """
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    rows = _rows_with_byte(texts, _FIRST_CHANGED.get(form, 0x80))
+    rows = _rows_nfc_may_change(texts) if form == "NFC" else _rows_with_byte(texts, _FIRST_CHANGED.get(form, 0x80))
     if not len(rows):
         return texts
     values = texts.take(pa.array(rows)).to_pylist()
@@ -134,6 +135,50 @@ def _rows_with_byte(texts: pa.Array, at_least: int) -> np.ndarray:
     rows = np.flatnonzero(np.diff(offsets) > 0)
     highest = np.maximum.reduceat(values, offsets[rows] - offsets[0])  # each row's bytes (empty rows hold none)
     return rows[highest >= at_least]
+
+
+def _rows_nfc_may_change(texts: pa.Array) -> np.ndarray:
+    """The rows of ``texts`` (one chunk) holding a character NFC may change (:func:`_nfc_unsafe`):
+    the code point of every lead byte from 0xCC (U+0300) on, looked up; any beyond the BMP counts."""
+    [values] = _value_bytes(texts) or [np.empty(0, dtype=np.uint8)]
+    at = np.flatnonzero(values >= 0xCC)  # lead bytes only: continuation bytes are 0x80-0xBF
+    if not len(at):
+        return np.empty(0, dtype=np.int64)
+    lead = values[at].astype(np.int32)
+    second = np.take(values, at + 1, mode="clip").astype(np.int32) & 0x3F
+    third = np.take(values, at + 2, mode="clip").astype(np.int32) & 0x3F
+    code = np.where(lead < 0xE0, ((lead & 0x1F) << 6) | second, ((lead & 0x0F) << 12) | (second << 6) | third)
+    unsafe = np.ones(len(at), dtype=bool)  # four-byte characters (beyond the BMP) are looked at
+    bmp = lead < 0xF0
+    unsafe[bmp] = _nfc_unsafe()[code[bmp]]
+    kind = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(texts.buffers()[1], dtype=kind)[texts.offset : texts.offset + len(texts) + 1].astype(np.int64)
+    return np.unique(np.searchsorted(offsets[1:] - offsets[0], at[unsafe], side="right"))
+
+
+_NFC_UNSAFE: list[np.ndarray] = []  # built on first use
+
+
+def _nfc_unsafe() -> np.ndarray:
+    """Per BMP code point, whether NFC may change a text that holds it: Python's quick check says
+    yes at once for a text of the others (combining class 0, unchanged alone, never the second of
+    a pair that composes, assigned). Built from ``unicodedata`` on first use (~0.03 s), so it agrees
+    with the ``is_normalized`` it spares; an unassigned code point counts as one NFC may change."""
+    if not _NFC_UNSAFE:
+        seconds = set()
+        for cp in range(0x10000):
+            parts = unicodedata.decomposition(chr(cp)).split()
+            if len(parts) == 2 and not parts[0].startswith("<"):
+                seconds.add(int(parts[1], 16))
+        table = np.zeros(0x10000, dtype=bool)
+        for cp in range(0x10000):
+            c = chr(cp)
+            table[cp] = (cp in seconds or unicodedata.combining(c) != 0 or unicodedata.category(c) == "Cn"
+                         or unicodedata.normalize("NFC", c) != c)
+        table[0x1161:0x1176] = table[0x11A8:0x11C3] = True  # Hangul vowels and final consonants compose
+        table[0xD800:0xE000] = False  # surrogates: never in UTF-8
+        _NFC_UNSAFE.append(table)
+    return _NFC_UNSAFE[0]
 
 
 def normalize_text(text: str, spec: NormalizeSpec) -> str:
