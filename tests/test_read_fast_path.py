@@ -139,8 +139,9 @@ def test_an_unclean_line_sends_its_block_line_by_line(name):
 
 def test_a_clean_block_gives_pythons_values_and_lines():
     block = b"\n".join([*BLANK, *GOOD, b""])
-    values, at = _json.parse_block(block, "text", first=1)
+    values, at, breaks = _json.parse_block(block, "text", first=1)
     lines = block.split(b"\n")
+    assert breaks == block.count(b"\n")
     assert values.to_pylist() == [json.loads(lines[i])["text"] for i in at.tolist()]
     assert at.tolist() == [i for i, line in enumerate(lines) if line.strip(b" \t\r")]
 
@@ -159,7 +160,7 @@ def test_the_comparison_fails_when_a_check_is_missing(tmp_path, small_blocks, mo
 def test_the_comparison_fails_when_lines_are_numbered_wrong(tmp_path, small_blocks, monkeypatch):
     path = damaged_file(tmp_path, [*GOOD, UNCLEAN["number"][0]])
     original = _json.parse_block
-    monkeypatch.setattr(_json, "parse_block", lambda *a, **k: (r := original(*a, **k)) and (r[0], r[1] + 1))
+    monkeypatch.setattr(_json, "parse_block", lambda *a, **k: (r := original(*a, **k)) and (r[0], r[1] + 1, r[2]))
     assert "skip: batches" in differences(path)
 
 

@@ -86,9 +86,10 @@ def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_siz
                 parsed = parse_block(block, key, first=first)
                 if parsed is None:
                     yield from _per_line(_decoded_lines(io.BytesIO(block), bad, first), extractor, rows)
+                    first += block.count(b"\n")
                 else:
                     yield from rows.add_arrays(parsed[0], parsed[1] + first)
-                first += block.count(b"\n")
+                    first += parsed[2]
     if len(rows):
         yield rows.take()
 
@@ -124,10 +125,10 @@ def _per_line(lines: Iterator[tuple[int, str]], extractor: RowExtractor, rows: R
             columns, numbers, room = rows.columns, rows.lines, rows.room()
 
 
-def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.ndarray] | None:
+def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.ndarray, int] | None:
     """The ``key`` string of every record of a block of whole JSON lines, parsed at once by
-    Arrow's JSON reader, and each record's line (0-based, in the block); None unless the block
-    is clean: what Python's json would read line by line, value for value.
+    Arrow's JSON reader, each record's line (0-based, in the block) and the block's line breaks;
+    None unless the block is clean: what Python's json would read line by line, value for value.
 
     Clean means: valid UTF-8; every line blank (only spaces, tabs, CRs) or one JSON object that
     starts and ends its line, whose ``key`` is a string; no ``Inf``/``-Inf``/``-NaN`` where a
@@ -144,6 +145,7 @@ def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.nda
     if not _utf8(block) or _nonfinite(block, x) or _long_digits(block, x):
         return None
     ends = np.flatnonzero(x == 10)
+    breaks = len(ends)
     if not len(ends) or ends[-1] != len(x) - 1:
         ends = np.append(ends, len(x))  # the last line has no line break
     starts = np.concatenate(([0], ends[:-1] + 1))
@@ -161,7 +163,7 @@ def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.nda
         record[i] = False
     at, starts, ends = at[record], starts[record], ends[record]
     if not len(at):
-        return pa.array([], pa.large_string()), at
+        return pa.array([], pa.large_string()), at, breaks
     if _deep(block, x, starts, ends):
         return None
     options = pa_json.ParseOptions(explicit_schema=pa.schema([(key, pa.string())]), unexpected_field_behavior="ignore")
@@ -173,7 +175,7 @@ def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.nda
     values = table.column(0)
     if table.num_rows != len(at) or values.null_count:  # a missing key, a null, or two objects on a line
         return None
-    return values.combine_chunks().cast(pa.large_string()), at
+    return values.combine_chunks().cast(pa.large_string()), at, breaks
 
 
 def _utf8(block: bytes) -> bool:
