@@ -306,7 +306,7 @@ def test_segments_run_as_ray_tasks_and_write_the_local_engines_shards(tmp_path, 
     assert shards(on_ray) == shards(local) and len(shards(local)) > 4
     assert on_ray["counts"] == local["counts"] and on_ray["packing"] == local["packing"]
     [runner] = runners
-    assert isinstance(runner, ray_chunks.RaySegments) and runner.capacity == cpus
+    assert isinstance(runner, ray_chunks.RaySegments) and runner.capacity == min(cpus, 2)  # the driver node's CPUs
     assert runner.sent["by_value"] == 0 and runner.sent["by_block"] == runner.sent["delivered"] > runner.sent["tasks"] > 1
 
 
@@ -346,3 +346,21 @@ def test_results_reach_the_driver_as_views_of_their_block(local_ray):
         at = ours.__array_interface__["data"][0]
         assert memory.address <= at and at + ours.nbytes <= memory.address + memory.size  # in the block: no copy
         assert not ours.flags.writeable and at % ray_chunks.ALIGN == 0
+
+
+@needs_ray
+def test_without_a_ray_runner_segments_stay_on_the_drivers_threads(tmp_path, local_ray, monkeypatch):
+    """Ray Client (the cluster cannot reach the run's folder): the segments are packed on the driver's
+    threads, from the results' views of their blocks, to the same shards."""
+    from dataprep.build import engine_ray, segments
+
+    from .test_segments import recipe as segment_recipe, shards
+
+    r = segment_recipe(tmp_path, segment_tokens=40_000)
+    local = run(r, tmp_path / "local", workers=2)
+    packed = []
+    pack_segment = segments.pack_segment
+    monkeypatch.setattr(segments, "pack_segment", lambda *args: packed.append(args[1]) or pack_segment(*args))
+    monkeypatch.setattr(engine_ray, "_segment_runner", lambda *args, **kwargs: None)  # what Ray Client gets
+    on_ray = run(r, tmp_path / "ray", engine="ray")
+    assert shards(on_ray) == shards(local) and sorted(packed) == list(range(len(packed))) and len(packed) > 1

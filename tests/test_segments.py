@@ -161,3 +161,42 @@ def test_the_dedup_sets_fast_path_answers_as_the_per_digest_one():
         fast += all(expected)
         assert seen.first_seen(digests).tolist() == expected
     assert fast > 20 and len(seen) == len(reference) and seen.disk.runs() > 0
+
+
+def test_an_engines_runner_packs_the_segments_it_attaches_once_each(tmp_path):
+    """While an engine's runner is installed (segments.engine_runner), the segments are handed to it
+    (as --engine ray hands them to Ray tasks) and the shards are the threads'; a second finish (the
+    engine finishes its segments when its input ends, the stage again later) hands out nothing."""
+    from concurrent.futures import Future
+
+    class Inline:  # packs each segment at once, in this thread
+        capacity = 1
+
+        def __init__(self):
+            self.attached, self.submitted = [], []
+
+        def attach(self, segments_):
+            self.attached.append(segments_)
+            return self
+
+        def submit(self, spec, index, carry, pieces, final):
+            self.submitted.append(index)
+            done = Future()
+            done.set_result(segments.pack_segment(spec, index, carry, pieces, final))
+            return done
+
+        def close(self):
+            pass
+
+    seg = recipe(tmp_path, remainder="pad", segment_tokens=40_000)
+    threads = run(seg, tmp_path / "threads", workers=2)
+    inline = Inline()
+    with segments.engine_runner(inline):
+        engine = run(seg, tmp_path / "engine", workers=2)
+    assert shards(engine) == shards(threads)
+    [attached] = inline.attached
+    assert inline.submitted == list(range(attached.index)) and attached.index > 2
+    assert len(attached.carry[0])  # a partial row is left: a second finish would pack it again
+    handed = list(inline.submitted)
+    attached.finish()
+    assert inline.submitted == handed

@@ -244,19 +244,21 @@ class RaySegments:
     The tasks are pinned to the driver's node: they write the shards into the run's own folder,
     which only that node is sure to reach (a cluster node's blocks come over Ray's object transfer,
     not through the driver process). They take no CPU slot (``num_cpus=0``): the chunk workers hold
-    every one for the whole run; ``capacity`` segments run at once (the cluster's CPUs).
+    every one for the whole run; up to ``2 * capacity`` are in flight (the driver node's CPUs, at
+    most the cluster's CPU count the run uses), as :class:`~dataprep.build.segments.Segments` bounds them.
 
     A piece whose block is not known (its tokens came from elsewhere) is sent by value: Ray copies
     its tokens once into the object store.
     """
 
     def __init__(self, cpus: int, max_retries: int):
-        self.capacity = max(1, cpus)
+        node = ray.get_runtime_context().get_node_id()
+        here = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node), cpus)
+        self.capacity = max(1, min(cpus, int(here)))
         self.origins: dict[int, tuple[Any, int, weakref.ref]] = {}  # id(result.tokens) -> (block ref, row, the array)
         self.attached: list[Any] = []
         self.specs: dict[int, tuple[SegmentSpec, Any]] = {}  # id(spec) -> (spec, its ObjectRef): sent once
         self.sent = Counter()  # results "delivered"; pieces sent "by_block" (ObjectRef) or "by_value" (tokens copied); "tasks"
-        node = ray.get_runtime_context().get_node_id()
         self.task = ray.remote(_pack_remote).options(
             num_cpus=0, max_retries=max_retries,
             scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=False))

@@ -198,8 +198,8 @@ _ENGINE_RUNNERS: list[Any] = []  # the runner of the engine whose results are be
 def engine_runner(runner: Any) -> Iterator[None]:
     """While the block runs, segments that start collecting pieces are packed by ``runner``: an object
     with :class:`Runner`'s methods and ``attach(segments)``, which returns the runner to use (itself,
-    or None: threads after all). The engine calls :meth:`Segments.finish` on the ones it attached when
-    its input ends."""
+    or None: threads after all); a None runner: threads. The engine calls :meth:`Segments.finish` on
+    the ones it attached when its input ends."""
     _ENGINE_RUNNERS.append(runner)
     try:
         yield
@@ -321,7 +321,8 @@ class Segments:
             self.runner.close()
 
     def _choose_runner(self) -> Runner:
-        engine = _ENGINE_RUNNERS[-1].attach(self) if _ENGINE_RUNNERS else None
+        runner = _ENGINE_RUNNERS[-1] if _ENGINE_RUNNERS else None
+        engine = runner.attach(self) if runner is not None else None
         return engine if engine is not None else ThreadRunner(self.workers)
 
     def _submit(self, *, final: bool) -> None:

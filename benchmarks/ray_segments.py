@@ -1,0 +1,288 @@
+"""Segments on Ray: how much CPU the driver process spends per token, and how many cores one driver feeds.
+
+``dataprep run --engine ray`` with ``packing.segment_tokens`` (#20 item 4): the chunk workers (Ray
+Data actors) normalize, filter, hash and encode; the segment tasks (Ray tasks on the driver's node)
+gather, pack, write and digest; the driver process keeps the per-document work (dedup, split,
+counts) and must not touch tokens (:mod:`dataprep.build.ray_chunks`). For 1, 2 and 4 workers, each
+in a fresh process with its own local Ray instance (its start-up not timed), on the first
+``--limit-mb`` of the bench corpus with ``bpe32k.json`` (``wrap`` 2048, exact dedup, 1% validation):
+
+- tokens/s of the run (``run()`` called in that process: the driver is that process);
+- the driver process's CPU seconds per million tokens (``resource.getrusage(RUSAGE_SELF)``: every
+  thread of the driver, Ray's own included, none of its children, less this script's polling, timed
+  with ``thread_time``), over the whole run and over the
+  stream alone (first result to the end of the last segment: start-up, input hashing and the
+  manifest left out);
+- the CPU of the Ray processes, polled with psutil: chunk actors, task workers (read tasks and
+  segment tasks) and Ray's own daemons (raylet, GCS, ...);
+- the ceiling in cores: a worker core's CPU per token (the chunk function over the same chunks in
+  one process, one thread, measured first, and the segments' packing of its results, as
+  ``benchmarks/ordered_stage.py`` measures them) / the driver's over the stream: how many worker
+  cores one driver keeps fed, counting all of the driver's CPU as if it grew with the tokens (Ray's
+  own loops cost it a few % of a core per second whatever the rate: the figure is a floor). Issue #20 asks >= 64. (The driver's
+  whole run adds fixed costs, tokenizer load, encode-engine probe, Ray Data's planning, manifest,
+  and the inputs' digests, per byte but cheap; the Ray columns include the processes' start-up.)
+
+The shard hashes of the runs are compared (they must be equal for any worker count). With
+``--threads`` a last run packs the segments on the driver's threads instead (what the driver paid
+before segments became Ray tasks). On a machine with fewer cores than a run's workers (plus the
+segment tasks and the driver) the run is oversubscribed; the output says so.
+
+    python benchmarks/ray_segments.py                       # 40 MB, segments of 2M tokens
+    python benchmarks/ray_segments.py --limit-mb 20 --workers 1 2 --threads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from _bench import TOKENIZER, WORK, corpus_prefix, machine, write_recipe
+
+MTOK = 1e6
+
+
+def cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+THREADS: dict[str, tuple[str, float]] = {}  # tid -> (name, CPU seconds), last seen: a thread that ends stays counted
+
+
+def thread_cpu() -> dict[str, tuple[str, float]]:
+    """This process's CPU seconds by thread (``/proc/self/task``): the main thread, Ray Data's executor,
+    Ray's C++ threads ...; sampled by the poller too, so that threads which end are counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = str(threading.main_thread().native_id)
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            name = "main" if tid == main else Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        THREADS[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return dict(THREADS)
+
+
+class RayCpu:
+    """CPU seconds of this process's descendants (the local Ray instance), polled so that processes
+    that end are counted too, by kind: chunk actors, task workers, Ray's daemons."""
+
+    def __init__(self, interval: float = 1.0):
+        import psutil
+
+        self.psutil, self.interval = psutil, interval
+        self.seen: dict[int, tuple[float, str]] = {}  # pid -> (cpu seconds, kind)
+        self.base: dict[int, float] = {}
+        self.overhead = 0.0  # this process's CPU spent polling (thread time): not the driver's
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _sample(self) -> dict[int, tuple[float, str]]:
+        started = time.thread_time()
+        try:
+            return self._read()
+        finally:
+            self.overhead += time.thread_time() - started
+
+    def _read(self) -> dict[int, tuple[float, str]]:
+        thread_cpu()
+        out = {}
+        for proc in self.psutil.Process().children(recursive=True):
+            try:
+                times, title = proc.cpu_times(), " ".join(proc.cmdline())
+            except self.psutil.Error:
+                continue
+            kind = self.seen.get(proc.pid, (0.0, ""))[1]
+            if "ChunkWorker" in title or "MapWorker" in title:
+                kind = "actors"
+            elif not kind:
+                kind = "tasks" if ("default_worker" in title or title.startswith("ray::")) else "ray"
+            out[proc.pid] = (times.user + times.system, kind)
+        return out
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.seen.update(self._sample())
+
+    def start(self) -> None:
+        self.base = {pid: cpu for pid, (cpu, _) in self._sample().items()}
+        self._thread.start()
+
+    def now(self) -> dict[str, float]:
+        """CPU seconds by kind since :meth:`start`."""
+        self.seen.update(self._sample())
+        spent = {"actors": 0.0, "tasks": 0.0, "ray": 0.0}
+        for pid, (cpu, kind) in list(self.seen.items()):
+            spent[kind] += cpu - self.base.get(pid, 0.0)
+        return spent
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return self.now()
+
+
+def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
+    """One run in this process, on a local Ray instance of ``workers`` CPUs started here."""
+    import ray
+
+    from dataprep.build import engine_ray
+    from dataprep.build.ordered import OrderedStage
+    from dataprep.build.run import run
+    from dataprep.recipe import load_recipe
+
+    started = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_start = time.perf_counter() - started
+    marks: dict[str, tuple[float, dict[str, float]]] = {}
+    add, finish = OrderedStage.add, OrderedStage.finish
+    spent = RayCpu()
+
+    def first_add(self, result):
+        if "stream" not in marks:
+            ray_cpu = spent.now()
+            marks["threads"] = thread_cpu()
+            marks["stream"] = (cpu_self() - spent.overhead, ray_cpu)
+            marks["wall"] = time.perf_counter()
+        return add(self, result)
+
+    def last_finish(self):
+        finish(self)  # on Ray, the last segments were finished at the end of the input: this is a no-op for them
+        marks["streamed"] = (cpu_self() - spent.overhead, spent.now())
+        marks["walled"] = time.perf_counter()
+        by_name: dict[str, float] = {}
+        for tid, (name, cpu) in thread_cpu().items():
+            by_name[name] = by_name.get(name, 0.0) + cpu - marks["threads"].get(tid, (name, 0.0))[1]
+        marks["by_thread"] = by_name
+
+    OrderedStage.add, OrderedStage.finish = first_add, last_finish
+    runner = engine_ray._segment_runner
+    engine_ray._segment_runner = (lambda *a, **k: None) if threads else runner
+    spent.start()
+    cpu0, wall0 = cpu_self() - spent.overhead, time.perf_counter()
+    manifest = run(load_recipe(recipe), out, workers=workers, overwrite=True, progress=False, engine="ray")
+    seconds, driver = time.perf_counter() - wall0, cpu_self() - spent.overhead - cpu0
+    ray_cpu = spent.stop()
+    ray.shutdown()
+    return {"workers": workers, "threads": threads, "seconds": seconds, "ray_start": ray_start, "driver": driver,
+            "driver_stream": marks["streamed"][0] - marks["stream"][0], "stream_seconds": marks["walled"] - marks["wall"],
+            "tokens": manifest["counts"]["tokens"],
+            "engine": (manifest.get("tokenizer", {}).get("engine") or {}).get("engine"), **ray_cpu,
+            "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]],
+            "by_thread": {k: v for k, v in sorted(marks["by_thread"].items(), key=lambda kv: -kv[1]) if v > 0}}
+
+
+def worker_cpu(recipe: Path) -> dict:
+    """The chunk function over every chunk in this process, one thread (``RAYON_NUM_THREADS=1``): a
+    worker core's CPU seconds per token, as benchmarks/ordered_stage.py measures it."""
+    from collections import Counter
+
+    from dataprep.read import resolve_inputs
+    from dataprep.recipe import load_recipe
+    from dataprep.tasks.registry import task_for
+    from dataprep.text.tokenizer import load_tokenizer
+
+    r = load_recipe(recipe)
+    tokenizer = load_tokenizer(r.tokenizer, base_dir=r.base_dir)
+    files = resolve_inputs(r.inputs, base_dir=r.base_dir)
+    from dataprep.tasks import pretrain
+
+    tokenizer.choose_engine(pretrain.first_documents(files, r))  # as the run chooses it
+    plan = task_for(r).plan(r, tokenizer, files)
+    setup, setup_args = plan.worker
+    work = setup(*setup_args)
+    chunks = list(plan.reader.chunks(files, read_drops=Counter(), counts=Counter()))
+    started = time.process_time()
+    results = [work(chunk) for chunk in chunks]
+    worker = time.process_time() - started
+    # the segments' work (gather, pack, write, digest) is worker work too: timed as ordered_stage.py does
+    from ordered_stage import drive, stage_for, timed_segments
+
+    segments, _ = timed_segments()
+    out = WORK / "ray_segments" / "in-process"
+    drive(stage_for(r, plan, tokenizer, out, segment_tokens=r.packing.segment_tokens, workers=1), results)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"worker": worker, "segments": segments["seconds"], "tokens": sum(int(x.lengths.sum()) for x in results),
+            "chunks": len(chunks)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit-mb", type=float, default=40.0, help="the first MB of the bench corpus (default 40)")
+    parser.add_argument("--segment-tokens", type=int, default=2_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--encode-engine", default="auto", help="tokenizer.engine (auto: gigatoken where it is installed)")
+    parser.add_argument("--chunk-mb", type=float, default=None, help="output.chunk_bytes in MB (default: the recipe's)")
+    parser.add_argument("--threads", action="store_true", help="also: segments on the driver's threads (largest --workers)")
+    parser.add_argument("--work", type=Path, default=WORK / "ray_segments")
+    parser.add_argument("--child", nargs=4, metavar=("RECIPE", "OUT", "WORKERS", "THREADS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        recipe, out, workers, threads = args.child
+        print(json.dumps(worker_cpu(Path(recipe)) if workers == "0" else child(Path(recipe), Path(out), int(workers), threads == "1")))
+        return
+
+    cores = len(os.sched_getaffinity(0))
+    data = corpus_prefix(args.limit_mb)
+    print(f"machine: {machine()}")
+    recipe = write_recipe(args.work / "recipe.yaml", {
+        "task": "pretrain", "inputs": [{"path": str(data)}], "tokenizer": {"path": str(TOKENIZER), "engine": args.encode_engine},
+        "packing": {"mode": "wrap", "seq_len": 2048, "segment_tokens": args.segment_tokens},
+        **({"output": {"chunk_bytes": int(args.chunk_mb * 2**20), "chunk_records": 1 << 30}} if args.chunk_mb else {}),
+    })
+    plan = [(0, False)] + [(n, False) for n in args.workers] + ([(max(args.workers), True)] if args.threads else [])
+    rows = []
+    for workers, threads in plan:
+        out = args.work / "out"
+        env = os.environ | ({"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"} if workers == 0 else {})
+        done = subprocess.run([sys.executable, __file__, "--child", str(recipe), str(out), str(workers), "1" if threads else "0"],
+                              capture_output=True, text=True, cwd=Path(__file__).parent, env=env)
+        if done.returncode:
+            sys.exit(f"the run with {workers} worker(s) failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        shutil.rmtree(out, ignore_errors=True)
+
+    one, rows = rows[0], rows[1:]
+    worker = one["worker"] / (one["tokens"] / MTOK)
+    segment = one["segments"] / (one["tokens"] / MTOK)
+    print(f"{args.limit_mb:g} MB of the bench corpus, {rows[0]['tokens']:,} tokens in {one['chunks']} chunks, wrap 2048, "
+          f"segments of {args.segment_tokens:,} tokens; encode engine {rows[0]['engine']}; {cores} cores here")
+    print(f"one worker core, in one process, one thread: the chunk function {worker:.4f} CPU s/Mtok, "
+          f"its segments' packing {segment:.4f} (what a Ray worker does per token, without Ray)")
+    head = (f"{'ray --workers':>14} {'segments on':>12} {'s':>6} {'Mtok/s':>7} {'driver s/Mtok':>14} {'(stream)':>9} "
+            f"{'actors s/Mtok':>14} {'tasks s/Mtok':>13} {'ray daemons':>12} {'driver busy':>12} {'ceiling cores (stream)':>23}")
+    print(head)
+    for r in rows:
+        m = r["tokens"] / MTOK
+        driver, stream = r["driver"] / m, r["driver_stream"] / m
+        busy = r["workers"] + 1  # the actors, and the driver with the segment tasks beside it
+        note = f"  oversubscribed: {busy}+ busy processes on {cores} cores" if busy > cores else ""
+        print(f"{r['workers']:>14} {'driver threads' if r['threads'] else 'Ray tasks':>12} {r['seconds']:6.1f} "
+              f"{r['tokens'] / r['seconds'] / MTOK:7.3f} {driver:14.4f} {stream:9.4f} {r['actors'] / m:14.3f} "
+              f"{r['tasks'] / m:13.3f} {r['ray'] / m:12.3f} {r['driver_stream'] / r['stream_seconds']:12.1%} "
+              f"{(worker + segment) / stream:23.0f}{note}")
+    print("the driver's stream CPU by thread name (s; /proc/self/task; this script's poller is among the Thread-*):")
+    for r in rows:
+        top = ", ".join(f"{name} {cpu:.2f}" for name, cpu in r["by_thread"].items())
+        print(f"  {r['workers']} workers, {'driver threads' if r['threads'] else 'Ray tasks'}: {top}")
+    same = all(r["shards"] == rows[0]["shards"] for r in rows)
+    print(f"train shards identical across these runs: {'yes' if same else 'NO'} ({len(rows[0]['shards'])} shards)")
+    starts = ", ".join(f"{r['ray_start']:.1f} s" for r in rows)
+    print(f"Ray start-up (not timed above): {starts}")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
