@@ -27,7 +27,8 @@ def keep_documents_with_languages(texts: pa.Array, spec: FilterSpec,
     language (None otherwise)."""
     keep = filter_mask(texts, spec, drops)
     at = np.flatnonzero(keep)
-    texts = texts.filter(pa.array(keep))
+    if len(at) < len(texts):  # most batches keep every document: no copy of their text then
+        texts = texts.filter(pa.array(keep))
     languages = None
     if spec.languages is not None:
         languages = []
