@@ -13,6 +13,7 @@ in a fresh process with its own local Ray instance (its start-up not timed), on 
   with ``thread_time``), over the whole run and over the
   stream alone (first result to the end of the last segment: start-up, input hashing and the
   manifest left out);
+- the driver's peak RSS (a driver that copied tokens would grow with the segments in flight);
 - the CPU of the Ray processes, polled with psutil: chunk actors, task workers (read tasks and
   segment tasks) and Ray's own daemons (raylet, GCS, ...);
 - the ceiling in cores: a worker core's CPU per token (the chunk function over the same chunks in
@@ -23,7 +24,8 @@ in a fresh process with its own local Ray instance (its start-up not timed), on 
   whole run adds fixed costs, tokenizer load, encode-engine probe, Ray Data's planning, manifest,
   and the inputs' digests, per byte but cheap; the Ray columns include the processes' start-up.)
 
-The shard hashes of the runs are compared (they must be equal for any worker count). With
+Last, Ray Data alone: as many one-row blocks as the run had chunks through no-op actors, read by the
+driver as the engine reads them: the driver CPU that is Ray Data's own. The shard hashes of the runs are compared (they must be equal for any worker count). With
 ``--threads`` a last run packs the segments on the driver's threads instead (what the driver paid
 before segments became Ray tasks). On a machine with fewer cores than a run's workers (plus the
 segment tasks and the driver) the run is oversubscribed; the output says so.
@@ -175,12 +177,41 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
     seconds, driver = time.perf_counter() - wall0, cpu_self() - spent.overhead - cpu0
     ray_cpu = spent.stop()
     ray.shutdown()
-    return {"workers": workers, "threads": threads, "seconds": seconds, "ray_start": ray_start, "driver": driver,
+    return {"workers": workers, "threads": threads, "seconds": seconds, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ray_start": ray_start, "driver": driver,
             "driver_stream": marks["streamed"][0] - marks["stream"][0], "stream_seconds": marks["walled"] - marks["wall"],
             "tokens": manifest["counts"]["tokens"],
             "engine": (manifest.get("tokenizer", {}).get("engine") or {}).get("engine"), **ray_cpu,
             "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]],
             "by_thread": {k: v for k, v in sorted(marks["by_thread"].items(), key=lambda kv: -kv[1]) if v > 0}}
+
+
+def ray_data_floor(blocks: int, workers: int) -> dict:
+    """Ray Data alone, as the engine uses it (ordered, one-row blocks, an actor pool of ``workers``,
+    the blocks' refs taken and read by the driver) with a map that does nothing: its driver CPU."""
+    import pyarrow as pa
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars, context.execution_options.preserve_order = False, True
+    context.target_max_block_size = 1
+    dataset = ray.data.from_arrow([pa.table({"x": [i]}) for i in range(blocks)]).map_batches(
+        _Same, batch_size=None, batch_format="pyarrow", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers))
+    n, first = 0, None
+    for bundle in dataset.iter_internal_ref_bundles():
+        for entry in bundle.blocks:
+            ray.get(entry.ref)
+            n += 1
+            first = first or (cpu_self(), time.perf_counter())  # from the first block on, as the runs' stream
+    cpu, wall = cpu_self() - first[0], time.perf_counter() - first[1]
+    ray.shutdown()
+    return {"blocks": n, "cpu": cpu, "seconds": wall}
+
+
+class _Same:
+    def __call__(self, table):
+        return table
 
 
 def worker_cpu(recipe: Path) -> dict:
@@ -217,6 +248,14 @@ def worker_cpu(recipe: Path) -> dict:
             "chunks": len(chunks)}
 
 
+def _child(argv: list[str], env: dict[str, str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True,
+                          cwd=Path(__file__).parent, env=env)
+    if done.returncode:
+        sys.exit(f"{' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-mb", type=float, default=40.0, help="the first MB of the bench corpus (default 40)")
@@ -230,7 +269,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         recipe, out, workers, threads = args.child
-        print(json.dumps(worker_cpu(Path(recipe)) if workers == "0" else child(Path(recipe), Path(out), int(workers), threads == "1")))
+        if recipe == "-":
+            print(json.dumps(ray_data_floor(int(out), int(workers))))
+        else:
+            print(json.dumps(worker_cpu(Path(recipe)) if workers == "0" else child(Path(recipe), Path(out), int(workers), threads == "1")))
         return
 
     cores = len(os.sched_getaffinity(0))
@@ -246,12 +288,9 @@ def main() -> None:
     for workers, threads in plan:
         out = args.work / "out"
         env = os.environ | ({"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"} if workers == 0 else {})
-        done = subprocess.run([sys.executable, __file__, "--child", str(recipe), str(out), str(workers), "1" if threads else "0"],
-                              capture_output=True, text=True, cwd=Path(__file__).parent, env=env)
-        if done.returncode:
-            sys.exit(f"the run with {workers} worker(s) failed:\n{done.stderr[-3000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(_child([str(recipe), str(out), str(workers), "1" if threads else "0"], env))
         shutil.rmtree(out, ignore_errors=True)
+    floor = _child(["-", str(rows[0]["chunks"]), str(max(args.workers)), "0"], os.environ)
 
     one, rows = rows[0], rows[1:]
     worker = one["worker"] / (one["tokens"] / MTOK)
@@ -261,7 +300,7 @@ def main() -> None:
     print(f"one worker core, in one process, one thread: the chunk function {worker:.4f} CPU s/Mtok, "
           f"its segments' packing {segment:.4f} (what a Ray worker does per token, without Ray)")
     head = (f"{'ray --workers':>14} {'segments on':>12} {'s':>6} {'Mtok/s':>7} {'driver s/Mtok':>14} {'(stream)':>9} "
-            f"{'actors s/Mtok':>14} {'tasks s/Mtok':>13} {'ray daemons':>12} {'driver busy':>12} {'ceiling cores (stream)':>23}")
+            f"{'actors s/Mtok':>14} {'tasks s/Mtok':>13} {'ray daemons':>12} {'driver busy':>12} {'driver RSS':>11} {'ceiling cores (stream)':>23}")
     print(head)
     for r in rows:
         m = r["tokens"] / MTOK
@@ -271,6 +310,7 @@ def main() -> None:
         print(f"{r['workers']:>14} {'driver threads' if r['threads'] else 'Ray tasks':>12} {r['seconds']:6.1f} "
               f"{r['tokens'] / r['seconds'] / MTOK:7.3f} {driver:14.4f} {stream:9.4f} {r['actors'] / m:14.3f} "
               f"{r['tasks'] / m:13.3f} {r['ray'] / m:12.3f} {r['driver_stream'] / r['stream_seconds']:12.1%} "
+              f"{r['rss'] / 1024:8.0f} MiB"
               f"{(worker + segment) / stream:23.0f}{note}")
     print("the driver's stream CPU by thread name (s; /proc/self/task; this script's poller is among the Thread-*):")
     for r in rows:
@@ -278,6 +318,11 @@ def main() -> None:
         print(f"  {r['workers']} workers, {'driver threads' if r['threads'] else 'Ray tasks'}: {top}")
     same = all(r["shards"] == rows[0]["shards"] for r in rows)
     print(f"train shards identical across these runs: {'yes' if same else 'NO'} ({len(rows[0]['shards'])} shards)")
+    print(f"Ray Data alone, the same {floor['blocks']} one-row blocks through {max(args.workers)} no-op actors, read by "
+          f"the driver: driver CPU from the first block on {floor['cpu']:.2f} s in {floor['seconds']:.1f} s "
+          f"({floor['cpu'] / max(1, floor['blocks'] - 1) * 1e3:.1f} ms a block, {floor['cpu'] / max(floor['seconds'], 1e-9):.1%} "
+          f"of a core), against the runs' stream "
+          + ", ".join(f"{r['driver_stream']:.2f} s" for r in rows))
     starts = ", ".join(f"{r['ray_start']:.1f} s" for r in rows)
     print(f"Ray start-up (not timed above): {starts}")
     if not same:

@@ -11,8 +11,9 @@ In one run, on the same corpus prefix (``wrap`` 2048, recipe defaults):
   working its chunks;
 - the driver alone: what one ``dataprep run`` process spends outside the chunk work (reading
   inputs, dedup, split, pack, write), measured in this process on one core. It bounds what a single
-  driver can feed. A Ray driver does not read, but it unpickles every result and runs Ray Data's
-  scheduler: about 1.5x this on the bench corpus (``benchmarks/README.md``), so fewer cores per run.
+  driver can feed. A Ray driver does not read, and reads each result where it lies in the object
+  store (no copy), but runs Ray Data's scheduler; with ``packing.segment_tokens`` it neither packs
+  nor writes: ``benchmarks/ray_segments.py`` measures that driver's CPU per token and its ceiling.
 
 Then it prints estimates for 1B and 1T tokens on N cores from the per-core rate, the measured
 parallel efficiency, and the driver bound.
