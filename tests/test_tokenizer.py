@@ -623,3 +623,50 @@ def test_loads_that_share_a_parse_do_not_share_engine_state(c4):
     assert literal.tokenizer is not first.tokenizer
     assert (first.tokenizer.encode_special_tokens, literal.tokenizer.encode_special_tokens) == (True, False)
     assert first.encode_docs(["<|endoftext|>"])[0].tolist() != literal.encode_docs(["<|endoftext|>"])[0].tolist()
+
+
+def test_a_copy_of_the_files_shares_the_parse_and_names_its_own_files(tmp_path, monkeypatch, caplog):
+    """A dataset's copy of its tokenizer (same bytes, another folder, other mtimes) is the parse already
+    made, with its own files and source; one whose bytes differ, even at the same size, is parsed."""
+    import logging
+    import shutil
+
+    from dataprep.text import tokenizer_cache
+
+    monkeypatch.setattr(tokenizer_cache, "_DIGESTED_BYTES", 0)  # every file large: tokenizer files still by digest
+    first = _word_level(tmp_path / "a", {"a": 0, "b": 1, "<unk>": 2, "</s>": 3})
+    (first / "weights.bin").write_bytes(b"w" * 100)  # not a tokenizer file: by its size
+    spec = {"add_eos": False}
+    original = load_tokenizer(TokenizerSpec(path=str(first), **spec), base_dir=tmp_path, warn=False)
+    copy = tmp_path / "b"
+    shutil.copytree(first, copy)
+    (copy / "weights.bin").write_bytes(b"v" * 100)
+    copied = load_tokenizer(TokenizerSpec(path=str(copy), **spec), base_dir=tmp_path, warn=False)
+    assert copied.tokenizer is original.tokenizer
+    assert (copied.source, copied.files) == (str(copy), (copy / "tokenizer.json",))
+    assert original.files == (first / "tokenizer.json",)
+    edited = tmp_path / "c"
+    shutil.copytree(first, edited)
+    _word_level(edited, {"a": 1, "b": 0, "<unk>": 2, "</s>": 3})  # the same size
+    assert (edited / "tokenizer.json").stat().st_size == (first / "tokenizer.json").stat().st_size
+    other = load_tokenizer(TokenizerSpec(path=str(edited), **spec), base_dir=tmp_path, warn=False)
+    assert other.tokenizer is not original.tokenizer and other.tokenizer.encode("a b").ids == [1, 0]
+    # a parse that warned names its own folder: a copy that must warn is parsed, and names the copy
+    special = tmp_path / "d"
+    special.mkdir()
+    tok = Tokenizer.from_file(str(first / "tokenizer.json"))
+    tok.add_special_tokens(["</s>"])
+    tok.save(str(special / "tokenizer.json"))
+    said = _load_logged(caplog, TokenizerSpec(path=str(special), **spec), tmp_path)[1]
+    assert len(said) == 1 and said[0].startswith(f"{special / 'tokenizer.json'}: nothing names its EOS")
+    shutil.copytree(special, tmp_path / "e")
+    warned, again = _load_logged(caplog, TokenizerSpec(path=str(tmp_path / "e"), **spec), tmp_path)
+    assert again == [said[0].replace(str(special), str(tmp_path / "e"))]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataprep.tokenizer"):  # quiet loads of a third copy share it
+        shutil.copytree(special, tmp_path / "f")
+        quiet = load_tokenizer(TokenizerSpec(path=str(tmp_path / "f"), **spec), base_dir=tmp_path, warn=False)
+    assert caplog.records == [] and quiet.tokenizer is warned.tokenizer and quiet.sources["eos"] == "well_known_name"
+    # and loaded to warn after that, the third copy names itself too
+    assert _load_logged(caplog, TokenizerSpec(path=str(tmp_path / "f"), **spec), tmp_path)[1] == [
+        said[0].replace(str(special), str(tmp_path / "f"))]

@@ -48,7 +48,7 @@ from dataprep.text.encode_engine import TOKENIZERS, Engine, EngineChoice, frame_
 from dataprep.text.long_documents import encode_pieces
 from dataprep.text.special_tokens import ALL_ROLES, ROLES, resolve_roles
 from dataprep.text.special_tokens import log as special_tokens_log
-from dataprep.text.tokenizer_cache import Parsed, cached_parse, folder_stamp
+from dataprep.text.tokenizer_cache import Parsed, cached_parse
 from dataprep.text.tokenizer_files import CONFIG_FILE, TOKENIZER_FILE, load_transformers_backend, read_tokenizer_files
 
 __all__ = ["TokenizerSpec", "LoadedTokenizer", "load_tokenizer", "check_spec"]
@@ -347,14 +347,12 @@ def load_tokenizer(spec: TokenizerSpec, *, base_dir: Path, warn: bool = True) ->
     path = Path(spec.path).expanduser()  # type: ignore[arg-type]
     if not path.is_absolute():
         path = Path(base_dir) / path
-    stamp = folder_stamp(path)
-    key = None if stamp is None else (str(path), stamp, spec.lowercase, spec.reference,
-                                      tuple(spec.named_tokens.items()), spec.split_special_tokens)
+    options = (spec.lowercase, spec.reference, tuple(spec.named_tokens.items()), spec.split_special_tokens)
 
     def fits(kept: Parsed) -> bool:  # it has the BOS and EOS this spec requires (else parse: it raises)
         return not (spec.add_bos and kept.tokens.get("bos") is None or spec.add_eos and kept.tokens.get("eos") is None)
 
-    parsed = cached_parse(key, lambda: _parse(spec, path, warn=warn), special_tokens_log, warn=warn, fits=fits)
+    parsed = cached_parse(path, options, lambda: _parse(spec, path, warn=warn), special_tokens_log, warn=warn, fits=fits)
     return LoadedTokenizer(
         parsed.tokenizer,
         tokens=parsed.tokens,

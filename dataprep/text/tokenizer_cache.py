@@ -12,6 +12,9 @@ nothing changes a loaded ``Tokenizer`` (see that class's docstring): one with mo
 The key is everything the parse reads: the path, the spec's options that change it, and a
 stamp of the tokenizer's folder (every file's name, size and mtime, and the content digest of the
 small ones, whose rewrites may keep size and mtime): a changed, added or removed file is a miss.
+A miss then looks for a parse of the same bytes elsewhere (every tokenizer file by its digest): the
+copy a dataset keeps of its tokenizer, which ``validate`` and the dataset reader load, is the
+files its run parsed.
 The warnings the parse logs (a role guessed from a well-known token name) are recorded on the miss
 and logged again on every hit that asks for warnings, so a second load warns as the first did. A
 load that requires a BOS or EOS the kept parse lacks parses again (and raises as the first would
@@ -21,6 +24,7 @@ and its recheck share one parse.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -34,8 +38,9 @@ from tokenizers import Tokenizer
 
 __all__ = ["KEEP", "Parsed", "cached_parse", "folder_stamp", "clear"]
 
-KEEP = 4  # parses kept: a run's tokenizer and a few others (a Gemma 3 parse holds ~100 MB)
+KEEP = 8  # entries kept (a parse is kept under its path and under its content): a run's tokenizer and a few others
 _DIGESTED_BYTES = 2 << 20  # files up to this size are stamped by content as well
+_TOKENIZER_FILES = {"tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model"}
 
 
 @dataclass(frozen=True)
@@ -55,18 +60,22 @@ _PARSES: OrderedDict[tuple, Parsed] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def folder_stamp(path: Path) -> tuple | None:
+def folder_stamp(path: Path, *, content: bool = False) -> tuple | None:
     """What the parse of ``path`` (a tokenizer file or folder) depends on in its folder; None when
-    the folder cannot be listed (the parse then says why)."""
+    the folder cannot be listed (the parse then says why). ``content``: the files' bytes only (every
+    tokenizer file and small file by its digest, any other large file, such as a model's weights
+    beside it, by its size), not where they are or when they were written: a copy has the same."""
     folder = path if path.is_dir() else path.parent
     try:
         stamp = []
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.is_file():
                 stat = entry.stat()
-                digest = _digest(entry.path) if stat.st_size <= _DIGESTED_BYTES else None
-                stamp.append((entry.name, stat.st_size, stat.st_mtime_ns, digest))
-        return (str(folder.resolve()), tuple(stamp))
+                small = stat.st_size <= _DIGESTED_BYTES or (content and entry.name in _TOKENIZER_FILES)
+                digest = _digest(entry.path) if small else None
+                stamp.append((entry.name, stat.st_size, digest) if content else (entry.name, stat.st_size, stat.st_mtime_ns, digest))
+        where = path.name if path.is_file() else None
+        return (where, tuple(stamp)) if content else (str(folder.resolve()), where, tuple(stamp))
     except OSError:
         return None
 
@@ -76,24 +85,40 @@ def _digest(path: str) -> str:
         return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
 
 
-def cached_parse(key: tuple | None, parse: Callable[[], Parsed], logger: logging.Logger, *, warn: bool,
+def cached_parse(path: Path, options: tuple, parse: Callable[[], Parsed], logger: logging.Logger, *, warn: bool,
                  fits: Callable[[Parsed], bool]) -> Parsed:
-    """The parse kept under ``key`` when ``fits`` it, its records logged again on ``logger`` when
-    ``warn``; else ``parse()``, kept with the records it logged on ``logger`` (from this thread).
-    A parse made without its records (``warn`` False, or warnings off) is made again when a load
-    needs them. ``key`` None: parse, keep nothing. A parse that raises keeps nothing."""
-    if key is None:
+    """The parse of ``path`` with ``options`` (the spec's, that change it) kept under its key when
+    ``fits`` it, its records logged again on ``logger`` when ``warn``; else one of the same files
+    elsewhere (a dataset's copy of its tokenizer, another spelling of the path) that logged nothing to
+    say again; else ``parse()``, kept with the records it logged on ``logger`` (from this thread). A
+    parse made without its records (``warn`` False, or warnings off) is made again when a load needs
+    them. A folder that cannot be listed, or a parse that raises, keeps nothing. The files are named
+    in ``path``'s folder."""
+    stamp = folder_stamp(path)
+    if stamp is None:
         return parse()
+    folder = path if path.is_dir() else path.parent
+    kept = _cached(path, (str(path), stamp, *options), options, parse, logger, warn=warn, fits=fits)
+    return dataclasses.replace(kept, files=tuple(folder / f.name for f in kept.files))
+
+
+def _cached(path: Path, key: tuple, options: tuple, parse: Callable[[], Parsed], logger: logging.Logger, *, warn: bool,
+            fits: Callable[[Parsed], bool]) -> Parsed:
     recording = warn and logger.isEnabledFor(logging.WARNING)
-    with _LOCK:
-        found = _PARSES.get(key)
-        if found is not None:
-            _PARSES.move_to_end(key)
+    found = _kept(key)
     if found is not None and fits(found) and (found.recorded or not recording):
         for record in found.records if warn else ():
             args = record.args if isinstance(record.args, tuple) else (record.args,)
             logging.getLogger(record.name).log(record.levelno, record.msg, *args)
         return found
+    content = folder_stamp(path, content=True)
+    same = None if content is None else (content, *options)
+    elsewhere = None if same is None else _kept(("content", *same))
+    # its records name the other path: usable only where there are none, or none are logged
+    if elsewhere is not None and fits(elsewhere) and ((elsewhere.recorded and not elsewhere.records) or not recording):
+        parsed = dataclasses.replace(elsewhere, records=(), recorded=elsewhere.recorded and not elsewhere.records)
+        _keep(key, parsed)
+        return parsed
     recorder = _Recorder(threading.get_ident())
     logger.addHandler(recorder)
     try:
@@ -102,11 +127,25 @@ def cached_parse(key: tuple | None, parse: Callable[[], Parsed], logger: logging
         logger.removeHandler(recorder)
     json = parsed.json if parsed.json is not None else parsed.tokenizer.to_str().encode("utf-8")
     parsed = Parsed(parsed.tokenizer, parsed.tokens, parsed.sources, parsed.files, json, tuple(recorder.records), recording)
+    _keep(key, parsed)
+    if same is not None:
+        _keep(("content", *same), parsed)
+    return parsed
+
+
+def _kept(key: tuple) -> Parsed | None:
+    with _LOCK:
+        found = _PARSES.get(key)
+        if found is not None:
+            _PARSES.move_to_end(key)
+        return found
+
+
+def _keep(key: tuple, parsed: Parsed) -> None:
     with _LOCK:
         _PARSES[key] = parsed
         while len(_PARSES) > KEEP:
             _PARSES.popitem(last=False)
-    return parsed
 
 
 def clear() -> None:
