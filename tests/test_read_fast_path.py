@@ -224,8 +224,11 @@ def normalize_everything(texts, spec):
         out = pc.replace_substring(pc.replace_substring(out, pattern="\r\n", replacement="\n"), pattern="\r", replacement="\n")
     if spec.control_chars:
         out = pc.replace_substring_regex(out, pattern=normalize._CONTROL, replacement="")
-    if spec.unicode != "none":
-        out = pa.array([None if t is None else unicodedata.normalize(spec.unicode, t) for t in out.to_pylist()], texts.type)
+    if spec.unicode != "none":  # Python's, or Arrow's where most strings change (as before; the two differ
+        values = out.to_pylist()  # on a few code points, e.g. unassigned U+058B under NFKC)
+        changed = sum(t is not None and not unicodedata.is_normalized(spec.unicode, t) for t in values)
+        out = pc.utf8_normalize(out, form=spec.unicode) if changed * 4 > len(values) else pa.array(
+            [None if t is None else unicodedata.normalize(spec.unicode, t) for t in values], texts.type)
     return pc.utf8_trim_whitespace(out) if spec.strip else out
 
 
