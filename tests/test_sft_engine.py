@@ -1,15 +1,16 @@
 """Fine-tuning's encode engine: gigatoken's ids, with spans from their byte lengths, give exactly
 tokenizers' ids, offsets and loss masks, or gigatoken is not used.
 
-Every byte-level BPE beside the checkout (GPT-2, Llama 3, DeepSeek-V3, gpt-oss, the bench bpe32k)
-and Gemma 3 (SentencePiece BPE with byte fallback: spaces become ``▁``) encodes real text both ways: ten languages of Wikipedia (XQuAD, Cyrillic, Greek, Arabic, Chinese),
+Every byte-level BPE beside the checkout (GPT-2, Llama 3, DeepSeek-V3, gpt-oss, the bench bpe32k),
+Gemma 3 and Phi-3 (SentencePiece BPEs with byte fallback: spaces become ``▁``; Phi-3 also prepends
+one to every piece between added tokens, and its ``<|end|>`` takes the whitespace after it into its
+span) encode real text both ways: ten languages of Wikipedia (XQuAD, Cyrillic, Greek, Arabic, Chinese),
 web text, code, chats, SMS with ``£``, emoji (a ZWJ family: tokens that end inside a character) and
 every special token's text; then real pair and chat files rendered as a run renders them (Alpaca,
 the bench pairs, KTO and Glaive tool-call conversations through each
 family's chat template). Ids, spans, masks, straddles and prompt lengths must be equal, and a run
-must write byte-identical shards with either engine. Phi-3 (its normalizer prepends a ``▁`` no
-character stands for) and BERT's WordPiece fall back to tokenizers with the reason; a batch holding a
-literal ``▁`` falls back on Gemma 3. The proofs are shown to fail: a byte
+must write byte-identical shards with either engine. BERT's WordPiece falls back to tokenizers with
+the reason; a batch holding a literal ``▁`` falls back on Gemma 3. The proofs are shown to fail: a byte
 table with one token a byte too long and the next a byte too short (same total) gives other
 offsets and the probe refuses it; a table that does not spell the text is caught per batch.
 """
@@ -49,10 +50,11 @@ TEMPLATES = DATA / "chat_templates"
 PAIRS = DATA / "pairs"
 BENCH_PAIRS = SHARED / "bench" / "pairs50k.jsonl.zst"
 ALL = {p.name: p for p in sorted(TOKENIZERS_DIR.iterdir())} | {"bpe32k": SHARED / "bench" / "bpe32k.json"}
-FAST = ("bpe32k", "deepseek-v3", "gemma-3", "gpt-oss", "gpt2", "llama-3")  # byte-level BPEs, and Gemma 3's ▁ for spaces
+# byte-level BPEs, and the SentencePiece BPEs whose ▁ are spaces (Gemma 3; Phi-3 also prepends one)
+FAST = ("bpe32k", "deepseek-v3", "gemma-3", "gpt-oss", "gpt2", "llama-3", "phi-3-mini")
 # the others, and the words of the reason they fall back with
-FALLS_BACK = {"phi-3-mini": "prepended", "bert-base-cased": "WordPiece"}
-EDGE = ["", " ", "a  \n\n\t b  ", "👨\u200d👩\u200d👧\u200d👦 family 😀🤖 café\r\n", "中文字符測試 ひらがな カタカナ 한국어",
+FALLS_BACK = {"bert-base-cased": "WordPiece"}
+EDGE = ["", " ", " x", "a  \n\n\t b  ", "x<|end|>\u3000\x1c y<|end|>  \n z", "👨\u200d👩\u200d👧\u200d👦 family 😀🤖 café\r\n", "中文字符測試 ひらがな カタカナ 한국어",
         "\u00a0\u200b\ufeff x e\u0301 \U0001d400", "Привет, мир! Ελληνικά العربية"]
 
 
@@ -169,6 +171,9 @@ CASES = {
     "deepseek-v3 kto": _chat("chat/kto_en_demo.json", KTO, "deepseek-v3", "deepseekv3.jinja"),
     "gemma-3 kto": _chat("chat/kto_en_demo.json", KTO, "gemma-3"),
     "gpt-oss kto": _chat("chat/kto_en_demo.json", KTO, "gpt-oss", chat={"date": "2025-01-01"}),
+    "phi-3 kto": _chat("chat/kto_en_demo.json", KTO, "phi-3-mini"),
+    "phi-3 alpaca": {"inputs": [{"path": str(PAIRS / "instruction/alpaca_en_demo.json")}], "template": "alpaca",
+                     "tokenizer": {"path": str(ALL["phi-3-mini"])}, "max_length": 8192},
     "gpt2 alpaca": {"inputs": [{"path": str(PAIRS / "instruction/alpaca_en_demo.json")}], "template": "alpaca",
                     "tokenizer": {"path": str(ALL["gpt2"])}, "max_length": 8192},
     "gpt2 alpaca cleaned": {"inputs": [{"path": str(PAIRS / "instruction/alpaca_data_cleaned_1000.json")}],

@@ -1,4 +1,4 @@
-"""Token offsets from ids alone: what ``tokenizers``' offsets say, for a byte-level BPE (and Gemma 3's).
+"""Token offsets from ids alone: what ``tokenizers``' offsets say, for a byte-level BPE (and Gemma 3, Phi-3).
 
 Fine-tuning needs each token's character span in the rendered text to build its loss mask
 (:mod:`dataprep.tasks.sft.loss_mask`). ``tokenizers``' ``encode_batch`` gives offsets, at the cost
@@ -17,22 +17,25 @@ several times faster. For a byte-level BPE whose text nothing rewrites, the ids 
 When this holds (:func:`byte_offsets`): a BPE model (no dropout, no subword prefix or suffix)
 behind no normalizer (an empty ``Sequence`` counts as none), a pre-tokenizer that is ByteLevel
 without ``add_prefix_space``, alone or after ``Split``/``Digits``/``Punctuation`` (which only cut,
-so offsets stay the original's), no post-processor that trims offsets (a ByteLevel one with
-``trim_offsets: true``; it applies even without added special tokens), and no added token that
-strips whitespace (``lstrip``/``rstrip``: its offsets cover the whitespace it absorbed, which no
-length says). Also a SentencePiece BPE whose only normalizer turns each space into ``▁``
-(Gemma 3): each ``▁`` of a token is one space of the text, a byte-fallback token ``<0xNN>`` one
-byte, the rest its UTF-8, and ``tokenizers`` aligns each normalized character with the one it came
-from; a text holding ``▁`` itself is not spelled so (its batch goes to ``tokenizers``). Anything
-else raises :class:`Unsupported` with the reason and fine-tuning keeps ``tokenizers``' offsets:
-Phi-3 (its normalizer also prepends a ``▁`` that no character of the text stands for), WordPiece
-(BERT). An added token the model also spells from other bytes (Gemma's ``▁▁`` runs) counts as
-the model's where its text is absent from the batch, the only case where the matcher cannot have
-produced it. Each batch is checked as well: its token bytes must add up to each text's UTF-8
-length, else :meth:`ByteOffsets.char_spans` returns None and the caller encodes that batch with
-``tokenizers`` (the ids are the same; a token whose length is unknown, as a model's unknown
-token, makes the same verdict). The proof that the spans are exactly ``tokenizers``' is
-``tests/test_sft_engine.py``, on every shipped tokenizer.
+so offsets stay the original's), and no post-processor that trims offsets (a ByteLevel one with
+``trim_offsets: true``; it applies even without added special tokens). Also a SentencePiece BPE
+whose normalizer turns each space into ``▁`` (Gemma 3), maybe after prepending one ``▁`` (Phi-3):
+each ``▁`` of a token is one space, a byte-fallback token ``<0xNN>`` one byte, the rest its UTF-8;
+``tokenizers`` aligns each normalized character with the one it came from, and a prepended ``▁``
+(put before every piece of text between added tokens) with the piece's first character, so the
+first token of a piece is a byte shorter and a ``▁`` alone spans the next character. A text
+holding ``▁`` itself is not spelled so (its batch goes to ``tokenizers``). An added token with
+``rstrip`` (Phi-3's ``<|end|>``) takes the whitespace after it (Rust's ``char::is_whitespace``)
+into its span: its length is found in the text, one token at a time (a few per example). An added
+token with ``lstrip`` or ``single_word``, any other normalizer or model raise :class:`Unsupported`
+with the reason, and fine-tuning keeps ``tokenizers``' offsets (WordPiece: BERT). An added token the
+model also spells from other bytes (Gemma's ``▁▁`` runs) counts as the model's where its text is
+absent from the batch, the only case where the matcher cannot have produced it. Each batch is
+checked as well: its token bytes must add up to each text's UTF-8 length, else
+:meth:`ByteOffsets.char_spans` returns None and the caller encodes that batch with ``tokenizers``
+(the ids are the same; a token whose length is unknown, as a model's unknown token, makes the
+same verdict). The proof that the spans are exactly ``tokenizers``' is ``tests/test_sft_engine.py``,
+on every shipped tokenizer.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ __all__ = ["ByteOffsets", "Unsupported", "byte_offsets", "byte_alphabet"]
 _CUTTING = {"Split", "Digits", "Punctuation"}
 SPACE = "\u2581"  # SentencePiece's ▁
 _SPACES = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
+_PREPEND_SPACES = {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": SPACE}, _SPACES]}
 _SPLIT_SPACES = {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>\Z")  # byte fallback
 
@@ -79,12 +83,20 @@ class ByteOffsets:
 
     Args:
         lengths: int64 per id.
+        unspelled: texts that ``lengths`` do not spell (a batch holding one is refused).
+        added: bool per id, the added tokens; with ``prepend``, the first other token after one
+            (or at a text's start) holds the ``▁`` the normalizer put before that piece, no byte of
+            the text: a byte shorter, and a token of that ``▁`` alone spans the next character.
+        rstrip: bool per id, added tokens that take the whitespace after them into their span.
     """
 
-    def __init__(self, lengths: np.ndarray, unspelled: tuple[str, ...] = ()):
+    def __init__(self, lengths: np.ndarray, unspelled: tuple[str, ...] = (), *, added: np.ndarray | None = None,
+                 rstrip: np.ndarray | None = None, prepend: bool = False):
         self.lengths = lengths
-        # texts holding any of these are not spelled by ``lengths`` (:func:`byte_offsets`)
         self.unspelled = unspelled
+        self.added = np.zeros(len(lengths), dtype=bool) if added is None else added
+        self.rstrip = np.zeros(len(lengths), dtype=bool) if rstrip is None else rstrip
+        self.prepend = prepend
 
     def char_spans(self, texts: Sequence[str], ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(starts, ends)``, int64 per token: its character span in its own text, as ``tokenizers``
@@ -100,18 +112,26 @@ class ByteOffsets:
             return (np.zeros(0, np.int64),) * 2 if all(not t for t in texts) else None
         if int(ids.max()) >= len(self.lengths) or int(ids.min()) < 0:
             return None
-        sizes = self.lengths[ids]
-        if (sizes <= 0).any():
-            return None
         joined = "".join(texts)
         if any(text in joined for text in self.unspelled):
             return None
+        sizes, first = self._sizes(ids, counts)
+        if sizes is None:
+            return None
         raw = joined.encode("utf-8")
-        ends = np.cumsum(sizes)  # byte ends on the joined axis (texts back to back)
-        token_ends = np.cumsum(counts)
-        text_bytes = ends[token_ends[counts > 0] - 1]  # where each non-empty text's tokens end
+        ascii_only = len(raw) == len(joined)
         char_lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-        if len(raw) == len(joined):  # ASCII: bytes are characters
+        char_of = None
+        if not ascii_only:
+            data = np.frombuffer(raw, dtype=np.uint8)
+            char_of = np.cumsum((data & 0xC0) != 0x80, dtype=np.int32)  # 1 + the character holding each byte
+            char_of -= 1
+        if self.rstrip[ids].any() and not _absorb(sizes, np.flatnonzero(self.rstrip[ids]), joined, raw, char_of,
+                                                  np.repeat(np.cumsum(char_lens), counts)):
+            return None
+        ends = np.cumsum(sizes)  # byte ends on the joined axis (texts back to back)
+        text_bytes = ends[np.cumsum(counts)[counts > 0] - 1]  # where each non-empty text's tokens end
+        if ascii_only:
             byte_ends = np.cumsum(char_lens)
         else:
             byte_ends = np.cumsum(np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=n))
@@ -120,12 +140,53 @@ class ByteOffsets:
             return None
         starts = ends - sizes
         char_base = np.repeat(np.cumsum(char_lens) - char_lens, counts)
-        if len(raw) == len(joined):
-            return starts - char_base, ends - char_base
-        data = np.frombuffer(raw, dtype=np.uint8)
-        char_of = np.cumsum((data & 0xC0) != 0x80, dtype=np.int32)  # 1 + the character holding each byte
-        char_of -= 1
-        return char_of[starts] - char_base, char_of[ends - 1] + 1 - char_base
+        if ascii_only:
+            begin, stop = starts, ends
+        else:
+            begin = char_of[np.minimum(starts, len(raw) - 1)].astype(np.int64)
+            stop = char_of[np.maximum(ends - 1, 0)] + 1
+        stop = np.where(sizes > 0, stop, begin + 1)  # a prepended ▁ alone: the character it stands before
+        return begin - char_base, stop - char_base
+
+    def _sizes(self, ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Each token's bytes of the text, and which hold a prepended ``▁``; None when a length is unknown."""
+        sizes = self.lengths[ids]
+        first = np.zeros(len(ids), dtype=bool)
+        if self.prepend:
+            added = self.added[ids]
+            after = np.ones(len(ids), dtype=bool)  # after an added token, or a text's first token
+            after[1:] = added[:-1]
+            after[(np.cumsum(counts) - counts)[counts > 0]] = True
+            first = ~added & after
+            sizes = sizes - first
+        if (self.lengths[ids] <= 0).any() or ((sizes == 0) & ~first).any():
+            return None, first
+        return sizes, first
+
+
+# what Rust's char::is_whitespace (tokenizers' rstrip) takes; Python's str.isspace also takes \x1c-\x1f
+WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
+                       + "".join(map(chr, range(0x2000, 0x200B))))
+
+
+def _absorb(sizes: np.ndarray, at: np.ndarray, joined: str, raw: bytes, char_of: np.ndarray | None,
+            text_end: np.ndarray) -> bool:
+    """Add to each stripping token (``at``, in order) the whitespace after it, up to its text's end.
+    False when a token's end is not inside the text."""
+    ends = np.cumsum(sizes)
+    shift = 0
+    for k in at.tolist():
+        b = int(ends[k]) + shift  # the token's byte end, after the whitespace the earlier ones took
+        if b > len(raw):
+            return False
+        c0 = b if char_of is None else (int(char_of[b]) if b < len(raw) else len(joined))
+        c1, limit = c0, int(text_end[k])
+        while c1 < limit and joined[c1] in WHITESPACE:
+            c1 += 1
+        taken = c1 - c0 if char_of is None else len(joined[c0:c1].encode("utf-8"))
+        sizes[k] += taken
+        shift += taken
+    return True
 
 
 def byte_offsets(tokenizer: Tokenizer) -> ByteOffsets:
@@ -136,7 +197,7 @@ def byte_offsets(tokenizer: Tokenizer) -> ByteOffsets:
     Raises:
         Unsupported: they do not give its offsets, with the reason.
     """
-    spaces = _check(tokenizer)
+    spaces, prepend = _check(tokenizer)
     vocab = tokenizer.get_vocab(with_added_tokens=False)
     added = tokenizer.get_added_tokens_decoder()
     size = max([*vocab.values(), *added, -1]) + 1
@@ -163,7 +224,10 @@ def byte_offsets(tokenizer: Tokenizer) -> ByteOffsets:
             unspelled.add(token.content)
     if spaces:
         unspelled = {t for t in unspelled if t == SPACE or SPACE not in t}
-    return ByteOffsets(lengths, tuple(sorted(unspelled)))
+    is_added, rstrip = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+    is_added[list(added)] = True
+    rstrip[[i for i, t in added.items() if t.rstrip]] = True
+    return ByteOffsets(lengths, tuple(sorted(unspelled)), added=is_added, rstrip=rstrip, prepend=prepend)
 
 
 def _in_alphabet(tokens: list[str]) -> np.ndarray:
@@ -183,9 +247,10 @@ def _component(part: Any) -> dict[str, Any] | None:
     return None if part is None else json.loads(part.__getstate__())
 
 
-def _check(tokenizer: Tokenizer) -> bool:
-    """Raise :class:`Unsupported` unless byte lengths give the offsets; True for SentencePiece's
-    spaces-as-▁ (a ``Replace(" ", "▁")`` normalizer), False for a byte-level BPE."""
+def _check(tokenizer: Tokenizer) -> tuple[bool, bool]:
+    """Raise :class:`Unsupported` unless byte lengths give the offsets; ``(spaces, prepend)``:
+    SentencePiece's spaces-as-▁ (a ``Replace(" ", "▁")`` normalizer), after a ``Prepend("▁")``
+    (Phi-3); both False for a byte-level BPE."""
     model = tokenizer.model
     kind = type(model).__name__
     if kind != "BPE":
@@ -193,17 +258,17 @@ def _check(tokenizer: Tokenizer) -> bool:
     if model.dropout or model.continuing_subword_prefix or model.end_of_word_suffix:
         raise Unsupported("the BPE model has dropout or a subword prefix/suffix")
     normalizer = _component(tokenizer.normalizer)
-    spaces = normalizer == _SPACES
-    if not spaces and not _no_op(normalizer):
-        raise Unsupported(f"a normalizer ({normalizer['type']}) rewrites the text other than spaces to ▁ "
-                          "(a prepended ▁ has no character)")
+    spaces, prepend = normalizer == _SPACES, normalizer == _PREPEND_SPACES
+    if not (spaces or prepend) and not _no_op(normalizer):
+        raise Unsupported(f"a normalizer ({normalizer['type']}) rewrites the text other than spaces to ▁")
     pre = _component(tokenizer.pre_tokenizer) or {}
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     kinds = [s.get("type") for s in steps]
-    if spaces:  # no spaces are left to split on
+    added = tokenizer.get_added_tokens_decoder().values()
+    if spaces or prepend:  # no spaces are left to split on
         if pre and pre != _SPLIT_SPACES:
             raise Unsupported(f"the pre-tokenizer ({pre.get('type')}) works on SentencePiece's ▁")
-        if any(t.normalized for t in tokenizer.get_added_tokens_decoder().values()):
+        if any(t.normalized for t in added):
             raise Unsupported("added tokens are matched in the normalized text")
     else:
         if not steps or kinds[-1] != "ByteLevel" or any(k not in _CUTTING for k in kinds[:-1]):
@@ -214,10 +279,10 @@ def _check(tokenizer: Tokenizer) -> bool:
     for step in post.get("processors", []) if post.get("type") == "Sequence" else [post]:
         if step.get("type") == "ByteLevel" and step.get("trim_offsets"):
             raise Unsupported("the ByteLevel post-processor trims spaces from offsets")
-    stripping = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.lstrip or t.rstrip]
+    stripping = [t.content for t in added if t.lstrip or t.single_word]
     if stripping:
-        raise Unsupported(f"added tokens strip whitespace into their offsets ({', '.join(stripping[:3])})")
-    return spaces
+        raise Unsupported(f"added tokens take whitespace before them or match whole words only ({', '.join(stripping[:3])})")
+    return spaces or prepend, prepend
 
 
 def _no_op(normalizer: dict[str, Any] | None) -> bool:

@@ -11,7 +11,7 @@ process or Ray actor, and the manifest's ``tokenizer.engine`` records it. Its ``
 with :data:`~.loss_mask.FINE_TUNING`, which is what lets gigatoken encode examples
 (:func:`~.loss_mask.fast_encoder`). ``tokenizer.engine`` means what it means for pretraining:
 ``auto`` falls back to tokenizers with the reason logged (byte lengths do not give this
-tokenizer's offsets: Phi-3 and BERT; gigatoken missing; a probe that differs),
+tokenizer's offsets: BERT's WordPiece; gigatoken missing; a probe that differs),
 ``gigatoken`` makes those an error, ``tokenizers`` never probes.
 
 The probe (:func:`probe`): the run's first ``PROBE_DOCS`` examples (each cut to ``PROBE_CHARS``

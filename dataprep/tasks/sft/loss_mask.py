@@ -255,8 +255,8 @@ def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered], 
     texts = [r.text for r in rendered]
     fast = fast_encoder(tokenizer) if engine is None else (_fast_for(tokenizer) if engine == GIGATOKEN else None)
     found = _encode_fast(fast, texts, probing=engine is not None) if fast is not None else None
-    # gigatoken's tokenizers never strip (byte_offsets refuses them): no private copy to parse
-    t = _NO_STRIPS if found is not None else _templated(tokenizer)
+    # a tokenizer with no stripping added token needs no private copy on the fast path
+    t = _NO_STRIPS if found is not None and not fast.offsets.rstrip.any() else _templated(tokenizer)
     ids, lengths, spans = found if found is not None else _encode(t, texts)
     return _masked(t, rendered, texts, ids, lengths, spans)
 
