@@ -24,7 +24,10 @@ in a fresh process with its own local Ray instance (its start-up not timed), on 
   whole run adds fixed costs, tokenizer load, encode-engine probe, Ray Data's planning, manifest,
   and the inputs' digests, per byte but cheap; the Ray columns include the processes' start-up.)
 
-Last, Ray Data alone: as many one-row blocks as the run had chunks through no-op actors, read by the
+With ``--fit`` the first run is made again with ``tokenizer.engine: tokenizers`` (workers several
+times slower, the same tokens and chunks): from the two, the driver's CPU per second (Ray's loops,
+whatever the rate) and per token, and the ceiling they imply: worker cores until the driver's core is
+full. Last, Ray Data alone: as many one-row blocks as the run had chunks through no-op actors, read by the
 driver as the engine reads them: the driver CPU that is Ray Data's own. The shard hashes of the runs are compared (they must be equal for any worker count). With
 ``--threads`` a last run packs the segments on the driver's threads instead (what the driver paid
 before segments became Ray tasks). On a machine with fewer cores than a run's workers (plus the
@@ -32,6 +35,7 @@ segment tasks and the driver) the run is oversubscribed; the output says so.
 
     python benchmarks/ray_segments.py                       # 40 MB, segments of 2M tokens
     python benchmarks/ray_segments.py --limit-mb 20 --workers 1 2 --threads
+    python benchmarks/ray_segments.py --limit-mb 100 --workers 2 --fit --chunk-mb 16
 """
 
 from __future__ import annotations
@@ -262,6 +266,9 @@ def main() -> None:
     parser.add_argument("--segment-tokens", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--encode-engine", default="auto", help="tokenizer.engine (auto: gigatoken where it is installed)")
+    parser.add_argument("--fit", action="store_true",
+                        help="also: the first --workers run with tokenizer.engine: tokenizers (slower workers, same "
+                             "tokens and chunks), to tell the driver's CPU per second from its CPU per token")
     parser.add_argument("--chunk-mb", type=float, default=None, help="output.chunk_bytes in MB (default: the recipe's)")
     parser.add_argument("--threads", action="store_true", help="also: segments on the driver's threads (largest --workers)")
     parser.add_argument("--work", type=Path, default=WORK / "ray_segments")
@@ -278,11 +285,14 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     data = corpus_prefix(args.limit_mb)
     print(f"machine: {machine()}")
-    recipe = write_recipe(args.work / "recipe.yaml", {
-        "task": "pretrain", "inputs": [{"path": str(data)}], "tokenizer": {"path": str(TOKENIZER), "engine": args.encode_engine},
-        "packing": {"mode": "wrap", "seq_len": 2048, "segment_tokens": args.segment_tokens},
-        **({"output": {"chunk_bytes": int(args.chunk_mb * 2**20), "chunk_records": 1 << 30}} if args.chunk_mb else {}),
-    })
+    def recipe_for(engine: str, name: str) -> Path:
+        return write_recipe(args.work / name, {
+            "task": "pretrain", "inputs": [{"path": str(data)}], "tokenizer": {"path": str(TOKENIZER), "engine": engine},
+            "packing": {"mode": "wrap", "seq_len": 2048, "segment_tokens": args.segment_tokens},
+            **({"output": {"chunk_bytes": int(args.chunk_mb * 2**20), "chunk_records": 1 << 30}} if args.chunk_mb else {}),
+        })
+
+    recipe = recipe_for(args.encode_engine, "recipe.yaml")
     plan = [(0, False)] + [(n, False) for n in args.workers] + ([(max(args.workers), True)] if args.threads else [])
     rows = []
     for workers, threads in plan:
@@ -291,6 +301,11 @@ def main() -> None:
         rows.append(_child([str(recipe), str(out), str(workers), "1" if threads else "0"], env))
         shutil.rmtree(out, ignore_errors=True)
     floor = _child(["-", str(rows[0]["chunks"]), str(max(args.workers)), "0"], os.environ)
+    slow = None
+    if args.fit:  # the same run with slower workers: the driver's CPU per second and per token, apart
+        slow = _child([str(recipe_for("tokenizers", "recipe-slow.yaml")), str(args.work / "out"), str(args.workers[0]), "0"],
+                      os.environ)
+        shutil.rmtree(args.work / "out", ignore_errors=True)
 
     one, rows = rows[0], rows[1:]
     worker = one["worker"] / (one["tokens"] / MTOK)
@@ -323,6 +338,17 @@ def main() -> None:
           f"({floor['cpu'] / max(1, floor['blocks'] - 1) * 1e3:.1f} ms a block, {floor['cpu'] / max(floor['seconds'], 1e-9):.1%} "
           f"of a core), against the runs' stream "
           + ", ".join(f"{r['driver_stream']:.2f} s" for r in rows))
+    if slow is not None:
+        fast = next(r for r in rows if r["workers"] == args.workers[0] and not r["threads"])
+        # driver stream CPU = per_second * stream seconds + per_mtok * Mtok, from the two runs
+        t1, t2, c1, c2, m = fast["stream_seconds"], slow["stream_seconds"], fast["driver_stream"], slow["driver_stream"], fast["tokens"] / MTOK
+        per_second = (c2 - c1) / (t2 - t1)
+        per_mtok = (c1 - per_second * t1) / m
+        print(f"fit, {args.workers[0]} workers, gigatoken vs tokenizers workers ({m:.1f} Mtok, {one['chunks']} chunks; stream "
+              f"{t1:.1f} s / {t2:.1f} s, driver CPU {c1:.2f} s / {c2:.2f} s): the driver spends {per_second:.1%} of a core "
+              f"whatever the rate and {per_mtok:.4f} CPU s per Mtok; " + (
+                  f"ceiling {(1 - per_second) * (worker + segment) / per_mtok:.0f} worker cores" if per_mtok > 0 else
+                  "no per-token share left (noise): run it again on a quieter machine"))
     starts = ", ".join(f"{r['ray_start']:.1f} s" for r in rows)
     print(f"Ray start-up (not timed above): {starts}")
     if not same:

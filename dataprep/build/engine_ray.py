@@ -12,16 +12,21 @@ The pipeline is ``read_datasource(ChunkSource) -> map_batches(ChunkWorker)``
 ``output.chunk_records`` / ``chunk_bytes``, never of the cluster size), Ray Data keeps them in
 input order (``preserve_order``), and the driver feeds the results to the same ordered stage,
 so the shards are byte-identical to ``--engine local``, and so are the manifest's counts:
-each file's records read and unreadable records travel with its blocks. The driver reads each
-block where it lies in its node's object store and unpickles the result onto views of it (no copy
-of a token; :func:`~dataprep.build.ray_chunks.delivered`). With ``packing.segment_tokens`` the
-train split's segments are Ray tasks on the driver's node, given the blocks' ObjectRefs
-(:class:`~dataprep.build.ray_chunks.RaySegments`): the driver's work is per document only (dedup,
-split, counts), and the segments left when the input ends are finished before Ray shuts down.
-Through Ray Client (``ray://``) segments stay on the driver's threads: the cluster cannot reach
-the run's folder. Ray Data's streaming
+each file's records read and unreadable records travel with its blocks. Ray Data's streaming
 backpressure bounds the blocks in flight (to ``STORE_CHUNKS_PER_WORKER`` chunks' worth of the
 object store per worker), so memory stays flat however large the inputs.
+
+The driver reads each block where it lies in its node's object store and unpickles the result
+onto views of it (no copy of a token; :func:`~dataprep.build.ray_chunks.delivered`). With
+``packing.segment_tokens`` the train split's segments are Ray tasks on the driver's node, given
+the blocks' ObjectRefs (:class:`~dataprep.build.ray_chunks.RaySegments`): the driver's work is
+per document only (dedup, split, counts), and the segments left when the input ends are finished
+before Ray shuts down. The blocks of the segments in flight stay in the object store until their
+task is done (at most twice the driver node's CPUs, plus the one being collected). Through Ray
+Client (``ray://``) segments stay on the driver's threads: the cluster cannot reach the run's
+folder. What the driver still spends is mostly Ray's: a few % of a core per second, and Ray
+Data's handling of each block (a few ms), so larger chunks (``output.chunk_bytes``) let one driver
+feed more workers; ``benchmarks/ray_segments.py --fit`` measures both and the ceiling they imply.
 
 A worker that dies (node lost, OOM-killed) is restarted and its chunk re-run, up to
 ``MAX_RETRIES`` times; a chunk's result is a pure function of the chunk, so a retry changes
