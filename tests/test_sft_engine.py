@@ -285,15 +285,18 @@ def _wired(monkeypatch) -> None:
     monkeypatch.setattr(run_module, "task_for", task_for)
 
 
-@pytest.mark.parametrize("case", ["gpt2 alpaca", "llama-3 tools"])
+PADS = {"gpt2 alpaca": "<|endoftext|>", "llama-3 tools": "<|end_of_text|>", "phi-3 kto": "<|endoftext|>"}
+
+
+@pytest.mark.parametrize("case", sorted(PADS))
 def test_runs_write_byte_identical_shards_with_either_engine(case, tmp_path, monkeypatch):
     _wired(monkeypatch)
     monkeypatch.setattr(reference_check, "check_run", lambda *args: None)
     manifests, shards = {}, {}
     for engine in (TOKENIZERS, "auto"):
-        recipe = CASES[case] | {"tokenizer": {**CASES[case]["tokenizer"], "engine": engine, "pad_token": "<|endoftext|>"
-                                              if case.startswith("gpt2") else "<|end_of_text|>"},
-                                "packing": {"mode": "bfd", "seq_len": 8192}, "split": {"validation": 0.1}}
+        recipe = CASES[case] | {"tokenizer": {**CASES[case]["tokenizer"], "engine": engine, "pad_token": PADS[case]},
+                                "packing": {"mode": "bfd", "seq_len": 8192}, "split": {"validation": 0.1},
+                                "on_error": "skip"}  # a KTO record holds "<|user|>": a bad record for Phi-3
         out = tmp_path / engine
         manifests[engine] = run(recipe_from_dict({"task": "sft", **recipe}, base_dir=DATA), out, workers=1)
         shards[engine] = {p.relative_to(out): p.read_bytes() for p in sorted(out.glob("*/*.arrow"))}
