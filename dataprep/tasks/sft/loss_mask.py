@@ -25,6 +25,12 @@ with the same tokenizer reuses it instead of parsing the vocabulary again. A tok
 also true of transformers: a special-token string inside a record's field encodes as that
 special token.
 
+**Engines.** Where the run chose it (:mod:`dataprep.tasks.sft.engine_choice`), gigatoken encodes
+and each token's span comes from its byte length (:mod:`dataprep.text.byte_offsets`), exactly the
+offsets ``tokenizers`` gives, without building a string and offsets per token
+(``benchmarks/sft_throughput.py`` runs both); else ``tokenizers``' ``encode_batch``. The masks are
+the same either way.
+
 **Stripping added tokens.** Added tokens with ``lstrip``/``rstrip`` (Phi-3's ``<|end|>``,
 ``<|assistant|>``) absorb neighbouring whitespace into their match, and their offsets cover it.
 For the overlap test such a token's span is its literal text only, so ``<|end|>\\n`` is a clean
@@ -239,7 +245,7 @@ def encode_batch_flat(tokenizer: LoadedTokenizer, rendered: Sequence[Rendered], 
     """Encode many examples in one call and build every mask in one vectorised pass over the batch,
     with no Python loop per token or per example (bar the few stripping added tokens).
 
-    The encoder is the run's fine-tuning engine (:func:`choose_engine`): gigatoken's ids, with
+    The encoder is the run's fine-tuning engine (:mod:`dataprep.tasks.sft.engine_choice`): gigatoken's ids, with
     spans from their byte lengths (:mod:`dataprep.text.byte_offsets`), or ``tokenizers``'
     ``encode_batch`` with offsets (Rust thread pool). ``engine`` forces one (the probe's use).
 
