@@ -23,6 +23,7 @@ Usage::
     python benchmarks/sft_throughput.py                 # 50k pairs + the real sets (~2 min on 2 cores)
     python benchmarks/sft_throughput.py --limit-mb 5    # the first 5 MB of pairs
     python benchmarks/sft_throughput.py --no-trl --no-real
+    python benchmarks/sft_throughput.py --no-trl --no-real --workers 1   # no worker processes to start
 
 Goals: fill >= 99.5% with no token lost (over-long examples dropped by the policy, counted),
 examples/s at least TRL's tokenize + pack rate, and the fast engine >= 3x tokenizers' (#20).
@@ -68,11 +69,12 @@ def run_dataprep(work: Path, name: str, recipe: Path | dict, overrides: list[str
     return manifest, measured.seconds, out
 
 
-def run_measured(work: Path, name: str, recipe: Path | dict, overrides: list[str] = ()):
+def run_measured(work: Path, name: str, recipe: Path | dict, overrides: list[str] = (), workers: int | None = None):
     """:func:`run_dataprep`, with the whole measurement (CPU seconds, other processes' share of the machine)."""
     path = recipe if isinstance(recipe, Path) else write_recipe(work / f"{name}.yaml", recipe)
     out = work / f"out-{name}"
     sets = [x for o in overrides for x in ("--set", o)]
+    sets += ["--workers", str(workers)] if workers else []
     measured = measure(dataprep_cmd(str(path), "--out", str(out), "--overwrite", *sets))
     return json.loads((out / "manifest.json").read_text()), measured, out
 
@@ -148,6 +150,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=WORK / "sft")
     parser.add_argument("--no-trl", action="store_true", help="skip TRL even when it is installed")
     parser.add_argument("--no-real", action="store_true", help="skip the real pair sets of ../shared/data")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="dataprep's --workers for the side-by-side engine runs (default: all cores)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data = PAIRS if args.limit_mb is None else corpus_prefix(args.limit_mb, corpus=PAIRS)
@@ -167,7 +171,7 @@ def main() -> None:
         for engine in ("tokenizers", "auto"):  # side by side: the same recipe, each encode engine
             recipe = pairs_recipe(data, seq_len)
             recipe["tokenizer"]["engine"] = engine
-            manifest, measured, out = run_measured(args.work, f"bfd{seq_len}-{engine}", recipe)
+            manifest, measured, out = run_measured(args.work, f"bfd{seq_len}-{engine}", recipe, workers=args.workers)
             runs[engine] = (manifest, measured, shard_digest(out))
             shutil.rmtree(out)
         manifest, seconds = runs["auto"][0], runs["auto"][1].seconds
@@ -179,7 +183,8 @@ def main() -> None:
         for engine, (m, run, _) in runs.items():
             label = f"dataprep bfd, engine {engine}"
             print(f"  {label:34} fill {m['counts']['packing_efficiency']:7.2%}  {m['counts']['rows']['train']:6,} rows  "
-                  f"{run.seconds:5.1f} s  {n / run.seconds:7,.0f} examples/s (end to end, subprocess; {run.cpu:.1f} CPU s; "
+                  f"{run.seconds:5.1f} s  {n / run.seconds:7,.0f} examples/s (end to end, subprocess, --workers "
+                  f"{args.workers or 'default'}; {run.cpu:.1f} CPU s; "
                   f"others used {run.others:.0%} of the machine; encoded by {engine_of(m)})")
         wall, cpu = (runs["tokenizers"][1].seconds / seconds, runs["tokenizers"][1].cpu / runs["auto"][1].cpu)
         print(f"  {'engine auto / engine tokenizers':34} {wall:.2f}x examples/s (goal >= 3), {cpu:.2f}x CPU s per example; "
