@@ -58,6 +58,7 @@ from dataprep.tasks import pretrain
 from dataprep.tasks.base import RowFacts
 from dataprep.tasks.decontamination import SIDE_FILE, index_for
 from dataprep.tasks.registry import task_for
+from dataprep.tasks.sft import engine_choice as sft_engine
 from dataprep.text.decontaminate import DecontaminationIndex
 from dataprep.text.language_stats import per_language
 from dataprep.text.mojibake import FIXED_STAT
@@ -151,6 +152,8 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     if recipe.task == "pretrain":  # the encode engine, chosen once on the run's first documents: every worker
         # inherits it with the pickled tokenizer, and the manifest records it (dataprep.text.encode_engine)
         tokenizer.choose_engine(pretrain.first_documents(files, recipe))
+    elif recipe.task == "sft":  # fine-tuning's own probe: ids, offsets and masks on its first rendered examples
+        sft_engine.choose_engine(recipe, tokenizer, files)
     plan = task_for(recipe).plan(recipe, tokenizer, files)
     counts: Counter = Counter()
     read_drops: Counter = Counter()
