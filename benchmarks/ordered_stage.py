@@ -43,6 +43,7 @@ from dataprep.build.ordered import OrderedStage  # noqa: E402
 from dataprep.build.write import SplitWriter, batch_rows  # noqa: E402
 from dataprep.read import resolve_inputs  # noqa: E402
 from dataprep.recipe import recipe_from_dict  # noqa: E402
+from dataprep.tasks import pretrain  # noqa: E402
 from dataprep.tasks.registry import task_for  # noqa: E402
 from dataprep.text.tokenizer import load_tokenizer  # noqa: E402
 
@@ -79,6 +80,20 @@ def stage_for(recipe, plan, tokenizer, out, *, segment_tokens: int | None, worke
     return OrderedStage(writers, make_packer=plan.make_packer, to_batch=plan.to_batch, dedup=plan.dedup, segments=segments)
 
 
+def chunk_results(recipe, tokenizer) -> tuple[object, list, float]:
+    """The run's plan, and its chunk function over every chunk in this process, one thread: the
+    results and the CPU seconds they took (a worker core's work; ``ray_segments.py`` uses it too)."""
+    files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
+    tokenizer.choose_engine(pretrain.first_documents(files, recipe))  # as the run chooses it
+    plan = task_for(recipe).plan(recipe, tokenizer, files)
+    setup, setup_args = plan.worker
+    work = setup(*setup_args)
+    chunks = list(plan.reader.chunks(files, read_drops=Counter(), counts=Counter()))
+    started = time.process_time()
+    results = [work(chunk) for chunk in chunks]
+    return plan, results, time.process_time() - started
+
+
 def drive(stage: OrderedStage, results) -> tuple[float, float]:
     """Feed the results and finish; the CPU seconds of this thread (the driver's), and the train split's fill."""
     started = time.thread_time()
@@ -112,14 +127,7 @@ def main() -> None:
                                    "tokenizer": {"path": str(TOKENIZER), "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
                                    "packing": {"mode": mode, "seq_len": SEQ_LEN}}, base_dir=WORK)
         tokenizer = load_tokenizer(recipe.tokenizer, base_dir=WORK)
-        files = resolve_inputs(recipe.inputs, base_dir=WORK)
-        plan = task_for(recipe).plan(recipe, tokenizer, files)
-        setup, setup_args = plan.worker
-        work = setup(*setup_args)
-        chunks = list(plan.reader.chunks(files, read_drops=Counter(), counts=Counter()))
-        started = time.process_time()
-        results = [work(chunk) for chunk in chunks]
-        worker = time.process_time() - started
+        plan, results, worker = chunk_results(recipe, tokenizer)
         tokens = sum(int(r.lengths.sum()) for r in results)
         one, one_fill = drive(stage_for(recipe, plan, tokenizer, WORK / f"ordered-{mode}", segment_tokens=None, workers=1), results)
         spent["seconds"] = 0.0
@@ -134,7 +142,7 @@ def main() -> None:
         print(f"| {mode} | {tokens:,} | {rate(worker):.2f} | {rate(one):.2f} | {worker / one:.1f} | {rate(driver):.1f} "
               f"| {rate(threads):.2f} | {(worker + threads) / driver:.0f} | {one_fill:.2%} / {seg_fill:.2%} |")
     print(f"\nceiling = worker CPU per token / driver CPU per token (segments: the worker's share includes the "
-          f"segment threads'); segments of {args.segment_tokens:,} tokens, {len(chunks)} chunks. #20 asks for >= 64.")
+          f"segment threads'); segments of {args.segment_tokens:,} tokens, {len(results)} chunks. #20 asks for >= 64.")
 
 
 if __name__ == "__main__":

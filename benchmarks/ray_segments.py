@@ -221,35 +221,20 @@ class _Same:
 def worker_cpu(recipe: Path) -> dict:
     """The chunk function over every chunk in this process, one thread (``RAYON_NUM_THREADS=1``): a
     worker core's CPU seconds per token, as benchmarks/ordered_stage.py measures it."""
-    from collections import Counter
-
-    from dataprep.read import resolve_inputs
     from dataprep.recipe import load_recipe
-    from dataprep.tasks.registry import task_for
     from dataprep.text.tokenizer import load_tokenizer
+    from ordered_stage import chunk_results, drive, stage_for, timed_segments
 
     r = load_recipe(recipe)
     tokenizer = load_tokenizer(r.tokenizer, base_dir=r.base_dir)
-    files = resolve_inputs(r.inputs, base_dir=r.base_dir)
-    from dataprep.tasks import pretrain
-
-    tokenizer.choose_engine(pretrain.first_documents(files, r))  # as the run chooses it
-    plan = task_for(r).plan(r, tokenizer, files)
-    setup, setup_args = plan.worker
-    work = setup(*setup_args)
-    chunks = list(plan.reader.chunks(files, read_drops=Counter(), counts=Counter()))
-    started = time.process_time()
-    results = [work(chunk) for chunk in chunks]
-    worker = time.process_time() - started
+    plan, results, worker = chunk_results(r, tokenizer)
     # the segments' work (gather, pack, write, digest) is worker work too: timed as ordered_stage.py does
-    from ordered_stage import drive, stage_for, timed_segments
-
     segments, _ = timed_segments()
     out = WORK / "ray_segments" / "in-process"
     drive(stage_for(r, plan, tokenizer, out, segment_tokens=r.packing.segment_tokens, workers=1), results)
     shutil.rmtree(out, ignore_errors=True)
     return {"worker": worker, "segments": segments["seconds"], "tokens": sum(int(x.lengths.sum()) for x in results),
-            "chunks": len(chunks)}
+            "chunks": len(results)}
 
 
 def _child(argv: list[str], env: dict[str, str]) -> dict:
