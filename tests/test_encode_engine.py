@@ -130,6 +130,7 @@ def test_gigatoken_without_dataprep_special_token_handling_differs_and_is_refuse
     """gigatoken always matches added tokens; dataprep builds it without the special ones when
     split_special_tokens is on. Without that step, the probe finds the difference."""
     monkeypatch.setattr(encode_engine, "_without_special_added_tokens", lambda text: text)
+    monkeypatch.setattr(encode_engine, "_ENCODERS", type(encode_engine._ENCODERS)())  # built here, not kept
     spec = TokenizerSpec(path=str(ALL["llama-3"]))
     tokenizer = load_tokenizer(spec, base_dir=DATA, warn=False)
     with caplog.at_level(logging.WARNING, logger="dataprep.tokenizer"):
