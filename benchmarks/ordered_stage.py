@@ -99,8 +99,6 @@ def drive(stage: OrderedStage, results) -> tuple[float, float]:
     started = time.thread_time()
     for result in results:
         stage.add(result)
-        if stage.segments is not None:
-            stage.segments.poll()
     stage.finish()
     shards = {split: writer.close() for split, writer in stage.writers.items()}
     if stage.segments is not None:

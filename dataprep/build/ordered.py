@@ -21,7 +21,7 @@ from dataprep.build.near_dup import NearDupIndex
 from dataprep.build.segments import Piece, Segments
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.write import SplitWriter
-from dataprep.pack.layout import gather_ranges
+from dataprep.pack.layout import gather_documents
 from dataprep.pack.rows import PackedRows
 from dataprep.tasks.base import ChunkResult
 from dataprep.text.filters import DUPLICATE, NEAR_DUPLICATE
@@ -128,14 +128,11 @@ class OrderedStage:
                 self.documents[split] += int(docs.sum())
                 self.segments.add(Piece(result.source, result.tokens, result.lengths, None if docs.all() else docs,
                                         result.extras))
+                self.segments.poll()  # adopt the segments written meanwhile, in order
                 continue
-            if docs.all():
-                tokens, lengths, extras = result.tokens, result.lengths, result.extras
-            else:  # the documents' ranges, not a mask over every token of the chunk (validation is a few)
-                at = np.flatnonzero(docs)
-                starts, lengths = (np.cumsum(result.lengths) - result.lengths)[at], result.lengths[at]
-                tokens = gather_ranges(result.tokens, starts, lengths)
-                extras = {name: gather_ranges(values, starts, lengths) for name, values in result.extras.items()}
+            # by the documents' ranges, not a mask over every token of the chunk (validation is a few)
+            tokens, lengths, extras = gather_documents(result.tokens, result.lengths, None if docs.all() else docs,
+                                                       result.extras)
             if self.mixing is not None:  # counted when drawn
                 self.mixing.add(split, result.source, tokens, lengths, extras,
                                 {name: values[docs] for name, values in result.doc_stats.items()})

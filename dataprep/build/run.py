@@ -201,8 +201,6 @@ def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, result
     with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
         for result in results:
             stage.add(result)
-            if stage.segments is not None:
-                stage.segments.poll()
             done[result.source] += 1
             bar.update(docs=len(result.hashes), tokens=int(result.lengths.sum()))
             if result.source > checked:  # results come in input order: the inputs before it are done

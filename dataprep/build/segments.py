@@ -48,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep.build.write import SplitWriter
-from dataprep.pack.layout import gather_ranges
+from dataprep.pack.layout import gather_documents, gather_ranges
 from dataprep.pack.rows import PackStats
 
 __all__ = ["SegmentSpec", "Piece", "Segments", "pack_segment", "next_carry", "SEGMENT_PREFIX", "ThreadRunner",
@@ -107,15 +107,6 @@ class SegmentOut:
     carry_tokens: int
 
 
-def _gather(piece: Piece) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    if piece.docs is None:
-        return piece.tokens, piece.lengths, piece.extras
-    at = np.flatnonzero(piece.docs)
-    starts, lengths = (np.cumsum(piece.lengths) - piece.lengths)[at], piece.lengths[at]
-    return (gather_ranges(piece.tokens, starts, lengths), lengths,
-            {k: gather_ranges(v, starts, lengths) for k, v in piece.extras.items()})
-
-
 def pack_segment(spec: SegmentSpec, index: int, carry: Carry | None, pieces: list[Piece], final: bool) -> SegmentOut:
     """Gather, pack and write segment ``index`` (runs on a segment thread).
 
@@ -126,7 +117,7 @@ def pack_segment(spec: SegmentSpec, index: int, carry: Carry | None, pieces: lis
     unknown: Counter = Counter()
     parts = []
     for piece in pieces:
-        tokens, lengths, extras = _gather(piece)
+        tokens, lengths, extras = gather_documents(piece.tokens, piece.lengths, piece.docs, piece.extras)
         if spec.unk_id is not None:
             unknown[piece.source] += int(np.count_nonzero(tokens == spec.unk_id))
         parts.append((tokens, lengths, extras))

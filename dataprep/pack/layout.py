@@ -10,7 +10,7 @@ from dataprep import columns
 from dataprep.errors import ConfigError
 from dataprep.pack.rows import PackedRows
 
-__all__ = ["check_seq_len", "check_extra_dtypes", "check_batch", "gather_ranges", "build_rows"]
+__all__ = ["check_seq_len", "check_extra_dtypes", "check_batch", "gather_ranges", "gather_documents", "build_rows"]
 
 
 def check_seq_len(seq_len: int) -> int:
@@ -74,6 +74,17 @@ def gather_ranges(values: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> n
     out_starts = np.cumsum(lens) - lens
     index = np.repeat(starts - out_starts, lens) + np.arange(int(lens.sum()), dtype=np.int64)
     return values[index]
+
+
+def gather_documents(tokens: np.ndarray, lengths: np.ndarray, docs: np.ndarray | None,
+                     extras: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The documents ``docs`` (bool per document; None: all) of a flat encoding, by their ranges:
+    ``(tokens, lengths, extras)``. Copies only the chosen documents' tokens, never a mask over all of them."""
+    if docs is None:
+        return tokens, lengths, extras
+    at = np.flatnonzero(docs)
+    starts, kept = (np.cumsum(lengths) - lengths)[at], lengths[at]
+    return gather_ranges(tokens, starts, kept), kept, {k: gather_ranges(v, starts, kept) for k, v in extras.items()}
 
 
 def build_rows(
