@@ -58,6 +58,12 @@ def shard_digests(path: Path, *, block: int = 1 << 22) -> tuple[str, str]:
     return sha.hexdigest(), fast.hexdigest()
 
 
+def _file_facts(path: Path) -> dict[str, Any]:
+    """A finished shard's bytes and digests, as the manifest lists them."""
+    sha, fast = shard_digests(path)
+    return {"bytes": path.stat().st_size, "sha256": sha, "xxh3_128": fast}
+
+
 END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an Arrow IPC stream's last message
 SHARD_PREFIX = "shard-"  # a split writer's own shards while written: shard-00000.arrow.tmp, ...
 TMP_SUFFIX = ".arrow.tmp"  # every shard's name until the split is closed and its shards get their final names
@@ -206,12 +212,8 @@ class SplitWriter:
         if self._pending_rows:
             self._emit(self._pending_rows)
         self._close_shard()
-        shards = []
-        for path, rows, tokens in zip(self._paths, self._rows, self._tokens):
-            sha, fast = shard_digests(path)
-            shards.append({"file": path.name, "rows": rows, "tokens": tokens, "bytes": path.stat().st_size,
-                           "sha256": sha, "xxh3_128": fast})
-        return shards
+        return [{"file": path.name, "rows": rows, "tokens": tokens, **_file_facts(path)}
+                for path, rows, tokens in zip(self._paths, self._rows, self._tokens)]
 
     def adopt(self, shards: list[dict[str, Any]]) -> None:
         """Make finished shard files in this split's folder (:meth:`finish_files` of another writer)
@@ -278,8 +280,7 @@ class SplitWriter:
             known = self._known.get(tmp.name)
             os.replace(tmp, final)
             if known is None:
-                sha, fast = shard_digests(final)
-                known = {"bytes": final.stat().st_size, "sha256": sha, "xxh3_128": fast}
+                known = _file_facts(final)
             shards.append({"file": final.name, "rows": self._rows[i], "tokens": self._tokens[i], **known})
         fingerprint = hashlib.sha256("".join(s["sha256"] for s in shards).encode()).hexdigest()[:16]
         write_json_atomic(
