@@ -33,11 +33,10 @@ class InputDigests:
         Raises:
             InputError: an input's size or content differs from the start of the run (the first one found).
         """
-        moved = [f for f, stamp in zip(self.files, self.stamps) if stamp is None or _stamp(f) != stamp]
-        measured = dict(zip(map(id, moved), zip(*_measure(moved)))) if moved else {}
-        sizes = [measured[id(f)][0] if id(f) in measured else size for f, size in zip(self.files, self.sizes)]
-        digests = [measured[id(f)][1] if id(f) in measured else d for f, d in zip(self.files, self.digests)]
-        for file, before, after, old, new in zip(self.files, self.sizes, sizes, self.digests, digests):
+        moved = [i for i, (f, stamp) in enumerate(zip(self.files, self.stamps)) if stamp is None or _stamp(f) != stamp]
+        sizes, digests = _measure([self.files[i] for i in moved])
+        for i, after, new in zip(moved, sizes, digests):
+            file, before, old = self.files[i], self.sizes[i], self.digests[i]
             if before != after or old != new:
                 what = f"its size went from {before:,} to {after:,} bytes" if before != after else "its content changed (SHA-256)"
                 raise InputError(
