@@ -55,15 +55,12 @@ class SeenSet:
             # the ordered stage's largest cost per document once segments pack elsewhere)
             self.recent.update(digests)
             new = np.ones(len(digests), dtype=bool)
-            self.count += len(digests)
-            if len(self.recent) >= self.limit:
-                self._spill()
-            return new
-        new = np.zeros(len(digests), dtype=bool)
-        for i, digest in enumerate(digests):
-            if not on_disk[i] and digest not in self.recent:
-                self.recent.add(digest)
-                new[i] = True
+        else:
+            new = np.zeros(len(digests), dtype=bool)
+            for i, digest in enumerate(digests):
+                if not on_disk[i] and digest not in self.recent:
+                    self.recent.add(digest)
+                    new[i] = True
         self.count += int(new.sum())
         if len(self.recent) >= self.limit:
             self._spill()
