@@ -40,6 +40,7 @@ def test_a_touched_input_is_hashed_again_and_passes_when_its_bytes_are_the_same(
     files = inputs(tmp_path)
     hashed = counting(monkeypatch)
     sources = InputDigests(files)
+    sources.digests  # hashed (on its thread) before the touch
     stat = files[1].path.stat()
     os.utime(files[1].path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     sources.check_unchanged()
@@ -50,6 +51,7 @@ def test_a_touched_input_is_hashed_again_and_passes_when_its_bytes_are_the_same(
 def test_a_rewritten_input_fails_the_check(tmp_path, keep_time):
     files = inputs(tmp_path)
     sources = InputDigests(files)
+    sources.digests  # hashed (on its thread) before the change
     stat = files[0].path.stat()
     files[0].path.write_text('{"text": "document X"}\n')  # the same size
     if keep_time:  # a writer that puts the time back is the one change the stamp cannot see
@@ -57,4 +59,24 @@ def test_a_rewritten_input_fails_the_check(tmp_path, keep_time):
         sources.check_unchanged()
         return
     with pytest.raises(InputError, match="its content changed"):
+        sources.check_unchanged()
+
+
+def test_an_input_written_while_it_is_first_hashed_fails_the_check(tmp_path, monkeypatch):
+    """The first hashing runs beside the run's start: a file changed before it hashed has the new
+    bytes' digest, which a second hashing would match (the run may have read the old ones)."""
+    files = inputs(tmp_path, 1)
+    original = digests_module.file_sha256
+
+    def rewrite_then_hash(file):  # the run may have read the old bytes: the digest is the new ones'
+        stat = file.path.stat()
+        file.path.write_text('{"text": "document X"}\n')  # the same size, the time moves
+        os.utime(file.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        return original(file)
+
+    monkeypatch.setattr(digests_module, "file_sha256", rewrite_then_hash)
+    sources = InputDigests(files)
+    sources.digests  # the first hashing (and its rewrite) done
+    monkeypatch.setattr(digests_module, "file_sha256", original)
+    with pytest.raises(InputError, match="written to while it was hashed"):
         sources.check_unchanged()

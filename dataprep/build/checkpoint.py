@@ -31,6 +31,7 @@ import os
 import pickle
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,15 +72,16 @@ class Checkpoints:
 
     def __init__(self, folder: Path, *, every: float | None = DEFAULT_EVERY):
         self.folder, self.every = folder, every
-        self.ident: dict[str, Any] | None = None
+        self._ident: Callable[[], dict[str, Any]] | None = None
         self.last = time.monotonic()
         self.saved = 0  # checkpoints saved by this process
         self.seen_count = 0  # digests in seen.bin that belong to the last checkpoint
         self.seconds = 0.0  # time spent saving
 
-    def bind(self, ident: dict[str, Any]) -> None:
-        """This run's :func:`identity` (known once the tokenizer is loaded), saved with every checkpoint."""
-        self.ident = ident
+    def bind(self, ident: Callable[[], dict[str, Any]]) -> None:
+        """How to get this run's :func:`identity`, saved with every checkpoint: asked for at the first
+        save, so the inputs' digests it names are hashed while the run begins, not before it."""
+        self._ident = ident
 
     def due(self) -> bool:
         return self.every is not None and time.monotonic() - self.last >= self.every
@@ -98,7 +100,7 @@ class Checkpoints:
             os.fsync(fh.fileno())
         near = self._save_near(stage)
         state = {
-            "identity": self.ident,
+            "identity": None if self._ident is None else self._ident(),
             "done": dict(done),
             "stage": stage.state(),
             "writers": {split: writer.state() for split, writer in writers.items()},

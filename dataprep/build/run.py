@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -106,7 +107,7 @@ def run(
     started = time.perf_counter()
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
-    sources = InputDigests(files)  # size and content hash before reading; checked again at the end
+    sources = InputDigests(files)  # size and content hash, taken on threads from now on; checked again at the end
     target = open_output(out, overwrite=overwrite, resume=resume)
     saves = checkpoint.Checkpoints(target.tmp / checkpoint.CHECKPOINT_DIR,
                                    every=checkpoint_every if target.resumable else None)
@@ -145,9 +146,6 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     state = saves.load() if resume else None
     # a trained tokenizer is taken from the checkpoint, not trained again
     tokenizer = state["tokenizer"] if state is not None and state["tokenizer"] is not None else _tokenizer(recipe, files, tmp)
-    ident = checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
-                                              in zip(files, sources.sizes, sources.digests)], tokenizer.fingerprint)
-    saves.bind(ident)
     index_for(recipe)  # decontaminate: read the evaluation sets now (their errors first; workers reuse it when forked)
     if recipe.task == "pretrain":  # the encode engine, chosen once on the run's first documents: every worker
         # inherits it with the pickled tokenizer, and the manifest records it (dataprep.text.encode_engine)
@@ -155,6 +153,12 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     elif recipe.task == "sft":  # fine-tuning's own probe: ids, offsets and masks on its first rendered examples
         sft_engine.choose_engine(recipe, tokenizer, files)
     plan = task_for(recipe).plan(recipe, tokenizer, files)
+    # the checkpoint identity names the inputs' digests, hashed on threads since the run began:
+    # asked for only by a resumed run's check (now) and by the first checkpoint
+    ident = functools.cache(lambda: checkpoint.identity(recipe.hash, [(f.location, size, digest) for f, size, digest
+                                                                      in zip(files, sources.sizes, sources.digests)],
+                                                        tokenizer.fingerprint))
+    saves.bind(ident)
     counts: Counter = Counter()
     read_drops: Counter = Counter()
     by_input: dict[int, Counter] = {}
@@ -172,7 +176,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     done: Counter = Counter()  # input file index -> chunks worked (what a checkpoint says is done)
     reader = plan.reader
     if state is not None:
-        checkpoint.check_identity(state, ident, tmp)
+        checkpoint.check_identity(state, ident(), tmp)
         stage.restore(state["stage"], state["seen"])
         for split, writer in writers.items():
             writer.restore(state["writers"][split])

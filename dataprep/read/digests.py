@@ -5,7 +5,12 @@ fails it instead of leaving a dataset made of two versions of a file.
 The check after reading hashes a local file again only when its size or modification time
 (nanoseconds) moved: a writer that changes a file changes its time, so a second SHA-256 pass over
 an untouched corpus (a sixteenth of a pretraining run's CPU) proves nothing more. A URL, or a
-folder (a ``save_to_disk`` dataset), is hashed again as before."""
+folder (a ``save_to_disk`` dataset), is hashed again as before.
+
+The first hashing runs on threads of its own while the run starts (tokenizer, engine probe) and
+reads: a run needs the digests only for its checkpoint identity and its manifest, and hashlib
+releases the GIL, so the pass over the corpus no longer delays the first record. The stamps are
+taken before it starts, so a file written while it was hashed still fails the check after reading."""
 
 from __future__ import annotations
 
@@ -20,12 +25,32 @@ HASH_THREADS = 4  # hashlib releases the GIL: a few files are hashed side by sid
 
 
 class InputDigests:
-    """Each input's size and SHA-256, taken when built (before any record is read)."""
+    """Each input's size and SHA-256, hashed on a thread begun when built (before any record is read)."""
 
     def __init__(self, files: list[InputFile]):
         self.files = files
         self.stamps = [_stamp(f) for f in files]  # before hashing: a change while hashing shows at the end
-        self.sizes, self.digests = _measure(files)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dataprep-input-digests")
+        self._measured = pool.submit(_measure_stamped, files)
+        pool.shutdown(wait=False)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Each input's size in bytes (waits for the hashing begun when built).
+
+        Raises:
+            InputError: an input could not be read.
+        """
+        return self._measured.result()[0]
+
+    @property
+    def digests(self) -> list[str]:
+        """Each input's SHA-256 (waits for the hashing begun when built).
+
+        Raises:
+            InputError: an input could not be read.
+        """
+        return self._measured.result()[1]
 
     def check_unchanged(self) -> None:
         """Measure the inputs again (a local file whose size and time did not move is not hashed again).
@@ -33,16 +58,21 @@ class InputDigests:
         Raises:
             InputError: an input's size or content differs from the start of the run (the first one found).
         """
+        hashed = self._measured.result()[2]  # the first hashing is done (its errors raised) before comparing with it
+        for file, before, after in zip(self.files, self.stamps, hashed):
+            if before != after:  # a digest of what was there when the run began cannot be trusted
+                raise InputError(file.location, None, "the input changed while the run read it: it was written to while "
+                                 "it was hashed, as the run began", _FIX_CHANGED)
         moved = [i for i, (f, stamp) in enumerate(zip(self.files, self.stamps)) if stamp is None or _stamp(f) != stamp]
         sizes, digests = _measure([self.files[i] for i in moved])
         for i, after, new in zip(moved, sizes, digests):
             file, before, old = self.files[i], self.sizes[i], self.digests[i]
             if before != after or old != new:
                 what = f"its size went from {before:,} to {after:,} bytes" if before != after else "its content changed (SHA-256)"
-                raise InputError(
-                    file.location, None, f"the input changed while the run read it: {what}",
-                    "do not write to a run's inputs while it runs (copy them, or wait for the writer to finish), then run again",
-                )
+                raise InputError(file.location, None, f"the input changed while the run read it: {what}", _FIX_CHANGED)
+
+
+_FIX_CHANGED = "do not write to a run's inputs while it runs (copy them, or wait for the writer to finish), then run again"
 
 
 def _stamp(file: InputFile) -> tuple[int, int] | None:
@@ -55,6 +85,13 @@ def _stamp(file: InputFile) -> tuple[int, int] | None:
     except OSError:
         return None
     return None if S_ISDIR(stat.st_mode) else (stat.st_size, stat.st_mtime_ns)
+
+
+def _measure_stamped(files: list[InputFile]) -> tuple[list[int], list[str], list[tuple[int, int] | None]]:
+    """:func:`_measure`, and each file's stamp once it is hashed (one that moved since the run began
+    was written to while it was hashed)."""
+    sizes, digests = _measure(files)
+    return sizes, digests, [_stamp(f) for f in files]
 
 
 def _measure(files: list[InputFile]) -> tuple[list[int], list[str]]:
