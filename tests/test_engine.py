@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
 
 import pytest
 
 from dataprep.read.chunks import ChunkReader
-from dataprep.build.engine import ordered_map, run_chunks
+from dataprep.build.engine import READ_AHEAD, ordered_map, read_ahead, run_chunks
 from dataprep.errors import ConfigError, InputError
 
 MODES = [("serial", 1), ("threads", 3), ("processes", 2)]
@@ -42,7 +43,8 @@ def test_items_are_read_lazily_within_the_window(mode, workers):
 
     out = ordered_map(make_fn, (0,), items(), workers=workers, window=4, mode="threads" if mode == "serial" else mode)
     assert next(out) == 0
-    assert next(pulled) <= 5  # at most the window (and the item being submitted) was read
+    # at most the window, the read-ahead queue (workers > 1) and the item being handed on were read
+    assert next(pulled) <= 4 + (READ_AHEAD if workers > 1 else 0) + 1
     out.close()
 
 
@@ -82,3 +84,49 @@ def test_worker_processes_do_not_run_a_script_without_a_main_guard_again(tmp_pat
     done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["top level ran", str([2**i for i in range(8)])]
+
+
+def test_read_ahead_yields_every_item_in_order_from_another_thread():
+    threads = set()
+
+    def items():
+        for i in range(50):
+            threads.add(threading.get_ident())
+            yield i
+
+    assert list(read_ahead(items(), 2)) == list(range(50))
+    assert threads and threading.get_ident() not in threads
+
+
+def test_read_ahead_raises_a_producer_error_after_the_items_before_it():
+    def items():
+        yield from range(3)
+        raise InputError("f.jsonl", "line 4", "broken", "fix it")
+
+    got = []
+    with pytest.raises(InputError, match="line 4: broken"):
+        for item in read_ahead(items(), 2):
+            got.append(item)
+    assert got == [0, 1, 2]
+
+
+def test_read_ahead_closed_early_stops_its_thread_and_closes_the_source():
+    closed = threading.Event()
+    pulled = itertools.count()
+    producer = []
+
+    def items():
+        producer.append(threading.current_thread())
+        try:
+            for i in range(10_000):
+                next(pulled)
+                yield i
+        finally:
+            closed.set()
+
+    out = read_ahead(items(), 2)
+    assert next(out) == 0
+    out.close()  # returns once the producer has stopped: the source is closed by then
+    assert closed.is_set()
+    assert next(pulled) < 10  # it stopped reading, far from the end
+    assert not producer[0].is_alive()
