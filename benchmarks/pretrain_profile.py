@@ -8,9 +8,10 @@ step they call (so the figures add up), and the run's CPU time no step claims is
 everything they call as their own: the probe reads and cleans the first chunk a second time,
 and that reading is start-up, not the run's reading.
 
-The run is serial (``--workers 1``, gigatoken on the calling thread): every step then runs on
-the thread that times it and its CPU seconds are its own. A run with threads overlaps the
-steps; ``pretrain_throughput.py`` measures that. The steps' functions are looked up by name: a
+The run is serial (``--workers 1``, gigatoken on the calling thread) but for the digests, which
+are taken on threads of their own; every step is timed with its own thread's CPU clock, so its
+CPU seconds are its own wherever it runs. A run with threads overlaps the steps;
+``pretrain_throughput.py`` measures that. The steps' functions are looked up by name: a
 function that was renamed or moved is listed as not found (its time lands in ``other``).
 
     python benchmarks/pretrain_profile.py                         # 60 MB prefix, gigatoken, wrap
@@ -59,8 +60,8 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("encode: framing (BOS/EOS)", ("dataprep.text.encode_engine:frame_documents",)),
     ("ordered stage (dedup, split, pack)", ("dataprep.build.ordered:OrderedStage.add", "dataprep.build.ordered:OrderedStage.finish")),
     ("write (Arrow IPC, fsync)", ("dataprep.build.write:SplitWriter.write", "dataprep.build.write:SplitWriter.close")),
-    ("digests: shards (sha256, xxh3)", ("dataprep.build.write:shard_digests",)),
-    ("digests: inputs (sha256)", ("dataprep.read.digests:InputDigests.__init__", "dataprep.read.digests:InputDigests.check_unchanged")),
+    ("digests: shards (sha256, xxh3)", ("dataprep.build.write:_RunningDigests._update", "dataprep.build.write:shard_digests")),
+    ("digests: inputs (sha256)", ("dataprep.read.digests:_digest", "dataprep.read.digests:InputDigests.check_unchanged")),
     ("manifest, commit", ("dataprep.build.run:_manifest", "dataprep.build.output_dir:DatasetDir.commit",
                           "dataprep.build.write:DatasetDir.commit")),
 ]
@@ -73,7 +74,7 @@ INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
 
 
 class Clock:
-    """CPU seconds per step, exclusive of the timed steps each one calls (one stack per thread)."""
+    """CPU seconds per step (its thread's CPU clock), exclusive of the timed steps each one calls (one stack per thread)."""
 
     def __init__(self) -> None:
         self.cpu: Counter = Counter()
@@ -90,11 +91,11 @@ class Clock:
         if stack and stack[-1][1]:  # inside an inclusive step: its own
             return fn(*args, **kwargs)
         stack.append([0.0, inclusive])
-        started = time.process_time()
+        started = time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            spent = time.process_time() - started
+            spent = time.thread_time() - started
             children = stack.pop()[0]
             self.cpu[step] += spent - children
             self.calls[step] += 1
