@@ -130,3 +130,17 @@ def test_read_ahead_closed_early_stops_its_thread_and_closes_the_source():
     assert closed.is_set()
     assert next(pulled) < 10  # it stopped reading, far from the end
     assert not producer[0].is_alive()
+
+
+def _report_parallel():
+    from dataprep.text import encode_engine
+
+    return lambda item: encode_engine._parallel()
+
+
+def test_chunk_threads_encode_serially_and_a_serial_run_keeps_the_engines_pool(monkeypatch):
+    """Several chunk threads each handing gigatoken a batch for its pool on every core oversubscribe
+    the cores; one worker keeps gigatoken's own choice (None)."""
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    assert set(ordered_map(_report_parallel, (), range(8), workers=2, mode="threads")) == {False}
+    assert set(ordered_map(_report_parallel, (), range(8), workers=1, mode="threads")) == {None}

@@ -48,6 +48,7 @@ from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataprep.errors import ConfigError
+from dataprep.text.encode_engine import encode_serially_on_this_thread
 
 if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
@@ -236,7 +237,8 @@ def _serial(setup, setup_args, items) -> Iterator[Any]:
 
 def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
     fn = setup(*setup_args)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="dataprep-chunk")
+    # each chunk thread encodes on itself: the threads are the parallelism (encode_engine)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="dataprep-chunk", initializer=encode_serially_on_this_thread)
     pending: deque[Future] = deque()
     try:
         for item in items:
