@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from dataprep.errors import InputError
 from dataprep.read import FieldSpec, InputSpec, read_batches, read_records, resolve_inputs
 from dataprep.read import _common, _json
+from dataprep.read._common import BadRecords
+from dataprep.read._fields import RowExtractor, compile_fields
 from dataprep.text import normalize
 from dataprep.text.filters import content_hashes
 from dataprep.text.normalize import NormalizeSpec
@@ -131,15 +133,22 @@ def test_the_fast_path_reads_clean_blocks(tmp_path, small_blocks, monkeypatch):
     assert fast["batches"][0][:2] == [("plain", 1), (json.loads(GOOD[1])["text"], 2)]
 
 
+def text_extractor(tmp_path):
+    fields = compile_fields({"text": FieldSpec("text")}, lambda name: name)
+    return RowExtractor(fields, BadRecords(resolve(tmp_path / "x.jsonl"), "raise", collections.Counter()))
+
+
 @pytest.mark.parametrize("name", list(UNCLEAN))
-def test_an_unclean_line_sends_its_block_line_by_line(name):
+def test_an_unclean_line_sends_its_block_line_by_line(tmp_path, name):
+    (tmp_path / "x.jsonl").write_bytes(b"")
     block = GOOD[0] + b"\n" + UNCLEAN[name][0] + b"\n" + GOOD[2] + b"\n"
-    assert _json.parse_block(block, "text", first=2) is None
+    parsed = _json.parse_block(block, ("text",), first=2)
+    assert parsed is None or text_extractor(tmp_path).fast_columns(parsed[0]) is None
 
 
 def test_a_clean_block_gives_pythons_values_and_lines():
     block = b"\n".join([*BLANK, *GOOD, b""])
-    values, at, breaks = _json.parse_block(block, "text", first=1)
+    [values], at, breaks = _json.parse_block(block, ("text",), first=1)
     lines = block.split(b"\n")
     assert breaks == block.count(b"\n")
     assert values.to_pylist() == [json.loads(lines[i])["text"] for i in at.tolist()]
@@ -323,3 +332,63 @@ def test_a_documents_normalization_does_not_depend_on_its_batch(form):
     assert a == b
     if form == "NFKC":
         assert a == unicodedata.normalize("NFKC", doc)
+
+
+# --- several fields (fine-tuning): required text, optional text, optional json and any beside them
+
+PAIR_FIELDS = {"prompt": FieldSpec("prompt"), "response": FieldSpec("response"),
+               "input": FieldSpec("input", required=False), "history": FieldSpec("history", kind="json", required=False),
+               "system": FieldSpec("system", kind="any", required=False)}
+PAIRS = [b'{"prompt": "p", "response": "r"}', b'{"response": "r2", "prompt": "p\\u00e9", "id": 3}',
+         b'{"prompt": "p", "response": "r", "input": "in"}', b'{"prompt": "p", "response": "r", "input": null}',
+         b'{"prompt": "p", "response": "r", "system": null, "history": null}']
+PAIRS_UNCLEAN = {  # the block goes line by line; Python's json and row() decide
+    "history present": b'{"prompt": "p", "response": "r", "history": [["a", "b"]]}',
+    "history as a string": b'{"prompt": "p", "response": "r", "history": "[[\\"a\\", \\"b\\"]]"}',
+    "system present": b'{"prompt": "p", "response": "r", "system": "be brief"}',
+    "system a number": b'{"prompt": "p", "response": "r", "system": 5}',
+    "response missing": b'{"prompt": "p"}',
+    "response null": b'{"prompt": "p", "response": null}',
+    "prompt a number": b'{"prompt": 1, "response": "r"}',
+    "input a list": b'{"prompt": "p", "response": "r", "input": []}',
+}
+
+
+def read_pairs(path, *, fast: bool, on_error: str) -> dict:
+    drops: collections.Counter = collections.Counter()
+    rows, error, used = [], None, []
+    original = _json.parse_block
+    _json.parse_block = (lambda *a, **k: used.append(r := original(*a, **k)) or r) if fast else (lambda *a, **k: None)
+    try:
+        for batch in read_records(resolve(path), 0, fields=PAIR_FIELDS, batch_size=3, on_error=on_error, drops=drops):
+            rows.append([tuple(row.values()) for row in batch.to_pylist()])
+    except InputError as exc:
+        error = (exc.location, exc.reason_message)
+    finally:
+        _json.parse_block = original
+    return {"rows": rows, "drops": drops, "error": error, "fast blocks": sum(r is not None for r in used)}
+
+
+def test_pair_records_read_the_same_both_ways(tmp_path, small_blocks):
+    path = tmp_path / "pairs.jsonl"
+    lines = [PAIRS[i % len(PAIRS)] for i in range(40)]
+    for i, case in enumerate(PAIRS_UNCLEAN.values()):
+        lines.insert(7 * i + 5, case)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for on_error in ("skip", "raise"):
+        fast, slow = read_pairs(path, fast=True, on_error=on_error), read_pairs(path, fast=False, on_error=on_error)
+        assert {k: v for k, v in fast.items() if k != "fast blocks"} == {k: v for k, v in slow.items() if k != "fast blocks"}
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"\n".join(PAIRS * 10) + b"\n")
+    fast = read_pairs(clean, fast=True, on_error="raise")
+    assert fast["fast blocks"] > 0 and fast == {**read_pairs(clean, fast=False, on_error="raise"), "fast blocks": fast["fast blocks"]}
+    assert fast["rows"][0][0][:5] == ("p", "r", "", "null", "")  # absent optional fields: their kinds' empty values
+
+
+def test_pair_comparison_fails_when_a_present_json_field_is_taken_as_absent(tmp_path, small_blocks, monkeypatch):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b"\n".join(PAIRS + [PAIRS_UNCLEAN["history as a string"], PAIRS_UNCLEAN["system present"]] + PAIRS) + b"\n")
+    original = RowExtractor.fast_columns
+    monkeypatch.setattr(RowExtractor, "fast_columns", lambda self, columns: original(self, [
+        pa.nulls(len(c), c.type) if f.kind != "text" else c for (f, _, _), c in zip(self.plan, columns)]))
+    assert read_pairs(path, fast=True, on_error="raise")["rows"] != read_pairs(path, fast=False, on_error="raise")["rows"]

@@ -215,24 +215,25 @@ class Rows:
         """Records the lists may take before the piece is full."""
         return self.batch_size - self.count
 
-    def add_arrays(self, values: pa.Array, lines: np.ndarray) -> Iterator[tuple]:
-        """Add a block's records (one text column); yield each piece they fill."""
+    def add_arrays(self, values: list[pa.Array], lines: np.ndarray) -> Iterator[tuple]:
+        """Add a block's records (one array a column); yield each piece they fill."""
         self._hold_lists()
-        start = 0
-        while len(values) - start >= self.batch_size - self.count:
+        start, count = 0, len(lines)
+        while count - start >= self.batch_size - self.count:
             n = self.batch_size - self.count
-            self.held.append((values.slice(start, n), lines[start : start + n]))
+            self.held.append(([v.slice(start, n) for v in values], lines[start : start + n]))
             self.count, start = self.batch_size, start + n
             yield self.take()
-        if start < len(values):
-            self.held.append((values.slice(start), lines[start:]))
-            self.count += len(values) - start
+        if start < count:
+            self.held.append(([v.slice(start) for v in values], lines[start:]))
+            self.count += count - start
 
     def _hold_lists(self) -> None:
         if self.lines:
-            self.held.append((pa.array(self.columns[0], pa.large_string()), np.array(self.lines, dtype=np.int64)))
+            self.held.append(([pa.array(column, pa.large_string()) for column in self.columns],
+                              np.array(self.lines, dtype=np.int64)))
             self.count += len(self.lines)
-            self.columns, self.lines = [[]], []
+            self.columns, self.lines = [[] for _ in range(self.width)], []
 
     def take(self) -> tuple:
         """The records held, as lists when every one came from a line, else as Arrow arrays."""
@@ -244,10 +245,10 @@ class Rows:
         if len(self.held) == 1:  # a slice of one block: no copy
             values, lines = self.held[0][0], pa.array(self.held[0][1])
         else:
-            values = pa.concat_arrays([v for v, _ in self.held])
+            values = [pa.concat_arrays(list(column)) for column in zip(*(v for v, _ in self.held))]
             lines = pa.array(np.concatenate([n for _, n in self.held]))
         self.held, self.count = [], 0
-        return [values], lines
+        return list(values), lines
 
 
 def lone_surrogate(text: str) -> str | None:

@@ -199,6 +199,28 @@ class RowExtractor:
         field, top, _ = self.plan[0]
         # The pretraining case: a reader may take a string at this key as the whole row, skipping row().
         self.fast_key = top if len(fields) == 1 and field.kind == "text" else None
+        # Blocks of records parsed at once (the JSONL fast path): every field at a top-level key of its
+        # own, text or optional (fine-tuning reads an optional history and system beside its text
+        # fields); :meth:`fast_columns` says which blocks row() would read the same way.
+        tops = [top for f, top, _ in self.plan if top is not None and (f.kind == "text" or not f.required)]
+        self.fast_keys = tuple(tops) if len(tops) == len(fields) and len(set(tops)) == len(tops) else None
+
+    def fast_columns(self, columns: list[pa.Array]) -> list[pa.Array] | None:
+        """The columns :meth:`row` gives for records whose :attr:`fast_keys` values Arrow read as
+        ``columns`` (strings, null where absent or null); None when a record needs :meth:`row`: a
+        required text field null or absent, or a non-text field present (a string there is
+        ``json``'s quoted text or a message list's error, row()'s to decide)."""
+        out = []
+        for (field, _, _), column in zip(self.plan, columns):
+            if field.kind == "text":
+                if column.null_count and field.required:
+                    return None
+                out.append(column.fill_null("") if column.null_count else column)
+            elif column.null_count != len(column):
+                return None
+            else:
+                out.append(pa.array([EMPTY[field.kind]] * len(column), pa.large_string()))
+        return out
 
     def row(self, record: object, location: str, parents: tuple = ()) -> list[str] | None:
         """The record's column values, or None after reporting why it has none.

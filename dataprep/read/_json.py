@@ -70,25 +70,28 @@ def _decoded_lines(fh, bad: BadRecords, first: int = 1) -> Iterator[tuple[int, s
 
 
 def _read_jsonl(file: InputFile, fields: list[Field], bad: BadRecords, batch_size: int) -> Iterator[Piece]:
-    """Line by line; or, for the pretraining case (one top-level text field, a UTF-8 file), a block
-    of whole lines at a time (:func:`parse_block`): a block that is not clean goes line by line,
+    """Line by line; or, when every field is at a top-level key (pretraining's ``text``,
+    fine-tuning's ``prompt`` and ``response`` with their optional ``history`` and ``system``) of a
+    UTF-8 file, a block of whole lines at a time (:func:`parse_block`, then
+    :meth:`RowExtractor.fast_columns`): a block that is not clean goes line by line,
     so every bad line is reported with its number, as ever. Pieces hold exactly ``batch_size``
     records (the last may hold fewer) whichever way their records were read."""
     extractor = RowExtractor(fields, bad)
     rows = Rows(len(fields), batch_size)
-    key = extractor.fast_key if file.encoding == "utf-8" else None
+    keys = extractor.fast_keys if file.encoding == "utf-8" else None
     with open_binary(file) as fh:
-        if key is None:
+        if keys is None:
             yield from _per_line(_decoded_lines(fh, bad), extractor, rows)
         else:
             first = 1  # the block's first line number
             for block in read_blocks(fh):
-                parsed = parse_block(block, key, first=first)
-                if parsed is None:
+                parsed = parse_block(block, keys, first=first)
+                columns = None if parsed is None else extractor.fast_columns(parsed[0])
+                if parsed is None or columns is None:
                     yield from _per_line(_decoded_lines(io.BytesIO(block), bad, first), extractor, rows)
                     first += block.count(b"\n")
                 else:
-                    yield from rows.add_arrays(parsed[0], parsed[1] + first)
+                    yield from rows.add_arrays(columns, parsed[1] + first)
                     first += parsed[2]
     if len(rows):
         yield rows.take()
@@ -125,13 +128,14 @@ def _per_line(lines: Iterator[tuple[int, str]], extractor: RowExtractor, rows: R
             columns, numbers, room = rows.columns, rows.lines, rows.room()
 
 
-def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.ndarray, int] | None:
-    """The ``key`` string of every record of a block of whole JSON lines, parsed at once by
-    Arrow's JSON reader, each record's line (0-based, in the block) and the block's line breaks;
-    None unless the block is clean: what Python's json would read line by line, value for value.
+def parse_block(block: bytes, keys: tuple[str, ...], *, first: int) -> tuple[list[pa.Array], np.ndarray, int] | None:
+    """The values at ``keys`` of every record of a block of whole JSON lines (one array a key:
+    strings, null where a key is absent or null), parsed at once by Arrow's JSON reader, each
+    record's line (0-based, in the block) and the block's line breaks; None unless the block is
+    clean: what Python's json would read line by line, value for value.
 
     Clean means: valid UTF-8; every line blank (only spaces, tabs, CRs) or one JSON object that
-    starts and ends its line, whose ``key`` is a string; no ``Inf``/``-Inf``/``-NaN`` where a
+    starts and ends its line, whose ``keys`` hold strings or null or are absent; no ``Inf``/``-Inf``/``-NaN`` where a
     value may stand (Arrow reads them, Python's json does not); no run of digits as long as Python's
     ``int`` refuses; no line nested deeper than Python's json recurses (checked with it); nothing
     Arrow refuses (duplicate keys, escaped lone surrogates).
@@ -163,19 +167,19 @@ def parse_block(block: bytes, key: str, *, first: int) -> tuple[pa.Array, np.nda
         record[i] = False
     at, starts, ends = at[record], starts[record], ends[record]
     if not len(at):
-        return pa.array([], pa.large_string()), at, breaks
+        return [pa.array([], pa.large_string()) for _ in keys], at, breaks
     if _deep(block, x, starts, ends):
         return None
-    options = pa_json.ParseOptions(explicit_schema=pa.schema([(key, pa.string())]), unexpected_field_behavior="ignore")
+    options = pa_json.ParseOptions(explicit_schema=pa.schema([(key, pa.string()) for key in keys]),
+                                   unexpected_field_behavior="ignore")
     try:
         table = pa_json.read_json(pa.BufferReader(block), parse_options=options,
                                   read_options=pa_json.ReadOptions(use_threads=False, block_size=len(block) + 1))
     except pa.ArrowInvalid:
         return None
-    values = table.column(0)
-    if table.num_rows != len(at) or values.null_count:  # a missing key, a null, or two objects on a line
+    if table.num_rows != len(at):  # two objects on a line
         return None
-    return values.combine_chunks().cast(pa.large_string()), at, breaks
+    return [column.combine_chunks().cast(pa.large_string()) for column in table.columns], at, breaks
 
 
 def _utf8(block: bytes) -> bool:
