@@ -188,19 +188,21 @@ class PairTemplate:
         object.__setattr__(self, "_prompt", prompt)
         object.__setattr__(self, "_response", response)
         object.__setattr__(self, "_no_input", no_input)
+        # the field sets, once: render() runs per example (they were parsed again on every call)
+        optional = frozenset() if no_input is None else frozenset(_fields(prompt)) - frozenset(_fields(no_input))
+        object.__setattr__(self, "_optional", optional)
+        object.__setattr__(self, "_required", frozenset(_fields(prompt) + _fields(response)) - optional)
+        object.__setattr__(self, "_required_order", tuple(sorted(self._required)))  # type: ignore[attr-defined]
 
     @property
     def optional_fields(self) -> frozenset[str]:
         """Fields that may be absent or blank (then ``prompt_no_input`` is used)."""
-        if self._no_input is None:  # type: ignore[attr-defined]
-            return frozenset()
-        return frozenset(_fields(self._prompt)) - frozenset(_fields(self._no_input))  # type: ignore[attr-defined]
+        return self._optional  # type: ignore[attr-defined]
 
     @property
     def required_fields(self) -> frozenset[str]:
         """Fields every record must have, non-blank."""
-        every = _fields(self._prompt) + _fields(self._response)  # type: ignore[attr-defined]
-        return frozenset(every) - self.optional_fields
+        return self._required  # type: ignore[attr-defined]
 
     @property
     def turn_fields(self) -> tuple[str, str] | None:
@@ -246,13 +248,13 @@ class PairTemplate:
             raise RecordProblem("bad_type", f"record must be a mapping of fields, got {type(record).__name__}")
         values: dict[str, str] = {}
         prompt = self._prompt  # type: ignore[attr-defined]
-        for field in self.optional_fields:
+        for field in self._optional:  # type: ignore[attr-defined]
             value = _value(record, field)
             if value is None:
                 prompt = self._no_input  # type: ignore[attr-defined]
             else:
                 values[field] = value
-        for field in sorted(self.required_fields):
+        for field in self._required_order:  # type: ignore[attr-defined]
             value = _value(record, field)
             if value is None:
                 reason = "missing_field" if record.get(field) is None else "empty_field"

@@ -82,11 +82,12 @@ class SftWorker(RecordWorker):
         lines = batch.column(C.LINE).to_pylist()
         rendered, label_ids, kept_lines, unseen_system = [], [], [], []
         names = list(columns)
+        suspects = self._special_suspects(columns)  # else no record holds a special token's text
         for line, values in zip(lines, zip(*columns.values()) if columns else [()] * len(lines)):
             record = dict(zip(names, values))
             try:
                 label = self._label(record[LABEL]) if self.label_ids is not None else None
-                rendered.append(self._render(record))
+                rendered.append(self._render(record, check_special=suspects))
             except RecordProblem as problem:
                 self._bad(file, line, problem.reason, problem.message, drops)
                 continue
@@ -196,8 +197,9 @@ class SftWorker(RecordWorker):
                 out[name] = column.to_pylist()
         return out
 
-    def _render(self, record: Mapping[str, Any]):
-        self._check_special_text(record)
+    def _render(self, record: Mapping[str, Any], *, check_special: bool = True):
+        if check_special:
+            self._check_special_text(record)
         if self.pair is not None:
             return self._render_pair(record)
         messages, tools = conversation(record)
