@@ -12,7 +12,8 @@ Which local mode a task uses is the task's choice (:class:`~dataprep.tasks.base.
   pool, so a chunk holding a 3 MB book no longer leaves the other cores idle while it finishes
   (a serial loop waits for the slowest document of every batch), and nothing is pickled.
 - ``processes`` for fine-tuning, whose per-example templating and masking run Python code that
-  holds the GIL: N spawned processes give N cores.
+  holds the GIL: N - 1 spawned processes and this one give N cores (this one works a chunk
+  whenever the children are busy, so small runs do not wait for children to start).
 
 Worker processes are *spawned* (a fresh interpreter), never forked: the parent may hold the
 tokenizer's Rust thread pool (``encode_batch`` ran here: the trained tokenizer, the reference
@@ -48,7 +49,7 @@ from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataprep.errors import ConfigError
-from dataprep.text.encode_engine import encode_serially_on_this_thread
+from dataprep.text.encode_engine import encode_serially, encode_serially_on_this_thread
 
 if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
@@ -156,7 +157,7 @@ def ordered_map(
         workers: chunks worked on at once. 1 runs everything here, serially (any mode).
         window: chunks in flight (default ``2 * workers``).
         mode: ``threads`` (this process; for work that releases the GIL) or ``processes``
-            (N spawned processes).
+            (N - 1 spawned processes beside this one).
 
     Raises:
         ConfigError: an unknown mode.
@@ -253,19 +254,51 @@ def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator
 
 
 def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
+    """``workers - 1`` spawned processes, and this one: while the children are busy (or still
+    starting: a child's imports and set-up cost ~0.8 CPU s) the calling thread works the next chunk
+    itself instead of waiting, so two workers never run slower than one (on 50k fine-tuning pairs
+    two children took 3.1 s where this process alone took 2.2). Each child is kept two chunks deep,
+    and at most ``window`` chunks are in flight, wherever they run; an error is raised in input
+    order, wherever its chunk ran."""
     # spawn, not fork: the parent may hold tokenizer thread pools, which do not survive a fork;
     # and children that never import __main__ (see the module docstring)
+    fn = None  # this process's own chunk function, built when it first takes a chunk
+    feed = max(1, min(window - 1, 2 * (workers - 1)))  # chunks the children hold, at most
     try:
-        with mp.pool.Pool(workers, initializer=_init_worker, initargs=(setup, setup_args), context=worker_context()) as pool:
-            pending: deque[mp.pool.AsyncResult] = deque()
+        with mp.pool.Pool(workers - 1, initializer=_init_worker, initargs=(setup, setup_args),
+                          context=worker_context()) as pool:
+            pending: deque[tuple[bool, Any]] = deque()  # (ran here, its outcome) or (False, AsyncResult)
             for item in items:
-                pending.append(pool.apply_async(_call, (item,)))
-                if len(pending) >= window:
-                    yield pending.popleft().get()
+                if sum(1 for here, r in pending if not here and not r.ready()) < feed:
+                    pending.append((False, pool.apply_async(_call, (item,))))
+                else:  # the children are full: work this chunk here rather than wait
+                    if fn is None:
+                        fn = setup(*setup_args)
+                    pending.append((True, _outcome(fn, item)))
+                while pending and (pending[0][0] or pending[0][1].ready() or len(pending) >= window):
+                    yield _result(*pending.popleft())
             while pending:
-                yield pending.popleft().get()
+                yield _result(*pending.popleft())
     finally:
         _close(items)
+
+
+def _outcome(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
+    """``fn(item)`` as ``(True, result)``, or ``(False, exception)``: raised when its turn comes."""
+    with encode_serially():  # the children work beside this thread: no encoder pool on every core
+        try:
+            return True, fn(item)
+        except Exception as exc:
+            return False, exc
+
+
+def _result(here: bool, outcome: Any) -> Any:
+    if not here:
+        return outcome.get()
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
 
 
 def _close(items: Iterable[Any]) -> None:

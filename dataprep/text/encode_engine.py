@@ -36,11 +36,13 @@ proves byte-identical shards on every shipped tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -272,6 +274,18 @@ def encode_serially_on_this_thread() -> None:
     a pool on every core (on 2 cores, two chunk threads each using gigatoken's pool took ~15% more
     CPU for the same ids: the pool's threads spin while they wait)."""
     _THREAD.serial = True
+
+
+@contextlib.contextmanager
+def encode_serially() -> Iterator[None]:
+    """:func:`encode_serially_on_this_thread` for the ``with`` block only (this process works
+    chunks beside its worker processes)."""
+    before = getattr(_THREAD, "serial", False)
+    _THREAD.serial = True
+    try:
+        yield
+    finally:
+        _THREAD.serial = before
 
 
 def _parallel() -> bool | None:
