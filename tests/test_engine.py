@@ -144,3 +144,19 @@ def test_chunk_threads_encode_serially_and_a_serial_run_keeps_the_engines_pool(m
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     assert set(ordered_map(_report_parallel, (), range(8), workers=2, mode="threads")) == {False}
     assert set(ordered_map(_report_parallel, (), range(8), workers=1, mode="threads")) == {None}
+
+
+def _report_pid():
+    import os
+
+    return lambda item: os.getpid()
+
+
+def test_processes_mode_works_chunks_here_while_its_children_start():
+    """workers=2: one spawned child beside this process, which takes chunks instead of waiting
+    for the child to start (a child takes far longer than a chunk here)."""
+    import os
+
+    ran = list(ordered_map(_report_pid, (), range(12), workers=2, mode="processes"))
+    assert os.getpid() in ran and len(set(ran)) == 2  # this process and exactly one child
+    assert ran[:2] != [os.getpid()] * 2  # the first chunks went to the child
