@@ -146,17 +146,35 @@ def test_chunk_threads_encode_serially_and_a_serial_run_keeps_the_engines_pool(m
     assert set(ordered_map(_report_parallel, (), range(8), workers=1, mode="threads")) == {None}
 
 
-def _report_pid():
+def _report_pid_slowly(marker: str, parent: int):
     import os
+    import time
+    from pathlib import Path
 
-    return lambda item: os.getpid()
+    def fn(item):
+        time.sleep(0.02)  # a chunk's work
+        if os.getpid() != parent:
+            Path(marker).touch()  # a child has worked a chunk
+        return os.getpid()
+
+    return fn
 
 
-def test_processes_mode_works_chunks_here_while_its_children_start():
-    """workers=2: one spawned child beside this process, which takes chunks instead of waiting
-    for the child to start (a child takes far longer than a chunk here)."""
+def test_processes_mode_works_chunks_here_while_its_child_starts(tmp_path):
+    """workers=2: one spawned child beside this process, which works chunks itself until the child
+    has started (its imports and set-up), then shares them with it."""
     import os
+    import time
 
-    ran = list(ordered_map(_report_pid, (), range(12), workers=2, mode="processes"))
-    assert os.getpid() in ran and len(set(ran)) == 2  # this process and exactly one child
-    assert ran[:2] != [os.getpid()] * 2  # the first chunks went to the child
+    marker = tmp_path / "child-worked"
+
+    def items():  # until the child has worked a chunk (at most a minute), then a few more
+        deadline, i = time.monotonic() + 60, 0
+        while not marker.exists() and time.monotonic() < deadline:
+            yield i
+            i += 1
+        yield from range(i, i + 4)
+
+    ran = list(ordered_map(_report_pid_slowly, (str(marker), os.getpid()), items(), workers=2, mode="processes"))
+    assert ran[0] == os.getpid()  # the child was not ready yet
+    assert len(set(ran)) == 2  # this process and exactly one child

@@ -261,26 +261,39 @@ def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterat
     and at most ``window`` chunks are in flight, wherever they run; an error is raised in input
     order, wherever its chunk ran."""
     # spawn, not fork: the parent may hold tokenizer thread pools, which do not survive a fork;
-    # and children that never import __main__ (see the module docstring)
+    # and children that never import __main__ (see the module docstring). The pool starts on a
+    # thread: launching a child waits until it has read its set-up (~0.3 s), chunks run here meanwhile
+    starter = ThreadPoolExecutor(1, thread_name_prefix="dataprep-pool-start")
+    starting = starter.submit(mp.pool.Pool, workers - 1, initializer=_init_worker, initargs=(setup, setup_args),
+                              context=worker_context())
+    starter.shutdown(wait=False)
     fn = None  # this process's own chunk function, built when it first takes a chunk
     feed = max(1, min(window - 1, 2 * (workers - 1)))  # chunks the children hold, at most
+    ping = None  # answered once a child has set itself up: chunks go to the children from then on
     try:
-        with mp.pool.Pool(workers - 1, initializer=_init_worker, initargs=(setup, setup_args),
-                          context=worker_context()) as pool:
-            pending: deque[tuple[bool, Any]] = deque()  # (ran here, its outcome) or (False, AsyncResult)
-            for item in items:
-                if sum(1 for here, r in pending if not here and not r.ready()) < feed:
-                    pending.append((False, pool.apply_async(_call, (item,))))
-                else:  # the children are full: work this chunk here rather than wait
-                    if fn is None:
-                        fn = setup(*setup_args)
-                    pending.append((True, _outcome(fn, item)))
-                while pending and (pending[0][0] or pending[0][1].ready() or len(pending) >= window):
-                    yield _result(*pending.popleft())
-            while pending:
+        pending: deque[tuple[bool, Any]] = deque()  # (ran here, its outcome) or (False, AsyncResult)
+        for item in items:
+            pool = starting.result() if starting.done() else None
+            if pool is not None and ping is None:
+                ping = pool.apply_async(_ping)
+            if ping is not None and ping.ready() and sum(1 for here, r in pending if not here and not r.ready()) < feed:
+                pending.append((False, pool.apply_async(_call, (item,))))
+            else:  # the children are full or not started: work this chunk here rather than wait
+                if fn is None:
+                    fn = setup(*setup_args)
+                pending.append((True, _outcome(fn, item)))
+            while pending and (pending[0][0] or pending[0][1].ready() or len(pending) >= window):
                 yield _result(*pending.popleft())
+        while pending:
+            yield _result(*pending.popleft())
     finally:
+        if starting.exception() is None:  # waits for a pool still starting, to stop it
+            starting.result().terminate()
         _close(items)
+
+
+def _ping() -> None:
+    """Run by a worker process once its initializer has run."""
 
 
 def _outcome(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
