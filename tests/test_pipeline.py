@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -142,6 +143,9 @@ def test_manifest_describes_the_files(tmp_path):
     out = tmp_path / "out"
     assert json.loads((out / C.MANIFEST_FILE).read_text()) == manifest
     assert manifest["recipe_hash"] and manifest["recipe"]["packing"]["seq_len"] == 128
+    # what NFC meant for this run: another Python's Unicode may normalize unassigned code points otherwise
+    assert list(manifest)[:3] == ["format", "dataprep_version", "unicode_version"]
+    assert manifest["unicode_version"] == unicodedata.unidata_version
     c = manifest["counts"]  # documents and tokens written per input: after dedup, before the wrap remainder
     assert manifest["inputs"] == [
         {"path": str(C4), "format": "jsonl", "encoding": "utf-8", "bytes": C4.stat().st_size, "sha256": sha256_file(C4),

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import time
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,7 @@ def _manifest(recipe, plan, tokenizer, files, counts, read_drops, stage, shards,
     return Manifest(
         format=plan.format,
         dataprep_version=__version__,
+        unicode_version=unicodedata.unidata_version,  # what NFC/NFKC mean (dataprep.text.normalize)
         recipe=dict(recipe.resolved),
         recipe_hash=recipe.hash,
         task=recipe.task,

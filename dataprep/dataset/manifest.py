@@ -70,11 +70,13 @@ class Manifest:
         rows: what the run decided about its rows.
         sft, fewshot, preference, objective: the task's own sections (None when the task has none).
         run: what differs between two runs of one recipe.
+        unicode_version: the Unicode version of the run's normalization (Python's ``unicodedata``).
         created_unix, recipe_dir: only in manifests written before they moved into ``run``.
     """
 
     format: str
     dataprep_version: str
+    unicode_version: str | None = optional()  # the normalization's (unicodedata); absent in older datasets
     created_unix: int | None = optional()
     recipe: dict[str, Any]
     recipe_hash: str
