@@ -87,10 +87,11 @@ def test_sft_shards_identical_on_ray(tmp_path, local_ray):
 
 
 @needs_ray
-def test_ray_data_reads_one_task_per_file_and_one_block_per_chunk(tmp_path, local_ray, monkeypatch):
-    """The run goes through Ray Data: the source makes one read task per input file (whatever
-    parallelism Ray asks for), and every block that comes back holds exactly one chunk."""
-    from dataprep.build import ray_chunks
+def test_one_block_per_chunk_and_a_bounded_number_in_flight(tmp_path, local_ray, monkeypatch):
+    """Every block that comes back holds exactly one chunk, two files' worth in input order, and the
+    driver's loop never holds more than its bounds (here squeezed to one chunk per worker, one result
+    waiting per worker) however many chunks there are: the shards are still the local engine's."""
+    from dataprep.build import ray_chunks, ray_feed
 
     small = tmp_path / "small.jsonl"
     small.write_text("".join(C4.read_text(encoding="utf-8").splitlines(keepends=True)[-5:]), encoding="utf-8")
@@ -100,27 +101,50 @@ def test_ray_data_reads_one_task_per_file_and_one_block_per_chunk(tmp_path, loca
     chunks_per_file = Counter(index for index, _ in pretrain.iter_chunks(files, recipe, Counter(), Counter()))
     assert chunks_per_file[0] > 1 and chunks_per_file[1] == 1
 
-    read_tasks, block_rows, blocks_per_file = [], [], Counter()
-    get_read_tasks, delivered = ray_chunks.ChunkSource.get_read_tasks, ray_chunks.delivered
-
-    def counted_read_tasks(self, parallelism, *args, **kwargs):
-        tasks = get_read_tasks(self, parallelism, *args, **kwargs)
-        read_tasks.append(len(tasks))
-        return tasks
+    block_rows, sources, feeds = [], [], []
+    delivered, start = ray_chunks.delivered, ray_feed.start
 
     def counted_blocks(table):
         block_rows.append(table.num_rows)
         for block in delivered(table):
-            blocks_per_file[block.source] += block.result is not None
+            sources.append(block.source)
             yield block
 
-    monkeypatch.setattr(ray_chunks.ChunkSource, "get_read_tasks", counted_read_tasks)
     monkeypatch.setattr(ray_chunks, "delivered", counted_blocks)
+    monkeypatch.setattr(ray_feed, "start", lambda *a, **k: feeds.append(start(*a, **k)) or feeds[-1])
+    monkeypatch.setattr(ray_feed, "PER_WORKER", 1)
+    monkeypatch.setattr(ray_feed, "RESULTS_PER_WORKER", 1)
     local = run(recipe, tmp_path / "local", workers=2)
     on_ray = run(recipe, tmp_path / "ray", engine="ray")
-    assert read_tasks and set(read_tasks) == {2}  # one read task per input file
-    assert set(block_rows) == {1} and blocks_per_file == chunks_per_file  # one block per chunk
+    assert set(block_rows) == {1} and Counter(sources) == chunks_per_file and sources == sorted(sources)
+    [feed] = feeds
+    assert len(feed.workers) == 2 and len(feed.readers) == 2  # one reader per file, at most one per CPU
+    assert feed.peak["per_worker"] == 1 and feed.peak["results"] <= 2
+    assert feed.peak["reads"] <= 2 * ray_feed.READS_AHEAD
     assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
+
+
+def test_a_restarted_reader_sends_the_blocks_a_live_one_would(tmp_path):
+    """A reader actor that died loses its open files; the retried read ``k`` reads the file again and
+    skips the ``k`` blocks already sent, so the retry sends what the first reader would have. A read
+    queued after the file's last block sends nothing."""
+    pytest.importorskip("ray")
+    from dataprep.build import ray_chunks
+
+    recipe = pretrain_recipe(tmp_path, "wrap")
+    files = resolve_inputs(recipe.inputs, base_dir=tmp_path)
+    reader = pretrain.chunk_reader(recipe)
+    live = ray_chunks.FileReader(reader)
+    blocks = []
+    while not blocks or blocks[-1][1] == ray_chunks.MORE:
+        blocks.append(live.read(0, files[0], len(blocks)))
+    assert len(blocks) == 9 and blocks[-1][1] == ray_chunks.LAST
+    assert live.read(0, files[0], 9) == (None, ray_chunks.PAST)
+    for k in (0, 4, 8):
+        restarted = ray_chunks.FileReader(reader)
+        block, state = restarted.read(0, files[0], k)
+        assert state == blocks[k][1] and block.equals(blocks[k][0])
+    assert not blocks[4][0].equals(blocks[0][0])  # the blocks differ: a reader that did not skip would fail
 
 
 @needs_ray
@@ -199,6 +223,23 @@ def test_worker_error_is_the_local_one(tmp_path, local_ray):
     with pytest.raises(InputError) as on_ray:
         run(recipe, tmp_path / "b", engine="ray")
     assert str(on_ray.value) == str(local.value) and "line 2" in str(local.value)
+    assert not (tmp_path / "b").exists()
+
+
+@needs_ray
+def test_reader_error_is_the_local_one(tmp_path, local_ray):
+    """A record the reader cannot parse (``on_error: raise``): raised in the reader actor, re-raised
+    here as the local engine raises it (file, line)."""
+    lines = C4.read_text(encoding="utf-8").splitlines()[:60]
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:50] + ['{"text": "cut'] + lines[50:]) + "\n", encoding="utf-8")
+    recipe = recipe_from_dict(
+        {"task": "pretrain", "inputs": [{"path": "cut.jsonl"}], "tokenizer": {"path": str(GPT2)},
+         "packing": {"mode": "wrap", "seq_len": 256}, "output": {"chunk_records": 16}}, base_dir=tmp_path)
+    with pytest.raises(InputError) as local:
+        run(recipe, tmp_path / "a", workers=1)
+    with pytest.raises(InputError) as on_ray:
+        run(recipe, tmp_path / "b", engine="ray")
+    assert str(on_ray.value) == str(local.value) and "line 51" in str(local.value)
     assert not (tmp_path / "b").exists()
 
 
@@ -332,7 +373,7 @@ def test_results_reach_the_driver_as_views_of_their_block(local_ray):
     original = ray_chunks._from_ipc
     ray_chunks._from_ipc = lambda buffer: None
     try:
-        table = ray.get(ray.put(worker(rows)))
+        table = ray.get(ray.put(worker.work(rows, [])))
     finally:
         ray_chunks._from_ipc = original
     first, second = ray_chunks.delivered(table)

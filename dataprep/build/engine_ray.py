@@ -1,37 +1,37 @@
-"""``--engine ray``: reading and chunk work on Ray Data, on a local Ray instance or a cluster.
+"""``--engine ray``: reading and chunk work on plain Ray actors, on a local Ray instance or a cluster.
 
 ::
 
-    Ray workers (any node)                                     driver (dataprep run)
-    read task per input file: its chunks, one block each       consume results in input order:
-      -> ChunkWorker actors: fn = setup(*args) once,    -->    ordered stage: dedup, split,
-         fn(chunk): normalize, filter, tokenize ...            pack, write (input order)
+    Ray actors (any node)                                       driver (dataprep run)
+    FileReader: one input file at a time, a block per chunk     one loop (dataprep.build.ray_feed):
+    ChunkWorker, one per CPU: fn = setup(*args) once,    -->    blocks to workers, results in input
+      fn(chunk): normalize, filter, tokenize ...                order -> ordered stage: dedup, split,
+                                                                pack, write (input order)
 
-The pipeline is ``read_datasource(ChunkSource) -> map_batches(ChunkWorker)``
-(:mod:`dataprep.build.ray_chunks`): the chunks are the local engine's (a function of the inputs and
-``output.chunk_records`` / ``chunk_bytes``, never of the cluster size), Ray Data keeps them in
-input order (``preserve_order``), and the driver feeds the results to the same ordered stage,
-so the shards are byte-identical to ``--engine local``, and so are the manifest's counts:
-each file's records read and unreadable records travel with its blocks. Ray Data's streaming
-backpressure bounds the blocks in flight (to ``STORE_CHUNKS_PER_WORKER`` chunks' worth of the
-object store per worker), so memory stays flat however large the inputs.
+The chunks are the local engine's (a function of the inputs and ``output.chunk_records`` /
+``chunk_bytes``, never of the cluster size), the driver's loop (:mod:`dataprep.build.ray_feed`)
+takes the results in input order and feeds them to the same ordered stage, so the shards are
+byte-identical to ``--engine local``, and so are the manifest's counts: each file's records read
+and unreadable records travel with its blocks (:mod:`dataprep.build.ray_chunks`). The loop keeps
+a bounded number of blocks and results in flight, so memory stays flat however large the inputs.
+(Ray Data did this until #20: its executor cost the driver 5-10 ms of CPU a block.)
 
-The driver reads each block where it lies in its node's object store and unpickles the result
-onto views of it (no copy of a token; :func:`~dataprep.build.ray_chunks.delivered`). With
+The driver reads each result where it lies in its node's object store and unpickles it onto
+views of it (no copy of a token; :func:`~dataprep.build.ray_chunks.delivered`). With
 ``packing.segment_tokens`` the train split's segments are Ray tasks on the driver's node, given
-the blocks' ObjectRefs (:class:`~dataprep.build.ray_chunks.RaySegments`): the driver's work is
+the results' ObjectRefs (:class:`~dataprep.build.ray_chunks.RaySegments`): the driver's work is
 per document only (dedup, split, counts), and the segments left when the input ends are finished
-before Ray shuts down. The blocks of the segments in flight stay in the object store until their
+before Ray shuts down. The results of the segments in flight stay in the object store until their
 task is done (at most twice the driver node's CPUs, plus the one being collected). Through Ray
 Client (``ray://``) segments stay on the driver's threads: the cluster cannot reach the run's
-folder. What the driver still spends is mostly Ray's: a few % of a core per second, and Ray
-Data's handling of each block (a few ms), so larger chunks (``output.chunk_bytes``) let one driver
-feed more workers; ``benchmarks/ray_segments.py --fit`` measures both and the ceiling they imply.
+folder. ``benchmarks/ray_segments.py --fit`` measures what the driver spends per token and per
+second, and how many worker cores one driver feeds.
 
-A worker that dies (node lost, OOM-killed) is restarted and its chunk re-run, up to
-``MAX_RETRIES`` times; a chunk's result is a pure function of the chunk, so a retry changes
-nothing. An error a worker raises on purpose (a bad record with ``on_error: raise``, an
-unreadable file) is re-raised here as the original :class:`~dataprep.errors.DataprepError`.
+A worker or reader that dies (node lost, OOM-killed) is restarted and its calls re-run, up to
+``MAX_RETRIES`` times; a chunk's result is a pure function of the chunk, and a reader reads its
+file again to the same blocks, so a retry changes nothing. An error a worker raises on purpose (a
+bad record with ``on_error: raise``, an unreadable file) is re-raised here as the original
+:class:`~dataprep.errors.DataprepError`.
 
 Workers open the inputs themselves, so every node must reach them: a shared filesystem
 mounted at the same path, or URLs (``s3://``, ``gs://``, ...; not ``memory://``, which exists
@@ -45,10 +45,8 @@ from __future__ import annotations
 
 import logging
 import socket
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dataprep.build import segments
@@ -61,24 +59,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dataprep.engine")
 
-MAX_RETRIES = 3  # re-runs of a chunk whose worker process died
-# Object store the run's blocks may fill before Ray Data's backpressure pauses the readers: this
-# many chunks' worth per worker, STORE_MIN_BYTES at least. Ray Data's default budget (half the
-# object store) let one reader run 55 chunks ahead of 2 workers on the 230 MB bench corpus; with
-# 32 per worker it ran 20 ahead at the same speed; with 8 per worker (64 MiB) Ray Data's scheduler
-# spun on the driver and the run took 10x as long.
-STORE_CHUNKS_PER_WORKER = 32
-STORE_MIN_BYTES = 256 << 20
+MAX_RETRIES = 3  # re-runs of a chunk (or a read) whose worker process died
 INSTALL = "pip install 'dataprep[ray]'"
 
 
 def import_ray():
-    """The ``ray`` module (with Ray Data), or a :class:`ConfigError` saying how to install it."""
+    """The ``ray`` module, or a :class:`ConfigError` saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the `data` extra)
     except ImportError as exc:
-        raise ConfigError("--engine ray needs Ray Data, which is not installed", fix=f"{INSTALL}, or use --engine local") from exc
+        raise ConfigError("--engine ray needs Ray, which is not installed", fix=f"{INSTALL}, or use --engine local") from exc
     return ray
 
 
@@ -95,7 +85,7 @@ def ray_run_chunks(
     address: str | None = None,
     max_retries: int = MAX_RETRIES,
 ) -> Iterator[Any]:
-    """:func:`dataprep.build.engine.run_chunks` on Ray Data: every chunk's result, in input order.
+    """:func:`dataprep.build.engine.run_chunks` on Ray actors: every chunk's result, in input order.
 
     Args:
         reader: reads one input file's chunks (on a worker).
@@ -110,7 +100,7 @@ def ray_run_chunks(
         max_retries: re-runs of a chunk whose worker died.
 
     Raises:
-        ConfigError: Ray Data is not installed.
+        ConfigError: Ray is not installed.
         EngineError: the cluster cannot be reached, or a chunk failed for a reason other than
             its data (e.g. its worker died more than ``max_retries`` times).
         DataprepError: what reading or the chunk function raised (e.g. a bad record), unchanged.
@@ -150,32 +140,22 @@ def _check_reachable(address: str) -> None:
 
 
 def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progress, max_retries, started_here) -> Iterator[Any]:
-    from dataprep.build import ray_chunks
+    from dataprep.build import ray_chunks, ray_feed
 
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        log.info("Ray engine: %d input file(s) read on Ray Data, %d chunk workers", len(files), cpus)
-        dataset = _dataset(ray, ray_chunks, reader, worker, files, cpus=cpus, max_retries=max_retries)
+        log.info("Ray engine: %d input file(s), %d chunk workers", len(files), cpus)
         runner = _segment_runner(ray, ray_chunks, cpus=cpus, max_retries=max_retries)
-        with _quiet_ray_data(), segments.engine_runner(runner):
+        feed = ray_feed.start(ray, reader, worker, files, cpus=cpus, max_retries=max_retries)
+        with segments.engine_runner(runner):
             try:
-                for bundle in dataset.iter_internal_ref_bundles():
-                    for entry in bundle.blocks:
-                        # In this node's object store (fetched first from another node's): read where it lies.
-                        table = ray.get(entry.ref)
-                        for row, block in enumerate(ray_chunks.delivered(table)):
-                            counts["records_read"] += block.records_read
-                            read_drops.update(block.read_drops)
-                            if by_input is not None:
-                                mine = by_input.setdefault(block.source, Counter())
-                                mine["records_read"] += block.records_read
-                                mine.update(block.read_drops)
-                            progress.read_elsewhere(block.source, block.records_read, position=block.position,
-                                                    file_done=block.file_done)
-                            if block.result is not None:
-                                if runner is not None:
-                                    runner.register(block.result, entry.ref, row)
-                                yield block.result
+                for table, ref in feed:
+                    for row, block in enumerate(ray_chunks.delivered(table)):
+                        _count(block, read_drops=read_drops, counts=counts, by_input=by_input, progress=progress)
+                        if block.result is not None:
+                            if runner is not None:
+                                runner.register(block.result, ref, row)
+                            yield block.result
                 if runner is not None:  # every result is in the ordered stage: its last segments, while Ray runs
                     runner.end_of_input()
             except Exception as err:
@@ -189,9 +169,21 @@ def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progre
             finally:
                 if runner is not None:
                     runner.close()
+                feed.close()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _count(block, *, read_drops: Counter, counts: Counter, by_input: dict[int, Counter] | None, progress: Progress) -> None:
+    """What the readers read, summed here as the results arrive (a file's counts are whole with its last block)."""
+    counts["records_read"] += block.records_read
+    read_drops.update(block.read_drops)
+    if by_input is not None:
+        mine = by_input.setdefault(block.source, Counter())
+        mine["records_read"] += block.records_read
+        mine.update(block.read_drops)
+    progress.read_elsewhere(block.source, block.records_read, position=block.position, file_done=block.file_done)
 
 
 def _segment_runner(ray, ray_chunks, *, cpus: int, max_retries: int):
@@ -207,73 +199,16 @@ def _segment_runner(ray, ray_chunks, *, cpus: int, max_retries: int):
     return ray_chunks.RaySegments(cpus, max_retries)
 
 
-def _dataset(ray, ray_chunks, reader, worker, files, *, cpus: int, max_retries: int):
-    """read (one task per file) -> map_batches (one actor per CPU), in input order."""
-    setup, setup_args = worker
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates remote args that have no named replacement yet (the retry limits),
-        # and some DataContext fields that copy() touches.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context = ray.data.DataContext.get_current().copy()
-        context.execution_options.preserve_order = True  # results in input order: the same shards
-        context.enable_progress_bars = False  # dataprep shows its own (progress.py)
-        context.print_on_execution_start = False
-        context.raise_original_map_exception = True  # a worker's DataprepError itself, not a UserCodeException
-        context.max_errored_blocks = 0  # a failed chunk fails the run; never a dataset with a hole
-        # Every one-row block is complete as it is: with the default (128 MiB) Ray Data would
-        # concatenate a read task's blocks (a small file's chunks: one worker's task) before passing them on.
-        context.target_max_block_size = 1
-        if reader.max_bytes is not None:  # else Ray Data's own budget
-            store = max(STORE_MIN_BYTES, STORE_CHUNKS_PER_WORKER * cpus * reader.max_bytes)
-            context.execution_options.resource_limits = ray.data.ExecutionResources.for_limits(object_store_memory=store)
-        with ray.data.DataContext.current(context):
-            # Reading (decompress, parse) is light next to the chunk work: it takes no CPU slot of
-            # its own, so every CPU holds a worker; at most one file per worker is read at once.
-            # override_num_blocks: one "block" per read task, so Ray Data never splits their output.
-            dataset = ray.data.read_datasource(
-                ray_chunks.ChunkSource(reader, files), num_cpus=0, concurrency=min(cpus, len(files)),
-                override_num_blocks=len(files), ray_remote_args={"max_retries": max_retries},
-            )
-            # All actors start at once; min_size=1 because a small run may have fewer chunks than CPUs.
-            pool = ray.data.ActorPoolStrategy(min_size=1, max_size=cpus, initial_size=cpus)
-            return dataset.map_batches(
-                ray_chunks.ChunkWorker, fn_constructor_args=(setup, setup_args), batch_size=None,
-                batch_format="pyarrow", compute=pool, num_cpus=1, max_restarts=-1, max_task_retries=max_retries,
-            )
-
-
-@contextmanager
-def _quiet_ray_data() -> Iterator[None]:
-    """Ray Data's console: warnings only, no tracebacks (a worker's error reaches the user as
-    dataprep's own message; Ray Data's log file in the session folder keeps everything), and
-    no notice that its progress bars are off (dataprep shows its own)."""
-    handlers = [h for h in logging.getLogger("ray.data").handlers if h.get_name() == "console"]
-    levels = [h.level for h in handlers]
-    for handler in handlers:
-        handler.setLevel(logging.WARNING)
-        handler.addFilter(_console)
-    try:
-        yield
-    finally:
-        for handler, level in zip(handlers, levels):
-            handler.setLevel(level)
-            handler.removeFilter(_console)
-
-
-def _console(record: logging.LogRecord) -> bool:
-    return record.levelno < logging.ERROR and not record.getMessage().startswith("Progress bars disabled")
-
-
 def _failure(ray, err: Exception, max_retries: int) -> EngineError | None:
     """The EngineError, with a fix, for a Ray failure that is not a worker's DataprepError."""
     if isinstance(err, (ray.exceptions.RayTaskError, ray.exceptions.UserCodeException)):
         return EngineError(
-            f"a chunk failed on Ray Data: {err}\n  fix: run the same recipe with --engine local to see the error "
+            f"a chunk failed on Ray: {err}\n  fix: run the same recipe with --engine local to see the error "
             "here, and report it with the traceback"
         )
     if isinstance(err, ray.exceptions.RayError):  # worker died more than max_retries times, node lost, ...
         return EngineError(
-            f"a chunk failed on Ray Data after {max_retries} retries: {err}\n  fix: check the workers' memory "
+            f"a chunk failed on Ray after {max_retries} retries: {err}\n  fix: check the workers' memory "
             "(`ray status`, `ray logs`) or lower output.chunk_records / output.chunk_bytes"
         )
     return None

@@ -1,14 +1,15 @@
-"""Chunks on Ray Data: one read task per input file, one block per chunk, one result per block.
+"""Chunks on plain Ray actors: file readers yield one block per chunk, chunk workers one result per block.
 
 ::
 
-    ChunkSource: read task i (any worker)           ChunkWorker (actor, one per CPU)
-    reader.file_chunks(i, files[i])   --block-->    fn = setup(*args)  (once per actor)
-    one block per chunk, in file order              fn(chunk) -> the block with its result
+    FileReader (actor, num_cpus=0)                  ChunkWorker (actor, one per CPU)
+    read(i, files[i], k): block k of file i  -->    fn = setup(*args)  (once per actor)
+    reader.file_chunks(i, files[i]), in order       work(block) -> the block with its result
 
 A chunk never spans files and its size depends only on its file (:mod:`dataprep.read.chunks`), so a
-worker reads just its own file's chunks and the partition follows the inputs, never the cluster.
-Every block is a one-row Arrow table, so Ray Data can neither split nor merge a chunk:
+reader reads just its own file's chunks and the partition follows the inputs, never the cluster.
+The driver's loop (:mod:`dataprep.build.ray_feed`) asks for blocks, hands them to the workers and
+collects the results in input order. Every block is a one-row Arrow table:
 
 =================  ============================================================================
 ``source``         the input file's index
@@ -28,7 +29,7 @@ object store where it lies and unpickles the result onto views of it (:func:`del
 tokens are never copied in the driver (``tests/test_engine_ray.py`` checks their addresses).
 
 With ``packing.segment_tokens`` the train split's segments are Ray tasks (:class:`RaySegments`)
-given the blocks' ObjectRefs: they read the tokens from the same blocks, so the driver handles
+given the result blocks' ObjectRefs: they read the tokens from the same blocks, so the driver handles
 documents only, never tokens.
 
 This module imports Ray; :mod:`dataprep.build.engine_ray` imports it only once Ray is known to be installed.
@@ -44,15 +45,12 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import ray
 import ray.util.scheduling_strategies
-from ray.data import Datasource, ReadTask
-from ray.data.block import BlockMetadata
 
 from dataprep.build.segments import Carry, Piece, SegmentOut, SegmentSpec, pack_segment
 from dataprep.errors import DataprepError, EngineError
@@ -65,38 +63,11 @@ log = logging.getLogger("dataprep.engine")
 SOURCE, CHUNK, RESULT, BUFFERS, BOUNDS = "source", "chunk", "result", "buffers", "buffer_bounds"
 RECORDS, DROPS, POSITION, FILE_DONE = "records_read", "read_drops", "position", "file_done"
 ALIGN = 64  # each out-of-band buffer starts at a multiple of this in its block: aligned numpy views
-
-
-class ChunkSource(Datasource):
-    """The inputs as a Ray Data source: one read task per input file, yielding one block per chunk.
-
-    Args:
-        reader: the task's chunk reader (picklable; runs on the workers).
-        files: the resolved inputs; every worker must be able to open them (a shared
-            filesystem, or URLs).
-    """
-
-    def __init__(self, reader: ChunkReader, files: list[InputFile]):
-        super().__init__()
-        self.reader = reader
-        self.files = files
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None  # compressed inputs and chunk_bytes make any guess wrong
-
-    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None) -> list[ReadTask]:
-        # One task per file whatever `parallelism` asks: the partition is the recipe's, not Ray's.
-        return [
-            ReadTask(
-                partial(read_blocks, self.reader, index, file),
-                BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=(file.location,)),
-            )
-            for index, file in enumerate(self.files)
-        ]
+MORE, LAST, PAST = 0, 1, 2  # a read's state: a block and more to come, the file's last block, no block
 
 
 def read_blocks(reader: ChunkReader, index: int, file: InputFile) -> Iterator[pa.Table]:
-    """The read task of ``files[index]``: one block per chunk; the last one says the file is done."""
+    """The blocks of ``files[index]``: one per chunk; the last one says the file is done."""
     drops: Counter = Counter()
     counts: Counter = Counter()
     sent_drops: Counter = Counter()
@@ -125,20 +96,64 @@ def read_blocks(reader: ChunkReader, index: int, file: InputFile) -> Iterator[pa
     yield block(held, done=True)
 
 
-class ChunkWorker:
-    """The ``map_batches`` function: builds the chunk function once per worker, then works chunks.
+class FileReader:
+    """The reader actor: block ``k`` of input ``index``, for any number of files, each read once in order.
+
+    Ray runs one caller's calls to an actor in the order they were made, so the driver may queue
+    the next few reads of a file at once. A read whose number is not the next one (the actor died
+    and was restarted, its open files lost) reads the file again from its start, skipping the blocks
+    already sent: a file's blocks are a function of the file, so the retry sends the same ones.
 
     Args:
-        setup: builds the chunk function (``setup(*setup_args)``), once per actor.
-        setup_args: its arguments (the recipe, the loaded tokenizer, ...).
+        reader: the task's chunk reader (picklable; runs here, on a worker).
     """
 
-    def __init__(self, setup: Callable[..., Callable[[Any], Any]], setup_args: tuple[Any, ...]):
+    def __init__(self, reader: ChunkReader):
+        self.reader = reader
+        self.open: dict[int, tuple[Iterator[pa.Table], int]] = {}  # file index -> its blocks, the next one's number
+        self.ended: set[int] = set()  # files whose last block was sent: a read queued after it sends nothing
+
+    @ray.method(num_returns=2)
+    def read(self, index: int, file: InputFile, k: int) -> tuple[pa.Table | None, int]:
+        """``(block, state)``: block ``k`` and :data:`MORE` or :data:`LAST`; ``(None, PAST)`` after the last one."""
+        if index in self.ended:
+            return None, PAST
+        blocks, at = self.open.pop(index, (None, 0))
+        if blocks is None or at != k:
+            blocks = read_blocks(self.reader, index, file)
+            for _ in range(k):
+                next(blocks)
+        block = next(blocks, None)
+        if block is None or block.column(FILE_DONE)[0].as_py():
+            self.ended.add(index)
+            return block, LAST if block is not None else PAST
+        self.open[index] = (blocks, k + 1)
+        return block, MORE
+
+
+class ChunkWorker:
+    """The chunk actor: builds the chunk function once (on its first chunk), then works blocks.
+
+    The setup arguments (the recipe, the loaded tokenizer: megabytes) are put in the object store
+    once for every actor and come with each call as a reference in a list (which Ray leaves as it
+    is): an actor restarted after a crash sets up again from them on its next chunk, where
+    constructor arguments in the object store may be gone by then (Ray says so at every start).
+
+    Args:
+        setup: builds the chunk function (``setup(*setup_args)``).
+    """
+
+    def __init__(self, setup: Callable[..., Callable[[Any], Any]]):
         # One worker per CPU already: the tokenizer's own thread pool would only oversubscribe.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        self.fn = setup(*setup_args)
+        self.setup = setup
+        self.fn: Callable[[Any], Any] | None = None
 
-    def __call__(self, blocks: pa.Table) -> pa.Table:
+    def work(self, blocks: pa.Table, setup_args: list[Any]) -> pa.Table:
+        """``blocks`` with each row's chunk replaced by its result (``result``, ``buffers``, ``buffer_bounds``);
+        ``setup_args``: ``[ObjectRef of the setup arguments]``."""
+        if self.fn is None:
+            self.fn = self.setup(*ray.get(setup_args[0]))
         sources, chunks = blocks.column(SOURCE), blocks.column(CHUNK)
         pickled = [
             None if not chunks[i].is_valid else _dumps(self.fn((sources[i].as_py(), _from_ipc(chunks[i].as_buffer()))))
