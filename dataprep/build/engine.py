@@ -38,9 +38,11 @@ on them on Ray Data.
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing as mp
 import multiprocessing.pool
 import os
+import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
     from dataprep.build.progress import Progress
     from dataprep.read import InputFile
+
+log = logging.getLogger("dataprep.engine")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -287,8 +291,11 @@ def _processes(setup, setup_args, items, *, workers: int, window: int) -> Iterat
         while pending:
             yield _result(*pending.popleft())
     finally:
-        if starting.exception() is None:  # waits for a pool still starting, to stop it
+        failed = starting.exception()  # waits for a pool still starting, to stop it
+        if failed is None:
             starting.result().terminate()
+        elif sys.exc_info()[1] is not failed:  # not raised by the loop: the run went on without them
+            log.warning("the worker processes could not start (%s); this process worked every chunk", failed)
         _close(items)
 
 
