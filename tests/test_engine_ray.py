@@ -87,10 +87,12 @@ def test_sft_shards_identical_on_ray(tmp_path, local_ray):
 
 
 @needs_ray
-def test_one_block_per_chunk_and_a_bounded_number_in_flight(tmp_path, local_ray, monkeypatch):
-    """Every block that comes back holds exactly one chunk, two files' worth in input order, and the
-    driver's loop never holds more than its bounds (here squeezed to one chunk per worker, one result
-    waiting per worker) however many chunks there are: the shards are still the local engine's."""
+@pytest.mark.parametrize("per_block", [1, 4])
+def test_blocks_of_chunks_and_a_bounded_number_in_flight(tmp_path, local_ray, monkeypatch, per_block):
+    """Every block that comes back holds ``per_block`` chunks (a file's last one up to that many; one
+    row each), two files' worth in input order, and the driver's loop never holds more than its bounds
+    (here squeezed to one block per worker, one result waiting per worker) however many chunks there
+    are: the shards are still the local engine's."""
     from dataprep.build import ray_chunks, ray_feed
 
     small = tmp_path / "small.jsonl"
@@ -114,9 +116,12 @@ def test_one_block_per_chunk_and_a_bounded_number_in_flight(tmp_path, local_ray,
     monkeypatch.setattr(ray_feed, "start", lambda *a, **k: feeds.append(start(*a, **k)) or feeds[-1])
     monkeypatch.setattr(ray_feed, "PER_WORKER", 1)
     monkeypatch.setattr(ray_feed, "RESULTS_PER_WORKER", 1)
+    monkeypatch.setattr(ray_feed, "BLOCK_BYTES", per_block * recipe.output.chunk_bytes)
     local = run(recipe, tmp_path / "local", workers=2)
     on_ray = run(recipe, tmp_path / "ray", engine="ray")
-    assert set(block_rows) == {1} and Counter(sources) == chunks_per_file and sources == sorted(sources)
+    whole, rest = divmod(chunks_per_file[0], per_block)
+    assert block_rows == [per_block] * whole + [rest] * bool(rest) + [1]  # file 0 in blocks, then file 1's one chunk
+    assert Counter(sources) == chunks_per_file and sources == sorted(sources)
     [feed] = feeds
     assert len(feed.workers) == 2 and len(feed.readers) == 2  # one reader per file, at most one per CPU
     assert feed.peak["per_worker"] == 1 and feed.peak["results"] <= 2
@@ -126,7 +131,7 @@ def test_one_block_per_chunk_and_a_bounded_number_in_flight(tmp_path, local_ray,
 
 def test_a_restarted_reader_sends_the_blocks_a_live_one_would(tmp_path):
     """A reader actor that died loses its open files; the retried read ``k`` reads the file again and
-    skips the ``k`` blocks already sent, so the retry sends what the first reader would have. A read
+    skips the chunks already sent, so the retry sends what the first reader would have. A read
     queued after the file's last block sends nothing."""
     pytest.importorskip("ray")
     from dataprep.build import ray_chunks
@@ -134,17 +139,17 @@ def test_a_restarted_reader_sends_the_blocks_a_live_one_would(tmp_path):
     recipe = pretrain_recipe(tmp_path, "wrap")
     files = resolve_inputs(recipe.inputs, base_dir=tmp_path)
     reader = pretrain.chunk_reader(recipe)
-    live = ray_chunks.FileReader(reader)
+    live = ray_chunks.FileReader(reader, files, 2)
     blocks = []
     while not blocks or blocks[-1][1] == ray_chunks.MORE:
-        blocks.append(live.read(0, files[0], len(blocks)))
-    assert len(blocks) == 9 and blocks[-1][1] == ray_chunks.LAST
-    assert live.read(0, files[0], 9) == (None, ray_chunks.PAST)
-    for k in (0, 4, 8):
-        restarted = ray_chunks.FileReader(reader)
-        block, state = restarted.read(0, files[0], k)
+        blocks.append(live.read(0, len(blocks)))
+    assert [b.num_rows for b, _ in blocks] == [2, 2, 2, 2, 1] and blocks[-1][1] == ray_chunks.LAST  # 9 chunks
+    assert live.read(0, 5) == (None, ray_chunks.PAST)
+    for k in (0, 2, 4):
+        restarted = ray_chunks.FileReader(reader, files, 2)
+        block, state = restarted.read(0, k)
         assert state == blocks[k][1] and block.equals(blocks[k][0])
-    assert not blocks[4][0].equals(blocks[0][0])  # the blocks differ: a reader that did not skip would fail
+    assert not blocks[2][0].equals(blocks[0][0])  # the blocks differ: a reader that did not skip would fail
 
 
 @needs_ray

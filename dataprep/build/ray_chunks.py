@@ -9,7 +9,8 @@
 A chunk never spans files and its size depends only on its file (:mod:`dataprep.read.chunks`), so a
 reader reads just its own file's chunks and the partition follows the inputs, never the cluster.
 The driver's loop (:mod:`dataprep.build.ray_feed`) asks for blocks, hands them to the workers and
-collects the results in input order. Every block is a one-row Arrow table:
+collects the results in input order. A block is an Arrow table of a few consecutive chunks of one
+file (:class:`FileReader`'s ``per_block``), one row each:
 
 =================  ============================================================================
 ``source``         the input file's index
@@ -67,7 +68,7 @@ MORE, LAST, PAST = 0, 1, 2  # a read's state: a block and more to come, the file
 
 
 def read_blocks(reader: ChunkReader, index: int, file: InputFile) -> Iterator[pa.Table]:
-    """The blocks of ``files[index]``: one per chunk; the last one says the file is done."""
+    """The rows of ``files[index]``: one-row tables, one per chunk; the last one says the file is done."""
     drops: Counter = Counter()
     counts: Counter = Counter()
     sent_drops: Counter = Counter()
@@ -97,38 +98,45 @@ def read_blocks(reader: ChunkReader, index: int, file: InputFile) -> Iterator[pa
 
 
 class FileReader:
-    """The reader actor: block ``k`` of input ``index``, for any number of files, each read once in order.
+    """The reader actor: block ``k`` of input ``index``: the file's next ``per_block`` chunks, one row each.
 
-    Ray runs one caller's calls to an actor in the order they were made, so the driver may queue
-    the next few reads of a file at once. A read whose number is not the next one (the actor died
-    and was restarted, its open files lost) reads the file again from its start, skipping the blocks
-    already sent: a file's blocks are a function of the file, so the retry sends the same ones.
+    Any number of files, each read once, in order: Ray runs one caller's calls to an actor in the
+    order they were made, so the driver may queue the next few reads of a file at once. A read
+    whose number is not the next one (the actor died and was restarted, its open files lost) reads
+    the file again from its start, skipping the chunks already sent: a file's chunks are a function
+    of the file, so the retry sends the same ones.
 
     Args:
         reader: the task's chunk reader (picklable; runs here, on a worker).
+        files: the resolved inputs.
+        per_block: chunks in a block (the file's last block may hold fewer): the driver's cost is
+            per block, the chunks (and so the output) stay the recipe's.
     """
 
-    def __init__(self, reader: ChunkReader):
-        self.reader = reader
-        self.open: dict[int, tuple[Iterator[pa.Table], int]] = {}  # file index -> its blocks, the next one's number
+    def __init__(self, reader: ChunkReader, files: list[InputFile], per_block: int):
+        self.reader, self.files, self.per_block = reader, files, per_block
+        self.open: dict[int, tuple[Iterator[pa.Table], int]] = {}  # file index -> its rows, the next block's number
         self.ended: set[int] = set()  # files whose last block was sent: a read queued after it sends nothing
 
     @ray.method(num_returns=2)
-    def read(self, index: int, file: InputFile, k: int) -> tuple[pa.Table | None, int]:
+    def read(self, index: int, k: int) -> tuple[pa.Table | None, int]:
         """``(block, state)``: block ``k`` and :data:`MORE` or :data:`LAST`; ``(None, PAST)`` after the last one."""
         if index in self.ended:
             return None, PAST
-        blocks, at = self.open.pop(index, (None, 0))
-        if blocks is None or at != k:
-            blocks = read_blocks(self.reader, index, file)
-            for _ in range(k):
-                next(blocks)
-        block = next(blocks, None)
-        if block is None or block.column(FILE_DONE)[0].as_py():
+        rows, at = self.open.pop(index, (None, 0))
+        if rows is None or at != k:
+            rows = read_blocks(self.reader, index, self.files[index])
+            for _ in range(k * self.per_block):
+                next(rows)
+        block = [row for _, row in zip(range(self.per_block), rows)]
+        if not block:
             self.ended.add(index)
-            return block, LAST if block is not None else PAST
-        self.open[index] = (blocks, k + 1)
-        return block, MORE
+            return None, PAST
+        if block[-1].column(FILE_DONE)[0].as_py():
+            self.ended.add(index)
+            return pa.concat_tables(block), LAST
+        self.open[index] = (rows, k + 1)
+        return pa.concat_tables(block), MORE
 
 
 class ChunkWorker:

@@ -8,18 +8,20 @@
       worker with the fewest in flight
     ray.wait; yield the results in input order
 
-Ray Data's streaming executor did the same on ``--engine ray`` until #20, and cost the driver 5-10 ms
-of CPU for each block whatever it held, so one driver fed ~10 worker cores at 4 MB chunks
-(``benchmarks/ray_segments.py --fit``). Here a chunk costs the driver a few Ray calls: two actor
-calls submitted, a ``ray.wait`` and two ``ray.get`` (the read's small state, inline, and the result,
-read where it lies in the object store).
+A block is a few consecutive chunks of one file (:data:`BLOCK_BYTES` of text at most); the chunks
+are the recipe's, so the output is the same whatever a block holds. Ray Data's streaming executor
+did this on ``--engine ray`` until #20 and cost the driver 5-10 ms of CPU for each block, one chunk
+each, so one driver fed ~10 worker cores at 4 MB chunks (``benchmarks/ray_segments.py --fit``).
+Here a block costs the driver a few Ray calls (two actor calls submitted, a ``ray.wait`` or two,
+two ``ray.get``: the read's small state, inline, and the result, read where it lies in the object
+store), ~1.5 ms of CPU with Ray's own threads, shared by its chunks.
 
 Memory stays flat however large the inputs: at most :data:`OPEN_FILES` files are read at once
 (one per reader actor), each at most :data:`READS_AHEAD` blocks ahead of the workers; each chunk
-worker holds at most :data:`PER_WORKER` chunks (one worked, the next one's block fetched meanwhile);
-and at most :data:`RESULTS_PER_WORKER` results per worker wait, finished, for an earlier one to be
-taken (a chunk that holds a book). Results come out in input order, so the shards are the local
-engine's, whatever the number of workers.
+worker holds at most :data:`PER_WORKER` blocks (one worked, the next one fetched meanwhile); and
+at most :data:`RESULTS_PER_WORKER` blocks per worker are in flight or wait, finished, for an
+earlier one to be taken (a chunk that holds a book). Results come out in input order, so the
+shards are the local engine's, whatever the number of workers.
 
 A worker or reader that dies is restarted and its calls re-run (``max_retries`` times); an error
 they raise on purpose comes out of :meth:`Feed.__iter__` as Ray raises it (the engine unwraps it).
@@ -38,10 +40,14 @@ if TYPE_CHECKING:
     from dataprep.read import InputFile
     from dataprep.read.chunks import ChunkReader
 
+# Chunks sent in one block, at most this many bytes of text (chunk_bytes, 4 MiB by default: 8
+# chunks): what the driver spends per block (a few Ray calls, ~1.5 ms of CPU) is spent per 8 chunks;
+# the chunks stay the recipe's, so the output does not change.
+BLOCK_BYTES = 32 << 20
 OPEN_FILES = 64  # files read at once, at most one per reader actor (and no more readers than CPUs)
-READS_AHEAD = 4  # reads queued per open file: its reader never waits for the driver
-PER_WORKER = 2  # chunks handed to one chunk worker at once
-RESULTS_PER_WORKER = 4  # chunks in flight or finished but not yet taken, per chunk worker
+READS_AHEAD = 2  # reads queued per open file: its reader never waits for the driver
+PER_WORKER = 2  # blocks handed to one chunk worker at once
+RESULTS_PER_WORKER = 3  # blocks in flight or finished but not yet taken, per chunk worker
 
 
 @dataclass
@@ -118,7 +124,7 @@ class Feed:
 
     def _ask(self, opened: _File) -> None:
         while not opened.ended and len(opened.reads) < READS_AHEAD:
-            opened.reads.append(opened.reader.read.remote(opened.index, opened.file, opened.asked))
+            opened.reads.append(opened.reader.read.remote(opened.index, opened.asked))
             opened.asked += 1
         self.peak["reads"] = max(self.peak["reads"], sum(len(f.reads) for f in self.open))
 
@@ -175,6 +181,7 @@ def start(ray, reader: ChunkReader, worker: tuple[Callable[..., Any], tuple[Any,
     # own, so every CPU holds a worker; spread, so one node's disk and network do not read everything.
     read_actor = ray.remote(ray_chunks.FileReader).options(num_cpus=0, max_restarts=-1, max_task_retries=max_retries,
                                                            scheduling_strategy="SPREAD")
+    per_block = max(1, BLOCK_BYTES // reader.max_bytes) if reader.max_bytes else 1
     workers = [chunk_actor.remote(setup) for _ in range(cpus)]
-    readers = [read_actor.remote(reader) for _ in range(max(1, min(cpus, len(files), OPEN_FILES)))]
+    readers = [read_actor.remote(reader, files, per_block) for _ in range(max(1, min(cpus, len(files), OPEN_FILES)))]
     return Feed(ray, files, workers, readers, shared)
