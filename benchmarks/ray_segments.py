@@ -1,7 +1,8 @@
 """Segments on Ray: how much CPU the driver process spends per token, and how many cores one driver feeds.
 
-``dataprep run --engine ray`` with ``packing.segment_tokens`` (#20 item 4): the chunk workers (Ray
-Data actors) normalize, filter, hash and encode; the segment tasks (Ray tasks on the driver's node)
+``dataprep run --engine ray`` with ``packing.segment_tokens`` (#20 item 4): reader actors read the
+inputs, the chunk workers (one actor per CPU, fed by the driver's loop, :mod:`dataprep.build.ray_feed`)
+normalize, filter, hash and encode; the segment tasks (Ray tasks on the driver's node)
 gather, pack, write and digest; the driver process keeps the per-document work (dedup, split,
 counts) and must not touch tokens (:mod:`dataprep.build.ray_chunks`). For 1, 2 and 4 workers, each
 in a fresh process with its own local Ray instance (its start-up not timed), on the first
@@ -14,21 +15,26 @@ in a fresh process with its own local Ray instance (its start-up not timed), on 
   stream alone (first result to the end of the last segment: start-up, input hashing and the
   manifest left out);
 - the driver's peak RSS (a driver that copied tokens would grow with the segments in flight);
-- the CPU of the Ray processes, polled with psutil: chunk actors, task workers (read tasks and
-  segment tasks) and Ray's own daemons (raylet, GCS, ...);
+- the CPU of the Ray processes, polled with psutil: chunk actors, reader actors, task workers
+  (segment tasks) and Ray's own daemons (raylet, GCS, ...);
 - the ceiling in cores: a worker core's CPU per token (the chunk function over the same chunks in
   one process, one thread, measured first, and the segments' packing of its results, as
   ``benchmarks/ordered_stage.py`` measures them) / the driver's over the stream: how many worker
   cores one driver keeps fed, counting all of the driver's CPU as if it grew with the tokens (Ray's
   own loops cost it a few % of a core per second whatever the rate: the figure is a floor). Issue #20 asks >= 64. (The driver's
-  whole run adds fixed costs, tokenizer load, encode-engine probe, Ray Data's planning, manifest,
+  whole run adds fixed costs, tokenizer load, encode-engine probe, the actors' start, manifest,
   and the inputs' digests, per byte but cheap; the Ray columns include the processes' start-up.)
+  ``(steady)``: the same from the first result to the last one (the tokens of every chunk but the
+  last): the stream less its end (the last segments, the validation split, the shards' closing),
+  which does not grow with the corpus and weighs heavily on a short one.
 
 With ``--fit`` the first run is made again with ``tokenizer.engine: tokenizers`` (workers several
 times slower, the same tokens and chunks): from the two, the driver's CPU per second (Ray's loops,
 whatever the rate) and per token, and the ceiling they imply: worker cores until the driver's core is
-full. Last, Ray Data alone: as many one-row blocks as the run had chunks through no-op actors, read by the
-driver as the engine reads them: the driver CPU that is Ray Data's own. The shard hashes of the runs are compared (they must be equal for any worker count). With
+full. Last, the driver's CPU per block with no work at all, side by side: the engine's actor loop
+alone (as many one-row blocks as the run had chunks, read by reader actors and worked by no-op chunk
+actors, the results taken as the engine takes them), and Ray Data alone (the same blocks through
+no-op actors in an ordered ``map_batches``, read as the engine read them until #20). The shard hashes of the runs are compared (they must be equal for any worker count). With
 ``--threads`` a last run packs the segments on the driver's threads instead (what the driver paid
 before segments became Ray tasks). On a machine with fewer cores than a run's workers (plus the
 segment tasks and the driver) the run is oversubscribed; the output says so.
@@ -36,6 +42,7 @@ segment tasks and the driver) the run is oversubscribed; the output says so.
     python benchmarks/ray_segments.py                       # 40 MB, segments of 2M tokens
     python benchmarks/ray_segments.py --limit-mb 20 --workers 1 2 --threads
     python benchmarks/ray_segments.py --limit-mb 100 --workers 2 --fit --chunk-mb 16
+    python benchmarks/ray_segments.py --limit-mb 40 --fit --chunks-per-block 8   # a large input's blocks
 """
 
 from __future__ import annotations
@@ -49,11 +56,14 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 from _bench import TOKENIZER, WORK, corpus_prefix, machine, write_recipe
 
 MTOK = 1e6
+PER_BLOCK = "RAY_SEGMENTS_CHUNKS_PER_BLOCK"  # the child's chunks per block, when --chunks-per-block sets it
 
 
 def cpu_self() -> float:
@@ -82,7 +92,7 @@ def thread_cpu() -> dict[str, tuple[str, float]]:
 
 class RayCpu:
     """CPU seconds of this process's descendants (the local Ray instance), polled so that processes
-    that end are counted too, by kind: chunk actors, task workers, Ray's daemons."""
+    that end are counted too, by kind: chunk actors, reader actors, task workers, Ray's daemons."""
 
     def __init__(self, interval: float = 1.0):
         import psutil
@@ -112,6 +122,8 @@ class RayCpu:
             kind = self.seen.get(proc.pid, (0.0, ""))[1]
             if "ChunkWorker" in title or "MapWorker" in title:
                 kind = "actors"
+            elif "FileReader" in title:
+                kind = "readers"
             elif not kind:
                 kind = "tasks" if ("default_worker" in title or title.startswith("ray::")) else "ray"
             out[proc.pid] = (times.user + times.system, kind)
@@ -128,7 +140,7 @@ class RayCpu:
     def now(self) -> dict[str, float]:
         """CPU seconds by kind since :meth:`start`."""
         self.seen.update(self._sample())
-        spent = {"actors": 0.0, "tasks": 0.0, "ray": 0.0}
+        spent = {"actors": 0.0, "readers": 0.0, "tasks": 0.0, "ray": 0.0}
         for pid, (cpu, kind) in list(self.seen.items()):
             spent[kind] += cpu - self.base.get(pid, 0.0)
         return spent
@@ -143,7 +155,7 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
     """One run in this process, on a local Ray instance of ``workers`` CPUs started here."""
     import ray
 
-    from dataprep.build import engine_ray
+    from dataprep.build import engine_ray, ray_feed
     from dataprep.build.ordered import OrderedStage
     from dataprep.build.run import run
     from dataprep.recipe import load_recipe
@@ -152,6 +164,7 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_start = time.perf_counter() - started
     marks: dict[str, tuple[float, dict[str, float]]] = {}
+    steady: list[tuple[float, int]] = []  # (driver CPU, tokens) as each result reaches the ordered stage
     add, finish = OrderedStage.add, OrderedStage.finish
     spent = RayCpu()
 
@@ -161,6 +174,7 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
             marks["threads"] = thread_cpu()
             marks["stream"] = (cpu_self() - spent.overhead, ray_cpu)
             marks["wall"] = time.perf_counter()
+        steady.append((cpu_self() - spent.overhead, int(result.lengths.sum())))  # at each result, before the stage
         return add(self, result)
 
     def last_finish(self):
@@ -173,6 +187,8 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
         marks["by_thread"] = by_name
 
     OrderedStage.add, OrderedStage.finish = first_add, last_finish
+    per_block, rule, used = os.environ.get(PER_BLOCK), ray_feed.chunks_per_block, []
+    ray_feed.chunks_per_block = lambda *a: used.append(int(per_block) if per_block else rule(*a)) or used[-1]
     runner = engine_ray._segment_runner
     engine_ray._segment_runner = (lambda *a, **k: None) if threads else runner
     spent.start()
@@ -183,10 +199,50 @@ def child(recipe: Path, out: Path, workers: int, threads: bool) -> dict:
     ray.shutdown()
     return {"workers": workers, "threads": threads, "seconds": seconds, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ray_start": ray_start, "driver": driver,
             "driver_stream": marks["streamed"][0] - marks["stream"][0], "stream_seconds": marks["walled"] - marks["wall"],
-            "tokens": manifest["counts"]["tokens"],
+            "tokens": manifest["counts"]["tokens"], "per_block": used[0],
+            # first result to last: every chunk but the last handled, none of the start or the finish
+            "steady": (steady[-1][0] - steady[0][0], sum(t for _, t in steady[:-1])),
             "engine": (manifest.get("tokenizer", {}).get("engine") or {}).get("engine"), **ray_cpu,
             "shards": [s["sha256"] for s in manifest["splits"]["train"]["shards"]],
             "by_thread": {k: v for k, v in sorted(marks["by_thread"].items(), key=lambda kv: -kv[1]) if v > 0}}
+
+
+def feed_floor(blocks: int, workers: int) -> dict:
+    """The engine's actor loop alone (:mod:`dataprep.build.ray_feed`, as the engine starts it): one file
+    of ``blocks`` one-record chunks read by a reader actor, worked by ``workers`` chunk actors whose
+    chunk function does nothing, the results taken and unpickled by the driver: its CPU per block."""
+    import ray
+
+    from dataprep.build import ray_chunks, ray_feed
+    from dataprep.read.chunks import ChunkReader
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the no-op reader and worker below
+    reader = ChunkReader(partial(_one_row_batches, blocks), max_bytes=1)  # one record a chunk
+    ray_feed.BLOCK_BYTES = 1  # one chunk a block, as Ray Data's: the cost of a block (the engine sends several a block)
+    somewhere = SimpleNamespace(path=Path(os.devnull), url=None, location=os.devnull)  # no file behind it
+    feed = ray_feed.start(ray, reader, (_nothing, ()), [somewhere], cpus=workers, max_retries=0)
+    n, first = 0, None
+    try:
+        for table, _ in feed:
+            list(ray_chunks.delivered(table))
+            n += 1
+            first = first or (cpu_self(), time.perf_counter())  # from the first block on, as the runs' stream
+    finally:
+        feed.close()
+    cpu, wall = cpu_self() - first[0], time.perf_counter() - first[1]
+    ray.shutdown()
+    return {"blocks": n, "cpu": cpu, "seconds": wall}
+
+
+def _one_row_batches(blocks: int, index, file, drops):
+    import pyarrow as pa
+
+    yield pa.record_batch({"text": [f"document {i}" for i in range(blocks)]})
+
+
+def _nothing():
+    return lambda item: None
 
 
 def ray_data_floor(blocks: int, workers: int) -> dict:
@@ -255,14 +311,18 @@ def main() -> None:
                         help="also: the first --workers run with tokenizer.engine: tokenizers (slower workers, same "
                              "tokens and chunks), to tell the driver's CPU per second from its CPU per token")
     parser.add_argument("--chunk-mb", type=float, default=None, help="output.chunk_bytes in MB (default: the recipe's)")
+    parser.add_argument("--chunks-per-block", type=int, default=None,
+                        help="chunks the engine sends in one block (default: its own rule, ray_feed.chunks_per_block: "
+                             "8 at 4 MB chunks on a large input, 1 on a small one)")
     parser.add_argument("--threads", action="store_true", help="also: segments on the driver's threads (largest --workers)")
     parser.add_argument("--work", type=Path, default=WORK / "ray_segments")
     parser.add_argument("--child", nargs=4, metavar=("RECIPE", "OUT", "WORKERS", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         recipe, out, workers, threads = args.child
-        if recipe == "-":
-            print(json.dumps(ray_data_floor(int(out), int(workers))))
+        if recipe in ("-", "+"):
+            floor = ray_data_floor if recipe == "-" else feed_floor
+            print(json.dumps(floor(int(out), int(workers))))
         else:
             print(json.dumps(worker_cpu(Path(recipe)) if workers == "0" else child(Path(recipe), Path(out), int(workers), threads == "1")))
         return
@@ -280,12 +340,14 @@ def main() -> None:
     recipe = recipe_for(args.encode_engine, "recipe.yaml")
     plan = [(0, False)] + [(n, False) for n in args.workers] + ([(max(args.workers), True)] if args.threads else [])
     rows = []
+    os.environ.update({PER_BLOCK: str(args.chunks_per_block)} if args.chunks_per_block else {})
     for workers, threads in plan:
         out = args.work / "out"
         env = os.environ | ({"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"} if workers == 0 else {})
         rows.append(_child([str(recipe), str(out), str(workers), "1" if threads else "0"], env))
         shutil.rmtree(out, ignore_errors=True)
     floor = _child(["-", str(rows[0]["chunks"]), str(max(args.workers)), "0"], os.environ)
+    feed_alone = _child(["+", str(rows[0]["chunks"]), str(max(args.workers)), "0"], os.environ)
     slow = None
     if args.fit:  # the same run with slower workers: the driver's CPU per second and per token, apart
         slow = _child([str(recipe_for("tokenizers", "recipe-slow.yaml")), str(args.work / "out"), str(args.workers[0]), "0"],
@@ -296,33 +358,35 @@ def main() -> None:
     worker = one["worker"] / (one["tokens"] / MTOK)
     segment = one["segments"] / (one["tokens"] / MTOK)
     print(f"{args.limit_mb:g} MB of the bench corpus, {rows[0]['tokens']:,} tokens in {one['chunks']} chunks, wrap 2048, "
-          f"segments of {args.segment_tokens:,} tokens; encode engine {rows[0]['engine']}; {cores} cores here")
+          f"segments of {args.segment_tokens:,} tokens; encode engine {rows[0]['engine']}; {cores} cores here; "
+          f"{rows[0]['per_block']} chunk(s) a block")
     print(f"one worker core, in one process, one thread: the chunk function {worker:.4f} CPU s/Mtok, "
           f"its segments' packing {segment:.4f} (what a Ray worker does per token, without Ray)")
     head = (f"{'ray --workers':>14} {'segments on':>12} {'s':>6} {'Mtok/s':>7} {'driver s/Mtok':>14} {'(stream)':>9} "
-            f"{'actors s/Mtok':>14} {'tasks s/Mtok':>13} {'ray daemons':>12} {'driver busy':>12} {'driver RSS':>11} {'ceiling cores (stream)':>23}")
+            f"{'actors s/Mtok':>14} {'readers':>8} {'tasks s/Mtok':>13} {'ray daemons':>12} {'driver busy':>12} {'driver RSS':>11} {'ceiling cores (stream)':>23}")
     print(head)
     for r in rows:
         m = r["tokens"] / MTOK
         driver, stream = r["driver"] / m, r["driver_stream"] / m
+        steady = r["steady"][0] / max(r["steady"][1] / MTOK, 1e-9)
         busy = r["workers"] + 1  # the actors, and the driver with the segment tasks beside it
         note = f"  oversubscribed: {busy}+ busy processes on {cores} cores" if busy > cores else ""
         print(f"{r['workers']:>14} {'driver threads' if r['threads'] else 'Ray tasks':>12} {r['seconds']:6.1f} "
               f"{r['tokens'] / r['seconds'] / MTOK:7.3f} {driver:14.4f} {stream:9.4f} {r['actors'] / m:14.3f} "
               f"{r['tasks'] / m:13.3f} {r['ray'] / m:12.3f} {r['driver_stream'] / r['stream_seconds']:12.1%} "
               f"{r['rss'] / 1024:8.0f} MiB"
-              f"{(worker + segment) / stream:23.0f}{note}")
+              f"{(worker + segment) / stream:23.0f} {(worker + segment) / steady:9.0f}{note}")
     print("the driver's stream CPU by thread name (s; /proc/self/task; this script's poller is among the Thread-*):")
     for r in rows:
         top = ", ".join(f"{name} {cpu:.2f}" for name, cpu in r["by_thread"].items())
         print(f"  {r['workers']} workers, {'driver threads' if r['threads'] else 'Ray tasks'}: {top}")
     same = all(r["shards"] == rows[0]["shards"] for r in rows)
     print(f"train shards identical across these runs: {'yes' if same else 'NO'} ({len(rows[0]['shards'])} shards)")
-    print(f"Ray Data alone, the same {floor['blocks']} one-row blocks through {max(args.workers)} no-op actors, read by "
-          f"the driver: driver CPU from the first block on {floor['cpu']:.2f} s in {floor['seconds']:.1f} s "
-          f"({floor['cpu'] / max(1, floor['blocks'] - 1) * 1e3:.1f} ms a block, {floor['cpu'] / max(floor['seconds'], 1e-9):.1%} "
-          f"of a core), against the runs' stream "
-          + ", ".join(f"{r['driver_stream']:.2f} s" for r in rows))
+    for name, f in (("the engine's actor loop alone", feed_alone), ("Ray Data alone (the engine until #20)", floor)):
+        print(f"{name}: the same {f['blocks']} one-row blocks through {max(args.workers)} no-op actors, taken by the "
+              f"driver: driver CPU from the first block on {f['cpu']:.2f} s in {f['seconds']:.1f} s "
+              f"({f['cpu'] / max(1, f['blocks'] - 1) * 1e3:.2f} ms a block, {f['cpu'] / max(f['seconds'], 1e-9):.1%} of a core)")
+    print("against the runs' stream " + ", ".join(f"{r['driver_stream']:.2f} s" for r in rows))
     if slow is not None:
         fast = next(r for r in rows if r["workers"] == args.workers[0] and not r["threads"])
         # driver stream CPU = per_second * stream seconds + per_mtok * Mtok, from the two runs
