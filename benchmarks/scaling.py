@@ -7,12 +7,12 @@ In one run, on the same corpus prefix (``wrap`` 2048, recipe defaults):
 - local ``--workers 1``: chunks one at a time here, the tokenizer's Rust pool on every core;
 - local ``--workers N``: N chunks at once on threads sharing the Rust pool (the default);
 - Ray ``--workers N``: a local N-CPU Ray instance started by the run (its start-up included),
-  Ray Data reading the input (one read task per file) and one single-threaded actor per CPU
-  working its chunks;
+  reader actors reading the input (one file each at a time) and one single-threaded actor per CPU
+  working its chunks, fed by the driver's loop (``dataprep/build/ray_feed.py``);
 - the driver alone: what one ``dataprep run`` process spends outside the chunk work (reading
   inputs, dedup, split, pack, write), measured in this process on one core. It bounds what a single
   driver can feed. A Ray driver does not read, and reads each result where it lies in the object
-  store (no copy), but runs Ray Data's scheduler; with ``packing.segment_tokens`` it neither packs
+  store (no copy), but runs the loop that feeds the actors; with ``packing.segment_tokens`` it neither packs
   nor writes: ``benchmarks/ray_segments.py`` measures that driver's CPU per token and its ceiling.
 
 Then it prints estimates for 1B and 1T tokens on N cores from the per-core rate, the measured

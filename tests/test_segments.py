@@ -200,3 +200,49 @@ def test_an_engines_runner_packs_the_segments_it_attaches_once_each(tmp_path):
     handed = list(inline.submitted)
     attached.finish()
     assert inline.submitted == handed
+
+
+def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
+    """Segments.use: the runner an engine offers (as --engine ray's RayChunks.segment_runner) packs every
+    segment, attached once, to the threads' shards; a runner whose attach declines leaves them on threads."""
+    from concurrent.futures import Future
+
+    from dataprep.build import run as pipeline
+
+    class Inline:  # packs each segment at once, in this thread
+        capacity = 1
+
+        def __init__(self, accept=True):
+            self.accept, self.attached, self.submitted = accept, [], []
+
+        def attach(self, segments_):
+            self.attached.append(segments_)
+            return self if self.accept else None
+
+        def submit(self, spec, index, carry, pieces, final):
+            self.submitted.append(index)
+            done = Future()
+            done.set_result(segments.pack_segment(spec, index, carry, pieces, final))
+            return done
+
+        def close(self):
+            pass
+
+    seg = recipe(tmp_path, remainder="pad", segment_tokens=40_000)
+    threads = run(seg, tmp_path / "threads", workers=2)
+    for accept in (True, False):
+        offered = Inline(accept)
+
+        class Given(segments.Segments):  # what run.py does with the engine's offer
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.use(offered)
+
+        monkeypatch.setattr(pipeline, "Segments", Given)
+        out = run(seg, tmp_path / f"given-{accept}", workers=2)
+        assert shards(out) == shards(threads)
+        [attached] = offered.attached
+        assert offered.submitted == (list(range(attached.index)) if accept else []) and attached.index > 2
+        assert isinstance(attached.runner, Inline if accept else segments.ThreadRunner)
+        with pytest.raises(RuntimeError, match="once"):
+            attached.use(offered)

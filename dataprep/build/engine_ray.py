@@ -84,8 +84,9 @@ def ray_run_chunks(
     workers: int,
     address: str | None = None,
     max_retries: int = MAX_RETRIES,
-) -> Iterator[Any]:
-    """:func:`dataprep.build.engine.run_chunks` on Ray actors: every chunk's result, in input order.
+) -> RayChunks:
+    """:func:`dataprep.build.engine.run_chunks` on Ray actors: every chunk's result, in input order
+    (:class:`RayChunks`, which also offers the runner for the run's segments).
 
     Args:
         reader: reads one input file's chunks (on a worker).
@@ -119,8 +120,36 @@ def ray_run_chunks(
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise EngineError(f"cannot start or join {where}: {exc}; check `ray status` on the head node") from exc
         started_here = True
-    return _results(ray, reader, worker, files, read_drops=read_drops, counts=counts, by_input=by_input, progress=progress,
-                    max_retries=max_retries, started_here=started_here)
+    from dataprep.build import ray_chunks
+
+    try:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        runner = _segment_runner(ray, ray_chunks, cpus=cpus, max_retries=max_retries)
+    except BaseException:
+        if started_here:
+            ray.shutdown()
+        raise
+    return RayChunks(_results(ray, reader, worker, files, read_drops=read_drops, counts=counts, by_input=by_input,
+                              progress=progress, cpus=cpus, runner=runner, max_retries=max_retries,
+                              started_here=started_here), runner)
+
+
+class RayChunks:
+    """What :func:`ray_run_chunks` returns: the chunks' results, in input order (closing it stops the
+    engine), and ``segment_runner``: the runner the run's segments should use
+    (:meth:`dataprep.build.segments.Segments.use`; None: the driver's threads, e.g. through Ray Client)."""
+
+    def __init__(self, results: Iterator[Any], segment_runner: Any):
+        self._results, self.segment_runner = results, segment_runner
+
+    def __iter__(self) -> RayChunks:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._results)
+
+    def close(self) -> None:
+        self._results.close()
 
 
 def _check_reachable(address: str) -> None:
@@ -139,15 +168,14 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progress, max_retries, started_here) -> Iterator[Any]:
+def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progress, cpus, runner, max_retries,
+             started_here) -> Iterator[Any]:
     from dataprep.build import ray_chunks, ray_feed
 
     try:
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         log.info("Ray engine: %d input file(s), %d chunk workers", len(files), cpus)
-        runner = _segment_runner(ray, ray_chunks, cpus=cpus, max_retries=max_retries)
         feed = ray_feed.start(ray, reader, worker, files, cpus=cpus, max_retries=max_retries)
-        with segments.engine_runner(runner):
+        with segments.engine_runner(runner):  # until run.py hands RayChunks.segment_runner to Segments.use
             try:
                 for table, ref in feed:
                     for row, block in enumerate(ray_chunks.delivered(table)):

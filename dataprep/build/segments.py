@@ -26,10 +26,11 @@ The validation split (a small share) is packed by the stage as before. A checkpo
 only between segments, once the ones in flight are written (:meth:`Segments.idle`), so a resumed
 run cuts the same segments.
 
-Where segments run is the engine's choice, made when the first piece arrives: on this process's
-threads (:class:`ThreadRunner`, the local engine), or, while an engine has installed its own runner
-(:func:`engine_runner`), there: ``--engine ray`` packs them as Ray tasks that read the chunks'
-tokens from the object store blocks they arrived in, so the driver never touches a token
+Where segments run is the engine's choice: on this process's threads (:class:`ThreadRunner`, the
+local engine), or on the runner an engine offers (:meth:`Segments.use`; until run.py passes it,
+also while the engine has installed it with :func:`engine_runner`, looked up when the first piece
+arrives): ``--engine ray`` packs them as Ray tasks that read the chunks' tokens from the object
+store blocks they arrived in, so the driver never touches a token
 (:class:`dataprep.build.ray_chunks.RaySegments`). Such an engine finishes its segments when its
 input ends (:meth:`Segments.finish`, then a no-op for the stage), while it can still run them.
 """
@@ -270,6 +271,18 @@ class Segments:
         self.pending: deque[tuple[Pending, int]] = deque()  # in segment order: (its result, the carry it must leave)
         self.runner: Runner | None = None  # chosen when the first piece arrives: where the pieces live
         self.finished = False
+
+    def use(self, runner: Any) -> None:
+        """Pack the segments with an engine's ``runner`` (``--engine ray``: Ray tasks) instead of this
+        process's threads, before the first one: an object with :class:`Runner`'s methods and
+        ``attach(segments)``, which returns the runner to use (None: threads after all). None: no
+        runner offered (the local engine), threads."""
+        if runner is None:
+            return
+        if self.runner is not None:
+            raise RuntimeError("segments choose their runner once, before the first piece")
+        engine = runner.attach(self)
+        self.runner = engine if engine is not None else ThreadRunner(self.workers)
 
     def add(self, piece: Piece) -> None:
         """Add one chunk's documents; a segment they fill is handed to the runner."""
