@@ -133,9 +133,9 @@ def test_read_ahead_closed_early_stops_its_thread_and_closes_the_source():
 
 
 def _report_parallel():
-    from dataprep.text import encode_engine
+    from dataprep.text.encode_parallel import parallel_here
 
-    return lambda item: encode_engine._parallel()
+    return lambda item: parallel_here()
 
 
 def test_chunk_threads_encode_serially_and_a_serial_run_keeps_the_engines_pool(monkeypatch):

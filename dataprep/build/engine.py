@@ -51,7 +51,7 @@ from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataprep.errors import ConfigError
-from dataprep.text.encode_engine import encode_serially, encode_serially_on_this_thread
+from dataprep.text.encode_parallel import encode_serially, encode_serially_on_this_thread
 
 if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
@@ -242,7 +242,7 @@ def _serial(setup, setup_args, items) -> Iterator[Any]:
 
 def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator[Any]:
     fn = setup(*setup_args)
-    # each chunk thread encodes on itself: the threads are the parallelism (encode_engine)
+    # each chunk thread encodes on itself: the threads are the parallelism (encode_parallel)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="dataprep-chunk", initializer=encode_serially_on_this_thread)
     pending: deque[Future] = deque()
     try:

@@ -36,19 +36,17 @@ proves byte-identical shards on every shipped tokenizer.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from dataprep.errors import TokenizerError
+from dataprep.text.encode_parallel import parallel_here
 
 __all__ = ["ENGINES", "AUTO", "TOKENIZERS", "GIGATOKEN", "Engine", "EngineChoice", "GigatokenEncoder", "choose",
            "probe", "frame_documents", "gigatoken_version", "INSTALL", "fall_back", "settle"]
@@ -195,7 +193,7 @@ class GigatokenEncoder:
         """``(tokens, lengths)``: the int32 ids of every text back to back, and the int64 count of each."""
         if not texts:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
-        layout = self._tokenizer.encode_batch(texts, parallel=_parallel()).layout
+        layout = self._tokenizer.encode_batch(texts, parallel=parallel_here()).layout
         offsets = np.asarray(layout.offsets)  # an awkward ListOffsetArray: no Python list per document
         content = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
         return content.astype(np.int32), np.diff(offsets).astype(np.int64)
@@ -264,40 +262,6 @@ def frame_documents(tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarr
     return out, lengths
 
 
-
-_THREAD = threading.local()
-
-
-def encode_serially_on_this_thread() -> None:
-    """Mark the calling thread as one of several that encode side by side (the local engine's
-    chunk threads): gigatoken then encodes on it alone, instead of each thread handing its batch to
-    a pool on every core (on 2 cores, two chunk threads each using gigatoken's pool took ~15% more
-    CPU for the same ids: the pool's threads spin while they wait)."""
-    _THREAD.serial = True
-
-
-@contextlib.contextmanager
-def encode_serially() -> Iterator[None]:
-    """:func:`encode_serially_on_this_thread` for the ``with`` block only (this process works
-    chunks beside its worker processes)."""
-    before = getattr(_THREAD, "serial", False)
-    _THREAD.serial = True
-    try:
-        yield
-    finally:
-        _THREAD.serial = before
-
-
-def _parallel() -> bool | None:
-    """False on a thread that is one of several encoding side by side
-    (:func:`encode_serially_on_this_thread`), or in a process that already is one of several
-    workers: dataprep's worker processes and Ray actors set ``TOKENIZERS_PARALLELISM=false`` for
-    tokenizers' thread pool, and gigatoken's would oversubscribe the cores the same way (gigatoken
-    detects multiprocessing children itself, not Ray actors). None elsewhere: gigatoken's own
-    choice, its thread pool on every core."""
-    if getattr(_THREAD, "serial", False):
-        return False
-    return False if os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() in ("false", "0", "off", "no") else None
 
 
 def _without_special_added_tokens(json_text: str) -> str:
