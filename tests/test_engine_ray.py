@@ -116,7 +116,7 @@ def test_blocks_of_chunks_and_a_bounded_number_in_flight(tmp_path, local_ray, mo
     monkeypatch.setattr(ray_feed, "start", lambda *a, **k: feeds.append(start(*a, **k)) or feeds[-1])
     monkeypatch.setattr(ray_feed, "PER_WORKER", 1)
     monkeypatch.setattr(ray_feed, "RESULTS_PER_WORKER", 1)
-    monkeypatch.setattr(ray_feed, "BLOCK_BYTES", per_block * recipe.output.chunk_bytes)
+    monkeypatch.setattr(ray_feed, "chunks_per_block", lambda *args: per_block)  # a small corpus gets 1
     local = run(recipe, tmp_path / "local", workers=2)
     on_ray = run(recipe, tmp_path / "ray", engine="ray")
     whole, rest = divmod(chunks_per_file[0], per_block)
@@ -127,6 +127,16 @@ def test_blocks_of_chunks_and_a_bounded_number_in_flight(tmp_path, local_ray, mo
     assert feed.peak["per_worker"] == 1 and feed.peak["results"] <= 2
     assert feed.peak["reads"] <= 2 * ray_feed.READS_AHEAD
     assert shard_hashes(on_ray) == shard_hashes(local) and on_ray["counts"] == local["counts"]
+
+
+def test_blocks_fill_32_mib_while_every_worker_gets_eight():
+    from dataprep.build.ray_feed import chunks_per_block
+
+    mib = 1 << 20
+    assert chunks_per_block(4 * mib, 100_000 * mib, 64) == 8  # the default chunk_bytes: 8 chunks a block
+    assert chunks_per_block(32 * mib, 100_000 * mib, 64) == 1 and chunks_per_block(None, 100_000 * mib, 64) == 1
+    assert chunks_per_block(4 * mib, 40 * mib, 4) == 1  # 10 chunks for 4 workers: one a block
+    assert chunks_per_block(4 * mib, 4 * 8 * 4 * mib * 3, 4) == 3  # 3 chunks a block: 8 blocks a worker
 
 
 def test_a_restarted_reader_sends_the_blocks_a_live_one_would(tmp_path):

@@ -35,15 +35,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dataprep.build import ray_chunks
+from dataprep.read import file_size
 
 if TYPE_CHECKING:
     from dataprep.read import InputFile
     from dataprep.read.chunks import ChunkReader
 
-# Chunks sent in one block, at most this many bytes of text (chunk_bytes, 4 MiB by default: 8
-# chunks): what the driver spends per block (a few Ray calls, ~1.5 ms of CPU) is spent per 8 chunks;
-# the chunks stay the recipe's, so the output does not change.
+# Chunks sent in one block: at most this many bytes of text (chunk_bytes, 4 MiB by default: 8
+# chunks), so that what the driver spends per block (a few Ray calls, ~1.5 ms of CPU) is shared;
+# fewer when the inputs would not make BLOCKS_PER_WORKER blocks for every worker.
 BLOCK_BYTES = 32 << 20
+BLOCKS_PER_WORKER = 8
 OPEN_FILES = 64  # files read at once, at most one per reader actor (and no more readers than CPUs)
 READS_AHEAD = 2  # reads queued per open file: its reader never waits for the driver
 PER_WORKER = 2  # blocks handed to one chunk worker at once
@@ -171,6 +173,15 @@ class Feed:
                 self.ready.add(ref)
 
 
+def chunks_per_block(chunk_bytes: int | None, input_bytes: int, workers: int) -> int:
+    """Chunks in a block: as many as fill :data:`BLOCK_BYTES`, fewer when the inputs (``input_bytes``
+    as stored: compressed inputs hold more text, and get smaller blocks than they could) would not
+    give every worker :data:`BLOCKS_PER_WORKER` blocks. The chunks are the recipe's whatever this is."""
+    if not chunk_bytes:
+        return 1
+    return max(1, min(BLOCK_BYTES // chunk_bytes, input_bytes // (workers * BLOCKS_PER_WORKER * chunk_bytes)))
+
+
 def start(ray, reader: ChunkReader, worker: tuple[Callable[..., Any], tuple[Any, ...]], files: list[InputFile], *,
           cpus: int, max_retries: int) -> Feed:
     """Start ``cpus`` chunk workers (``setup(*args)`` once each) and the readers; the :class:`Feed`."""
@@ -181,7 +192,7 @@ def start(ray, reader: ChunkReader, worker: tuple[Callable[..., Any], tuple[Any,
     # own, so every CPU holds a worker; spread, so one node's disk and network do not read everything.
     read_actor = ray.remote(ray_chunks.FileReader).options(num_cpus=0, max_restarts=-1, max_task_retries=max_retries,
                                                            scheduling_strategy="SPREAD")
-    per_block = max(1, BLOCK_BYTES // reader.max_bytes) if reader.max_bytes else 1
+    per_block = chunks_per_block(reader.max_bytes, sum(file_size(f) for f in files), cpus)
     workers = [chunk_actor.remote(setup) for _ in range(cpus)]
     readers = [read_actor.remote(reader, files, per_block) for _ in range(max(1, min(cpus, len(files), OPEN_FILES)))]
     return Feed(ray, files, workers, readers, shared)
