@@ -163,45 +163,6 @@ def test_the_dedup_sets_fast_path_answers_as_the_per_digest_one():
     assert fast > 20 and len(seen) == len(reference) and seen.disk.runs() > 0
 
 
-def test_an_engines_runner_packs_the_segments_it_attaches_once_each(tmp_path):
-    """While an engine's runner is installed (segments.engine_runner), the segments are handed to it
-    (as --engine ray hands them to Ray tasks) and the shards are the threads'; a second finish (the
-    engine finishes its segments when its input ends, the stage again later) hands out nothing."""
-    from concurrent.futures import Future
-
-    class Inline:  # packs each segment at once, in this thread
-        capacity = 1
-
-        def __init__(self):
-            self.attached, self.submitted = [], []
-
-        def attach(self, segments_):
-            self.attached.append(segments_)
-            return self
-
-        def submit(self, spec, index, carry, pieces, final):
-            self.submitted.append(index)
-            done = Future()
-            done.set_result(segments.pack_segment(spec, index, carry, pieces, final))
-            return done
-
-        def close(self):
-            pass
-
-    seg = recipe(tmp_path, remainder="pad", segment_tokens=40_000)
-    threads = run(seg, tmp_path / "threads", workers=2)
-    inline = Inline()
-    with segments.engine_runner(inline):
-        engine = run(seg, tmp_path / "engine", workers=2)
-    assert shards(engine) == shards(threads)
-    [attached] = inline.attached
-    assert inline.submitted == list(range(attached.index)) and attached.index > 2
-    assert len(attached.carry[0])  # a partial row is left: a second finish would pack it again
-    handed = list(inline.submitted)
-    attached.finish()
-    assert inline.submitted == handed
-
-
 def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
     """Segments.use: the runner an engine offers (as --engine ray's RayChunks.segment_runner) packs every
     segment, attached once, to the threads' shards; a runner whose attach declines leaves them on threads."""
@@ -228,17 +189,22 @@ def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
         def close(self):
             pass
 
+    class Offering:  # an engine's results that offer a runner, as RayChunks does; run.py hands it to Segments.use
+        def __init__(self, results, runner):
+            self.results, self.segment_runner = results, runner
+
+        def __iter__(self):
+            return iter(self.results)
+
+        def close(self):
+            self.results.close()
+
     seg = recipe(tmp_path, remainder="pad", segment_tokens=40_000)
     threads = run(seg, tmp_path / "threads", workers=2)
+    local = pipeline.run_chunks
     for accept in (True, False):
         offered = Inline(accept)
-
-        class Given(segments.Segments):  # what run.py does with the engine's offer
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.use(offered)
-
-        monkeypatch.setattr(pipeline, "Segments", Given)
+        monkeypatch.setattr(pipeline, "run_chunks", lambda *a, **k: Offering(local(*a, **k), offered))
         out = run(seg, tmp_path / f"given-{accept}", workers=2)
         assert shards(out) == shards(threads)
         [attached] = offered.attached
@@ -246,3 +212,6 @@ def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
         assert isinstance(attached.runner, Inline if accept else segments.ThreadRunner)
         with pytest.raises(RuntimeError, match="once"):
             attached.use(offered)
+        handed = list(offered.submitted)
+        attached.finish()  # the engine finishes its segments when its input ends, the stage again later: nothing more
+        assert offered.submitted == handed

@@ -49,7 +49,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dataprep.build import segments
 from dataprep.errors import ConfigError, DataprepError, EngineError
 
 if TYPE_CHECKING:
@@ -175,29 +174,28 @@ def _results(ray, reader, worker, files, *, read_drops, counts, by_input, progre
     try:
         log.info("Ray engine: %d input file(s), %d chunk workers", len(files), cpus)
         feed = ray_feed.start(ray, reader, worker, files, cpus=cpus, max_retries=max_retries)
-        with segments.engine_runner(runner):  # until run.py hands RayChunks.segment_runner to Segments.use
-            try:
-                for table, ref in feed:
-                    for row, block in enumerate(ray_chunks.delivered(table)):
-                        _count(block, read_drops=read_drops, counts=counts, by_input=by_input, progress=progress)
-                        if block.result is not None:
-                            if runner is not None:
-                                runner.register(block.result, ref, row)
-                            yield block.result
-                if runner is not None:  # every result is in the ordered stage: its last segments, while Ray runs
-                    runner.end_of_input()
-            except Exception as err:
-                original = _original(ray, err)
-                if original is not None:
-                    raise original from None  # the same message as the local engine: file, line, fix
-                failure = _failure(ray, err, max_retries)
-                if failure is None:
-                    raise
-                raise failure from err
-            finally:
-                if runner is not None:
-                    runner.close()
-                feed.close()
+        try:
+            for table, ref in feed:
+                for row, block in enumerate(ray_chunks.delivered(table)):
+                    _count(block, read_drops=read_drops, counts=counts, by_input=by_input, progress=progress)
+                    if block.result is not None:
+                        if runner is not None:
+                            runner.register(block.result, ref, row)
+                        yield block.result
+            if runner is not None:  # every result is in the ordered stage: its last segments, while Ray runs
+                runner.end_of_input()
+        except Exception as err:
+            original = _original(ray, err)
+            if original is not None:
+                raise original from None  # the same message as the local engine: file, line, fix
+            failure = _failure(ray, err, max_retries)
+            if failure is None:
+                raise
+            raise failure from err
+        finally:
+            if runner is not None:
+                runner.close()
+            feed.close()
     finally:
         if started_here:
             ray.shutdown()

@@ -187,6 +187,8 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
     bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
     results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
                          workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+    if segments is not None:  # an engine may pack them itself (--engine ray: Ray tasks); else this process's threads
+        segments.use(getattr(results, "segment_runner", None))
     try:
         return _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done,
                      counts=counts, read_drops=read_drops, by_input=by_input, bar=bar, tmp=tmp)

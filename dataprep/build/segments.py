@@ -27,9 +27,8 @@ only between segments, once the ones in flight are written (:meth:`Segments.idle
 run cuts the same segments.
 
 Where segments run is the engine's choice: on this process's threads (:class:`ThreadRunner`, the
-local engine), or on the runner an engine offers (:meth:`Segments.use`; until run.py passes it,
-also while the engine has installed it with :func:`engine_runner`, looked up when the first piece
-arrives): ``--engine ray`` packs them as Ray tasks that read the chunks' tokens from the object
+local engine), or on the runner an engine offers (:meth:`Segments.use`, which the run calls with
+the engine's offer before the first piece): ``--engine ray`` packs them as Ray tasks that read the chunks' tokens from the object
 store blocks they arrived in, so the driver never touches a token
 (:class:`dataprep.build.ray_chunks.RaySegments`). Such an engine finishes its segments when its
 input ends (:meth:`Segments.finish`, then a no-op for the stage), while it can still run them.
@@ -38,9 +37,8 @@ input ends (:meth:`Segments.finish`, then a no-op for the stage), while it can s
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,8 +50,7 @@ from dataprep.build.write import SplitWriter
 from dataprep.pack.layout import gather_documents, gather_ranges
 from dataprep.pack.rows import PackStats
 
-__all__ = ["SegmentSpec", "Piece", "Segments", "pack_segment", "next_carry", "SEGMENT_PREFIX", "ThreadRunner",
-           "engine_runner"]
+__all__ = ["SegmentSpec", "Piece", "Segments", "pack_segment", "next_carry", "SEGMENT_PREFIX", "ThreadRunner"]
 
 SEGMENT_PREFIX = "segment-"  # segment k's shards while the run lasts: segment-000007-00000.arrow.tmp
 
@@ -183,22 +180,6 @@ class ThreadRunner:
             self._pool = None
 
 
-_ENGINE_RUNNERS: list[Any] = []  # the runner of the engine whose results are being consumed now, if it has one
-
-
-@contextmanager
-def engine_runner(runner: Any) -> Iterator[None]:
-    """While the block runs, segments that start collecting pieces are packed by ``runner``: an object
-    with :class:`Runner`'s methods and ``attach(segments)``, which returns the runner to use (itself,
-    or None: threads after all); a None runner: threads. The engine calls :meth:`Segments.finish` on
-    the ones it attached when its input ends."""
-    _ENGINE_RUNNERS.append(runner)
-    try:
-        yield
-    finally:
-        _ENGINE_RUNNERS.remove(runner)
-
-
 def next_carry(carry: Carry, pieces: list[Piece], seq_len: int) -> Carry:
     """The partial row a ``wrap`` stream leaves after ``carry`` and then ``pieces``' documents: its last
     ``(len(carry) + tokens) % seq_len`` tokens, in pieces each the end of a document, as
@@ -239,7 +220,7 @@ def next_carry(carry: Carry, pieces: list[Piece], seq_len: int) -> Carry:
 
 class Segments:
     """The ordered stage's side of segments: collect the train split's documents, hand each full
-    segment to a runner (threads, or the engine's: :func:`engine_runner`), adopt the shards in segment order.
+    segment to a runner (threads, or the engine's: :meth:`use`), adopt the shards in segment order.
 
     Args:
         spec: what every segment is packed and written with.
@@ -325,9 +306,8 @@ class Segments:
             self.runner.close()
 
     def _choose_runner(self) -> Runner:
-        runner = _ENGINE_RUNNERS[-1] if _ENGINE_RUNNERS else None
-        engine = runner.attach(self) if runner is not None else None
-        return engine if engine is not None else ThreadRunner(self.workers)
+        """This process's threads: no engine offered a runner (:meth:`use`) before the first piece."""
+        return ThreadRunner(self.workers)
 
     def _submit(self, *, final: bool) -> None:
         carry = self.carry if self.spec.wrap else None
