@@ -1,9 +1,9 @@
-"""Where chunk work runs: in this process (serially or on threads), in worker processes, or on Ray Data.
+"""Where chunk work runs: in this process (serially or on threads), in worker processes, or on Ray actors.
 
 Results always come back in input order, so output never depends on the worker count or
 the engine. Every local parallel mode keeps a bounded number of chunks in flight (``window``):
 memory stays flat however large the corpus (``multiprocessing.Pool.imap`` would read ahead
-without bound); Ray Data bounds its own with streaming backpressure.
+without bound); the Ray engine bounds its own (:mod:`dataprep.build.ray_feed`).
 
 Which local mode a task uses is the task's choice (:class:`~dataprep.tasks.base.Plan`):
 
@@ -32,7 +32,7 @@ its work is defined in); shards are byte-identical, since nothing else changes.
 
 :func:`run_chunks` picks the engine: on ``local`` this process reads the chunks and
 :func:`ordered_map` dispatches them to a mode; ``ray`` (:mod:`dataprep.build.engine_ray`) reads and works
-on them on Ray Data.
+on them on Ray actors.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def run_chunks(
         progress: told what was read.
         workers: chunks worked on at once (``local``), or the CPUs of a local Ray instance.
         mode: the local engine's mode (:data:`MODES`).
-        engine: ``local`` (this process reads; ``mode`` works) or ``ray`` (Ray Data reads and works).
+        engine: ``local`` (this process reads; ``mode`` works) or ``ray`` (Ray actors read and work).
         address: with ``ray``: the cluster to join (``ray://host:10001``, ``host:6379`` or ``auto``).
         by_input: file index -> that file's ``records_read`` and unreadable records by reason,
             set once the file has been read to its end (before its last result is yielded).

@@ -94,7 +94,7 @@ def run(
             for fine-tuning, or the CPUs of a local Ray instance. Output does not depend on it.
         overwrite: replace an existing dataset at ``out``.
         progress: show a progress bar (None: only when stderr is a terminal).
-        engine: ``local`` (this machine) or ``ray`` (reading and chunk work on Ray Data; same shards, byte for byte).
+        engine: ``local`` (this machine) or ``ray`` (reading and chunk work on Ray actors; same shards, byte for byte).
         address: with ``engine="ray"``: the cluster to join; default: start a local Ray instance.
         resume: continue the interrupted run in ``out.incomplete`` from its last checkpoint
             (:mod:`dataprep.build.checkpoint`); the shards are byte-identical to an uninterrupted run's.
@@ -205,7 +205,7 @@ def _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, result
           by_input, bar, tmp) -> Manifest:
     trained = recipe.tokenizer.train is not None  # only a trained tokenizer is kept in the checkpoint
     checked = 0  # inputs before this one are read to their end and had their losses checked
-    with contextlib.closing(results):  # on an error here, stop the engine now (Ray Data's executor, the pool)
+    with contextlib.closing(results):  # on an error here, stop the engine now (the Ray actors, the pool)
         for result in results:
             stage.add(result)
             done[result.source] += 1

@@ -16,7 +16,7 @@ from dataprep.cli.app import cli, setup_logging
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder (written atomically).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value, e.g. --set packing.seq_len=4096. Repeatable.")
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=None, help="Chunks worked on at once (default: all cores): threads for pretraining, processes for fine-tuning, CPUs of a local Ray instance. Output is identical for any value.")
-@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="ray: reading and chunk work on Ray Data (pip install 'dataprep[ray]'; every node must reach the inputs); same shards, byte for byte.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="ray: reading and chunk work on Ray actors (pip install 'dataprep[ray]'; every node must reach the inputs); same shards, byte for byte.")
 @click.option("--address", default=None, metavar="ADDR", help="With --engine ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset at --out.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in OUT.incomplete from its last checkpoint (same recipe, inputs and tokenizer); the shards are byte-identical to an uninterrupted run's.")
