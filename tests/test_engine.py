@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from dataprep.read.chunks import ChunkReader
-from dataprep.build.engine import READ_AHEAD, ordered_map, read_ahead, run_chunks
+from dataprep.build.engine import ordered_map, run_chunks
+from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.errors import ConfigError, InputError
 
 MODES = [("serial", 1), ("threads", 3), ("processes", 2)]

@@ -47,9 +47,9 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.errors import ConfigError
 from dataprep.text.encode_parallel import encode_serially, encode_serially_on_this_thread
 
@@ -157,7 +157,8 @@ def ordered_map(
             for ``threads``). Must be a module-level callable so it pickles.
         setup_args: picklable arguments for ``setup``.
         items: consumed lazily; at most ``window`` are in flight at once, and with more than one
-            worker up to :data:`READ_AHEAD` more are read ahead on a thread (:func:`read_ahead`).
+            worker up to :data:`~dataprep.build.read_ahead.READ_AHEAD` more are read ahead on a thread
+            (:func:`~dataprep.build.read_ahead.read_ahead`).
         workers: chunks worked on at once. 1 runs everything here, serially (any mode).
         window: chunks in flight (default ``2 * workers``).
         mode: ``threads`` (this process; for work that releases the GIL) or ``processes``
@@ -175,63 +176,6 @@ def ordered_map(
     if mode == "threads":
         return _threads(setup, setup_args, items, workers=workers, window=window)
     return _processes(setup, setup_args, items, workers=workers, window=window)
-
-
-_DONE = object()  # the end of a read-ahead queue
-READ_AHEAD = 2  # items read before the worker window has room for them (memory: window + this + 1 chunks)
-
-
-def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
-    """``items``, produced on a thread of their own up to ``depth`` ahead of the consumer.
-
-    Chunks are read (decompressed, parsed) on this thread while the caller's thread hands finished
-    chunks to the ordered stage and writes them: on the bench corpus reading was half of the calling
-    thread's work, which capped a run at 1.6 of 2 cores. The order and the items are the same; an
-    error while producing them is raised here, after every item before it, as it would be without
-    the thread. When the consumer stops early (an error, ``close()``), the producing thread stops at
-    its next item and closes ``items`` itself, and this waits for it: no input stays open behind a run.
-    """
-    queue: Queue = Queue(maxsize=max(depth, 1))
-    stop = threading.Event()
-
-    def produce() -> None:
-        iterator = iter(items)
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.05)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
-                    break
-        except BaseException as exc:  # raised in the consumer, in order
-            queue.put((_DONE, exc))
-            return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
-        queue.put((_DONE, None))
-
-    thread = threading.Thread(target=produce, name="dataprep-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = queue.get()
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # free a producer blocked on a full queue, then wait for it
-            try:
-                queue.get_nowait()
-            except Empty:
-                thread.join(0.05)
 
 
 def _serial(setup, setup_args, items) -> Iterator[Any]:
