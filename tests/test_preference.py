@@ -310,3 +310,21 @@ def test_transcripts_through_a_chat_template_end_the_prompt_with_its_generation_
     manifest = json.loads((out / C.MANIFEST_FILE).read_text())
     assert len(rows) == 8 and manifest["counts"]["dropped"] == {"identical_transcripts": 1, "no_common_prompt": 1}
     assert all(tuple(r[C.PROMPT_IDS]) in expected for r in rows)
+
+
+def test_special_token_text_in_a_pair_is_dropped_and_counted_among_clean_pairs(tmp_path, build):
+    """The chunk-wide search for special-token text (RecordWorker._special_suspects) finds the one pair
+    whose chosen response holds GPT-2's <|endoftext|>: it is dropped and counted, the clean pairs
+    around it are written."""
+    require_shared()
+    data = tmp_path / "pairs.jsonl"
+    pairs = [{"prompt": f"Q: question {i}\nA:", "chosen": f" good {i}" + ("<|endoftext|>" if i == 3 else ""),
+              "rejected": f" bad {i}"} for i in range(6)]
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    recipe = {"name": "special", "task": "preference", "preference": {"shape": "triples"}, "inputs": [{"path": str(data)}],
+              "tokenizer": {"path": str(DATA / "tokenizers" / "gpt2")}, "template": "text", "on_error": "skip",
+              "max_dropped_fraction": 0.5, "split": {"validation": 0}}
+    path = tmp_path / "special.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    manifest = json.loads((build(path) / C.MANIFEST_FILE).read_text())
+    assert manifest["counts"]["dropped"] == {"special_token_text": 1} and manifest["counts"]["records_written"] == 5

@@ -64,10 +64,11 @@ class PreferenceWorker(RecordWorker):
         columns = {name: [_loaded(v) for v in batch.column(name).to_pylist()] for name in fields_for(self.spec, file.entry)}
         lines = batch.column(C.LINE).to_pylist()
         rendered, labels, kept = [], [], []
+        suspects = self._special_suspects(columns)  # else no record holds a special token's text
         for row, line in enumerate(lines):
             record = {name: values[row] for name, values in columns.items()}
             try:
-                texts, label = self._render_record(record, file.spec.role_map)
+                texts, label = self._render_record(record, file.spec.role_map, check_special=suspects)
             except RecordProblem as problem:
                 self._bad(file, line, problem.reason, problem.message, drops)
                 continue
@@ -78,8 +79,9 @@ class PreferenceWorker(RecordWorker):
 
     # --- one record -> rendered sequences ---------------------------------------------------
 
-    def _render_record(self, record: Mapping[str, Any], roles) -> tuple[list[Rendered], bool | None]:
-        self._check_special_text(record)
+    def _render_record(self, record: Mapping[str, Any], roles, *, check_special: bool = True) -> tuple[list[Rendered], bool | None]:
+        if check_special:
+            self._check_special_text(record)
         shape = self.spec.shape
         if shape == "kto":
             got = R.read_unpaired(record, roles)
