@@ -262,8 +262,6 @@ def frame_documents(tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarr
     return out, lengths
 
 
-
-
 def _without_special_added_tokens(json_text: str) -> str:
     """The tokenizer JSON without its special added tokens: gigatoken then encodes their text as
     ``tokenizers`` does with ``encode_special_tokens`` (their ids are never produced)."""
