@@ -11,6 +11,11 @@ Ray workers do, each its own files, so the URLs must open on every node), and wr
 output. An output URL is built in a local staging folder and uploaded when the run succeeds,
 ``manifest.json`` last: object stores have no atomic rename, so a dataset is complete exactly
 when its manifest is there.
+
+``memory://`` (fsspec's in-process filesystem, where :func:`dataprep.build` stages in-memory
+inputs) hands every opener the one shared file object, seeked to 0: two readers at once (the
+input digest thread and the reader) would move each other's position and read a mix of the
+file. Each open of a memory file is therefore a reader of its own over a copy of the bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 from functools import lru_cache
 from typing import BinaryIO
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .errors import ConfigError, InputError, OutputError
@@ -82,6 +88,9 @@ def list_files(url: str) -> list[str]:
 
 def open_input(url: str, *, compression: str | None = None) -> BinaryIO:
     """A buffered binary stream of ``url``, decompressed when ``compression`` (gzip, zstd) is given."""
+    if _is_memory(url):
+        source = _memory_reader(url)
+        return pa.CompressedInputStream(source, compression) if compression else source
     fs, path = resolve(url)
     try:
         return fs.open_input_stream(path, compression=compression, buffer_size=_BLOCK)
@@ -91,11 +100,28 @@ def open_input(url: str, *, compression: str | None = None) -> BinaryIO:
 
 def open_random(url: str):
     """A seekable file of ``url`` (parquet and Arrow readers need one)."""
+    if _is_memory(url):
+        return _memory_reader(url)
     fs, path = resolve(url)
     try:
         return fs.open_input_file(path)
     except (OSError, ValueError) as exc:
         raise InputError(url, None, f"cannot open: {exc}", "check the URL and the credentials in the environment") from exc
+
+
+def _is_memory(url: str) -> bool:
+    return url.split("://", 1)[0].lower() == "memory"
+
+
+def _memory_reader(url: str) -> pa.BufferReader:
+    """A reader of its own over a copy of a memory file's bytes (never the shared file object)."""
+    import fsspec
+
+    try:
+        return pa.BufferReader(fsspec.filesystem("memory").cat_file(url.split("://", 1)[1]))
+    except (OSError, ValueError) as exc:  # FileNotFoundError is an OSError
+        raise InputError(url, None, f"cannot open: {exc!r}", "a memory:// input lives only in the process that "
+                         "wrote it, while it is there") from exc
 
 
 def size(url: str) -> int:

@@ -4,6 +4,7 @@ shards as local paths, streamed reads, uploads with the manifest last, clear err
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import fsspec
@@ -109,6 +110,30 @@ def test_fsspec_only_scheme_round_trips(tmp_path):
         with pytest.raises(OutputError, match="not a dataprep dataset .*refusing to delete"):
             run(recipe(tmp_path, str(C4)), "memory://dp-test/notours", workers=1, overwrite=True)
         assert mem.cat("/dp-test/notours/keep.txt") == b"x"
+    finally:
+        mem.rm("/dp-test", recursive=True)
+
+
+def test_two_readers_of_one_memory_file_each_read_all_of_it():
+    """fsspec's memory filesystem gives every opener one shared file object: the input digest thread
+    and the reader, opened side by side, moved each other's position (CI saw a memory input's
+    SHA-256 differ at the end of a run). Each open must read the file whole, on its own."""
+    data = bytes(range(256)) * (9 << 12)  # 9 MiB: more than one 4 MiB block
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/dp-test/two-readers.bin", data)
+    try:
+        url = "memory://dp-test/two-readers.bin"
+        first = storage.open_input(url)
+        head = first.read(5 << 20)
+        second = storage.open_input(url)  # opening the shared object seeked it back to 0
+        assert head + first.read() == data
+        assert second.read() == data
+        random = storage.open_random(url)
+        random.seek(1000)
+        assert storage.open_random(url).read() == data and random.read(10) == data[1000:1010]
+        assert storage.sha256(url) == hashlib.sha256(data).hexdigest()
+        with pytest.raises(InputError, match="memory://dp-test/gone.bin: cannot open"):
+            storage.open_input("memory://dp-test/gone.bin")
     finally:
         mem.rm("/dp-test", recursive=True)
 
