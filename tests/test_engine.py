@@ -184,13 +184,13 @@ def test_processes_mode_works_chunks_here_while_its_child_starts(tmp_path):
 def test_worker_processes_that_cannot_start_are_said_while_this_process_works_every_chunk(monkeypatch, caplog):
     import time
 
-    from dataprep.build import engine
+    from dataprep.build import worker_pool
 
     def no_pool(*args, **kwargs):
         time.sleep(0.2)  # after the run's few chunks have run here
         raise OSError("cannot spawn")
 
-    monkeypatch.setattr(engine.mp.pool, "Pool", no_pool)
+    monkeypatch.setattr(worker_pool.mp.pool, "Pool", no_pool)
     with caplog.at_level("WARNING", logger="dataprep.engine"):
         assert list(ordered_map(make_fn, (1,), range(3), workers=2, mode="processes")) == [1, 2, 5]
     assert "could not start (cannot spawn)" in caplog.text
@@ -199,12 +199,12 @@ def test_worker_processes_that_cannot_start_are_said_while_this_process_works_ev
 def test_worker_processes_that_cannot_start_fail_a_run_that_waits_for_them(monkeypatch):
     import time
 
-    from dataprep.build import engine
+    from dataprep.build import worker_pool
 
     def no_pool(*args, **kwargs):
         raise OSError("cannot spawn")
 
-    monkeypatch.setattr(engine.mp.pool, "Pool", no_pool)
+    monkeypatch.setattr(worker_pool.mp.pool, "Pool", no_pool)
 
     def items():  # slow enough that the loop sees the failure
         for i in range(50):

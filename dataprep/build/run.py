@@ -31,6 +31,7 @@ from dataprep.build.progress import Progress
 from dataprep.build.seen_set import SeenSet
 from dataprep.build.segments import SegmentSpec, Segments
 from dataprep.build.output_dir import open_output
+from dataprep.build.worker_pool import WorkerPool
 from dataprep.build.write import SplitWriter, batch_rows, write_bytes_atomic
 from dataprep.dataset.manifest import Manifest, section
 from dataprep.dataset.manifest_parts import (
@@ -109,12 +110,31 @@ def run(
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     sources = InputDigests(files)  # size and content hash, taken on threads from now on; checked again at the end
+    mode = task_for(recipe).local_mode(recipe)
     target = open_output(out, overwrite=overwrite, resume=resume)
+    with contextlib.ExitStack() as stack:  # worker processes begin now, while the tokenizer loads (worker_pool)
+        pool = stack.enter_context(WorkerPool(workers - 1, warm=(_warm_worker,))) if (
+            engine == "local" and workers > 1 and mode == "processes") else None
+        return _run(recipe, out, files, sources, target, workers=workers, progress=progress, engine=engine,
+                    address=address, resume=resume, checkpoint_every=checkpoint_every, pool=pool, started=started)
+
+
+def _warm_worker() -> None:
+    """What a worker process imports before it knows its set-up: every task's chunk work, the encoders."""
+    import importlib
+
+    importlib.import_module("dataprep.tasks.registry")
+    importlib.import_module("dataprep.text.encode_engine").warm_up()
+
+
+def _run(recipe: Recipe, out: str | Path, files: list[InputFile], sources: InputDigests, target, *, workers: int,
+         progress: bool | None, engine: str, address: str | None, resume: bool, checkpoint_every: float | None,
+         pool: WorkerPool | None, started: float) -> dict[str, Any]:
     saves = checkpoint.Checkpoints(target.tmp / checkpoint.CHECKPOINT_DIR,
                                    every=checkpoint_every if target.resumable else None)
     try:
         manifest = _build(recipe, files, sources, target.tmp, saves, workers=workers, progress=progress, engine=engine,
-                          address=address, resume=resume)
+                          address=address, resume=resume, pool=pool)
         facts = {"seconds": round(time.perf_counter() - started, 3), "workers": workers, "engine": engine,
                  "checkpoints": {"saved": saves.saved, "seconds": round(saves.seconds, 3), "resumed": resume}}
         manifest = manifest.portable(recipe, facts)  # paths relative to the recipe; run facts in `run`
@@ -142,7 +162,8 @@ def _resumable(exc: BaseException) -> bool:
 
 
 def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: Path, saves: checkpoint.Checkpoints, *,
-           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool) -> Manifest:
+           workers: int, progress: bool | None, engine: str, address: str | None, resume: bool,
+           pool: WorkerPool | None) -> Manifest:
     """The run itself, in ``tmp``: read, work, dedup, split, pack, write; the manifest."""
     state = saves.load() if resume else None
     # a trained tokenizer is taken from the checkpoint, not trained again
@@ -186,7 +207,8 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
         log.info("resuming from a checkpoint: %d chunk(s) of %d input(s) done", done.total(), len(done))
     bar = Progress(recipe.task, enabled=progress, inputs=[f.path for f in files], sizes=[file_size(f) for f in files])
     results = run_chunks(reader, plan.worker, files, read_drops=read_drops, counts=counts, progress=bar,
-                         workers=workers, mode=plan.mode, engine=engine, address=address, by_input=by_input)
+                         workers=workers, mode=task_for(recipe).local_mode(recipe), engine=engine, address=address,
+                         by_input=by_input, pool=pool)
     if segments is not None:  # an engine may pack them itself (--engine ray: Ray tasks); else this process's threads
         segments.use(getattr(results, "segment_runner", None))
     try:

@@ -124,7 +124,6 @@ class Plan:
     dedup: bool | MinhashSpec  # True: exact duplicates; a MinhashSpec: those, then near-duplicates (ChunkResult.signatures)
     rows: RowFacts
     manifest: Callable[[Any], TaskSections] = lambda stage: TaskSections()  # the ordered stage -> the task's own sections
-    mode: str = "processes"  # local engine: "threads" when the chunk work releases the GIL (engine.py)
 
 
 class Task(Protocol):
@@ -139,6 +138,12 @@ class Task(Protocol):
 
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files: list[InputFile]) -> Plan:
         """What this task plugs into the common run, for ``recipe`` over ``files``."""
+        ...
+
+    def local_mode(self, recipe: Recipe) -> str:
+        """How the local engine works this task's chunks (:data:`dataprep.build.engine.MODES`):
+        ``threads`` when the chunk work releases the GIL, else ``processes``. Known from the recipe
+        alone: a run begins its worker processes before it loads the tokenizer."""
         ...
 
 

@@ -210,6 +210,9 @@ class FewshotTask:
     def prepare_tokenizer(self, recipe: Recipe, tokenizer, tmp):
         return tokenizer
 
+    def local_mode(self, recipe: Recipe) -> str:
+        return "processes"  # templating and masks are Python that holds the GIL
+
     def plan(self, recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
         """The demonstration pool (read first), the few-shot worker, one prompt per row, and the
         ``sft`` and ``fewshot`` sections."""

@@ -314,6 +314,9 @@ class MlmTask:
         wanted = [recipe.mlm.mask_token or "<mask>"] if recipe.tokenizer.train is not None else []
         return with_special_tokens(recipe, tokenizer, wanted, tmp)
 
+    def local_mode(self, recipe: Recipe) -> str:
+        return "threads"  # pyarrow kernels, hashing and the encoders all release the GIL
+
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
         """The pretraining reader and worker (with an unframed tokenizer: the packer frames each
         piece), MLM's packer, and its ``objective`` section."""
@@ -358,5 +361,4 @@ def _plan(recipe: Recipe, tokenizer: LoadedTokenizer, files=None) -> Plan:
                           starts_with_bos=ids.get("bos") is not None and list(prefix[-1:]) == [ids["bos"]],
                           ends_with_eos=ids.get("eos") is not None and list(suffix[:1]) == [ids["eos"]]),
         manifest=manifest,
-        mode="threads",
     )

@@ -209,6 +209,8 @@ class PretrainTask:
             to_batch=lambda rows: rows.to_record_batch(),
             dedup=recipe.filter.minhash if recipe.filter.dedup == MINHASH else recipe.filter.dedup == "exact",
             rows=stream_facts(recipe),
-            # pyarrow kernels, hashing and encode_batch_fast all release the GIL; MinHash's shingling does not
-            mode="processes" if recipe.filter.dedup == MINHASH else "threads",
         )
+
+    def local_mode(self, recipe: Recipe) -> str:
+        # pyarrow kernels, hashing and the encoders all release the GIL; MinHash's shingling does not
+        return "processes" if recipe.filter.dedup == MINHASH else "threads"

@@ -209,6 +209,9 @@ class SpanTask:
         """The sentinels every row needs, taken from the tokenizer or added to it."""
         return with_special_tokens(recipe, tokenizer, sentinel_names(recipe, tokenizer), tmp)
 
+    def local_mode(self, recipe: Recipe) -> str:
+        return "threads"  # pyarrow kernels, hashing and the encoders all release the GIL
+
     def plan(self, recipe: Recipe, tokenizer: LoadedTokenizer, files) -> Plan:
         """The pretraining reader and worker, the span packer (wrap, then corrupt each row), and
         the ``objective`` section."""
@@ -241,5 +244,4 @@ def _plan(recipe: Recipe, tokenizer: LoadedTokenizer, files=None) -> Plan:
         dedup=recipe.filter.dedup == "exact",
         rows=RowFacts(layout=CORRUPTED, fixed_length=fixed_rows(recipe, wrap_fills=True)),
         manifest=manifest,
-        mode="threads",
     )

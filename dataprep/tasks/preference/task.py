@@ -169,6 +169,9 @@ class PreferenceTask:
     def prepare_tokenizer(self, recipe: Recipe, tokenizer, tmp: Path):
         return tokenizer
 
+    def local_mode(self, recipe: Recipe) -> str:
+        return "processes"  # templating and masks are Python that holds the GIL
+
     def plan(self, recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
         spec = spec_of(recipe)
         view = as_sft(recipe, spec)

@@ -158,7 +158,7 @@ def conversation(record: Mapping[str, Any]) -> tuple[list[dict], list | None]:
 
 def json_value(value: Any, name: str) -> Any:
     """A ``json``-kind field: its JSON text parsed, and a JSON string holding JSON parsed again."""
-    if value is None:
+    if value is None or value == "null":  # an absent optional field reads as JSON null: no parse per record
         return None
     try:
         value = json.loads(value) if isinstance(value, str) else value

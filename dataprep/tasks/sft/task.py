@@ -271,6 +271,9 @@ class SftTask:
     def prepare_tokenizer(self, recipe: Recipe, tokenizer, tmp: Path):
         return tokenizer
 
+    def local_mode(self, recipe: Recipe) -> str:
+        return "processes"  # templating and masks are Python that holds the GIL
+
     def plan(self, recipe: Recipe, tokenizer, files: list[InputFile]) -> Plan:
         labels = None
         if recipe.sft.classification is not None:

@@ -1,0 +1,85 @@
+"""Worker processes begun before their set-up is known (dataprep.build.worker_pool)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from dataprep.build.engine import ordered_map
+from dataprep.build.worker_pool import WorkerPool
+from dataprep.recipe import load_recipe
+
+from .conftest import REPO
+
+
+def scaled(factor: int):
+    def fn(item: int) -> tuple[int, int]:
+        return item * factor, os.getpid()
+
+    return fn
+
+
+def refuse(reason: str):
+    raise ValueError(reason)
+
+
+def note_warm_up(marker: str) -> None:
+    Path(marker).touch()
+
+
+def test_a_pool_begun_before_its_set_up_works_what_it_is_told_later(tmp_path):
+    marker = tmp_path / "warmed"
+    with WorkerPool(1, warm=(functools.partial(note_warm_up, str(marker)),)) as pool:
+        pool.starting.result()
+        assert pool.ping().get(timeout=60) is None and marker.exists()  # warmed before any set-up was given
+        results = list(ordered_map(scaled, (3,), range(40), workers=2, mode="processes", pool=pool))
+        assert [value for value, _ in results] == [i * 3 for i in range(40)]
+        assert {pid for _, pid in results} - {os.getpid()}  # the child worked chunks with the set-up given late
+        folder = pool._folder
+        assert os.listdir(folder)  # the set-up, pickled once, named by every task
+    assert not os.path.exists(folder)  # removed when the pool closes
+
+
+def test_a_set_up_that_fails_in_the_children_is_raised_with_their_first_chunk():
+    with WorkerPool(1) as pool:
+        pool.set_up(refuse, ("no tokenizer here",))
+        pool.starting.result()
+        with pytest.raises(ValueError, match="no tokenizer here"):
+            pool.submit(1).get(timeout=60)
+        assert pool.ping().get(timeout=60) is None  # answered: the child is there, its set-up failed
+
+
+def test_a_pool_of_the_wrong_size_is_refused():
+    with WorkerPool(2) as pool:
+        with pytest.raises(ValueError, match="a pool of 2 worker processes for 2 workers"):
+            list(ordered_map(scaled, (1,), range(3), workers=2, mode="processes", pool=pool))
+
+
+@pytest.mark.parametrize(("recipe", "workers", "begun"), [
+    ("demo-sft.yaml", 2, True),  # fine-tuning works chunks in processes
+    ("demo-sft.yaml", 1, False),  # one worker: this process alone
+    ("demo-pretrain.yaml", 2, False),  # pretraining's chunk work is on threads
+])
+def test_a_run_begins_its_worker_processes_before_it_loads_the_tokenizer(tmp_path, monkeypatch, recipe, workers, begun):
+    from dataprep.build import run as run_module
+
+    events = []
+    made, load = run_module.WorkerPool, run_module._tokenizer
+
+    class Recorded(made):
+        def __init__(self, size, warm=()):
+            events.append(("pool", size))
+            super().__init__(size, warm)
+
+    def loaded(*args, **kwargs):
+        events.append(("tokenizer",))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "WorkerPool", Recorded)
+    monkeypatch.setattr(run_module, "_tokenizer", loaded)
+    manifest = run_module.run(load_recipe(REPO / "recipes" / recipe), tmp_path / "out", workers=workers)
+    assert manifest["counts"]["records_written"] > 0
+    assert events == ([("pool", 1), ("tokenizer",)] if begun else [("tokenizer",)])
