@@ -52,8 +52,11 @@ demo: install
 two-stage: install
 	$(BIN)/python benchmarks/two_stage.py $(if $(THREADS),--threads $(THREADS))
 
+# Two test processes (pytest-xdist): the suite is mostly one-core Python; on the 2-core CI machine
+# they take ~70% of the serial time. TEST_PROCS=0 runs it in one process.
+TEST_PROCS ?= 2
 test: install-test
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --durations=20
 
 test-all: install-test
 	$(BIN)/python -m pytest -q -m "slow or not slow"

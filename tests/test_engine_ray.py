@@ -212,6 +212,9 @@ def test_killed_worker_is_retried_and_output_is_identical(tmp_path, local_ray, m
         def prepare_tokenizer(self, *args):
             return self.task.prepare_tokenizer(*args)
 
+        def local_mode(self, recipe):
+            return self.task.local_mode(recipe)
+
         def plan(self, *args):
             plan = self.task.plan(*args)
             setup, setup_args = plan.worker
