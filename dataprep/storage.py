@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from functools import lru_cache
 from typing import BinaryIO
 
@@ -128,22 +129,32 @@ def size(url: str) -> int:
     return int(info(url).size or 0)
 
 
-def sha256(url: str) -> str:
+def sha256(url: str, *, stop: threading.Event | None = None) -> str:
     with open_input(url) as fh:
-        return sha256_stream(fh)
+        return sha256_stream(fh, stop=stop)
 
 
-def sha256_file(path, *, block: int = 1 << 22) -> str:
+def sha256_file(path, *, block: int = 1 << 22, stop: threading.Event | None = None) -> str:
     """SHA-256 of a local file, read in blocks."""
     with open(path, "rb") as fh:
-        return sha256_stream(fh, block=block)
+        return sha256_stream(fh, block=block, stop=stop)
 
 
-def sha256_stream(fh: BinaryIO, *, block: int = _BLOCK) -> str:
-    """SHA-256 of what is left in an open binary stream, read ``block`` bytes at a time."""
+class HashingStopped(Exception):
+    """Raised by a hash whose ``stop`` was set: its result is no longer wanted (the run failed)."""
+
+
+def sha256_stream(fh: BinaryIO, *, block: int = _BLOCK, stop: threading.Event | None = None) -> str:
+    """SHA-256 of what is left in an open binary stream, read ``block`` bytes at a time.
+
+    Raises:
+        HashingStopped: ``stop`` was set (checked before each block).
+    """
     digest = hashlib.sha256()
-    while chunk := fh.read(block):
+    while not (stop is not None and stop.is_set()) and (chunk := fh.read(block)):
         digest.update(chunk)
+    if stop is not None and stop.is_set():
+        raise HashingStopped
     return digest.hexdigest()
 
 

@@ -110,13 +110,17 @@ def run(
     workers = workers or default_workers()
     files = resolve_inputs(recipe.inputs, base_dir=recipe.base_dir)
     sources = InputDigests(files)  # size and content hash, taken on threads from now on; checked again at the end
-    mode = task_for(recipe).local_mode(recipe)
-    target = open_output(out, overwrite=overwrite, resume=resume)
-    with contextlib.ExitStack() as stack:  # worker processes begin now, while the tokenizer loads (worker_pool)
-        pool = stack.enter_context(WorkerPool(workers - 1, warm=(_warm_worker,))) if (
-            engine == "local" and workers > 1 and mode == "processes") else None
-        return _run(recipe, out, files, sources, target, workers=workers, progress=progress, engine=engine,
-                    address=address, resume=resume, checkpoint_every=checkpoint_every, pool=pool, started=started)
+    try:
+        mode = task_for(recipe).local_mode(recipe)
+        target = open_output(out, overwrite=overwrite, resume=resume)
+        with contextlib.ExitStack() as stack:  # worker processes begin now, while the tokenizer loads (worker_pool)
+            pool = stack.enter_context(WorkerPool(workers - 1, warm=(_warm_worker,))) if (
+                engine == "local" and workers > 1 and mode == "processes") else None
+            return _run(recipe, out, files, sources, target, workers=workers, progress=progress, engine=engine,
+                        address=address, resume=resume, checkpoint_every=checkpoint_every, pool=pool, started=started)
+    except BaseException:
+        sources.cancel()  # the error is not held back until every input is hashed
+        raise
 
 
 def _warm_worker() -> None:

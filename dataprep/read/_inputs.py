@@ -7,6 +7,7 @@ import fnmatch
 import glob
 import os
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -292,18 +293,22 @@ def local_size(path: Path) -> int:
         return 0
 
 
-def file_sha256(file: InputFile) -> str:
-    """SHA-256 of an input as stored; for a dataset folder, of its files' names and digests in order."""
+def file_sha256(file: InputFile, *, stop: threading.Event | None = None) -> str:
+    """SHA-256 of an input as stored; for a dataset folder, of its files' names and digests in order.
+
+    Raises:
+        storage.HashingStopped: ``stop`` was set while it hashed.
+    """
     import hashlib
 
     from dataprep.storage import sha256_file
 
     if file.url:
-        return storage.sha256(file.url)
+        return storage.sha256(file.url, stop=stop)
     path = file.path
     if not path.is_dir():
-        return sha256_file(path)
+        return sha256_file(path, stop=stop)
     digest = hashlib.sha256()
     for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p).encode())
+        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p, stop=stop).encode())
     return digest.hexdigest()
