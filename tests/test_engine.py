@@ -213,3 +213,29 @@ def test_worker_processes_that_cannot_start_fail_a_run_that_waits_for_them(monke
 
     with pytest.raises(OSError, match="cannot spawn"):
         list(ordered_map(make_fn, (0,), items(), workers=2, mode="processes"))
+
+
+def _report_tokenizers_env():
+    import os
+
+    def fn(item):
+        return os.getpid(), os.environ.get("TOKENIZERS_PARALLELISM")
+
+    return fn
+
+
+def test_this_process_encodes_its_own_chunks_serially_beside_its_children(monkeypatch):
+    """In the processes mode this process works chunks beside the children, which hold the other
+    cores: tokenizers' Rust pool must not run on every core for them (tokenizers reads
+    TOKENIZERS_PARALLELISM at each call); the variable is as it was afterwards."""
+    import os
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    ran = list(ordered_map(_report_tokenizers_env, (), range(6), workers=2, mode="processes"))
+    here = [env for pid, env in ran if pid == os.getpid()]
+    assert here and set(here) == {"false"}  # the first chunks run here while the child starts
+    assert {env for pid, env in ran if pid != os.getpid()} <= {"false"}  # a child is serial for good
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    list(ordered_map(_report_tokenizers_env, (), range(3), workers=2, mode="processes"))
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
