@@ -216,8 +216,8 @@ class ResumeError(OutputError):
 
 
 class EngineError(DataprepError):
-    """The Ray engine could not start or finish the chunk work (a machine or cluster fault, not
-    the data's: a resumed run may get past it)."""
+    """The Ray engine or the local worker processes could not start or finish the chunk work (a
+    machine or cluster fault, not the data's: a resumed run may get past it)."""
 
     default_fix = "run the same command with --engine local to tell a Ray problem from a data one; `ray status` shows the cluster"
 

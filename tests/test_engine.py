@@ -190,7 +190,7 @@ def test_worker_processes_that_cannot_start_are_said_while_this_process_works_ev
         time.sleep(0.2)  # after the run's few chunks have run here
         raise OSError("cannot spawn")
 
-    monkeypatch.setattr(worker_pool.mp.pool, "Pool", no_pool)
+    monkeypatch.setattr(worker_pool, "ProcessPoolExecutor", no_pool)
     with caplog.at_level("WARNING", logger="dataprep.engine"):
         assert list(ordered_map(make_fn, (1,), range(3), workers=2, mode="processes")) == [1, 2, 5]
     assert "could not start (cannot spawn)" in caplog.text
@@ -204,7 +204,7 @@ def test_worker_processes_that_cannot_start_fail_a_run_that_waits_for_them(monke
     def no_pool(*args, **kwargs):
         raise OSError("cannot spawn")
 
-    monkeypatch.setattr(worker_pool.mp.pool, "Pool", no_pool)
+    monkeypatch.setattr(worker_pool, "ProcessPoolExecutor", no_pool)
 
     def items():  # slow enough that the loop sees the failure
         for i in range(50):

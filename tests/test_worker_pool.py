@@ -22,6 +22,15 @@ def scaled(factor: int):
     return fn
 
 
+def dies_in_a_child(parent: int):
+    def fn(item: int) -> int:
+        if os.getpid() != parent and item >= 3:
+            os._exit(137)  # as the kernel's OOM killer ends a process: no exception, no goodbye
+        return item
+
+    return fn
+
+
 def refuse(reason: str):
     raise ValueError(reason)
 
@@ -34,7 +43,7 @@ def test_a_pool_begun_before_its_set_up_works_what_it_is_told_later(tmp_path):
     marker = tmp_path / "warmed"
     with WorkerPool(1, warm=(functools.partial(note_warm_up, str(marker)),)) as pool:
         pool.starting.result()
-        assert pool.ping().get(timeout=60) is None and marker.exists()  # warmed before any set-up was given
+        assert pool.ping().result(timeout=60) is None and marker.exists()  # warmed before any set-up was given
         results = list(ordered_map(scaled, (3,), range(40), workers=2, mode="processes", pool=pool))
         assert [value for value, _ in results] == [i * 3 for i in range(40)]
         assert {pid for _, pid in results} - {os.getpid()}  # the child worked chunks with the set-up given late
@@ -48,8 +57,8 @@ def test_a_set_up_that_fails_in_the_children_is_raised_with_their_first_chunk():
         pool.set_up(refuse, ("no tokenizer here",))
         pool.starting.result()
         with pytest.raises(ValueError, match="no tokenizer here"):
-            pool.submit(1).get(timeout=60)
-        assert pool.ping().get(timeout=60) is None  # answered: the child is there, its set-up failed
+            pool.submit(1).result(timeout=60)
+        assert pool.ping().result(timeout=60) is None  # answered: the child is there, its set-up failed
 
 
 def test_a_pool_of_the_wrong_size_is_refused():
@@ -83,3 +92,20 @@ def test_a_run_begins_its_worker_processes_before_it_loads_the_tokenizer(tmp_pat
     manifest = run_module.run(load_recipe(REPO / "recipes" / recipe), tmp_path / "out", workers=workers)
     assert manifest["counts"]["records_written"] > 0
     assert events == ([("pool", 1), ("tokenizer",)] if begun else [("tokenizer",)])
+
+
+def test_a_child_that_dies_fails_the_run_instead_of_hanging_it():
+    """multiprocessing.Pool started a new child and left the dead one's chunk to be waited for
+    forever; the executor breaks, and the run says what happened and what to do."""
+    import time
+
+    from dataprep.errors import EngineError
+
+    def items():  # slow enough that the child, once started, takes chunks
+        for i in range(400):
+            time.sleep(0.02)
+            yield i
+
+    with pytest.raises(EngineError, match="a worker process died while it worked chunks") as caught:
+        list(ordered_map(dies_in_a_child, (os.getpid(),), items(), workers=2, mode="processes"))
+    assert "lower --workers" in str(caught.value) and "--resume" in str(caught.value)

@@ -47,7 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dataprep.build.read_ahead import READ_AHEAD, read_ahead
-from dataprep.build.worker_pool import WorkerPool
+from dataprep.build.worker_pool import WorkerPool, result_of
 from dataprep.errors import ConfigError
 from dataprep.text.encode_parallel import encode_serially, encode_serially_on_this_thread, tokenizers_serially
 
@@ -201,17 +201,17 @@ def _processes(setup, setup_args, items, *, workers: int, window: int, pool: Wor
     feed = max(1, min(window - 1, 2 * (workers - 1)))  # chunks the children hold, at most
     ping = None  # answered once a child has set itself up: chunks go to the children from then on
     try:
-        pending: deque[tuple[bool, Any]] = deque()  # (ran here, its outcome) or (False, AsyncResult)
+        pending: deque[tuple[bool, Any]] = deque()  # (ran here, its outcome) or (False, a child's Future)
         for item in items:
             if ping is None and pool.starting.done():
                 ping = pool.ping()  # raises the pool's start failure: this run waits for it
-            if ping is not None and ping.ready() and sum(1 for here, r in pending if not here and not r.ready()) < feed:
+            if ping is not None and ping.done() and sum(1 for here, r in pending if not here and not r.done()) < feed:
                 pending.append((False, pool.submit(item)))
             else:  # the children are full or not started: work this chunk here rather than wait
                 if fn is None:
                     fn = setup(*setup_args)
                 pending.append((True, _outcome(fn, item)))
-            while pending and (pending[0][0] or pending[0][1].ready() or len(pending) >= window):
+            while pending and (pending[0][0] or pending[0][1].done() or len(pending) >= window):
                 yield _result(*pending.popleft())
         while pending:
             yield _result(*pending.popleft())
@@ -235,7 +235,7 @@ def _outcome(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
 
 def _result(here: bool, outcome: Any) -> Any:
     if not here:
-        return outcome.get()
+        return result_of(outcome)
     ok, value = outcome
     if not ok:
         raise value

@@ -8,8 +8,12 @@ knows it will use one (before it loads the tokenizer and chooses the encode engi
 children import what the chunk work imports (``warm``) meanwhile, and learn what to build only
 when :meth:`WorkerPool.set_up` is called. The set-up is pickled once into a file that every
 task names, so a child builds it on its first task, and a child the pool starts again (after
-one died) builds it too; nothing blocks a child that waits, so children still exit with their
-parent as :mod:`multiprocessing.pool` children do.
+one died) builds it too; nothing blocks a child that waits.
+
+The children are a :class:`concurrent.futures.ProcessPoolExecutor`'s, not a
+:class:`multiprocessing.pool.Pool`'s: a child that dies while it works (killed by the kernel when
+memory runs out) breaks the executor, and every chunk in flight raises; a Pool started a new child
+and left the lost chunk's result to be waited for forever (a run that hung, silently).
 
 Children are *spawned* (a fresh interpreter), never forked, and never import the parent's
 ``__main__`` (:func:`worker_context`): see :mod:`dataprep.build.engine` for why.
@@ -20,15 +24,17 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing as mp
-import multiprocessing.pool
 import os
 import pickle
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from dataprep.errors import EngineError
 
 log = logging.getLogger("dataprep.engine")
 
@@ -51,8 +57,7 @@ class WorkerPool:
         self._setup: str | None = None
         starter = ThreadPoolExecutor(1, thread_name_prefix="dataprep-pool-start")
         # launching a child waits until it has read its start data (~0.3 s): not on the caller's thread
-        self.starting: Future[mp.pool.Pool] = starter.submit(
-            mp.pool.Pool, size, initializer=_init_worker, initargs=(warm,), context=worker_context())
+        self.starting: Future[ProcessPoolExecutor] = starter.submit(_start, size, warm)
         starter.shutdown(wait=False)
 
     def set_up(self, setup: Callable[..., Callable[[Any], Any]], setup_args: tuple[Any, ...]) -> None:
@@ -63,18 +68,39 @@ class WorkerPool:
         os.replace(path + ".tmp", path)
         self._setup = path
 
-    def submit(self, item: Any) -> mp.pool.AsyncResult:
-        """``fn(item)`` in a child (``fn`` as :meth:`set_up` said); the pool must have started."""
-        return self.starting.result().apply_async(_call, (self._setup, item))
+    def submit(self, item: Any) -> Future:
+        """``fn(item)`` in a child (``fn`` as :meth:`set_up` said), its result taken with
+        :func:`result_of`; the pool must have started.
 
-    def ping(self) -> mp.pool.AsyncResult:
-        """Answered once a child has built its set-up."""
-        return self.starting.result().apply_async(_ping, (self._setup,))
+        Raises:
+            EngineError: a child has died (the pool cannot be used any more).
+        """
+        try:
+            return self.starting.result().submit(_call, self._setup, item)
+        except BrokenProcessPool as exc:
+            raise _lost(exc) from exc
+
+    def ping(self) -> Future:
+        """Answered once a child has built its set-up (or once the pool is broken)."""
+        try:
+            return self.starting.result().submit(_ping, self._setup)
+        except BrokenProcessPool as exc:
+            raise _lost(exc) from exc
 
     def close(self) -> None:
-        """Stop the children (waits for a pool still starting, to stop it) and remove the set-up file."""
+        """Stop the children, busy or not (waits for a pool still starting, to stop it), and remove
+        the set-up file."""
         if self.starting.exception() is None:
-            self.starting.result().terminate()
+            executor = self.starting.result()
+            if hasattr(executor, "terminate_workers"):  # Python 3.14
+                executor.terminate_workers()
+                return shutil.rmtree(self._folder, ignore_errors=True)
+            # before 3.14 no public call stops a busy child: the executor's own record of them
+            children = list((getattr(executor, "_processes", None) or {}).values())
+            executor.shutdown(wait=False, cancel_futures=True)
+            for child in children:  # a failed run does not wait for a chunk still being worked
+                if child.is_alive():
+                    child.terminate()
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __enter__(self) -> WorkerPool:
@@ -82,6 +108,35 @@ class WorkerPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def result_of(future: Future) -> Any:
+    """What a child's task returned, or raised.
+
+    Raises:
+        EngineError: the child died while it worked (or another did: the pool is broken).
+    """
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise _lost(exc) from exc
+
+
+def _lost(exc: BaseException) -> EngineError:
+    return EngineError(
+        f"a worker process died while it worked chunks ({exc}); on Linux the kernel kills the largest process "
+        "when memory runs out (`dmesg` then says 'Out of memory: Killed process')",
+        fix="free memory, or lower --workers or the recipe's output.chunk_bytes; a run with checkpoints continues "
+            "with --resume")
+
+
+def _start(size: int, warm: tuple[Callable[[], Any], ...]) -> ProcessPoolExecutor:
+    """The executor, its ``size`` children launched (an executor launches a child per task while
+    none is idle: one ping each)."""
+    executor = ProcessPoolExecutor(size, mp_context=worker_context(), initializer=_init_worker, initargs=(warm,))
+    for _ in range(size):
+        executor.submit(_ping, None)
+    return executor
 
 
 def _init_worker(warm: tuple[Callable[[], Any], ...]) -> None:
