@@ -7,8 +7,7 @@ nothing: on 50k fine-tuning pairs the chunks were mostly worked here before the 
 knows it will use one (before it loads the tokenizer and chooses the encode engine): the
 children import what the chunk work imports (``warm``) meanwhile, and learn what to build only
 when :meth:`WorkerPool.set_up` is called. The set-up is pickled once into a file that every
-task names, so a child builds it on its first task, and a child the pool starts again (after
-one died) builds it too; nothing blocks a child that waits.
+task names, and a child builds it on its first task; nothing blocks a child that waits.
 
 The children are a :class:`concurrent.futures.ProcessPoolExecutor`'s, not a
 :class:`multiprocessing.pool.Pool`'s: a child that dies while it works (killed by the kernel when
@@ -91,16 +90,7 @@ class WorkerPool:
         """Stop the children, busy or not (waits for a pool still starting, to stop it), and remove
         the set-up file."""
         if self.starting.exception() is None:
-            executor = self.starting.result()
-            if hasattr(executor, "terminate_workers"):  # Python 3.14
-                executor.terminate_workers()
-                return shutil.rmtree(self._folder, ignore_errors=True)
-            # before 3.14 no public call stops a busy child: the executor's own record of them
-            children = list((getattr(executor, "_processes", None) or {}).values())
-            executor.shutdown(wait=False, cancel_futures=True)
-            for child in children:  # a failed run does not wait for a chunk still being worked
-                if child.is_alive():
-                    child.terminate()
+            _stop(self.starting.result())
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __enter__(self) -> WorkerPool:
@@ -108,6 +98,19 @@ class WorkerPool:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Stop every child now: a failed run does not wait for a chunk still being worked."""
+    if hasattr(executor, "terminate_workers"):  # Python 3.14
+        executor.terminate_workers()
+        return
+    # before 3.14 no public call stops a busy child: the executor's own record of them
+    children = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for child in children:
+        if child.is_alive():
+            child.terminate()
 
 
 def result_of(future: Future) -> Any:
