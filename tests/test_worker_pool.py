@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dataprep.build.engine import ordered_map
+from dataprep.build import worker_pool
 from dataprep.build.worker_pool import WorkerPool
 from dataprep.recipe import load_recipe
 
@@ -109,3 +110,20 @@ def test_a_child_that_dies_fails_the_run_instead_of_hanging_it():
     with pytest.raises(EngineError, match="a worker process died while it worked chunks") as caught:
         list(ordered_map(dies_in_a_child, (os.getpid(),), items(), workers=2, mode="processes"))
     assert "lower --workers" in str(caught.value) and "--resume" in str(caught.value)
+
+
+def test_set_up_folders_of_processes_that_are_gone_are_swept(tmp_path):
+    """A run killed with SIGKILL leaves its set-up folder (the pickled tokenizer); the next pool removes it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(done.stdout)  # a process that has ended
+    stale = tmp_path / f"{worker_pool._PREFIX}{gone}-abc"
+    mine = tmp_path / f"{worker_pool._PREFIX}{os.getpid()}-def"
+    other = tmp_path / "dataprep-workers-notapid"
+    for folder in (stale, mine, other):
+        folder.mkdir()
+        (folder / "setup-0.pickle").write_bytes(b"x")
+    worker_pool._sweep(str(tmp_path))
+    assert not stale.exists() and mine.exists() and other.exists()
