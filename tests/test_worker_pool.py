@@ -122,8 +122,12 @@ def test_set_up_folders_of_processes_that_are_gone_are_swept(tmp_path):
     stale = tmp_path / f"{worker_pool._PREFIX}{gone}-abc"
     mine = tmp_path / f"{worker_pool._PREFIX}{os.getpid()}-def"
     other = tmp_path / "dataprep-workers-notapid"
-    for folder in (stale, mine, other):
+    recent = tmp_path / f"{worker_pool._PREFIX}{gone}-ghi"  # gone, or only out of sight: young, so kept
+    for folder in (stale, mine, other, recent):
         folder.mkdir()
         (folder / "setup-0.pickle").write_bytes(b"x")
+        if folder is not recent:
+            hours_ago = os.stat(folder).st_mtime - 2 * 3600
+            os.utime(folder, (hours_ago, hours_ago))
     worker_pool._sweep(str(tmp_path))
-    assert not stale.exists() and mine.exists() and other.exists()
+    assert not stale.exists() and mine.exists() and other.exists() and recent.exists()

@@ -28,6 +28,7 @@ import pickle
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -104,17 +105,26 @@ class WorkerPool:
 _PREFIX = "dataprep-workers-"  # then the pid of the process whose pool it is
 
 
+_STALE_SECONDS = 3600  # a set-up is read by the children within seconds of being written
+
+
 def _sweep(root: str) -> None:
-    """Remove the set-up folders of processes that are gone (a run killed with SIGKILL cannot remove
-    its own; the set-up holds the pickled tokenizer, 33 MB for Gemma 3)."""
+    """Remove the set-up folders of processes that are gone, an hour old or more (a run killed with
+    SIGKILL cannot remove its own; the set-up holds the pickled tokenizer, 33 MB for Gemma 3). The
+    age also spares a live run whose pid this process cannot see (another container sharing the
+    temp folder)."""
     try:
         names = [n for n in os.listdir(root) if n.startswith(_PREFIX)]
     except OSError:
         return
     for name in names:
-        pid = name[len(_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        pid, folder = name[len(_PREFIX):].split("-", 1)[0], os.path.join(root, name)
+        try:
+            old = time.time() - os.stat(folder).st_mtime >= _STALE_SECONDS
+        except OSError:
+            continue
+        if pid.isdigit() and old and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
