@@ -467,3 +467,14 @@ def test_row_blocks_cut_any_stream_into_the_same_blocks():
     many = blocks([[2], [1, 3, 1, 1], [], [2, 2]])
     assert one == many
     assert [first for first, _ in one] == [0, 3, 6] and one[-1][1] == [10, 11]  # the last block: one row
+
+
+def test_pack_stats_add_sums_every_counter_and_refuses_another_row_length():
+    from dataprep.pack.rows import PackStats
+
+    total = PackStats(seq_len=8, documents=2, content_tokens=12, rows=2, pad_tokens=4)
+    total.add(PackStats(seq_len=8, documents=1, content_tokens=8, rows=1, dropped_tokens=3, dropped_rows=1, split_documents=1))
+    assert total == PackStats(seq_len=8, documents=3, content_tokens=20, pad_tokens=4, rows=3, dropped_tokens=3,
+                              dropped_rows=1, split_documents=1)
+    with pytest.raises(ValueError, match="16-token rows added to those of 8-token rows"):
+        total.add(PackStats(seq_len=16))

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -328,9 +328,7 @@ class Segments:
             raise RuntimeError(f"segment packing left {out.carry_tokens} tokens in its partial row where the "
                                f"ordered stage worked out {carry_tokens}: a bug in dataprep, please report it")
         self.writer.adopt(out.shards)
-        for f in fields(PackStats):
-            if f.name != "seq_len":
-                setattr(self.stats, f.name, getattr(self.stats, f.name) + getattr(out.stats, f.name))
+        self.stats.add(out.stats)
         self.on_unknown(out.unknown)
 
     _STATE = ("stats", "index", "carry")

@@ -8,7 +8,7 @@ documents.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pyarrow as pa
@@ -201,6 +201,14 @@ class PackStats:
     def efficiency(self) -> float:
         """Share of row capacity (``rows * seq_len``) holding document tokens; 0.0 with no rows."""
         return self.content_tokens / (self.rows * self.seq_len) if self.rows else 0.0
+
+    def add(self, other: PackStats) -> None:
+        """Add ``other``'s counters to these (a segment's packer's, to the split's); ``seq_len`` stays."""
+        if other.seq_len != self.seq_len:
+            raise ValueError(f"counters of {other.seq_len}-token rows added to those of {self.seq_len}-token rows")
+        for f in fields(self):
+            if f.name != "seq_len":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_dict(self) -> dict[str, int | float]:
         """The counters and ``efficiency`` as a plain dict."""
