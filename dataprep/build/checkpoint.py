@@ -99,10 +99,11 @@ class Checkpoints:
             fh.flush()
             os.fsync(fh.fileno())
         near = self._save_near(stage)
+        stage_state = stage.state()  # first: it packs and writes the documents it buffered (OrderedStage.state)
         state = {
             "identity": None if self._ident is None else self._ident(),
             "done": dict(done),
-            "stage": stage.state(),
+            "stage": stage_state,
             "writers": {split: writer.state() for split, writer in writers.items()},
             "seen": self.seen_count + len(digests),
             "tokenizer": tokenizer,
