@@ -164,11 +164,12 @@ def test_the_dedup_sets_fast_path_answers_as_the_per_digest_one():
 
 
 def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
-    """Segments.use: the runner an engine offers (as --engine ray's RayChunks.segment_runner) packs every
+    """Segments.use: the runner an engine offers (as --engine ray's ChunkResults.segment_runner) packs every
     segment, attached once, to the threads' shards; a runner whose attach declines leaves them on threads."""
     from concurrent.futures import Future
 
     from dataprep.build import run as pipeline
+    from dataprep.build.engine import ChunkResults
 
     class Inline:  # packs each segment at once, in this thread
         capacity = 1
@@ -189,22 +190,13 @@ def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
         def close(self):
             pass
 
-    class Offering:  # an engine's results that offer a runner, as RayChunks does; run.py hands it to Segments.use
-        def __init__(self, results, runner):
-            self.results, self.segment_runner = results, runner
-
-        def __iter__(self):
-            return iter(self.results)
-
-        def close(self):
-            self.results.close()
-
     seg = recipe(tmp_path, remainder="pad", segment_tokens=40_000)
     threads = run(seg, tmp_path / "threads", workers=2)
     local = pipeline.run_chunks
     for accept in (True, False):
         offered = Inline(accept)
-        monkeypatch.setattr(pipeline, "run_chunks", lambda *a, **k: Offering(local(*a, **k), offered))
+        # an engine's results that offer a runner, as --engine ray's do; run.py hands it to Segments.use
+        monkeypatch.setattr(pipeline, "run_chunks", lambda *a, **k: ChunkResults(local(*a, **k), offered))
         out = run(seg, tmp_path / f"given-{accept}", workers=2)
         assert shards(out) == shards(threads)
         [attached] = offered.attached

@@ -44,7 +44,7 @@ import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.build.worker_pool import WorkerPool, result_of
@@ -63,6 +63,24 @@ R = TypeVar("R")
 
 ENGINES = ("local", "ray")
 MODES = ("threads", "processes")
+
+
+class ChunkResults(Generic[R]):
+    """What :func:`run_chunks` returns: the chunks' results in input order (:meth:`close` stops the
+    engine: the pool, the Ray actors), and ``segment_runner``, the runner an engine offers for the run's
+    segments (:meth:`dataprep.build.segments.Segments.use`; None: this process's threads)."""
+
+    def __init__(self, results: Iterator[R], segment_runner: Any = None):
+        self._results, self.segment_runner = results, segment_runner
+
+    def __iter__(self) -> ChunkResults[R]:
+        return self
+
+    def __next__(self) -> R:
+        return next(self._results)
+
+    def close(self) -> None:
+        _close(self._results)
 
 
 def default_workers() -> int:
@@ -87,7 +105,7 @@ def run_chunks(
     address: str | None = None,
     by_input: dict[int, Counter] | None = None,
     pool: WorkerPool | None = None,
-) -> Iterator[R]:
+) -> ChunkResults[R]:
     """Read every input's chunks and yield ``fn(chunk)`` for each, in input order (``fn = setup(*args)``).
 
     Args:
@@ -120,7 +138,7 @@ def run_chunks(
     if address is not None:
         raise ConfigError("--address names a Ray cluster, but the engine is local", fix="add --engine ray, or leave out --address")
     chunks = progress.track(reader.chunks(files, read_drops=read_drops, counts=counts, by_input=by_input))
-    return ordered_map(*worker, chunks, workers=workers, mode=mode, pool=pool)
+    return ChunkResults(ordered_map(*worker, chunks, workers=workers, mode=mode, pool=pool))
 
 
 def ordered_map(

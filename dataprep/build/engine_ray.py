@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from dataprep.build.engine import ChunkResults
 from dataprep.errors import ConfigError, DataprepError, EngineError
 
 if TYPE_CHECKING:
@@ -83,9 +84,10 @@ def ray_run_chunks(
     workers: int,
     address: str | None = None,
     max_retries: int = MAX_RETRIES,
-) -> RayChunks:
+) -> ChunkResults:
     """:func:`dataprep.build.engine.run_chunks` on Ray actors: every chunk's result, in input order
-    (:class:`RayChunks`, which also offers the runner for the run's segments).
+    (:class:`~dataprep.build.engine.ChunkResults`, which also offers the runner for the run's segments:
+    Ray tasks, or None through Ray Client, where the driver's threads pack them).
 
     Args:
         reader: reads one input file's chunks (on a worker).
@@ -128,27 +130,9 @@ def ray_run_chunks(
         if started_here:
             ray.shutdown()
         raise
-    return RayChunks(_results(ray, reader, worker, files, read_drops=read_drops, counts=counts, by_input=by_input,
+    return ChunkResults(_results(ray, reader, worker, files, read_drops=read_drops, counts=counts, by_input=by_input,
                               progress=progress, cpus=cpus, runner=runner, max_retries=max_retries,
                               started_here=started_here), runner)
-
-
-class RayChunks:
-    """What :func:`ray_run_chunks` returns: the chunks' results, in input order (closing it stops the
-    engine), and ``segment_runner``: the runner the run's segments should use
-    (:meth:`dataprep.build.segments.Segments.use`; None: the driver's threads, e.g. through Ray Client)."""
-
-    def __init__(self, results: Iterator[Any], segment_runner: Any):
-        self._results, self.segment_runner = results, segment_runner
-
-    def __iter__(self) -> RayChunks:
-        return self
-
-    def __next__(self) -> Any:
-        return next(self._results)
-
-    def close(self) -> None:
-        self._results.close()
 
 
 def _check_reachable(address: str) -> None:

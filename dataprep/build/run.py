@@ -214,7 +214,7 @@ def _build(recipe: Recipe, files: list[InputFile], sources: InputDigests, tmp: P
                          workers=workers, mode=task_for(recipe).local_mode(recipe), engine=engine, address=address,
                          by_input=by_input, pool=pool)
     if segments is not None:  # an engine may pack them itself (--engine ray: Ray tasks); else this process's threads
-        segments.use(getattr(results, "segment_runner", None))
+        segments.use(results.segment_runner)
     try:
         return _work(recipe, files, sources, saves, plan, tokenizer, stage, writers, results, done,
                      counts=counts, read_drops=read_drops, by_input=by_input, bar=bar, tmp=tmp)
