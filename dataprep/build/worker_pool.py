@@ -128,6 +128,8 @@ def _sweep(root: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if os.name != "posix":  # Windows' os.kill(pid, 0) would end that process: never ask there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
