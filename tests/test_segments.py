@@ -169,7 +169,7 @@ def test_segments_use_the_runner_they_are_given(tmp_path, monkeypatch):
     from concurrent.futures import Future
 
     from dataprep.build import run as pipeline
-    from dataprep.build.engine import ChunkResults
+    from dataprep.build.chunk_results import ChunkResults
 
     class Inline:  # packs each segment at once, in this thread
         capacity = 1

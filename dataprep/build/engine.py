@@ -44,8 +44,9 @@ import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from dataprep.build.chunk_results import ChunkResults
 from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.build.worker_pool import WorkerPool, result_of
 from dataprep.errors import ConfigError
@@ -63,24 +64,6 @@ R = TypeVar("R")
 
 ENGINES = ("local", "ray")
 MODES = ("threads", "processes")
-
-
-class ChunkResults(Generic[R]):
-    """What :func:`run_chunks` returns: the chunks' results in input order (:meth:`close` stops the
-    engine: the pool, the Ray actors), and ``segment_runner``, the runner an engine offers for the run's
-    segments (:meth:`dataprep.build.segments.Segments.use`; None: this process's threads)."""
-
-    def __init__(self, results: Iterator[R], segment_runner: Any = None):
-        self._results, self.segment_runner = results, segment_runner
-
-    def __iter__(self) -> ChunkResults[R]:
-        return self
-
-    def __next__(self) -> R:
-        return next(self._results)
-
-    def close(self) -> None:
-        _close(self._results)
 
 
 def default_workers() -> int:

@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from dataprep.build.engine import ChunkResults
+from dataprep.build.chunk_results import ChunkResults
 from dataprep.errors import ConfigError, DataprepError, EngineError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def ray_run_chunks(
     max_retries: int = MAX_RETRIES,
 ) -> ChunkResults:
     """:func:`dataprep.build.engine.run_chunks` on Ray actors: every chunk's result, in input order
-    (:class:`~dataprep.build.engine.ChunkResults`, which also offers the runner for the run's segments:
+    (:class:`~dataprep.build.chunk_results.ChunkResults`, which also offers the runner for the run's segments:
     Ray tasks, or None through Ray Client, where the driver's threads pack them).
 
     Args:
