@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from .conftest import REPO
 
 def scaled(factor: int):
     def fn(item: int) -> tuple[int, int]:
+        time.sleep(0.01)  # a chunk's work: the child's answer to the run's ping comes while this process works one
         return item * factor, os.getpid()
 
     return fn
@@ -98,8 +100,6 @@ def test_a_run_begins_its_worker_processes_before_it_loads_the_tokenizer(tmp_pat
 def test_a_child_that_dies_fails_the_run_instead_of_hanging_it():
     """multiprocessing.Pool started a new child and left the dead one's chunk to be waited for
     forever; the executor breaks, and the run says what happened and what to do."""
-    import time
-
     from dataprep.errors import EngineError
 
     def items():  # slow enough that the child, once started, takes chunks
