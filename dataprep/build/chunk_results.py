@@ -24,6 +24,11 @@ class ChunkResults(Generic[R]):
 
     def close(self) -> None:
         """Close the results now (a generator's ``finally`` stops its engine)."""
-        close = getattr(self._results, "close", None)
-        if close is not None:
-            close()
+        close_iterator(self._results)
+
+
+def close_iterator(items: Any) -> None:
+    """Close ``items`` now if it can be closed (a generator: its ``finally`` runs, its files close)."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dataprep.build.chunk_results import ChunkResults
+from dataprep.build.chunk_results import ChunkResults, close_iterator
 from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.build.worker_pool import WorkerPool, result_of
 from dataprep.errors import ConfigError
@@ -183,7 +183,7 @@ def _threads(setup, setup_args, items, *, workers: int, window: int) -> Iterator
             yield pending.popleft().result()
     finally:  # an error (or the consumer stopping) cancels what has not started
         pool.shutdown(wait=True, cancel_futures=True)
-        _close(items)
+        close_iterator(items)
 
 
 def _processes(setup, setup_args, items, *, workers: int, window: int, pool: WorkerPool | None) -> Iterator[Any]:
@@ -222,7 +222,7 @@ def _processes(setup, setup_args, items, *, workers: int, window: int, pool: Wor
             log.warning("the worker processes could not start (%s); this process worked every chunk", failed)
         if own:
             pool.close()
-        _close(items)
+        close_iterator(items)
 
 
 def _outcome(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
@@ -241,10 +241,3 @@ def _result(here: bool, outcome: Any) -> Any:
     if not ok:
         raise value
     return value
-
-
-def _close(items: Iterable[Any]) -> None:
-    """Close a generator of items now (a read-ahead thread stops, its input files close)."""
-    close = getattr(items, "close", None)
-    if close is not None:
-        close()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import weakref
 from collections import Counter
@@ -55,6 +54,7 @@ import ray.util.scheduling_strategies
 
 from dataprep.build.segments import Carry, Piece, SegmentOut, SegmentSpec, pack_segment
 from dataprep.errors import DataprepError, EngineError
+from dataprep.text.encode_parallel import encode_serially_in_this_process
 from dataprep.read.chunks import ChunkReader
 from dataprep.build.progress import read_position
 from dataprep.read import InputFile
@@ -152,8 +152,7 @@ class ChunkWorker:
     """
 
     def __init__(self, setup: Callable[..., Callable[[Any], Any]]):
-        # One worker per CPU already: the tokenizer's own thread pool would only oversubscribe.
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        encode_serially_in_this_process()  # one worker per CPU already
         self.setup = setup
         self.fn: Callable[[Any], Any] | None = None
 

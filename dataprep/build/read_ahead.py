@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from queue import Empty, Full, Queue
 from typing import TypeVar
 
+from dataprep.build.chunk_results import close_iterator
+
 T = TypeVar("T")
 
 _DONE = object()  # the end of a read-ahead queue
@@ -47,9 +49,7 @@ def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
             queue.put((_DONE, exc))
             return
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            close_iterator(iterator)
         queue.put((_DONE, None))
 
     thread = threading.Thread(target=produce, name="dataprep-read-ahead", daemon=True)

@@ -35,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from dataprep.errors import EngineError
+from dataprep.text.encode_parallel import encode_serially_in_this_process
 
 log = logging.getLogger("dataprep.engine")
 
@@ -182,8 +183,7 @@ def _start(size: int, warm: tuple[Callable[[], Any], ...]) -> ProcessPoolExecuto
 
 
 def _init_worker(warm: tuple[Callable[[], Any], ...]) -> None:
-    # One process per core already: the tokenizer's own thread pool would only oversubscribe.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    encode_serially_in_this_process()  # one process per core already
     for fn in warm:
         try:
             fn()

@@ -34,6 +34,12 @@ def encode_serially() -> Iterator[None]:
         _THREAD.serial = before
 
 
+def encode_serially_in_this_process() -> None:
+    """Mark this process as one of several worker processes (dataprep's, or a Ray actor's): one per
+    core already, so neither tokenizers' Rust pool nor gigatoken's (:func:`parallel_here`) runs."""
+    os.environ[_TOKENIZERS_ENV] = "false"
+
+
 @contextlib.contextmanager
 def tokenizers_serially() -> Iterator[None]:
     """``tokenizers`` encodes on the calling thread for the ``with`` block: it reads
