@@ -50,7 +50,7 @@ from dataprep.build.chunk_results import ChunkResults, close_iterator
 from dataprep.build.read_ahead import READ_AHEAD, read_ahead
 from dataprep.build.worker_pool import WorkerPool, result_of
 from dataprep.errors import ConfigError
-from dataprep.text.encode_parallel import encode_serially, encode_serially_on_this_thread, tokenizers_serially
+from dataprep.text.encode_parallel import encode_serially, encode_serially_on_this_thread
 
 if TYPE_CHECKING:
     from dataprep.read.chunks import ChunkReader
@@ -227,7 +227,7 @@ def _processes(setup, setup_args, items, *, workers: int, window: int, pool: Wor
 
 def _outcome(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
     """``fn(item)`` as ``(True, result)``, or ``(False, exception)``: raised when its turn comes."""
-    with encode_serially(), tokenizers_serially():  # the children work beside this thread: no encoder pool on every core
+    with encode_serially():  # the children work beside this thread: no encoder pool on every core
         try:
             return True, fn(item)
         except Exception as exc:

@@ -23,17 +23,6 @@ def encode_serially_on_this_thread() -> None:
     _THREAD.serial = True
 
 
-@contextlib.contextmanager
-def encode_serially() -> Iterator[None]:
-    """:func:`encode_serially_on_this_thread` for the ``with`` block only."""
-    before = getattr(_THREAD, "serial", False)
-    _THREAD.serial = True
-    try:
-        yield
-    finally:
-        _THREAD.serial = before
-
-
 def encode_serially_in_this_process() -> None:
     """Mark this process as one of several worker processes (dataprep's, or a Ray actor's): one per
     core already, so neither tokenizers' Rust pool nor gigatoken's (:func:`parallel_here`) runs."""
@@ -41,9 +30,10 @@ def encode_serially_in_this_process() -> None:
 
 
 @contextlib.contextmanager
-def tokenizers_serially() -> Iterator[None]:
-    """``tokenizers`` encodes on the calling thread for the ``with`` block: it reads
-    ``TOKENIZERS_PARALLELISM`` at every call, and this sets it to ``false`` (restored after).
+def encode_serially() -> Iterator[None]:
+    """Either engine encodes on the calling thread for the ``with`` block: ``TOKENIZERS_PARALLELISM``
+    is ``false`` (restored after), which ``tokenizers`` reads at every call and :func:`parallel_here`
+    for gigatoken.
 
     Process-wide: for a thread that encodes beside worker processes which hold the other cores
     (this process's own chunks in the ``processes`` mode, whose other threads read, hash and write
