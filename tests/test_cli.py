@@ -210,3 +210,20 @@ def test_errors_as_json_lines(tmp_path, capsys):
     assert code == 1 and line["error"] == "InputError" and line["message"].startswith("missing.jsonl: path does not exist")
     assert line["fix"] == "check the path; relative paths are resolved against the recipe's folder"
 
+
+
+def test_only_the_process_entry_point_freezes_the_collector(monkeypatch, capsys):
+    """main() with no argv is the process's own command line and freezes the cycle collector for
+    a fast exit; called in process with argv (tests, a user's script) it must not: frozen objects
+    are never collected, and the caller goes on."""
+    import gc
+
+    before = gc.get_freeze_count()
+    code, _, _ = invoke(["schema", "recipe"], capsys)
+    assert code == 0 and gc.get_freeze_count() == before
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr("sys.argv", ["dataprep", "schema", "recipe"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 0 and frozen == [True]

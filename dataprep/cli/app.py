@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import threading
@@ -67,6 +68,18 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, with the exit statuses and error messages the module docstring lists."""
+    try:
+        _main(argv)
+    finally:
+        if argv is None:  # the process's own command line: it ends now
+            # Python's finalization runs the cycle collector over every object several times while
+            # it clears the modules (~110k objects after pyarrow, pandas, numpy, jsonschema are
+            # imported: 0.13-0.2 s of a 2.3 s fine-tuning run); frozen, they are only freed. Nothing
+            # written is left open by then (outputs are committed, in-process callers pass argv).
+            gc.freeze()
+
+
+def _main(argv: list[str] | None) -> None:
     import signal
 
     if threading.current_thread() is threading.main_thread():
