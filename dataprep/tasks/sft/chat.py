@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from dataprep.errors import RecordProblem, RenderFailed, TemplateError
 from dataprep.tasks.sft import chat_loading
-from dataprep.tasks.sft.chat_jinja import TEMPLATE_DATE, compile_template, parse_date, render_template
 from dataprep.tasks.sft.chat_messages import CHAT_ROLES, REASONING_KEYS, TRAIN_KEY, check_messages, prepare_messages
 from dataprep.tasks.sft.chat_probe import Probe, probe_template
 from dataprep.tasks.sft.chat_spans import Conversation, TurnTargets
@@ -41,7 +40,7 @@ from dataprep.tasks.sft.templates import CHAT_TARGET_POLICY, Rendered, check_tar
 if TYPE_CHECKING:
     from dataprep.text.tokenizer import LoadedTokenizer
 
-__all__ = ["ChatTemplate", "CHAT_ROLES", "TEMPLATE_DATE", "REASONING_KEYS"]
+__all__ = ["ChatTemplate", "CHAT_ROLES", "REASONING_KEYS"]
 
 _TOOL_LITERAL = re.compile(r"""['"]tool['"]""")
 TEMPLATE_FAILED = "template_failed"  # the reason a conversation the template fails on is a bad record
@@ -59,7 +58,7 @@ class ChatTemplate:
         variables: Extra template variables, e.g. ``{"pad_token": ..., "unk_token": ...}``
             (transformers passes the whole special-tokens map) and the recipe's
             ``chat_template_kwargs`` (``enable_thinking``, ``reasoning_effort``, ...).
-        date: What ``strftime_now`` prints (``YYYY-MM-DD``); default :data:`TEMPLATE_DATE`.
+        date: What ``strftime_now`` prints (``YYYY-MM-DD``); default :data:`~dataprep.tasks.sft.chat_jinja.TEMPLATE_DATE`.
 
     Raises:
         TemplateError: The template does not compile, or ``date`` is not a date.
@@ -83,6 +82,9 @@ class ChatTemplate:
         self.special_tokens = tuple(dict.fromkeys(t for t in special_tokens if t))
         merged = {**(variables or {}), "bos_token": bos_token, "eos_token": eos_token}
         self.variables = {k: v for k, v in merged.items() if v is not None}  # None would render as "None"
+        # jinja2 (50 ms) is imported by a run that renders a chat template, not by every run that imports this
+        from dataprep.tasks.sft.chat_jinja import compile_template, parse_date
+
         self.date = parse_date(date)
         self.roles = CHAT_ROLES + (("tool",) if _TOOL_LITERAL.search(source) else ())
         # What the template reads at all: data it never mentions would be dropped without a word.
@@ -175,12 +177,16 @@ class ChatTemplate:
             TemplateRaised: The template called ``raise_exception``.
             TemplateError: Any other error while rendering.
         """
+        from dataprep.tasks.sft.chat_jinja import render_template
+
         variables = {**self.variables, **kwargs}
         return render_template(self._template, messages, tools, add_generation_prompt=add_generation_prompt, variables=variables)
 
     def render_marked(self, messages: list[dict], *, tools: list | None = None) -> tuple[str, list[tuple[int, int]]]:
         """Render like :meth:`render` and return the character spans of the template's
         ``{% generation %}`` blocks (transformers' ``return_assistant_tokens_mask``)."""
+        from dataprep.tasks.sft.chat_jinja import render_template
+
         spans: list[tuple[int, int]] = []
         text = render_template(self._template, messages, tools, add_generation_prompt=False, variables=self.variables, spans=spans)
         return text, spans
