@@ -363,3 +363,52 @@ def test_special_token_text_in_real_chats_is_counted(tmp_path):
     specials = [t.content for t in Tokenizer.from_file(str(PHI3 / "tokenizer.json")).get_added_tokens_decoder().values() if t.special]
     quoting = sum(any(s in m["content"] for m in c["messages"] for s in specials) for c in conversations)
     assert dropped == quoting > 0
+
+
+def test_pairs_rendered_a_chunk_at_a_time_give_what_one_at_a_time_gives(tmp_path, monkeypatch):
+    """The worker renders a pair template's plain records a column at a time (_pairs_at_once) and
+    leaves the rest to the per-record path: the chunk's ids, masks, stats, drops and their samples
+    are what the per-record path alone gives, with history turns, system prompts, blanks, numbers,
+    missing fields and Alpaca's optional input among the records (the reader drops numbers and
+    missing fields before the worker sees them; a chunk with special-token text goes one at a time)."""
+    from collections import Counter
+
+    from dataprep.read import resolve_inputs
+    from dataprep.tasks.sft.records import iter_chunks
+    from dataprep.tasks.sft.worker import SftWorker
+    from dataprep.text.tokenizer import load_tokenizer
+
+    records = [
+        {"instruction": "Name a color.", "input": "", "output": "Red."},
+        {"instruction": "Add", "input": "2 and 3", "output": 5},
+        {"instruction": "Again?", "output": "Yes.", "history": [["Hi", "Hello!"], ["How are you?", "Fine."]]},
+        {"instruction": "With a system prompt", "output": "Sure.", "system": "Be brief."},
+        {"instruction": "   ", "output": "blank instruction"},
+        {"output": "no instruction"},
+        {"instruction": "Input is a list", "input": ["x"], "output": "bad type"},
+        {"instruction": "Über café", "input": "\u3000", "output": "ünïcode"},
+    ] * 3
+    recipe = pairs_recipe(tmp_path, records, template="alpaca", on_error="skip")
+    tokenizer = load_tokenizer(recipe.tokenizer, base_dir=tmp_path, warn=False)
+    files = resolve_inputs(recipe.inputs, base_dir=tmp_path)
+
+    def chunk_results():
+        worker = SftWorker(recipe, tokenizer, files, None)
+        return [worker(item) for item in iter_chunks(files, recipe, Counter(), Counter())]
+
+    rendered_at_once = []
+    pairs_at_once = SftWorker._pairs_at_once
+    monkeypatch.setattr(SftWorker, "_pairs_at_once", lambda self, columns, n: rendered_at_once.append(
+        sum(r is not None for r in pairs_at_once(self, columns, n))) or pairs_at_once(self, columns, n))
+    at_once = chunk_results()
+    assert rendered_at_once == [3 * 3]  # the color, system-prompt and Unicode records
+    monkeypatch.setattr(SftWorker, "_pairs_at_once", lambda self, columns, n: [None] * n)
+    one_by_one = chunk_results()
+    assert len(at_once) == len(one_by_one) == 1
+    fast, slow = at_once[0], one_by_one[0]
+    assert fast.tokens.tolist() == slow.tokens.tolist() and fast.lengths.tolist() == slow.lengths.tolist()
+    assert fast.extras.keys() == slow.extras.keys() and all(fast.extras[k].tolist() == slow.extras[k].tolist() for k in fast.extras)
+    assert fast.doc_stats.keys() == slow.doc_stats.keys()
+    assert all(fast.doc_stats[k].tolist() == slow.doc_stats[k].tolist() for k in fast.doc_stats)
+    assert fast.hashes == slow.hashes and fast.drops == slow.drops and fast.drop_samples == slow.drop_samples
+    assert fast.doc_stats["system_not_rendered"].sum() == 3 and fast.drops == Counter(empty_field=3)

@@ -253,6 +253,10 @@ def test_missing_alpaca_output_names_the_needed_fields():
 
 
 def test_stop_text_and_policy_are_checked():
+    two = get_template(_TWO_OPTIONAL)  # one optional column missing, the other's value not text: render() refuses it
+    for missing, other in (("input", "context"), ("context", "input")):
+        columns = {"instruction": ["a", "a"], "output": ["b", "b"], other: [["not text"], None]}
+        assert two.render_all(columns, 2, stop_text=EOS) == [None, two.render({"instruction": "a", "output": "b"}, stop_text=EOS)]
     with pytest.raises(TemplateError, match="stop_text"):
         TEMPLATES["alpaca"].render({"instruction": "i", "output": "o"}, stop_text="")
     with pytest.raises(TemplateError, match="did you mean 'completion'"):
@@ -289,3 +293,72 @@ def test_custom_rendering_is_verbatim(a, b, before, between, after, stop):
     t = get_template({"prompt": f"{esc(before)}{{a}}{esc(between)}", "response": f"{{b}}{esc(after)}"})
     rendered = t.render({"a": a, "b": b}, stop_text=stop)
     _check(rendered, before + a + between, b + after, stop)
+
+
+# --- a column at a time (render_all) ------------------------------------------------------------
+
+# Values of every kind a field can hold: text, blanks (Unicode whitespace too), None, numbers, booleans,
+# a list and a dict (bad types), and text with braces and specials' look-alikes.
+_ANY_VALUE = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "\t\n", "\u3000", "\x1c", "\u2028", "{x}", "{{", EOS, "é", "null"]),
+    st.none(), st.integers(-3, 3), st.floats(allow_nan=False, width=16), st.booleans(),
+    st.just(["a"]), st.just({"a": 1}),
+)
+
+
+def _one_at_a_time(template: PairTemplate, records: list[dict], policy: str) -> list[Rendered | str]:
+    out: list[Rendered | str] = []
+    for record in records:
+        try:
+            out.append(template.render(record, stop_text=EOS, policy=policy))
+        except RecordProblem as problem:
+            out.append(problem.reason)
+    return out
+
+
+_TWO_OPTIONAL = {"prompt": "I {instruction} / {input} / {context}\n", "prompt_no_input": "I {instruction}\n",
+                 "response": "{output}"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    rows=st.lists(st.fixed_dictionaries({}, optional={f: _ANY_VALUE for f in ("instruction", "input", "context", "output")}),
+                  max_size=12),
+    name=st.sampled_from(["alpaca", "dialogsum", "prompt_completion", "custom", "two optional"]),
+    policy=st.sampled_from(["completion", "all"]),
+    without=st.sets(st.sampled_from(["instruction", "input", "context", "output"]), max_size=2),
+)
+def test_render_all_renders_what_render_renders(rows, name, policy, without):
+    """Every record render_all renders is exactly render()'s; every record it leaves (None) is one
+    render() refuses or renders a number in; the rest it must not leave. A render_all that took a
+    blank or a number as text, picked the wrong prompt, or lost a field fails here. Columns in
+    ``without`` are not there at all (their field absent from every record)."""
+    template = {"custom": get_template({"prompt": "Q: {instruction}\n{{literal}}", "response": "{output}!"}),
+                "two optional": get_template(_TWO_OPTIONAL)}.get(name) or TEMPLATES[name]
+    fields = sorted(template.required_fields | template.optional_fields)
+    records = [{f: None if f in without else r.get(f) for f in fields} for r in rows]  # absent reads as None
+    columns = {f: [r[f] for r in records] for f in fields if f not in without}
+    at_once = template.render_all(columns, len(records), stop_text=EOS, policy=policy)
+    singly = _one_at_a_time(template, records, policy)
+    for record, fast, slow in zip(records, at_once, singly):
+        if fast is not None:
+            assert fast == slow, record
+        else:
+            texty = all(type(record[f]) is str and record[f].strip() for f in template.required_fields) and all(
+                record[f] is None or type(record[f]) is str for f in template.optional_fields)
+            assert not texty, f"left a record render() renders from text: {record}"
+
+
+def test_render_all_without_a_field_column_leaves_every_record():
+    template = TEMPLATES["alpaca"]
+    records = [{"instruction": "a", "output": "b"}, {"instruction": "c", "input": "d", "output": "e"}]
+    no_input = template.render_all({"instruction": ["a", "c"], "output": ["b", "e"]}, 2, stop_text=EOS)
+    assert no_input == [template.render(records[0], stop_text=EOS), template.render({"instruction": "c", "output": "e"}, stop_text=EOS)]
+    assert template.render_all({"instruction": ["a", "c"]}, 2, stop_text=EOS) == [None, None]  # no output column
+    two = get_template(_TWO_OPTIONAL)  # one optional column missing, the other's value not text: render() refuses it
+    for missing, other in (("input", "context"), ("context", "input")):
+        columns = {"instruction": ["a", "a"], "output": ["b", "b"], other: [["not text"], None]}
+        assert two.render_all(columns, 2, stop_text=EOS) == [None, two.render({"instruction": "a", "output": "b"}, stop_text=EOS)]
+    with pytest.raises(TemplateError, match="stop_text"):
+        template.render_all({"instruction": [], "output": []}, 0, stop_text="")

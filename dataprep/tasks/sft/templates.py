@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,12 @@ def _fill(pieces: tuple[_Piece, ...], values: Mapping[str, str]) -> str:
     return "".join(values[v] if kind == "field" else v for kind, v in pieces)
 
 
+def _fill_all(pieces: tuple[_Piece, ...], columns: Mapping[str, Sequence[Any]], rows: list[int]) -> list[str]:
+    """:func:`_fill` for the records ``rows`` of ``columns`` (each value there text); no rows for None pieces."""
+    parts = [[columns[v][i] for i in rows] if kind == "field" else itertools.repeat(v, len(rows)) for kind, v in pieces or ()]
+    return ["".join(p) for p in zip(*parts)] if parts else [""] * len(rows)
+
+
 # --- templates -------------------------------------------------------------------------
 
 
@@ -220,6 +227,11 @@ class PairTemplate:
         spec = {"prompt": self.prompt, "response": self.response, "prompt_no_input": self.prompt_no_input}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode("utf-8")).hexdigest()
 
+    def _check_call(self, stop_text: str, policy: str) -> None:
+        check_target_policy(policy)
+        if not isinstance(stop_text, str) or not stop_text:
+            raise TemplateError(f"template {self.name!r}: stop_text must be the tokenizer's EOS token string, got {stop_text!r}")
+
     def render(self, record: Mapping[str, Any], *, stop_text: str, policy: str = PAIR_TARGET_POLICY) -> Rendered:
         """Render one record: ``prompt + response + stop_text``.
 
@@ -239,11 +251,7 @@ class PairTemplate:
                 required field, ``bad_type`` for a value that is not text or a number.
             TemplateError: ``stop_text`` empty, or an unknown target policy.
         """
-        check_target_policy(policy)
-        if not isinstance(stop_text, str) or not stop_text:
-            raise TemplateError(
-                f"template {self.name!r}: stop_text must be the tokenizer's EOS token string, got {stop_text!r}"
-            )
+        self._check_call(stop_text, policy)
         if not isinstance(record, Mapping):
             raise RecordProblem("bad_type", f"record must be a mapping of fields, got {type(record).__name__}")
         values: dict[str, str] = {}
@@ -269,6 +277,35 @@ class PairTemplate:
         text = head + _fill(self._response, values) + stop_text  # type: ignore[attr-defined]
         start = 0 if policy == "all" else len(head)
         return Rendered(text=text, targets=((start, len(text)),), prompt_end=len(head))
+
+    def render_all(self, columns: Mapping[str, Sequence[Any]], n: int, *, stop_text: str,
+                   policy: str = PAIR_TARGET_POLICY) -> list[Rendered | None]:
+        """:meth:`render` for ``n`` records as columns (field name -> ``n`` values; a field not there
+        is absent), a column at a time, rendering exactly what :meth:`render` renders; None for each
+        record left to :meth:`render`: a required field not non-blank text, an optional one neither
+        text nor absent. Raises as :meth:`render` does for ``stop_text`` and ``policy``."""
+        self._check_call(stop_text, policy)
+        left: set[int] = set()  # records render() takes
+        for field in self._required_order:  # type: ignore[attr-defined]
+            values = columns.get(field)
+            if values is None:
+                return [None] * n
+            left.update([i for i, v in enumerate(values) if type(v) is not str or not v or v.isspace()])
+        no_input: set[int] = set()  # records whose optional fields are absent or blank: prompt_no_input
+        for field in self._optional:  # type: ignore[attr-defined]
+            values = columns.get(field)
+            if values is None:
+                no_input.update(range(n))
+                continue
+            left.update([i for i, v in enumerate(values) if v is not None and type(v) is not str])
+            no_input.update([i for i, v in enumerate(values) if v is None or (type(v) is str and (not v or v.isspace()))])
+        out: list[Rendered | None] = [None] * n
+        for prompt, chosen in ((self._prompt, [i for i in range(n) if i not in left and i not in no_input]),  # type: ignore[attr-defined]
+                               (self._no_input, sorted(no_input - left))):  # type: ignore[attr-defined]
+            for i, head, tail in zip(chosen, _fill_all(prompt, columns, chosen), _fill_all(self._response, columns, chosen)):  # type: ignore[attr-defined]
+                text = head + tail + stop_text
+                out[i] = Rendered(text=text, targets=((0 if policy == "all" else len(head), len(text)),), prompt_end=len(head))
+        return out
 
 
 _ALPACA_HEAD = "Below is an instruction that describes a task"

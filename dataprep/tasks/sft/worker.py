@@ -83,7 +83,15 @@ class SftWorker(RecordWorker):
         rendered, label_ids, kept_lines, unseen_system = [], [], [], []
         names = list(columns)
         suspects = self._special_suspects(columns)  # else no record holds a special token's text
-        for line, values in zip(lines, zip(*columns.values()) if columns else [()] * len(lines)):
+        at_once = self._pairs_at_once(columns, len(lines)) if not suspects else [None] * len(lines)
+        systems = columns.get(SYSTEM) or [None] * len(lines)
+        for line, values, done, system in zip(lines, zip(*columns.values()) if columns else [()] * len(lines), at_once, systems):
+            if done is not None:  # rendered with the chunk's other pairs: no problem to report, no label
+                rendered.append(done)
+                label_ids.append(None)
+                kept_lines.append(line)
+                unseen_system.append(int(bool(system)))
+                continue
             record = dict(zip(names, values))
             try:
                 label = self._label(record[LABEL]) if self.label_ids is not None else None
@@ -195,6 +203,18 @@ class SftWorker(RecordWorker):
                 out[name] = [json.loads(v) for v in column.to_pylist()]
             else:
                 out[name] = column.to_pylist()
+        return out
+
+    def _pairs_at_once(self, columns: Mapping[str, list[Any]], n: int) -> list[Rendered | None]:
+        """The chunk's pair-template examples rendered a column at a time (:meth:`PairTemplate.render_all`),
+        as :meth:`_render` renders them: None for each record :meth:`_render` must take (one with
+        earlier turns or a problem), and for all of them with a chat template or labels."""
+        if self.pair is None or self.label_ids is not None:
+            return [None] * n
+        out = self.pair.render_all(columns, n, stop_text=self.stop_text, policy=self.target_policy)
+        for i, history in enumerate(columns.get(HISTORY) or ()):
+            if history is not None and history != "null":  # json_value's absent field
+                out[i] = None
         return out
 
     def _render(self, record: Mapping[str, Any], *, check_special: bool = True):
