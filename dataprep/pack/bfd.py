@@ -143,15 +143,17 @@ class BfdPacker:
         lens = np.concatenate(self._lens)
         extras = {k: np.concatenate(v) for k, v in self._extras.items()}
         starts = np.cumsum(lens) - lens
-        lens_list = lens.tolist()
+        order = np.argsort(-lens, kind="stable")
         bins: list[list[int]] = []
         room: list[int] = []
-        free: list[tuple[int, int]] = []  # (room left, bin id), sorted: the best fit is the first that fits
-        for i in np.argsort(-lens, kind="stable").tolist():
-            n = lens_list[i]
-            k = bisect.bisect_left(free, (n, -1))
+        # (room left, bin id) as one int, room << shift | id, sorted: the best fit is the first that
+        # fits (the least room, then the oldest bin); ints compare at half the cost of tuples
+        shift = len(lens).bit_length()
+        free: list[int] = []
+        for i, n in zip(order.tolist(), lens[order].tolist()):
+            k = bisect.bisect_left(free, n << shift)
             if k < len(free):
-                _, b = free.pop(k)
+                b = free.pop(k) & ((1 << shift) - 1)
                 bins[b].append(i)
             else:
                 b = len(bins)
@@ -159,7 +161,7 @@ class BfdPacker:
                 room.append(L)
             room[b] -= n
             if room[b]:
-                bisect.insort(free, (room[b], b))
+                bisect.insort(free, room[b] << shift | b)
         fills = L - np.array(room, dtype=np.int64)
         keep = np.zeros(len(bins), dtype=bool)
         if not final:
