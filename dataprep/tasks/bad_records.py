@@ -94,8 +94,12 @@ class RecordWorker:
         value is a match in the join, so a chunk said clean is clean."""
         if self.special_text is None:
             return False
-        return any(self.special_text.search("\n".join(text for value in values for text in _strings(value)))
-                   for values in columns.values())
+        for values in columns.values():
+            texts = [v for v in values if type(v) is str]  # a text column's values, without a generator each
+            texts += [text for v in values if v is not None and type(v) is not str for text in _strings(v)]
+            if self.special_text.search("\n".join(texts)):
+                return True
+        return False
 
     def _check_special_text(self, record: Mapping[str, Any]) -> None:
         """A record's own text must not hold a special token's text (``special_text: error``)."""
