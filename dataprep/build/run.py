@@ -127,6 +127,7 @@ def _warm_worker() -> None:
     """What a worker process imports before it knows its set-up: every task's chunk work, the encoders."""
     import importlib
 
+    importlib.import_module("dataprep.build.lean_imports").pyarrow_without_pandas()  # a process of the run's own
     importlib.import_module("dataprep.tasks.registry")
     importlib.import_module("dataprep.text.encode_engine").warm_up()
 

@@ -1,0 +1,57 @@
+"""dataprep.build.lean_imports: a run's processes never import pandas for pyarrow's conversions,
+and pandas still works there when something asks for it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from .conftest import RECIPES
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_conversions_do_not_import_pandas_and_pandas_still_works():
+    out = _python("""
+        import sys
+        from dataprep.build.lean_imports import pyarrow_without_pandas
+        pyarrow_without_pandas()
+        import numpy as np, pyarrow as pa
+        pa.array([1, 2]); pa.scalar(3, pa.int32()); pa.array(np.arange(3)); pa.RecordBatch.from_pydict({"a": ["x"]})
+        print("pandas" in sys.modules)
+        frame = pa.table({"a": [1, 2]}).to_pandas()  # pyarrow imports pandas when asked for it
+        import pandas
+        print(type(frame).__name__, list(pa.array(pandas.Series([4, 5])).to_pylist()))
+    """)
+    assert out.split() == ["False", "DataFrame", "[4,", "5]"]
+
+
+def test_a_cli_run_never_imports_pandas(tmp_path):
+    out = _python(f"""
+        import sys
+        from dataprep.cli import main
+        try:
+            main(["-q", "run", {str(RECIPES / "demo-sft.yaml")!r}, "--out", {str(tmp_path / "out")!r}, "-w", "1"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        print("pandas" in sys.modules)
+    """)
+    assert out.split() == ["False"]
+
+
+def test_a_worker_process_warms_up_without_pandas():
+    """What a run's spawned worker runs first (its imports and encoders), then a conversion."""
+    out = _python("""
+        import sys
+        from dataprep.build.run import _warm_worker
+        _warm_worker()
+        import pyarrow as pa
+        pa.array(["x"])
+        print("pandas" in sys.modules)
+    """)
+    assert out.split() == ["False"]
