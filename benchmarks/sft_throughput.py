@@ -10,6 +10,9 @@ On ``../shared/bench/pairs50k.jsonl.zst`` (50k prompt/response pairs), in one ru
   ``auto``, gigatoken's ids with offsets from their byte lengths where fine-tuning's probe holds,
   :mod:`dataprep.tasks.sft.engine_choice`), with the engine each run's manifest records, the ratio,
   and whether their shards are byte-identical;
+- the same bfd 2048 run with the code as it was when #20 was filed (:data:`FILED`, unpacked from git
+  history), interleaved with today's, ``--against-filed N`` runs each: #20's "fine-tuning examples/s
+  >= 3x today" measured side by side;
 - references, from the same examples' lengths (one ``packing: none`` run): one example per row
   padded to ``seq_len``, and padding to the longest of each batch of 8 (input order);
 - TRL, when it is installed (``pip install trl``; optional): ``SFTTrainer``'s own dataset
@@ -24,17 +27,23 @@ Usage::
     python benchmarks/sft_throughput.py --limit-mb 5    # the first 5 MB of pairs
     python benchmarks/sft_throughput.py --no-trl --no-real
     python benchmarks/sft_throughput.py --no-trl --no-real --workers 1   # no worker processes to start
+    python benchmarks/sft_throughput.py --only-against-filed --against-filed 8   # #20's 3x, side by side
 
 Goals: fill >= 99.5% with no token lost (over-long examples dropped by the policy, counted),
-examples/s at least TRL's tokenize + pack rate, and the fast engine >= 3x tokenizers' (#20).
+examples/s at least TRL's tokenize + pack rate, and >= 3x the examples/s of the code when #20 was filed.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
+import io
 import json
 import shutil
+import subprocess
+import sys
+import tarfile
 import time
 import types
 from pathlib import Path
@@ -144,6 +153,59 @@ def trl_prepare(data: Path, seq_len: int, strategy: str) -> dict | None:
             "fill": lengths.sum() / (len(lengths) * seq_len)}
 
 
+FILED = "bca6bcd"  # main when #20 was filed (2026-12-04): its goal is fine-tuning examples/s >= 3x this code's
+# How a run of one tree of the code is launched: that tree first on sys.path, the editable install's finder gone
+BOOT = ("import sys; root = sys.argv.pop(1); sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+        "sys.path.insert(0, root); sys.argv = ['dataprep'] + sys.argv[1:]; import dataprep; "
+        "assert dataprep.__file__.startswith(root), dataprep.__file__; from dataprep.cli import main; main()")
+
+
+def code_at(rev: str, work: Path) -> Path | None:
+    """The ``dataprep`` package (and its ``schemas``) as it was at git revision ``rev``, unpacked under ``work`` (None
+    without the repository's history)."""
+    root = work / f"dataprep-at-{rev}"
+    if not (root / "dataprep").is_dir():
+        done = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "dataprep", "schemas"], capture_output=True)
+        if done.returncode:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+            tar.extractall(root, filter="data")
+    return root
+
+
+def against_filed(work: Path, data: Path, n: int, repeats: int, workers: int | None) -> None:
+    """dataprep now (engine auto) beside the code at :data:`FILED`, bfd 2048, ``repeats`` interleaved
+    runs each, launched the same way, both trees byte-compiled first (as an installed package is)."""
+    old = code_at(FILED, work)
+    if old is None:
+        print(f"\nagainst the code when #20 was filed ({FILED}): no git history here, skipped")
+        return
+    for root in (old, REPO):
+        compileall.compile_dir(root / "dataprep", quiet=1)
+    seconds: dict[str, list[float]] = {"filed": [], "now": []}
+    digests = {}
+    for i in range(repeats):
+        for name in ("filed", "now") if i % 2 == 0 else ("now", "filed"):
+            recipe = pairs_recipe(data, max(SEQ_LENS))
+            if name == "now":
+                recipe["tokenizer"]["engine"] = "auto"
+            path, out = write_recipe(work / f"{name}.yaml", recipe), work / f"out-{name}"
+            sets = ["--workers", str(workers)] if workers else []
+            cmd = [sys.executable, "-c", BOOT, str(old if name == "filed" else REPO), "-q", "run", str(path),
+                   "--out", str(out), "--overwrite", *sets]
+            seconds[name].append(measure(cmd).seconds)
+            digests[name] = shard_digest(out)
+    filed, now = (float(np.median(seconds[k])) for k in ("filed", "now"))
+    print(f"\nagainst the code when #20 was filed ({FILED}), bfd {max(SEQ_LENS)}, {repeats} interleaved runs each "
+          f"(median; end to end, subprocess):")
+    print(f"  {'dataprep at ' + FILED:34} {filed:5.2f} s  {n / filed:7,.0f} examples/s  (runs: "
+          f"{', '.join(f'{x:.2f}' for x in seconds['filed'])})")
+    print(f"  {'dataprep now, engine auto':34} {now:5.2f} s  {n / now:7,.0f} examples/s  (runs: "
+          f"{', '.join(f'{x:.2f}' for x in seconds['now'])})")
+    print(f"  {'now / when filed':34} {filed / now:.2f}x examples/s (#20's goal >= 3); shards "
+          f"{'byte-identical' if digests['filed'] == digests['now'] else 'DIFFER'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-mb", type=float, default=None, help="use the first MB of the pairs (default: all 50k)")
@@ -152,6 +214,9 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="skip the real pair sets of ../shared/data")
     parser.add_argument("--workers", type=int, default=None,
                         help="dataprep's --workers for the side-by-side engine runs (default: all cores)")
+    parser.add_argument("--against-filed", type=int, default=5, metavar="N",
+                        help=f"runs each of the code at {FILED} (when #20 was filed) and now, interleaved (0: skip)")
+    parser.add_argument("--only-against-filed", action="store_true", help="only that comparison")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     data = PAIRS if args.limit_mb is None else corpus_prefix(args.limit_mb, corpus=PAIRS)
@@ -164,6 +229,10 @@ def main() -> None:
     print(f"pairs: {data.name}, {n:,} examples, {lengths.sum():,} tokens with template and EOS; "
           f"median {int(np.median(lengths))}, p90 {int(np.percentile(lengths, 90))}, max {lengths.max():,}")
     print(f"\ndataprep, template + tokenize + mask, no packing: {seconds:.1f} s, {n / seconds:,.0f} examples/s")
+    if args.against_filed:
+        against_filed(args.work, data, n, args.against_filed, args.workers)
+    if args.only_against_filed:
+        return
 
     trl_rate = None
     for seq_len in SEQ_LENS:
