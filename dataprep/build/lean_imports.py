@@ -6,8 +6,10 @@ pandas one. No conversion in a run hands it one. :func:`pyarrow_without_pandas` 
 question find no pandas, so pyarrow asks it no more; pandas itself stays importable, and pyarrow's
 explicit pandas calls (``Table.to_pandas``) import it when they are made.
 
-Only for processes dataprep owns: ``dataprep run``'s (the CLI) and its worker processes; a caller of
-the Python API keeps pyarrow as it was (its code may hand pyarrow pandas objects).
+Only for processes dataprep owns: ``dataprep run`` as the process's own command line
+(:data:`dataprep.cli.app.PROCESS_ENTRY`) and its worker processes. A process that goes on after a run
+(the Python API, ``main(argv)`` in a test or script) keeps pyarrow as it was: its code may hand pyarrow
+pandas objects, which pyarrow then converts as pandas ones.
 """
 
 from __future__ import annotations

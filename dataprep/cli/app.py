@@ -66,8 +66,15 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+# True when main() runs as the process's own command line (no argv: the `dataprep` script, `python -m
+# dataprep`), not called in a process that goes on (tests, scripts): what may change the process for good.
+PROCESS_ENTRY = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, with the exit statuses and error messages the module docstring lists."""
+    global PROCESS_ENTRY
+    PROCESS_ENTRY = argv is None
     try:
         _main(argv)
     finally:

@@ -38,8 +38,10 @@ def run(recipe: str, out: str, overrides: tuple[str, ...], workers: int | None, 
         dataprep run recipes/demo-pretrain.yaml --out out/demo-pretrain --engine ray --address auto
     """
     from dataprep.build.lean_imports import pyarrow_without_pandas
+    from dataprep.cli import app
 
-    pyarrow_without_pandas()  # this process is the run's own: pandas would cost 0.13 s for nothing
+    if app.PROCESS_ENTRY:  # this process is the run's own: pandas would cost 0.13 s for nothing
+        pyarrow_without_pandas()
     from dataprep.build.run import run as run_pipeline
     from dataprep.recipe import load_recipe
 
