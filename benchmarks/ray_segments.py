@@ -301,6 +301,27 @@ def _child(argv: list[str], env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def copies_of(data: Path, copies: int) -> Path:
+    """``data`` ``copies`` times over, made once: copy k's every text begins ``[copy k] `` (k >= 1), so
+    exact dedup keeps every copy and each is the corpus again to the driver and the workers."""
+    if copies <= 1:
+        return data
+    path = data.with_name(f"{data.stem}-x{copies}.jsonl")
+    if not path.is_file():
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            for k in range(copies):
+                with open(data, encoding="utf-8") as lines:
+                    for line in lines:
+                        if k:
+                            record = json.loads(line)
+                            record["text"] = f"[copy {k}] {record['text']}"
+                            line = json.dumps(record, ensure_ascii=False) + "\n"
+                        out.write(line)
+        os.replace(tmp, path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-mb", type=float, default=40.0, help="the first MB of the bench corpus (default 40)")
@@ -315,6 +336,9 @@ def main() -> None:
                         help="chunks the engine sends in one block (default: its own rule, ray_feed.chunks_per_block: "
                              "8 at 4 MB chunks on a large input, 1 on a small one)")
     parser.add_argument("--threads", action="store_true", help="also: segments on the driver's threads (largest --workers)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="the corpus prefix N times, each later copy's documents made distinct (more chunks than the "
+                             "bench corpus holds at large --chunk-mb; the same documents' shape)")
     parser.add_argument("--work", type=Path, default=WORK / "ray_segments")
     parser.add_argument("--child", nargs=4, metavar=("RECIPE", "OUT", "WORKERS", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,7 +352,7 @@ def main() -> None:
         return
 
     cores = len(os.sched_getaffinity(0))
-    data = corpus_prefix(args.limit_mb)
+    data = copies_of(corpus_prefix(args.limit_mb), args.copies)
     print(f"machine: {machine()}")
     def recipe_for(engine: str, name: str) -> Path:
         return write_recipe(args.work / name, {
@@ -357,7 +381,7 @@ def main() -> None:
     one, rows = rows[0], rows[1:]
     worker = one["worker"] / (one["tokens"] / MTOK)
     segment = one["segments"] / (one["tokens"] / MTOK)
-    print(f"{args.limit_mb:g} MB of the bench corpus, {rows[0]['tokens']:,} tokens in {one['chunks']} chunks, wrap 2048, "
+    print(f"{args.limit_mb:g} MB of the bench corpus{f' x {args.copies}' if args.copies > 1 else ''}, {rows[0]['tokens']:,} tokens in {one['chunks']} chunks, wrap 2048, "
           f"segments of {args.segment_tokens:,} tokens; encode engine {rows[0]['engine']}; {cores} cores here; "
           f"{rows[0]['per_block']} chunk(s) a block")
     print(f"one worker core, in one process, one thread: the chunk function {worker:.4f} CPU s/Mtok, "

@@ -150,10 +150,13 @@ def test_the_dedup_sets_fast_path_answers_as_the_per_digest_one():
     rng = np.random.default_rng(1)
     pool = [rng.bytes(16) for _ in range(20_000)]
     seen, reference, fast, fresh = SeenSet(limit=300), set(), 0, iter(range(2_000, 20_000, 100))
-    for step in range(120):
-        if step % 3 == 1:  # never-seen digests, no repeat within the batch: the fast path
+    for step in range(160):
+        if step % 4 == 1:  # never-seen digests, no repeat within the batch: the fast path
             digests = pool[next(fresh):][:100]
-        elif step % 3 == 2:  # no repeat within the batch, but some seen before (in memory or on disk)
+        elif step % 4 == 3:  # never-seen digests, each twice, in any order: the fast path's repeats within
+            start = next(fresh)
+            digests = [pool[start + i] for i in rng.integers(0, 50, size=100)]
+        elif step % 4 == 2:  # no repeat within the batch, but some seen before (in memory or on disk)
             digests = [pool[i] for i in rng.choice(2_000, size=100, replace=False)]
         else:  # repeats within the batch and of earlier batches
             digests = [pool[i] for i in rng.integers(0, 2_000, size=100)]

@@ -50,11 +50,16 @@ class SeenSet:
         """bool per digest: True the first time it is seen (it is added), False after (and for a
         repeat within ``digests``)."""
         on_disk = self._on_disk(digests)
-        if not on_disk.any() and self.recent.isdisjoint(digests) and len(set(digests)) == len(digests):
-            # the usual chunk, all new: set operations in C instead of a Python loop per digest (this is
-            # the ordered stage's largest cost per document once segments pack elsewhere)
+        if not on_disk.any() and self.recent.isdisjoint(digests):
+            # the usual chunk, none seen before: set operations in C instead of a Python loop per digest
+            # (this is the ordered stage's largest cost per document once segments pack elsewhere)
+            before = len(self.recent)
             self.recent.update(digests)
-            new = np.ones(len(digests), dtype=bool)
+            if len(self.recent) - before == len(digests):  # no repeat within the chunk: all new
+                new = np.ones(len(digests), dtype=bool)
+            else:  # repeats within the chunk: each digest's first place is new
+                new = np.zeros(len(digests), dtype=bool)
+                new[list({digest: i for i, digest in reversed(list(enumerate(digests)))}.values())] = True
         else:
             new = np.zeros(len(digests), dtype=bool)
             for i, digest in enumerate(digests):
