@@ -296,3 +296,31 @@ def test_workers_that_turn_tokenizers_parallelism_off_encode_on_their_own_thread
     second = encoder.encode(["Hello world", "again"])
     assert calls == [{"parallel": None}, {"parallel": False}]
     assert first[0].tolist() == second[0].tolist() and first[1].tolist() == [2, 1]
+
+
+def _special_free_by_a_whole_parse(json_text: str) -> dict:
+    data = json.loads(json_text)
+    data["added_tokens"] = [t for t in data.get("added_tokens") or [] if not t.get("special")]
+    return data
+
+
+@pytest.mark.parametrize("name", [n for n, p in ALL.items() if (p / "tokenizer.json" if p.is_dir() else p).is_file()])
+def test_the_special_free_json_is_the_whole_parse_s_on_every_tokenizer(name):
+    """gigatoken is built from the tokenizer JSON without its special added tokens; only that value is
+    parsed and written again (the rest kept as text): the result reads as a whole parse-and-dump's."""
+    path = ALL[name] / "tokenizer.json" if ALL[name].is_dir() else ALL[name]
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(encode_engine._without_special_added_tokens(text)) == _special_free_by_a_whole_parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"version": "1.0", "added_tokens": [{"id": 0, "content": "<s>", "special": true}, {"id": 1, "content": "x", '
+    '"special": false}], "model": {"vocab": {"added_tokens": 1}}}',
+    '{"model": {"vocab": {}}, "added_tokens": [{"id": 0, "content": "<s>", "special": true}]}',  # after the model
+    '\n {\n  "k\\"ey": "a\\"b,\\"added_tokens\\": []" ,\n  "added_tokens" :\n [ {"id": 2, "content": "</s>", "special": true} ] ,'
+    '\n  "model": {}\n}\n',  # spaces everywhere, escaped quotes in a key and a value before it
+    '{"model": {"vocab": {"a": 0}}}',  # none at all
+    '{"added_tokens": null, "model": {}}',
+])
+def test_the_special_free_json_reads_only_the_top_level_added_tokens(text):
+    assert json.loads(encode_engine._without_special_added_tokens(text)) == _special_free_by_a_whole_parse(text)

@@ -37,7 +37,9 @@ proves byte-identical shards on every shipped tokenizer.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -270,14 +272,33 @@ def frame_documents(tokens: np.ndarray, piece_lens: np.ndarray, counts: np.ndarr
     return out, lengths
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_KEY = re.compile(r'[ \t\n\r]*("(?:[^"\\]|\\.)*")[ \t\n\r]*:[ \t\n\r]*')
+
+
 def _without_special_added_tokens(json_text: str) -> str:
     """The tokenizer JSON without its special added tokens: gigatoken then encodes their text as
-    ``tokenizers`` does with ``encode_special_tokens`` (their ids are never produced)."""
-    import json
+    ``tokenizers`` does with ``encode_special_tokens`` (their ids are never produced).
 
-    data = json.loads(json_text)
-    added = data.get("added_tokens") or []
-    data["added_tokens"] = [t for t in added if not t.get("special")]
+    Only the top-level ``added_tokens`` value is parsed and written again, found by reading the
+    top-level keys in order (``tokenizers`` writes it before the model); the rest of the text is
+    kept as it is. A whole parse and dump cost 0.05 s for a 32k BPE and 0.9 s for Gemma 3's 31 MB,
+    in the run's process and again in each worker."""
+    decoder = json.JSONDecoder()
+    at = _JSON_SPACE.match(json_text).end()
+    if json_text[at : at + 1] == "{":
+        at += 1
+        while (key := _JSON_KEY.match(json_text, at)) is not None:
+            value, end = decoder.raw_decode(json_text, key.end())
+            if json.loads(key.group(1)) == "added_tokens":
+                kept = [t for t in value or [] if not t.get("special")]
+                return json_text[: key.end()] + json.dumps(kept, ensure_ascii=False) + json_text[end:]
+            at = _JSON_SPACE.match(json_text, end).end()
+            if json_text[at : at + 1] != ",":
+                break
+            at += 1
+    data = json.loads(json_text)  # no top-level added_tokens: as tokenizers would read it
+    data["added_tokens"] = [t for t in data.get("added_tokens") or [] if not t.get("special")]
     return json.dumps(data, ensure_ascii=False)
 
 
