@@ -284,3 +284,33 @@ def test_manifest_schema_requires_the_version_for_transformers():
     assert not check.is_valid({**manifest_tok, "reference": "transformers"})
     assert check.is_valid({**manifest_tok, "reference": "transformers", "transformers_version": "5.25.0"})
     assert not check.is_valid({**manifest_tok, "reference": "hf"})
+
+
+def test_the_reference_check_never_changes_how_another_run_encodes():
+    """first_difference encodes with special tokens matched; loads of the same files share one
+    tokenizers.Tokenizer, so flipping its flag even for one encode made another thread's run, encoding
+    with it meanwhile, read special-token text in its documents as special ids (silently). It uses a
+    private copy now: a thread encoding beside a hundred checks never sees the special id."""
+    import threading
+
+    tok = _load("phi-3-mini", "tokenizers")  # split_special_tokens: specials in documents are text
+    text = "a document that quotes <|endoftext|> as text"
+    eos = tok.tokenizer.token_to_id("<|endoftext|>")
+    assert eos not in tok.tokenizer.encode(text, add_special_tokens=False).ids
+    same = lambda texts, add_special_tokens: {"input_ids": [e.ids for e in tokenizer_cache.specials_matched(tok).encode_batch(texts, add_special_tokens=False)]}
+    seen, done = [], threading.Event()
+
+    def run_beside() -> None:
+        while not done.is_set():
+            seen.extend(eos in e.ids for e in tok.tokenizer.encode_batch([text] * 64, add_special_tokens=False))
+
+    other = threading.Thread(target=run_beside)
+    other.start()
+    try:
+        for _ in range(100):
+            assert reference.first_difference(tok, same, [text * 20] * 64) is None
+    finally:
+        done.set()
+        other.join()
+    assert len(seen) > 0 and not any(seen)
+    assert tok.tokenizer.encode_special_tokens  # the run's own setting, untouched

@@ -12,6 +12,7 @@ from typing import Any
 from dataprep.errors import ConfigError, TokenizerError
 from dataprep.text.hf_backend import TOKENIZERS, _load, transformers_available, transformers_tokenizer, transformers_version
 from dataprep.text.tokenizer import LoadedTokenizer
+from dataprep.text.tokenizer_cache import specials_matched
 
 __all__ = ["Difference", "first_difference", "warn_if_transformers_differs", "checkable", "PROBES",
            "TOKENIZERS", "transformers_available", "transformers_tokenizer", "_load"]
@@ -58,18 +59,11 @@ class Difference:
 def first_difference(tokenizer: LoadedTokenizer, hf: Any, texts: Iterable[str]) -> Difference | None:
     """The first place where ``tokenizer`` (special tokens matched, as templates are encoded) and
     ``hf(text, add_special_tokens=False)`` give different ids, or None when they agree on every text."""
-    ours_tok = tokenizer.tokenizer
     texts = list(texts)
     if not texts:
         return None
-    # Match special tokens in the text as templates are encoded (dataprep.tasks.sft.loss_mask): flip the flag
-    # for this encode instead of copying the tokenizer (a copy of Gemma's costs a second).
-    split = ours_tok.encode_special_tokens
-    ours_tok.encode_special_tokens = False
-    try:
-        ours = [e.ids for e in ours_tok.encode_batch(texts, add_special_tokens=False)]
-    finally:
-        ours_tok.encode_special_tokens = split
+    ours_tok = specials_matched(tokenizer)  # special tokens matched in the text, as templates are encoded
+    ours = [e.ids for e in ours_tok.encode_batch(texts, add_special_tokens=False)]
     theirs = hf(texts, add_special_tokens=False)["input_ids"]
     for text, a, b in zip(texts, ours, theirs):
         if a == b:

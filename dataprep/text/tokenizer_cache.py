@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-__all__ = ["KEEP", "Parsed", "cached_parse", "folder_stamp", "clear"]
+__all__ = ["KEEP", "Parsed", "cached_parse", "folder_stamp", "clear", "specials_matched"]
 
 KEEP = 8  # entries kept (a parse is kept under its path and under its content): a run's tokenizer and a few others
 _DIGESTED_BYTES = 2 << 20  # files up to this size are stamped by content as well
@@ -149,9 +149,39 @@ def _keep(key: tuple, parsed: Parsed) -> None:
 
 
 def clear() -> None:
-    """Forget every kept parse."""
+    """Forget every kept parse and copy."""
     with _LOCK:
         _PARSES.clear()
+        _COPIES.clear()
+
+
+# Copies that match special tokens in text, by tokenizer fingerprint (specials_matched).
+_COPIES: OrderedDict[str, Tokenizer] = OrderedDict()
+COPIES_KEEP = 2  # Gemma 3's copy is ~130 MB
+
+
+def specials_matched(tokenizer) -> Tokenizer:
+    """The ``tokenizers.Tokenizer`` of ``tokenizer`` (a :class:`~dataprep.text.tokenizer.LoadedTokenizer`)
+    as templates are encoded: special tokens in the text matched as tokens. Its own when it matches them
+    already (``split_special_tokens`` off); else a copy with ``encode_special_tokens`` off, made once per
+    tokenizer JSON in a process and never handed to a run. The shared one's flag is never flipped, not even
+    for one encode: loads of the same files share it, and another thread's run would encode with the
+    flipped flag meanwhile (special-token text in its documents becoming special ids, silently)."""
+    if not tokenizer.split_special_tokens:
+        return tokenizer.tokenizer
+    key = tokenizer.fingerprint
+    with _LOCK:
+        found = _COPIES.get(key)
+        if found is not None:
+            _COPIES.move_to_end(key)
+            return found
+    copy = tokenizer.copy()
+    copy.encode_special_tokens = False
+    with _LOCK:
+        _COPIES[key] = copy
+        while len(_COPIES) > COPIES_KEEP:
+            _COPIES.popitem(last=False)
+    return copy
 
 
 class _Recorder(logging.Handler):

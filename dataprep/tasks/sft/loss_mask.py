@@ -18,7 +18,8 @@ strings (``<|end|>``, ``<|endoftext|>``) and they must encode to their special i
 ``apply_chat_template(..., tokenize=True)`` does. :class:`~dataprep.text.tokenizer.LoadedTokenizer`
 sets ``encode_special_tokens = split_special_tokens`` (default True: specials inside
 *documents* are plain text), so this module encodes with a private copy of the tokenizer
-with ``encode_special_tokens=False``, made once per tokenizer's files and never handed out: the
+with ``encode_special_tokens=False`` (:func:`~dataprep.text.tokenizer_cache.specials_matched`, which the
+reference check shares), made once per tokenizer's files and never handed out: the
 last two are kept by fingerprint, so a second run (or validate's recheck) in the same process
 with the same tokenizer reuses it instead of parsing the vocabulary again. A tokenizer with
 ``split_special_tokens: false`` reads them already and is used as it is, never changed here. The flip side,
@@ -55,6 +56,7 @@ from dataprep.tasks.sft.templates import Rendered
 from dataprep.text.byte_offsets import ByteOffsets, byte_offsets
 from dataprep.text.encode_engine import GIGATOKEN, GigatokenEncoder
 from dataprep.text.tokenizer import LoadedTokenizer
+from dataprep.text.tokenizer_cache import specials_matched
 
 __all__ = ["Encoded", "EncodedBatch", "encode_with_mask", "encode_batch_with_mask", "encode_batch_flat", "fast_encoder",
            "FINE_TUNING"]
@@ -125,9 +127,7 @@ def _private_copy(tokenizer: LoadedTokenizer) -> _Templated:
         if found is not None:
             _BY_FINGERPRINT.move_to_end(key)
             return found
-    copy = tokenizer.copy()
-    copy.encode_special_tokens = False
-    found = _with_strips(copy)
+    found = _with_strips(specials_matched(tokenizer))
     with _LOCK:
         _BY_FINGERPRINT[key] = found
         while len(_BY_FINGERPRINT) > _KEEP:
