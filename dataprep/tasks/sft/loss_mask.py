@@ -101,37 +101,15 @@ class _Templated:
 
 _NO_STRIPS = _Templated(None, np.zeros(0, dtype=bool))  # type: ignore[arg-type]
 _CACHE: weakref.WeakKeyDictionary[LoadedTokenizer, _Templated] = weakref.WeakKeyDictionary()
-# The private copies by fingerprint (the sha256 of the tokenizer's JSON, so equal fingerprints make
-# equal copies), for the next LoadedTokenizer of the same files in this process: a run after a run,
-# validate's recheck after a run. Only this module holds them, and encoding never changes them.
-_BY_FINGERPRINT: OrderedDict[str, _Templated] = OrderedDict()
-_KEEP = 2  # Gemma 3's copy is ~130 MB
+_KEEP = 2  # fast encoders kept by fingerprint (Gemma 3's is large)
 _LOCK = threading.Lock()
 
 
 def _templated(tokenizer: LoadedTokenizer) -> _Templated:
     found = _CACHE.get(tokenizer)
-    if found is None:
-        if tokenizer.split_special_tokens:  # the run's encodes specials in documents as text
-            found = _private_copy(tokenizer)
-        else:  # it reads them as tokens already: a copy would only cost a parse (seconds for Gemma 3)
-            found = _with_strips(tokenizer.tokenizer)
-        _CACHE[tokenizer] = found
-    return found
-
-
-def _private_copy(tokenizer: LoadedTokenizer) -> _Templated:
-    key = tokenizer.fingerprint
-    with _LOCK:
-        found = _BY_FINGERPRINT.get(key)
-        if found is not None:
-            _BY_FINGERPRINT.move_to_end(key)
-            return found
-    found = _with_strips(specials_matched(tokenizer))
-    with _LOCK:
-        _BY_FINGERPRINT[key] = found
-        while len(_BY_FINGERPRINT) > _KEEP:
-            _BY_FINGERPRINT.popitem(last=False)
+    if found is None:  # the run's own tokenizer where it matches specials already, else a private copy
+        # kept per process by fingerprint, for a run after a run or validate's recheck (specials_matched)
+        found = _CACHE[tokenizer] = _with_strips(specials_matched(tokenizer))
     return found
 
 
