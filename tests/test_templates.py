@@ -253,10 +253,6 @@ def test_missing_alpaca_output_names_the_needed_fields():
 
 
 def test_stop_text_and_policy_are_checked():
-    two = get_template(_TWO_OPTIONAL)  # one optional column missing, the other's value not text: render() refuses it
-    for missing, other in (("input", "context"), ("context", "input")):
-        columns = {"instruction": ["a", "a"], "output": ["b", "b"], other: [["not text"], None]}
-        assert two.render_all(columns, 2, stop_text=EOS) == [None, two.render({"instruction": "a", "output": "b"}, stop_text=EOS)]
     with pytest.raises(TemplateError, match="stop_text"):
         TEMPLATES["alpaca"].render({"instruction": "i", "output": "o"}, stop_text="")
     with pytest.raises(TemplateError, match="did you mean 'completion'"):
@@ -350,6 +346,14 @@ def test_render_all_renders_what_render_renders(rows, name, policy, without):
             assert not texty, f"left a record render() renders from text: {record}"
 
 
+def test_an_optional_field_the_response_needs_is_refused():
+    """A field prompt_no_input leaves out is optional, so a response that uses it could not be rendered
+    without it (render() raised a bare KeyError, render_all wrote the blank): the template is refused."""
+    with pytest.raises(TemplateError, match=r"the response uses \['input'\].*required"):
+        get_template({"prompt": "{instruction} [{input}]\n", "prompt_no_input": "{instruction}\n",
+                      "response": "{input}{output}"})
+
+
 def test_render_all_without_a_field_column_leaves_every_record():
     template = TEMPLATES["alpaca"]
     records = [{"instruction": "a", "output": "b"}, {"instruction": "c", "input": "d", "output": "e"}]
@@ -359,6 +363,7 @@ def test_render_all_without_a_field_column_leaves_every_record():
     two = get_template(_TWO_OPTIONAL)  # one optional column missing, the other's value not text: render() refuses it
     for missing, other in (("input", "context"), ("context", "input")):
         columns = {"instruction": ["a", "a"], "output": ["b", "b"], other: [["not text"], None]}
+        assert missing not in columns
         assert two.render_all(columns, 2, stop_text=EOS) == [None, two.render({"instruction": "a", "output": "b"}, stop_text=EOS)]
     with pytest.raises(TemplateError, match="stop_text"):
         template.render_all({"instruction": [], "output": []}, 0, stop_text="")

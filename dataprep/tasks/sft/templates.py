@@ -167,7 +167,7 @@ class PairTemplate:
         example: A sample rendering, for the docs.
 
     Raises:
-        TemplateError: Invalid syntax, or ``prompt_no_input`` uses a field ``prompt`` lacks.
+        TemplateError: Invalid syntax, ``prompt_no_input`` uses a field ``prompt`` lacks, or leaves out one the response uses.
     """
 
     name: str
@@ -183,11 +183,12 @@ class PairTemplate:
         if self.prompt_no_input is not None:
             no_input = _parse(self.prompt_no_input, f"template {self.name!r}: prompt_no_input")
             extra = set(_fields(no_input)) - set(_fields(prompt))
-            if extra:
-                raise TemplateError(
-                    f"template {self.name!r}: prompt_no_input uses {sorted(extra)} which prompt does not; "
-                    "prompt_no_input must be prompt without its optional fields"
-                )
+            both = (set(_fields(prompt)) - set(_fields(no_input))) & set(_fields(response))  # optional, yet needed
+            if extra or both:
+                raise TemplateError(f"template {self.name!r}: " + (
+                    f"prompt_no_input uses {sorted(extra)} which prompt does not; prompt_no_input must be prompt without "
+                    "its optional fields" if extra else f"the response uses {sorted(both)}, which prompt_no_input leaves "
+                    "out (optional): a field the response needs is required; add it to prompt_no_input or drop it from the response"))
         if not _fields(response) and not self.response:
             raise TemplateError(
                 f"template {self.name!r}: response is empty; it must name the target, e.g. '{{output}}'"
