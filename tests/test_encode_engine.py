@@ -321,6 +321,7 @@ def test_the_special_free_json_is_the_whole_parse_s_on_every_tokenizer(name):
     '\n  "model": {}\n}\n',  # spaces everywhere, escaped quotes in a key and a value before it
     '{"model": {"vocab": {"a": 0}}}',  # none at all
     '{"added_tokens": null, "model": {}}',
+    '{"added_tokens": [], "version": "1.0", "added_tokens": [{"id": 0, "content": "<s>", "special": true}]}',  # repeated
 ])
 def test_the_special_free_json_reads_only_the_top_level_added_tokens(text):
     assert json.loads(encode_engine._without_special_added_tokens(text)) == _special_free_by_a_whole_parse(text)
