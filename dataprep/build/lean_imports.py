@@ -7,9 +7,11 @@ question find no pandas, so pyarrow asks it no more; pandas itself stays importa
 explicit pandas calls (``Table.to_pandas``) import it when they are made.
 
 Only for processes dataprep owns: ``dataprep run`` as the process's own command line
-(:data:`dataprep.cli.app.PROCESS_ENTRY`) and its worker processes. A process that goes on after a run
-(the Python API, ``main(argv)`` in a test or script) keeps pyarrow as it was: its code may hand pyarrow
-pandas objects, which pyarrow then converts as pandas ones.
+(:data:`dataprep.cli.app.PROCESS_ENTRY`) and its worker processes, before any thread of theirs starts
+(the finder is process-wide while it is there). There pyarrow keeps its answer: a pandas object handed
+to ``pa.array`` later would convert as a plain sequence (a Series' NaN stays NaN instead of null), which
+no code in a run does. A process that goes on after a run (the Python API, ``main(argv)`` in a test or
+script) keeps pyarrow as it was.
 """
 
 from __future__ import annotations
