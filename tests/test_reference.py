@@ -314,3 +314,17 @@ def test_the_reference_check_never_changes_how_another_run_encodes():
         other.join()
     assert len(seen) > 0 and not any(seen)
     assert tok.tokenizer.encode_special_tokens  # the run's own setting, untouched
+
+
+def test_a_copy_made_for_one_check_is_not_kept():
+    """specials_matched(keep=False), the pretraining run's check: a copy (specials matched, the run's own
+    untouched) that is not kept; a kept one is used where there is one."""
+    tokenizer_cache.clear()
+    tok = _load("phi-3-mini", "tokenizers")
+    once = tokenizer_cache.specials_matched(tok, keep=False)
+    assert once is not tok.tokenizer and not once.encode_special_tokens and tok.tokenizer.encode_special_tokens
+    assert tokenizer_cache.specials_matched(tok, keep=False) is not once  # not kept: made again
+    kept = tokenizer_cache.specials_matched(tok)
+    assert tokenizer_cache.specials_matched(tok, keep=False) is kept is tokenizer_cache.specials_matched(tok)
+    reading = _load("phi-3-mini", "tokenizers", split_special_tokens=False)
+    assert tokenizer_cache.specials_matched(reading, keep=False) is reading.tokenizer  # matches them already

@@ -56,13 +56,14 @@ class Difference:
         )
 
 
-def first_difference(tokenizer: LoadedTokenizer, hf: Any, texts: Iterable[str]) -> Difference | None:
+def first_difference(tokenizer: LoadedTokenizer, hf: Any, texts: Iterable[str], *, keep: bool = True) -> Difference | None:
     """The first place where ``tokenizer`` (special tokens matched, as templates are encoded) and
-    ``hf(text, add_special_tokens=False)`` give different ids, or None when they agree on every text."""
+    ``hf(text, add_special_tokens=False)`` give different ids, or None when they agree on every text.
+    ``keep``: keep the copy that matches specials for later encodes (:func:`specials_matched`)."""
     texts = list(texts)
     if not texts:
         return None
-    ours_tok = specials_matched(tokenizer)  # special tokens matched in the text, as templates are encoded
+    ours_tok = specials_matched(tokenizer, keep=keep)  # special tokens matched in the text, as templates are encoded
     ours = [e.ids for e in ours_tok.encode_batch(texts, add_special_tokens=False)]
     theirs = hf(texts, add_special_tokens=False)["input_ids"]
     for text, a, b in zip(texts, ours, theirs):
@@ -84,7 +85,7 @@ def _variants(tokenizer: LoadedTokenizer, texts: Sequence[str]) -> list[str]:
     return out
 
 
-def warn_if_transformers_differs(tokenizer: LoadedTokenizer, texts: Sequence[str] = ()) -> Difference | None:
+def warn_if_transformers_differs(tokenizer: LoadedTokenizer, texts: Sequence[str] = (), *, keep: bool = True) -> Difference | None:
     """Warn when the installed transformers encodes this tokenizer's folder differently.
 
     Runs only when transformers is installed and the tokenizer is a Hugging Face folder (its
@@ -95,6 +96,7 @@ def warn_if_transformers_differs(tokenizer: LoadedTokenizer, texts: Sequence[str
     Args:
         tokenizer: the run's tokenizer (``tokenizer.reference: tokenizers``).
         texts: a few of the run's own texts.
+        keep: keep the tokenizer copy the check encodes with (a fine-tuning run's masks use it again).
 
     Returns:
         The first difference (also logged as a WARNING), or None.
@@ -108,7 +110,7 @@ def warn_if_transformers_differs(tokenizer: LoadedTokenizer, texts: Sequence[str
         log.info("tokenizer reference check skipped: %s", exc)
         return None
     sample = [t[:SAMPLE_CHARS] for t in texts if isinstance(t, str) and t]
-    found = first_difference(tokenizer, hf, _variants(tokenizer, [*sample, *PROBES]))
+    found = first_difference(tokenizer, hf, _variants(tokenizer, [*sample, *PROBES]), keep=keep)
     if found is not None:
         version = transformers_version()
         log.warning(

@@ -160,13 +160,15 @@ _COPIES: OrderedDict[str, Tokenizer] = OrderedDict()
 COPIES_KEEP = 2  # Gemma 3's copy is ~130 MB
 
 
-def specials_matched(tokenizer) -> Tokenizer:
+def specials_matched(tokenizer, *, keep: bool = True) -> Tokenizer:
     """The ``tokenizers.Tokenizer`` of ``tokenizer`` (a :class:`~dataprep.text.tokenizer.LoadedTokenizer`)
     as templates are encoded: special tokens in the text matched as tokens. Its own when it matches them
     already (``split_special_tokens`` off); else a copy with ``encode_special_tokens`` off, made once per
     tokenizer JSON in a process and never handed to a run. The shared one's flag is never flipped, not even
     for one encode: loads of the same files share it, and another thread's run would encode with the
-    flipped flag meanwhile (special-token text in its documents becoming special ids, silently)."""
+    flipped flag meanwhile (special-token text in its documents becoming special ids, silently). A copy
+    costs a parse (Gemma 3: ~1 s and ~240 MB while it lives); ``keep=False`` (a run that needs it once)
+    uses a kept one if there is one but keeps none it makes."""
     if not tokenizer.split_special_tokens:
         return tokenizer.tokenizer
     key = tokenizer.fingerprint
@@ -177,6 +179,8 @@ def specials_matched(tokenizer) -> Tokenizer:
             return found
     copy = tokenizer.copy()
     copy.encode_special_tokens = False
+    if not keep:
+        return copy
     with _LOCK:
         _COPIES[key] = copy
         while len(_COPIES) > COPIES_KEEP:
