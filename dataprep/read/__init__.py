@@ -57,7 +57,7 @@ Modules, in the order data flows through them::
 from ._columnar import arrow_batches
 from ._common import DROP_REASONS, MAX_LOGGED, ON_ERROR, collecting, json_message, open_binary, text_message, utf8_message
 from ._delimited import DIALECTS
-from ._fields import FIELD_KINDS, FieldSpec, iter_field, records_schema
+from ._fields import EMPTY, FIELD_KINDS, FieldSpec, iter_field, records_schema
 from ._file import FORMATS, TABULAR, TXT_UNITS, InputFile, InputSpec
 from ._inputs import file_sha256, file_size, local_size, resolve_inputs
 from ._messages import ROLE_TARGETS, SHAREGPT_ROLES, normalize_messages
@@ -66,6 +66,7 @@ from ._records import SCHEMA, read_batches, read_records
 __all__ = [
     "DIALECTS",
     "DROP_REASONS",
+    "EMPTY",
     "FIELD_KINDS",
     "FORMATS",
     "MAX_LOGGED",

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataprep.errors import ConfigError, RecordProblem
-from dataprep.read import FieldSpec, InputFile, read_records
+from dataprep.read import EMPTY, FieldSpec, InputFile, read_records
 from dataprep.read import chunks
 from dataprep.recipe import Recipe
 from dataprep.tasks.sft.chat import ChatTemplate
@@ -156,9 +156,14 @@ def conversation(record: Mapping[str, Any]) -> tuple[list[dict], list | None]:
     return messages, tools or None
 
 
+def absent(value: Any) -> bool:
+    """A ``json``-kind field's value that stands for an absent optional field (read as JSON ``null``)."""
+    return value is None or value == EMPTY["json"]
+
+
 def json_value(value: Any, name: str) -> Any:
     """A ``json``-kind field: its JSON text parsed, and a JSON string holding JSON parsed again."""
-    if value is None or value == "null":  # an absent optional field reads as JSON null: no parse per record
+    if absent(value):  # no parse per record
         return None
     try:
         value = json.loads(value) if isinstance(value, str) else value

@@ -32,6 +32,7 @@ from dataprep.tasks.sft.records import (
     HISTORY,
     LABEL,
     SYSTEM,
+    absent,
     json_value,
     chat_template_of,
     conversation,
@@ -213,7 +214,7 @@ class SftWorker(RecordWorker):
             return [None] * n
         out = self.pair.render_all(columns, n, stop_text=self.stop_text, policy=self.target_policy)
         for i, history in enumerate(columns.get(HISTORY) or ()):
-            if history is not None and history != "null":  # json_value's absent field
+            if not absent(history):
                 out[i] = None
         return out
 
