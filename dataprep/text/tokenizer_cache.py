@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -133,19 +134,21 @@ def _cached(path: Path, key: tuple, options: tuple, parse: Callable[[], Parsed],
     return parsed
 
 
-def _kept(key: tuple) -> Parsed | None:
+def _kept(key: tuple | str, store: OrderedDict | None = None) -> Any:
+    store = _PARSES if store is None else store
     with _LOCK:
-        found = _PARSES.get(key)
+        found = store.get(key)
         if found is not None:
-            _PARSES.move_to_end(key)
+            store.move_to_end(key)
         return found
 
 
-def _keep(key: tuple, parsed: Parsed) -> None:
+def _keep(key: tuple | str, value: Any, store: OrderedDict | None = None, limit: int = KEEP) -> None:
+    store = _PARSES if store is None else store
     with _LOCK:
-        _PARSES[key] = parsed
-        while len(_PARSES) > KEEP:
-            _PARSES.popitem(last=False)
+        store[key] = value
+        while len(store) > limit:
+            store.popitem(last=False)
 
 
 def clear() -> None:
@@ -157,7 +160,7 @@ def clear() -> None:
 
 # Copies that match special tokens in text, by tokenizer fingerprint (specials_matched).
 _COPIES: OrderedDict[str, Tokenizer] = OrderedDict()
-COPIES_KEEP = 2  # Gemma 3's copy is ~130 MB
+COPIES_KEEP = 2  # a copy is large (Gemma 3's, ~240 MB)
 
 
 def specials_matched(tokenizer, *, keep: bool = True) -> Tokenizer:
@@ -171,20 +174,13 @@ def specials_matched(tokenizer, *, keep: bool = True) -> Tokenizer:
     uses a kept one if there is one but keeps none it makes."""
     if not tokenizer.split_special_tokens:
         return tokenizer.tokenizer
-    key = tokenizer.fingerprint
-    with _LOCK:
-        found = _COPIES.get(key)
-        if found is not None:
-            _COPIES.move_to_end(key)
-            return found
+    found = _kept(tokenizer.fingerprint, _COPIES)
+    if found is not None:
+        return found
     copy = tokenizer.copy()
     copy.encode_special_tokens = False
-    if not keep:
-        return copy
-    with _LOCK:
-        _COPIES[key] = copy
-        while len(_COPIES) > COPIES_KEEP:
-            _COPIES.popitem(last=False)
+    if keep:
+        _keep(tokenizer.fingerprint, copy, _COPIES, COPIES_KEEP)
     return copy
 
 
