@@ -77,15 +77,15 @@ class WorkerPool:
         Raises:
             EngineError: a child has died (the pool cannot be used any more).
         """
-        try:
-            return self.starting.result().submit(_call, self._setup, item)
-        except BrokenProcessPool as exc:
-            raise _lost(exc) from exc
+        return self._submit(_call, self._setup, item)
 
     def ping(self) -> Future:
         """Answered once a child has built its set-up (or once the pool is broken)."""
+        return self._submit(_ping, self._setup)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         try:
-            return self.starting.result().submit(_ping, self._setup)
+            return self.starting.result().submit(fn, *args)
         except BrokenProcessPool as exc:
             raise _lost(exc) from exc
 
